@@ -1,0 +1,1 @@
+//! An in-memory [`Store`](crate::Store) for tests. To be written.

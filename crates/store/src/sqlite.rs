@@ -1,0 +1,1 @@
+//! The SQLite [`Store`](crate::Store). To be written.
