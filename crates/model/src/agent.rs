@@ -47,4 +47,16 @@ pub enum AgentMessage {
     /// Observed task and container changes, the same shape as the ECS API's
     /// SubmitTaskStateChange (containers ride in its `containers` list).
     StateChanges { changes: Vec<ecs::SubmitTaskStateChangeRequest> },
+    /// Container health as Docker reports it (the ECS API's state-change
+    /// calls have no field for it). Sent whenever a container's health changes.
+    Health { health: Vec<ContainerHealth> },
+}
+
+/// The health of one container of one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerHealth {
+    pub task_arn: String,
+    pub container_name: String,
+    pub status: ecs::HealthStatus,
 }
