@@ -5,21 +5,34 @@
 //! revisioned key-value log in the style of etcd, so that an etcd-backed
 //! implementation for a highly available control plane fits behind the same
 //! trait:
-//! - every committed [`Txn`] gets the next store-wide [`Revision`];
+//! - every committed [`Txn`] gets the next store-wide [`Revision`] (even one
+//!   with no ops, or whose deletes found nothing), so revisions are gapless;
 //! - a txn's [`Compare`]s are checked atomically with its writes (compare-and-swap);
+//!   if one fails, the txn writes nothing and takes no revision;
 //! - [`Store::commit`] takes its place in the commit order *when called*, and
 //!   its future resolves only once the write is durable: concurrent callers
-//!   are batched into one disk sync (group commit);
-//! - [`Store::watch`] streams committed changes under a key prefix.
+//!   are batched into one disk sync (group commit). The commit happens whether
+//!   or not the future is polled or kept;
+//! - [`Store::watch`] streams committed changes under a key prefix, in
+//!   revision order (op order within a revision), from a past revision as long
+//!   as the store still retains it, else [`StoreError::Compacted`].
 //!
-//! Implementations: [`sqlite::SqliteStore`] (WAL, the embedded default) and
-//! [`memory::MemoryStore`] (tests).
+//! Keys are ordered and matched by prefix as bytes (UTF-8), like Rust's `str`.
+//!
+//! Implementations: [`sqlite::SqliteStore`] (WAL, the embedded default; start
+//! reading there for the group commit) and [`memory::MemoryStore`] (tests).
+//! Both run txns through the private `engine` module, which holds the rules
+//! above in one place.
 
 use std::future::Future;
 use std::pin::Pin;
 
+mod engine;
 pub mod memory;
 pub mod sqlite;
+
+#[cfg(test)]
+mod tests;
 
 /// A store-wide, strictly increasing commit number. 0 means "nothing yet".
 pub type Revision = u64;
@@ -64,7 +77,10 @@ impl Txn {
     }
 
     pub fn put(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        self.ops.push(Op::Put { key: key.into(), value: value.into() });
+        self.ops.push(Op::Put {
+            key: key.into(),
+            value: value.into(),
+        });
         self
     }
 
@@ -84,7 +100,27 @@ impl Txn {
 pub enum Event {
     Put(KeyValue),
     /// The key was deleted at this revision.
-    Delete { key: String, revision: Revision },
+    Delete {
+        key: String,
+        revision: Revision,
+    },
+}
+
+impl Event {
+    pub fn key(&self) -> &str {
+        match self {
+            Event::Put(kv) => &kv.key,
+            Event::Delete { key, .. } => key,
+        }
+    }
+
+    /// The revision of the txn that made this change.
+    pub fn revision(&self) -> Revision {
+        match self {
+            Event::Put(kv) => kv.mod_revision,
+            Event::Delete { revision, .. } => *revision,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +128,9 @@ pub enum StoreError {
     /// A compare did not hold; nothing was written.
     #[error("compare failed on key {key}")]
     Conflict { key: String },
-    /// The watcher fell behind the retained history; it must reload.
+    /// The watcher fell behind the retained history; it must reload (`range`)
+    /// and watch again from the revision that returns. Carries the `after`
+    /// that was asked for.
     #[error("revision {0} has been compacted")]
     Compacted(Revision),
     #[error("store closed")]
@@ -121,5 +159,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Changes under `prefix` committed after revision `after`, in commit order,
     /// then every later one as it becomes durable.
-    fn watch(&self, prefix: &str, after: Revision) -> Result<tokio::sync::mpsc::UnboundedReceiver<Event>, StoreError>;
+    fn watch(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> Result<tokio::sync::mpsc::UnboundedReceiver<Event>, StoreError>;
 }
