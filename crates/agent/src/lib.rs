@@ -1,14 +1,39 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The Flotilla host agent: runs the tasks the control plane places on this
+//! container instance as real Docker containers, and reports what Docker is
+//! actually doing.
+//!
+//! Where to start reading:
+//! - [`control::run`]: the agent's main loop, the entry point the binary
+//!   calls; the control plane sits behind the [`ControlPlane`] trait;
+//! - [`engine`]: the supervisor that converges Docker to the desired set,
+//!   routes Docker events, adopts containers after a restart;
+//! - [`task`]: one task's lifecycle (pull, dependsOn order, essential
+//!   containers, stopTimeout, health) and the state changes it reports;
+//! - [`spec`]: ECS container definition → container create spec (pure);
+//! - [`runtime`]: the narrow container-engine trait, with [`docker`] (the
+//!   real one, bollard) and [`fake`] (in memory, for engine tests);
+//! - [`metadata`]: the task metadata endpoint v4;
+//! - [`config`]: ecs.config keys, resources and attributes to register;
+//! - [`testing`]: the `flotilla-test` image and clean-up helpers for tests
+//!   that run real containers.
+//!
+//! Containers are found again by their labels (see [`spec`]'s `LABEL_*`):
+//! the instance label keeps agents that share one Docker Engine apart.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod config;
+pub mod control;
+pub mod docker;
+pub mod engine;
+pub mod fake;
+pub mod metadata;
+pub mod runtime;
+pub mod spec;
+pub mod task;
+pub mod testing;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use config::AgentConfig;
+pub use control::{run, AgentError, ChannelControlPlane, ControlEvent, ControlPlane, ControlPlaneError};
+pub use docker::DockerRuntime;
+pub use engine::{Engine, EngineConfig, StateChanges, TaskStateChange};
+pub use metadata::MetadataIndex;
+pub use runtime::ContainerRuntime;

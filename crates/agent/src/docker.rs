@@ -1,0 +1,444 @@
+//! [`ContainerRuntime`] over the Docker Engine API (bollard).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bollard::auth::DockerCredentials;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HealthConfig,
+    HealthStatusEnum, HostConfig, HostConfigLogConfig, PortBinding, ResourcesUlimits,
+    VolumeCreateOptions,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions,
+    RemoveContainerOptions, RemoveVolumeOptions, StatsOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use futures_util::stream::{BoxStream, StreamExt};
+
+use crate::runtime::{
+    BoundPort, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerSummary, Health,
+    NetworkInfo, Protocol, RegistryAuth, RunState, RuntimeError, RuntimeEvent, RuntimeResult,
+    VolumeSpec,
+};
+
+/// The real runtime: one Docker Engine.
+#[derive(Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+impl DockerRuntime {
+    /// Connects to the local engine (`DOCKER_HOST` or /var/run/docker.sock)
+    /// and negotiates the API version, so an older engine (20.10 speaks
+    /// 1.41) is not sent requests it rejects.
+    pub async fn connect() -> RuntimeResult<DockerRuntime> {
+        let docker = Docker::connect_with_local_defaults().map_err(|e| engine("connect", e))?;
+        let docker = docker.negotiate_version().await.map_err(|e| engine("negotiate API version", e))?;
+        Ok(DockerRuntime { docker })
+    }
+
+    pub fn from_client(docker: Docker) -> DockerRuntime {
+        DockerRuntime { docker }
+    }
+
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The engine's API version (e.g. `1.41`), for the
+    /// `docker-remote-api` capabilities.
+    pub async fn api_version(&self) -> RuntimeResult<String> {
+        let v = self.docker.version().await.map_err(|e| engine("version", e))?;
+        Ok(v.api_version.unwrap_or_default())
+    }
+
+    /// The gateway address of Docker's default `bridge` network (the docker0
+    /// address, e.g. 172.17.0.1): an address of this host that containers in
+    /// bridge mode can reach. The metadata endpoint listens there.
+    pub async fn bridge_gateway(&self) -> RuntimeResult<std::net::Ipv4Addr> {
+        let net = self
+            .docker
+            .inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+            .map_err(|e| engine("inspect bridge network", e))?;
+        let configs = net.ipam.and_then(|i| i.config).unwrap_or_default();
+        for c in &configs {
+            if let Some(gw) = c.gateway.as_deref().and_then(|g| g.parse().ok()) {
+                return Ok(gw);
+            }
+        }
+        // Docker leaves Gateway out of the default bridge's IPAM config when
+        // it was chosen automatically: it is the subnet's first address.
+        for c in &configs {
+            if let Some((addr, _)) = c.subnet.as_deref().and_then(|s| s.split_once('/')) {
+                if let Ok(net) = addr.parse::<std::net::Ipv4Addr>() {
+                    return Ok(std::net::Ipv4Addr::from(u32::from(net) + 1));
+                }
+            }
+        }
+        Err(RuntimeError::Engine {
+            op: "inspect bridge network",
+            message: "the bridge network has no IPv4 subnet".into(),
+        })
+    }
+}
+
+fn engine(op: &'static str, e: bollard::errors::Error) -> RuntimeError {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, message } => {
+            RuntimeError::NotFound(message)
+        }
+        bollard::errors::Error::DockerResponseServerError { message, .. } => {
+            RuntimeError::Engine { op, message }
+        }
+        other => RuntimeError::Engine { op, message: other.to_string() },
+    }
+}
+
+fn hash(map: &BTreeMap<String, String>) -> Option<HashMap<String, String>> {
+    if map.is_empty() {
+        None
+    } else {
+        Some(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+}
+
+fn non_empty(v: &[String]) -> Option<Vec<String>> {
+    if v.is_empty() {
+        None
+    } else {
+        Some(v.to_vec())
+    }
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let mut exposed = HashMap::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &spec.ports {
+        let key = format!("{}/{}", p.container_port, p.protocol.as_str());
+        exposed.insert(key.clone(), HashMap::new());
+        bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(
+            PortBinding {
+                host_ip: Some(p.host_ip.clone()),
+                // An empty host port asks Docker for an ephemeral one.
+                host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
+            },
+        );
+    }
+    let host_config = HostConfig {
+        network_mode: Some(spec.network_mode.clone()),
+        port_bindings: if bindings.is_empty() { None } else { Some(bindings) },
+        links: non_empty(&spec.links),
+        binds: non_empty(&spec.binds),
+        volumes_from: non_empty(&spec.volumes_from),
+        privileged: Some(spec.privileged),
+        readonly_rootfs: Some(spec.readonly_rootfs),
+        dns: non_empty(&spec.dns),
+        dns_search: non_empty(&spec.dns_search),
+        extra_hosts: non_empty(&spec.extra_hosts),
+        cpu_shares: spec.cpu_shares,
+        memory: spec.memory,
+        memory_reservation: spec.memory_reservation,
+        ulimits: if spec.ulimits.is_empty() {
+            None
+        } else {
+            Some(
+                spec.ulimits
+                    .iter()
+                    .map(|u| ResourcesUlimits {
+                        name: Some(u.name.clone()),
+                        soft: Some(u.soft),
+                        hard: Some(u.hard),
+                    })
+                    .collect(),
+            )
+        },
+        init: spec.init,
+        cap_add: non_empty(&spec.cap_add),
+        cap_drop: non_empty(&spec.cap_drop),
+        shm_size: spec.shm_size,
+        tmpfs: hash(&spec.tmpfs),
+        security_opt: non_empty(&spec.security_opt),
+        sysctls: hash(&spec.sysctls),
+        log_config: spec.log_driver.as_ref().map(|d| HostConfigLogConfig {
+            typ: Some(d.clone()),
+            config: hash(&spec.log_options),
+        }),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: spec.entrypoint.clone(),
+        cmd: spec.cmd.clone(),
+        env: non_empty(&spec.env),
+        working_dir: spec.working_dir.clone(),
+        user: spec.user.clone(),
+        hostname: spec.hostname.clone(),
+        labels: hash(&spec.labels),
+        exposed_ports: if exposed.is_empty() { None } else { Some(exposed) },
+        healthcheck: spec.health.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: Some(nanos(h.interval)),
+            timeout: Some(nanos(h.timeout)),
+            retries: Some(i64::from(h.retries)),
+            start_period: Some(nanos(h.start_period)),
+            start_interval: None,
+        }),
+        stop_timeout: spec.stop_timeout.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        network_disabled: if spec.network_disabled { Some(true) } else { None },
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}
+
+fn container_info(r: ContainerInspectResponse) -> ContainerInfo {
+    let config = r.config.unwrap_or_default();
+    let state = r.state.unwrap_or_default();
+    let run_state = match state.status {
+        Some(ContainerStateStatusEnum::RUNNING)
+        | Some(ContainerStateStatusEnum::PAUSED)
+        | Some(ContainerStateStatusEnum::RESTARTING) => RunState::Running,
+        Some(ContainerStateStatusEnum::CREATED) | Some(ContainerStateStatusEnum::EMPTY) | None => {
+            RunState::Created
+        }
+        _ => RunState::Exited,
+    };
+    let health = state.health.as_ref().and_then(|h| match h.status {
+        Some(HealthStatusEnum::STARTING) => Some(Health::Starting),
+        Some(HealthStatusEnum::HEALTHY) => Some(Health::Healthy),
+        Some(HealthStatusEnum::UNHEALTHY) => Some(Health::Unhealthy),
+        _ => None,
+    });
+    let settings = r.network_settings.unwrap_or_default();
+    let mut ports = Vec::new();
+    for (key, binds) in settings.ports.unwrap_or_default() {
+        let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let Ok(container_port) = port.parse::<u16>() else { continue };
+        let protocol = if proto == "udp" { Protocol::Udp } else { Protocol::Tcp };
+        for b in binds.unwrap_or_default() {
+            let Some(host_port) = b.host_port.as_deref().and_then(|p| p.parse::<u16>().ok()) else {
+                continue;
+            };
+            ports.push(BoundPort {
+                container_port,
+                protocol,
+                host_ip: b.host_ip.unwrap_or_default(),
+                host_port,
+            });
+        }
+    }
+    ports.sort_by_key(|p| (p.container_port, p.protocol, p.host_port));
+    let networks = settings
+        .networks
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, ep)| NetworkInfo { name, ipv4: ep.ip_address.filter(|ip| !ip.is_empty()) })
+        .collect();
+    let zero_time = |t: Option<String>| t.filter(|t| !t.starts_with("0001-"));
+    ContainerInfo {
+        id: r.id.unwrap_or_default(),
+        name: r.name.unwrap_or_default().trim_start_matches('/').to_string(),
+        image: config.image.unwrap_or_default(),
+        image_id: r.image,
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        env: config.env.unwrap_or_default(),
+        state: run_state,
+        exit_code: state.exit_code,
+        oom_killed: state.oom_killed.unwrap_or(false),
+        error: state.error.filter(|e| !e.is_empty()),
+        created_at: r.created,
+        started_at: zero_time(state.started_at),
+        finished_at: zero_time(state.finished_at),
+        health,
+        ports,
+        network_mode: r.host_config.and_then(|h| h.network_mode).unwrap_or_default(),
+        networks,
+    }
+}
+
+impl ContainerRuntime for DockerRuntime {
+    async fn image_present(&self, image: &str) -> RuntimeResult<bool> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                Ok(false)
+            }
+            Err(e) => Err(engine("inspect image", e)),
+        }
+    }
+
+    async fn pull(&self, image: &str, auth: Option<RegistryAuth>) -> RuntimeResult<()> {
+        // An image without a tag or digest means `latest`, as `docker pull`
+        // does; otherwise the engine pulls every tag of the repository.
+        let (from_image, tag) = split_image(image);
+        let options = CreateImageOptions {
+            from_image: Some(from_image.to_string()),
+            tag: Some(tag.to_string()),
+            ..Default::default()
+        };
+        let creds = auth.map(|a| DockerCredentials {
+            username: a.username,
+            password: a.password,
+            auth: a.auth,
+            email: a.email,
+            serveraddress: a.server_address,
+            ..Default::default()
+        });
+        let mut progress = self.docker.create_image(Some(options), None, creds);
+        while let Some(item) = progress.next().await {
+            let info = item.map_err(|e| engine("pull", e))?;
+            if let Some(err) = info.error {
+                return Err(RuntimeError::Engine { op: "pull", message: err });
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_volume(&self, spec: &VolumeSpec) -> RuntimeResult<()> {
+        if self.docker.inspect_volume(&spec.name).await.is_ok() {
+            return Ok(());
+        }
+        let options = VolumeCreateOptions {
+            name: Some(spec.name.clone()),
+            driver: spec.driver.clone(),
+            driver_opts: hash(&spec.driver_opts),
+            labels: hash(&spec.labels),
+            ..Default::default()
+        };
+        self.docker.create_volume(options).await.map_err(|e| engine("create volume", e))?;
+        Ok(())
+    }
+
+    async fn remove_volume(&self, name: &str) -> RuntimeResult<()> {
+        self.docker
+            .remove_volume(name, None::<RemoveVolumeOptions>)
+            .await
+            .map_err(|e| engine("remove volume", e))
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> RuntimeResult<String> {
+        let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
+        let created = self
+            .docker
+            .create_container(Some(options), create_body(spec))
+            .await
+            .map_err(|e| engine("create container", e))?;
+        Ok(created.id)
+    }
+
+    async fn start(&self, id: &str) -> RuntimeResult<()> {
+        self.docker
+            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+            .map_err(|e| engine("start container", e))
+    }
+
+    async fn stop(&self, id: &str, timeout: Duration) -> RuntimeResult<()> {
+        let t = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptions { t: Some(t), signal: None };
+        match self.docker.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            // 304: already stopped.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(engine("stop container", e)),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> RuntimeResult<()> {
+        let options = RemoveContainerOptions { force: true, v: false, link: false };
+        self.docker.remove_container(id, Some(options)).await.map_err(|e| engine("remove container", e))
+    }
+
+    async fn inspect(&self, id: &str) -> RuntimeResult<ContainerInfo> {
+        let r = self
+            .docker
+            .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
+            .await
+            .map_err(|e| engine("inspect container", e))?;
+        Ok(container_info(r))
+    }
+
+    async fn list(&self, key: &str, value: &str) -> RuntimeResult<Vec<ContainerSummary>> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{key}={value}")])]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let list = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| engine("list containers", e))?;
+        Ok(list
+            .into_iter()
+            .map(|c| ContainerSummary {
+                id: c.id.unwrap_or_default(),
+                labels: c.labels.unwrap_or_default().into_iter().collect(),
+            })
+            .collect())
+    }
+
+    fn events(&self, key: &str, value: &str) -> BoxStream<'static, RuntimeResult<RuntimeEvent>> {
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("label".to_string(), vec![format!("{key}={value}")]),
+        ]);
+        let options = EventsOptions { filters: Some(filters), ..Default::default() };
+        self.docker
+            .events(Some(options))
+            .map(|item| {
+                let msg = item.map_err(|e| engine("events", e))?;
+                let actor = msg.actor.unwrap_or_default();
+                Ok(RuntimeEvent {
+                    id: actor.id.unwrap_or_default(),
+                    action: msg.action.unwrap_or_default(),
+                    // Docker puts the container's labels (and name, image)
+                    // into the event's attributes.
+                    labels: actor.attributes.unwrap_or_default().into_iter().collect(),
+                })
+            })
+            .boxed()
+    }
+
+    async fn stats(&self, id: &str) -> RuntimeResult<serde_json::Value> {
+        let options = StatsOptions { stream: false, one_shot: false };
+        let mut s = self.docker.stats(id, Some(options));
+        match s.next().await {
+            Some(Ok(stats)) => serde_json::to_value(stats).map_err(|e| RuntimeError::Engine {
+                op: "stats",
+                message: e.to_string(),
+            }),
+            Some(Err(e)) => Err(engine("stats", e)),
+            None => Err(RuntimeError::Engine { op: "stats", message: "no sample".into() }),
+        }
+    }
+}
+
+/// `repo[:tag]` or `repo@digest` → (repo, tag-or-digest), defaulting to
+/// `latest`. A `:` inside the registry host (`host:5000/img`) is not a tag.
+pub fn split_image(image: &str) -> (&str, &str) {
+    if let Some((repo, digest)) = image.split_once('@') {
+        return (repo, digest);
+    }
+    let last_slash = image.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match image[last_slash..].rfind(':') {
+        Some(i) => (&image[..last_slash + i], &image[last_slash + i + 1..]),
+        None => (image, "latest"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_image_references() {
+        assert_eq!(split_image("busybox"), ("busybox", "latest"));
+        assert_eq!(split_image("busybox:1.36"), ("busybox", "1.36"));
+        assert_eq!(split_image("reg:5000/team/app"), ("reg:5000/team/app", "latest"));
+        assert_eq!(split_image("reg:5000/team/app:v2"), ("reg:5000/team/app", "v2"));
+        assert_eq!(split_image("app@sha256:abc"), ("app", "sha256:abc"));
+    }
+}

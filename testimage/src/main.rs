@@ -1,0 +1,188 @@
+//! `testprog`: the one program inside the `flotilla-test` image.
+//!
+//! Usage: `/testprog <mode> [args…]`
+//!
+//! | mode | behaviour |
+//! |---|---|
+//! | `sleep` | sleeps forever; exits 0 on SIGTERM |
+//! | `ignore-term` | sleeps forever and ignores SIGTERM (only SIGKILL ends it) |
+//! | `exit CODE [AFTER_MS]` | exits with CODE, after AFTER_MS milliseconds (default 0) |
+//! | `serve PORT [BODY]` | HTTP/1.0 server on 0.0.0.0:PORT; `GET /env` answers the environment, anything else BODY (default `ok`); exits 0 on SIGTERM |
+//! | `fetch URL [EXPECT]` | GET `http://IP:PORT/path`, prints the body; exits 0 on a 200 whose body contains EXPECT, 1 otherwise |
+//! | `fetch-env VAR [SUFFIX] [EXPECT]` | like `fetch`, with the URL taken from the environment variable VAR plus SUFFIX |
+//! | `env` | prints the environment and exits 0 |
+//! | `health-ok` / `health-fail` | exit 0 / 1 (for health-check commands) |
+//!
+//! Only the standard library, and IP literals only (no resolver), so the
+//! binary links statically with glibc and runs in a `FROM scratch` image.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::exit;
+use std::time::Duration;
+
+const SIGTERM: i32 = 15;
+const SIG_IGN: usize = 1;
+
+extern "C" {
+    fn signal(signum: i32, handler: usize) -> usize;
+    fn _exit(status: i32) -> !;
+}
+
+extern "C" fn exit_on_term(_signum: i32) {
+    // Only async-signal-safe calls in a handler: _exit, not std::process::exit.
+    unsafe { _exit(0) }
+}
+
+fn on_sigterm_exit() {
+    unsafe {
+        signal(SIGTERM, exit_on_term as *const () as usize);
+    }
+}
+
+fn ignore_sigterm() {
+    unsafe {
+        signal(SIGTERM, SIG_IGN);
+    }
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn env_text() -> String {
+    let mut out = String::new();
+    for (k, v) in std::env::vars() {
+        out.push_str(&k);
+        out.push('=');
+        out.push_str(&v);
+        out.push('\n');
+    }
+    out
+}
+
+fn serve(port: u16, body: String) -> ! {
+    on_sigterm_exit();
+    let listener = match TcpListener::bind(("0.0.0.0", port)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("testprog: bind {port}: {e}");
+            exit(2)
+        }
+    };
+    for stream in listener.incoming().flatten() {
+        let body = body.clone();
+        std::thread::spawn(move || answer(stream, &body));
+    }
+    exit(2)
+}
+
+fn answer(mut stream: TcpStream, body: &str) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = [0u8; 4096];
+    let mut req = Vec::new();
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+        if req.len() > 65536 {
+            break;
+        }
+    }
+    let req = String::from_utf8_lossy(&req);
+    let path = req.split_whitespace().nth(1).unwrap_or("/");
+    let text = if path == "/env" { env_text() } else { body.to_string() };
+    let _ = write!(
+        stream,
+        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        text.len(),
+        text
+    );
+}
+
+/// GET over HTTP/1.0; returns (status, body).
+fn get(url: &str) -> Result<(u16, String), String> {
+    let rest = url.strip_prefix("http://").ok_or("only http:// URLs")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr: SocketAddr = authority
+        .parse()
+        .map_err(|e| format!("{authority}: not IP:PORT ({e})"))?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad response: {head}"))?;
+    Ok((status, body.to_string()))
+}
+
+fn fetch(url: &str, expect: &str) -> ! {
+    match get(url) {
+        Ok((status, body)) => {
+            println!("{body}");
+            if status == 200 && body.contains(expect) {
+                exit(0)
+            }
+            eprintln!("testprog: {url}: status {status}, expected body to contain {expect:?}");
+            exit(1)
+        }
+        Err(e) => {
+            eprintln!("testprog: {url}: {e}");
+            exit(1)
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).map(String::as_str);
+    match arg(0) {
+        Some("sleep") => {
+            on_sigterm_exit();
+            sleep_forever()
+        }
+        Some("ignore-term") => {
+            ignore_sigterm();
+            sleep_forever()
+        }
+        Some("exit") => {
+            let code = arg(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let after = arg(2).and_then(|s| s.parse().ok()).unwrap_or(0);
+            on_sigterm_exit();
+            std::thread::sleep(Duration::from_millis(after));
+            exit(code)
+        }
+        Some("serve") => {
+            let port = arg(1).and_then(|s| s.parse().ok()).unwrap_or(8080);
+            serve(port, arg(2).unwrap_or("ok").to_string())
+        }
+        Some("fetch") => fetch(arg(1).unwrap_or(""), arg(2).unwrap_or("")),
+        Some("fetch-env") => {
+            let base = std::env::var(arg(1).unwrap_or("")).unwrap_or_default();
+            fetch(&format!("{base}{}", arg(2).unwrap_or("")), arg(3).unwrap_or(""))
+        }
+        Some("env") => {
+            print!("{}", env_text());
+            exit(0)
+        }
+        Some("health-ok") => exit(0),
+        Some("health-fail") => exit(1),
+        other => {
+            eprintln!("testprog: unknown mode {other:?}; see testimage/src/main.rs");
+            exit(64)
+        }
+    }
+}
