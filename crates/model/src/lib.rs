@@ -13,6 +13,7 @@
 pub mod agent;
 pub mod arn;
 pub mod shape;
+pub mod task_definition;
 
 /// The ECS wire types, generated from the service model.
 #[path = "ecs_wire.rs"]
