@@ -451,6 +451,29 @@ account_id = "210987654321"
     }
 
     #[test]
+    fn signing_key_cache_is_bounded() {
+        let c = Credentials::from_toml(ALICE).unwrap();
+        for i in 0..(SIGNING_KEY_CACHE_LIMIT * 2 + 3) {
+            c.cache_signing_key(
+                &format!("AKID/20260101/region-{i}/ecs/aws4_request"),
+                [0; 32],
+            );
+        }
+        let len = c.signing_keys.lock().unwrap().len();
+        assert!(len <= SIGNING_KEY_CACHE_LIMIT, "{len}");
+        assert_eq!(
+            c.cached_signing_key("AKID/20260101/region-2/ecs/aws4_request"),
+            None
+        );
+        assert!(c
+            .cached_signing_key(&format!(
+                "AKID/20260101/region-{}/ecs/aws4_request",
+                SIGNING_KEY_CACHE_LIMIT * 2 + 2
+            ))
+            .is_some());
+    }
+
+    #[test]
     fn debug_redacts_secrets() {
         let c = Credentials::from_toml(ALICE).unwrap();
         let s = format!("{c:?}");
