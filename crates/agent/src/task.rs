@@ -489,14 +489,12 @@ impl<R: ContainerRuntime> Runner<R> {
                 .port_mappings
                 .iter()
                 .flatten()
-                .filter_map(|p| {
-                    Some(ecs::NetworkBinding {
-                        bind_ip: Some("0.0.0.0".to_string()),
-                        container_port: p.container_port,
-                        host_port: p.container_port,
-                        protocol: Some(p.protocol.unwrap_or(ecs::TransportProtocol::Tcp)),
-                        ..Default::default()
-                    })
+                .map(|p| ecs::NetworkBinding {
+                    bind_ip: Some("0.0.0.0".to_string()),
+                    container_port: p.container_port,
+                    host_port: p.container_port,
+                    protocol: Some(p.protocol.unwrap_or(ecs::TransportProtocol::Tcp)),
+                    ..Default::default()
                 })
                 .collect()
         } else {
@@ -693,6 +691,9 @@ impl<R: ContainerRuntime> Runner<R> {
             Err(e) => return self.container_failed(i, format!("CannotCreateContainerError: {e}")),
         };
         self.containers[i].id = Some(id.clone());
+        // The process may ask the metadata endpoint about itself the moment
+        // it starts: publish its entry first.
+        self.shared.metadata.put(self.meta());
         if let Err(e) = rt.start(&id).await {
             self.refresh(i).await;
             return self.container_failed(i, format!("CannotStartContainerError: {e}"));
