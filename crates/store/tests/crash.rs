@@ -90,7 +90,7 @@ fn crash_child() {
 #[test]
 fn kill_9_mid_burst_loses_nothing_acknowledged() {
     let started = Instant::now();
-    for kill_after in [40, 250, 700, 1200, 2000] {
+    for kill_after in [40, 250, 700, 1200, 2000, 3500, 5000] {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("store.db");
         let mut child = Command::new(std::env::current_exe().unwrap())
