@@ -64,7 +64,10 @@ pub struct ConfigError {
 }
 
 fn err(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.to_string(), message: message.into() }
+    ConfigError {
+        key: key.to_string(),
+        message: message.into(),
+    }
 }
 
 /// ECS durations: `30s`, `5m`, `3h`, `1h30m`, `500ms`, or bare seconds.
@@ -133,7 +136,10 @@ pub fn apply_ecs_config(config: &mut AgentConfig, text: &str) -> Result<(), Conf
 }
 
 /// Applies ECS agent variables (from ecs.config or the environment).
-pub fn apply_vars(config: &mut AgentConfig, vars: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+pub fn apply_vars(
+    config: &mut AgentConfig,
+    vars: &BTreeMap<String, String>,
+) -> Result<(), ConfigError> {
     let get = |k: &str| vars.get(k).map(String::as_str).filter(|v| !v.is_empty());
     if let Some(v) = get("ECS_CLUSTER") {
         config.cluster = v.to_string();
@@ -145,21 +151,30 @@ pub fn apply_vars(config: &mut AgentConfig, vars: &BTreeMap<String, String>) -> 
         config.region = v.to_string();
     }
     if let Some(v) = get("ECS_RESERVED_MEMORY") {
-        config.reserved_memory_mib =
-            v.parse().map_err(|_| err("ECS_RESERVED_MEMORY", "must be a whole number of MiB"))?;
+        config.reserved_memory_mib = v
+            .parse()
+            .map_err(|_| err("ECS_RESERVED_MEMORY", "must be a whole number of MiB"))?;
     }
     for (key, slot) in [
         ("ECS_CONTAINER_STOP_TIMEOUT", &mut config.stop_timeout),
         ("ECS_CONTAINER_START_TIMEOUT", &mut config.start_timeout),
-        ("ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION", &mut config.cleanup_delay),
+        (
+            "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION",
+            &mut config.cleanup_delay,
+        ),
     ] {
         if let Some(v) = get(key) {
-            *slot = parse_duration(v).ok_or_else(|| err(key, "must be a duration such as 30s, 5m or 3h"))?;
+            *slot = parse_duration(v)
+                .ok_or_else(|| err(key, "must be a duration such as 30s, 5m or 3h"))?;
         }
     }
     if let Some(v) = get("ECS_INSTANCE_ATTRIBUTES") {
-        let map: BTreeMap<String, String> = serde_json::from_str(v)
-            .map_err(|e| err("ECS_INSTANCE_ATTRIBUTES", format!("must be a JSON object of strings: {e}")))?;
+        let map: BTreeMap<String, String> = serde_json::from_str(v).map_err(|e| {
+            err(
+                "ECS_INSTANCE_ATTRIBUTES",
+                format!("must be a JSON object of strings: {e}"),
+            )
+        })?;
         config.attributes.extend(map);
     }
     if let Some(data) = get("ECS_ENGINE_AUTH_DATA") {
@@ -171,7 +186,10 @@ pub fn apply_vars(config: &mut AgentConfig, vars: &BTreeMap<String, String>) -> 
 
 /// ECS_ENGINE_AUTH_DATA: `dockercfg` is `{"REGISTRY": {"auth": "b64", "email": …}}`,
 /// `docker` is `{"REGISTRY": {"username": …, "password": …, "email": …}}`.
-pub fn parse_engine_auth(kind: &str, data: &str) -> Result<BTreeMap<String, RegistryAuth>, ConfigError> {
+pub fn parse_engine_auth(
+    kind: &str,
+    data: &str,
+) -> Result<BTreeMap<String, RegistryAuth>, ConfigError> {
     #[derive(serde::Deserialize)]
     struct Entry {
         auth: Option<String>,
@@ -182,8 +200,12 @@ pub fn parse_engine_auth(kind: &str, data: &str) -> Result<BTreeMap<String, Regi
     if kind != "docker" && kind != "dockercfg" {
         return Err(err("ECS_ENGINE_AUTH_TYPE", "must be docker or dockercfg"));
     }
-    let map: BTreeMap<String, Entry> = serde_json::from_str(data)
-        .map_err(|e| err("ECS_ENGINE_AUTH_DATA", format!("must be a JSON object keyed by registry: {e}")))?;
+    let map: BTreeMap<String, Entry> = serde_json::from_str(data).map_err(|e| {
+        err(
+            "ECS_ENGINE_AUTH_DATA",
+            format!("must be a JSON object keyed by registry: {e}"),
+        )
+    })?;
     let mut out = BTreeMap::new();
     for (registry, e) in map {
         let (mut username, mut password) = (e.username, e.password);
@@ -216,7 +238,9 @@ const DOCKER_HUB: &str = "index.docker.io";
 
 /// `https://index.docker.io/v1/` → `index.docker.io`.
 fn registry_host(registry: &str) -> String {
-    let r = registry.trim_start_matches("https://").trim_start_matches("http://");
+    let r = registry
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
     let host = r.split('/').next().unwrap_or(r);
     match host {
         "docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => DOCKER_HUB.to_string(),
@@ -242,7 +266,9 @@ pub fn auth_for_image(auth: &BTreeMap<String, RegistryAuth>, image: &str) -> Opt
 /// What the host offers tasks: CPU units (1024 per core) and MiB of memory
 /// less the reservation.
 pub fn detect_resources(reserved_memory_mib: i64) -> (i64, i64) {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let total_mib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -252,7 +278,10 @@ pub fn detect_resources(reserved_memory_mib: i64) -> (i64, i64) {
         })
         .map(|kib| kib / 1024)
         .unwrap_or(0);
-    (cores as i64 * 1024, (total_mib - reserved_memory_mib).max(0))
+    (
+        cores as i64 * 1024,
+        (total_mib - reserved_memory_mib).max(0),
+    )
 }
 
 fn resource(name: &str, value: i64) -> ecs::Resource {
@@ -317,16 +346,26 @@ pub fn attributes(config: &AgentConfig, docker_api_version: &str) -> Vec<ecs::At
             out.insert(cap.into(), None);
         }
     }
-    if let Some(minor) = docker_api_version.strip_prefix("1.").and_then(|m| m.parse::<u32>().ok()) {
+    if let Some(minor) = docker_api_version
+        .strip_prefix("1.")
+        .and_then(|m| m.parse::<u32>().ok())
+    {
         for m in 17..=minor {
-            out.insert(format!("com.amazonaws.ecs.capability.docker-remote-api.1.{m}"), None);
+            out.insert(
+                format!("com.amazonaws.ecs.capability.docker-remote-api.1.{m}"),
+                None,
+            );
         }
     }
     for (k, v) in &config.attributes {
         out.insert(k.clone(), Some(v.clone()));
     }
     out.into_iter()
-        .map(|(name, value)| ecs::Attribute { name: Some(name), value, ..Default::default() })
+        .map(|(name, value)| ecs::Attribute {
+            name: Some(name),
+            value,
+            ..Default::default()
+        })
         .collect()
 }
 
@@ -357,7 +396,10 @@ UNKNOWN_KEY=whatever
         assert_eq!(c.attributes["stack"], "blue");
         assert_eq!(c.availability_zone.as_deref(), Some("us-east-1a"));
         let auth = auth_for_image(&c.registry_auth, "nginx:latest").unwrap();
-        assert_eq!((auth.username.as_deref(), auth.password.as_deref()), (Some("user"), Some("pass")));
+        assert_eq!(
+            (auth.username.as_deref(), auth.password.as_deref()),
+            (Some("user"), Some("pass"))
+        );
         assert!(auth_for_image(&c.registry_auth, "reg.example.com/app").is_none());
     }
 
@@ -372,7 +414,11 @@ UNKNOWN_KEY=whatever
 
     #[test]
     fn docker_auth_type_and_registry_hosts() {
-        let auth = parse_engine_auth("docker", r#"{"reg.example.com:5000": {"username": "u", "password": "p"}}"#).unwrap();
+        let auth = parse_engine_auth(
+            "docker",
+            r#"{"reg.example.com:5000": {"username": "u", "password": "p"}}"#,
+        )
+        .unwrap();
         assert!(auth_for_image(&auth, "reg.example.com:5000/team/app:1").is_some());
         assert_eq!(image_registry("localhost/app"), "localhost");
         assert_eq!(image_registry("team/app"), "index.docker.io");

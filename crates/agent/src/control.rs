@@ -21,7 +21,10 @@ use crate::runtime::ContainerRuntime;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ControlEvent {
     /// The complete desired set for this instance.
-    Desired { version: u64, tasks: Vec<DesiredTask> },
+    Desired {
+        version: u64,
+        tasks: Vec<DesiredTask>,
+    },
     /// The connection was (re-)established: the agent re-sends the latest
     /// state of every task, since changes sent meanwhile may be lost.
     Connected,
@@ -39,9 +42,15 @@ pub trait ControlPlane: Send {
     /// Delivers state changes (each the latest state of one task). An error
     /// means not delivered: the agent keeps them and retries after the next
     /// [`ControlEvent::Connected`].
-    fn send(&mut self, changes: Vec<TaskStateChange>) -> impl Future<Output = Result<(), ControlPlaneError>> + Send;
+    fn send(
+        &mut self,
+        changes: Vec<TaskStateChange>,
+    ) -> impl Future<Output = Result<(), ControlPlaneError>> + Send;
     /// The agent has acted on desired set `version`.
-    fn applied(&mut self, version: u64) -> impl Future<Output = Result<(), ControlPlaneError>> + Send;
+    fn applied(
+        &mut self,
+        version: u64,
+    ) -> impl Future<Output = Result<(), ControlPlaneError>> + Send;
 }
 
 /// Errors that end [`run`].
@@ -57,7 +66,11 @@ pub enum AgentError {
 
 impl EngineConfig {
     /// The engine settings for an agent registered as `instance_arn`.
-    pub fn from_agent(config: &AgentConfig, instance_arn: &str, metadata_base: Option<String>) -> EngineConfig {
+    pub fn from_agent(
+        config: &AgentConfig,
+        instance_arn: &str,
+        metadata_base: Option<String>,
+    ) -> EngineConfig {
         EngineConfig {
             cluster: config.cluster.clone(),
             instance_arn: instance_arn.to_string(),
@@ -76,7 +89,10 @@ impl EngineConfig {
 /// Binds the task metadata endpoint on the Docker bridge gateway (see
 /// [`crate::metadata`]) and returns the listener with the base URL to give
 /// containers (`http://172.17.0.1:PORT/v4`).
-pub async fn bind_metadata(docker: &DockerRuntime, port: u16) -> Result<(TcpListener, String), AgentError> {
+pub async fn bind_metadata(
+    docker: &DockerRuntime,
+    port: u16,
+) -> Result<(TcpListener, String), AgentError> {
     let gateway = docker.bridge_gateway().await?;
     let listener = TcpListener::bind((gateway, port)).await?;
     let addr = listener.local_addr()?;
@@ -163,7 +179,9 @@ async fn flush<C: ControlPlane>(control: &mut C, pending: &mut BTreeMap<String, 
     let batch: Vec<TaskStateChange> = pending.values().cloned().collect();
     match control.send(batch).await {
         Ok(()) => pending.clear(),
-        Err(e) => tracing::debug!(error = %e, waiting = pending.len(), "state changes kept for the next connection"),
+        Err(e) => {
+            tracing::debug!(error = %e, waiting = pending.len(), "state changes kept for the next connection")
+        }
     }
 }
 
@@ -183,10 +201,21 @@ pub struct ChannelControlPlane {
 impl ChannelControlPlane {
     /// The control plane, the sender that feeds it events, and the receiver
     /// of what the agent sends.
-    pub fn new() -> (ChannelControlPlane, mpsc::Sender<ControlEvent>, mpsc::UnboundedReceiver<AgentOutput>) {
+    pub fn new() -> (
+        ChannelControlPlane,
+        mpsc::Sender<ControlEvent>,
+        mpsc::UnboundedReceiver<AgentOutput>,
+    ) {
         let (etx, erx) = mpsc::channel(16);
         let (otx, orx) = mpsc::unbounded_channel();
-        (ChannelControlPlane { events: erx, output: otx }, etx, orx)
+        (
+            ChannelControlPlane {
+                events: erx,
+                output: otx,
+            },
+            etx,
+            orx,
+        )
     }
 }
 
@@ -196,10 +225,14 @@ impl ControlPlane for ChannelControlPlane {
     }
 
     async fn send(&mut self, changes: Vec<TaskStateChange>) -> Result<(), ControlPlaneError> {
-        self.output.send(AgentOutput::Changes(changes)).map_err(|_| ControlPlaneError("receiver dropped".into()))
+        self.output
+            .send(AgentOutput::Changes(changes))
+            .map_err(|_| ControlPlaneError("receiver dropped".into()))
     }
 
     async fn applied(&mut self, version: u64) -> Result<(), ControlPlaneError> {
-        self.output.send(AgentOutput::Applied(version)).map_err(|_| ControlPlaneError("receiver dropped".into()))
+        self.output
+            .send(AgentOutput::Applied(version))
+            .map_err(|_| ControlPlaneError("receiver dropped".into()))
     }
 }

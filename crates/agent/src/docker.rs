@@ -34,7 +34,10 @@ impl DockerRuntime {
     /// 1.41) is not sent requests it rejects.
     pub async fn connect() -> RuntimeResult<DockerRuntime> {
         let docker = Docker::connect_with_local_defaults().map_err(|e| engine("connect", e))?;
-        let docker = docker.negotiate_version().await.map_err(|e| engine("negotiate API version", e))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| engine("negotiate API version", e))?;
         Ok(DockerRuntime { docker })
     }
 
@@ -49,7 +52,11 @@ impl DockerRuntime {
     /// The engine's API version (e.g. `1.41`), for the
     /// `docker-remote-api` capabilities.
     pub async fn api_version(&self) -> RuntimeResult<String> {
-        let v = self.docker.version().await.map_err(|e| engine("version", e))?;
+        let v = self
+            .docker
+            .version()
+            .await
+            .map_err(|e| engine("version", e))?;
         Ok(v.api_version.unwrap_or_default())
     }
 
@@ -59,7 +66,10 @@ impl DockerRuntime {
     pub async fn bridge_gateway(&self) -> RuntimeResult<std::net::Ipv4Addr> {
         let net = self
             .docker
-            .inspect_network("bridge", None::<bollard::query_parameters::InspectNetworkOptions>)
+            .inspect_network(
+                "bridge",
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
             .await
             .map_err(|e| engine("inspect bridge network", e))?;
         let configs = net.ipam.and_then(|i| i.config).unwrap_or_default();
@@ -86,13 +96,17 @@ impl DockerRuntime {
 
 fn engine(op: &'static str, e: bollard::errors::Error) -> RuntimeError {
     match e {
-        bollard::errors::Error::DockerResponseServerError { status_code: 404, message } => {
-            RuntimeError::NotFound(message)
-        }
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => RuntimeError::NotFound(message),
         bollard::errors::Error::DockerResponseServerError { message, .. } => {
             RuntimeError::Engine { op, message }
         }
-        other => RuntimeError::Engine { op, message: other.to_string() },
+        other => RuntimeError::Engine {
+            op,
+            message: other.to_string(),
+        },
     }
 }
 
@@ -122,17 +136,23 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     for p in &spec.ports {
         let key = format!("{}/{}", p.container_port, p.protocol.as_str());
         exposed.insert(key.clone(), HashMap::new());
-        bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(
-            PortBinding {
+        bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
                 host_ip: Some(p.host_ip.clone()),
                 // An empty host port asks Docker for an ephemeral one.
                 host_port: Some(p.host_port.map(|h| h.to_string()).unwrap_or_default()),
-            },
-        );
+            });
     }
     let host_config = HostConfig {
         network_mode: Some(spec.network_mode.clone()),
-        port_bindings: if bindings.is_empty() { None } else { Some(bindings) },
+        port_bindings: if bindings.is_empty() {
+            None
+        } else {
+            Some(bindings)
+        },
         links: non_empty(&spec.links),
         binds: non_empty(&spec.binds),
         volumes_from: non_empty(&spec.volumes_from),
@@ -180,7 +200,11 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         user: spec.user.clone(),
         hostname: spec.hostname.clone(),
         labels: hash(&spec.labels),
-        exposed_ports: if exposed.is_empty() { None } else { Some(exposed) },
+        exposed_ports: if exposed.is_empty() {
+            None
+        } else {
+            Some(exposed)
+        },
         healthcheck: spec.health.as_ref().map(|h| HealthConfig {
             test: Some(h.test.clone()),
             interval: Some(nanos(h.interval)),
@@ -189,8 +213,14 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             start_period: Some(nanos(h.start_period)),
             start_interval: None,
         }),
-        stop_timeout: spec.stop_timeout.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
-        network_disabled: if spec.network_disabled { Some(true) } else { None },
+        stop_timeout: spec
+            .stop_timeout
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+        network_disabled: if spec.network_disabled {
+            Some(true)
+        } else {
+            None
+        },
         host_config: Some(host_config),
         ..Default::default()
     }
@@ -218,8 +248,14 @@ fn container_info(r: ContainerInspectResponse) -> ContainerInfo {
     let mut ports = Vec::new();
     for (key, binds) in settings.ports.unwrap_or_default() {
         let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
-        let Ok(container_port) = port.parse::<u16>() else { continue };
-        let protocol = if proto == "udp" { Protocol::Udp } else { Protocol::Tcp };
+        let Ok(container_port) = port.parse::<u16>() else {
+            continue;
+        };
+        let protocol = if proto == "udp" {
+            Protocol::Udp
+        } else {
+            Protocol::Tcp
+        };
         for b in binds.unwrap_or_default() {
             let Some(host_port) = b.host_port.as_deref().and_then(|p| p.parse::<u16>().ok()) else {
                 continue;
@@ -237,12 +273,19 @@ fn container_info(r: ContainerInspectResponse) -> ContainerInfo {
         .networks
         .unwrap_or_default()
         .into_iter()
-        .map(|(name, ep)| NetworkInfo { name, ipv4: ep.ip_address.filter(|ip| !ip.is_empty()) })
+        .map(|(name, ep)| NetworkInfo {
+            name,
+            ipv4: ep.ip_address.filter(|ip| !ip.is_empty()),
+        })
         .collect();
     let zero_time = |t: Option<String>| t.filter(|t| !t.starts_with("0001-"));
     ContainerInfo {
         id: r.id.unwrap_or_default(),
-        name: r.name.unwrap_or_default().trim_start_matches('/').to_string(),
+        name: r
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
         image: config.image.unwrap_or_default(),
         image_id: r.image,
         labels: config.labels.unwrap_or_default().into_iter().collect(),
@@ -256,7 +299,10 @@ fn container_info(r: ContainerInspectResponse) -> ContainerInfo {
         finished_at: zero_time(state.finished_at),
         health,
         ports,
-        network_mode: r.host_config.and_then(|h| h.network_mode).unwrap_or_default(),
+        network_mode: r
+            .host_config
+            .and_then(|h| h.network_mode)
+            .unwrap_or_default(),
         networks,
     }
 }
@@ -265,9 +311,9 @@ impl ContainerRuntime for DockerRuntime {
     async fn image_present(&self, image: &str) -> RuntimeResult<bool> {
         match self.docker.inspect_image(image).await {
             Ok(_) => Ok(true),
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-                Ok(false)
-            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
             Err(e) => Err(engine("inspect image", e)),
         }
     }
@@ -293,7 +339,10 @@ impl ContainerRuntime for DockerRuntime {
         while let Some(item) = progress.next().await {
             let info = item.map_err(|e| engine("pull", e))?;
             if let Some(err) = info.error {
-                return Err(RuntimeError::Engine { op: "pull", message: err });
+                return Err(RuntimeError::Engine {
+                    op: "pull",
+                    message: err,
+                });
             }
         }
         Ok(())
@@ -310,7 +359,10 @@ impl ContainerRuntime for DockerRuntime {
             labels: hash(&spec.labels),
             ..Default::default()
         };
-        self.docker.create_volume(options).await.map_err(|e| engine("create volume", e))?;
+        self.docker
+            .create_volume(options)
+            .await
+            .map_err(|e| engine("create volume", e))?;
         Ok(())
     }
 
@@ -322,7 +374,10 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn create(&self, spec: &ContainerSpec) -> RuntimeResult<String> {
-        let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
+        let options = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
         let created = self
             .docker
             .create_container(Some(options), create_body(spec))
@@ -340,24 +395,39 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn stop(&self, id: &str, timeout: Duration) -> RuntimeResult<()> {
         let t = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
-        let options = StopContainerOptions { t: Some(t), signal: None };
+        let options = StopContainerOptions {
+            t: Some(t),
+            signal: None,
+        };
         match self.docker.stop_container(id, Some(options)).await {
             Ok(()) => Ok(()),
             // 304: already stopped.
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
             Err(e) => Err(engine("stop container", e)),
         }
     }
 
     async fn remove(&self, id: &str) -> RuntimeResult<()> {
-        let options = RemoveContainerOptions { force: true, v: false, link: false };
-        self.docker.remove_container(id, Some(options)).await.map_err(|e| engine("remove container", e))
+        let options = RemoveContainerOptions {
+            force: true,
+            v: false,
+            link: false,
+        };
+        self.docker
+            .remove_container(id, Some(options))
+            .await
+            .map_err(|e| engine("remove container", e))
     }
 
     async fn inspect(&self, id: &str) -> RuntimeResult<ContainerInfo> {
         let r = self
             .docker
-            .inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>)
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
             .await
             .map_err(|e| engine("inspect container", e))?;
         Ok(container_info(r))
@@ -365,7 +435,11 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn list(&self, key: &str, value: &str) -> RuntimeResult<Vec<ContainerSummary>> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{key}={value}")])]);
-        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
         let list = self
             .docker
             .list_containers(Some(options))
@@ -385,7 +459,10 @@ impl ContainerRuntime for DockerRuntime {
             ("type".to_string(), vec!["container".to_string()]),
             ("label".to_string(), vec![format!("{key}={value}")]),
         ]);
-        let options = EventsOptions { filters: Some(filters), ..Default::default() };
+        let options = EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
         self.docker
             .events(Some(options))
             .map(|item| {
@@ -403,7 +480,10 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn stats(&self, id: &str) -> RuntimeResult<serde_json::Value> {
-        let options = StatsOptions { stream: false, one_shot: false };
+        let options = StatsOptions {
+            stream: false,
+            one_shot: false,
+        };
         let mut s = self.docker.stats(id, Some(options));
         match s.next().await {
             Some(Ok(stats)) => serde_json::to_value(stats).map_err(|e| RuntimeError::Engine {
@@ -411,7 +491,10 @@ impl ContainerRuntime for DockerRuntime {
                 message: e.to_string(),
             }),
             Some(Err(e)) => Err(engine("stats", e)),
-            None => Err(RuntimeError::Engine { op: "stats", message: "no sample".into() }),
+            None => Err(RuntimeError::Engine {
+                op: "stats",
+                message: "no sample".into(),
+            }),
         }
     }
 }
@@ -437,8 +520,14 @@ mod tests {
     fn splits_image_references() {
         assert_eq!(split_image("busybox"), ("busybox", "latest"));
         assert_eq!(split_image("busybox:1.36"), ("busybox", "1.36"));
-        assert_eq!(split_image("reg:5000/team/app"), ("reg:5000/team/app", "latest"));
-        assert_eq!(split_image("reg:5000/team/app:v2"), ("reg:5000/team/app", "v2"));
+        assert_eq!(
+            split_image("reg:5000/team/app"),
+            ("reg:5000/team/app", "latest")
+        );
+        assert_eq!(
+            split_image("reg:5000/team/app:v2"),
+            ("reg:5000/team/app", "v2")
+        );
         assert_eq!(split_image("app@sha256:abc"), ("app", "sha256:abc"));
     }
 }

@@ -107,8 +107,14 @@ impl TaskStateChange {
 }
 
 enum Command {
-    Desired { version: u64, tasks: Vec<DesiredTask>, done: oneshot::Sender<()> },
-    Resync { done: oneshot::Sender<Vec<TaskStateChange>> },
+    Desired {
+        version: u64,
+        tasks: Vec<DesiredTask>,
+        done: oneshot::Sender<()>,
+    },
+    Resync {
+        done: oneshot::Sender<Vec<TaskStateChange>>,
+    },
 }
 
 /// Shared between the supervisor, the runners and the metadata endpoint.
@@ -142,7 +148,13 @@ impl Engine {
     ) -> (Engine, StateChanges) {
         let (reports, changes) = mpsc::unbounded_channel();
         let (commands, rx) = mpsc::channel(16);
-        let shared = Arc::new(Shared { runtime, config, reports, last: Mutex::new(HashMap::new()), metadata });
+        let shared = Arc::new(Shared {
+            runtime,
+            config,
+            reports,
+            last: Mutex::new(HashMap::new()),
+            metadata,
+        });
         tokio::spawn(supervise(shared, rx));
         (Engine { commands }, changes)
     }
@@ -150,9 +162,20 @@ impl Engine {
     /// Hands the engine the complete desired set; returns once the engine
     /// has acted on it (runners started or told to stop), not when the
     /// containers are running. Stale versions are ignored.
-    pub async fn set_desired(&self, version: u64, tasks: Vec<DesiredTask>) -> Result<(), EngineStopped> {
+    pub async fn set_desired(
+        &self,
+        version: u64,
+        tasks: Vec<DesiredTask>,
+    ) -> Result<(), EngineStopped> {
         let (done, wait) = oneshot::channel();
-        self.commands.send(Command::Desired { version, tasks, done }).await.map_err(|_| EngineStopped)?;
+        self.commands
+            .send(Command::Desired {
+                version,
+                tasks,
+                done,
+            })
+            .await
+            .map_err(|_| EngineStopped)?;
         wait.await.map_err(|_| EngineStopped)
     }
 
@@ -160,7 +183,10 @@ impl Engine {
     /// the control plane connection was re-established.
     pub async fn resync(&self) -> Result<Vec<TaskStateChange>, EngineStopped> {
         let (done, wait) = oneshot::channel();
-        self.commands.send(Command::Resync { done }).await.map_err(|_| EngineStopped)?;
+        self.commands
+            .send(Command::Resync { done })
+            .await
+            .map_err(|_| EngineStopped)?;
         wait.await.map_err(|_| EngineStopped)
     }
 }
@@ -181,7 +207,10 @@ struct Supervisor<R> {
     version: Option<u64>,
 }
 
-async fn supervise<R: ContainerRuntime>(shared: Arc<Shared<R>>, mut commands: mpsc::Receiver<Command>) {
+async fn supervise<R: ContainerRuntime>(
+    shared: Arc<Shared<R>>,
+    mut commands: mpsc::Receiver<Command>,
+) {
     let instance = shared.config.instance_arn.clone();
     // Subscribe before listing, so nothing that happens in between is lost.
     let mut events = shared.runtime.events(LABEL_INSTANCE, &instance);
@@ -238,9 +267,15 @@ async fn supervise<R: ContainerRuntime>(shared: Arc<Shared<R>>, mut commands: mp
     // Dropping `sup.tasks` aborts the runners; containers stay as they are.
 }
 
-async fn list_own<R: ContainerRuntime>(shared: &Shared<R>) -> HashMap<String, Vec<ContainerSummary>> {
+async fn list_own<R: ContainerRuntime>(
+    shared: &Shared<R>,
+) -> HashMap<String, Vec<ContainerSummary>> {
     let mut by_task: HashMap<String, Vec<ContainerSummary>> = HashMap::new();
-    match shared.runtime.list(LABEL_INSTANCE, &shared.config.instance_arn).await {
+    match shared
+        .runtime
+        .list(LABEL_INSTANCE, &shared.config.instance_arn)
+        .await
+    {
         Ok(list) => {
             for c in list {
                 if let Some(arn) = c.labels.get(LABEL_TASK_ARN).cloned() {
@@ -248,15 +283,25 @@ async fn list_own<R: ContainerRuntime>(shared: &Shared<R>) -> HashMap<String, Ve
                 }
             }
         }
-        Err(e) => tracing::warn!(error = %e, "cannot list this instance's containers; nothing adopted"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list this instance's containers; nothing adopted")
+        }
     }
     by_task
 }
 
 impl<R: ContainerRuntime> Supervisor<R> {
-    async fn resubscribe(&mut self) -> futures_util::stream::BoxStream<'static, crate::runtime::RuntimeResult<crate::runtime::RuntimeEvent>> {
+    async fn resubscribe(
+        &mut self,
+    ) -> futures_util::stream::BoxStream<
+        'static,
+        crate::runtime::RuntimeResult<crate::runtime::RuntimeEvent>,
+    > {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let events = self.shared.runtime.events(LABEL_INSTANCE, &self.shared.config.instance_arn);
+        let events = self
+            .shared
+            .runtime
+            .events(LABEL_INSTANCE, &self.shared.config.instance_arn);
         // Anything may have happened while we were not listening.
         for runner in self.runners.values() {
             let _ = runner.send(RunnerMsg::Refresh);
@@ -317,7 +362,11 @@ impl<R: ContainerRuntime> Supervisor<R> {
             let shared = self.shared.clone();
             tokio::spawn(async move {
                 for c in containers {
-                    let name = c.labels.get(LABEL_CONTAINER_NAME).cloned().unwrap_or_default();
+                    let name = c
+                        .labels
+                        .get(LABEL_CONTAINER_NAME)
+                        .cloned()
+                        .unwrap_or_default();
                     if let Err(e) = shared.runtime.stop(&c.id, shared.config.stop_timeout).await {
                         tracing::warn!(task = %arn, container = %name, error = %e, "stop failed");
                     }

@@ -10,8 +10,8 @@ use futures_util::stream::{BoxStream, StreamExt};
 use tokio::sync::broadcast;
 
 use crate::runtime::{
-    BoundPort, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerSummary, Health, RegistryAuth,
-    RunState, RuntimeError, RuntimeEvent, RuntimeResult, VolumeSpec,
+    BoundPort, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerSummary, Health,
+    RegistryAuth, RunState, RuntimeError, RuntimeEvent, RuntimeResult, VolumeSpec,
 };
 
 #[derive(Debug, Clone)]
@@ -56,8 +56,14 @@ impl Default for FakeRuntime {
 impl FakeRuntime {
     pub fn new() -> FakeRuntime {
         let (events, _) = broadcast::channel(1024);
-        let state = State { next_port: 32768, ..Default::default() };
-        FakeRuntime { state: Arc::new(Mutex::new(state)), events }
+        let state = State {
+            next_port: 32768,
+            ..Default::default()
+        };
+        FakeRuntime {
+            state: Arc::new(Mutex::new(state)),
+            events,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -70,7 +76,9 @@ impl FakeRuntime {
     }
 
     pub fn fail_pull(&self, image: &str, message: &str) {
-        self.lock().pull_failures.insert(image.to_string(), message.to_string());
+        self.lock()
+            .pull_failures
+            .insert(image.to_string(), message.to_string());
     }
 
     pub fn pulls(&self) -> Vec<(String, Option<RegistryAuth>)> {
@@ -87,12 +95,23 @@ impl FakeRuntime {
         self.lock()
             .containers
             .iter()
-            .find(|c| !c.removed && c.spec.labels.get(crate::spec::LABEL_CONTAINER_NAME).map(String::as_str) == Some(name))
+            .find(|c| {
+                !c.removed
+                    && c.spec
+                        .labels
+                        .get(crate::spec::LABEL_CONTAINER_NAME)
+                        .map(String::as_str)
+                        == Some(name)
+            })
             .cloned()
     }
 
     fn emit(&self, c: &FakeContainer, action: &str) {
-        let _ = self.events.send(RuntimeEvent { id: c.id.clone(), action: action.to_string(), labels: c.spec.labels.clone() });
+        let _ = self.events.send(RuntimeEvent {
+            id: c.id.clone(),
+            action: action.to_string(),
+            labels: c.spec.labels.clone(),
+        });
     }
 
     /// The container's process exits with `code`.
@@ -101,7 +120,9 @@ impl FakeRuntime {
             let mut st = self.lock();
             st.seq += 1;
             let seq = st.seq;
-            let Some(c) = st.containers.iter_mut().find(|c| c.id == id) else { return };
+            let Some(c) = st.containers.iter_mut().find(|c| c.id == id) else {
+                return;
+            };
             if c.state != RunState::Running {
                 return;
             }
@@ -117,7 +138,9 @@ impl FakeRuntime {
     pub fn set_health(&self, id: &str, health: Health) {
         let snapshot = {
             let mut st = self.lock();
-            let Some(c) = st.containers.iter_mut().find(|c| c.id == id) else { return };
+            let Some(c) = st.containers.iter_mut().find(|c| c.id == id) else {
+                return;
+            };
             c.health = Some(health);
             c.clone()
         };
@@ -138,7 +161,10 @@ impl ContainerRuntime for FakeRuntime {
         let mut st = self.lock();
         st.pulls.push((image.to_string(), auth));
         if let Some(msg) = st.pull_failures.get(image) {
-            return Err(RuntimeError::Engine { op: "pull", message: msg.clone() });
+            return Err(RuntimeError::Engine {
+                op: "pull",
+                message: msg.clone(),
+            });
         }
         st.images.insert(image.to_string());
         Ok(())
@@ -157,10 +183,20 @@ impl ContainerRuntime for FakeRuntime {
     async fn create(&self, spec: &ContainerSpec) -> RuntimeResult<String> {
         let mut st = self.lock();
         if !st.images.contains(&spec.image) {
-            return Err(RuntimeError::NotFound(format!("No such image: {}", spec.image)));
+            return Err(RuntimeError::NotFound(format!(
+                "No such image: {}",
+                spec.image
+            )));
         }
-        if st.containers.iter().any(|c| !c.removed && c.spec.name == spec.name) {
-            return Err(RuntimeError::Engine { op: "create container", message: format!("name {} in use", spec.name) });
+        if st
+            .containers
+            .iter()
+            .any(|c| !c.removed && c.spec.name == spec.name)
+        {
+            return Err(RuntimeError::Engine {
+                op: "create container",
+                message: format!("name {} in use", spec.name),
+            });
         }
         let id = format!("{:064x}", st.containers.len() + 1);
         st.containers.push(FakeContainer {
@@ -183,7 +219,9 @@ impl ContainerRuntime for FakeRuntime {
             let mut st = self.lock();
             st.seq += 1;
             let seq = st.seq;
-            let Some(c) = st.containers.iter_mut().find(|c| c.id == id && !c.removed) else { return Err(not_found(id)) };
+            let Some(c) = st.containers.iter_mut().find(|c| c.id == id && !c.removed) else {
+                return Err(not_found(id));
+            };
             c.state = RunState::Running;
             c.started_at = Some("2024-01-01T00:00:00Z".to_string());
             c.start_seq = Some(seq);
@@ -201,7 +239,9 @@ impl ContainerRuntime for FakeRuntime {
             let mut st = self.lock();
             st.seq += 1;
             let seq = st.seq;
-            let Some(c) = st.containers.iter_mut().find(|c| c.id == id && !c.removed) else { return Err(not_found(id)) };
+            let Some(c) = st.containers.iter_mut().find(|c| c.id == id && !c.removed) else {
+                return Err(not_found(id));
+            };
             c.stop_timeout = Some(timeout);
             if c.state != RunState::Running {
                 return Ok(());
@@ -217,7 +257,9 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn remove(&self, id: &str) -> RuntimeResult<()> {
         let mut st = self.lock();
-        let Some(c) = st.containers.iter_mut().find(|c| c.id == id && !c.removed) else { return Err(not_found(id)) };
+        let Some(c) = st.containers.iter_mut().find(|c| c.id == id && !c.removed) else {
+            return Err(not_found(id));
+        };
         c.removed = true;
         c.state = RunState::Exited;
         Ok(())
@@ -226,7 +268,9 @@ impl ContainerRuntime for FakeRuntime {
     async fn inspect(&self, id: &str) -> RuntimeResult<ContainerInfo> {
         let mut st = self.lock();
         let mut next_port = st.next_port;
-        let Some(c) = st.containers.iter().find(|c| c.id == id && !c.removed) else { return Err(not_found(id)) };
+        let Some(c) = st.containers.iter().find(|c| c.id == id && !c.removed) else {
+            return Err(not_found(id));
+        };
         let ports = if c.state == RunState::Running {
             c.spec
                 .ports
@@ -273,7 +317,10 @@ impl ContainerRuntime for FakeRuntime {
             .containers
             .iter()
             .filter(|c| !c.removed && c.spec.labels.get(key).map(String::as_str) == Some(value))
-            .map(|c| ContainerSummary { id: c.id.clone(), labels: c.spec.labels.clone() })
+            .map(|c| ContainerSummary {
+                id: c.id.clone(),
+                labels: c.spec.labels.clone(),
+            })
             .collect())
     }
 

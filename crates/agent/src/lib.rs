@@ -32,7 +32,9 @@ pub mod task;
 pub mod testing;
 
 pub use config::AgentConfig;
-pub use control::{run, AgentError, ChannelControlPlane, ControlEvent, ControlPlane, ControlPlaneError};
+pub use control::{
+    run, AgentError, ChannelControlPlane, ControlEvent, ControlPlane, ControlPlaneError,
+};
 pub use docker::DockerRuntime;
 pub use engine::{Engine, EngineConfig, StateChanges, TaskStateChange};
 pub use metadata::MetadataIndex;

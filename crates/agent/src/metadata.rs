@@ -92,7 +92,8 @@ impl MetadataIndex {
     pub(crate) fn put(&self, meta: TaskMeta) {
         if let Ok(mut idx) = self.inner.write() {
             for c in &meta.containers {
-                idx.tokens.insert(c.token.clone(), (meta.task_arn.clone(), c.name.clone()));
+                idx.tokens
+                    .insert(c.token.clone(), (meta.task_arn.clone(), c.name.clone()));
             }
             idx.tasks.insert(meta.task_arn.clone(), meta);
         }
@@ -136,14 +137,23 @@ pub async fn serve<R: ContainerRuntime>(
     runtime: Arc<R>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(index, runtime)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(index, runtime))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"message": "unknown metadata token"}))).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"message": "unknown metadata token"})),
+    )
+        .into_response()
 }
 
-async fn container<R: ContainerRuntime>(State(s): State<Arc<AppState<R>>>, Path(token): Path<String>) -> Response {
+async fn container<R: ContainerRuntime>(
+    State(s): State<Arc<AppState<R>>>,
+    Path(token): Path<String>,
+) -> Response {
     match s.index.lookup(&token) {
         Some((task, name)) => match task.containers.iter().find(|c| c.name == name) {
             Some(c) => Json(container_json(&task, c)).into_response(),
@@ -153,7 +163,10 @@ async fn container<R: ContainerRuntime>(State(s): State<Arc<AppState<R>>>, Path(
     }
 }
 
-async fn task<R: ContainerRuntime>(State(s): State<Arc<AppState<R>>>, Path(token): Path<String>) -> Response {
+async fn task<R: ContainerRuntime>(
+    State(s): State<Arc<AppState<R>>>,
+    Path(token): Path<String>,
+) -> Response {
     match s.index.lookup(&token) {
         Some((task, _)) => Json(task_json(&task)).into_response(),
         None => not_found(),
@@ -164,18 +177,34 @@ async fn container_stats<R: ContainerRuntime>(
     State(s): State<Arc<AppState<R>>>,
     Path(token): Path<String>,
 ) -> Response {
-    let Some((task, name)) = s.index.lookup(&token) else { return not_found() };
-    let Some(id) = task.containers.iter().find(|c| c.name == name).and_then(|c| c.docker_id.clone()) else {
+    let Some((task, name)) = s.index.lookup(&token) else {
+        return not_found();
+    };
+    let Some(id) = task
+        .containers
+        .iter()
+        .find(|c| c.name == name)
+        .and_then(|c| c.docker_id.clone())
+    else {
         return Json(Value::Null).into_response();
     };
     match s.runtime.stats(&id).await {
         Ok(v) => Json(v).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"message": e.to_string()}))).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"message": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 
-async fn task_stats<R: ContainerRuntime>(State(s): State<Arc<AppState<R>>>, Path(token): Path<String>) -> Response {
-    let Some((task, _)) = s.index.lookup(&token) else { return not_found() };
+async fn task_stats<R: ContainerRuntime>(
+    State(s): State<Arc<AppState<R>>>,
+    Path(token): Path<String>,
+) -> Response {
+    let Some((task, _)) = s.index.lookup(&token) else {
+        return not_found();
+    };
     let mut out = Map::new();
     for c in &task.containers {
         if let Some(id) = &c.docker_id {
@@ -231,7 +260,11 @@ pub fn container_json(task: &TaskMeta, c: &ContainerMeta) -> Value {
             .map(|p| {
                 let mut pm = Map::new();
                 put(&mut pm, "ContainerPort", p.container_port);
-                put(&mut pm, "Protocol", p.protocol.map(|x| x.as_str().to_string()));
+                put(
+                    &mut pm,
+                    "Protocol",
+                    p.protocol.map(|x| x.as_str().to_string()),
+                );
                 put(&mut pm, "HostPort", p.host_port);
                 put(&mut pm, "HostIp", p.bind_ip.clone());
                 Value::Object(pm)
@@ -256,18 +289,42 @@ pub fn task_json(task: &TaskMeta) -> Value {
     m.insert("KnownStatus".into(), task.known_status.clone().into());
     let mut limits = Map::new();
     // Task-level CPU is reported in vCPUs, memory in MiB.
-    put(&mut limits, "CPU", task.cpu.as_deref().and_then(|c| c.parse::<f64>().ok()).map(|c| c / 1024.0));
-    put(&mut limits, "Memory", task.memory.as_deref().and_then(|m| m.parse::<i64>().ok()));
+    put(
+        &mut limits,
+        "CPU",
+        task.cpu
+            .as_deref()
+            .and_then(|c| c.parse::<f64>().ok())
+            .map(|c| c / 1024.0),
+    );
+    put(
+        &mut limits,
+        "Memory",
+        task.memory.as_deref().and_then(|m| m.parse::<i64>().ok()),
+    );
     if !limits.is_empty() {
         m.insert("Limits".into(), Value::Object(limits));
     }
-    put(&mut m, "PullStartedAt", task.pull_started_at.and_then(rfc3339));
-    put(&mut m, "PullStoppedAt", task.pull_stopped_at.and_then(rfc3339));
+    put(
+        &mut m,
+        "PullStartedAt",
+        task.pull_started_at.and_then(rfc3339),
+    );
+    put(
+        &mut m,
+        "PullStoppedAt",
+        task.pull_stopped_at.and_then(rfc3339),
+    );
     put(&mut m, "AvailabilityZone", task.availability_zone.clone());
     m.insert("LaunchType".into(), "EC2".into());
     m.insert(
         "Containers".into(),
-        Value::Array(task.containers.iter().map(|c| container_json(task, c)).collect()),
+        Value::Array(
+            task.containers
+                .iter()
+                .map(|c| container_json(task, c))
+                .collect(),
+        ),
     );
     Value::Object(m)
 }

@@ -56,9 +56,21 @@ impl TaskContext {
     /// The Docker name of a container of this task: readable in `docker ps`
     /// and unique per task, as the ECS agent's `ecs-FAMILY-REV-NAME-…`.
     pub fn docker_name(&self, container: &str) -> String {
-        let raw = format!("ecs-{}-{}-{}-{}", self.family, self.revision, container, self.task_id());
+        let raw = format!(
+            "ecs-{}-{}-{}-{}",
+            self.family,
+            self.revision,
+            container,
+            self.task_id()
+        );
         raw.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
             .collect()
     }
 
@@ -82,7 +94,11 @@ pub enum VolumeSource {
     /// A named Docker volume; `task_scoped` ones are removed with the task;
     /// `create` is false for a shared volume without autoprovision (it must
     /// already exist).
-    Named { spec: VolumeSpec, task_scoped: bool, create: bool },
+    Named {
+        spec: VolumeSpec,
+        task_scoped: bool,
+        create: bool,
+    },
 }
 
 /// Resolves the task definition's volumes.
@@ -92,7 +108,10 @@ pub fn task_volumes(
 ) -> Result<BTreeMap<String, VolumeSource>, SpecError> {
     let mut out = BTreeMap::new();
     for v in volumes {
-        let name = v.name.clone().ok_or_else(|| SpecError("volumes[].name is required".into()))?;
+        let name = v
+            .name
+            .clone()
+            .ok_or_else(|| SpecError("volumes[].name is required".into()))?;
         if v.efs_volume_configuration.is_some()
             || v.fsx_windows_file_server_volume_configuration.is_some()
             || v.s3files_volume_configuration.is_some()
@@ -101,21 +120,28 @@ pub fn task_volumes(
                 "volume {name}: only host and dockerVolumeConfiguration volumes are supported"
             )));
         }
-        let task_scoped_volume = |driver: Option<String>, opts, labels: BTreeMap<String, String>| {
-            let mut labels = labels;
-            labels.insert(LABEL_VOLUME_TASK.into(), ctx.task_arn.clone());
-            labels.insert(LABEL_INSTANCE.into(), ctx.instance_arn.clone());
-            VolumeSource::Named {
-                spec: VolumeSpec {
-                    name: format!("ecs-{}-{}-{}-{}", ctx.family, ctx.revision, name, ctx.task_id()),
-                    driver,
-                    driver_opts: opts,
-                    labels,
-                },
-                task_scoped: true,
-                create: true,
-            }
-        };
+        let task_scoped_volume =
+            |driver: Option<String>, opts, labels: BTreeMap<String, String>| {
+                let mut labels = labels;
+                labels.insert(LABEL_VOLUME_TASK.into(), ctx.task_arn.clone());
+                labels.insert(LABEL_INSTANCE.into(), ctx.instance_arn.clone());
+                VolumeSource::Named {
+                    spec: VolumeSpec {
+                        name: format!(
+                            "ecs-{}-{}-{}-{}",
+                            ctx.family,
+                            ctx.revision,
+                            name,
+                            ctx.task_id()
+                        ),
+                        driver,
+                        driver_opts: opts,
+                        labels,
+                    },
+                    task_scoped: true,
+                    create: true,
+                }
+            };
         let source = if let Some(path) = v.host.as_ref().and_then(|h| h.source_path.clone()) {
             VolumeSource::HostPath(path)
         } else if let Some(d) = &v.docker_volume_configuration {
@@ -123,7 +149,12 @@ pub fn task_volumes(
             let labels = d.labels.clone().unwrap_or_default();
             if d.scope == Some(ecs::Scope::Shared) {
                 VolumeSource::Named {
-                    spec: VolumeSpec { name: name.clone(), driver: d.driver.clone(), driver_opts: opts, labels },
+                    spec: VolumeSpec {
+                        name: name.clone(),
+                        driver: d.driver.clone(),
+                        driver_opts: opts,
+                        labels,
+                    },
                     task_scoped: false,
                     create: d.autoprovision.unwrap_or(false),
                 }
@@ -195,7 +226,10 @@ pub fn container_spec(
     docker_names: &BTreeMap<String, String>,
     token: &str,
 ) -> Result<ContainerSpec, SpecError> {
-    let name = def.name.clone().ok_or_else(|| SpecError("containerDefinitions[].name is required".into()))?;
+    let name = def
+        .name
+        .clone()
+        .ok_or_else(|| SpecError("containerDefinitions[].name is required".into()))?;
     let image = def
         .image
         .clone()
@@ -204,12 +238,10 @@ pub fn container_spec(
         ecs::NetworkMode::Bridge => "bridge",
         ecs::NetworkMode::Host => "host",
         ecs::NetworkMode::None => "none",
-        ecs::NetworkMode::Awsvpc => {
-            return Err(SpecError(
-                "network mode awsvpc is not supported by the Flotilla agent; use bridge, host or none"
-                    .into(),
-            ))
-        }
+        ecs::NetworkMode::Awsvpc => return Err(SpecError(
+            "network mode awsvpc is not supported by the Flotilla agent; use bridge, host or none"
+                .into(),
+        )),
     };
 
     let mut env: Vec<String> = Vec::new();
@@ -219,7 +251,10 @@ pub fn container_spec(
         }
     }
     let mut set_default = |k: &str, v: String| {
-        if !env.iter().any(|e| e.split_once('=').map(|(n, _)| n) == Some(k)) {
+        if !env
+            .iter()
+            .any(|e| e.split_once('=').map(|(n, _)| n) == Some(k))
+        {
             env.push(format!("{k}={v}"));
         }
     };
@@ -245,11 +280,17 @@ pub fn container_spec(
                 .container_port
                 .and_then(|c| u16::try_from(c).ok())
                 .filter(|c| *c > 0)
-                .ok_or_else(|| SpecError(format!("container {name}: portMappings[{i}].containerPort must be 1-65535")))?;
+                .ok_or_else(|| {
+                    SpecError(format!(
+                        "container {name}: portMappings[{i}].containerPort must be 1-65535"
+                    ))
+                })?;
             let host_port = match p.host_port {
                 None | Some(0) => None,
                 Some(h) => Some(u16::try_from(h).map_err(|_| {
-                    SpecError(format!("container {name}: portMappings[{i}].hostPort must be 0-65535"))
+                    SpecError(format!(
+                        "container {name}: portMappings[{i}].hostPort must be 0-65535"
+                    ))
                 })?),
             };
             ports.push(PortSpec {
@@ -265,9 +306,13 @@ pub fn container_spec(
         Some(h) => {
             let test = h.command.clone().unwrap_or_default();
             if test.is_empty() {
-                return Err(SpecError(format!("container {name}: healthCheck.command is required")));
+                return Err(SpecError(format!(
+                    "container {name}: healthCheck.command is required"
+                )));
             }
-            let secs = |v: Option<i32>, d: u64| Duration::from_secs(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(d));
+            let secs = |v: Option<i32>, d: u64| {
+                Duration::from_secs(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(d))
+            };
             Some(HealthSpec {
                 test,
                 interval: secs(h.interval, 30),
@@ -282,10 +327,11 @@ pub fn container_spec(
     let mut binds = Vec::new();
     for (i, m) in def.mount_points.iter().flatten().enumerate() {
         let source = m.source_volume.as_deref().unwrap_or("");
-        let target = m
-            .container_path
-            .as_deref()
-            .ok_or_else(|| SpecError(format!("container {name}: mountPoints[{i}].containerPath is required")))?;
+        let target = m.container_path.as_deref().ok_or_else(|| {
+            SpecError(format!(
+                "container {name}: mountPoints[{i}].containerPath is required"
+            ))
+        })?;
         let src = match volumes.get(source) {
             Some(VolumeSource::HostPath(p)) => p.clone(),
             Some(VolumeSource::Named { spec, .. }) => spec.name.clone(),
@@ -300,15 +346,20 @@ pub fn container_spec(
     }
 
     let lookup = |other: &str, what: &str| {
-        docker_names
-            .get(other)
-            .cloned()
-            .ok_or_else(|| SpecError(format!("container {name}: {what} names unknown container {other:?}")))
+        docker_names.get(other).cloned().ok_or_else(|| {
+            SpecError(format!(
+                "container {name}: {what} names unknown container {other:?}"
+            ))
+        })
     };
     let mut volumes_from = Vec::new();
     for v in def.volumes_from.iter().flatten() {
         let src = lookup(v.source_container.as_deref().unwrap_or(""), "volumesFrom")?;
-        volumes_from.push(if v.read_only == Some(true) { format!("{src}:ro") } else { src });
+        volumes_from.push(if v.read_only == Some(true) {
+            format!("{src}:ro")
+        } else {
+            src
+        });
     }
     let mut links = Vec::new();
     if network_mode == "bridge" {
@@ -317,7 +368,9 @@ pub fn container_spec(
             links.push(format!("{}:{alias}", lookup(target, "links")?));
         }
     } else if def.links.as_ref().is_some_and(|l| !l.is_empty()) {
-        return Err(SpecError(format!("container {name}: links are only supported in bridge network mode")));
+        return Err(SpecError(format!(
+            "container {name}: links are only supported in bridge network mode"
+        )));
     }
 
     let ulimits = def
@@ -359,7 +412,13 @@ pub fn container_spec(
         .extra_hosts
         .iter()
         .flatten()
-        .filter_map(|h| Some(format!("{}:{}", h.hostname.as_ref()?, h.ip_address.as_ref()?)))
+        .filter_map(|h| {
+            Some(format!(
+                "{}:{}",
+                h.hostname.as_ref()?,
+                h.ip_address.as_ref()?
+            ))
+        })
         .collect();
 
     Ok(ContainerSpec {
@@ -392,8 +451,16 @@ pub fn container_spec(
         memory_reservation: def.memory_reservation.map(|m| i64::from(m) * MIB),
         ulimits,
         init: linux.init_process_enabled,
-        cap_add: linux.capabilities.as_ref().and_then(|c| c.add.clone()).unwrap_or_default(),
-        cap_drop: linux.capabilities.as_ref().and_then(|c| c.drop.clone()).unwrap_or_default(),
+        cap_add: linux
+            .capabilities
+            .as_ref()
+            .and_then(|c| c.add.clone())
+            .unwrap_or_default(),
+        cap_drop: linux
+            .capabilities
+            .as_ref()
+            .and_then(|c| c.drop.clone())
+            .unwrap_or_default(),
         shm_size: linux.shared_memory_size.map(|m| i64::from(m) * MIB),
         tmpfs,
         security_opt: def.docker_security_options.clone().unwrap_or_default(),
@@ -471,25 +538,60 @@ mod tests {
         assert_eq!(s.cmd, Some(vec!["run".into()]));
         assert_eq!(s.entrypoint, Some(vec!["/bin/x".into()]));
         assert!(s.env.contains(&"A=1".to_string()));
-        assert!(s.env.contains(&"AWS_REGION=mine".to_string()), "user env wins");
-        assert!(s.env.contains(&"ECS_CONTAINER_METADATA_URI_V4=http://172.17.0.1:51679/v4/tok".to_string()));
+        assert!(
+            s.env.contains(&"AWS_REGION=mine".to_string()),
+            "user env wins"
+        );
+        assert!(s
+            .env
+            .contains(&"ECS_CONTAINER_METADATA_URI_V4=http://172.17.0.1:51679/v4/tok".to_string()));
         assert!(s.env.contains(&"AWS_DEFAULT_REGION=us-east-1".to_string()));
         assert_eq!(s.labels["team"], "x");
-        assert_eq!(s.labels[LABEL_CLUSTER], "default", "ECS labels cannot be spoofed");
+        assert_eq!(
+            s.labels[LABEL_CLUSTER], "default",
+            "ECS labels cannot be spoofed"
+        );
         assert_eq!(s.labels[LABEL_INSTANCE], c.instance_arn);
         assert_eq!(s.labels[LABEL_REVISION], "3");
-        assert_eq!((s.cpu_shares, s.memory, s.memory_reservation), (Some(256), Some(128 * MIB), Some(64 * MIB)));
-        assert_eq!(s.ulimits, vec![UlimitSpec { name: "nofile".into(), soft: 10, hard: 20 }]);
+        assert_eq!(
+            (s.cpu_shares, s.memory, s.memory_reservation),
+            (Some(256), Some(128 * MIB), Some(64 * MIB))
+        );
+        assert_eq!(
+            s.ulimits,
+            vec![UlimitSpec {
+                name: "nofile".into(),
+                soft: 10,
+                hard: 20
+            }]
+        );
         assert!(s.readonly_rootfs && s.privileged);
         assert_eq!(s.extra_hosts, vec!["db:10.0.0.1".to_string()]);
-        assert_eq!(s.ports[0], PortSpec { container_port: 80, protocol: Protocol::Tcp, host_ip: "127.0.0.2".into(), host_port: None });
+        assert_eq!(
+            s.ports[0],
+            PortSpec {
+                container_port: 80,
+                protocol: Protocol::Tcp,
+                host_ip: "127.0.0.2".into(),
+                host_port: None
+            }
+        );
         assert_eq!(s.ports[1].host_port, Some(5353));
         assert_eq!(s.ports[1].protocol, Protocol::Udp);
-        assert_eq!(s.binds, vec!["/srv/data:/data:ro".to_string(), "ecs-web-3-scratch-abc123:/s".to_string()]);
+        assert_eq!(
+            s.binds,
+            vec![
+                "/srv/data:/data:ro".to_string(),
+                "ecs-web-3-scratch-abc123:/s".to_string()
+            ]
+        );
         assert_eq!(s.volumes_from, vec!["ecs-web-3-side-abc123:ro".to_string()]);
         assert_eq!(s.links, vec!["ecs-web-3-side-abc123:s".to_string()]);
         let h = s.health.unwrap();
-        assert_eq!((h.interval, h.timeout, h.retries), (Duration::from_secs(5), Duration::from_secs(5), 3));
+        assert_eq!(
+            (h.interval, h.timeout, h.retries),
+            (Duration::from_secs(5), Duration::from_secs(5), 3)
+        );
         assert_eq!(s.stop_timeout, Some(Duration::from_secs(7)));
     }
 
@@ -511,7 +613,9 @@ mod tests {
     fn host_mode_publishes_no_ports_and_defaults_cpu_to_two_shares() {
         let mut c = ctx();
         c.network_mode = ecs::NetworkMode::Host;
-        let def = container(serde_json::json!({"name": "a", "image": "i", "portMappings": [{"containerPort": 80}]}));
+        let def = container(
+            serde_json::json!({"name": "a", "image": "i", "portMappings": [{"containerPort": 80}]}),
+        );
         let s = container_spec(&c, &def, &BTreeMap::new(), &BTreeMap::new(), "t").unwrap();
         assert!(s.ports.is_empty());
         assert_eq!(s.network_mode, "host");
@@ -520,15 +624,25 @@ mod tests {
 
     #[test]
     fn overrides_replace_command_and_merge_environment() {
-        let def = container(serde_json::json!({"name": "a", "image": "i", "command": ["x"],
-            "environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}));
+        let def = container(
+            serde_json::json!({"name": "a", "image": "i", "command": ["x"],
+            "environment": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}),
+        );
         let o: ecs::TaskOverride = serde_json::from_value(serde_json::json!({"containerOverrides": [
             {"name": "a", "command": ["y"], "environment": [{"name": "B", "value": "3"}], "memory": 64}]})).unwrap();
         let d = apply_overrides(&def, Some(&o));
         assert_eq!(d.command, Some(vec!["y".to_string()]));
         assert_eq!(d.memory, Some(64));
-        let env: Vec<_> = d.environment.unwrap().into_iter().map(|kv| (kv.name.unwrap(), kv.value.unwrap())).collect();
-        assert_eq!(env, vec![("A".into(), "1".into()), ("B".into(), "3".into())]);
+        let env: Vec<_> = d
+            .environment
+            .unwrap()
+            .into_iter()
+            .map(|kv| (kv.name.unwrap(), kv.value.unwrap()))
+            .collect();
+        assert_eq!(
+            env,
+            vec![("A".into(), "1".into()), ("B".into(), "3".into())]
+        );
     }
 
     #[test]
@@ -539,11 +653,24 @@ mod tests {
         ])).unwrap();
         let v = task_volumes(&ctx(), &vols).unwrap();
         match &v["cache"] {
-            VolumeSource::Named { spec, task_scoped, create } => {
-                assert_eq!((spec.name.as_str(), *task_scoped, *create), ("cache", false, true));
+            VolumeSource::Named {
+                spec,
+                task_scoped,
+                create,
+            } => {
+                assert_eq!(
+                    (spec.name.as_str(), *task_scoped, *create),
+                    ("cache", false, true)
+                );
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(&v["anon"], VolumeSource::Named { task_scoped: true, .. }));
+        assert!(matches!(
+            &v["anon"],
+            VolumeSource::Named {
+                task_scoped: true,
+                ..
+            }
+        ));
     }
 }

@@ -19,7 +19,9 @@ use tokio::time::Instant;
 
 use crate::engine::{EngineConfig, Shared, TaskStateChange};
 use crate::metadata::{ContainerMeta, TaskMeta};
-use crate::runtime::{BoundPort, ContainerInfo, ContainerRuntime, ContainerSummary, Health, RunState, RuntimeError};
+use crate::runtime::{
+    BoundPort, ContainerInfo, ContainerRuntime, ContainerSummary, Health, RunState, RuntimeError,
+};
 use crate::spec::{self, TaskContext, VolumeSource, LABEL_CONTAINER_NAME};
 
 pub(crate) enum RunnerMsg {
@@ -129,7 +131,10 @@ struct Runner<R> {
 }
 
 fn epoch_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn network_mode(def: &ecs::TaskDefinition) -> ecs::NetworkMode {
@@ -199,14 +204,24 @@ pub(crate) async fn run<R: ContainerRuntime>(
             .depends_on
             .iter()
             .flatten()
-            .filter_map(|d| Some((d.container_name.clone()?, d.condition.unwrap_or(ecs::ContainerCondition::Start))))
+            .filter_map(|d| {
+                Some((
+                    d.container_name.clone()?,
+                    d.condition.unwrap_or(ecs::ContainerCondition::Start),
+                ))
+            })
             .collect();
         let implicit = def
             .links
             .iter()
             .flatten()
             .map(|l| l.split_once(':').map(|(t, _)| t).unwrap_or(l).to_string())
-            .chain(def.volumes_from.iter().flatten().filter_map(|v| v.source_container.clone()));
+            .chain(
+                def.volumes_from
+                    .iter()
+                    .flatten()
+                    .filter_map(|v| v.source_container.clone()),
+            );
         for other in implicit.collect::<Vec<_>>() {
             if !deps.iter().any(|(n, _)| *n == other) {
                 deps.push((other, ecs::ContainerCondition::Start));
@@ -261,7 +276,10 @@ pub(crate) async fn run<R: ContainerRuntime>(
     if adopted {
         r.adopt(existing).await;
     }
-    match spec::task_volumes(&r.ctx, r.desired.definition.volumes.as_deref().unwrap_or(&[])) {
+    match spec::task_volumes(
+        &r.ctx,
+        r.desired.definition.volumes.as_deref().unwrap_or(&[]),
+    ) {
         Ok(v) => r.volumes = v,
         Err(e) => r.fail_all(e.0),
     }
@@ -308,7 +326,9 @@ pub(crate) async fn run<R: ContainerRuntime>(
 
 impl<R: ContainerRuntime> Runner<R> {
     fn index_of_id(&self, id: &str) -> Option<usize> {
-        self.containers.iter().position(|c| c.id.as_deref() == Some(id))
+        self.containers
+            .iter()
+            .position(|c| c.id.as_deref() == Some(id))
     }
 
     fn index_of(&self, name: &str) -> Option<usize> {
@@ -317,7 +337,9 @@ impl<R: ContainerRuntime> Runner<R> {
 
     async fn adopt(&mut self, existing: Vec<ContainerSummary>) {
         for summary in existing {
-            let Some(name) = summary.labels.get(LABEL_CONTAINER_NAME) else { continue };
+            let Some(name) = summary.labels.get(LABEL_CONTAINER_NAME) else {
+                continue;
+            };
             let Some(i) = self.index_of(name) else {
                 tracing::warn!(task = %self.ctx.task_arn, container = %name, "adopted container is not in the task definition");
                 continue;
@@ -368,14 +390,20 @@ impl<R: ContainerRuntime> Runner<R> {
     /// arriving meanwhile interrupts it.
     async fn prepare(&mut self, inbox: &mut mpsc::UnboundedReceiver<RunnerMsg>) {
         let rt = self.shared.runtime.clone();
-        let mut images: Vec<String> = self.containers.iter().filter_map(|c| c.def.image.clone()).collect();
+        let mut images: Vec<String> = self
+            .containers
+            .iter()
+            .filter_map(|c| c.def.image.clone())
+            .collect();
         images.sort();
         images.dedup();
         for image in images {
             match rt.image_present(&image).await {
                 Ok(true) => continue,
                 Ok(false) => {}
-                Err(e) => tracing::debug!(image = %image, error = %e, "image inspect failed; pulling"),
+                Err(e) => {
+                    tracing::debug!(image = %image, error = %e, "image inspect failed; pulling")
+                }
             }
             if self.pull_started_at.is_none() {
                 self.pull_started_at = Some(epoch_now());
@@ -418,7 +446,10 @@ impl<R: ContainerRuntime> Runner<R> {
             self.pull_stopped_at = Some(epoch_now());
         }
         for (name, source) in &self.volumes {
-            if let VolumeSource::Named { spec, create: true, .. } = source {
+            if let VolumeSource::Named {
+                spec, create: true, ..
+            } = source
+            {
                 if let Err(e) = rt.ensure_volume(spec).await {
                     let reason = format!("CannotCreateVolumeError: volume {name}: {e}");
                     self.fail_all(reason);
@@ -465,7 +496,9 @@ impl<R: ContainerRuntime> Runner<R> {
 
     /// Re-reads one container from the engine.
     async fn refresh(&mut self, i: usize) {
-        let Some(id) = self.containers[i].id.clone() else { return };
+        let Some(id) = self.containers[i].id.clone() else {
+            return;
+        };
         match self.shared.runtime.inspect(&id).await {
             Ok(info) => self.apply_info(i, info),
             Err(RuntimeError::NotFound(_)) => {
@@ -475,7 +508,9 @@ impl<R: ContainerRuntime> Runner<R> {
                     c.reason = Some("the container was removed outside the agent".to_string());
                 }
             }
-            Err(e) => tracing::warn!(task = %self.ctx.task_arn, container = %self.containers[i].name, error = %e, "inspect failed"),
+            Err(e) => {
+                tracing::warn!(task = %self.ctx.task_arn, container = %self.containers[i].name, error = %e, "inspect failed")
+            }
         }
     }
 
@@ -515,7 +550,9 @@ impl<R: ContainerRuntime> Runner<R> {
                     c.status = ContainerStatus::Stopped;
                     c.exit_code = info.exit_code.and_then(|e| i32::try_from(e).ok());
                     if info.oom_killed {
-                        c.reason = Some("OutOfMemoryError: Container killed due to memory usage".to_string());
+                        c.reason = Some(
+                            "OutOfMemoryError: Container killed due to memory usage".to_string(),
+                        );
                     } else if let Some(err) = &info.error {
                         c.reason = Some(format!("CannotStartContainerError: {err}"));
                     }
@@ -561,7 +598,9 @@ impl<R: ContainerRuntime> Runner<R> {
                     } else if stopped {
                         return Deps::Never(format!(
                             "dependency {dep} exited with code {} (condition SUCCESS)",
-                            d.exit_code.map(|e| e.to_string()).unwrap_or_else(|| "unknown".into())
+                            d.exit_code
+                                .map(|e| e.to_string())
+                                .unwrap_or_else(|| "unknown".into())
                         ));
                     } else {
                         false
@@ -569,11 +608,15 @@ impl<R: ContainerRuntime> Runner<R> {
                 }
                 ecs::ContainerCondition::Healthy => {
                     if !d.has_health {
-                        return Deps::Never(format!("dependency {dep} has no healthCheck (condition HEALTHY)"));
+                        return Deps::Never(format!(
+                            "dependency {dep} has no healthCheck (condition HEALTHY)"
+                        ));
                     } else if d.health == Some(Health::Healthy) {
                         true
                     } else if stopped {
-                        return Deps::Never(format!("dependency {dep} stopped before it was HEALTHY"));
+                        return Deps::Never(format!(
+                            "dependency {dep} stopped before it was HEALTHY"
+                        ));
                     } else {
                         false
                     }
@@ -617,19 +660,31 @@ impl<R: ContainerRuntime> Runner<R> {
                     }
                 }
             }
-            if let Some(c) = self.containers.iter().find(|c| c.essential && c.status == ContainerStatus::Stopped) {
-                let cause = if c.started {
-                    StopCause::EssentialExited
-                } else {
-                    StopCause::FailedToStart(
-                        c.reason.clone().unwrap_or_else(|| format!("essential container {} did not start", c.name)),
-                    )
-                };
+            if let Some(c) = self
+                .containers
+                .iter()
+                .find(|c| c.essential && c.status == ContainerStatus::Stopped)
+            {
+                let cause =
+                    if c.started {
+                        StopCause::EssentialExited
+                    } else {
+                        StopCause::FailedToStart(c.reason.clone().unwrap_or_else(|| {
+                            format!("essential container {} did not start", c.name)
+                        }))
+                    };
                 self.begin_stop(cause);
-            } else if self.containers.iter().all(|c| c.status == ContainerStatus::Stopped) {
+            } else if self
+                .containers
+                .iter()
+                .all(|c| c.status == ContainerStatus::Stopped)
+            {
                 self.begin_stop(StopCause::EssentialExited);
             } else if self.status == TaskStatus::Pending
-                && self.containers.iter().all(|c| c.status != ContainerStatus::Pending)
+                && self
+                    .containers
+                    .iter()
+                    .all(|c| c.status != ContainerStatus::Pending)
             {
                 self.status = TaskStatus::Running;
             }
@@ -661,14 +716,22 @@ impl<R: ContainerRuntime> Runner<R> {
                     continue;
                 };
                 c.stop_sent = true;
-                let (rt, tx, timeout) = (self.shared.runtime.clone(), self.self_tx.clone(), c.stop_timeout);
+                let (rt, tx, timeout) = (
+                    self.shared.runtime.clone(),
+                    self.self_tx.clone(),
+                    c.stop_timeout,
+                );
                 tracing::debug!(task = %self.ctx.task_arn, container = %name, ?timeout, "stopping container");
                 tokio::spawn(async move {
                     let result = rt.stop(&id, timeout).await;
                     let _ = tx.send(RunnerMsg::StopDone(name, result));
                 });
             }
-            if self.containers.iter().all(|c| c.status == ContainerStatus::Stopped) {
+            if self
+                .containers
+                .iter()
+                .all(|c| c.status == ContainerStatus::Stopped)
+            {
                 self.status = TaskStatus::Stopped;
                 self.execution_stopped_at = Some(epoch_now());
             }
@@ -678,13 +741,19 @@ impl<R: ContainerRuntime> Runner<R> {
     /// Creates and starts container `i`.
     async fn launch(&mut self, i: usize) {
         self.containers[i].launched = true;
-        let docker_names: BTreeMap<String, String> =
-            self.containers.iter().map(|c| (c.name.clone(), c.docker_name.clone())).collect();
+        let docker_names: BTreeMap<String, String> = self
+            .containers
+            .iter()
+            .map(|c| (c.name.clone(), c.docker_name.clone()))
+            .collect();
         let c = &self.containers[i];
-        let spec = match spec::container_spec(&self.ctx, &c.def, &self.volumes, &docker_names, &c.token) {
-            Ok(s) => s,
-            Err(e) => return self.container_failed(i, format!("CannotCreateContainerError: {e}")),
-        };
+        let spec =
+            match spec::container_spec(&self.ctx, &c.def, &self.volumes, &docker_names, &c.token) {
+                Ok(s) => s,
+                Err(e) => {
+                    return self.container_failed(i, format!("CannotCreateContainerError: {e}"))
+                }
+            };
         let rt = self.shared.runtime.clone();
         let id = match rt.create(&spec).await {
             Ok(id) => id,
@@ -725,7 +794,11 @@ impl<R: ContainerRuntime> Runner<R> {
     }
 
     fn task_health(&self) -> Option<ecs::HealthStatus> {
-        let checked: Vec<&Ctr> = self.containers.iter().filter(|c| c.essential && c.has_health).collect();
+        let checked: Vec<&Ctr> = self
+            .containers
+            .iter()
+            .filter(|c| c.essential && c.has_health)
+            .collect();
         if checked.is_empty() {
             return Some(ecs::HealthStatus::Unknown);
         }
@@ -746,17 +819,28 @@ impl<R: ContainerRuntime> Runner<R> {
                 container_name: Some(c.name.clone()),
                 runtime_id: c.id.clone(),
                 status: Some(c.status.as_str().to_string()),
-                exit_code: if c.status == ContainerStatus::Stopped { c.exit_code } else { None },
+                exit_code: if c.status == ContainerStatus::Stopped {
+                    c.exit_code
+                } else {
+                    None
+                },
                 reason: c.reason.clone(),
-                network_bindings: if c.bindings.is_empty() { None } else { Some(c.bindings.clone()) },
+                network_bindings: if c.bindings.is_empty() {
+                    None
+                } else {
+                    Some(c.bindings.clone())
+                },
                 image_digest: None,
             })
             .collect();
         let (reason, stop_code) = match &self.stop {
-            Some(StopCause::EssentialExited) => {
-                (Some(ESSENTIAL_EXITED.to_string()), Some(ecs::TaskStopCode::EssentialContainerExited))
+            Some(StopCause::EssentialExited) => (
+                Some(ESSENTIAL_EXITED.to_string()),
+                Some(ecs::TaskStopCode::EssentialContainerExited),
+            ),
+            Some(StopCause::FailedToStart(r)) => {
+                (Some(r.clone()), Some(ecs::TaskStopCode::TaskFailedToStart))
             }
-            Some(StopCause::FailedToStart(r)) => (Some(r.clone()), Some(ecs::TaskStopCode::TaskFailedToStart)),
             Some(StopCause::Requested) | None => (None, None),
         };
         TaskStateChange {
@@ -810,10 +894,20 @@ impl<R: ContainerRuntime> Runner<R> {
             task_arn: self.ctx.task_arn.clone(),
             family: self.ctx.family.clone(),
             revision: self.ctx.revision.to_string(),
-            desired_status: self.desired.task.desired_status.clone().unwrap_or_else(|| "RUNNING".into()),
+            desired_status: self
+                .desired
+                .task
+                .desired_status
+                .clone()
+                .unwrap_or_else(|| "RUNNING".into()),
             known_status: self.status.as_str().to_string(),
             cpu: self.desired.task.cpu.clone().or_else(|| def.cpu.clone()),
-            memory: self.desired.task.memory.clone().or_else(|| def.memory.clone()),
+            memory: self
+                .desired
+                .task
+                .memory
+                .clone()
+                .or_else(|| def.memory.clone()),
             pull_started_at: self.pull_started_at,
             pull_stopped_at: self.pull_stopped_at,
             availability_zone: self.shared.config.availability_zone.clone(),
@@ -828,21 +922,37 @@ impl<R: ContainerRuntime> Runner<R> {
                     docker_name: c.docker_name.clone(),
                     image: c.def.image.clone().unwrap_or_default(),
                     image_id: c.info.as_ref().and_then(|i| i.image_id.clone()),
-                    labels: c.info.as_ref().map(|i| i.labels.clone()).unwrap_or_default(),
-                    desired_status: if self.stop.is_some() { "STOPPED" } else { "RUNNING" }.to_string(),
+                    labels: c
+                        .info
+                        .as_ref()
+                        .map(|i| i.labels.clone())
+                        .unwrap_or_default(),
+                    desired_status: if self.stop.is_some() {
+                        "STOPPED"
+                    } else {
+                        "RUNNING"
+                    }
+                    .to_string(),
                     known_status: c.status.as_str().to_string(),
                     cpu: c.def.cpu,
                     memory: c.def.memory.or(c.def.memory_reservation),
                     created_at: c.info.as_ref().and_then(|i| i.created_at.clone()),
                     started_at: c.info.as_ref().and_then(|i| i.started_at.clone()),
                     finished_at: c.info.as_ref().and_then(|i| i.finished_at.clone()),
-                    exit_code: if c.status == ContainerStatus::Stopped { c.exit_code } else { None },
+                    exit_code: if c.status == ContainerStatus::Stopped {
+                        c.exit_code
+                    } else {
+                        None
+                    },
                     health: if c.has_health {
-                        Some(match c.health {
-                            Some(Health::Healthy) => "HEALTHY",
-                            Some(Health::Unhealthy) => "UNHEALTHY",
-                            _ => "UNKNOWN",
-                        }.to_string())
+                        Some(
+                            match c.health {
+                                Some(Health::Healthy) => "HEALTHY",
+                                Some(Health::Unhealthy) => "UNHEALTHY",
+                                _ => "UNKNOWN",
+                            }
+                            .to_string(),
+                        )
                     } else {
                         None
                     },
@@ -869,7 +979,12 @@ impl<R: ContainerRuntime> Runner<R> {
             }
         }
         for source in self.volumes.values() {
-            if let VolumeSource::Named { spec, task_scoped: true, .. } = source {
+            if let VolumeSource::Named {
+                spec,
+                task_scoped: true,
+                ..
+            } = source
+            {
                 if let Err(e) = rt.remove_volume(&spec.name).await {
                     tracing::debug!(volume = %spec.name, error = %e, "volume not removed");
                 }

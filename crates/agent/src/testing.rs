@@ -62,7 +62,9 @@ pub fn build_test_program() -> Result<PathBuf, TestImageError> {
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .output()?;
     if !out.status.success() {
-        return Err(TestImageError::Build(String::from_utf8_lossy(&out.stderr).into_owned()));
+        return Err(TestImageError::Build(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
     }
     Ok(target_dir.join(triple).join("release").join("testprog"))
 }
@@ -82,7 +84,10 @@ pub async fn ensure_test_image(docker: &Docker) -> Result<(), TestImageError> {
     // an older program is rebuilt and an up-to-date one is reused.
     let fingerprint = format!("{:016x}-{}", fnv1a(&bytes), bytes.len());
     if let Ok(img) = docker.inspect_image(TEST_IMAGE).await {
-        let current = img.config.and_then(|c| c.labels).and_then(|l| l.get("com.flotilla.testprog").cloned());
+        let current = img
+            .config
+            .and_then(|c| c.labels)
+            .and_then(|l| l.get("com.flotilla.testprog").cloned());
         if current.as_deref() == Some(fingerprint.as_str()) {
             *built = true;
             return Ok(());
@@ -102,7 +107,12 @@ pub async fn ensure_test_image(docker: &Docker) -> Result<(), TestImageError> {
     add("Dockerfile", dockerfile.as_bytes(), 0o644)?;
     add("testprog", &bytes, 0o755)?;
     let context = tar.into_inner()?;
-    let options = BuildImageOptions { t: Some(TEST_IMAGE.to_string()), rm: true, forcerm: true, ..Default::default() };
+    let options = BuildImageOptions {
+        t: Some(TEST_IMAGE.to_string()),
+        rm: true,
+        forcerm: true,
+        ..Default::default()
+    };
     let mut build = docker.build_image(options, None, Some(bollard::body_full(context.into())));
     while let Some(item) = build.next().await {
         let info = item?;
@@ -126,12 +136,23 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// Removes (forcibly) every container carrying `key=value`.
 pub async fn remove_labelled(docker: &Docker, key: &str, value: &str) {
     let filters = HashMap::from([("label".to_string(), vec![format!("{key}={value}")])]);
-    let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
     if let Ok(list) = docker.list_containers(Some(options)).await {
         for c in list {
             if let Some(id) = c.id {
                 let _ = docker
-                    .remove_container(&id, Some(RemoveContainerOptions { force: true, v: true, link: false }))
+                    .remove_container(
+                        &id,
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            v: true,
+                            link: false,
+                        }),
+                    )
                     .await;
             }
         }
@@ -148,7 +169,10 @@ pub struct ContainerGuard {
 impl ContainerGuard {
     pub async fn new(docker: &Docker, key: &str, value: &str) -> ContainerGuard {
         remove_labelled(docker, key, value).await;
-        ContainerGuard { key: key.to_string(), value: value.to_string() }
+        ContainerGuard {
+            key: key.to_string(),
+            value: value.to_string(),
+        }
     }
 }
 
@@ -159,7 +183,12 @@ impl Drop for ContainerGuard {
         // (and its own client: a client is tied to the runtime that made
         // it), and wait for it so the next test starts clean.
         let handle = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async {
                 if let Ok(docker) = Docker::connect_with_local_defaults() {
                     if let Ok(docker) = docker.negotiate_version().await {

@@ -21,7 +21,10 @@ fn desired(id: &str) -> DesiredTask {
 }
 
 async fn next(out: &mut UnboundedReceiver<AgentOutput>) -> AgentOutput {
-    tokio::time::timeout(Duration::from_secs(5), out.recv()).await.expect("timed out").expect("agent ended")
+    tokio::time::timeout(Duration::from_secs(5), out.recv())
+        .await
+        .expect("timed out")
+        .expect("agent ended")
 }
 
 #[tokio::test]
@@ -35,7 +38,13 @@ async fn run_applies_desired_sets_and_reports_changes() {
         let _ = stopped.await;
     }));
 
-    events.send(ControlEvent::Desired { version: 3, tasks: vec![desired("t1")] }).await.unwrap();
+    events
+        .send(ControlEvent::Desired {
+            version: 3,
+            tasks: vec![desired("t1")],
+        })
+        .await
+        .unwrap();
     let mut applied = false;
     let mut running = false;
     while !(applied && running) {
@@ -44,7 +53,9 @@ async fn run_applies_desired_sets_and_reports_changes() {
                 assert_eq!(v, 3);
                 applied = true;
             }
-            AgentOutput::Changes(changes) => running |= changes.iter().any(|c| c.status() == "RUNNING"),
+            AgentOutput::Changes(changes) => {
+                running |= changes.iter().any(|c| c.status() == "RUNNING")
+            }
         }
     }
 
@@ -60,7 +71,10 @@ async fn run_applies_desired_sets_and_reports_changes() {
 
     let _ = stop.send(());
     agent.await.unwrap().unwrap();
-    assert!(fake.by_name("a").is_some(), "shutting the agent down leaves containers running");
+    assert!(
+        fake.by_name("a").is_some(),
+        "shutting the agent down leaves containers running"
+    );
 }
 
 #[tokio::test]

@@ -36,7 +36,11 @@ fn start(fake: &FakeRuntime) -> (Engine, StateChanges) {
     Engine::start(Arc::new(fake.clone()), config, MetadataIndex::new())
 }
 
-async fn wait_for(changes: &mut StateChanges, what: &str, pred: impl Fn(&TaskStateChange) -> bool) -> TaskStateChange {
+async fn wait_for(
+    changes: &mut StateChanges,
+    what: &str,
+    pred: impl Fn(&TaskStateChange) -> bool,
+) -> TaskStateChange {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         match tokio::time::timeout_at(deadline, changes.recv()).await {
@@ -49,7 +53,9 @@ async fn wait_for(changes: &mut StateChanges, what: &str, pred: impl Fn(&TaskSta
 }
 
 fn status(c: &TaskStateChange, name: &str) -> String {
-    c.container(name).and_then(|c| c.status.clone()).unwrap_or_default()
+    c.container(name)
+        .and_then(|c| c.status.clone())
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -67,14 +73,20 @@ async fn runs_a_task_and_reports_essential_exit() {
     let running = wait_for(&mut changes, "RUNNING", |c| c.status() == "RUNNING").await;
     let app = running.container("app").unwrap();
     let b = &app.network_bindings.as_ref().unwrap()[0];
-    assert_eq!((b.container_port, b.bind_ip.as_deref()), (Some(80), Some("127.0.0.1")));
+    assert_eq!(
+        (b.container_port, b.bind_ip.as_deref()),
+        (Some(80), Some("127.0.0.1"))
+    );
     assert!(b.host_port.unwrap() > 32768, "dynamic host port read back");
     assert!(app.runtime_id.is_some());
 
     // A non-essential exit leaves the task running.
     let side = fake.by_name("side").unwrap();
     fake.exit(&side.id, 2);
-    let c = wait_for(&mut changes, "side stopped", |c| status(c, "side") == "STOPPED").await;
+    let c = wait_for(&mut changes, "side stopped", |c| {
+        status(c, "side") == "STOPPED"
+    })
+    .await;
     assert_eq!(c.status(), "RUNNING");
     assert_eq!(c.container("side").unwrap().exit_code, Some(2));
 
@@ -83,16 +95,36 @@ async fn runs_a_task_and_reports_essential_exit() {
     fake.exit(&app.id, 7);
     let c = wait_for(&mut changes, "STOPPED", |c| c.status() == "STOPPED").await;
     assert_eq!(c.container("app").unwrap().exit_code, Some(7));
-    assert_eq!(c.stop_code, Some(ecs::TaskStopCode::EssentialContainerExited));
-    assert_eq!(c.submit.reason.as_deref(), Some("Essential container in task exited"));
+    assert_eq!(
+        c.stop_code,
+        Some(ecs::TaskStopCode::EssentialContainerExited)
+    );
+    assert_eq!(
+        c.submit.reason.as_deref(),
+        Some("Essential container in task exited")
+    );
     assert!(c.submit.execution_stopped_at.is_some());
 
     // Removed after the cleanup delay, and never restarted.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(fake.containers().iter().all(|c| c.removed));
-    engine.set_desired(2, vec![desired("t1", json!([{"name": "app", "image": "img"}]), "RUNNING")]).await.unwrap();
+    engine
+        .set_desired(
+            2,
+            vec![desired(
+                "t1",
+                json!([{"name": "app", "image": "img"}]),
+                "RUNNING",
+            )],
+        )
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(fake.containers().len(), 2, "a stopped task is never started again");
+    assert_eq!(
+        fake.containers().len(),
+        2,
+        "a stopped task is never started again"
+    );
 }
 
 #[tokio::test]
@@ -112,8 +144,14 @@ async fn depends_on_orders_start_and_reverse_stop() {
         "RUNNING",
     );
     engine.set_desired(1, vec![task.clone()]).await.unwrap();
-    wait_for(&mut changes, "db running", |c| status(c, "db") == "RUNNING" && status(c, "init") == "RUNNING").await;
-    assert!(fake.by_name("web").is_none(), "web waits for its dependencies");
+    wait_for(&mut changes, "db running", |c| {
+        status(c, "db") == "RUNNING" && status(c, "init") == "RUNNING"
+    })
+    .await;
+    assert!(
+        fake.by_name("web").is_none(),
+        "web waits for its dependencies"
+    );
 
     let init = fake.by_name("init").unwrap();
     fake.exit(&init.id, 0);
@@ -130,10 +168,22 @@ async fn depends_on_orders_start_and_reverse_stop() {
     stop.task.desired_status = Some("STOPPED".into());
     engine.set_desired(2, vec![stop]).await.unwrap();
     let c = wait_for(&mut changes, "stopped", |c| c.status() == "STOPPED").await;
-    assert_eq!(c.stop_code, None, "a requested stop keeps the control plane's stop code");
+    assert_eq!(
+        c.stop_code, None,
+        "a requested stop keeps the control plane's stop code"
+    );
     let all = fake.containers();
-    let seq = |n: &str| all.iter().find(|c| c.spec.name.contains(&format!("-{n}-"))).unwrap().stop_seq.unwrap();
-    assert!(seq("web") < seq("db"), "reverse dependency order on shutdown");
+    let seq = |n: &str| {
+        all.iter()
+            .find(|c| c.spec.name.contains(&format!("-{n}-")))
+            .unwrap()
+            .stop_seq
+            .unwrap()
+    };
+    assert!(
+        seq("web") < seq("db"),
+        "reverse dependency order on shutdown"
+    );
     let web = all.iter().find(|c| c.spec.name.contains("-web-")).unwrap();
     assert_eq!(web.stop_timeout, Some(Duration::from_secs(30)));
 }
@@ -143,13 +193,20 @@ async fn unhealthy_container_marks_task_unhealthy_and_keeps_it_running() {
     let fake = FakeRuntime::new();
     fake.add_image("img");
     let (engine, mut changes) = start(&fake);
-    let task = desired("t3", json!([{"name": "a", "image": "img", "healthCheck": {"command": ["CMD", "x"]}}]), "RUNNING");
+    let task = desired(
+        "t3",
+        json!([{"name": "a", "image": "img", "healthCheck": {"command": ["CMD", "x"]}}]),
+        "RUNNING",
+    );
     engine.set_desired(1, vec![task]).await.unwrap();
     let c = wait_for(&mut changes, "running", |c| c.status() == "RUNNING").await;
     assert_eq!(c.health_status, Some(ecs::HealthStatus::Unknown));
     let a = fake.by_name("a").unwrap();
     fake.set_health(&a.id, Health::Unhealthy);
-    let c = wait_for(&mut changes, "unhealthy", |c| c.health_status == Some(ecs::HealthStatus::Unhealthy)).await;
+    let c = wait_for(&mut changes, "unhealthy", |c| {
+        c.health_status == Some(ecs::HealthStatus::Unhealthy)
+    })
+    .await;
     assert_eq!(c.status(), "RUNNING");
 }
 
@@ -167,12 +224,19 @@ async fn failed_dependency_fails_the_task_to_start() {
         "RUNNING",
     );
     engine.set_desired(1, vec![task]).await.unwrap();
-    wait_for(&mut changes, "migrate running", |c| status(c, "migrate") == "RUNNING").await;
+    wait_for(&mut changes, "migrate running", |c| {
+        status(c, "migrate") == "RUNNING"
+    })
+    .await;
     fake.exit(&fake.by_name("migrate").unwrap().id, 1);
     let c = wait_for(&mut changes, "stopped", |c| c.status() == "STOPPED").await;
     assert_eq!(c.stop_code, Some(ecs::TaskStopCode::TaskFailedToStart));
     let web = c.container("web").unwrap();
-    assert!(web.reason.as_deref().unwrap().contains("SUCCESS"), "{:?}", web.reason);
+    assert!(
+        web.reason.as_deref().unwrap().contains("SUCCESS"),
+        "{:?}",
+        web.reason
+    );
     assert!(web.runtime_id.is_none(), "web was never created");
 }
 
@@ -192,7 +256,13 @@ async fn start_timeout_gives_up_on_a_dependency() {
     );
     engine.set_desired(1, vec![task]).await.unwrap();
     let c = wait_for(&mut changes, "stopped", |c| c.status() == "STOPPED").await;
-    assert!(c.container("web").unwrap().reason.as_deref().unwrap().contains("startTimeout"));
+    assert!(c
+        .container("web")
+        .unwrap()
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("startTimeout"));
     assert_eq!(c.stop_code, Some(ecs::TaskStopCode::TaskFailedToStart));
 }
 
@@ -201,10 +271,34 @@ async fn pull_failure_reports_cannot_pull() {
     let fake = FakeRuntime::new();
     fake.fail_pull("private/app:1", "unauthorized");
     let (engine, mut changes) = start(&fake);
-    engine.set_desired(1, vec![desired("t6", json!([{"name": "a", "image": "private/app:1"}]), "RUNNING")]).await.unwrap();
+    engine
+        .set_desired(
+            1,
+            vec![desired(
+                "t6",
+                json!([{"name": "a", "image": "private/app:1"}]),
+                "RUNNING",
+            )],
+        )
+        .await
+        .unwrap();
     let c = wait_for(&mut changes, "stopped", |c| c.status() == "STOPPED").await;
-    assert!(c.submit.reason.as_deref().unwrap().starts_with("CannotPullContainerError"), "{:?}", c.submit.reason);
-    assert!(c.container("a").unwrap().reason.as_deref().unwrap().contains("unauthorized"));
+    assert!(
+        c.submit
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("CannotPullContainerError"),
+        "{:?}",
+        c.submit.reason
+    );
+    assert!(c
+        .container("a")
+        .unwrap()
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("unauthorized"));
     assert!(c.submit.pull_started_at.is_some() && c.submit.pull_stopped_at.is_some());
     assert_eq!(c.stop_code, Some(ecs::TaskStopCode::TaskFailedToStart));
 }
@@ -213,7 +307,17 @@ async fn pull_failure_reports_cannot_pull() {
 async fn a_missing_image_is_pulled_first() {
     let fake = FakeRuntime::new();
     let (engine, mut changes) = start(&fake);
-    engine.set_desired(1, vec![desired("t7", json!([{"name": "a", "image": "app:2"}]), "RUNNING")]).await.unwrap();
+    engine
+        .set_desired(
+            1,
+            vec![desired(
+                "t7",
+                json!([{"name": "a", "image": "app:2"}]),
+                "RUNNING",
+            )],
+        )
+        .await
+        .unwrap();
     let c = wait_for(&mut changes, "running", |c| c.status() == "RUNNING").await;
     assert_eq!(fake.pulls().len(), 1);
     assert!(c.submit.pull_stopped_at.is_some());
@@ -236,14 +340,40 @@ async fn a_task_dropped_from_the_desired_set_is_stopped() {
     let fake = FakeRuntime::new();
     fake.add_image("img");
     let (engine, mut changes) = start(&fake);
-    engine.set_desired(1, vec![desired("t9", json!([{"name": "a", "image": "img", "stopTimeout": 2}]), "RUNNING")]).await.unwrap();
+    engine
+        .set_desired(
+            1,
+            vec![desired(
+                "t9",
+                json!([{"name": "a", "image": "img", "stopTimeout": 2}]),
+                "RUNNING",
+            )],
+        )
+        .await
+        .unwrap();
     wait_for(&mut changes, "running", |c| c.status() == "RUNNING").await;
     engine.set_desired(2, vec![]).await.unwrap();
-    wait_for(&mut changes, "stopping", |c| c.status() == "STOPPING" || c.status() == "STOPPED").await;
+    wait_for(&mut changes, "stopping", |c| {
+        c.status() == "STOPPING" || c.status() == "STOPPED"
+    })
+    .await;
     wait_for(&mut changes, "stopped", |c| c.status() == "STOPPED").await;
-    assert_eq!(fake.containers()[0].stop_timeout, Some(Duration::from_secs(2)));
+    assert_eq!(
+        fake.containers()[0].stop_timeout,
+        Some(Duration::from_secs(2))
+    );
     // A stale desired set does not resurrect it.
-    engine.set_desired(1, vec![desired("t9", json!([{"name": "a", "image": "img"}]), "RUNNING")]).await.unwrap();
+    engine
+        .set_desired(
+            1,
+            vec![desired(
+                "t9",
+                json!([{"name": "a", "image": "img"}]),
+                "RUNNING",
+            )],
+        )
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(fake.containers().len(), 1);
 }
@@ -252,7 +382,17 @@ async fn a_task_dropped_from_the_desired_set_is_stopped() {
 async fn desired_stopped_task_never_seen_is_reported_stopped() {
     let fake = FakeRuntime::new();
     let (engine, mut changes) = start(&fake);
-    engine.set_desired(1, vec![desired("t10", json!([{"name": "a", "image": "img"}]), "STOPPED")]).await.unwrap();
+    engine
+        .set_desired(
+            1,
+            vec![desired(
+                "t10",
+                json!([{"name": "a", "image": "img"}]),
+                "STOPPED",
+            )],
+        )
+        .await
+        .unwrap();
     let c = wait_for(&mut changes, "stopped", |c| c.status() == "STOPPED").await;
     assert_eq!(status(&c, "a"), "STOPPED");
     assert!(fake.containers().is_empty());
@@ -276,23 +416,42 @@ async fn a_new_engine_adopts_running_containers() {
     let orphan = desired("t12", json!([{"name": "o", "image": "img"}]), "RUNNING");
     {
         let (engine, mut changes) = start(&fake);
-        engine.set_desired(1, vec![task.clone(), orphan]).await.unwrap();
-        wait_for(&mut changes, "orphan running", |c| c.task_arn().ends_with("t12") && c.status() == "RUNNING").await;
+        engine
+            .set_desired(1, vec![task.clone(), orphan])
+            .await
+            .unwrap();
+        wait_for(&mut changes, "orphan running", |c| {
+            c.task_arn().ends_with("t12") && c.status() == "RUNNING"
+        })
+        .await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     let (engine, mut changes) = start(&fake);
     engine.set_desired(5, vec![task]).await.unwrap();
     let c = wait_for(&mut changes, "adopted running", |c| c.status() == "RUNNING").await;
-    assert_eq!(c.container("a").unwrap().runtime_id.as_deref(), Some(id.as_str()));
-    assert_eq!(fake.containers().iter().filter(|c| c.spec.name.contains("-a-")).count(), 1, "not recreated");
+    assert_eq!(
+        c.container("a").unwrap().runtime_id.as_deref(),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        fake.containers()
+            .iter()
+            .filter(|c| c.spec.name.contains("-a-"))
+            .count(),
+        1,
+        "not recreated"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(fake.by_name("o").is_none(), "the orphan was removed");
 
     // The adopted task still follows its containers.
     fake.exit(&id, 0);
     let c = wait_for(&mut changes, "stopped", |c| c.status() == "STOPPED").await;
-    assert_eq!(c.stop_code, Some(ecs::TaskStopCode::EssentialContainerExited));
+    assert_eq!(
+        c.stop_code,
+        Some(ecs::TaskStopCode::EssentialContainerExited)
+    );
     let all = engine.resync().await.unwrap();
     assert_eq!(all.len(), 1);
 }
