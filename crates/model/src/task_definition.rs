@@ -206,8 +206,8 @@ pub fn parse_task_cpu(value: &str) -> Result<i32> {
             Rule::TaskCpu,
             "cpu",
             format!(
-                "Invalid 'cpu' setting for task: {value:?}. Use an integer of CPU units \
-                 (\"1024\") or vCPUs (\"1 vCPU\", \".25 vcpu\")."
+                "Invalid 'cpu' setting for task. ({value:?}: use an integer of CPU units \
+                 (\"1024\") or vCPUs (\"1 vCPU\", \".25 vcpu\"))"
             ),
         )
     })
@@ -225,8 +225,8 @@ pub fn parse_task_memory(value: &str) -> Result<i32> {
             Rule::TaskMemory,
             "memory",
             format!(
-                "Invalid 'memory' setting for task: {value:?}. Use an integer of MiB \
-                 (\"2048\") or GB (\"2 GB\", \".5 gb\")."
+                "Invalid 'memory' setting for task. ({value:?}: use an integer of MiB \
+                 (\"2048\") or GB (\"2 GB\", \".5 gb\"))"
             ),
         )
     })
@@ -385,8 +385,8 @@ pub fn validate_register(req: &ecs::RegisterTaskDefinitionRequest) -> Result<()>
             return Err(client(
                 Rule::ContainerCount,
                 "containerDefinitions",
-                "Container list cannot be empty: a task definition needs at least one \
-                 container definition (containerDefinitions).",
+                "Container list cannot be empty. (containerDefinitions needs at least one \
+                 container definition)",
             ))
         }
     };
@@ -490,7 +490,7 @@ fn check_names(ctx: &Ctx<'_>) -> Result<()> {
                 return Err(client(
                     Rule::ContainerName,
                     field.clone(),
-                    format!("Container.name should not be null or empty ({field})."),
+                    format!("Container.name should not be null or empty. ({field})"),
                 ))
             }
             Some(n) => n,
@@ -500,8 +500,8 @@ fn check_names(ctx: &Ctx<'_>) -> Result<()> {
                 Rule::ContainerName,
                 field.clone(),
                 format!(
-                    "Container.name contains invalid characters ({field} is {name:?}; up to 255 \
-                     letters, numbers, hyphens and underscores are allowed)."
+                    "Container.name contains invalid characters. ({field} is {name:?}; up to 255 \
+                     letters, numbers, hyphens and underscores are allowed)"
                 ),
             ));
         }
@@ -510,8 +510,8 @@ fn check_names(ctx: &Ctx<'_>) -> Result<()> {
                 Rule::DuplicateContainerName,
                 field,
                 format!(
-                    "Container names must be unique within a Task Definition: {name:?} is used by \
-                     containerDefinitions[{first}] and containerDefinitions[{i}]."
+                    "Container names must be unique within a Task Definition. ({name:?} is used by \
+                     containerDefinitions[{first}] and containerDefinitions[{i}])"
                 ),
             ));
         }
@@ -529,7 +529,7 @@ fn check_container(ctx: &Ctx<'_>, i: usize) -> Result<()> {
         return Err(client(
             Rule::ContainerImage,
             format!("{at}.image"),
-            format!("Container.image should not be null or empty (container '{name}')."),
+            format!("Container.image should not be null or empty. (container '{name}')"),
         ));
     }
     if let Some(cpu) = c.cpu {
@@ -537,7 +537,7 @@ fn check_container(ctx: &Ctx<'_>, i: usize) -> Result<()> {
             return Err(client(
                 Rule::ContainerCpu,
                 format!("{at}.cpu"),
-                format!("Invalid 'cpu' setting for container '{name}': {cpu} (must be 0 or more CPU units)."),
+                format!("Invalid 'cpu' setting for container '{name}'. ({cpu}; must be 0 or more CPU units)"),
             ));
         }
     }
@@ -548,8 +548,8 @@ fn check_container(ctx: &Ctx<'_>, i: usize) -> Result<()> {
                     Rule::ContainerMemory,
                     format!("{at}.{field}"),
                     format!(
-                        "Invalid '{field}' setting for container '{name}': {v} (must be a positive \
-                         number of MiB)."
+                        "Invalid '{field}' setting for container '{name}'. ({v}; must be a positive \
+                         number of MiB)"
                     ),
                 ));
             }
@@ -562,7 +562,7 @@ fn check_container(ctx: &Ctx<'_>, i: usize) -> Result<()> {
                 format!("{at}.memoryReservation"),
                 format!(
                     "Invalid setting for container '{name}'. 'memory' must be greater than or equal \
-                     to 'memoryReservation' (memory {memory}, memoryReservation {reservation})."
+                     to 'memoryReservation'. (memory {memory}, memoryReservation {reservation})"
                 ),
             ));
         }
@@ -571,7 +571,7 @@ fn check_container(ctx: &Ctx<'_>, i: usize) -> Result<()> {
         return Err(client(
             Rule::NetworkMode,
             format!("{at}.hostname"),
-            format!("hostname is not supported on container when networkMode=awsvpc (container '{name}')."),
+            format!("hostname is not supported on container when networkMode=awsvpc. (container '{name}')"),
         ));
     }
     check_environment(c, &at, name)?;
@@ -592,7 +592,7 @@ fn check_environment(c: &ecs::ContainerDefinition, at: &str, name: &str) -> Resu
             return Err(client(
                 Rule::Environment,
                 format!("{here}.name"),
-                format!("Environment variable name cannot be null or blank ({here}.name, container '{name}')."),
+                format!("Environment variable name cannot be null or blank. ({here}.name, container '{name}')"),
             ));
         };
         // The model does not mark `value` required, but the docs do, and an
@@ -656,19 +656,21 @@ fn check_port_mappings(ctx: &Ctx<'_>, i: usize) -> Result<()> {
                     Rule::PortMapping,
                     format!("{here}.containerPort"),
                     format!(
-                        "Invalid 'containerPort' setting for container '{name}' ({here}: a port \
-                         mapping needs a containerPort or a containerPortRange)."
+                        "Invalid 'containerPort' setting for container '{name}'. ({here}: a port \
+                         mapping needs a containerPort or a containerPortRange)"
                     ),
                 ))
             }
-            (Some(port), None) if !(1..=65535).contains(&port) => return Err(client(
-                Rule::PortMapping,
-                format!("{here}.containerPort"),
-                format!(
-                    "Invalid 'containerPort' setting for container '{name}' ({here}.containerPort \
-                         is {port}; must be 1-65535)."
+            (Some(port), None) if !(1..=65535).contains(&port) => {
+                return Err(client(
+                    Rule::PortMapping,
+                    format!("{here}.containerPort"),
+                    format!(
+                    "Invalid 'containerPort' setting for container '{name}'. ({here}.containerPort \
+                         is {port}; must be 1-65535)"
                 ),
-            )),
+                ))
+            }
             (None, Some(range)) => {
                 if parse_port_range(range).is_none() {
                     return Err(client(
@@ -725,8 +727,8 @@ fn check_port_mappings(ctx: &Ctx<'_>, i: usize) -> Result<()> {
                         format!("{here}.hostPort"),
                         format!(
                             "When networkMode={}, the host ports and container ports in port \
-                             mappings must match (container '{name}', {here}: hostPort {host}, \
-                             containerPort {port}).",
+                             mappings must match. (container '{name}', {here}: hostPort {host}, \
+                             containerPort {port})",
                             ctx.net.as_str()
                         ),
                     ));
@@ -965,8 +967,8 @@ fn check_links(ctx: &Ctx<'_>) -> Result<()> {
                 Rule::Link,
                 at,
                 format!(
-                    "Links are not supported when networkMode={} (container '{name}'); links work \
-                     only in bridge mode.",
+                    "Links are not supported when networkMode={}. (container '{name}'; links work \
+                     only in bridge mode)",
                     ctx.net.as_str()
                 ),
             ));
@@ -1148,7 +1150,7 @@ fn check_task_resources(ctx: &Ctx<'_>) -> Result<()> {
                 "containerDefinitions",
                 format!(
                     "The sum of all container 'cpu' values cannot be greater than the value of the \
-                     task 'cpu' (containers {sum}, task {task_cpu})."
+                     task 'cpu'. (containers {sum}, task {task_cpu})"
                 ),
             ));
         }
@@ -1160,8 +1162,8 @@ fn check_task_resources(ctx: &Ctx<'_>) -> Result<()> {
                     Rule::TaskResources,
                     format!("{}.memory", container_path(i)),
                     format!(
-                        "The 'memory' setting for container '{}' is greater than for the task \
-                         (container {memory} MiB, task {task_memory} MiB).",
+                        "The 'memory' setting for container '{}' is greater than for the task. \
+                         (container {memory} MiB, task {task_memory} MiB)",
                         ctx.name(i)
                     ),
                 ));
@@ -1318,7 +1320,7 @@ fn ec2_violation(ctx: &Ctx<'_>) -> Option<TaskDefinitionError> {
                 format!("{}.memory", container_path(i)),
                 format!(
                     "Invalid setting for container '{}'. At least one of 'memory' or \
-                     'memoryReservation' must be specified (or set the task-level 'memory').",
+                     'memoryReservation' must be specified. (Or set the task-level 'memory'.)",
                     ctx.name(i)
                 ),
             )
@@ -1397,7 +1399,7 @@ fn fargate_violation(ctx: &Ctx<'_>) -> Option<TaskDefinitionError> {
             Rule::LaunchType,
             "networkMode",
             format!(
-                "Fargate only supports network mode ‘awsvpc’ (networkMode is {}).",
+                "Fargate only supports network mode ‘awsvpc’. (networkMode is {})",
                 ctx.net.as_str()
             ),
         ));
@@ -1417,7 +1419,7 @@ fn fargate_violation(ctx: &Ctx<'_>) -> Option<TaskDefinitionError> {
             "memory",
             format!(
                 "No Fargate configuration exists for given values: {cpu} CPU, {memory} memory. See \
-                 the Amazon ECS documentation for the valid values ({hint})."
+                 the Amazon ECS documentation for the valid values. ({hint})"
             ),
         ));
     }
@@ -1504,7 +1506,7 @@ fn fargate_violation(ctx: &Ctx<'_>) -> Option<TaskDefinitionError> {
                     "executionRoleArn",
                     format!(
                         "Fargate requires task definition to have execution role ARN to support log \
-                         driver awslogs (container '{}').",
+                         driver awslogs. (container '{}')",
                         ctx.name(i)
                     ),
                 ));
@@ -1516,7 +1518,7 @@ fn fargate_violation(ctx: &Ctx<'_>) -> Option<TaskDefinitionError> {
                 "executionRoleArn",
                 format!(
                     "Fargate requires task definition to have execution role ARN to support ECR \
-                     images (container '{}').",
+                     images. (container '{}')",
                     ctx.name(i)
                 ),
             ));
