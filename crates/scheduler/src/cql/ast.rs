@@ -269,7 +269,11 @@ impl fmt::Display for Word<'_> {
 /// `m[45]\.large` need no quotes while `not(task:group == db)` still ends
 /// the value at its closing parenthesis. The parser and the printer share
 /// this, so what the printer leaves bare reads back the same.
-pub(crate) fn bare_word_len(chars: &[char]) -> usize {
+///
+/// Also says whether every opener was closed: a word ending inside an open
+/// `{` or `(` would swallow a following `,` or `)` in context, so the printer
+/// only leaves balanced words bare.
+pub(crate) fn bare_word_len(chars: &[char]) -> (usize, bool) {
     let (mut parens, mut brackets, mut braces) = (0usize, 0usize, 0usize);
     let mut i = 0;
     while let Some(&c) = chars.get(i) {
@@ -296,10 +300,10 @@ pub(crate) fn bare_word_len(chars: &[char]) -> usize {
         }
         i += 1;
     }
-    i
+    (i, parens == 0 && brackets == 0 && braces == 0)
 }
 
 pub(crate) fn is_bare_word(s: &str) -> bool {
     let chars: Vec<char> = s.chars().collect();
-    !chars.is_empty() && bare_word_len(&chars) == chars.len()
+    !chars.is_empty() && bare_word_len(&chars) == (chars.len(), true)
 }

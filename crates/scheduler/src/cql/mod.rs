@@ -22,6 +22,9 @@ pub mod eval;
 pub mod parse;
 pub mod value;
 
+#[cfg(test)]
+mod proptests;
+
 pub use ast::{Comparison, Expression, Operand, Pattern, Predicate, Subject, Test};
 pub use parse::{ParseError, MAX_EXPRESSION_CHARS, MAX_NESTING};
 pub use value::Version;

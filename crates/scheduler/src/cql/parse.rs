@@ -435,7 +435,7 @@ impl Parser {
                 }
             }
             _ => {
-                self.pos += bare_word_len(&self.chars[start..]);
+                self.pos += bare_word_len(&self.chars[start..]).0;
                 if self.pos == start {
                     return Err(self.error_here(format!(
                         "expected a value after '{after}', found {}",
