@@ -1,0 +1,164 @@
+//! A small client for the AWS JSON 1.1 APIs Flotilla serves, signed with the
+//! official SigV4 signer (`aws-sigv4`). The agent and `flotilla sim` talk to
+//! the control plane through it, and tests use it to send requests an SDK
+//! would refuse to build (wrong types, unknown operations, bad signatures).
+
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client as HyperClient;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The ECS `X-Amz-Target` prefix.
+pub const ECS_TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The service answered with an AWS error.
+    #[error("{code}: {message}")]
+    Api { status: u16, code: String, message: String },
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("signing: {0}")]
+    Signing(String),
+    #[error("decoding the response: {0}")]
+    Decode(#[from] serde_json::Error),
+}
+
+impl ClientError {
+    /// The AWS error code, when the service answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A raw answer: status, `X-Amzn-ErrorType` header if any, body.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub error_type: Option<String>,
+    pub request_id: Option<String>,
+    pub body: Bytes,
+}
+
+impl RawResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Signs and sends AWS JSON 1.1 requests to one endpoint.
+#[derive(Clone)]
+pub struct Client {
+    endpoint: String,
+    region: String,
+    service: String,
+    credentials: Credentials,
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    /// A client for ECS at `endpoint` (`http://host:port`).
+    pub fn ecs(endpoint: &str, access_key_id: &str, secret_access_key: &str, region: &str) -> Client {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Client {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            region: region.to_string(),
+            service: "ecs".to_string(),
+            credentials: Credentials::new(access_key_id, secret_access_key, None, None, "flotilla"),
+            http: HyperClient::builder(hyper_util::rt::TokioExecutor::new()).build(connector),
+        }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Calls ECS operation `op` with a typed request and decodes the answer.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(&self, op: &str, req: &Req) -> Result<Resp, ClientError> {
+        let body = serde_json::to_vec(req)?;
+        let raw = self.raw(&format!("{ECS_TARGET_PREFIX}.{op}"), body).await?;
+        if raw.status != 200 {
+            let v = raw.json();
+            let code = raw
+                .error_type
+                .clone()
+                .or_else(|| v.get("__type").and_then(|t| t.as_str()).map(str::to_string))
+                .unwrap_or_else(|| "Unknown".into());
+            let message = v.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_string();
+            return Err(ClientError::Api { status: raw.status, code, message });
+        }
+        Ok(serde_json::from_slice(&raw.body)?)
+    }
+
+    /// Sends `body` with `X-Amz-Target: target`, signed, and returns the raw answer.
+    pub async fn raw(&self, target: &str, body: Vec<u8>) -> Result<RawResponse, ClientError> {
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri(format!("{}/", self.endpoint))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", target)
+            .body(body)
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        self.sign(&mut req, SystemTime::now())?;
+        self.send(req).await
+    }
+
+    /// Signs a request in place, as an SDK would, at time `at`.
+    pub fn sign(&self, req: &mut http::Request<Vec<u8>>, at: SystemTime) -> Result<(), ClientError> {
+        if !req.headers().contains_key("host") {
+            let authority = req.uri().authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+            let value = http::HeaderValue::from_str(&authority).map_err(|e| ClientError::Signing(e.to_string()))?;
+            req.headers_mut().insert("host", value);
+        }
+        let identity = self.credentials.clone().into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(&self.service)
+            .time(at)
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| ClientError::Signing(e.to_string()))?
+            .into();
+        let headers: Vec<(String, String)> = req
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let uri = req.uri().to_string();
+        let signable = SignableRequest::new(
+            req.method().as_str(),
+            &uri,
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            SignableBody::Bytes(req.body()),
+        )
+        .map_err(|e| ClientError::Signing(e.to_string()))?;
+        let (instructions, _) = sign(signable, &params).map_err(|e| ClientError::Signing(e.to_string()))?.into_parts();
+        instructions.apply_to_request_http1x(req);
+        Ok(())
+    }
+
+    /// Sends a request as it is (signed or not).
+    pub async fn send(&self, req: http::Request<Vec<u8>>) -> Result<RawResponse, ClientError> {
+        let (parts, body) = req.into_parts();
+        let req = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
+        let resp = self.http.request(req).await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let error_type = header("x-amzn-errortype");
+        let request_id = header("x-amzn-requestid");
+        let body = resp.into_body().collect().await.map_err(|e| ClientError::Transport(e.to_string()))?.to_bytes();
+        Ok(RawResponse { status, error_type, request_id, body })
+    }
+}

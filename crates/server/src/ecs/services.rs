@@ -1,0 +1,345 @@
+//! CreateService, UpdateService, DescribeServices, ListServices, DeleteService:
+//! the API surface, validation and persistence. The service controller (in
+//! `crate::controllers`) acts on what is stored here: it starts and stops
+//! tasks, moves deployments along and writes the service's events.
+
+use flotilla_model::arn::name_from_ref;
+use flotilla_model::ecs;
+
+use super::task_definitions::resolve;
+use super::{active_cluster, active_cluster_mut, check_name, decode_token, failure, page, page_size, validate_tags, Ctx};
+use crate::error::{ApiError, ApiResult};
+use crate::placement::check_limits;
+use crate::state::{Key, State};
+
+/// A new deployment id in ECS's form: `ecs-svc/` and 19 digits.
+pub fn new_deployment_id() -> String {
+    let n = uuid::Uuid::new_v4().as_u128() % 10u128.pow(19);
+    format!("ecs-svc/{n:019}")
+}
+
+pub fn new_deployment(ctx: &Ctx, task_definition: &str, desired: i32, launch_type: Option<ecs::LaunchType>) -> ecs::Deployment {
+    let id = new_deployment_id();
+    ecs::Deployment {
+        rollout_state_reason: Some(format!("ECS deployment {id} in progress.")),
+        id: Some(id),
+        status: Some("PRIMARY".into()),
+        task_definition: Some(task_definition.to_string()),
+        desired_count: Some(desired),
+        pending_count: Some(0),
+        running_count: Some(0),
+        failed_tasks: Some(0),
+        created_at: Some(ctx.now),
+        updated_at: Some(ctx.now),
+        launch_type,
+        rollout_state: Some(ecs::DeploymentRolloutState::InProgress),
+        ..Default::default()
+    }
+}
+
+fn check_deployment_configuration(dc: &ecs::DeploymentConfiguration, daemon: bool) -> ApiResult<()> {
+    if let Some(min) = dc.minimum_healthy_percent {
+        if !(0..=100).contains(&min) {
+            return Err(ApiError::invalid(format!(
+                "deploymentConfiguration.minimumHealthyPercent must be between 0 and 100; got {min}."
+            )));
+        }
+    }
+    match dc.maximum_percent {
+        Some(max) if daemon && max != 100 => {
+            Err(ApiError::invalid("deploymentConfiguration.maximumPercent must be 100 for a DAEMON service."))
+        }
+        Some(max) if !(1..=2000).contains(&max) => {
+            Err(ApiError::invalid(format!("deploymentConfiguration.maximumPercent must be between 1 and 2000; got {max}.")))
+        }
+        Some(max) if dc.minimum_healthy_percent.is_some_and(|min| max < min) => Err(ApiError::invalid(
+            "deploymentConfiguration.maximumPercent must not be lower than minimumHealthyPercent.",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn default_deployment_configuration(given: Option<ecs::DeploymentConfiguration>, daemon: bool) -> ecs::DeploymentConfiguration {
+    let mut dc = given.unwrap_or_default();
+    dc.maximum_percent.get_or_insert(if daemon { 100 } else { 200 });
+    dc.minimum_healthy_percent.get_or_insert(if daemon { 0 } else { 100 });
+    dc.deployment_circuit_breaker.get_or_insert(ecs::DeploymentCircuitBreaker { enable: Some(false), rollback: Some(false) });
+    dc
+}
+
+fn check_desired(n: i32) -> ApiResult<()> {
+    if n < 0 {
+        return Err(ApiError::invalid(format!("desiredCount must not be negative; got {n}.")));
+    }
+    Ok(())
+}
+
+fn check_grace(g: Option<i32>) -> ApiResult<()> {
+    match g {
+        Some(g) if !(0..=2_147_483_647).contains(&g) => {
+            Err(ApiError::invalid("healthCheckGracePeriodSeconds must be between 0 and 2147483647."))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub async fn create_service(state: &State, ctx: &Ctx, req: ecs::CreateServiceRequest) -> ApiResult<ecs::CreateServiceResponse> {
+    let name = req.service_name.clone().unwrap_or_default();
+    check_name("Service name", &name)?;
+    let daemon = req.scheduling_strategy == Some(ecs::SchedulingStrategy::Daemon);
+    let desired = match (daemon, req.desired_count) {
+        (true, Some(_)) => return Err(ApiError::invalid("desiredCount cannot be specified for a DAEMON service.")),
+        (true, None) => 0,
+        (false, Some(n)) => n,
+        (false, None) => return Err(ApiError::invalid("desiredCount is required for a REPLICA service.")),
+    };
+    check_desired(desired)?;
+    if daemon && req.placement_strategy.as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::invalid("placementStrategy cannot be specified for a DAEMON service."));
+    }
+    check_limits(req.placement_constraints.as_deref(), req.placement_strategy.as_deref())?;
+    check_grace(req.health_check_grace_period_seconds)?;
+    if let Some(dc) = &req.deployment_configuration {
+        check_deployment_configuration(dc, daemon)?;
+    }
+    if req.deployment_controller.as_ref().and_then(|c| c.r#type).is_some_and(|t| t != ecs::DeploymentControllerType::Ecs) {
+        return Err(ApiError::invalid("Only the ECS deployment controller is supported."));
+    }
+    if req.launch_type == Some(ecs::LaunchType::Fargate) {
+        return Err(ApiError::invalid(
+            "launchType FARGATE is not supported: Flotilla runs tasks on the container instances registered in the cluster. Use EC2 or EXTERNAL.",
+        ));
+    }
+    let tags = req.tags.clone().unwrap_or_default();
+    validate_tags(&tags)?;
+    let td_ref = req.task_definition.clone().ok_or_else(|| ApiError::invalid("taskDefinition is required."))?;
+    state
+        .write(&ctx.scope, |acct, tx| {
+            let td = resolve(acct, ctx, &td_ref)?;
+            if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
+                return Err(ApiError::client("TaskDefinition is inactive: register a new revision or use an ACTIVE one."));
+            }
+            let td_arn = td.definition.task_definition_arn.clone().unwrap_or_default();
+            let c = active_cluster(acct, req.cluster.as_deref())?;
+            if c.services.get(&name).is_some_and(|s| s.status.as_deref() != Some("INACTIVE")) {
+                return Err(ApiError::invalid("Creation of service was not idempotent."));
+            }
+            let cluster_name = c.name().to_string();
+            let launch_type = Some(req.launch_type.unwrap_or(ecs::LaunchType::Ec2));
+            let service = ecs::Service {
+                service_arn: Some(ctx.scope.service_arn(&cluster_name, &name)),
+                service_name: Some(name.clone()),
+                cluster_arn: c.cluster.cluster_arn.clone(),
+                load_balancers: Some(req.load_balancers.clone().unwrap_or_default()),
+                service_registries: Some(req.service_registries.clone().unwrap_or_default()),
+                status: Some("ACTIVE".into()),
+                desired_count: Some(desired),
+                running_count: Some(0),
+                pending_count: Some(0),
+                launch_type,
+                task_definition: Some(td_arn.clone()),
+                deployment_configuration: Some(default_deployment_configuration(req.deployment_configuration.clone(), daemon)),
+                deployments: Some(vec![new_deployment(ctx, &td_arn, desired, launch_type)]),
+                role_arn: req.role.clone(),
+                events: Some(Vec::new()),
+                created_at: Some(ctx.now),
+                placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),
+                placement_strategy: Some(req.placement_strategy.clone().unwrap_or_default()),
+                network_configuration: req.network_configuration.clone(),
+                health_check_grace_period_seconds: req.health_check_grace_period_seconds,
+                scheduling_strategy: Some(req.scheduling_strategy.unwrap_or(ecs::SchedulingStrategy::Replica)),
+                deployment_controller: Some(ecs::DeploymentController { r#type: Some(ecs::DeploymentControllerType::Ecs) }),
+                tags: Some(tags.clone()),
+                created_by: Some(ctx.principal_arn.clone()),
+                enable_ecs_managed_tags: Some(req.enable_ecs_managed_tags.unwrap_or(false)),
+                propagate_tags: Some(req.propagate_tags.unwrap_or(ecs::PropagateTags::None)),
+                enable_execute_command: Some(req.enable_execute_command.unwrap_or(false)),
+                availability_zone_rebalancing: req.availability_zone_rebalancing,
+                ..Default::default()
+            };
+            tx.put(Key::Service(&cluster_name, &name), &service);
+            let c = active_cluster_mut(acct, Some(&cluster_name))?;
+            c.services.insert(name.clone(), service.clone());
+            Ok(ecs::CreateServiceResponse { service: Some(service) })
+        })
+        .await
+}
+
+pub async fn update_service(state: &State, ctx: &Ctx, req: ecs::UpdateServiceRequest) -> ApiResult<ecs::UpdateServiceResponse> {
+    let reference = req.service.clone().unwrap_or_default();
+    let name = name_from_ref(&reference, "service").ok_or_else(|| ApiError::invalid(format!("Invalid service identifier: {reference}")))?;
+    if let Some(n) = req.desired_count {
+        check_desired(n)?;
+    }
+    check_limits(req.placement_constraints.as_deref(), req.placement_strategy.as_deref())?;
+    check_grace(req.health_check_grace_period_seconds)?;
+    state
+        .write(&ctx.scope, |acct, tx| {
+            let new_td = match &req.task_definition {
+                Some(r) => {
+                    let td = resolve(acct, ctx, r)?;
+                    if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
+                        return Err(ApiError::client("TaskDefinition is inactive: register a new revision or use an ACTIVE one."));
+                    }
+                    td.definition.task_definition_arn.clone()
+                }
+                None => None,
+            };
+            let c = active_cluster_mut(acct, req.cluster.as_deref())?;
+            let cluster_name = c.name().to_string();
+            let svc = c.services.get_mut(name).ok_or_else(ApiError::service_not_found)?;
+            if svc.status.as_deref() != Some("ACTIVE") {
+                return Err(ApiError::service_not_active());
+            }
+            let daemon = svc.scheduling_strategy == Some(ecs::SchedulingStrategy::Daemon);
+            if daemon && req.desired_count.is_some() {
+                return Err(ApiError::invalid("desiredCount cannot be specified for a DAEMON service."));
+            }
+            if let Some(dc) = &req.deployment_configuration {
+                check_deployment_configuration(dc, daemon)?;
+            }
+            // Checks done; from here on the service changes.
+            let mut redeploy = req.force_new_deployment.unwrap_or(false);
+            if let Some(arn) = new_td {
+                redeploy |= svc.task_definition.as_ref() != Some(&arn);
+                svc.task_definition = Some(arn);
+            }
+            if let Some(n) = req.desired_count {
+                svc.desired_count = Some(n);
+            }
+            if let Some(dc) = req.deployment_configuration.clone() {
+                let mut merged = svc.deployment_configuration.clone().unwrap_or_default();
+                if dc.maximum_percent.is_some() {
+                    merged.maximum_percent = dc.maximum_percent;
+                }
+                if dc.minimum_healthy_percent.is_some() {
+                    merged.minimum_healthy_percent = dc.minimum_healthy_percent;
+                }
+                if dc.deployment_circuit_breaker.is_some() {
+                    merged.deployment_circuit_breaker = dc.deployment_circuit_breaker;
+                }
+                if dc.alarms.is_some() {
+                    merged.alarms = dc.alarms;
+                }
+                svc.deployment_configuration = Some(merged);
+            }
+            if let Some(pc) = &req.placement_constraints {
+                svc.placement_constraints = Some(pc.clone());
+                redeploy = true;
+            }
+            if let Some(ps) = &req.placement_strategy {
+                svc.placement_strategy = Some(ps.clone());
+                redeploy = true;
+            }
+            if let Some(g) = req.health_check_grace_period_seconds {
+                svc.health_check_grace_period_seconds = Some(g);
+            }
+            if let Some(nc) = &req.network_configuration {
+                svc.network_configuration = Some(nc.clone());
+                redeploy = true;
+            }
+            if let Some(lbs) = &req.load_balancers {
+                svc.load_balancers = Some(lbs.clone());
+                redeploy = true;
+            }
+            if let Some(p) = req.propagate_tags {
+                svc.propagate_tags = Some(p);
+            }
+            if let Some(e) = req.enable_execute_command {
+                svc.enable_execute_command = Some(e);
+            }
+            if let Some(e) = req.enable_ecs_managed_tags {
+                svc.enable_ecs_managed_tags = Some(e);
+            }
+            let desired = svc.desired_count.unwrap_or(0);
+            let deployments = svc.deployments.get_or_insert_with(Vec::new);
+            if redeploy {
+                for d in deployments.iter_mut().filter(|d| d.status.as_deref() == Some("PRIMARY")) {
+                    d.status = Some("ACTIVE".into());
+                    d.updated_at = Some(ctx.now);
+                }
+                let td = svc.task_definition.clone().unwrap_or_default();
+                deployments.insert(0, new_deployment(ctx, &td, desired, svc.launch_type));
+            } else if let Some(primary) = deployments.iter_mut().find(|d| d.status.as_deref() == Some("PRIMARY")) {
+                primary.desired_count = Some(desired);
+                primary.updated_at = Some(ctx.now);
+            }
+            tx.put(Key::Service(&cluster_name, name), &*svc);
+            Ok(ecs::UpdateServiceResponse { service: Some(svc.clone()) })
+        })
+        .await
+}
+
+pub async fn describe_services(
+    state: &State,
+    ctx: &Ctx,
+    req: ecs::DescribeServicesRequest,
+) -> ApiResult<ecs::DescribeServicesResponse> {
+    let refs = req.services.unwrap_or_default();
+    if refs.len() > 10 {
+        return Err(ApiError::invalid("services can have at most 10 items."));
+    }
+    let with_tags = req.include.unwrap_or_default().contains(&ecs::ServiceField::Tags);
+    state.read(&ctx.scope, |acct| {
+        let c = active_cluster(acct, req.cluster.as_deref())?;
+        let mut services = Vec::new();
+        let mut failures = Vec::new();
+        for r in &refs {
+            match name_from_ref(r, "service").and_then(|n| c.services.get(n)) {
+                Some(s) => {
+                    let mut s = s.clone();
+                    if !with_tags {
+                        s.tags = None;
+                    }
+                    services.push(s);
+                }
+                None => {
+                    let arn = if r.starts_with("arn:") { r.clone() } else { ctx.scope.service_arn(c.name(), r) };
+                    failures.push(failure(arn, "MISSING"));
+                }
+            }
+        }
+        Ok(ecs::DescribeServicesResponse { services: Some(services), failures: Some(failures) })
+    })
+}
+
+pub async fn list_services(state: &State, ctx: &Ctx, req: ecs::ListServicesRequest) -> ApiResult<ecs::ListServicesResponse> {
+    let size = page_size(req.max_results, 10)?;
+    let after = decode_token(req.next_token.as_deref())?;
+    state.read(&ctx.scope, |acct| {
+        let c = active_cluster(acct, req.cluster.as_deref())?;
+        let items = c
+            .services
+            .iter()
+            .filter(|(n, _)| after.as_ref().is_none_or(|a| *n > a))
+            .filter(|(_, s)| s.status.as_deref() == Some("ACTIVE") || s.status.as_deref() == Some("DRAINING"))
+            .filter(|(_, s)| req.launch_type.is_none() || s.launch_type == req.launch_type)
+            .filter(|(_, s)| req.scheduling_strategy.is_none() || s.scheduling_strategy == req.scheduling_strategy)
+            .map(|(n, s)| (n, s.service_arn.clone().unwrap_or_default()));
+        let (arns, next) = page(items, size);
+        Ok(ecs::ListServicesResponse { service_arns: Some(arns), next_token: next })
+    })
+}
+
+pub async fn delete_service(state: &State, ctx: &Ctx, req: ecs::DeleteServiceRequest) -> ApiResult<ecs::DeleteServiceResponse> {
+    let reference = req.service.clone().unwrap_or_default();
+    let name = name_from_ref(&reference, "service").ok_or_else(|| ApiError::invalid(format!("Invalid service identifier: {reference}")))?;
+    state
+        .write(&ctx.scope, |acct, tx| {
+            let c = active_cluster_mut(acct, req.cluster.as_deref())?;
+            let cluster_name = c.name().to_string();
+            let svc = c.services.get_mut(name).filter(|s| s.status.as_deref() != Some("INACTIVE")).ok_or_else(ApiError::service_not_found)?;
+            let replica = svc.scheduling_strategy != Some(ecs::SchedulingStrategy::Daemon);
+            if replica && svc.desired_count.unwrap_or(0) > 0 && !req.force.unwrap_or(false) {
+                return Err(ApiError::invalid(
+                    "The service cannot be stopped while it is scaled above 0. Set its desiredCount to 0 first, or delete it with force.",
+                ));
+            }
+            // DRAINING: the service controller stops its tasks, then marks it INACTIVE.
+            svc.status = Some("DRAINING".into());
+            svc.desired_count = Some(0);
+            tx.put(Key::Service(&cluster_name, name), &*svc);
+            Ok(ecs::DeleteServiceResponse { service: Some(svc.clone()) })
+        })
+        .await
+}

@@ -1,0 +1,283 @@
+//! The cluster state: an in-memory copy of every object, written through the
+//! store before any write is acknowledged.
+//!
+//! - Every object lives in the store under a key that names its account,
+//!   region and kind (see [`Key`]); the value is the object's wire JSON.
+//! - [`State::write`] runs a handler on the account's in-memory state under
+//!   one lock, queues the handler's store writes in the same critical section
+//!   (so commit order is mutation order), releases the lock and waits until the
+//!   store says the writes are durable. Only then does the caller answer.
+//! - At start, [`State::open`] rebuilds memory from the store: nothing that
+//!   matters lives only in memory.
+//!
+//! Handlers must check everything before they mutate: an error returned by a
+//! handler leaves memory untouched and writes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use flotilla_model::arn::Scope;
+use flotilla_model::ecs;
+use flotilla_store::{Op, Store, StoreError, Txn};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::error::{ApiError, ApiResult};
+
+/// Everything one account sees in one region.
+#[derive(Debug, Default)]
+pub struct Account {
+    pub clusters: BTreeMap<String, ClusterState>,
+    pub families: BTreeMap<String, Family>,
+    /// Account-level defaults set with PutAccountSettingDefault / PutAccountSetting.
+    pub settings: BTreeMap<String, ecs::Setting>,
+}
+
+/// A cluster and the objects that live in it.
+#[derive(Debug, Default)]
+pub struct ClusterState {
+    /// The stored cluster; counts and statistics are derived when described.
+    pub cluster: ecs::Cluster,
+    /// Container instances by id (the last segment of their ARN).
+    pub instances: BTreeMap<String, ecs::ContainerInstance>,
+    /// Tasks by id.
+    pub tasks: BTreeMap<String, ecs::Task>,
+    /// Services by name; a deleted service stays INACTIVE until its name is reused.
+    pub services: BTreeMap<String, ecs::Service>,
+}
+
+impl ClusterState {
+    pub fn name(&self) -> &str {
+        self.cluster.cluster_name.as_deref().unwrap_or_default()
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.cluster.status.as_deref() == Some("ACTIVE")
+    }
+}
+
+/// A task definition family: its revisions and the last revision number ever
+/// used, so a deleted revision's number is never handed out again.
+#[derive(Debug, Default)]
+pub struct Family {
+    pub last_revision: i32,
+    pub revisions: BTreeMap<i32, StoredTaskDefinition>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FamilyRecord {
+    #[serde(rename = "lastRevision")]
+    pub last_revision: i32,
+}
+
+/// A task definition revision with its tags (tags are not part of the
+/// TaskDefinition shape; DescribeTaskDefinition returns them beside it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredTaskDefinition {
+    pub definition: ecs::TaskDefinition,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<ecs::Tag>,
+}
+
+/// Where an object lives in the store.
+#[derive(Debug, Clone, Copy)]
+pub enum Key<'a> {
+    Cluster(&'a str),
+    Family(&'a str),
+    TaskDefinition(&'a str, i32),
+    Instance(&'a str, &'a str),
+    Task(&'a str, &'a str),
+    Service(&'a str, &'a str),
+    Setting(&'a str),
+}
+
+impl Key<'_> {
+    fn render(&self, scope: &Scope) -> String {
+        let p = format!("ecs/{}/{}/", scope.account, scope.region);
+        match self {
+            Key::Cluster(c) => format!("{p}cluster/{c}"),
+            Key::Family(f) => format!("{p}family/{f}"),
+            Key::TaskDefinition(f, r) => format!("{p}taskdef/{f}/{r:010}"),
+            Key::Instance(c, id) => format!("{p}instance/{c}/{id}"),
+            Key::Task(c, id) => format!("{p}task/{c}/{id}"),
+            Key::Service(c, n) => format!("{p}service/{c}/{n}"),
+            Key::Setting(n) => format!("{p}setting/{n}"),
+        }
+    }
+}
+
+/// The store writes of one handler call.
+pub struct Tx<'s> {
+    scope: &'s Scope,
+    ops: Vec<Op>,
+}
+
+impl Tx<'_> {
+    pub fn put<T: Serialize>(&mut self, key: Key<'_>, value: &T) {
+        // Serializing our own wire types cannot fail: they hold only strings,
+        // numbers, maps with string keys and lists.
+        let value = serde_json::to_vec(value).unwrap_or_default();
+        self.ops.push(Op::Put { key: key.render(self.scope), value });
+    }
+
+    pub fn delete(&mut self, key: Key<'_>) {
+        self.ops.push(Op::Delete { key: key.render(self.scope) });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Db {
+    accounts: HashMap<Scope, Account>,
+}
+
+/// The control plane's state. Cheap to share behind an `Arc`.
+pub struct State {
+    db: Mutex<Db>,
+    store: Arc<dyn Store>,
+    /// Bumped after every durable write: controllers and the agent gateway
+    /// wait on it instead of polling.
+    changed: watch::Sender<u64>,
+}
+
+impl State {
+    /// Rebuilds the in-memory state from everything in the store.
+    pub fn open(store: Arc<dyn Store>) -> Result<Arc<State>, LoadError> {
+        let (kvs, _rev) = store.range("ecs/")?;
+        let mut db = Db::default();
+        for kv in kvs {
+            load_one(&mut db, &kv.key, &kv.value).map_err(|e| LoadError::Corrupt { key: kv.key.clone(), why: e })?;
+        }
+        let (changed, _) = watch::channel(0);
+        Ok(Arc::new(State { db: Mutex::new(db), store, changed }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Db> {
+        // A handler that panicked cannot have left a half-applied change that
+        // is also in the store (store writes are queued after the handler
+        // returns), so a poisoned lock still guards consistent data.
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs a read-only view over one account.
+    pub fn read<R>(&self, scope: &Scope, f: impl FnOnce(&Account) -> R) -> R {
+        let db = self.lock();
+        match db.accounts.get(scope) {
+            Some(acct) => f(acct),
+            None => f(&Account::default()),
+        }
+    }
+
+    /// Runs `f` over one account, queues its writes, and returns once they are
+    /// durable. `f` must check before it mutates: an `Err` must leave the
+    /// account as it found it.
+    pub async fn write<R>(&self, scope: &Scope, f: impl FnOnce(&mut Account, &mut Tx<'_>) -> ApiResult<R>) -> ApiResult<R> {
+        let (result, durable) = {
+            let mut db = self.lock();
+            let acct = db.accounts.entry(scope.clone()).or_default();
+            let mut tx = Tx { scope, ops: Vec::new() };
+            let result = f(acct, &mut tx)?;
+            if tx.is_empty() {
+                return Ok(result);
+            }
+            let durable = self.store.commit(Txn { compares: Vec::new(), ops: tx.ops });
+            (result, durable)
+        };
+        match durable.await {
+            Ok(_) => {
+                self.changed.send_modify(|v| *v += 1);
+                Ok(result)
+            }
+            Err(e) => {
+                // Memory is now ahead of the store, and later writers may have
+                // built on it. The only state we can vouch for is the store's:
+                // stop, and let the restart rebuild from it (kill -9 safe by design).
+                tracing::error!(error = %e, "store commit failed; exiting so the state is rebuilt from the store");
+                if cfg!(test) {
+                    return Err(e.into());
+                }
+                std::process::exit(70);
+            }
+        }
+    }
+
+    /// A receiver that changes after every durable write.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("stored object {key} cannot be read: {why}")]
+    Corrupt { key: String, why: String },
+}
+
+fn load_one(db: &mut Db, key: &str, value: &[u8]) -> Result<(), String> {
+    // ecs/ACCOUNT/REGION/KIND/REST
+    let mut parts = key.splitn(5, '/');
+    let (_, account, region, kind, rest) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
+    let (Some(account), Some(region), Some(kind), Some(rest)) = (account, region, kind, rest) else {
+        return Err("malformed key".into());
+    };
+    let acct = db.accounts.entry(Scope::new(account, region)).or_default();
+    let de = |e: serde_json::Error| e.to_string();
+    let split2 = |s: &str| s.split_once('/').map(|(a, b)| (a.to_string(), b.to_string())).ok_or("malformed key");
+    match kind {
+        "cluster" => {
+            let cluster: ecs::Cluster = serde_json::from_slice(value).map_err(de)?;
+            acct.clusters.entry(rest.to_string()).or_default().cluster = cluster;
+        }
+        "family" => {
+            let rec: FamilyRecord = serde_json::from_slice(value).map_err(de)?;
+            acct.families.entry(rest.to_string()).or_default().last_revision = rec.last_revision;
+        }
+        "taskdef" => {
+            let (family, rev) = split2(rest)?;
+            let rev: i32 = rev.parse().map_err(|_| "malformed revision")?;
+            let td: StoredTaskDefinition = serde_json::from_slice(value).map_err(de)?;
+            let fam = acct.families.entry(family).or_default();
+            fam.last_revision = fam.last_revision.max(rev);
+            fam.revisions.insert(rev, td);
+        }
+        "instance" => {
+            let (cluster, id) = split2(rest)?;
+            let ci: ecs::ContainerInstance = serde_json::from_slice(value).map_err(de)?;
+            acct.clusters.entry(cluster).or_default().instances.insert(id, ci);
+        }
+        "task" => {
+            let (cluster, id) = split2(rest)?;
+            let task: ecs::Task = serde_json::from_slice(value).map_err(de)?;
+            acct.clusters.entry(cluster).or_default().tasks.insert(id, task);
+        }
+        "service" => {
+            let (cluster, name) = split2(rest)?;
+            let svc: ecs::Service = serde_json::from_slice(value).map_err(de)?;
+            acct.clusters.entry(cluster).or_default().services.insert(name, svc);
+        }
+        "setting" => {
+            let s: ecs::Setting = serde_json::from_slice(value).map_err(de)?;
+            acct.settings.insert(rest.to_string(), s);
+        }
+        other => return Err(format!("unknown kind {other}")),
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch, as the wire carries timestamps.
+pub fn now() -> f64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    // Millisecond precision, as AWS reports.
+    (d.as_millis() as f64) / 1000.0
+}
+
+impl From<ApiError> for LoadError {
+    fn from(e: ApiError) -> Self {
+        LoadError::Corrupt { key: String::new(), why: e.message }
+    }
+}
