@@ -54,8 +54,11 @@
 //! Keys are stored as BLOBs so that SQLite orders them bytewise, exactly as
 //! Rust orders `str`, and a prefix maps onto a plain index range.
 //!
-//! One process at a time may open a database file: the store trusts that it
-//! is the only writer for publishing revisions to watchers.
+//! One process at a time may open a database file. A second one would not
+//! corrupt it (revisions and compares come from the database inside each
+//! batch's transaction), but each process's watchers would miss the other's
+//! changes; the writer logs an error when it notices. The server should hold
+//! its data directory exclusively.
 
 use std::fs::File;
 use std::io;
@@ -247,6 +250,7 @@ impl SqliteStore {
         let checkpointer = Checkpointer::start(path)?;
         let writer = Writer {
             checkpointer,
+            revision,
             conn,
             queue: queue_rx,
             shared: Arc::clone(&shared),
@@ -283,12 +287,12 @@ impl SqliteStore {
     /// idempotent. Also run on drop.
     pub fn close(&self) {
         // Dropping the sender ends the writer's loop once the queue is empty.
-        let Some(queue) = lock(&self.queue).take() else {
-            return;
-        };
-        drop(queue);
-        if let Some(writer) = lock(&self.writer).take() {
-            if writer.join().is_err() {
+        drop(lock(&self.queue).take());
+        {
+            // Joined under the lock, so a concurrent close() waits too.
+            let mut writer = lock(&self.writer);
+            let Some(handle) = writer.take() else { return };
+            if handle.join().is_err() {
                 error!(path = %self.path.display(), "store writer thread panicked");
             }
         }
@@ -428,6 +432,8 @@ impl Store for SqliteStore {
 /// The writer thread: owns the writing connection and the queue's receiving end.
 struct Writer {
     checkpointer: Checkpointer,
+    /// The revision of the last batch this writer committed.
+    revision: Revision,
     conn: Connection,
     queue: mpsc::Receiver<Request>,
     shared: Arc<Shared>,
@@ -481,9 +487,10 @@ impl Writer {
         let (txns, replies): (Vec<Txn>, Vec<_>) =
             batch.into_iter().map(|r| (r.txn, r.reply)).unzip();
         let count = txns.len();
-        match write_batch(&mut self.conn, txns, self.options.history) {
+        match write_batch(&mut self.conn, txns, self.options.history, self.revision) {
             Ok(written) => {
                 trace!(txns = count, revision = written.revision, "batch durable");
+                self.revision = written.revision;
                 {
                     let mut published = lock(&self.shared.published);
                     published.revision = written.revision;
@@ -505,7 +512,13 @@ impl Writer {
 }
 
 /// Runs `txns` in one SQLite transaction and commits it (durably).
-fn write_batch(conn: &mut Connection, txns: Vec<Txn>, history: u64) -> Result<Written, StoreError> {
+/// `expected` is the revision this writer last wrote.
+fn write_batch(
+    conn: &mut Connection,
+    txns: Vec<Txn>,
+    history: u64,
+    expected: Revision,
+) -> Result<Written, StoreError> {
     // IMMEDIATE takes the write lock now rather than on the first write, so a
     // lock problem shows up before any work is done.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -514,6 +527,15 @@ fn write_batch(conn: &mut Connection, txns: Vec<Txn>, history: u64) -> Result<Wr
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
+    if base != expected {
+        // Revisions stay gapless and compares stay right (both come from the
+        // database), but this process's watchers missed the other's changes.
+        error!(
+            expected,
+            found = base,
+            "another process has written to this store; one process per database file"
+        );
+    }
     let mut revision = base;
     let mut results = Vec::with_capacity(txns.len());
     let mut events = Vec::new();
