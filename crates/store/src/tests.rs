@@ -97,6 +97,7 @@ for_both_stores!(
     delete_removes_key_and_missing_key_is_no_event,
     watch_from_past_revision_then_live,
     watch_too_far_back_is_compacted,
+    watch_opened_during_commits_sees_each_later_revision_once,
     concurrent_commits_all_land,
 );
 
@@ -286,6 +287,48 @@ async fn watch_too_far_back_is_compacted(open: Open) {
     );
     let mut rx = s.watch("", 10).unwrap();
     assert_eq!(drain(&mut rx), []);
+}
+
+async fn watch_opened_during_commits_sees_each_later_revision_once(open: Open) {
+    let h = open(HISTORY * 10);
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let store = Arc::clone(&h.store);
+            tokio::spawn(async move {
+                for i in 0..250 {
+                    store.commit(put(&format!("w/{t}/{i}"), "v")).await.unwrap();
+                    if i % 10 == 0 {
+                        // The memory store never waits; let the watches in.
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    // Open watches while the commits stream in, some with a catch-up.
+    let mut watches = Vec::new();
+    while !writers.iter().all(|w| w.is_finished()) && watches.len() < 200 {
+        let (_, revision) = h.store.range("w/").unwrap();
+        let after = revision.saturating_sub(watches.len() as Revision % 7);
+        watches.push((after, h.store.watch("w/", after).unwrap()));
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert!(
+        watches.len() > 1,
+        "the commits were over before a watch opened"
+    );
+    for (after, mut rx) in watches {
+        // One event per revision: each must arrive once, in order, no gaps.
+        let revisions: Vec<Revision> = drain(&mut rx).into_iter().map(|e| e.1).collect();
+        assert_eq!(
+            revisions,
+            (after + 1..=1000).collect::<Vec<_>>(),
+            "watch after {after}"
+        );
+    }
 }
 
 async fn concurrent_commits_all_land(open: Open) {
