@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flotilla_model::agent::DesiredTask;
-use flotilla_model::ecs;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -73,38 +72,7 @@ impl EngineConfig {
     }
 }
 
-/// One observed change of a task, for the control plane.
-///
-/// `submit` is exactly what SubmitTaskStateChange takes. The ECS API carries
-/// health and the stop code elsewhere (ECS's own agent reports health over
-/// its telemetry channel), so they ride alongside here.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskStateChange {
-    pub submit: ecs::SubmitTaskStateChangeRequest,
-    /// Set when the agent itself decided to stop the task
-    /// (`EssentialContainerExited`, `TaskFailedToStart`).
-    pub stop_code: Option<ecs::TaskStopCode>,
-    /// Task health from its essential containers' health checks.
-    pub health_status: Option<ecs::HealthStatus>,
-    /// Per container name; `UNKNOWN` for a container without a health check.
-    pub container_health: BTreeMap<String, ecs::HealthStatus>,
-}
-
-impl TaskStateChange {
-    pub fn task_arn(&self) -> &str {
-        self.submit.task.as_deref().unwrap_or("")
-    }
-    pub fn status(&self) -> &str {
-        self.submit.status.as_deref().unwrap_or("")
-    }
-    pub fn container(&self, name: &str) -> Option<&ecs::ContainerStateChange> {
-        self.submit
-            .containers
-            .iter()
-            .flatten()
-            .find(|c| c.container_name.as_deref() == Some(name))
-    }
-}
+pub use flotilla_model::agent::TaskStateChange;
 
 enum Command {
     Desired {

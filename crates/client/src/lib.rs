@@ -6,7 +6,9 @@
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use std::time::Duration;
+
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings};
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -147,6 +149,35 @@ impl Client {
         let (instructions, _) = sign(signable, &params).map_err(|e| ClientError::Signing(e.to_string()))?.into_parts();
         instructions.apply_to_request_http1x(req);
         Ok(())
+    }
+
+    /// A presigned GET URL for `path_and_query` on this endpoint (e.g. the agent
+    /// gateway's WebSocket upgrade), valid for `expires`. The signature rides
+    /// in the query, so headers added later (the WebSocket handshake's) do not
+    /// disturb it.
+    pub fn presign_get(&self, path_and_query: &str, expires: Duration) -> Result<String, ClientError> {
+        let url = format!("{}{}", self.endpoint, path_and_query);
+        let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| ClientError::Signing(e.to_string()))?;
+        let host = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        let identity = self.credentials.clone().into();
+        let mut settings = SigningSettings::default();
+        settings.signature_location = SignatureLocation::QueryParams;
+        settings.expires_in = Some(expires);
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(&self.service)
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(|e| ClientError::Signing(e.to_string()))?
+            .into();
+        let signable = SignableRequest::new("GET", &url, [("host", host.as_str())].into_iter(), SignableBody::Bytes(&[]))
+            .map_err(|e| ClientError::Signing(e.to_string()))?;
+        let (instructions, _) = sign(signable, &params).map_err(|e| ClientError::Signing(e.to_string()))?.into_parts();
+        let mut req = http::Request::builder().method("GET").uri(&url).body(()).map_err(|e| ClientError::Signing(e.to_string()))?;
+        instructions.apply_to_request_http1x(&mut req);
+        Ok(req.uri().to_string())
     }
 
     /// Sends a request as it is (signed or not).

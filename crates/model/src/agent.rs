@@ -13,6 +13,8 @@
 //!
 //! Messages are JSON text frames, externally tagged by `type`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ecs;
@@ -44,19 +46,41 @@ pub enum AgentMessage {
     Heartbeat,
     /// The agent has applied desired set `version`.
     Applied { version: u64 },
-    /// Observed task and container changes, the same shape as the ECS API's
-    /// SubmitTaskStateChange (containers ride in its `containers` list).
-    StateChanges { changes: Vec<ecs::SubmitTaskStateChangeRequest> },
-    /// Container health as Docker reports it (the ECS API's state-change
-    /// calls have no field for it). Sent whenever a container's health changes.
-    Health { health: Vec<ContainerHealth> },
+    /// Observed task changes, each the latest state of one task.
+    StateChanges { changes: Vec<TaskStateChange> },
 }
 
-/// The health of one container of one task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One observed change of a task, for the control plane.
+///
+/// `submit` is exactly what SubmitTaskStateChange takes. The ECS API carries
+/// health and the stop code elsewhere (ECS's own agent reports health over
+/// its telemetry channel), so they ride alongside here.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ContainerHealth {
-    pub task_arn: String,
-    pub container_name: String,
-    pub status: ecs::HealthStatus,
+pub struct TaskStateChange {
+    pub submit: ecs::SubmitTaskStateChangeRequest,
+    /// Set when the agent itself decided to stop the task
+    /// (`EssentialContainerExited`, `TaskFailedToStart`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<ecs::TaskStopCode>,
+    /// Task health from its essential containers' health checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_status: Option<ecs::HealthStatus>,
+    /// Per container name; `UNKNOWN` for a container without a health check.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub container_health: BTreeMap<String, ecs::HealthStatus>,
+}
+
+impl TaskStateChange {
+    pub fn task_arn(&self) -> &str {
+        self.submit.task.as_deref().unwrap_or("")
+    }
+
+    pub fn status(&self) -> &str {
+        self.submit.status.as_deref().unwrap_or("")
+    }
+
+    pub fn container(&self, name: &str) -> Option<&ecs::ContainerStateChange> {
+        self.submit.containers.iter().flatten().find(|c| c.container_name.as_deref() == Some(name))
+    }
 }
