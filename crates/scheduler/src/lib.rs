@@ -6,7 +6,7 @@
 //! Language), the best-effort strategies (`binpack`, `spread`, `random`),
 //! the reasons a task could not be placed, and which tasks a service stops
 //! when it scales in. It does no I/O and needs no async runtime: the server
-//! adapts its state into a [`ClusterView`], calls [`place`], and commits the
+//! adapts its state into a [`ClusterView`], calls [`place()`], and commits the
 //! plan itself (re-checking against the latest state version).
 //!
 //! # Where to start reading

@@ -9,22 +9,28 @@
 //! | `spread(instanceId)`     | tasks of the group on this instance             |
 //! | `binpack(cpu / memory)`  | CPU / memory left on the instance               |
 //! | `random`                 | a fresh pseudo-random number per decision       |
-//! | (always last)            | a per-batch pseudo-random tie-break, then position |
 //!
-//! The final tie-break is random rather than "first instance" so that
-//! different services with the same strategy do not all pile onto the same
-//! few hosts; it is fixed for a batch and derived from the caller's RNG, so
-//! a seeded RNG makes placement fully deterministic.
+//! Ties go to the first instance in a scan order rotated by a per-batch
+//! random offset, rather than to "the first instance", so that services with
+//! the same strategy do not all pile onto the same few hosts. Everything
+//! random derives from one draw of the caller's RNG, so a seeded RNG makes
+//! placement fully deterministic.
 //!
-//! Cost per batch: one pass over the instances for the checks that cannot
-//! change during the batch (status, agent, attributes, memberOf: attribute
-//! predicates are evaluated once per distinct value) and a dense copy of the
-//! group's per-instance counts. Cost per decision: one scan over the
-//! candidates reading a few packed arrays, with per-value spread counts
-//! maintained incrementally rather than recounted. When the first strategy
-//! is a spread over an attribute, candidates are bucketed by value and
-//! buckets whose count is already worse than the best found are skipped,
-//! which is exact (the leading key of everything skipped is larger).
+//! Cost per batch: one pass over the instances for the checks a placement
+//! cannot change (status, agent, attributes, memberOf: attribute predicates
+//! are evaluated once per distinct value), bucketing the survivors by the
+//! leading spread attribute, and a dense copy of the group's per-instance
+//! counts. Cost per decision, all exact (the result is the true minimum):
+//! - buckets are visited from the fewest tasks up, and a bucket with more
+//!   tasks than the best found so far ends the scan;
+//! - each component has a lower bound (the bucket's count, the smallest
+//!   per-instance count in the group, the demand itself for binpack); an
+//!   instance that reaches all of them ends the scan, because nothing can
+//!   beat it and ties go to the first found. For spreads this usually
+//!   happens within a few instances.
+//! - otherwise a scan over the bucket's candidates reading a few packed
+//!   arrays; spread counts are maintained incrementally, never recounted.
+//!   `binpack` and `random` always scan every candidate.
 
 use rand_core::RngCore;
 
@@ -96,9 +102,9 @@ pub fn place<R: RngCore + ?Sized>(
     }
 }
 
-/// Strategies beyond ECS's five are rejected at parse time; the key has room
-/// for five components plus the tie-break.
-const KEY_LEN: usize = crate::request::MAX_STRATEGIES + 1;
+/// ECS allows at most five strategies (checked at parse time); a key has one
+/// component per strategy.
+const KEY_LEN: usize = crate::request::MAX_STRATEGIES;
 
 type Key = [u64; KEY_LEN];
 
@@ -116,21 +122,30 @@ struct SpreadCounts {
     counts: Vec<u64>,
 }
 
-/// Candidates bucketed by the value of the leading spread attribute.
-struct Buckets {
-    /// `(value id, candidates with it)`.
-    by_value: Vec<(u32, Vec<u32>)>,
+/// Candidates scanned together: all of them, or those with one value of a
+/// leading spread attribute. Rotated by a per-batch random offset, which is
+/// the tie-break: among equal keys the first scanned wins.
+struct ScanGroup {
+    value: u32,
+    members: Vec<u32>,
 }
 
 struct Batch<'r> {
     filter: Filter<'r>,
-    candidates: Vec<u32>,
-    buckets: Option<Buckets>,
+    req: &'r TaskRequest,
+    scan: Vec<ScanGroup>,
+    /// The first strategy is a spread over an attribute and `scan` holds one
+    /// group per value of it.
+    bucketed: bool,
     components: Vec<Component>,
     spreads: Vec<SpreadCounts>,
     /// Tasks of the group per instance, dense.
     group_counts: Vec<u32>,
-    tie_seed: u64,
+    /// Histogram of `group_counts` over the candidates and its minimum: the
+    /// lower bound for `spread(instanceId)`. Empty when no strategy uses it.
+    histogram: Vec<u32>,
+    histogram_min: u32,
+    order_seed: u64,
     random_seed: u64,
 }
 
@@ -140,10 +155,8 @@ impl<'r> Batch<'r> {
         // made on the view between decisions.
         let filter = Filter::new(view, req, true);
         let n = view.len();
-        let candidates: Vec<u32> = (0..n)
-            .filter(|&i| filter.passes_static(view, i))
-            .map(|i| i as u32)
-            .collect();
+        let order_seed = mix(seed, 0x6f72_6465_7221_2121); // "order!!!"
+        let random_seed = mix(seed, 0x7261_6e64_6f6d_2121); // "random!!"
 
         let mut group_counts = vec![0u32; n];
         if let Some(members) = view.members(&req.group) {
@@ -170,34 +183,62 @@ impl<'r> Batch<'r> {
             })
             .collect::<Vec<_>>();
 
-        let buckets = match components.first() {
-            Some(Component::SpreadAttribute(k)) => {
-                let col = view.column(&spreads[*k].attribute);
-                let space = col.map_or(1, |c| c.id_space());
-                let mut by_id: Vec<Vec<u32>> = vec![Vec::new(); space];
-                for &c in &candidates {
-                    by_id[col.map_or(0, |col| col.id(c as usize)) as usize].push(c);
-                }
-                let by_value = by_id
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(_, v)| !v.is_empty())
-                    .map(|(id, v)| (id as u32, v))
-                    .collect();
-                Some(Buckets { by_value })
-            }
-            _ => None,
+        // One pass over the instances for everything a placement in this
+        // batch cannot change.
+        let bucketed = matches!(components.first(), Some(Component::SpreadAttribute(_)));
+        let column = if bucketed {
+            view.column(&spreads[0].attribute)
+        } else {
+            None
         };
+        let mut by_value: Vec<Vec<u32>> = vec![Vec::new(); column.map_or(1, |c| c.id_space())];
+        for i in (0..n).filter(|&i| filter.passes_static(view, i)) {
+            let value = column.map_or(0, |c| c.id(i)) as usize;
+            by_value[value].push(i as u32);
+        }
+        let scan: Vec<ScanGroup> = by_value
+            .into_iter()
+            .enumerate()
+            .filter(|(_, members)| !members.is_empty())
+            .map(|(value, mut members)| {
+                let offset = (mix(order_seed, value as u64) % members.len() as u64) as usize;
+                members.rotate_left(offset);
+                ScanGroup {
+                    value: value as u32,
+                    members,
+                }
+            })
+            .collect();
+
+        let mut histogram = Vec::new();
+        if components
+            .iter()
+            .any(|c| matches!(c, Component::SpreadInstance))
+        {
+            for g in &scan {
+                for &m in &g.members {
+                    let c = group_counts[m as usize] as usize;
+                    if histogram.len() <= c {
+                        histogram.resize(c + 1, 0);
+                    }
+                    histogram[c] += 1;
+                }
+            }
+        }
+        let histogram_min = histogram.iter().position(|&h| h > 0).unwrap_or(0) as u32;
 
         Batch {
             filter,
-            candidates,
-            buckets,
+            req,
+            scan,
+            bucketed,
             components,
             spreads,
             group_counts,
-            tie_seed: mix(seed, 0x7469_652d_6272_6561), // "tie-brea"
-            random_seed: mix(seed, 0x7261_6e64_6f6d_2121), // "random!!"
+            histogram,
+            histogram_min,
+            order_seed,
+            random_seed,
         }
     }
 
@@ -225,54 +266,74 @@ impl<'r> Batch<'r> {
                 Component::Random => mix(mix(self.random_seed, decision), i as u64),
             };
         }
-        key[self.components.len()] = mix(self.tie_seed, i as u64);
         key
     }
 
-    /// The best feasible instance for the next task, if any.
+    /// A key no feasible candidate can beat: reaching it ends the scan.
+    fn floor(&self) -> Key {
+        let mut floor = [0u64; KEY_LEN];
+        for (slot, c) in floor.iter_mut().zip(&self.components) {
+            *slot = match c {
+                Component::SpreadAttribute(k) => {
+                    self.spreads[*k].counts.iter().copied().min().unwrap_or(0)
+                }
+                Component::SpreadInstance => u64::from(self.histogram_min),
+                // Remaining after placement is never negative.
+                Component::Binpack(Resource::Cpu) => u64::from(self.req.demand.cpu),
+                Component::Binpack(Resource::Memory) => u64::from(self.req.demand.memory),
+                // Keys are random; never stop early.
+                Component::Random => 0,
+            };
+        }
+        floor
+    }
+
+    /// The best feasible instance for the next task, if any: the smallest
+    /// key, ties to the first scanned.
     fn best(&self, view: &ClusterView, decision: u64) -> Option<usize> {
         let cols: Vec<Option<&crate::view::Column>> = self
             .spreads
             .iter()
             .map(|s| view.column(&s.attribute))
             .collect();
+        let mut floor = self.floor();
         let mut best: Option<(Key, usize)> = None;
-        let consider = |i: usize, best: &mut Option<(Key, usize)>| {
-            if !self.filter.passes_dynamic(view, i, self.group_counts[i]) {
-                return;
-            }
-            let key = self.key(view, &cols, i, decision);
-            if best.as_ref().is_none_or(|b| (key, i) < *b) {
-                *best = Some((key, i));
-            }
+        let count_of = |g: &ScanGroup| {
+            self.spreads
+                .first()
+                .map_or(0, |s| s.counts.get(g.value as usize).copied().unwrap_or(0))
         };
-        match &self.buckets {
-            None => {
-                for &c in &self.candidates {
-                    consider(c as usize, &mut best);
+        let mut order: Vec<&ScanGroup> = self.scan.iter().collect();
+        if self.bucketed {
+            // Fewest tasks first; equal counts in a random order, so zones
+            // tied on count take turns being first.
+            order.sort_by_cached_key(|g| {
+                (
+                    count_of(g),
+                    mix(self.order_seed ^ decision, u64::from(g.value)),
+                )
+            });
+        }
+        for group in order {
+            if self.bucketed {
+                let count = count_of(group);
+                // Every later group has at least this many: none can win.
+                if best.is_some_and(|(k, _)| count > k[0]) {
+                    break;
                 }
+                floor[0] = count;
             }
-            Some(buckets) => {
-                // Visit values from the fewest tasks up; once something is
-                // feasible, values with strictly more tasks cannot win.
-                let counts = &self.spreads[0].counts;
-                let count_of = |id: u32| counts.get(id as usize).copied().unwrap_or(0);
-                let mut order: Vec<&(u32, Vec<u32>)> = buckets.by_value.iter().collect();
-                order.sort_by_key(|(id, _)| count_of(*id));
-                let mut level: Option<u64> = None;
-                let mut found_at_level = false;
-                for (id, members) in order {
-                    let c = count_of(*id);
-                    if level != Some(c) {
-                        if found_at_level {
-                            break;
-                        }
-                        level = Some(c);
+            for &m in &group.members {
+                let i = m as usize;
+                if !self.filter.passes_dynamic(view, i, self.group_counts[i]) {
+                    continue;
+                }
+                let key = self.key(view, &cols, i, decision);
+                if best.is_none_or(|(k, _)| key < k) {
+                    if key == floor {
+                        return Some(i);
                     }
-                    for &m in members {
-                        consider(m as usize, &mut best);
-                    }
-                    found_at_level = best.is_some();
+                    best = Some((key, i));
                 }
             }
         }
@@ -280,7 +341,18 @@ impl<'r> Batch<'r> {
     }
 
     fn after_reserve(&mut self, view: &ClusterView, i: usize) {
+        let before = self.group_counts[i] as usize;
         self.group_counts[i] += 1;
+        if !self.histogram.is_empty() {
+            self.histogram[before] -= 1;
+            if self.histogram.len() <= before + 1 {
+                self.histogram.push(0);
+            }
+            self.histogram[before + 1] += 1;
+            while self.histogram.get(self.histogram_min as usize) == Some(&0) {
+                self.histogram_min += 1;
+            }
+        }
         for s in &mut self.spreads {
             let id = view.column(&s.attribute).map_or(0, |c| c.id(i)) as usize;
             if let Some(c) = s.counts.get_mut(id) {

@@ -332,8 +332,8 @@ pub struct RequiredAttribute {
 pub enum Launch {
     /// A service's tasks: spread by zone, then instance.
     Service,
-    /// RunTask: no strategy, so ties between feasible instances are broken
-    /// at random (the seeded tie-break).
+    /// RunTask: `random` when the request names no strategy, so the tasks
+    /// of one call land independently on any feasible instance.
     Standalone,
 }
 
@@ -445,8 +445,11 @@ impl TaskRequest {
                 Strategy::parse(s).map_err(|source| RequestError::Strategy { index, source })?,
             );
         }
-        if strategies.is_empty() && spec.launch == Launch::Service {
-            strategies = Strategy::service_default();
+        if strategies.is_empty() {
+            strategies = match spec.launch {
+                Launch::Service => Strategy::service_default(),
+                Launch::Standalone => vec![Strategy::Random],
+            };
         }
         let mut required_attributes = Vec::with_capacity(spec.requires_attributes.len());
         for (i, a) in spec.requires_attributes.iter().enumerate() {
@@ -616,7 +619,10 @@ mod tests {
             launch: Launch::Standalone,
             ..spec
         };
-        assert!(TaskRequest::from_spec(&spec).unwrap().strategies.is_empty());
+        assert_eq!(
+            TaskRequest::from_spec(&spec).unwrap().strategies,
+            vec![Strategy::Random]
+        );
         let six: Vec<_> = (0..6)
             .map(|_| strategy(Some(ecs::PlacementStrategyType::Random), None))
             .collect();

@@ -12,8 +12,8 @@
 //! assert_eq!(e.to_string(), "attribute:ecs.instance-type =~ t3.* && !(task:group == database)");
 //! ```
 //!
-//! - [`parse`](self::parse) module: lexer and parser, error positions.
-//! - [`ast`] : the tree and its canonical `Display`.
+//! - [`parse`]: lexer and parser, error positions.
+//! - [`ast`]: the tree and its canonical `Display`.
 //! - [`eval`]: matching one instance (the cluster view also evaluates whole
 //!   columns at once, see [`ClusterView::select`](crate::ClusterView::select)).
 
