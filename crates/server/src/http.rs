@@ -30,12 +30,14 @@ const JSON_1_1: &str = "application/x-amz-json-1.1";
 pub struct App {
     pub state: Arc<State>,
     pub credentials: Arc<Credentials>,
+    pub sessions: Arc<crate::gateway::Sessions>,
 }
 
 /// The HTTP routes: the AWS JSON API at `/`.
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/", any(aws_json))
+        .route("/v1/agent/connect", axum::routing::get(crate::gateway::connect))
         // We enforce the limit ourselves so that the answer is in the AWS shape.
         .layer(DefaultBodyLimit::max(MAX_BODY + 1))
         .with_state(app)
@@ -45,7 +47,7 @@ fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-fn error_response(request_id: &str, status: StatusCode, code: &str, message: &str) -> Response {
+pub fn error_response(request_id: &str, status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "__type": code, "message": message }).to_string();
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();

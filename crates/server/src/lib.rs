@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 pub mod ecs;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod placement;
 pub mod state;
@@ -41,7 +42,7 @@ pub async fn serve(
     credentials: Credentials,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = http::App { state, credentials: Arc::new(credentials) };
+    let app = http::App { state, credentials: Arc::new(credentials), sessions: Default::default() };
     axum::serve(listener, http::router(app)).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }

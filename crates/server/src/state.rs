@@ -14,6 +14,7 @@
 //! handler leaves memory untouched and writes nothing.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use flotilla_model::arn::Scope;
@@ -22,7 +23,7 @@ use flotilla_store::{Op, Store, StoreError, Txn};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 
 /// Everything one account sees in one region.
 #[derive(Debug, Default)]
@@ -141,18 +142,21 @@ pub struct State {
     /// Bumped after every durable write: controllers and the agent gateway
     /// wait on it instead of polling.
     changed: watch::Sender<u64>,
+    /// The latest durable store revision: versions the agents' desired sets,
+    /// so they keep increasing across restarts.
+    revision: AtomicU64,
 }
 
 impl State {
     /// Rebuilds the in-memory state from everything in the store.
     pub fn open(store: Arc<dyn Store>) -> Result<Arc<State>, LoadError> {
-        let (kvs, _rev) = store.range("ecs/")?;
+        let (kvs, revision) = store.range("ecs/")?;
         let mut db = Db::default();
         for kv in kvs {
             load_one(&mut db, &kv.key, &kv.value).map_err(|e| LoadError::Corrupt { key: kv.key.clone(), why: e })?;
         }
         let (changed, _) = watch::channel(0);
-        Ok(Arc::new(State { db: Mutex::new(db), store, changed }))
+        Ok(Arc::new(State { db: Mutex::new(db), store, changed, revision: AtomicU64::new(revision) }))
     }
 
     fn lock(&self) -> MutexGuard<'_, Db> {
@@ -187,7 +191,8 @@ impl State {
             (result, durable)
         };
         match durable.await {
-            Ok(_) => {
+            Ok(revision) => {
+                self.revision.fetch_max(revision, Ordering::SeqCst);
                 self.changed.send_modify(|v| *v += 1);
                 Ok(result)
             }
@@ -202,6 +207,11 @@ impl State {
                 std::process::exit(70);
             }
         }
+    }
+
+    /// The latest durable store revision.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::SeqCst)
     }
 
     /// A receiver that changes after every durable write.
@@ -274,10 +284,4 @@ pub fn now() -> f64 {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     // Millisecond precision, as AWS reports.
     (d.as_millis() as f64) / 1000.0
-}
-
-impl From<ApiError> for LoadError {
-    fn from(e: ApiError) -> Self {
-        LoadError::Corrupt { key: String::new(), why: e.message }
-    }
 }

@@ -15,12 +15,12 @@ use crate::state::{Account, ClusterState, State};
 
 mod clusters;
 pub mod resources;
-mod instances;
+pub mod instances;
 mod settings;
 mod tags;
-mod task_definitions;
-mod tasks;
-mod services;
+pub mod task_definitions;
+pub mod tasks;
+pub mod services;
 
 pub use tags::validate_tags;
 

@@ -1,6 +1,7 @@
 //! RunTask, StartTask, StopTask, DescribeTasks, ListTasks, and the agent's
 //! SubmitTaskStateChange / SubmitContainerStateChange.
 
+use flotilla_model::agent::TaskStateChange;
 use flotilla_model::arn::{self, name_from_ref};
 use flotilla_model::ecs;
 
@@ -366,7 +367,8 @@ pub async fn list_tasks(state: &State, ctx: &Ctx, req: ecs::ListTasksRequest) ->
 /// Applies an agent's report of a task's state, checked against the task's
 /// lifecycle: reports never move a task backwards, and a STOPPED task stays
 /// stopped. Returns whether anything changed.
-pub fn apply_task_change(c: &mut ClusterState, tx: &mut Tx<'_>, now: f64, req: &ecs::SubmitTaskStateChangeRequest) -> ApiResult<bool> {
+pub fn apply_task_change(c: &mut ClusterState, tx: &mut Tx<'_>, now: f64, report: &TaskStateChange) -> ApiResult<bool> {
+    let req = &report.submit;
     let reference = req.task.as_deref().unwrap_or_default();
     let cluster_name = c.name().to_string();
     let id = task_id(reference).filter(|id| c.tasks.contains_key(*id)).ok_or_else(|| ApiError::invalid("The referenced task was not found."))?;
@@ -388,15 +390,15 @@ pub fn apply_task_change(c: &mut ClusterState, tx: &mut Tx<'_>, now: f64, req: &
                     task.stopped_at = Some(now);
                     task.execution_stopped_at = Some(req.execution_stopped_at.unwrap_or(now));
                     if task.desired_status.as_deref() != Some("STOPPED") {
-                        // The task stopped on its own: an essential container exited,
-                        // or it never got going.
-                        let started = task.started_at.is_some();
-                        task.desired_status = Some("STOPPED".into());
-                        task.stop_code = Some(if started {
+                        // The task stopped on its own: an essential container
+                        // exited, or it never got going.
+                        let fallback = if task.started_at.is_some() {
                             ecs::TaskStopCode::EssentialContainerExited
                         } else {
                             ecs::TaskStopCode::TaskFailedToStart
-                        });
+                        };
+                        task.desired_status = Some("STOPPED".into());
+                        task.stop_code = Some(report.stop_code.unwrap_or(fallback));
                         task.stopped_reason = Some(req.reason.clone().unwrap_or_else(|| "Essential container in task exited".into()));
                         task.stopping_at.get_or_insert(now);
                     }
@@ -413,6 +415,14 @@ pub fn apply_task_change(c: &mut ClusterState, tx: &mut Tx<'_>, now: f64, req: &
     }
     for change in req.containers.iter().flatten() {
         apply_container_change(task, change);
+    }
+    for (name, health) in &report.container_health {
+        if let Some(ct) = task.containers.iter_mut().flatten().find(|x| x.name.as_deref() == Some(name)) {
+            ct.health_status = Some(*health);
+        }
+    }
+    if let Some(h) = report.health_status {
+        task.health_status = Some(h);
     }
     if *task != before {
         task.version = Some(before.version.unwrap_or(0) + 1);
@@ -453,42 +463,6 @@ fn apply_container_change(task: &mut ecs::Task, change: &ecs::ContainerStateChan
     }
 }
 
-/// Sets container health as the agent reports it, and the task's health from
-/// its essential containers: UNHEALTHY if any is, HEALTHY when all are.
-pub fn apply_health(c: &mut ClusterState, tx: &mut Tx<'_>, def: Option<&ecs::TaskDefinition>, task_id: &str, container: &str, status: ecs::HealthStatus) -> bool {
-    let cluster_name = c.name().to_string();
-    let Some(task) = c.tasks.get_mut(task_id) else { return false };
-    let Some(ct) = task.containers.iter_mut().flatten().find(|x| x.name.as_deref() == Some(container)) else { return false };
-    if ct.health_status == Some(status) {
-        return false;
-    }
-    ct.health_status = Some(status);
-    let essential_with_check: Vec<&str> = def
-        .and_then(|d| d.container_definitions.as_ref())
-        .into_iter()
-        .flatten()
-        .filter(|d| d.essential.unwrap_or(true) && d.health_check.is_some())
-        .filter_map(|d| d.name.as_deref())
-        .collect();
-    let statuses: Vec<ecs::HealthStatus> = task
-        .containers
-        .iter()
-        .flatten()
-        .filter(|x| x.name.as_deref().is_some_and(|n| essential_with_check.contains(&n)))
-        .map(|x| x.health_status.unwrap_or(ecs::HealthStatus::Unknown))
-        .collect();
-    task.health_status = Some(if statuses.contains(&ecs::HealthStatus::Unhealthy) {
-        ecs::HealthStatus::Unhealthy
-    } else if !statuses.is_empty() && statuses.iter().all(|s| *s == ecs::HealthStatus::Healthy) {
-        ecs::HealthStatus::Healthy
-    } else {
-        ecs::HealthStatus::Unknown
-    });
-    task.version = Some(task.version.unwrap_or(0) + 1);
-    tx.put(Key::Task(&cluster_name, task_id), &*task);
-    true
-}
-
 pub async fn submit_task_state_change(
     state: &State,
     ctx: &Ctx,
@@ -497,7 +471,7 @@ pub async fn submit_task_state_change(
     state
         .write(&ctx.scope, |acct, tx| {
             let c = active_cluster_mut(acct, req.cluster.as_deref())?;
-            apply_task_change(c, tx, ctx.now, &req)?;
+            apply_task_change(c, tx, ctx.now, &TaskStateChange { submit: req.clone(), ..Default::default() })?;
             Ok(ecs::SubmitTaskStateChangeResponse { acknowledgment: Some("ACK".into()) })
         })
         .await
@@ -525,7 +499,7 @@ pub async fn submit_container_state_change(
     state
         .write(&ctx.scope, |acct, tx| {
             let c = active_cluster_mut(acct, req.cluster.as_deref())?;
-            apply_task_change(c, tx, ctx.now, &change)?;
+            apply_task_change(c, tx, ctx.now, &TaskStateChange { submit: change.clone(), ..Default::default() })?;
             Ok(ecs::SubmitContainerStateChangeResponse { acknowledgment: Some("ACK".into()) })
         })
         .await
