@@ -3,8 +3,11 @@
 //! actually doing.
 //!
 //! Where to start reading:
-//! - [`control::run`]: the agent's main loop, the entry point the binary
-//!   calls; the control plane sits behind the [`ControlPlane`] trait;
+//! - [`host::HostAgent`]: what `flotilla agent` runs: register the
+//!   container instance, then [`control::run`] over the gateway;
+//! - [`control::run`]: the agent's main loop; the control plane sits behind
+//!   the [`ControlPlane`] trait, implemented over the server's WebSocket
+//!   gateway by [`gateway::WsControlPlane`];
 //! - [`engine`]: the supervisor that converges Docker to the desired set,
 //!   routes Docker events, adopts containers after a restart;
 //! - [`task`]: one task's lifecycle (pull, dependsOn order, essential
@@ -25,6 +28,8 @@ pub mod control;
 pub mod docker;
 pub mod engine;
 pub mod fake;
+pub mod gateway;
+pub mod host;
 pub mod metadata;
 pub mod runtime;
 pub mod spec;
@@ -37,5 +42,7 @@ pub use control::{
 };
 pub use docker::DockerRuntime;
 pub use engine::{Engine, EngineConfig, StateChanges, TaskStateChange};
+pub use gateway::{GatewayConfig, WsControlPlane};
+pub use host::HostAgent;
 pub use metadata::MetadataIndex;
 pub use runtime::ContainerRuntime;
