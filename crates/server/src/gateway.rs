@@ -134,6 +134,7 @@ async fn set_connected(state: &State, key: &InstanceKey, connected: bool) {
             if i.agent_connected != Some(connected) {
                 i.agent_connected = Some(connected);
                 tx.put(Key::Instance(&key.cluster, &key.id), &*i);
+                acct.sync_instance(&key.cluster, &key.id);
             }
             Ok(())
         })
@@ -151,7 +152,7 @@ fn desired_set(acct: &Account, key: &InstanceKey) -> Vec<DesiredTask> {
     c.tasks
         .values()
         .filter(|t| t.container_instance_arn.as_ref() == Some(arn) && t.last_status.as_deref() != Some("STOPPED"))
-        .filter_map(|t| Some(DesiredTask { task: t.clone(), definition: definition_of(acct, t)?.clone() }))
+        .filter_map(|t| Some(DesiredTask { task: t.clone(), definition: definition_of(&acct.families, t)?.clone() }))
         .collect()
 }
 
@@ -228,7 +229,8 @@ async fn handle(app: &App, key: &InstanceKey, socket: &mut WebSocket, msg: Agent
             let result = app
                 .state
                 .write(&key.scope, |acct, tx| {
-                    let Some(c) = acct.clusters.get_mut(&key.cluster) else { return Ok(()) };
+                    let Account { clusters, families, .. } = acct;
+                    let Some(c) = clusters.get_mut(&key.cluster) else { return Ok(()) };
                     let t = now();
                     for change in &changes {
                         // An agent speaks only for the tasks placed on its own instance.
@@ -238,7 +240,7 @@ async fn handle(app: &App, key: &InstanceKey, socket: &mut WebSocket, msg: Agent
                             tracing::debug!(task = change.task_arn(), "ignoring a report for a task not on this instance");
                             continue;
                         }
-                        if let Err(e) = apply_task_change(c, tx, t, change) {
+                        if let Err(e) = apply_task_change(families, c, tx, t, change) {
                             tracing::debug!(task = change.task_arn(), error = %e, "ignoring a state change");
                         }
                     }

@@ -45,6 +45,19 @@ pub struct ClusterState {
     pub tasks: BTreeMap<String, ecs::Task>,
     /// Services by name; a deleted service stays INACTIVE until its name is reused.
     pub services: BTreeMap<String, ecs::Service>,
+    /// The scheduler's view of the instances: derived, kept current by
+    /// `crate::placement` (see there).
+    pub view: flotilla_scheduler::ClusterView,
+}
+
+impl Account {
+    /// Refreshes the scheduler's record of one instance after it changed.
+    pub fn sync_instance(&mut self, cluster: &str, id: &str) {
+        let Account { clusters, families, .. } = self;
+        if let Some(c) = clusters.get_mut(cluster) {
+            crate::placement::sync_instance(families, c, id);
+        }
+    }
 }
 
 impl ClusterState {
@@ -154,6 +167,12 @@ impl State {
         let mut db = Db::default();
         for kv in kvs {
             load_one(&mut db, &kv.key, &kv.value).map_err(|e| LoadError::Corrupt { key: kv.key.clone(), why: e })?;
+        }
+        for acct in db.accounts.values_mut() {
+            let Account { clusters, families, .. } = acct;
+            for c in clusters.values_mut() {
+                crate::placement::rebuild_view(families, c);
+            }
         }
         let (changed, _) = watch::channel(0);
         Ok(Arc::new(State { db: Mutex::new(db), store, changed, revision: AtomicU64::new(revision) }))

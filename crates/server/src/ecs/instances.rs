@@ -6,10 +6,10 @@
 use flotilla_model::arn::{self, name_from_ref};
 use flotilla_model::ecs;
 
-use super::resources::remaining;
 use super::{active_cluster, active_cluster_mut, decode_token, failure, page, page_size, validate_tags, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::state::{Account, ClusterState, Key, State};
+use crate::placement::remaining_resources;
+use crate::state::{ClusterState, Key, State};
 
 /// Whether a container instance still counts as registered.
 pub fn is_registered(i: &ecs::ContainerInstance) -> bool {
@@ -17,9 +17,9 @@ pub fn is_registered(i: &ecs::ContainerInstance) -> bool {
 }
 
 /// The instance as Describe shows it: remaining resources and task counts derived.
-pub fn view(acct: &Account, c: &ClusterState, i: &ecs::ContainerInstance, with_tags: bool) -> ecs::ContainerInstance {
+pub fn view(c: &ClusterState, i: &ecs::ContainerInstance, with_tags: bool) -> ecs::ContainerInstance {
     let mut out = i.clone();
-    out.remaining_resources = Some(remaining(acct, c, i));
+    out.remaining_resources = Some(remaining_resources(c, i));
     let arn = i.container_instance_arn.as_deref();
     let on_it = c.tasks.values().filter(|t| t.container_instance_arn.as_deref() == arn);
     let (mut running, mut pending) = (0, 0);
@@ -147,9 +147,10 @@ pub async fn register(
                 ..Default::default()
             };
             tx.put(Key::Instance(&cluster_name, &id), &instance);
-            c.instances.insert(id, instance.clone());
+            c.instances.insert(id.clone(), instance.clone());
+            acct.sync_instance(&cluster_name, &id);
             let c = &acct.clusters[&cluster_name];
-            Ok(ecs::RegisterContainerInstanceResponse { container_instance: Some(view(acct, c, &instance, true)) })
+            Ok(ecs::RegisterContainerInstanceResponse { container_instance: Some(view(c, &instance, true)) })
         })
         .await
 }
@@ -181,8 +182,9 @@ pub async fn deregister(
             i.version = Some(i.version.unwrap_or(0) + 1);
             tx.put(Key::Instance(&cluster_name, &id), &*i);
             let i = i.clone();
+            acct.sync_instance(&cluster_name, &id);
             let c = &acct.clusters[&cluster_name];
-            Ok(ecs::DeregisterContainerInstanceResponse { container_instance: Some(view(acct, c, &i, true)) })
+            Ok(ecs::DeregisterContainerInstanceResponse { container_instance: Some(view(c, &i, true)) })
         })
         .await
 }
@@ -203,7 +205,7 @@ pub async fn describe(
         let mut failures = Vec::new();
         for r in &refs {
             match instance_id(r).and_then(|id| c.instances.get(id)) {
-                Some(i) => found.push(view(acct, c, i, with_tags)),
+                Some(i) => found.push(view(c, i, with_tags)),
                 None => {
                     let arn = if r.starts_with("arn:") { r.clone() } else { ctx.scope.container_instance_arn(c.name(), r) };
                     failures.push(failure(arn, "MISSING"));
@@ -235,7 +237,7 @@ pub async fn list(
                 Some(s) => i.status.as_deref() == Some(s.as_str()),
                 None => matches!(i.status.as_deref(), Some("ACTIVE" | "DRAINING")),
             })
-            .filter(|(_, i)| filter.as_ref().is_none_or(|f| f.matches(acct, c, i)))
+            .filter(|(_, i)| filter.as_ref().is_none_or(|f| f.matches(c, i)))
             .map(|(id, i)| (id, i.container_instance_arn.clone().unwrap_or_default()));
         let (arns, next) = page(items, size);
         Ok(ecs::ListContainerInstancesResponse { container_instance_arns: Some(arns), next_token: next })
@@ -282,8 +284,11 @@ pub async fn update_state(
                     }
                 }
             }
+            for id in &changed {
+                acct.sync_instance(&cluster_name, id);
+            }
             let c = &acct.clusters[&cluster_name];
-            let out = changed.iter().filter_map(|id| c.instances.get(id)).map(|i| view(acct, c, i, false)).collect();
+            let out = changed.iter().filter_map(|id| c.instances.get(id)).map(|i| view(c, i, false)).collect();
             Ok(ecs::UpdateContainerInstancesStateResponse { container_instances: Some(out), failures: Some(failures) })
         })
         .await
@@ -369,10 +374,13 @@ async fn change_attributes(
             }
             resolved.sort();
             resolved.dedup();
-            for id in resolved {
-                if let Some(i) = c.instances.get(&id) {
-                    tx.put(Key::Instance(&cluster_name, &id), i);
+            for id in &resolved {
+                if let Some(i) = c.instances.get(id) {
+                    tx.put(Key::Instance(&cluster_name, id), i);
                 }
+            }
+            for id in &resolved {
+                acct.sync_instance(&cluster_name, id);
             }
             Ok(out)
         })

@@ -11,7 +11,9 @@ use flotilla_model::task_definition as rules;
 
 use super::{check_name, decode_token, page, page_size, validate_tags, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::state::{Account, FamilyRecord, Key, State, StoredTaskDefinition};
+use std::collections::BTreeMap;
+
+use crate::state::{Account, Family, FamilyRecord, Key, State, StoredTaskDefinition};
 
 impl From<rules::TaskDefinitionError> for ApiError {
     fn from(e: rules::TaskDefinitionError) -> Self {
@@ -26,8 +28,13 @@ fn unable() -> ApiError {
 /// Resolves `family`, `family:revision` or an ARN. A bare family means its
 /// latest ACTIVE revision.
 pub fn resolve<'a>(acct: &'a Account, ctx: &Ctx, reference: &str) -> ApiResult<&'a StoredTaskDefinition> {
+    resolve_in(&acct.families, ctx, reference)
+}
+
+/// [`resolve`] over the families alone, for callers that hold a cluster mutably.
+pub fn resolve_in<'a>(families: &'a BTreeMap<String, Family>, ctx: &Ctx, reference: &str) -> ApiResult<&'a StoredTaskDefinition> {
     let (family, revision) = split_reference(ctx, reference)?;
-    let fam = acct.families.get(family).ok_or_else(unable)?;
+    let fam = families.get(family).ok_or_else(unable)?;
     match revision {
         Some(rev) => fam.revisions.get(&rev).ok_or_else(unable),
         None => fam

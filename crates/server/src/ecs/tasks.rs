@@ -5,11 +5,15 @@ use flotilla_model::agent::TaskStateChange;
 use flotilla_model::arn::{self, name_from_ref};
 use flotilla_model::ecs;
 
-use super::task_definitions::resolve;
+use std::collections::BTreeMap;
+
+use flotilla_scheduler::{check_instance, Launch, Unplaceable};
+
+use super::task_definitions::{resolve, resolve_in};
 use super::{active_cluster, active_cluster_mut, decode_token, failure, page, page_size, validate_tags, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::placement::{self, PlacementRequest};
-use crate::state::{Account, ClusterState, Key, State, Tx};
+use crate::state::{Account, ClusterState, Family, Key, State, Tx};
 
 /// Task statuses in lifecycle order: a reported status never moves a task backwards.
 const LIFECYCLE: &[&str] = &["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"];
@@ -42,7 +46,7 @@ pub fn new_task(ctx: &Ctx, cluster: &ClusterState, instance_id: &str, spec: &New
             .and_then(|a| a.value.clone())
     };
     let def = spec.definition;
-    let needs = super::resources::needs(def, spec.overrides.as_ref());
+    let demand = super::resources::demand(def, spec.overrides.as_ref());
     let containers = def
         .container_definitions
         .iter()
@@ -73,8 +77,8 @@ pub fn new_task(ctx: &Ctx, cluster: &ClusterState, instance_id: &str, spec: &New
         overrides: Some(overrides),
         last_status: Some("PENDING".into()),
         desired_status: Some("RUNNING".into()),
-        cpu: Some(def.cpu.clone().unwrap_or_else(|| needs.cpu.to_string())),
-        memory: Some(def.memory.clone().unwrap_or_else(|| needs.memory.to_string())),
+        cpu: Some(def.cpu.clone().unwrap_or_else(|| demand.cpu.to_string())),
+        memory: Some(def.memory.clone().unwrap_or_else(|| demand.memory.to_string())),
         containers: Some(containers),
         created_at: Some(ctx.now),
         group: Some(spec.group.clone()),
@@ -155,47 +159,49 @@ pub async fn run_task(state: &State, ctx: &Ctx, req: ecs::RunTaskRequest) -> Api
             }
             check_overrides(&td.definition, req.overrides.as_ref())?;
             let tags = task_tags(&td.tags, req.tags.clone().unwrap_or_default(), req.propagate_tags)?;
-            let c = active_cluster(acct, req.cluster.as_deref())?;
-            if !c.instances.values().any(super::instances::is_registered) {
-                return Err(ApiError::invalid("No Container Instances were found in your cluster."));
-            }
             let family = td.definition.family.clone().unwrap_or_default();
+            let group = req.group.clone().unwrap_or_else(|| format!("family:{family}"));
+            let request = placement::task_request(&PlacementRequest {
+                definition: &td.definition,
+                overrides: req.overrides.as_ref(),
+                group: &group,
+                constraints: req.placement_constraints.as_deref().unwrap_or_default(),
+                strategies: req.placement_strategy.as_deref().unwrap_or_default(),
+                launch: Launch::Standalone,
+                count: count as usize,
+            })?;
+            let Account { clusters, families, .. } = acct;
+            let name = super::cluster_name(req.cluster.as_deref())?;
+            let c = clusters.get_mut(name).filter(|c| c.is_active()).ok_or_else(ApiError::cluster_not_found)?;
+            if !c.instances.values().any(super::instances::is_registered) {
+                return Err(ApiError::client(Unplaceable::NO_INSTANCES_MESSAGE));
+            }
+            let td = resolve_in(families, ctx, req.task_definition.as_deref().unwrap_or_default())?;
             let spec = NewTasks {
                 definition: &td.definition,
                 overrides: req.overrides.clone(),
-                group: req.group.clone().unwrap_or_else(|| format!("family:{family}")),
+                group,
                 started_by: req.started_by.clone(),
                 tags,
                 launch_type,
                 enable_execute_command: req.enable_execute_command.unwrap_or(false),
             };
-            let request = PlacementRequest {
-                definition: &td.definition,
-                overrides: req.overrides.as_ref(),
-                group: &spec.group,
-                constraints: req.placement_constraints.as_deref().unwrap_or_default(),
-                strategies: req.placement_strategy.as_deref().unwrap_or_default(),
-                count: count as usize,
-                only: None,
-            };
-            let (placed, failures) = placement::place(acct, c, &request)?;
-            let tasks = placed.iter().map(|instance| new_task(ctx, c, instance, &spec)).collect::<Vec<_>>();
-            let cluster_name = c.name().to_string();
-            let out = insert_tasks(acct, tx, &cluster_name, tasks);
-            Ok(ecs::RunTaskResponse { tasks: Some(out), failures: Some(failures) })
+            let placed = placement::place(c, &request, count as usize);
+            let tasks = placed.instance_ids.iter().map(|instance| new_task(ctx, c, instance, &spec)).collect::<Vec<_>>();
+            let out = insert_tasks(c, tx, tasks);
+            Ok(ecs::RunTaskResponse { tasks: Some(out), failures: Some(placed.failures) })
         })
         .await
 }
 
 /// Stores new tasks and returns them as the API shows them.
-pub fn insert_tasks(acct: &mut Account, tx: &mut Tx<'_>, cluster: &str, tasks: Vec<(String, ecs::Task)>) -> Vec<ecs::Task> {
+pub fn insert_tasks(c: &mut ClusterState, tx: &mut Tx<'_>, tasks: Vec<(String, ecs::Task)>) -> Vec<ecs::Task> {
+    let cluster = c.name().to_string();
     let mut out = Vec::with_capacity(tasks.len());
-    if let Some(c) = acct.clusters.get_mut(cluster) {
-        for (id, task) in tasks {
-            tx.put(Key::Task(cluster, &id), &task);
-            out.push(task.clone());
-            c.tasks.insert(id, task);
-        }
+    for (id, task) in tasks {
+        tx.put(Key::Task(&cluster, &id), &task);
+        out.push(task.clone());
+        c.tasks.insert(id, task);
     }
     out
 }
@@ -208,45 +214,54 @@ pub async fn start_task(state: &State, ctx: &Ctx, req: ecs::StartTaskRequest) ->
     check_started_by(req.started_by.as_deref())?;
     state
         .write(&ctx.scope, |acct, tx| {
-            let td = resolve(acct, ctx, req.task_definition.as_deref().unwrap_or_default())?;
+            let Account { clusters, families, .. } = acct;
+            let td = resolve_in(families, ctx, req.task_definition.as_deref().unwrap_or_default())?;
             if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
                 return Err(ApiError::client("TaskDefinition is inactive: register a new revision or use an ACTIVE one."));
             }
             check_overrides(&td.definition, req.overrides.as_ref())?;
             let tags = task_tags(&td.tags, req.tags.clone().unwrap_or_default(), req.propagate_tags)?;
-            let c = active_cluster(acct, req.cluster.as_deref())?;
             let family = td.definition.family.clone().unwrap_or_default();
+            let group = req.group.clone().unwrap_or_else(|| format!("family:{family}"));
+            let request = placement::task_request(&PlacementRequest {
+                definition: &td.definition,
+                overrides: req.overrides.as_ref(),
+                group: &group,
+                constraints: &[],
+                strategies: &[],
+                launch: Launch::Standalone,
+                count: refs.len(),
+            })?;
+            let name = super::cluster_name(req.cluster.as_deref())?;
+            let c = clusters.get_mut(name).filter(|c| c.is_active()).ok_or_else(ApiError::cluster_not_found)?;
             let spec = NewTasks {
                 definition: &td.definition,
                 overrides: req.overrides.clone(),
-                group: req.group.clone().unwrap_or_else(|| format!("family:{family}")),
+                group,
                 started_by: req.started_by.clone(),
                 tags,
                 launch_type: ecs::LaunchType::Ec2,
                 enable_execute_command: req.enable_execute_command.unwrap_or(false),
             };
-            let mut ids = Vec::new();
+            // StartTask names the instances: check each one, then reserve.
+            let mut tasks = Vec::new();
             let mut failures = Vec::new();
             for r in &refs {
-                match name_from_ref(r, "container-instance").filter(|id| c.instances.contains_key(*id)) {
-                    Some(id) => ids.push(id.to_string()),
-                    None => failures.push(failure(r.clone(), "MISSING")),
+                let found = name_from_ref(r, "container-instance")
+                    .and_then(|id| c.instances.get(id).map(|i| (id.to_string(), i.container_instance_arn.clone().unwrap_or_default())));
+                let Some((id, arn)) = found else {
+                    failures.push(failure(r.clone(), "MISSING"));
+                    continue;
+                };
+                match check_instance(&c.view, &request, &arn) {
+                    Some(None) if c.view.reserve(&arn, &request.group, &request.demand).is_ok() => {
+                        tasks.push(new_task(ctx, c, &id, &spec));
+                    }
+                    Some(Some(rejection)) => failures.push(failure(arn, rejection.reason())),
+                    _ => failures.push(failure(arn, "MISSING")),
                 }
             }
-            let request = PlacementRequest {
-                definition: &td.definition,
-                overrides: req.overrides.as_ref(),
-                group: &spec.group,
-                constraints: &[],
-                strategies: &[],
-                count: ids.len(),
-                only: Some(&ids),
-            };
-            let (placed, more) = placement::place(acct, c, &request)?;
-            failures.extend(more);
-            let tasks = placed.iter().map(|instance| new_task(ctx, c, instance, &spec)).collect::<Vec<_>>();
-            let cluster_name = c.name().to_string();
-            let out = insert_tasks(acct, tx, &cluster_name, tasks);
+            let out = insert_tasks(c, tx, tasks);
             Ok(ecs::StartTaskResponse { tasks: Some(out), failures: Some(failures) })
         })
         .await
@@ -367,7 +382,13 @@ pub async fn list_tasks(state: &State, ctx: &Ctx, req: ecs::ListTasksRequest) ->
 /// Applies an agent's report of a task's state, checked against the task's
 /// lifecycle: reports never move a task backwards, and a STOPPED task stays
 /// stopped. Returns whether anything changed.
-pub fn apply_task_change(c: &mut ClusterState, tx: &mut Tx<'_>, now: f64, report: &TaskStateChange) -> ApiResult<bool> {
+pub fn apply_task_change(
+    families: &BTreeMap<String, Family>,
+    c: &mut ClusterState,
+    tx: &mut Tx<'_>,
+    now: f64,
+    report: &TaskStateChange,
+) -> ApiResult<bool> {
     let req = &report.submit;
     let reference = req.task.as_deref().unwrap_or_default();
     let cluster_name = c.name().to_string();
@@ -424,12 +445,16 @@ pub fn apply_task_change(c: &mut ClusterState, tx: &mut Tx<'_>, now: f64, report
     if let Some(h) = report.health_status {
         task.health_status = Some(h);
     }
-    if *task != before {
-        task.version = Some(before.version.unwrap_or(0) + 1);
-        tx.put(Key::Task(&cluster_name, &id), &*task);
-        return Ok(true);
+    if *task == before {
+        return Ok(false);
     }
-    Ok(false)
+    task.version = Some(before.version.unwrap_or(0) + 1);
+    tx.put(Key::Task(&cluster_name, &id), &*task);
+    if before.last_status.as_deref() != Some("STOPPED") && task.last_status.as_deref() == Some("STOPPED") {
+        let task = task.clone();
+        placement::release(families, c, &task);
+    }
+    Ok(true)
 }
 
 fn apply_container_change(task: &mut ecs::Task, change: &ecs::ContainerStateChange) {
@@ -470,8 +495,10 @@ pub async fn submit_task_state_change(
 ) -> ApiResult<ecs::SubmitTaskStateChangeResponse> {
     state
         .write(&ctx.scope, |acct, tx| {
-            let c = active_cluster_mut(acct, req.cluster.as_deref())?;
-            apply_task_change(c, tx, ctx.now, &TaskStateChange { submit: req.clone(), ..Default::default() })?;
+            let Account { clusters, families, .. } = acct;
+            let name = super::cluster_name(req.cluster.as_deref())?;
+            let c = clusters.get_mut(name).filter(|c| c.is_active()).ok_or_else(ApiError::cluster_not_found)?;
+            apply_task_change(families, c, tx, ctx.now, &TaskStateChange { submit: req.clone(), ..Default::default() })?;
             Ok(ecs::SubmitTaskStateChangeResponse { acknowledgment: Some("ACK".into()) })
         })
         .await
@@ -498,8 +525,10 @@ pub async fn submit_container_state_change(
     };
     state
         .write(&ctx.scope, |acct, tx| {
-            let c = active_cluster_mut(acct, req.cluster.as_deref())?;
-            apply_task_change(c, tx, ctx.now, &TaskStateChange { submit: change.clone(), ..Default::default() })?;
+            let Account { clusters, families, .. } = acct;
+            let name = super::cluster_name(req.cluster.as_deref())?;
+            let c = clusters.get_mut(name).filter(|c| c.is_active()).ok_or_else(ApiError::cluster_not_found)?;
+            apply_task_change(families, c, tx, ctx.now, &TaskStateChange { submit: change.clone(), ..Default::default() })?;
             Ok(ecs::SubmitContainerStateChangeResponse { acknowledgment: Some("ACK".into()) })
         })
         .await
