@@ -49,6 +49,13 @@ pub struct Deployment {
     /// As stored; the plan never lowers it.
     pub failed_tasks: u32,
     pub created_at: Time,
+    /// As stored (ECS's `desiredCount` of this deployment); the plan compares
+    /// its new value with this to decide whether to send a [`DeploymentUpdate`].
+    pub desired_count: u32,
+    /// As stored (`runningCount`); compared like `desired_count`.
+    pub running_count: u32,
+    /// As stored (`pendingCount`); compared like `desired_count`.
+    pub pending_count: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +100,10 @@ pub struct Task {
     pub stop_cause: Option<StopCause>,
     /// It sits on a DRAINING container instance: replace it, replacement first.
     pub on_draining_instance: bool,
+    /// When it reached STOPPED (the time its stop was observed). Needed for the
+    /// restart backoff: failures without it are counted by the circuit breaker
+    /// but cannot delay a restart.
+    pub stopped_at: Option<Time>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +123,9 @@ pub struct Service {
     pub tasks: Vec<Task>,
     /// The task definition of the most recent COMPLETED deployment, if any (rollback target).
     pub last_completed_task_definition: Option<String>,
+    /// The previous plan said `steady`: the steady-state event is only written
+    /// on the way into steady state.
+    pub was_steady: bool,
 }
 
 /// Why the plan stops a task (becomes the task's stoppedReason / the event).
@@ -129,6 +143,9 @@ pub enum StopReason {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentUpdate {
     pub id: String,
+    /// PRIMARY: the service's desired count. ACTIVE: the tasks it keeps after
+    /// this plan (it shrinks as the rollout stops them).
+    pub desired_count: u32,
     pub running_count: u32,
     pub pending_count: u32,
     pub failed_tasks: u32,
@@ -156,9 +173,419 @@ pub struct Plan {
     pub events: Vec<String>,
     /// The service is steady: one deployment, COMPLETED, running == desired.
     pub steady: bool,
+    /// A DRAINING service has no task left that is not STOPPED: it can become
+    /// INACTIVE.
+    pub drained: bool,
+    /// Reconcile again at this time even if nothing else changes (a restart
+    /// backoff ends, a health-check grace period runs out).
+    pub wake_at: Option<Time>,
+}
+
+/// ceil(desired × minimumHealthyPercent / 100): the healthy RUNNING tasks a
+/// plan never stops below.
+pub fn min_healthy_tasks(desired: u32, minimum_healthy_percent: u32) -> u32 {
+    let n = (u64::from(desired) * u64::from(minimum_healthy_percent)).div_ceil(100);
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// floor(desired × maximumPercent / 100): the RUNNING + PENDING (+ stopping)
+/// tasks a plan never starts above.
+pub fn max_tasks(desired: u32, maximum_percent: u32) -> u32 {
+    let n = u64::from(desired) * u64::from(maximum_percent) / 100;
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The circuit breaker's failure threshold: min(max(ceil(0.5 × desired), 10), 200).
+pub fn breaker_threshold(desired: u32) -> u32 {
+    desired.div_ceil(2).clamp(10, 200)
+}
+
+/// First restart delay once a deployment's tasks keep failing.
+pub const BACKOFF_BASE: Time = 10.0;
+/// The restart delay never grows past this (ECS documents 15 minutes).
+pub const BACKOFF_MAX: Time = 900.0;
+
+/// How long to wait after the latest failure before starting another task,
+/// given the number of consecutive failures: the first failure is retried at
+/// once, then 10 s, 20 s, 40 s, … up to [`BACKOFF_MAX`].
+pub fn restart_backoff(consecutive_failures: u32) -> Time {
+    if consecutive_failures <= 1 {
+        return 0.0;
+    }
+    let doublings = (consecutive_failures - 2).min(30);
+    (BACKOFF_BASE * f64::from(1u32 << doublings)).min(BACKOFF_MAX)
+}
+
+/// Holds a host: PENDING, RUNNING or stopping.
+fn occupies(t: &Task) -> bool {
+    t.phase != TaskPhase::Stopped
+}
+
+/// PENDING or RUNNING and not yet asked to stop.
+fn is_live(t: &Task) -> bool {
+    matches!(t.phase, TaskPhase::Pending | TaskPhase::Running)
+}
+
+/// Counts toward minimumHealthyPercent: RUNNING and HEALTHY, or RUNNING with no
+/// health check and no UNHEALTHY verdict.
+fn is_healthy(t: &Task) -> bool {
+    t.phase == TaskPhase::Running
+        && match t.health {
+            Health::Healthy => true,
+            Health::Unknown => !t.has_health_check,
+            Health::Unhealthy => false,
+        }
+}
+
+/// When the grace period of a RUNNING task ends (already over if it has no
+/// start time).
+fn grace_ends(t: &Task, grace: Time) -> Time {
+    t.started_at.map_or(Time::NEG_INFINITY, |s| s + grace)
+}
+
+fn is_failure(t: &Task) -> bool {
+    t.stop_cause == Some(StopCause::Failed)
+}
+
+fn earliest(a: Option<Time>, b: Time) -> Option<Time> {
+    Some(a.map_or(b, |a| a.min(b)))
 }
 
 /// Decides the next step for one service. Pure: same snapshot, same plan.
-pub fn reconcile(_service: &Service, _now: Time) -> Plan {
-    Plan::default()
+/// See the crate docs ("Semantics") for every rule it applies.
+pub fn reconcile(service: &Service, now: Time) -> Plan {
+    let s = service;
+    let name = &s.name;
+    let tasks = &s.tasks;
+    let mut plan = Plan::default();
+    let primary = s
+        .deployments
+        .iter()
+        .find(|d| d.status == DeploymentStatus::Primary);
+    let desired = s.desired_count;
+    let floor = min_healthy_tasks(desired, s.minimum_healthy_percent);
+    let ceiling = max_tasks(desired, s.maximum_percent);
+
+    let count = |f: &dyn Fn(&Task) -> bool| tasks.iter().filter(|t| f(t)).count() as u32;
+    let occupancy = count(&occupies);
+    let healthy_now = count(&is_healthy);
+    let in_flight_stops = count(&|t| t.phase == TaskPhase::Stopping);
+
+    // Indexes into `tasks` this plan stops, and why.
+    let mut stops: Vec<(usize, StopReason)> = Vec::new();
+    let mut stopped = vec![false; tasks.len()];
+    let mut unhealthy_stop = vec![false; tasks.len()];
+    let mut primary_state = primary.map(|p| p.rollout_state);
+    let mut tripped = false;
+    let mut events_tail: Vec<String> = Vec::new();
+
+    if s.draining {
+        for (i, t) in tasks.iter().enumerate() {
+            if is_live(t) {
+                stops.push((i, StopReason::ServiceDraining));
+                stopped[i] = true;
+            }
+        }
+        plan.drained = tasks.iter().all(|t| t.phase == TaskPhase::Stopped);
+    } else {
+        // Replace tasks whose UNHEALTHY verdict is past the grace period; they
+        // are not healthy, so stopping them never lowers the healthy count.
+        for (i, t) in tasks.iter().enumerate() {
+            if !(t.phase == TaskPhase::Running && t.health == Health::Unhealthy) {
+                continue;
+            }
+            let ends = grace_ends(t, s.health_check_grace_period);
+            if now >= ends {
+                stops.push((i, StopReason::Unhealthy));
+                stopped[i] = true;
+                unhealthy_stop[i] = true;
+            } else {
+                plan.wake_at = earliest(plan.wake_at, ends);
+            }
+        }
+
+        // Circuit breaker: only while the PRIMARY rollout is IN_PROGRESS.
+        let breaker_watching =
+            |state: Option<RolloutState>| s.circuit_breaker.is_some() && state == Some(RolloutState::InProgress);
+        if let Some(p) = primary {
+            let failed = failures(s, &p.id, &unhealthy_stop).max(p.failed_tasks);
+            if breaker_watching(primary_state) && failed >= breaker_threshold(desired) {
+                tripped = true;
+                primary_state = Some(RolloutState::Failed);
+                plan.events.push(format!(
+                    "(service {name}) (deployment {}) deployment failed: tasks failed to start.",
+                    p.id
+                ));
+            }
+            if primary_state == Some(RolloutState::Failed) && s.circuit_breaker == Some(true) {
+                match &s.last_completed_task_definition {
+                    Some(td) if *td != p.task_definition => {
+                        plan.rollback_to = Some(td.clone());
+                        let to = s
+                            .deployments
+                            .iter()
+                            .filter(|d| d.task_definition == *td)
+                            .max_by_key(|d| d.rollout_state == RolloutState::Completed);
+                        plan.events.push(match to {
+                            Some(d) => format!("(service {name}) rolling back to deployment {}.", d.id),
+                            None => format!("(service {name}) rolling back to task definition {td}."),
+                        });
+                    }
+                    _ if tripped => plan.events.push(format!(
+                        "(service {name}) (deployment {}) cannot roll back: no COMPLETED deployment of another task definition.",
+                        p.id
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        let failed_now = primary_state == Some(RolloutState::Failed);
+
+        // Keepers: the PRIMARY's live tasks that stay. Retirees: every other
+        // live task (older or unknown deployments, tasks on DRAINING instances).
+        let is_keeper = |t: &Task| {
+            primary.is_some_and(|p| t.deployment_id == p.id) && !t.on_draining_instance
+        };
+        let keepers: Vec<usize> = (0..tasks.len())
+            .filter(|&i| is_live(&tasks[i]) && !stopped[i] && is_keeper(&tasks[i]))
+            .collect();
+        let retirees: Vec<usize> = (0..tasks.len())
+            .filter(|&i| is_live(&tasks[i]) && !stopped[i] && !is_keeper(&tasks[i]))
+            .collect();
+        let needed = i64::from(desired) - keepers.len() as i64;
+        let mut can_start = primary.is_some() && !failed_now;
+
+        // Restart backoff, unless the breaker is watching this rollout.
+        if let (Some(p), true, true) = (primary, can_start, needed > 0) {
+            if !breaker_watching(primary_state) {
+                if let Some(until) = backoff_until(s, &p.id) {
+                    if now < until {
+                        can_start = false;
+                        plan.wake_at = earliest(plan.wake_at, until);
+                        plan.events.push(format!(
+                            "(service {name}) is unable to consistently start tasks successfully."
+                        ));
+                    }
+                }
+            }
+        }
+
+        // Retirees that are not healthy cost nothing to stop.
+        let retire_reason = |t: &Task| {
+            if t.on_draining_instance {
+                StopReason::InstanceDraining
+            } else {
+                StopReason::Deployment
+            }
+        };
+        let mut healthy_retirees = Vec::new();
+        for &i in &retirees {
+            if is_healthy(&tasks[i]) {
+                healthy_retirees.push(i);
+            } else {
+                stops.push((i, retire_reason(&tasks[i])));
+                stopped[i] = true;
+            }
+        }
+        // Oldest deployments first (unknown ones before all), tasks on DRAINING
+        // instances first within one, the PRIMARY's own draining tasks last.
+        let rank = |t: &Task| -> usize {
+            match s.deployments.iter().position(|d| d.id == t.deployment_id) {
+                None => 0,
+                Some(_) if primary.is_some_and(|p| p.id == t.deployment_id) => usize::MAX,
+                Some(idx) => s.deployments.len() - idx,
+            }
+        };
+        healthy_retirees.sort_by(|&a, &b| {
+            let (ta, tb) = (&tasks[a], &tasks[b]);
+            (rank(ta), !ta.on_draining_instance, &ta.id).cmp(&(rank(tb), !tb.on_draining_instance, &tb.id))
+        });
+
+        let kept_healthy = keepers.iter().filter(|&&i| is_healthy(&tasks[i])).count() as u32;
+        let rh = healthy_retirees.len() as u32;
+        let room = ceiling.saturating_sub(occupancy);
+        // Healthy retirees the service no longer needs: the replacement is healthy.
+        let surplus = (kept_healthy + rh).saturating_sub(desired).min(rh);
+        // Healthy retirees to stop because maximumPercent leaves no room for
+        // the starts this rollout needs (after the stops already under way).
+        let freed = i64::from(in_flight_stops) + stops.len() as i64 + i64::from(surplus);
+        let for_room = if can_start && needed > 0 {
+            (needed - i64::from(room) - freed).max(0) as u32
+        } else {
+            0
+        };
+        let mut slack = healthy_now.saturating_sub(floor);
+        let n = rh.min(surplus + for_room).min(slack);
+        for &i in healthy_retirees.iter().take(n as usize) {
+            stops.push((i, retire_reason(&tasks[i])));
+            stopped[i] = true;
+        }
+        slack -= n;
+
+        // Scale-in of the PRIMARY itself, only after the retirees: tasks not yet
+        // healthy first, then the most recently started.
+        let excess = (keepers.len() as i64 - i64::from(desired)).max(0) as usize;
+        if excess > 0 {
+            let mut order = keepers.clone();
+            order.sort_by(|&a, &b| {
+                let (ta, tb) = (&tasks[a], &tasks[b]);
+                let key = |t: &Task| (is_healthy(t), t.phase == TaskPhase::Running);
+                key(ta)
+                    .cmp(&key(tb))
+                    .then(tb.started_at.partial_cmp(&ta.started_at).unwrap_or(std::cmp::Ordering::Equal))
+                    .then(ta.id.cmp(&tb.id))
+            });
+            let mut left = excess;
+            for i in order {
+                if left == 0 {
+                    break;
+                }
+                if is_healthy(&tasks[i]) {
+                    if slack == 0 {
+                        break;
+                    }
+                    slack -= 1;
+                }
+                stops.push((i, StopReason::ScaleIn));
+                stopped[i] = true;
+                left -= 1;
+            }
+        }
+
+        let starts = if can_start && needed > 0 { (needed as u32).min(room) } else { 0 };
+        if let (Some(p), true) = (primary, starts > 0) {
+            plan.start.push((p.id.clone(), starts));
+        }
+
+        // Nothing to do, nothing under way, and yet not converged: the
+        // configuration leaves no room.
+        let awaiting = tasks.iter().any(|t| {
+            matches!(t.phase, TaskPhase::Pending | TaskPhase::Stopping)
+                || (t.phase == TaskPhase::Running && !is_healthy(t))
+        });
+        let work = needed > 0 || !healthy_retirees.is_empty() || excess > 0;
+        if can_start && work && starts == 0 && stops.is_empty() && !awaiting {
+            plan.events.push(format!(
+                "(service {name}) cannot make progress: minimumHealthyPercent {} and maximumPercent {} \
+                 leave no room to replace tasks (desiredCount {desired}: at least {floor} must stay healthy, \
+                 at most {ceiling} may run).",
+                s.minimum_healthy_percent, s.maximum_percent
+            ));
+        }
+
+        // Completion: the PRIMARY has desired healthy tasks and nothing else is left.
+        if let Some(p) = primary {
+            let mine_healthy = keepers
+                .iter()
+                .filter(|&&i| !stopped[i] && is_healthy(&tasks[i]))
+                .count() as u32;
+            let others_left = tasks
+                .iter()
+                .any(|t| t.deployment_id != p.id && t.phase != TaskPhase::Stopped);
+            if primary_state == Some(RolloutState::InProgress) && mine_healthy >= desired && !others_left {
+                primary_state = Some(RolloutState::Completed);
+                events_tail.push(format!("(service {name}) (deployment {}) deployment completed.", p.id));
+            }
+        }
+    }
+
+    // Counters and states, for the deployments whose stored values change.
+    for d in &s.deployments {
+        let mine = |t: &&Task| t.deployment_id == d.id;
+        let running = tasks.iter().filter(mine).filter(|t| t.phase == TaskPhase::Running).count() as u32;
+        let pending = tasks.iter().filter(mine).filter(|t| t.phase == TaskPhase::Pending).count() as u32;
+        let is_primary = primary.is_some_and(|p| p.id == d.id);
+        let desired_here = if is_primary {
+            desired
+        } else {
+            (0..tasks.len())
+                .filter(|&i| tasks[i].deployment_id == d.id && is_live(&tasks[i]) && !stopped[i])
+                .count() as u32
+        };
+        let failed = failures(s, &d.id, &unhealthy_stop).max(d.failed_tasks);
+        let state = if is_primary { primary_state.unwrap_or(d.rollout_state) } else { d.rollout_state };
+        let reason = match state {
+            _ if state == d.rollout_state => None,
+            RolloutState::Completed => Some(format!("ECS deployment {} completed.", d.id)),
+            RolloutState::Failed => Some("ECS deployment circuit breaker: tasks failed to start.".to_string()),
+            RolloutState::InProgress => None,
+        };
+        let changed = desired_here != d.desired_count
+            || running != d.running_count
+            || pending != d.pending_count
+            || failed != d.failed_tasks
+            || state != d.rollout_state;
+        if changed {
+            plan.update.push(DeploymentUpdate {
+                id: d.id.clone(),
+                desired_count: desired_here,
+                running_count: running,
+                pending_count: pending,
+                failed_tasks: failed,
+                rollout_state: state,
+                rollout_state_reason: reason,
+            });
+        }
+    }
+
+    plan.remove = s
+        .deployments
+        .iter()
+        .filter(|d| d.status == DeploymentStatus::Active)
+        .filter(|d| !tasks.iter().any(|t| t.deployment_id == d.id && occupies(t)))
+        .map(|d| d.id.clone())
+        .collect();
+
+    stops.sort_by_key(|&(i, _)| i);
+    plan.stop = stops.into_iter().map(|(i, r)| (tasks[i].id.clone(), r)).collect();
+
+    let running_total = count(&|t| t.phase == TaskPhase::Running);
+    let settling = tasks
+        .iter()
+        .any(|t| matches!(t.phase, TaskPhase::Pending | TaskPhase::Stopping));
+    plan.steady = !s.draining
+        && primary_state == Some(RolloutState::Completed)
+        && s.deployments.len() - plan.remove.len() == 1
+        && running_total == desired
+        && !settling
+        && plan.start.is_empty()
+        && plan.stop.is_empty()
+        && plan.rollback_to.is_none();
+    plan.events.extend(events_tail);
+    if plan.steady && !s.was_steady {
+        plan.events.push(format!("(service {name}) has reached a steady state."));
+    }
+    plan
 }
+
+/// A deployment's failures visible in the snapshot: tasks stopped as failed,
+/// plus those this plan stops for being UNHEALTHY (they become failed stops).
+fn failures(s: &Service, deployment_id: &str, unhealthy_stop: &[bool]) -> u32 {
+    s.tasks
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| t.deployment_id == deployment_id && (is_failure(t) || unhealthy_stop[*i]))
+        .count() as u32
+}
+
+/// When the deployment may start a task again after consecutive failures: the
+/// failures (with a stop time) since the latest start of one of its tasks that
+/// is healthy now, delayed by [`restart_backoff`] from the latest of them.
+fn backoff_until(s: &Service, deployment_id: &str) -> Option<Time> {
+    let mine = || s.tasks.iter().filter(move |t| t.deployment_id == deployment_id);
+    let last_good = mine()
+        .filter(|t| is_healthy(t))
+        .map(|t| t.started_at.unwrap_or(Time::NEG_INFINITY))
+        .fold(Time::NEG_INFINITY, Time::max);
+    let recent: Vec<Time> = mine()
+        .filter(|t| is_failure(t))
+        .filter_map(|t| t.stopped_at)
+        .filter(|&at| at > last_good)
+        .collect();
+    let latest = recent.iter().copied().fold(Time::NEG_INFINITY, Time::max);
+    let delay = restart_backoff(recent.len() as u32);
+    (delay > 0.0).then_some(latest + delay)
+}
+
+#[cfg(test)]
+mod tests;
