@@ -182,6 +182,7 @@ async fn session(app: App, key: InstanceKey, mut socket: WebSocket) -> Result<()
 
 async fn converse(app: &App, key: &InstanceKey, session: u64, socket: &mut WebSocket) -> Result<(), SessionError> {
     let mut changes = app.state.subscribe();
+    let mut shutdown = app.shutdown.clone();
     let mut last_sent: Option<Vec<DesiredTask>> = None;
     let deadline = tokio::time::sleep(HEARTBEAT_TIMEOUT);
     tokio::pin!(deadline);
@@ -212,6 +213,7 @@ async fn converse(app: &App, key: &InstanceKey, session: u64, socket: &mut WebSo
                 }
             }
             _ = &mut deadline => return Err(SessionError::Silent(HEARTBEAT_TIMEOUT)),
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return Ok(()),
         }
     }
 }

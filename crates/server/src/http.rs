@@ -31,6 +31,8 @@ pub struct App {
     pub state: Arc<State>,
     pub credentials: Arc<Credentials>,
     pub sessions: Arc<crate::gateway::Sessions>,
+    /// Becomes true when the server is shutting down: agent sessions end.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The HTTP routes: the AWS JSON API at `/`.

@@ -14,6 +14,7 @@ use flotilla_auth::Credentials;
 use flotilla_store::Store;
 use tokio::net::TcpListener;
 
+pub mod controllers;
 pub mod ecs;
 pub mod error;
 pub mod gateway;
@@ -23,6 +24,12 @@ pub mod state;
 
 pub use state::State;
 
+/// Everything tunable about a server; `Default` is what `flotilla server` runs.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub controllers: controllers::ControllerConfig,
+}
+
 /// Serves the API on `listener` until `shutdown` resolves. The state is
 /// rebuilt from `store` first.
 pub async fn run(
@@ -31,18 +38,43 @@ pub async fn run(
     credentials: Credentials,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = State::open(store)?;
-    serve(listener, state, credentials, shutdown).await
+    run_with(listener, store, credentials, Config::default(), shutdown).await
 }
 
-/// Serves the API over an already opened state.
+/// [`run`] with explicit settings.
+pub async fn run_with(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    credentials: Credentials,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = State::open(store)?;
+    serve(listener, state, credentials, config, shutdown).await
+}
+
+/// Serves the API and runs the controllers over an already opened state.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<State>,
     credentials: Credentials,
+    config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = http::App { state, credentials: Arc::new(credentials), sessions: Default::default() };
-    axum::serve(listener, http::router(app)).with_graceful_shutdown(shutdown).await?;
+    // One signal stops the HTTP server, the agent sessions and the controllers.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let controllers = tokio::spawn(controllers::run(state.clone(), config.controllers, until_stopped(stopped.clone())));
+    let app = http::App { state, credentials: Arc::new(credentials), sessions: Default::default(), shutdown: stopped };
+    let result = axum::serve(listener, http::router(app))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+        .await;
+    let _ = controllers.await;
+    result?;
     Ok(())
 }

@@ -228,6 +228,11 @@ impl State {
         }
     }
 
+    /// Every account and region that has state.
+    pub fn scopes(&self) -> Vec<Scope> {
+        self.lock().accounts.keys().cloned().collect()
+    }
+
     /// The latest durable store revision.
     pub fn revision(&self) -> u64 {
         self.revision.load(Ordering::SeqCst)

@@ -58,14 +58,27 @@ impl TestServer {
         s
     }
 
+    /// A server with explicit settings (e.g. short controller timers).
+    pub async fn start_with(config: flotilla_server::Config) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        let mut s = Self::start_in_with(path, config).await;
+        s._dir = Some(dir);
+        s
+    }
+
     /// A server over the store in `data_dir` (which may hold earlier state).
     pub async fn start_in(data_dir: PathBuf) -> TestServer {
+        Self::start_in_with(data_dir, flotilla_server::Config::default()).await
+    }
+
+    pub async fn start_in_with(data_dir: PathBuf, config: flotilla_server::Config) -> TestServer {
         let store = SqliteStore::open(&data_dir.join("flotilla.db")).expect("open store");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
-            flotilla_server::run(listener, Arc::new(store), credentials(), async {
+            flotilla_server::run_with(listener, Arc::new(store), credentials(), config, async {
                 let _ = rx.await;
             })
             .await

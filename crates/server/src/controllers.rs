@@ -1,0 +1,460 @@
+//! The controllers: level-triggered loops that compare what is desired with
+//! what is observed and act, re-running after every durable change and on a
+//! periodic resync (timers such as grace periods and retry back-off only
+//! advance on a tick).
+//!
+//! - **Services**: for every ACTIVE or DRAINING service, a snapshot goes to
+//!   the pure reconciler (`flotilla_reconcile`); its plan is applied under the
+//!   state lock: starts are placed by the scheduler, stops are requested,
+//!   deployments and events updated. Reconciling twice does no harm.
+//! - **Lost hosts**: an instance whose agent has been disconnected longer
+//!   than the grace period has its tasks marked STOPPED (so services replace
+//!   them); when the agent returns, the desired set it gets no longer holds
+//!   them, and it stops their containers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_model::arn::Scope;
+use flotilla_model::ecs;
+use flotilla_reconcile as rc;
+use flotilla_scheduler::Launch;
+use tokio::time::Instant;
+
+use crate::ecs::services::new_deployment;
+use crate::ecs::task_definitions::resolve_in;
+use crate::ecs::tasks::{insert_tasks, new_task, request_stop, NewTasks};
+use crate::ecs::Ctx;
+use crate::placement::{self, PlacementRequest};
+use crate::state::{now, Account, ClusterState, Family, Key, State, Tx};
+
+/// Controller timings.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// How often every loop re-runs without a change (timers, back-off).
+    pub resync: Duration,
+    /// How long an instance's agent may stay disconnected before its tasks
+    /// are reported STOPPED.
+    pub lost_host_grace: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig { resync: Duration::from_secs(1), lost_host_grace: Duration::from_secs(60) }
+    }
+}
+
+/// Runs the controllers until `shutdown` resolves.
+pub async fn run(state: Arc<State>, config: ControllerConfig, shutdown: impl std::future::Future<Output = ()>) {
+    let mut changes = state.subscribe();
+    let mut tick = tokio::time::interval(config.resync);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut lost = LostHosts::default();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            r = changes.changed() => if r.is_err() { return },
+            _ = tick.tick() => {}
+        }
+        // Mark what we have seen before acting, so changes made while we act
+        // wake us again.
+        changes.borrow_and_update();
+        for scope in state.scopes() {
+            lost.reconcile(&state, &scope, config.lost_host_grace).await;
+            for (cluster, service) in state.read(&scope, active_services) {
+                if let Err(e) = reconcile_service(&state, &scope, &cluster, &service).await {
+                    tracing::warn!(service, error = %e, "service reconcile failed");
+                }
+            }
+        }
+    }
+}
+
+fn active_services(acct: &Account) -> Vec<(String, String)> {
+    acct.clusters
+        .iter()
+        .filter(|(_, c)| c.is_active())
+        .flat_map(|(cn, c)| {
+            c.services
+                .iter()
+                .filter(|(_, s)| matches!(s.status.as_deref(), Some("ACTIVE" | "DRAINING")))
+                .map(move |(sn, _)| (cn.clone(), sn.clone()))
+        })
+        .collect()
+}
+
+/// The events list keeps the newest 100, newest first.
+const MAX_EVENTS: usize = 100;
+
+pub fn push_event(svc: &mut ecs::Service, now: f64, message: String) {
+    let events = svc.events.get_or_insert_with(Vec::new);
+    // The same message again within a minute adds nothing a user needs.
+    if events.first().is_some_and(|e| e.message.as_deref() == Some(&message) && now - e.created_at.unwrap_or(0.0) < 60.0) {
+        return;
+    }
+    events.insert(0, ecs::ServiceEvent { id: Some(uuid::Uuid::new_v4().to_string()), created_at: Some(now), message: Some(message) });
+    events.truncate(MAX_EVENTS);
+}
+
+fn short_id(task_arn: &str) -> &str {
+    task_arn.rsplit('/').next().unwrap_or(task_arn)
+}
+
+fn phase(t: &ecs::Task) -> rc::TaskPhase {
+    match t.last_status.as_deref() {
+        Some("STOPPED") => rc::TaskPhase::Stopped,
+        _ if t.desired_status.as_deref() == Some("STOPPED") => rc::TaskPhase::Stopping,
+        Some("RUNNING") => rc::TaskPhase::Running,
+        _ => rc::TaskPhase::Pending,
+    }
+}
+
+/// The reconciler's view of one service.
+fn snapshot(families: &BTreeMap<String, Family>, c: &ClusterState, svc: &ecs::Service) -> rc::Service {
+    let name = svc.service_name.clone().unwrap_or_default();
+    let group = format!("service:{name}");
+    let dc = svc.deployment_configuration.clone().unwrap_or_default();
+    let breaker = dc.deployment_circuit_breaker.as_ref().filter(|b| b.enable == Some(true)).map(|b| b.rollback == Some(true));
+    let draining_instances: Vec<&str> = c
+        .instances
+        .values()
+        .filter(|i| i.status.as_deref() == Some("DRAINING"))
+        .filter_map(|i| i.container_instance_arn.as_deref())
+        .collect();
+    let deployments: Vec<rc::Deployment> = svc
+        .deployments
+        .iter()
+        .flatten()
+        .map(|d| rc::Deployment {
+            id: d.id.clone().unwrap_or_default(),
+            task_definition: d.task_definition.clone().unwrap_or_default(),
+            status: if d.status.as_deref() == Some("PRIMARY") { rc::DeploymentStatus::Primary } else { rc::DeploymentStatus::Active },
+            rollout_state: match d.rollout_state {
+                Some(ecs::DeploymentRolloutState::Completed) => rc::RolloutState::Completed,
+                Some(ecs::DeploymentRolloutState::Failed) => rc::RolloutState::Failed,
+                _ => rc::RolloutState::InProgress,
+            },
+            failed_tasks: d.failed_tasks.unwrap_or(0).max(0) as u32,
+            created_at: d.created_at.unwrap_or(0.0),
+            desired_count: d.desired_count.unwrap_or(0).max(0) as u32,
+            running_count: d.running_count.unwrap_or(0).max(0) as u32,
+            pending_count: d.pending_count.unwrap_or(0).max(0) as u32,
+        })
+        .collect();
+    let tasks = c
+        .tasks
+        .values()
+        .filter(|t| t.group.as_deref() == Some(group.as_str()))
+        .map(|t| {
+            let has_health_check = crate::ecs::resources::definition_of(families, t)
+                .is_some_and(|d| d.container_definitions.iter().flatten().any(|c| c.health_check.is_some()));
+            let stop_cause = t.stop_code.map(|code| match code {
+                ecs::TaskStopCode::EssentialContainerExited | ecs::TaskStopCode::TaskFailedToStart => rc::StopCause::Failed,
+                _ if t.stopped_reason.as_deref().is_some_and(|r| r.contains("health")) => rc::StopCause::Failed,
+                _ => rc::StopCause::Intended,
+            });
+            rc::Task {
+                id: t.task_arn.clone().unwrap_or_default(),
+                deployment_id: t.started_by.clone().unwrap_or_default(),
+                phase: phase(t),
+                health: match t.health_status {
+                    Some(ecs::HealthStatus::Healthy) => rc::Health::Healthy,
+                    Some(ecs::HealthStatus::Unhealthy) => rc::Health::Unhealthy,
+                    _ => rc::Health::Unknown,
+                },
+                has_health_check,
+                started_at: t.started_at,
+                stopped_at: t.stopped_at,
+                stop_cause,
+                on_draining_instance: t.container_instance_arn.as_deref().is_some_and(|a| draining_instances.contains(&a)),
+            }
+        })
+        .collect();
+    rc::Service {
+        name,
+        draining: svc.status.as_deref() == Some("DRAINING"),
+        desired_count: svc.desired_count.unwrap_or(0).max(0) as u32,
+        minimum_healthy_percent: dc.minimum_healthy_percent.unwrap_or(100).max(0) as u32,
+        maximum_percent: dc.maximum_percent.unwrap_or(200).max(0) as u32,
+        circuit_breaker: breaker,
+        health_check_grace_period: svc.health_check_grace_period_seconds.unwrap_or(0) as f64,
+        deployments,
+        tasks,
+        last_completed_task_definition: svc.last_completed_task_definition(),
+        was_steady: svc
+            .events
+            .iter()
+            .flatten()
+            .next()
+            .and_then(|e| e.message.as_deref())
+            .is_some_and(|m| m.ends_with("has reached a steady state.")),
+    }
+}
+
+/// The task definition of the most recent COMPLETED deployment.
+trait LastCompleted {
+    fn last_completed_task_definition(&self) -> Option<String>;
+}
+
+impl LastCompleted for ecs::Service {
+    fn last_completed_task_definition(&self) -> Option<String> {
+        self.deployments
+            .iter()
+            .flatten()
+            .find(|d| d.rollout_state == Some(ecs::DeploymentRolloutState::Completed))
+            .and_then(|d| d.task_definition.clone())
+    }
+}
+
+fn stop_reason(name: &str, reason: &rc::StopReason) -> String {
+    match reason {
+        rc::StopReason::ScaleIn => format!("Scaling activity initiated by (service {name})"),
+        rc::StopReason::Deployment => format!("Scaling activity initiated by (deployment of service {name})"),
+        rc::StopReason::Unhealthy => "Task failed container health checks".into(),
+        rc::StopReason::InstanceDraining => "Container instance is being drained".into(),
+        rc::StopReason::ServiceDraining => format!("Service {name} is being deleted"),
+    }
+}
+
+async fn reconcile_service(state: &State, scope: &Scope, cluster: &str, service: &str) -> crate::error::ApiResult<()> {
+    let t = now();
+    let ctx = Ctx {
+        scope: scope.clone(),
+        principal_arn: format!("arn:aws:iam::{}:root", scope.account),
+        now: t,
+        endpoint: String::new(),
+    };
+    state
+        .write(scope, |acct, tx| {
+            let Account { clusters, families, .. } = acct;
+            let Some(c) = clusters.get_mut(cluster) else { return Ok(()) };
+            let Some(svc) = c.services.get(service) else { return Ok(()) };
+            let snap = snapshot(families, c, svc);
+            let plan = rc::reconcile(&snap, t);
+            apply_plan(families, c, tx, &ctx, service, &snap, plan);
+            Ok(())
+        })
+        .await
+}
+
+fn apply_plan(
+    families: &BTreeMap<String, Family>,
+    c: &mut ClusterState,
+    tx: &mut Tx<'_>,
+    ctx: &Ctx,
+    service: &str,
+    snap: &rc::Service,
+    plan: rc::Plan,
+) {
+    let Some(mut svc) = c.services.get(service).cloned() else { return };
+    let before = svc.clone();
+    let cluster_name = c.name().to_string();
+    let name = snap.name.clone();
+
+    // Stops first: they free room for the starts.
+    let mut stopped = Vec::new();
+    for (task_arn, reason) in &plan.stop {
+        let id = short_id(task_arn).to_string();
+        let Some(task) = c.tasks.get_mut(&id) else { continue };
+        if request_stop(task, ctx.now, ecs::TaskStopCode::ServiceSchedulerInitiated, stop_reason(&name, reason)) {
+            tx.put(Key::Task(&cluster_name, &id), &*task);
+            stopped.push(id);
+        }
+    }
+    if !stopped.is_empty() {
+        let list: String = stopped.iter().map(|id| format!(" (task {id})")).collect();
+        push_event(&mut svc, ctx.now, format!("(service {name}) has stopped {} running tasks:{list}.", stopped.len()));
+    }
+
+    for (deployment_id, count) in &plan.start {
+        let Some(dep) = svc.deployments.iter().flatten().find(|d| d.id.as_deref() == Some(deployment_id.as_str())) else { continue };
+        let td_ref = dep.task_definition.clone().unwrap_or_default();
+        let Ok(td) = resolve_in(families, ctx, &td_ref) else {
+            push_event(&mut svc, ctx.now, format!("(service {name}) cannot start tasks: task definition {td_ref} is gone."));
+            continue;
+        };
+        let group = format!("service:{name}");
+        let request = placement::task_request(&PlacementRequest {
+            definition: &td.definition,
+            overrides: None,
+            group: &group,
+            constraints: svc.placement_constraints.as_deref().unwrap_or_default(),
+            strategies: svc.placement_strategy.as_deref().unwrap_or_default(),
+            launch: Launch::Service,
+            count: *count as usize,
+        });
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => {
+                push_event(&mut svc, ctx.now, format!("(service {name}) cannot place tasks: {}", e.message));
+                continue;
+            }
+        };
+        let placed = placement::place(c, &request, *count as usize);
+        let spec = NewTasks {
+            definition: &td.definition,
+            overrides: None,
+            group,
+            started_by: Some(deployment_id.clone()),
+            tags: if svc.propagate_tags == Some(ecs::PropagateTags::Service) { svc.tags.clone().unwrap_or_default() } else { Vec::new() },
+            launch_type: svc.launch_type.unwrap_or(ecs::LaunchType::Ec2),
+            enable_execute_command: svc.enable_execute_command.unwrap_or(false),
+        };
+        let tasks: Vec<_> = placed.instance_ids.iter().map(|i| new_task(ctx, c, i, &spec)).collect();
+        if !tasks.is_empty() {
+            let list: String = tasks.iter().map(|(id, _)| format!(" (task {id})")).collect();
+            push_event(&mut svc, ctx.now, format!("(service {name}) has started {} tasks:{list}.", tasks.len()));
+        }
+        insert_tasks(c, tx, tasks);
+        if let Some(why) = placed.unplaced {
+            push_event(&mut svc, ctx.now, format!("(service {name}) was unable to place a task because {}", why.explanation()));
+        }
+    }
+
+    let deployments = svc.deployments.get_or_insert_with(Vec::new);
+    for u in &plan.update {
+        let Some(d) = deployments.iter_mut().find(|d| d.id.as_deref() == Some(u.id.as_str())) else { continue };
+        let rollout = match u.rollout_state {
+            rc::RolloutState::InProgress => ecs::DeploymentRolloutState::InProgress,
+            rc::RolloutState::Completed => ecs::DeploymentRolloutState::Completed,
+            rc::RolloutState::Failed => ecs::DeploymentRolloutState::Failed,
+        };
+        let changed = d.desired_count != Some(u.desired_count as i32)
+            || d.running_count != Some(u.running_count as i32)
+            || d.pending_count != Some(u.pending_count as i32)
+            || d.failed_tasks != Some(u.failed_tasks as i32)
+            || d.rollout_state != Some(rollout);
+        if changed {
+            d.desired_count = Some(u.desired_count as i32);
+            d.running_count = Some(u.running_count as i32);
+            d.pending_count = Some(u.pending_count as i32);
+            d.failed_tasks = Some(u.failed_tasks as i32);
+            d.rollout_state = Some(rollout);
+            if let Some(reason) = &u.rollout_state_reason {
+                d.rollout_state_reason = Some(reason.clone());
+            }
+            d.updated_at = Some(ctx.now);
+        }
+    }
+    deployments.retain(|d| !plan.remove.iter().any(|r| d.id.as_deref() == Some(r.as_str())));
+    if let Some(td) = &plan.rollback_to {
+        for d in deployments.iter_mut().filter(|d| d.status.as_deref() == Some("PRIMARY")) {
+            d.status = Some("ACTIVE".into());
+            d.updated_at = Some(ctx.now);
+        }
+        let desired = svc.desired_count.unwrap_or(0);
+        let dep = new_deployment(ctx, td, desired, svc.launch_type);
+        svc.task_definition = Some(td.clone());
+        svc.deployments.get_or_insert_with(Vec::new).insert(0, dep);
+    }
+    for e in plan.events {
+        push_event(&mut svc, ctx.now, e);
+    }
+
+    // Counts the API shows, from the tasks themselves.
+    let group = format!("service:{name}");
+    let (mut running, mut pending) = (0, 0);
+    for t in c.tasks.values().filter(|t| t.group.as_deref() == Some(group.as_str()) && t.desired_status.as_deref() == Some("RUNNING")) {
+        match t.last_status.as_deref() {
+            Some("RUNNING") => running += 1,
+            Some("STOPPED") => {}
+            _ => pending += 1,
+        }
+    }
+    svc.running_count = Some(running);
+    svc.pending_count = Some(pending);
+    let anything_left = c.tasks.values().any(|t| t.group.as_deref() == Some(group.as_str()) && t.last_status.as_deref() != Some("STOPPED"));
+    if svc.status.as_deref() == Some("DRAINING") && !anything_left {
+        svc.status = Some("INACTIVE".into());
+        svc.deployments = Some(Vec::new());
+    }
+    if svc != before {
+        tx.put(Key::Service(&cluster_name, service), &svc);
+        c.services.insert(service.to_string(), svc);
+    }
+}
+
+/// When each instance's agent was first seen disconnected.
+#[derive(Default)]
+struct LostHosts {
+    since: HashMap<(Scope, String, String), Instant>,
+}
+
+impl LostHosts {
+    async fn reconcile(&mut self, state: &State, scope: &Scope, grace: Duration) {
+        let disconnected: Vec<(String, String)> = state.read(scope, |acct| {
+            acct.clusters
+                .iter()
+                .flat_map(|(cn, c)| {
+                    c.instances
+                        .iter()
+                        .filter(|(_, i)| crate::ecs::instances::is_registered(i) && i.agent_connected != Some(true))
+                        .map(move |(id, _)| (cn.clone(), id.clone()))
+                })
+                .collect()
+        });
+        let now_i = Instant::now();
+        self.since.retain(|(s, c, i), _| s != scope || disconnected.iter().any(|(dc, di)| dc == c && di == i));
+        let mut lost = Vec::new();
+        for (cluster, id) in disconnected {
+            let since = *self.since.entry((scope.clone(), cluster.clone(), id.clone())).or_insert(now_i);
+            if now_i.duration_since(since) >= grace {
+                lost.push((cluster, id));
+            }
+        }
+        if lost.is_empty() {
+            return;
+        }
+        let t = now();
+        let result = state
+            .write(scope, |acct, tx| {
+                let Account { clusters, families, .. } = acct;
+                for (cluster, id) in &lost {
+                    let Some(c) = clusters.get_mut(cluster) else { continue };
+                    let Some(arn) = c.instances.get(id).and_then(|i| i.container_instance_arn.clone()) else { continue };
+                    let ids: Vec<String> = c
+                        .tasks
+                        .iter()
+                        .filter(|(_, t)| t.container_instance_arn.as_deref() == Some(arn.as_str()) && t.last_status.as_deref() != Some("STOPPED"))
+                        .map(|(tid, _)| tid.clone())
+                        .collect();
+                    for tid in ids {
+                        let Some(task) = c.tasks.get_mut(&tid) else { continue };
+                        let reason = format!(
+                            "Host lost: the agent on container instance {id} has been disconnected for more than {}s",
+                            grace.as_secs()
+                        );
+                        if task.desired_status.as_deref() != Some("STOPPED") {
+                            task.stop_code = Some(if task.started_at.is_some() {
+                                ecs::TaskStopCode::TerminationNotice
+                            } else {
+                                ecs::TaskStopCode::TaskFailedToStart
+                            });
+                            task.stopped_reason = Some(reason);
+                            task.desired_status = Some("STOPPED".into());
+                            task.stopping_at = Some(t);
+                        }
+                        task.last_status = Some("STOPPED".into());
+                        task.stopped_at = Some(t);
+                        for ct in task.containers.iter_mut().flatten() {
+                            if ct.last_status.as_deref() != Some("STOPPED") {
+                                ct.last_status = Some("STOPPED".into());
+                                ct.reason = Some("Host lost".into());
+                            }
+                        }
+                        task.version = Some(task.version.unwrap_or(0) + 1);
+                        tx.put(Key::Task(cluster, &tid), &*task);
+                        let task = task.clone();
+                        placement::release(families, c, &task);
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not stop the tasks of lost hosts");
+        }
+    }
+}

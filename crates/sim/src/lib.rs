@@ -1,0 +1,215 @@
+//! Simulated agents for tests and scale benchmarks.
+//!
+//! A [`SimAgent`] registers a container instance through the ECS API, holds
+//! the agent gateway connection exactly as the real agent does, and answers
+//! every desired set by reporting its tasks RUNNING (or STOPPED when the
+//! control plane wants them stopped) without running anything. Behaviour
+//! switches ([`Behaviour`]) make tasks fail to start, exit after a while, or
+//! report a health status, so the controllers can be driven through their
+//! paths without Docker.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_client::Client;
+use flotilla_model::agent::{AgentMessage, ServerMessage, TaskStateChange};
+use flotilla_model::ecs;
+use futures_util::{SinkExt, StreamExt};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+/// How a simulated host's tasks behave.
+#[derive(Debug, Clone, Default)]
+pub struct Behaviour {
+    /// Tasks of these task definition families fail to start (STOPPED,
+    /// TaskFailedToStart) instead of running.
+    pub fail_families: Vec<String>,
+    /// Tasks of these families report UNHEALTHY once RUNNING.
+    pub unhealthy_families: Vec<String>,
+    /// Tasks of these families report HEALTHY once RUNNING.
+    pub healthy_families: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("registering: {0}")]
+    Register(#[from] flotilla_client::ClientError),
+    #[error("connecting to the gateway: {0}")]
+    Connect(String),
+}
+
+/// One simulated container instance.
+pub struct SimAgent {
+    pub instance_arn: String,
+    behaviour: Arc<Mutex<Behaviour>>,
+    handle: JoinHandle<()>,
+}
+
+/// What a new simulated host looks like.
+#[derive(Debug, Clone)]
+pub struct HostSpec {
+    pub cluster: String,
+    pub cpu: i32,
+    pub memory: i32,
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl HostSpec {
+    pub fn new(cluster: &str, cpu: i32, memory: i32) -> Self {
+        HostSpec { cluster: cluster.to_string(), cpu, memory, attributes: BTreeMap::new() }
+    }
+
+    pub fn attribute(mut self, name: &str, value: &str) -> Self {
+        self.attributes.insert(name.to_string(), value.to_string());
+        self
+    }
+}
+
+impl SimAgent {
+    /// Registers a host and connects it; returns once the gateway accepted it.
+    pub async fn start(client: &Client, spec: HostSpec, behaviour: Behaviour) -> Result<SimAgent, SimError> {
+        let int = |name: &str, v: i32| ecs::Resource {
+            name: Some(name.into()),
+            r#type: Some("INTEGER".into()),
+            integer_value: Some(v),
+            ..Default::default()
+        };
+        let req = ecs::RegisterContainerInstanceRequest {
+            cluster: Some(spec.cluster.clone()),
+            total_resources: Some(vec![int("CPU", spec.cpu), int("MEMORY", spec.memory)]),
+            attributes: Some(
+                spec.attributes
+                    .iter()
+                    .map(|(k, v)| ecs::Attribute { name: Some(k.clone()), value: Some(v.clone()), ..Default::default() })
+                    .collect(),
+            ),
+            version_info: Some(ecs::VersionInfo { agent_version: Some("flotilla-sim".into()), ..Default::default() }),
+            ..Default::default()
+        };
+        let resp: ecs::RegisterContainerInstanceResponse = client.call("RegisterContainerInstance", &req).await?;
+        let instance_arn = resp.container_instance.and_then(|c| c.container_instance_arn).unwrap_or_default();
+        let path = format!("/v1/agent/connect?cluster={}&containerInstance={}", spec.cluster, encode(&instance_arn));
+        let url = client.presign_get(&path, Duration::from_secs(300)).map_err(|e| SimError::Connect(e.to_string()))?;
+        let url = url.replacen("http://", "ws://", 1);
+        let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.map_err(|e| SimError::Connect(e.to_string()))?;
+        let behaviour = Arc::new(Mutex::new(behaviour));
+        let handle = tokio::spawn(converse(ws, behaviour.clone()));
+        Ok(SimAgent { instance_arn, behaviour, handle })
+    }
+
+    /// Changes how tasks started from now on behave.
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap_or_else(|e| e.into_inner()) = behaviour;
+    }
+
+    /// Drops the connection, as a host that vanished would.
+    pub fn kill(self) {
+        self.handle.abort();
+    }
+}
+
+impl Drop for SimAgent {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// What the simulated host has reported for each task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reported {
+    Running,
+    Stopped,
+}
+
+async fn converse(mut ws: Ws, behaviour: Arc<Mutex<Behaviour>>) {
+    let mut reported: HashMap<String, Reported> = HashMap::new();
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = heartbeat.tick() => {
+                if send(&mut ws, &AgentMessage::Heartbeat).await.is_err() { return; }
+            }
+            msg = ws.next() => {
+                let Some(Ok(Message::Text(text))) = msg else {
+                    if matches!(msg, Some(Ok(_))) { continue; }
+                    return;
+                };
+                let Ok(ServerMessage::Desired { version, tasks }) = serde_json::from_str::<ServerMessage>(text.as_str()) else { continue };
+                let b = behaviour.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let mut changes = Vec::new();
+                for d in tasks {
+                    let arn = d.task.task_arn.clone().unwrap_or_default();
+                    let family = d.definition.family.clone().unwrap_or_default();
+                    let stop = d.task.desired_status.as_deref() == Some("STOPPED");
+                    let fail = b.fail_families.contains(&family);
+                    let want = if stop || fail { Reported::Stopped } else { Reported::Running };
+                    if reported.get(&arn) == Some(&want) || reported.get(&arn) == Some(&Reported::Stopped) {
+                        continue;
+                    }
+                    reported.insert(arn.clone(), want);
+                    changes.push(report(&d.task, want, fail && !stop, &b, &family));
+                }
+                if !changes.is_empty() && send(&mut ws, &AgentMessage::StateChanges { changes }).await.is_err() {
+                    return;
+                }
+                if send(&mut ws, &AgentMessage::Applied { version }).await.is_err() { return; }
+            }
+        }
+    }
+}
+
+fn report(task: &ecs::Task, state: Reported, failed: bool, b: &Behaviour, family: &str) -> TaskStateChange {
+    let status = match state {
+        Reported::Running => "RUNNING",
+        Reported::Stopped => "STOPPED",
+    };
+    let containers = task
+        .containers
+        .iter()
+        .flatten()
+        .map(|c| ecs::ContainerStateChange {
+            container_name: c.name.clone(),
+            status: Some(status.into()),
+            exit_code: (state == Reported::Stopped).then_some(if failed { 1 } else { 0 }),
+            runtime_id: Some(format!("sim-{}", c.name.as_deref().unwrap_or_default())),
+            ..Default::default()
+        })
+        .collect();
+    let health = if state == Reported::Running && b.unhealthy_families.iter().any(|f| f == family) {
+        Some(ecs::HealthStatus::Unhealthy)
+    } else if state == Reported::Running && b.healthy_families.iter().any(|f| f == family) {
+        Some(ecs::HealthStatus::Healthy)
+    } else {
+        None
+    };
+    TaskStateChange {
+        submit: ecs::SubmitTaskStateChangeRequest {
+            cluster: task.cluster_arn.clone(),
+            task: task.task_arn.clone(),
+            status: Some(status.into()),
+            reason: failed.then(|| "CannotStartContainerError: simulated failure".into()),
+            containers: Some(containers),
+            ..Default::default()
+        },
+        stop_code: failed.then_some(ecs::TaskStopCode::TaskFailedToStart),
+        health_status: health,
+        container_health: BTreeMap::new(),
+    }
+}
+
+async fn send(ws: &mut Ws, msg: &AgentMessage) -> Result<(), ()> {
+    let text = serde_json::to_string(msg).map_err(|_| ())?;
+    ws.send(Message::Text(text.into())).await.map_err(|_| ())
+}
