@@ -7,19 +7,152 @@
 //! reconciling the same snapshot twice gives the same plan, so the loop can
 //! re-run at any time.
 //!
-//! The rules (ECS-SEMANTICS.md, "Services"):
-//! - REPLICA: keep `desired_count` tasks; replace tasks that stop or turn
-//!   UNHEALTHY (after the grace period); a DRAINING service stops everything.
-//! - Rolling deployment: the newest deployment is PRIMARY; older ones are
-//!   ACTIVE while they have tasks and are dropped once drained. At every step
-//!   healthy RUNNING tasks ≥ ceil(desired × minimumHealthyPercent / 100) and
-//!   RUNNING + PENDING ≤ floor(desired × maximumPercent / 100). A configuration
-//!   that cannot make progress says so in an event.
-//! - Circuit breaker: failures of the PRIMARY deployment's tasks counted
-//!   against min(max(ceil(0.5 × desired), 10), 200); at the threshold the
-//!   deployment is FAILED, and with `rollback` the plan asks for a new
-//!   deployment of the last COMPLETED task definition.
-//! - Scale-in stops tasks of old deployments first.
+//! Start reading at [`reconcile`]; it takes a snapshot ([`Service`],
+//! [`Deployment`], [`Task`]) and answers with a [`Plan`].
+//! `tests/properties.rs` drives it through a small simulator.
+//!
+//! # Semantics
+//!
+//! The rules come from ECS-SEMANTICS.md ("Services"); where ECS leaves a choice
+//! open, this is the one taken.
+//!
+//! **Counting.** `desired` is the service's desiredCount; the *floor* is
+//! ceil(desired × minimumHealthyPercent / 100) ([`min_healthy_tasks`]) and the
+//! *ceiling* floor(desired × maximumPercent / 100) ([`max_tasks`]).
+//! - *Healthy*: RUNNING and HEALTHY, or RUNNING with no health check and no
+//!   UNHEALTHY verdict. A task with a health check whose health is still
+//!   UNKNOWN is not healthy (it does not count toward the floor, and a rollout
+//!   does not complete on it) but it is not replaced either: it is waiting for
+//!   its verdict.
+//! - *UNHEALTHY*: replaced (stopped with [`StopReason::Unhealthy`]) once
+//!   `health_check_grace_period` has passed since it reached RUNNING; inside
+//!   the grace period the verdict is ignored (the task is neither healthy nor
+//!   replaced) and [`Plan::wake_at`] says when the period ends. An UNHEALTHY
+//!   verdict counts even without a container health check (it may come from
+//!   elsewhere, e.g. a load balancer).
+//! - *Occupying* (against the ceiling): PENDING, RUNNING **and stopping** tasks
+//!   — a stopping task still holds its host's CPU, memory and ports until it
+//!   is STOPPED. So with maximumPercent 100 a replacement starts once the old
+//!   task has fully stopped, never while it drains.
+//!
+//! **The bounds, per plan.** Tasks fail on their own, so the bounds cannot hold
+//! at every moment (start-up, crashes); what holds is that *the plan* never
+//! breaks them: it never stops a healthy task if that takes healthy tasks
+//! below the floor, and never starts a task if that takes occupying tasks
+//! above the ceiling. Where the world already broke a bound, the plan does
+//! not make it worse (no healthy stops below the floor, no starts above the
+//! ceiling). The only exception is a DRAINING service, which stops everything.
+//! Stopping tasks that are not healthy (UNHEALTHY, PENDING, still UNKNOWN)
+//! never touches the floor, so they are always allowed.
+//!
+//! **Who stays.** Only the PRIMARY deployment starts tasks. Its live tasks
+//! that are not on a DRAINING instance are *keepers*; every other live task is
+//! a *retiree*: tasks of ACTIVE deployments, tasks whose `deployment_id`
+//! matches no deployment (treated as the oldest), and the PRIMARY's own tasks
+//! on DRAINING instances. Each reconcile:
+//! 1. stops UNHEALTHY tasks past the grace period;
+//! 2. starts min(desired − keepers, ceiling − occupying) tasks for the PRIMARY;
+//! 3. stops retirees that are not healthy (they serve nobody);
+//! 4. stops healthy retirees only when they are no longer needed — as many as
+//!    healthy keepers plus healthy retirees exceed `desired` (the replacement
+//!    is healthy) — or when the ceiling blocks starts the PRIMARY needs and
+//!    the stops already under way would not make the room; always within the
+//!    floor. Order: unknown deployments, then the oldest deployment first,
+//!    tasks on DRAINING instances first within one, the PRIMARY's own
+//!    draining tasks last. So with room (maximumPercent > 100) a rollout
+//!    starts the new tasks first and stops old ones as the new ones turn
+//!    healthy; without room it stops old ones first, as far as
+//!    minimumHealthyPercent lets it. A task on a DRAINING instance is the same
+//!    case: replacement first, within maximumPercent, then the old one once
+//!    the replacement is healthy.
+//! 5. scale-in: keepers beyond `desired` are stopped ([`StopReason::ScaleIn`])
+//!    after the retirees have had the floor's slack (old deployments go
+//!    first), not-yet-healthy ones first, then the most recently started.
+//!
+//! **Cannot make progress.** When the PRIMARY could start tasks, the service
+//! has not converged, the plan starts and stops nothing and nothing is under
+//! way (no PENDING or stopping task, no RUNNING task awaiting a health
+//! verdict), the configuration leaves no room — minimumHealthyPercent 100
+//! with maximumPercent 100 is the classic — and the plan says so:
+//! "(service web) cannot make progress: minimumHealthyPercent 100 and
+//! maximumPercent 100 leave no room to replace tasks (desiredCount 4: at least
+//! 4 must stay healthy, at most 4 may run)." The event is level-triggered: it
+//! comes with every plan while the service is stuck (the controller dedups).
+//!
+//! **Circuit breaker** (`circuit_breaker: Some(rollback)`), watching the
+//! PRIMARY while its rollout is IN_PROGRESS. Failures = max(stored
+//! `failed_tasks`, its tasks with [`StopCause::Failed`] + the UNHEALTHY tasks
+//! this plan stops). The controller must record a stop for failed health
+//! checks as `StopCause::Failed`. At [`breaker_threshold`] =
+//! min(max(ceil(0.5 × desired), 10), 200) the deployment becomes FAILED with
+//! the reason "ECS deployment circuit breaker: tasks failed to start.", the
+//! event "(service web) (deployment ecs-svc/…) deployment failed: tasks failed
+//! to start.", and the FAILED deployment starts no more tasks (ECS: "A
+//! deployment in FAILED state doesn't launch any new tasks"). With rollback
+//! and a `last_completed_task_definition` different from the failed one's,
+//! `rollback_to` names it and the event says "(service web) rolling back to
+//! deployment ecs-svc/…." (the deployment of that task definition, if still
+//! listed; else "to task definition …"). Rolling back to the failing task
+//! definition itself would loop, so that is not done: the deployment stays
+//! FAILED and stalled, as it does without rollback or without a COMPLETED
+//! deployment (an event says it cannot roll back). `rollback_to` is
+//! level-triggered (any plan whose PRIMARY is FAILED with rollback on asks
+//! for it), so the controller must demote the FAILED PRIMARY in the same
+//! commit. While stalled, old tasks are only stopped when the FAILED
+//! deployment's healthy tasks make them surplus; nothing is started to make
+//! room. Failed tasks of any deployment also update its `failed_tasks`.
+//!
+//! **Restart backoff** (ECS's "service throttle logic"), whenever the breaker
+//! is not watching (disabled, or the rollout is already COMPLETED): the
+//! PRIMARY's consecutive failures are its failed tasks with a `stopped_at`
+//! later than the start of its most recently started task that is healthy
+//! now. After the latest of them the PRIMARY waits [`restart_backoff`]: the
+//! first failure is retried at once, then 10 s, 20 s, 40 s, … up to 15 min.
+//! While it waits it starts nothing, stops no healthy task to make room, sets
+//! [`Plan::wake_at`], and says "(service web) is unable to consistently start
+//! tasks successfully." Unlike ECS this also counts tasks that failed after
+//! reaching RUNNING (exits, UNHEALTHY), so a crash loop is throttled too.
+//!
+//! **Completion and steady state.** An IN_PROGRESS PRIMARY becomes COMPLETED
+//! when it has `desired` healthy keepers and no task of another deployment is
+//! left that is not STOPPED; reason "ECS deployment ecs-svc/… completed.",
+//! event "(service web) (deployment ecs-svc/…) deployment completed.". A
+//! FAILED deployment never completes. ACTIVE deployments with no task left
+//! that is not STOPPED are `remove`d. The plan is `steady` when one deployment
+//! is left, it is COMPLETED, RUNNING tasks == desired, no task is PENDING or
+//! stopping, and the plan starts and stops nothing — exactly what `aws ecs
+//! wait services-stable` waits for. "(service web) has reached a steady
+//! state." is written when `steady` turns true (`was_steady` is the previous
+//! plan's `steady`) and after every completed rollout.
+//!
+//! **Deployment counters.** `running_count` / `pending_count` are the
+//! snapshot's RUNNING / PENDING tasks of that deployment (stopping ones are in
+//! neither). `desired_count` is the service's for the PRIMARY and, for an
+//! ACTIVE deployment, the live tasks it keeps after this plan (it shrinks to
+//! 0 as the rollout proceeds). An update is sent only when one of these, the
+//! failures or the rollout state differs from the stored value.
+//!
+//! **DRAINING service** (DeleteService, with or without force): every PENDING
+//! or RUNNING task is stopped with [`StopReason::ServiceDraining`], nothing
+//! starts, no rollout state changes; [`Plan::drained`] once every task is
+//! STOPPED (then the service is INACTIVE).
+//!
+//! **Events the controller writes itself**: the ones that name task ids
+//! ("has started 2 tasks: (task …)", "has stopped …") and placement failures.
+//!
+//! # Limitations
+//!
+//! - Failures are counted from the tasks in the snapshot (max with the stored
+//!   count), so the breaker and the backoff need the deployment's STOPPED tasks
+//!   in the snapshot while it is IN_PROGRESS, and the last ~15 minutes of
+//!   them after that; pruning them earlier undercounts.
+//! - The breaker counts failures cumulatively over the rollout; ECS resets
+//!   its count when a task of the deployment turns healthy
+//!   (`resetOnHealthyTask`) and counts in stages. Not modelled.
+//! - A rollback starts a *new* deployment of the old task definition, so the
+//!   old deployment's tasks are replaced by identical ones rather than kept.
+//! - Which keeper a scale-in stops is not balanced across zones or instances;
+//!   the reconciler does not see placement.
 
 /// Seconds since the epoch.
 pub type Time = f64;
@@ -305,8 +438,9 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
         }
 
         // Circuit breaker: only while the PRIMARY rollout is IN_PROGRESS.
-        let breaker_watching =
-            |state: Option<RolloutState>| s.circuit_breaker.is_some() && state == Some(RolloutState::InProgress);
+        let breaker_watching = |state: Option<RolloutState>| {
+            s.circuit_breaker.is_some() && state == Some(RolloutState::InProgress)
+        };
         if let Some(p) = primary {
             let failed = failures(s, &p.id, &unhealthy_stop).max(p.failed_tasks);
             if breaker_watching(primary_state) && failed >= breaker_threshold(desired) {
@@ -343,9 +477,8 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
 
         // Keepers: the PRIMARY's live tasks that stay. Retirees: every other
         // live task (older or unknown deployments, tasks on DRAINING instances).
-        let is_keeper = |t: &Task| {
-            primary.is_some_and(|p| t.deployment_id == p.id) && !t.on_draining_instance
-        };
+        let is_keeper =
+            |t: &Task| primary.is_some_and(|p| t.deployment_id == p.id) && !t.on_draining_instance;
         let keepers: Vec<usize> = (0..tasks.len())
             .filter(|&i| is_live(&tasks[i]) && !stopped[i] && is_keeper(&tasks[i]))
             .collect();
@@ -398,7 +531,11 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
         };
         healthy_retirees.sort_by(|&a, &b| {
             let (ta, tb) = (&tasks[a], &tasks[b]);
-            (rank(ta), !ta.on_draining_instance, &ta.id).cmp(&(rank(tb), !tb.on_draining_instance, &tb.id))
+            (rank(ta), !ta.on_draining_instance, &ta.id).cmp(&(
+                rank(tb),
+                !tb.on_draining_instance,
+                &tb.id,
+            ))
         });
 
         let kept_healthy = keepers.iter().filter(|&&i| is_healthy(&tasks[i])).count() as u32;
@@ -432,7 +569,11 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
                 let key = |t: &Task| (is_healthy(t), t.phase == TaskPhase::Running);
                 key(ta)
                     .cmp(&key(tb))
-                    .then(tb.started_at.partial_cmp(&ta.started_at).unwrap_or(std::cmp::Ordering::Equal))
+                    .then(
+                        tb.started_at
+                            .partial_cmp(&ta.started_at)
+                            .unwrap_or(std::cmp::Ordering::Equal),
+                    )
                     .then(ta.id.cmp(&tb.id))
             });
             let mut left = excess;
@@ -452,7 +593,11 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
             }
         }
 
-        let starts = if can_start && needed > 0 { (needed as u32).min(room) } else { 0 };
+        let starts = if can_start && needed > 0 {
+            (needed as u32).min(room)
+        } else {
+            0
+        };
         if let (Some(p), true) = (primary, starts > 0) {
             plan.start.push((p.id.clone(), starts));
         }
@@ -482,9 +627,15 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
             let others_left = tasks
                 .iter()
                 .any(|t| t.deployment_id != p.id && t.phase != TaskPhase::Stopped);
-            if primary_state == Some(RolloutState::InProgress) && mine_healthy >= desired && !others_left {
+            if primary_state == Some(RolloutState::InProgress)
+                && mine_healthy >= desired
+                && !others_left
+            {
                 primary_state = Some(RolloutState::Completed);
-                events_tail.push(format!("(service {name}) (deployment {}) deployment completed.", p.id));
+                events_tail.push(format!(
+                    "(service {name}) (deployment {}) deployment completed.",
+                    p.id
+                ));
             }
         }
     }
@@ -492,8 +643,16 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
     // Counters and states, for the deployments whose stored values change.
     for d in &s.deployments {
         let mine = |t: &&Task| t.deployment_id == d.id;
-        let running = tasks.iter().filter(mine).filter(|t| t.phase == TaskPhase::Running).count() as u32;
-        let pending = tasks.iter().filter(mine).filter(|t| t.phase == TaskPhase::Pending).count() as u32;
+        let running = tasks
+            .iter()
+            .filter(mine)
+            .filter(|t| t.phase == TaskPhase::Running)
+            .count() as u32;
+        let pending = tasks
+            .iter()
+            .filter(mine)
+            .filter(|t| t.phase == TaskPhase::Pending)
+            .count() as u32;
         let is_primary = primary.is_some_and(|p| p.id == d.id);
         let desired_here = if is_primary {
             desired
@@ -503,11 +662,17 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
                 .count() as u32
         };
         let failed = failures(s, &d.id, &unhealthy_stop).max(d.failed_tasks);
-        let state = if is_primary { primary_state.unwrap_or(d.rollout_state) } else { d.rollout_state };
+        let state = if is_primary {
+            primary_state.unwrap_or(d.rollout_state)
+        } else {
+            d.rollout_state
+        };
         let reason = match state {
             _ if state == d.rollout_state => None,
             RolloutState::Completed => Some(format!("ECS deployment {} completed.", d.id)),
-            RolloutState::Failed => Some("ECS deployment circuit breaker: tasks failed to start.".to_string()),
+            RolloutState::Failed => {
+                Some("ECS deployment circuit breaker: tasks failed to start.".to_string())
+            }
             RolloutState::InProgress => None,
         };
         let changed = desired_here != d.desired_count
@@ -537,7 +702,10 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
         .collect();
 
     stops.sort_by_key(|&(i, _)| i);
-    plan.stop = stops.into_iter().map(|(i, r)| (tasks[i].id.clone(), r)).collect();
+    plan.stop = stops
+        .into_iter()
+        .map(|(i, r)| (tasks[i].id.clone(), r))
+        .collect();
 
     let running_total = count(&|t| t.phase == TaskPhase::Running);
     let settling = tasks
@@ -551,9 +719,13 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
         && plan.start.is_empty()
         && plan.stop.is_empty()
         && plan.rollback_to.is_none();
+    // On the way into steady state, and after every completed rollout (one
+    // can complete in its first reconcile, while `was_steady` still holds).
+    let just_completed = !events_tail.is_empty();
     plan.events.extend(events_tail);
-    if plan.steady && !s.was_steady {
-        plan.events.push(format!("(service {name}) has reached a steady state."));
+    if plan.steady && (!s.was_steady || just_completed) {
+        plan.events
+            .push(format!("(service {name}) has reached a steady state."));
     }
     plan
 }
@@ -572,7 +744,11 @@ fn failures(s: &Service, deployment_id: &str, unhealthy_stop: &[bool]) -> u32 {
 /// failures (with a stop time) since the latest start of one of its tasks that
 /// is healthy now, delayed by [`restart_backoff`] from the latest of them.
 fn backoff_until(s: &Service, deployment_id: &str) -> Option<Time> {
-    let mine = || s.tasks.iter().filter(move |t| t.deployment_id == deployment_id);
+    let mine = || {
+        s.tasks
+            .iter()
+            .filter(move |t| t.deployment_id == deployment_id)
+    };
     let last_good = mine()
         .filter(|t| is_healthy(t))
         .map(|t| t.started_at.unwrap_or(Time::NEG_INFINITY))

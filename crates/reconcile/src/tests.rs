@@ -50,7 +50,13 @@ fn failed(id: &str, deployment: &str, at: Time) -> Task {
     }
 }
 
-fn service(desired: u32, min: u32, max: u32, deployments: Vec<Deployment>, tasks: Vec<Task>) -> Service {
+fn service(
+    desired: u32,
+    min: u32,
+    max: u32,
+    deployments: Vec<Deployment>,
+    tasks: Vec<Task>,
+) -> Service {
     Service {
         name: "web".into(),
         draining: false,
@@ -69,7 +75,13 @@ fn service(desired: u32, min: u32, max: u32, deployments: Vec<Deployment>, tasks
 /// Four healthy tasks of the COMPLETED deployment d1 (web:1) and a new PRIMARY d2 (web:2).
 fn rollout(min: u32, max: u32) -> Service {
     let tasks = (1..=4).map(|i| running(&format!("old{i}"), "d1")).collect();
-    service(4, min, max, vec![primary("d2", "web:2"), active("d1", "web:1")], tasks)
+    service(
+        4,
+        min,
+        max,
+        vec![primary("d2", "web:2"), active("d1", "web:1")],
+        tasks,
+    )
 }
 
 fn started(plan: &Plan) -> u32 {
@@ -81,7 +93,10 @@ fn stopped_ids(plan: &Plan) -> Vec<&str> {
 }
 
 fn update<'a>(plan: &'a Plan, id: &str) -> &'a DeploymentUpdate {
-    plan.update.iter().find(|u| u.id == id).expect("an update for the deployment")
+    plan.update
+        .iter()
+        .find(|u| u.id == id)
+        .expect("an update for the deployment")
 }
 
 #[test]
@@ -111,7 +126,10 @@ fn a_new_service_starts_desired_tasks() {
     assert!(plan.stop.is_empty());
     assert!(!plan.steady);
     let u = update(&plan, "d1");
-    assert_eq!((u.desired_count, u.running_count, u.pending_count), (3, 0, 0));
+    assert_eq!(
+        (u.desired_count, u.running_count, u.pending_count),
+        (3, 0, 0)
+    );
 }
 
 #[test]
@@ -124,7 +142,10 @@ fn same_snapshot_same_plan() {
 fn rollout_starts_new_tasks_up_to_maximum_percent_and_keeps_old_ones() {
     let plan = reconcile(&rollout(100, 150), 0.0);
     assert_eq!(plan.start, vec![("d2".to_string(), 2)]);
-    assert!(plan.stop.is_empty(), "old tasks stay until replacements are healthy");
+    assert!(
+        plan.stop.is_empty(),
+        "old tasks stay until replacements are healthy"
+    );
 
     let plan = reconcile(&rollout(100, 200), 0.0);
     assert_eq!(plan.start, vec![("d2".to_string(), 4)]);
@@ -174,7 +195,13 @@ fn with_no_headroom_old_tasks_stop_first_within_minimum_healthy() {
     s.tasks[0].phase = TaskPhase::Stopping;
     s.tasks[1].phase = TaskPhase::Stopping;
     let plan = reconcile(&s, 0.0);
-    assert_eq!(plan, Plan { update: plan.update.clone(), ..Plan::default() });
+    assert_eq!(
+        plan,
+        Plan {
+            update: plan.update.clone(),
+            ..Plan::default()
+        }
+    );
 
     // Once stopped, their replacements start.
     s.tasks[0].phase = TaskPhase::Stopped;
@@ -214,7 +241,10 @@ fn a_task_with_a_health_check_counts_only_once_healthy() {
     s.tasks.push(new1.clone());
     s.tasks[5].id = "new2".into();
     let plan = reconcile(&s, 0.0);
-    assert!(plan.stop.is_empty(), "UNKNOWN is not healthy yet, nor replaced");
+    assert!(
+        plan.stop.is_empty(),
+        "UNKNOWN is not healthy yet, nor replaced"
+    );
     s.tasks[4].health = Health::Healthy;
     let plan = reconcile(&s, 0.0);
     assert_eq!(stopped_ids(&plan), vec!["old1"]);
@@ -222,18 +252,35 @@ fn a_task_with_a_health_check_counts_only_once_healthy() {
 
 #[test]
 fn unhealthy_tasks_are_replaced_after_the_grace_period() {
-    let mut s = service(2, 100, 200, vec![primary("d1", "web:1")], vec![running("a", "d1"), running("b", "d1")]);
+    let mut s = service(
+        2,
+        100,
+        200,
+        vec![primary("d1", "web:1")],
+        vec![running("a", "d1"), running("b", "d1")],
+    );
     s.health_check_grace_period = 60.0;
     s.tasks[0].has_health_check = true;
     s.tasks[0].health = Health::Unhealthy;
     s.tasks[0].started_at = Some(100.0);
     let plan = reconcile(&s, 130.0);
-    assert!(plan.stop.is_empty(), "within the grace period the verdict is ignored");
+    assert!(
+        plan.stop.is_empty(),
+        "within the grace period the verdict is ignored"
+    );
     assert_eq!(plan.wake_at, Some(160.0));
     let plan = reconcile(&s, 160.0);
     assert_eq!(plan.stop, vec![("a".to_string(), StopReason::Unhealthy)]);
-    assert_eq!(plan.start, vec![("d1".to_string(), 1)], "its replacement starts at once");
-    assert_eq!(update(&plan, "d1").failed_tasks, 1, "an UNHEALTHY stop is a failure");
+    assert_eq!(
+        plan.start,
+        vec![("d1".to_string(), 1)],
+        "its replacement starts at once"
+    );
+    assert_eq!(
+        update(&plan, "d1").failed_tasks,
+        1,
+        "an UNHEALTHY stop is a failure"
+    );
 }
 
 #[test]
@@ -246,12 +293,19 @@ fn breaker_trips_exactly_at_the_threshold() {
     let plan = reconcile(&s, 2.0);
     assert_eq!(update(&plan, "d2").rollout_state, RolloutState::InProgress);
     assert_eq!(update(&plan, "d2").failed_tasks, 9);
-    assert_eq!(started(&plan), 4, "the breaker watches; no backoff meanwhile");
+    assert_eq!(
+        started(&plan),
+        4,
+        "the breaker watches; no backoff meanwhile"
+    );
 
     s.tasks.push(failed("f9", "d2", 1.0));
     let plan = reconcile(&s, 2.0);
     let u = update(&plan, "d2");
-    assert_eq!((u.rollout_state, u.failed_tasks), (RolloutState::Failed, 10));
+    assert_eq!(
+        (u.rollout_state, u.failed_tasks),
+        (RolloutState::Failed, 10)
+    );
     assert_eq!(
         u.rollout_state_reason.as_deref(),
         Some("ECS deployment circuit breaker: tasks failed to start.")
@@ -290,7 +344,10 @@ fn breaker_with_rollback_returns_to_the_last_completed_task_definition() {
             "(service web) rolling back to deployment d1.".to_string(),
         ]
     );
-    assert!(plan.stop.is_empty(), "the old tasks stay: they are all there is");
+    assert!(
+        plan.stop.is_empty(),
+        "the old tasks stay: they are all there is"
+    );
 }
 
 #[test]
@@ -301,7 +358,11 @@ fn no_rollback_to_the_failing_task_definition_itself() {
     s.deployments[0].failed_tasks = 10;
     let plan = reconcile(&s, 0.0);
     assert_eq!(plan.rollback_to, None);
-    assert!(plan.events[1].contains("cannot roll back"), "{:?}", plan.events);
+    assert!(
+        plan.events[1].contains("cannot roll back"),
+        "{:?}",
+        plan.events
+    );
 }
 
 #[test]
@@ -316,7 +377,13 @@ fn a_failed_primary_without_rollback_stays_failed_and_idle() {
 
 #[test]
 fn without_the_breaker_restarts_back_off() {
-    let mut s = service(1, 100, 200, vec![primary("d1", "web:1")], vec![failed("f1", "d1", 100.0)]);
+    let mut s = service(
+        1,
+        100,
+        200,
+        vec![primary("d1", "web:1")],
+        vec![failed("f1", "d1", 100.0)],
+    );
     let plan = reconcile(&s, 100.0);
     assert_eq!(started(&plan), 1, "the first failure is retried at once");
 
@@ -331,7 +398,11 @@ fn without_the_breaker_restarts_back_off() {
     assert_eq!(started(&reconcile(&s, 115.0)), 1);
 
     s.tasks.push(failed("f3", "d1", 120.0));
-    assert_eq!(reconcile(&s, 130.0).wake_at, Some(140.0), "the delay doubles");
+    assert_eq!(
+        reconcile(&s, 130.0).wake_at,
+        Some(140.0),
+        "the delay doubles"
+    );
 }
 
 #[test]
@@ -341,7 +412,11 @@ fn a_healthy_start_resets_the_backoff() {
         100,
         200,
         vec![primary("d1", "web:1")],
-        vec![failed("f1", "d1", 100.0), failed("f2", "d1", 101.0), failed("f3", "d1", 102.0)],
+        vec![
+            failed("f1", "d1", 100.0),
+            failed("f2", "d1", 101.0),
+            failed("f3", "d1", 102.0),
+        ],
     );
     assert_eq!(started(&reconcile(&s, 103.0)), 0);
     let mut ok = running("ok", "d1");
@@ -368,7 +443,10 @@ fn completion_then_removal_then_steady_state() {
     let plan = reconcile(&s, 0.0);
     let u = update(&plan, "d2");
     assert_eq!(u.rollout_state, RolloutState::Completed);
-    assert_eq!(u.rollout_state_reason.as_deref(), Some("ECS deployment d2 completed."));
+    assert_eq!(
+        u.rollout_state_reason.as_deref(),
+        Some("ECS deployment d2 completed.")
+    );
     assert_eq!(plan.remove, vec!["d1".to_string()]);
     assert!(plan.steady);
     assert_eq!(
@@ -382,13 +460,27 @@ fn completion_then_removal_then_steady_state() {
 
 #[test]
 fn steady_state_event_only_on_the_way_in() {
-    let mut d = dep("d1", "web:1", DeploymentStatus::Primary, RolloutState::Completed);
+    let mut d = dep(
+        "d1",
+        "web:1",
+        DeploymentStatus::Primary,
+        RolloutState::Completed,
+    );
     (d.desired_count, d.running_count) = (2, 2);
-    let mut s = service(2, 100, 200, vec![d], vec![running("a", "d1"), running("b", "d1")]);
+    let mut s = service(
+        2,
+        100,
+        200,
+        vec![d],
+        vec![running("a", "d1"), running("b", "d1")],
+    );
     let plan = reconcile(&s, 0.0);
     assert!(plan.steady);
     assert!(plan.update.is_empty(), "nothing changed: no update");
-    assert_eq!(plan.events, vec!["(service web) has reached a steady state.".to_string()]);
+    assert_eq!(
+        plan.events,
+        vec!["(service web) has reached a steady state.".to_string()]
+    );
     s.was_steady = true;
     assert!(reconcile(&s, 0.0).events.is_empty());
 }
@@ -416,7 +508,11 @@ fn scale_in_stops_tasks_not_yet_healthy_first() {
         100,
         200,
         vec![d],
-        vec![running("a", "d1"), task("p", "d1", TaskPhase::Pending), running("b", "d1")],
+        vec![
+            running("a", "d1"),
+            task("p", "d1", TaskPhase::Pending),
+            running("b", "d1"),
+        ],
     );
     let plan = reconcile(&s, 0.0);
     assert_eq!(plan.stop.len(), 2);
@@ -428,9 +524,18 @@ fn scale_in_stops_tasks_not_yet_healthy_first() {
 fn tasks_of_unknown_deployments_are_old_tasks() {
     let mut d = primary("d1", "web:1");
     d.rollout_state = RolloutState::Completed;
-    let s = service(1, 100, 200, vec![d], vec![running("a", "d1"), running("stray", "ecs-svc/gone")]);
+    let s = service(
+        1,
+        100,
+        200,
+        vec![d],
+        vec![running("a", "d1"), running("stray", "ecs-svc/gone")],
+    );
     let plan = reconcile(&s, 0.0);
-    assert_eq!(plan.stop, vec![("stray".to_string(), StopReason::Deployment)]);
+    assert_eq!(
+        plan.stop,
+        vec![("stray".to_string(), StopReason::Deployment)]
+    );
 }
 
 #[test]
@@ -442,7 +547,10 @@ fn draining_service_stops_everything_then_is_drained() {
     let plan = reconcile(&s, 0.0);
     assert!(plan.start.is_empty());
     assert_eq!(plan.stop.len(), 5);
-    assert!(plan.stop.iter().all(|(_, r)| *r == StopReason::ServiceDraining));
+    assert!(plan
+        .stop
+        .iter()
+        .all(|(_, r)| *r == StopReason::ServiceDraining));
     assert!(!plan.drained && !plan.steady);
 
     for t in &mut s.tasks {
@@ -457,18 +565,30 @@ fn draining_service_stops_everything_then_is_drained() {
 fn draining_instance_replacement_starts_first() {
     let mut d = primary("d1", "web:1");
     d.rollout_state = RolloutState::Completed;
-    let mut s = service(2, 100, 200, vec![d], vec![running("a", "d1"), running("b", "d1")]);
+    let mut s = service(
+        2,
+        100,
+        200,
+        vec![d],
+        vec![running("a", "d1"), running("b", "d1")],
+    );
     s.tasks[0].on_draining_instance = true;
     let plan = reconcile(&s, 0.0);
     assert_eq!(plan.start, vec![("d1".to_string(), 1)]);
-    assert!(plan.stop.is_empty(), "the old one waits for its replacement");
+    assert!(
+        plan.stop.is_empty(),
+        "the old one waits for its replacement"
+    );
 
     s.tasks.push(task("c", "d1", TaskPhase::Pending));
     assert!(reconcile(&s, 0.0).stop.is_empty());
     s.tasks[2].phase = TaskPhase::Running;
     s.tasks[2].started_at = Some(1.0);
     let plan = reconcile(&s, 1.0);
-    assert_eq!(plan.stop, vec![("a".to_string(), StopReason::InstanceDraining)]);
+    assert_eq!(
+        plan.stop,
+        vec![("a".to_string(), StopReason::InstanceDraining)]
+    );
     assert!(plan.start.is_empty());
 }
 
@@ -476,7 +596,13 @@ fn draining_instance_replacement_starts_first() {
 fn draining_instance_without_headroom_stops_first_within_the_floor() {
     let mut d = primary("d1", "web:1");
     d.rollout_state = RolloutState::Completed;
-    let mut s = service(2, 50, 100, vec![d], vec![running("a", "d1"), running("b", "d1")]);
+    let mut s = service(
+        2,
+        50,
+        100,
+        vec![d],
+        vec![running("a", "d1"), running("b", "d1")],
+    );
     s.tasks[0].on_draining_instance = true;
     s.tasks[1].on_draining_instance = true;
     let plan = reconcile(&s, 0.0);
