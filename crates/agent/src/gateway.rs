@@ -239,9 +239,9 @@ async fn socket_task(
             }
             Err(why) => {
                 failures += 1;
-                // The first failure and then every 10th are worth a warning;
-                // the rest would fill the log while the server is down.
-                if failures == 1 || failures % 10 == 0 {
+                // Failures 1, 2, 4, 8, … are worth a warning; the rest
+                // would fill the log while the server is down.
+                if failures.is_power_of_two() {
                     tracing::warn!(reason = %why, attempts = failures, "cannot connect to the agent gateway; retrying");
                 } else {
                     tracing::debug!(reason = %why, attempts = failures, "cannot connect to the agent gateway");

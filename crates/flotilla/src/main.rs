@@ -1,14 +1,22 @@
 //! `flotilla`: one binary, one subcommand per part. Parses flags, opens
 //! what the parts need, and hands over to the libraries.
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use flotilla_auth::Credentials;
+use flotilla_agent::config::{apply_ecs_config, apply_vars, AgentConfig};
+use flotilla_agent::HostAgent;
+use flotilla_auth::{Credentials, Principal};
+use flotilla_client::Client;
+use flotilla_model::ecs;
 use flotilla_store::sqlite::SqliteStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 #[derive(Parser)]
 #[command(name = "flotilla", version, about = "A self-hosted container orchestrator that speaks the Amazon ECS API.")]
@@ -21,6 +29,13 @@ struct Cli {
 enum Command {
     /// The control plane: the ECS API on a durable store.
     Server(ServerArgs),
+    /// A host agent: registers this host as a container instance and runs
+    /// the tasks placed on it in Docker. AWS credentials come from
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the region from
+    /// AWS_DEFAULT_REGION (or AWS_REGION).
+    Agent(AgentArgs),
+    /// A control plane and one local agent in one process, for a laptop.
+    Dev(DevArgs),
 }
 
 #[derive(clap::Args)]
@@ -40,6 +55,69 @@ struct ServerArgs {
     region: String,
 }
 
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The control plane's URL (`http://HOST:PORT`).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint: String,
+    /// Cluster to join (else ECS_CLUSTER from the ecs.config file or the
+    /// environment, else `default`).
+    #[arg(long)]
+    cluster: Option<String>,
+    #[command(flatten)]
+    host: HostArgs,
+    /// Where the agent remembers its container instance ARN.
+    #[arg(long, default_value = "/var/lib/flotilla-agent")]
+    data_dir: PathBuf,
+    /// The ECS agent's configuration file; its keys that apply are read
+    /// (ECS_CLUSTER, ECS_RESERVED_MEMORY, ECS_INSTANCE_ATTRIBUTES, …).
+    #[arg(long, default_value = DEFAULT_ECS_CONFIG)]
+    ecs_config: PathBuf,
+}
+
+/// Flags `agent` and `dev` share.
+#[derive(clap::Args)]
+struct HostArgs {
+    /// Address this host's tasks bind their host ports on; distinct
+    /// addresses (127.0.0.2, 127.0.0.3, …) let several agents share one
+    /// machine as separate hosts.
+    #[arg(long)]
+    host_ip: Option<String>,
+    #[arg(long)]
+    availability_zone: Option<String>,
+    /// A custom attribute of the container instance (repeatable).
+    #[arg(long = "attribute", value_name = "K=V", value_parser = parse_attribute)]
+    attributes: Vec<(String, String)>,
+    /// Port of the task metadata endpoint on the Docker bridge gateway
+    /// (agents sharing a machine need distinct ports; 0 picks a free one).
+    #[arg(long)]
+    metadata_port: Option<u16>,
+}
+
+#[derive(clap::Args)]
+struct DevArgs {
+    /// Address the control plane listens on (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the store, the generated credentials and the agent's state live.
+    #[arg(long, default_value = ".flotilla")]
+    data_dir: PathBuf,
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+const DEFAULT_ECS_CONFIG: &str = "/etc/ecs/ecs.config";
+const DEV_CLUSTER: &str = "default";
+
+fn parse_attribute(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not K=V")),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -51,14 +129,56 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
+        Command::Agent(args) => runtime.block_on(agent(args)),
+        Command::Dev(args) => runtime.block_on(dev(args)),
+    }
+}
+
+/// A control plane ready to serve: its listener, store and credentials.
+struct ServerSetup {
+    listener: TcpListener,
+    store: SqliteStore,
+    credentials: Credentials,
+    /// The generated development principal, when no credentials file was given.
+    dev_principal: Option<Principal>,
+}
+
+impl ServerSetup {
+    /// Opens the data dir and the store, loads or generates credentials, binds.
+    async fn open(listen: SocketAddr, data_dir: &Path, credentials_file: Option<&Path>) -> anyhow::Result<ServerSetup> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        let (credentials, dev_principal) = credentials(credentials_file, data_dir, listen)?;
+        let store = SqliteStore::open(&data_dir.join("flotilla.db")).context("opening the store")?;
+        let listener = TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+        Ok(ServerSetup { listener, store, credentials, dev_principal })
+    }
+
+    fn endpoint(&self) -> anyhow::Result<String> {
+        Ok(format!("http://{}", self.listener.local_addr()?))
+    }
+
+    /// The lines to paste into a shell to use this server.
+    fn print_environment(&self, region: &str) -> anyhow::Result<()> {
+        if let Some(p) = &self.dev_principal {
+            println!("export AWS_ACCESS_KEY_ID={}", p.access_key_id);
+            println!("export AWS_SECRET_ACCESS_KEY={}", p.secret_access_key());
+            println!("export AWS_DEFAULT_REGION={region}");
+            println!("export AWS_ENDPOINT_URL={}", self.endpoint()?);
+        }
+        Ok(())
+    }
+
+    async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        flotilla_server::run(self.listener, Arc::new(self.store), self.credentials, shutdown).await
     }
 }
 
 /// Loads the credentials file, or creates dev credentials in the data dir
-/// (loopback only), and says how to use them.
-fn credentials(file: Option<&Path>, data_dir: &Path, listen: SocketAddr, region: &str) -> anyhow::Result<Credentials> {
+/// (loopback only).
+fn credentials(file: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> anyhow::Result<(Credentials, Option<Principal>)> {
     if let Some(file) = file {
-        return Credentials::load(file).with_context(|| format!("loading credentials from {}", file.display()));
+        let creds = Credentials::load(file).with_context(|| format!("loading credentials from {}", file.display()))?;
+        return Ok((creds, None));
     }
     if !listen.ip().is_loopback() {
         bail!(
@@ -67,24 +187,139 @@ fn credentials(file: Option<&Path>, data_dir: &Path, listen: SocketAddr, region:
         );
     }
     let (creds, principal, created) = Credentials::generate_dev(data_dir).context("creating development credentials")?;
-    let path = data_dir.join(flotilla_auth::DEV_CREDENTIALS_FILE);
     if created {
+        let path = data_dir.join(flotilla_auth::DEV_CREDENTIALS_FILE);
         eprintln!("Created development credentials in {} (mode 0600).", path.display());
     }
-    println!("export AWS_ACCESS_KEY_ID={}", principal.access_key_id);
-    println!("export AWS_SECRET_ACCESS_KEY={}", principal.secret_access_key());
-    println!("export AWS_DEFAULT_REGION={region}");
-    println!("export AWS_ENDPOINT_URL=http://{listen}");
-    Ok(creds)
+    Ok((creds, Some(principal)))
 }
 
 async fn server(args: ServerArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let creds = credentials(args.credentials.as_deref(), &args.data_dir, args.listen, &args.region)?;
-    let store = SqliteStore::open(&args.data_dir.join("flotilla.db")).context("opening the store")?;
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
-    eprintln!("Flotilla control plane listening on http://{}", listener.local_addr()?);
-    flotilla_server::run(listener, Arc::new(store), creds, shutdown_signal()).await
+    let setup = ServerSetup::open(args.listen, &args.data_dir, args.credentials.as_deref()).await?;
+    setup.print_environment(&args.region)?;
+    eprintln!("Flotilla control plane listening on {}", setup.endpoint()?);
+    setup.run(shutdown_signal()).await
+}
+
+/// The agent's configuration: ecs.config, then `ECS_*` / region variables
+/// from the environment, then flags.
+fn agent_config(
+    cluster: Option<String>,
+    host: &HostArgs,
+    ecs_config: Option<&Path>,
+    ecs_config_required: bool,
+) -> anyhow::Result<AgentConfig> {
+    let mut config = AgentConfig::default();
+    if let Some(path) = ecs_config {
+        match std::fs::read_to_string(path) {
+            Ok(text) => apply_ecs_config(&mut config, &text).with_context(|| format!("in {}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !ecs_config_required => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+    let env: BTreeMap<String, String> =
+        std::env::vars().filter(|(k, _)| k.starts_with("ECS_") || k == "AWS_DEFAULT_REGION" || k == "AWS_REGION").collect();
+    apply_vars(&mut config, &env).context("in the environment")?;
+    if let Some(c) = cluster {
+        config.cluster = c;
+    }
+    if let Some(ip) = &host.host_ip {
+        let parsed: std::net::IpAddr = ip.parse().with_context(|| format!("--host-ip {ip} is not an IP address"))?;
+        config.host_ip = parsed.to_string();
+    }
+    if let Some(az) = &host.availability_zone {
+        config.availability_zone = Some(az.clone());
+    }
+    config.attributes.extend(host.attributes.iter().cloned());
+    if let Some(port) = host.metadata_port {
+        config.metadata_port = port;
+    }
+    Ok(config)
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let explicit_config = args.ecs_config != Path::new(DEFAULT_ECS_CONFIG);
+    let config = agent_config(args.cluster, &args.host, Some(&args.ecs_config), explicit_config)?;
+    let key = std::env::var("AWS_ACCESS_KEY_ID").context("AWS_ACCESS_KEY_ID is not set")?;
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").context("AWS_SECRET_ACCESS_KEY is not set")?;
+    let client = Client::ecs(&args.endpoint, &key, &secret, &config.region);
+    let (stop, stopped) = shutdown_channel();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let host = match HostAgent::register(client, config, &args.data_dir, wait(stopped.clone())).await {
+        Err(flotilla_agent::host::HostError::Interrupted) => return Ok(()),
+        r => r?,
+    };
+    eprintln!("Flotilla agent running as {}", host.instance_arn());
+    host.run(wait(stopped)).await?;
+    Ok(())
+}
+
+async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let setup = ServerSetup::open(args.listen, &args.data_dir, None).await?;
+    let endpoint = setup.endpoint()?;
+    let principal = setup.dev_principal.clone().context("development credentials")?;
+    let (stop, stopped) = shutdown_channel();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    setup.print_environment(&args.region)?;
+    let server = tokio::spawn(setup.run(wait(stopped.clone())));
+    let client = Client::ecs(&endpoint, &principal.access_key_id, principal.secret_access_key(), &args.region);
+    ensure_cluster(&client, DEV_CLUSTER).await?;
+
+    let mut host_args = args.host;
+    // A laptop's tasks are for the laptop: bind their ports on loopback.
+    host_args.host_ip.get_or_insert_with(|| "127.0.0.1".to_string());
+    let mut config = agent_config(Some(DEV_CLUSTER.to_string()), &host_args, None, false)?;
+    config.region = args.region.clone();
+    let agent = match HostAgent::register(client, config, &args.data_dir.join("agent"), wait(stopped.clone())).await {
+        Ok(host) => {
+            eprintln!(
+                "Flotilla dev: control plane on {endpoint}, one agent ({}) in cluster {DEV_CLUSTER}. \
+                 Export the lines above, then try: aws ecs list-container-instances",
+                host.instance_arn()
+            );
+            host.run(wait(stopped)).await.map_err(anyhow::Error::from)
+        }
+        Err(flotilla_agent::host::HostError::Interrupted) => Ok(()),
+        Err(e) => Err(e.into()),
+    };
+    // The server stops on the same signal; if the agent failed, say why
+    // and leave the server to it.
+    if let Err(e) = agent {
+        return Err(e.context("the local agent stopped"));
+    }
+    server.await.context("control plane task")??;
+    Ok(())
+}
+
+/// Creates `name` unless an active cluster of that name exists.
+async fn ensure_cluster(client: &Client, name: &str) -> anyhow::Result<()> {
+    let found: ecs::DescribeClustersResponse = client
+        .call("DescribeClusters", &ecs::DescribeClustersRequest { clusters: Some(vec![name.to_string()]), ..Default::default() })
+        .await
+        .context("DescribeClusters")?;
+    let active = found.clusters.iter().flatten().any(|c| c.status.as_deref() == Some("ACTIVE"));
+    if !active {
+        let _: ecs::CreateClusterResponse = client
+            .call("CreateCluster", &ecs::CreateClusterRequest { cluster_name: Some(name.to_string()), ..Default::default() })
+            .await
+            .context("CreateCluster")?;
+    }
+    Ok(())
+}
+
+fn shutdown_channel() -> (watch::Sender<bool>, watch::Receiver<bool>) {
+    watch::channel(false)
+}
+
+/// Resolves once the shutdown flag is set (or its sender is gone).
+async fn wait(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
 }
 
 async fn shutdown_signal() {
