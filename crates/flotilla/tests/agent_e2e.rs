@@ -174,3 +174,48 @@ async fn two_agents_on_one_machine_each_bind_the_same_static_port() {
     b.stop().await;
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_runs_a_control_plane_and_one_connected_agent() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["dev", "--listen", "127.0.0.1:0", "--metadata-port", "0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed on drop, should the test fail.
+    let mut child = common::AgentProcess { child };
+    let stdout = child.child.stdout.take().unwrap();
+    let vars: std::collections::HashMap<String, String> = std::io::BufReader::new(stdout)
+        .lines()
+        .take(4)
+        .map(|l| {
+            let l = l.unwrap();
+            let (k, v) = l.strip_prefix("export ").unwrap().split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let client = flotilla_client::Client::ecs(
+        &vars["AWS_ENDPOINT_URL"],
+        &vars["AWS_ACCESS_KEY_ID"],
+        &vars["AWS_SECRET_ACCESS_KEY"],
+        &vars["AWS_DEFAULT_REGION"],
+    );
+    assert!(vars["AWS_ENDPOINT_URL"].starts_with("http://127.0.0.1:"));
+    wait_for("the dev agent to connect", Duration::from_secs(30), || async {
+        let list: serde_json::Value =
+            client.call("ListContainerInstances", &json!({"cluster": "default"})).await.ok()?;
+        let arn = list["containerInstanceArns"][0].as_str()?.to_string();
+        let d: serde_json::Value = client
+            .call("DescribeContainerInstances", &json!({"cluster": "default", "containerInstances": [arn]}))
+            .await
+            .ok()?;
+        (d["containerInstances"][0]["agentConnected"] == true).then_some(())
+    })
+    .await;
+    let status = child.terminate();
+    assert!(status.success(), "{status:?}");
+}
