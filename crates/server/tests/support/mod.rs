@@ -137,3 +137,39 @@ pub fn subset_diff(given: &Value, got: &Value, path: &str) -> Option<String> {
         _ => Some(format!("{path}: given {given}, got {got}")),
     }
 }
+
+/// What one AWS CLI run produced.
+pub struct CliRun {
+    pub code: i32,
+    pub stdout: Value,
+    pub stderr: String,
+}
+
+/// Runs the real AWS CLI (`aws ecs ARGS… --output json`) against `endpoint`
+/// with the given key, returning the exit code too (the harness's `cli`
+/// returns only success). `$FLOTILLA_TEST_AWS_CLI` names the executable.
+pub async fn aws(endpoint: &str, key: &str, secret: &str, args: &[&str]) -> CliRun {
+    let exe = std::env::var("FLOTILLA_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
+    let out = tokio::process::Command::new(&exe)
+        .arg("ecs")
+        .args(args)
+        .args(["--output", "json", "--endpoint-url", endpoint, "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_PAGER", "")
+        // No retries: an error must show on the first answer.
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("the AWS CLI ({exe}) must be installed: run the tests with scripts/test ({e})"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    CliRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: serde_json::from_str(&stdout).unwrap_or(Value::String(stdout)),
+        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
+    }
+}
