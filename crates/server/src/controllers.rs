@@ -53,22 +53,35 @@ pub async fn run(state: Arc<State>, config: ControllerConfig, shutdown: impl std
     let mut lost = LostHosts::default();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        // A change wakes us for the services it touched; the tick re-runs
+        // everything (timers, back-off, instances that joined or left).
+        let full = tokio::select! {
             _ = &mut shutdown => return,
-            r = changes.changed() => if r.is_err() { return },
-            _ = tick.tick() => {}
-        }
+            r = changes.changed() => { if r.is_err() { return } false }
+            _ = tick.tick() => true,
+        };
         // Mark what we have seen before acting, so changes made while we act
         // wake us again.
         changes.borrow_and_update();
-        for scope in state.scopes() {
-            lost.reconcile(&state, &scope, config.lost_host_grace).await;
-            for (cluster, service) in state.read(&scope, active_services) {
-                if let Err(e) = reconcile_service(&state, &scope, &cluster, &service).await {
-                    tracing::warn!(service, error = %e, "service reconcile failed");
+        let dirty = state.take_dirty_services();
+        if full {
+            for scope in state.scopes() {
+                lost.reconcile(&state, &scope, config.lost_host_grace).await;
+                for (cluster, service) in state.read(&scope, active_services) {
+                    reconcile_logged(&state, &scope, &cluster, &service).await;
                 }
             }
+        } else {
+            for (scope, cluster, service) in dirty {
+                reconcile_logged(&state, &scope, &cluster, &service).await;
+            }
         }
+    }
+}
+
+async fn reconcile_logged(state: &State, scope: &Scope, cluster: &str, service: &str) {
+    if let Err(e) = reconcile_service(state, scope, cluster, service).await {
+        tracing::warn!(service, error = %e, "service reconcile failed");
     }
 }
 
@@ -144,10 +157,8 @@ fn snapshot(families: &BTreeMap<String, Family>, c: &ClusterState, svc: &ecs::Se
         })
         .collect();
     let tasks = c
-        .tasks
-        .values()
-        .filter(|t| t.group.as_deref() == Some(group.as_str()))
-        .map(|t| {
+        .tasks_in_group(&group)
+        .map(|(_, t)| {
             let has_health_check = crate::ecs::resources::definition_of(families, t)
                 .is_some_and(|d| d.container_definitions.iter().flatten().any(|c| c.health_check.is_some()));
             let stop_cause = t.stop_code.map(|code| match code {
@@ -230,7 +241,9 @@ async fn reconcile_service(state: &State, scope: &Scope, cluster: &str, service:
         .write(scope, |acct, tx| {
             let Account { clusters, families, .. } = acct;
             let Some(c) = clusters.get_mut(cluster) else { return Ok(()) };
-            let Some(svc) = c.services.get(service) else { return Ok(()) };
+            let Some(svc) = c.services.get(service).filter(|s| matches!(s.status.as_deref(), Some("ACTIVE" | "DRAINING"))) else {
+                return Ok(());
+            };
             let snap = snapshot(families, c, svc);
             let plan = rc::reconcile(&snap, t);
             apply_plan(families, c, tx, &ctx, service, &snap, plan);
@@ -259,7 +272,7 @@ fn apply_plan(
         let id = short_id(task_arn).to_string();
         let Some(task) = c.tasks.get_mut(&id) else { continue };
         if request_stop(task, ctx.now, ecs::TaskStopCode::ServiceSchedulerInitiated, stop_reason(&name, reason)) {
-            tx.put(Key::Task(&cluster_name, &id), &*task);
+            tx.put_task(&cluster_name, &id, &*task);
             stopped.push(id);
         }
     }
@@ -356,7 +369,7 @@ fn apply_plan(
     // Counts the API shows, from the tasks themselves.
     let group = format!("service:{name}");
     let (mut running, mut pending) = (0, 0);
-    for t in c.tasks.values().filter(|t| t.group.as_deref() == Some(group.as_str()) && t.desired_status.as_deref() == Some("RUNNING")) {
+    for (_, t) in c.tasks_in_group(&group).filter(|(_, t)| t.desired_status.as_deref() == Some("RUNNING")) {
         match t.last_status.as_deref() {
             Some("RUNNING") => running += 1,
             Some("STOPPED") => {}
@@ -365,7 +378,7 @@ fn apply_plan(
     }
     svc.running_count = Some(running);
     svc.pending_count = Some(pending);
-    let anything_left = c.tasks.values().any(|t| t.group.as_deref() == Some(group.as_str()) && t.last_status.as_deref() != Some("STOPPED"));
+    let anything_left = c.tasks_in_group(&group).any(|(_, t)| t.last_status.as_deref() != Some("STOPPED"));
     if svc.status.as_deref() == Some("DRAINING") && !anything_left {
         svc.status = Some("INACTIVE".into());
         svc.deployments = Some(Vec::new());
@@ -415,9 +428,8 @@ impl LostHosts {
                     let Some(c) = clusters.get_mut(cluster) else { continue };
                     let Some(arn) = c.instances.get(id).and_then(|i| i.container_instance_arn.clone()) else { continue };
                     let ids: Vec<String> = c
-                        .tasks
-                        .iter()
-                        .filter(|(_, t)| t.container_instance_arn.as_deref() == Some(arn.as_str()) && t.last_status.as_deref() != Some("STOPPED"))
+                        .tasks_on(&arn)
+                        .filter(|(_, t)| t.last_status.as_deref() != Some("STOPPED"))
                         .map(|(tid, _)| tid.clone())
                         .collect();
                     for tid in ids {
@@ -445,7 +457,7 @@ impl LostHosts {
                             }
                         }
                         task.version = Some(task.version.unwrap_or(0) + 1);
-                        tx.put(Key::Task(cluster, &tid), &*task);
+                        tx.put_task(cluster, &tid, &*task);
                         let task = task.clone();
                         placement::release(families, c, &task);
                     }

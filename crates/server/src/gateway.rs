@@ -149,9 +149,9 @@ async fn set_connected(state: &State, key: &InstanceKey, connected: bool) {
 fn desired_set(acct: &Account, key: &InstanceKey) -> Vec<DesiredTask> {
     let Some(c) = acct.clusters.get(&key.cluster) else { return Vec::new() };
     let Some(arn) = c.instances.get(&key.id).and_then(|i| i.container_instance_arn.as_ref()) else { return Vec::new() };
-    c.tasks
-        .values()
-        .filter(|t| t.container_instance_arn.as_ref() == Some(arn) && t.last_status.as_deref() != Some("STOPPED"))
+    c.tasks_on(arn)
+        .map(|(_, t)| t)
+        .filter(|t| t.last_status.as_deref() != Some("STOPPED"))
         .filter_map(|t| Some(DesiredTask { task: t.clone(), definition: definition_of(&acct.families, t)?.clone() }))
         .collect()
 }
@@ -181,7 +181,12 @@ async fn session(app: App, key: InstanceKey, mut socket: WebSocket) -> Result<()
 }
 
 async fn converse(app: &App, key: &InstanceKey, session: u64, socket: &mut WebSocket) -> Result<(), SessionError> {
-    let mut changes = app.state.subscribe();
+    let instance_arn = app.state.read(&key.scope, |acct| {
+        acct.clusters.get(&key.cluster).and_then(|c| c.instances.get(&key.id)).and_then(|i| i.container_instance_arn.clone())
+    });
+    // Taken before the first desired set is computed: a write that lands in
+    // between leaves a permit, so nothing is missed.
+    let waker = app.state.instance_waker(instance_arn.as_deref().unwrap_or_default());
     let mut shutdown = app.shutdown.clone();
     let mut last_sent: Option<Vec<DesiredTask>> = None;
     let deadline = tokio::time::sleep(HEARTBEAT_TIMEOUT);
@@ -198,11 +203,7 @@ async fn converse(app: &App, key: &InstanceKey, session: u64, socket: &mut WebSo
             last_sent = Some(tasks);
         }
         tokio::select! {
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    return Ok(());
-                }
-            }
+            _ = waker.notified() => {}
             msg = socket.recv() => {
                 let Some(msg) = msg else { return Ok(()) };
                 deadline.as_mut().reset(tokio::time::Instant::now() + HEARTBEAT_TIMEOUT);

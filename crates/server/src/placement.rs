@@ -128,7 +128,7 @@ fn instance_entry(families: &BTreeMap<String, Family>, c: &ClusterState, ci: &ec
     inst.used_tcp_ports.extend(ports(registered, "PORTS"));
     inst.used_udp_ports.extend(ports(registered, "PORTS_UDP"));
     let mut groups = TaskGroups::new();
-    for t in c.tasks.values().filter(|t| t.container_instance_arn.as_ref() == Some(&arn) && holds_resources(t)) {
+    for (_, t) in c.tasks_on(&arn).filter(|(_, t)| holds_resources(t)) {
         let Some(def) = definition_of(families, t) else { continue };
         let d = demand(def, t.overrides.as_ref());
         inst.remaining.cpu = inst.remaining.cpu.saturating_sub(d.cpu);

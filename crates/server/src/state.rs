@@ -13,7 +13,7 @@
 //! Handlers must check everything before they mutate: an error returned by a
 //! handler leaves memory untouched and writes nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -21,7 +21,7 @@ use flotilla_model::arn::Scope;
 use flotilla_model::ecs;
 use flotilla_store::{Op, Store, StoreError, Txn};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::error::ApiResult;
 
@@ -41,8 +41,15 @@ pub struct ClusterState {
     pub cluster: ecs::Cluster,
     /// Container instances by id (the last segment of their ARN).
     pub instances: BTreeMap<String, ecs::ContainerInstance>,
-    /// Tasks by id.
+    /// Tasks by id. Add with [`ClusterState::insert_task`], which keeps the
+    /// indexes below current.
     pub tasks: BTreeMap<String, ecs::Task>,
+    /// Task ids by container instance ARN, and by group (`service:NAME`,
+    /// `family:NAME`): derived indexes, so that an agent's desired set and a
+    /// service's snapshot never scan the whole cluster. A task never changes
+    /// its instance or group.
+    tasks_by_instance: HashMap<String, BTreeSet<String>>,
+    tasks_by_group: HashMap<String, BTreeSet<String>>,
     /// Services by name; a deleted service stays INACTIVE until its name is reused.
     pub services: BTreeMap<String, ecs::Service>,
     /// The scheduler's view of the instances: derived, kept current by
@@ -67,6 +74,30 @@ impl ClusterState {
 
     pub fn is_active(&self) -> bool {
         self.cluster.status.as_deref() == Some("ACTIVE")
+    }
+
+    pub fn insert_task(&mut self, id: String, task: ecs::Task) {
+        if let Some(arn) = &task.container_instance_arn {
+            self.tasks_by_instance.entry(arn.clone()).or_default().insert(id.clone());
+        }
+        if let Some(group) = &task.group {
+            self.tasks_by_group.entry(group.clone()).or_default().insert(id.clone());
+        }
+        self.tasks.insert(id, task);
+    }
+
+    fn indexed<'a>(&'a self, ids: Option<&'a BTreeSet<String>>) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
+        ids.into_iter().flatten().filter_map(|id| self.tasks.get_key_value(id))
+    }
+
+    /// The tasks placed on the instance with this ARN, stopped ones included.
+    pub fn tasks_on<'a>(&'a self, instance_arn: &str) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
+        self.indexed(self.tasks_by_instance.get(instance_arn))
+    }
+
+    /// The tasks of a group, stopped ones included.
+    pub fn tasks_in_group<'a>(&'a self, group: &str) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
+        self.indexed(self.tasks_by_group.get(group))
     }
 }
 
@@ -120,14 +151,36 @@ impl Key<'_> {
     }
 }
 
-/// The store writes of one handler call.
+/// A service, named by account, region, cluster and name.
+pub type ServiceKey = (Scope, String, String);
+
+/// The store writes of one handler call, and what they touched (for
+/// targeted wake-ups once they are durable).
 pub struct Tx<'s> {
     scope: &'s Scope,
     ops: Vec<Op>,
+    /// Container instance ARNs whose desired set may have changed.
+    instances: Vec<String>,
+    /// Services whose tasks or record changed.
+    services: Vec<ServiceKey>,
 }
 
 impl Tx<'_> {
+    /// Writes a task, noting its instance and service for wake-ups.
+    pub fn put_task(&mut self, cluster: &str, id: &str, task: &ecs::Task) {
+        self.put(Key::Task(cluster, id), task);
+        if let Some(arn) = &task.container_instance_arn {
+            self.instances.push(arn.clone());
+        }
+        if let Some(service) = task.group.as_deref().and_then(|g| g.strip_prefix("service:")) {
+            self.services.push((self.scope.clone(), cluster.to_string(), service.to_string()));
+        }
+    }
+
     pub fn put<T: Serialize>(&mut self, key: Key<'_>, value: &T) {
+        if let Key::Service(cluster, name) = key {
+            self.services.push((self.scope.clone(), cluster.to_string(), name.to_string()));
+        }
         // Serializing our own wire types cannot fail: they hold only strings,
         // numbers, maps with string keys and lists.
         let value = serde_json::to_vec(value).unwrap_or_default();
@@ -158,6 +211,11 @@ pub struct State {
     /// The latest durable store revision: versions the agents' desired sets,
     /// so they keep increasing across restarts.
     revision: AtomicU64,
+    /// One wake-up per connected instance (by ARN): set when a durable write
+    /// touched a task placed there.
+    instance_wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Services touched by durable writes since the controller last looked.
+    dirty_services: Mutex<BTreeSet<ServiceKey>>,
 }
 
 impl State {
@@ -175,7 +233,14 @@ impl State {
             }
         }
         let (changed, _) = watch::channel(0);
-        Ok(Arc::new(State { db: Mutex::new(db), store, changed, revision: AtomicU64::new(revision) }))
+        Ok(Arc::new(State {
+            db: Mutex::new(db),
+            store,
+            changed,
+            revision: AtomicU64::new(revision),
+            instance_wakers: Mutex::default(),
+            dirty_services: Mutex::default(),
+        }))
     }
 
     fn lock(&self) -> MutexGuard<'_, Db> {
@@ -198,20 +263,32 @@ impl State {
     /// durable. `f` must check before it mutates: an `Err` must leave the
     /// account as it found it.
     pub async fn write<R>(&self, scope: &Scope, f: impl FnOnce(&mut Account, &mut Tx<'_>) -> ApiResult<R>) -> ApiResult<R> {
-        let (result, durable) = {
+        let committed = {
             let mut db = self.lock();
             let acct = db.accounts.entry(scope.clone()).or_default();
-            let mut tx = Tx { scope, ops: Vec::new() };
+            let mut tx = Tx { scope, ops: Vec::new(), instances: Vec::new(), services: Vec::new() };
             let result = f(acct, &mut tx)?;
             if tx.is_empty() {
                 return Ok(result);
             }
             let durable = self.store.commit(Txn { compares: Vec::new(), ops: tx.ops });
-            (result, durable)
+            (result, durable, tx.instances, tx.services)
         };
+        let (result, durable, instances, services) = committed;
         match durable.await {
             Ok(revision) => {
                 self.revision.fetch_max(revision, Ordering::SeqCst);
+                if !instances.is_empty() {
+                    let wakers = self.instance_wakers.lock().unwrap_or_else(|e| e.into_inner());
+                    for arn in &instances {
+                        if let Some(w) = wakers.get(arn) {
+                            w.notify_one();
+                        }
+                    }
+                }
+                if !services.is_empty() {
+                    self.dirty_services.lock().unwrap_or_else(|e| e.into_inner()).extend(services);
+                }
                 self.changed.send_modify(|v| *v += 1);
                 Ok(result)
             }
@@ -226,6 +303,18 @@ impl State {
                 std::process::exit(70);
             }
         }
+    }
+
+    /// The wake-up for one instance's agent session: notified after every
+    /// durable write that touched a task placed there.
+    pub fn instance_waker(&self, instance_arn: &str) -> Arc<Notify> {
+        let mut wakers = self.instance_wakers.lock().unwrap_or_else(|e| e.into_inner());
+        wakers.entry(instance_arn.to_string()).or_default().clone()
+    }
+
+    /// The services touched since the last call.
+    pub fn take_dirty_services(&self) -> BTreeSet<ServiceKey> {
+        std::mem::take(&mut *self.dirty_services.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Every account and region that has state.
@@ -287,7 +376,7 @@ fn load_one(db: &mut Db, key: &str, value: &[u8]) -> Result<(), String> {
         "task" => {
             let (cluster, id) = split2(rest)?;
             let task: ecs::Task = serde_json::from_slice(value).map_err(de)?;
-            acct.clusters.entry(cluster).or_default().tasks.insert(id, task);
+            acct.clusters.entry(cluster).or_default().insert_task(id, task);
         }
         "service" => {
             let (cluster, name) = split2(rest)?;

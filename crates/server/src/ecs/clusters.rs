@@ -112,7 +112,8 @@ pub async fn create_cluster(state: &State, ctx: &Ctx, req: ecs::CreateClusterReq
             };
             tx.put(Key::Cluster(&name), &cluster);
             // A re-created cluster starts empty: whatever the INACTIVE one held is gone.
-            let fresh = ClusterState { cluster, ..Default::default() };
+            let mut fresh = ClusterState::default();
+            fresh.cluster = cluster;
             let out = view(&fresh, ALL_FIELDS);
             acct.clusters.insert(name.clone(), fresh);
             Ok(ecs::CreateClusterResponse { cluster: Some(out) })

@@ -21,7 +21,7 @@ pub fn view(c: &ClusterState, i: &ecs::ContainerInstance, with_tags: bool) -> ec
     let mut out = i.clone();
     out.remaining_resources = Some(remaining_resources(c, i));
     let arn = i.container_instance_arn.as_deref();
-    let on_it = c.tasks.values().filter(|t| t.container_instance_arn.as_deref() == arn);
+    let on_it = arn.into_iter().flat_map(|arn| c.tasks_on(arn)).map(|(_, t)| t);
     let (mut running, mut pending) = (0, 0);
     for t in on_it {
         match t.last_status.as_deref() {
@@ -170,7 +170,7 @@ pub async fn deregister(
                 .ok_or_else(|| ApiError::invalid(format!("Container instance {reference} is not registered in this cluster.")))?
                 .to_string();
             let arn = c.instances[&id].container_instance_arn.clone();
-            let busy = c.tasks.values().any(|t| t.container_instance_arn == arn && t.last_status.as_deref() != Some("STOPPED"));
+            let busy = arn.as_deref().is_some_and(|arn| c.tasks_on(arn).any(|(_, t)| t.last_status.as_deref() != Some("STOPPED")));
             if busy && !req.force.unwrap_or(false) {
                 return Err(ApiError::invalid(
                     "Found running tasks on the instance. Stop them first, or deregister with force (their containers are then stopped by the agent and services replace them).",

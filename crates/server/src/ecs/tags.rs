@@ -85,7 +85,7 @@ fn set_tags(acct: &mut Account, tx: &mut Tx<'_>, ctx: &Ctx, arn: &str, tags: Vec
                 "task" => {
                     let t = c.tasks.get_mut(id).ok_or_else(|| not_found(arn))?;
                     t.tags = Some(tags);
-                    tx.put(Key::Task(cluster, id), t);
+                    tx.put_task(cluster, id, t);
                 }
                 "service" => {
                     let s = c.services.get_mut(id).filter(|s| s.service_arn.as_deref() == Some(arn)).ok_or_else(|| not_found(arn))?;

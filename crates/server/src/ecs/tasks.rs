@@ -13,7 +13,7 @@ use super::task_definitions::{resolve, resolve_in};
 use super::{active_cluster, active_cluster_mut, decode_token, failure, page, page_size, validate_tags, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::placement::{self, PlacementRequest};
-use crate::state::{Account, ClusterState, Family, Key, State, Tx};
+use crate::state::{Account, ClusterState, Family, State, Tx};
 
 /// Task statuses in lifecycle order: a reported status never moves a task backwards.
 const LIFECYCLE: &[&str] = &["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"];
@@ -199,9 +199,9 @@ pub fn insert_tasks(c: &mut ClusterState, tx: &mut Tx<'_>, tasks: Vec<(String, e
     let cluster = c.name().to_string();
     let mut out = Vec::with_capacity(tasks.len());
     for (id, task) in tasks {
-        tx.put(Key::Task(&cluster, &id), &task);
+        tx.put_task(&cluster, &id, &task);
         out.push(task.clone());
-        c.tasks.insert(id, task);
+        c.insert_task(id, task);
     }
     out
 }
@@ -305,7 +305,7 @@ pub async fn stop_task(state: &State, ctx: &Ctx, req: ecs::StopTaskRequest) -> A
                 .to_string();
             let Some(task) = c.tasks.get_mut(&id) else { return Err(ApiError::server("task vanished")) };
             if request_stop(task, ctx.now, ecs::TaskStopCode::UserInitiated, reason.clone()) {
-                tx.put(Key::Task(&cluster_name, &id), &*task);
+                tx.put_task(&cluster_name, &id, &*task);
             }
             Ok(ecs::StopTaskResponse { task: Some(task.clone()) })
         })
@@ -362,9 +362,13 @@ pub async fn list_tasks(state: &State, ctx: &Ctx, req: ecs::ListTasksRequest) ->
         let family_prefix = req.family.as_ref().map(|f| format!("task-definition/{f}:"));
         let group = req.service_name.as_ref().map(|s| format!("service:{}", name_from_ref(s, "service").unwrap_or(s)));
         let start = after.clone().map(std::ops::Bound::Excluded).unwrap_or(std::ops::Bound::Unbounded);
-        let items = c
-            .tasks
-            .range::<String, _>((start, std::ops::Bound::Unbounded))
+        // A service's tasks come from its group index; everything else scans in id order.
+        let by_group: Option<BTreeMap<&String, &ecs::Task>> = group.as_ref().map(|g| c.tasks_in_group(g).collect());
+        let scan: Box<dyn Iterator<Item = (&String, &ecs::Task)>> = match &by_group {
+            Some(m) => Box::new(m.range::<String, _>((start, std::ops::Bound::Unbounded)).map(|(k, v)| (*k, *v))),
+            None => Box::new(c.tasks.range::<String, _>((start, std::ops::Bound::Unbounded))),
+        };
+        let items = scan
             .filter(|(_, t)| t.desired_status.as_deref() == Some(desired.as_str()))
             .filter(|(_, t)| instance_arn.is_none() || t.container_instance_arn == instance_arn)
             .filter(|(_, t)| req.started_by.is_none() || t.started_by == req.started_by)
@@ -449,7 +453,7 @@ pub fn apply_task_change(
         return Ok(false);
     }
     task.version = Some(before.version.unwrap_or(0) + 1);
-    tx.put(Key::Task(&cluster_name, &id), &*task);
+    tx.put_task(&cluster_name, &id, &*task);
     if before.last_status.as_deref() != Some("STOPPED") && task.last_status.as_deref() == Some("STOPPED") {
         let task = task.clone();
         placement::release(families, c, &task);
