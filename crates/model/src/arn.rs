@@ -46,6 +46,15 @@ impl Scope {
     pub fn container_arn(&self, cluster: &str, task_id: &str, container_id: &str) -> String {
         self.arn(format_args!("container/{cluster}/{task_id}/{container_id}"))
     }
+
+    /// Like [`name_from_ref`], but an ARN of another account or region names
+    /// nothing here: resources never leak across scopes.
+    pub fn name_from_ref<'a>(&self, reference: &'a str, kind: &str) -> Option<&'a str> {
+        match Arn::parse(reference) {
+            Some(arn) if arn.account != self.account || arn.region != self.region => None,
+            _ => name_from_ref(reference, kind),
+        }
+    }
 }
 
 /// A parsed ECS ARN.
@@ -110,5 +119,9 @@ mod tests {
         assert_eq!(name_from_ref("web", "cluster"), Some("web"));
         assert_eq!(name_from_ref(&s.cluster_arn("web"), "task"), None);
         assert_eq!(name_from_ref("arn:bogus", "cluster"), None);
+        let other = Scope::new("222222222222", "us-east-1");
+        assert_eq!(s.name_from_ref(&s.cluster_arn("web"), "cluster"), Some("web"));
+        assert_eq!(other.name_from_ref(&s.cluster_arn("web"), "cluster"), None);
+        assert_eq!(other.name_from_ref("web", "cluster"), Some("web"));
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State as AxumState};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -40,8 +40,9 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/", any(aws_json))
         .route("/v1/agent/connect", axum::routing::get(crate::gateway::connect))
-        // We enforce the limit ourselves so that the answer is in the AWS shape.
-        .layer(DefaultBodyLimit::max(MAX_BODY + 1))
+        // We enforce the limit ourselves, reading at most MAX_BODY + 1 bytes,
+        // so that the answer is in the AWS shape.
+        .layer(DefaultBodyLimit::disable())
         .with_state(app)
 }
 
@@ -68,16 +69,16 @@ fn api_error_response(request_id: &str, e: &ApiError) -> Response {
     error_response(request_id, status, e.code, &e.message)
 }
 
-async fn aws_json(AxumState(app): AxumState<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn aws_json(AxumState(app): AxumState<App>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let rid = request_id();
-    if body.len() > MAX_BODY {
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
         return error_response(
             &rid,
             StatusCode::PAYLOAD_TOO_LARGE,
             "ClientException",
             &format!("The request body is larger than {MAX_BODY} bytes."),
         );
-    }
+    };
     let parts = RequestParts { method: method.as_str(), path: uri.path(), query: uri.query().unwrap_or(""), headers: &headers, body: &body };
     let caller = match app.credentials.verify(parts, SystemTime::now()) {
         Ok(c) => c,

@@ -112,7 +112,6 @@ async fn malformed_json_is_a_serialization_exception() {
 /// a JSON array (`[]` decodes as an empty CreateCluster) and stops reading
 /// after the first value, so both of these create a cluster today.
 #[tokio::test]
-#[ignore = "server bug: ecs::decode (crates/server/src/ecs/mod.rs) accepts `[]` and trailing data after the object"]
 async fn a_body_that_is_not_exactly_one_json_object_is_rejected() {
     let server = TestServer::start().await;
     let c = server.raw(&ALICE);
@@ -250,7 +249,7 @@ async fn oversized_bodies_are_rejected_without_reading_them_as_json() {
 /// (set to MAX_BODY + 1) before our handler runs, with a plain-text 413 and no
 /// `__type`, `X-Amzn-ErrorType` or request id.
 #[tokio::test]
-#[ignore = "server bug: http::router (crates/server/src/http.rs) lets DefaultBodyLimit answer bodies > 1 MiB + 1 in plain text"]
+
 async fn far_oversized_bodies_are_rejected_in_the_aws_shape() {
     let server = TestServer::start().await;
     let c = server.raw(&ALICE);
@@ -663,7 +662,7 @@ async fn the_sdk_sees_the_codes() {
 /// Bob's own cluster of the same name (the server takes the name from the ARN
 /// and ignores its account and region).
 #[tokio::test]
-#[ignore = "server bug: ecs::cluster_name (crates/server/src/ecs/mod.rs) ignores the account and region of a cluster ARN"]
+
 async fn an_arn_of_another_account_never_reaches_the_callers_namesake() {
     let server = TestServer::start().await;
     let alice = server.raw(&ALICE);

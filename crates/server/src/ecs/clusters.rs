@@ -135,7 +135,7 @@ pub async fn describe_clusters(
         let mut clusters = Vec::new();
         let mut failures = Vec::new();
         for r in &refs {
-            let found = cluster_name(Some(r)).ok().and_then(|n| acct.clusters.get(n));
+            let found = cluster_name(&ctx.scope, Some(r)).ok().and_then(|n| acct.clusters.get(n));
             match found {
                 Some(c) => clusters.push(view(c, &include)),
                 None => {
@@ -167,7 +167,7 @@ pub async fn update_cluster(state: &State, ctx: &Ctx, req: ecs::UpdateClusterReq
     check_settings(req.settings.as_deref().unwrap_or_default())?;
     state
         .write(&ctx.scope, |acct, tx| {
-            let c = active_cluster_mut(acct, req.cluster.as_deref())?;
+            let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
             if let Some(settings) = &req.settings {
                 merge_settings(&mut c.cluster, settings);
             }
@@ -192,7 +192,7 @@ pub async fn update_cluster_settings(
     check_settings(&settings)?;
     state
         .write(&ctx.scope, |acct, tx| {
-            let c = active_cluster_mut(acct, req.cluster.as_deref())?;
+            let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
             merge_settings(&mut c.cluster, &settings);
             tx.put(Key::Cluster(c.name()), &c.cluster);
             Ok(ecs::UpdateClusterSettingsResponse { cluster: Some(view(c, ALL_FIELDS)) })
@@ -214,7 +214,7 @@ fn merge_settings(cluster: &mut ecs::Cluster, new: &[ecs::ClusterSetting]) {
 pub async fn delete_cluster(state: &State, ctx: &Ctx, req: ecs::DeleteClusterRequest) -> ApiResult<ecs::DeleteClusterResponse> {
     state
         .write(&ctx.scope, |acct, tx| {
-            let c = active_cluster_mut(acct, req.cluster.as_deref())?;
+            let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
             if c.instances.values().any(|i| matches!(i.status.as_deref(), Some("ACTIVE" | "DRAINING" | "REGISTERING"))) {
                 return Err(ApiError::new(
                     "ClusterContainsContainerInstancesException",

@@ -3,7 +3,7 @@
 //! UpdateContainerInstancesState, PutAttributes, DeleteAttributes,
 //! ListAttributes, DiscoverPollEndpoint.
 
-use flotilla_model::arn::{self, name_from_ref};
+use flotilla_model::arn;
 use flotilla_model::ecs;
 
 use super::{active_cluster, active_cluster_mut, decode_token, failure, page, page_size, validate_tags, Ctx};
@@ -39,8 +39,8 @@ pub fn view(c: &ClusterState, i: &ecs::ContainerInstance, with_tags: bool) -> ec
 }
 
 /// The instance id a reference (id or ARN) names.
-fn instance_id(reference: &str) -> Option<&str> {
-    name_from_ref(reference, "container-instance")
+fn instance_id<'a>(ctx: &Ctx, reference: &'a str) -> Option<&'a str> {
+    ctx.scope.name_from_ref(reference, "container-instance")
 }
 
 /// Fields of an EC2 instance identity document that ECS reads.
@@ -113,12 +113,12 @@ pub async fn register(
     let ec2_id = doc.as_ref().and_then(|d| d.instance_id.clone());
     state
         .write(&ctx.scope, |acct, tx| {
-            let c = active_cluster_mut(acct, req.cluster.as_deref())?;
+            let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
             let cluster_name = c.name().to_string();
             // Re-registration: by ARN, or an ACTIVE instance with the same EC2 instance id.
             let existing = match &req.container_instance_arn {
                 Some(a) => Some(
-                    instance_id(a)
+                    instance_id(ctx, a)
                         .filter(|id| c.instances.contains_key(*id))
                         .ok_or_else(|| ApiError::invalid(format!("containerInstanceArn {a} is not registered in this cluster.")))?
                         .to_string(),
@@ -163,9 +163,9 @@ pub async fn deregister(
     let reference = req.container_instance.clone().unwrap_or_default();
     state
         .write(&ctx.scope, |acct, tx| {
-            let c = active_cluster_mut(acct, req.cluster.as_deref())?;
+            let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
             let cluster_name = c.name().to_string();
-            let id = instance_id(&reference)
+            let id = instance_id(ctx, &reference)
                 .filter(|id| c.instances.get(*id).is_some_and(is_registered))
                 .ok_or_else(|| ApiError::invalid(format!("Container instance {reference} is not registered in this cluster.")))?
                 .to_string();
@@ -200,11 +200,11 @@ pub async fn describe(
     }
     let with_tags = req.include.unwrap_or_default().contains(&ecs::ContainerInstanceField::Tags);
     state.read(&ctx.scope, |acct| {
-        let c = active_cluster(acct, req.cluster.as_deref())?;
+        let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
         let mut found = Vec::new();
         let mut failures = Vec::new();
         for r in &refs {
-            match instance_id(r).and_then(|id| c.instances.get(id)) {
+            match instance_id(ctx, r).and_then(|id| c.instances.get(id)) {
                 Some(i) => found.push(view(c, i, with_tags)),
                 None => {
                     let arn = if r.starts_with("arn:") { r.clone() } else { ctx.scope.container_instance_arn(c.name(), r) };
@@ -228,7 +228,7 @@ pub async fn list(
         None => None,
     };
     state.read(&ctx.scope, |acct| {
-        let c = active_cluster(acct, req.cluster.as_deref())?;
+        let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
         let items = c
             .instances
             .iter()
@@ -262,12 +262,12 @@ pub async fn update_state(
     };
     state
         .write(&ctx.scope, |acct, tx| {
-            let c = active_cluster_mut(acct, req.cluster.as_deref())?;
+            let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
             let cluster_name = c.name().to_string();
             let mut changed = Vec::new();
             let mut failures = Vec::new();
             for r in &refs {
-                match instance_id(r).filter(|id| c.instances.get(*id).is_some_and(is_registered)) {
+                match instance_id(ctx, r).filter(|id| c.instances.get(*id).is_some_and(is_registered)) {
                     Some(id) => {
                         let id = id.to_string();
                         let Some(i) = c.instances.get_mut(&id) else { continue };
@@ -345,12 +345,12 @@ async fn change_attributes(
     }
     state
         .write(&ctx.scope, |acct, tx| {
-            let c = active_cluster_mut(acct, cluster.as_deref())?;
+            let c = active_cluster_mut(acct, &ctx.scope, cluster.as_deref())?;
             let cluster_name = c.name().to_string();
             let mut resolved = Vec::with_capacity(attributes.len());
             for a in &attributes {
                 let target = a.target_id.as_deref().ok_or_else(|| ApiError::invalid("targetId is required for each attribute."))?;
-                let id = instance_id(target)
+                let id = instance_id(ctx, target)
                     .filter(|id| c.instances.get(*id).is_some_and(is_registered))
                     .ok_or_else(|| target_not_found(target))?;
                 resolved.push(id.to_string());
@@ -412,7 +412,7 @@ pub async fn list_attributes(
     let size = page_size(req.max_results, 100)?;
     let after = decode_token(req.next_token.as_deref())?;
     state.read(&ctx.scope, |acct| {
-        let c = active_cluster(acct, req.cluster.as_deref())?;
+        let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
         let items = c
             .instances
             .iter()

@@ -98,8 +98,12 @@ pub async fn dispatch(state: &State, ctx: &Ctx, op: Operation, body: &[u8]) -> A
 /// violations are `InvalidParameterException`.
 pub fn decode<T: DeserializeOwned + Shape>(body: &[u8]) -> ApiResult<T> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    // Exactly one JSON object: serde would also take an array for a struct.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new("SerializationException", "Could not read the request body: it must be a JSON object."));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
+    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = if path.is_empty() || path == "." {
@@ -109,6 +113,7 @@ pub fn decode<T: DeserializeOwned + Shape>(body: &[u8]) -> ApiResult<T> {
         };
         ApiError::new("SerializationException", message)
     })?;
+    de.end().map_err(|e| ApiError::new("SerializationException", format!("Could not read the request body: unexpected data after the JSON object ({e})")))?;
     value.validate()?;
     Ok(value)
 }
@@ -118,19 +123,23 @@ fn encode<T: Serialize>(value: &T) -> ApiResult<Vec<u8>> {
 }
 
 /// The cluster a request names (a name or an ARN; absent means `default`).
-pub fn cluster_name(reference: Option<&str>) -> ApiResult<&str> {
+/// An ARN of another account or region names no cluster of the caller's.
+pub fn cluster_name<'a>(scope: &Scope, reference: Option<&'a str>) -> ApiResult<&'a str> {
     let reference = reference.unwrap_or("default");
+    if arn::Arn::parse(reference).is_some_and(|a| a.account != scope.account || a.region != scope.region) {
+        return Err(ApiError::cluster_not_found());
+    }
     arn::name_from_ref(reference, "cluster").ok_or_else(|| ApiError::invalid(format!("Invalid cluster identifier: {reference}")))
 }
 
 /// The ACTIVE cluster a request names, or `ClusterNotFoundException`.
-pub fn active_cluster<'a>(acct: &'a Account, reference: Option<&str>) -> ApiResult<&'a ClusterState> {
-    let name = cluster_name(reference)?;
+pub fn active_cluster<'a>(acct: &'a Account, scope: &Scope, reference: Option<&str>) -> ApiResult<&'a ClusterState> {
+    let name = cluster_name(scope, reference)?;
     acct.clusters.get(name).filter(|c| c.is_active()).ok_or_else(ApiError::cluster_not_found)
 }
 
-pub fn active_cluster_mut<'a>(acct: &'a mut Account, reference: Option<&str>) -> ApiResult<&'a mut ClusterState> {
-    let name = cluster_name(reference)?;
+pub fn active_cluster_mut<'a>(acct: &'a mut Account, scope: &Scope, reference: Option<&str>) -> ApiResult<&'a mut ClusterState> {
+    let name = cluster_name(scope, reference)?;
     acct.clusters.get_mut(name).filter(|c| c.is_active()).ok_or_else(ApiError::cluster_not_found)
 }
 

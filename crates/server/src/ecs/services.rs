@@ -3,7 +3,6 @@
 //! `crate::controllers`) acts on what is stored here: it starts and stops
 //! tasks, moves deployments along and writes the service's events.
 
-use flotilla_model::arn::name_from_ref;
 use flotilla_model::ecs;
 
 use super::task_definitions::resolve;
@@ -120,7 +119,7 @@ pub async fn create_service(state: &State, ctx: &Ctx, req: ecs::CreateServiceReq
                 return Err(ApiError::client("TaskDefinition is inactive: register a new revision or use an ACTIVE one."));
             }
             let td_arn = td.definition.task_definition_arn.clone().unwrap_or_default();
-            let c = active_cluster(acct, req.cluster.as_deref())?;
+            let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
             if c.services.get(&name).is_some_and(|s| s.status.as_deref() != Some("INACTIVE")) {
                 return Err(ApiError::invalid("Creation of service was not idempotent."));
             }
@@ -158,7 +157,7 @@ pub async fn create_service(state: &State, ctx: &Ctx, req: ecs::CreateServiceReq
                 ..Default::default()
             };
             tx.put(Key::Service(&cluster_name, &name), &service);
-            let c = active_cluster_mut(acct, Some(&cluster_name))?;
+            let c = active_cluster_mut(acct, &ctx.scope, Some(&cluster_name))?;
             c.services.insert(name.clone(), service.clone());
             Ok(ecs::CreateServiceResponse { service: Some(service) })
         })
@@ -167,7 +166,7 @@ pub async fn create_service(state: &State, ctx: &Ctx, req: ecs::CreateServiceReq
 
 pub async fn update_service(state: &State, ctx: &Ctx, req: ecs::UpdateServiceRequest) -> ApiResult<ecs::UpdateServiceResponse> {
     let reference = req.service.clone().unwrap_or_default();
-    let name = name_from_ref(&reference, "service").ok_or_else(|| ApiError::invalid(format!("Invalid service identifier: {reference}")))?;
+    let name = ctx.scope.name_from_ref(&reference, "service").ok_or_else(|| ApiError::invalid(format!("Invalid service identifier: {reference}")))?;
     if let Some(n) = req.desired_count {
         check_desired(n)?;
     }
@@ -185,7 +184,7 @@ pub async fn update_service(state: &State, ctx: &Ctx, req: ecs::UpdateServiceReq
                 }
                 None => None,
             };
-            let c = active_cluster_mut(acct, req.cluster.as_deref())?;
+            let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
             let cluster_name = c.name().to_string();
             let svc = c.services.get_mut(name).ok_or_else(ApiError::service_not_found)?;
             if svc.status.as_deref() != Some("ACTIVE") {
@@ -281,11 +280,11 @@ pub async fn describe_services(
     }
     let with_tags = req.include.unwrap_or_default().contains(&ecs::ServiceField::Tags);
     state.read(&ctx.scope, |acct| {
-        let c = active_cluster(acct, req.cluster.as_deref())?;
+        let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
         let mut services = Vec::new();
         let mut failures = Vec::new();
         for r in &refs {
-            match name_from_ref(r, "service").and_then(|n| c.services.get(n)) {
+            match ctx.scope.name_from_ref(r, "service").and_then(|n| c.services.get(n)) {
                 Some(s) => {
                     let mut s = s.clone();
                     if !with_tags {
@@ -307,7 +306,7 @@ pub async fn list_services(state: &State, ctx: &Ctx, req: ecs::ListServicesReque
     let size = page_size(req.max_results, 10)?;
     let after = decode_token(req.next_token.as_deref())?;
     state.read(&ctx.scope, |acct| {
-        let c = active_cluster(acct, req.cluster.as_deref())?;
+        let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
         let items = c
             .services
             .iter()
@@ -323,10 +322,10 @@ pub async fn list_services(state: &State, ctx: &Ctx, req: ecs::ListServicesReque
 
 pub async fn delete_service(state: &State, ctx: &Ctx, req: ecs::DeleteServiceRequest) -> ApiResult<ecs::DeleteServiceResponse> {
     let reference = req.service.clone().unwrap_or_default();
-    let name = name_from_ref(&reference, "service").ok_or_else(|| ApiError::invalid(format!("Invalid service identifier: {reference}")))?;
+    let name = ctx.scope.name_from_ref(&reference, "service").ok_or_else(|| ApiError::invalid(format!("Invalid service identifier: {reference}")))?;
     state
         .write(&ctx.scope, |acct, tx| {
-            let c = active_cluster_mut(acct, req.cluster.as_deref())?;
+            let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
             let cluster_name = c.name().to_string();
             let svc = c.services.get_mut(name).filter(|s| s.status.as_deref() != Some("INACTIVE")).ok_or_else(ApiError::service_not_found)?;
             let replica = svc.scheduling_strategy != Some(ecs::SchedulingStrategy::Daemon);

@@ -171,7 +171,7 @@ pub async fn run_task(state: &State, ctx: &Ctx, req: ecs::RunTaskRequest) -> Api
                 count: count as usize,
             })?;
             let Account { clusters, families, .. } = acct;
-            let name = super::cluster_name(req.cluster.as_deref())?;
+            let name = super::cluster_name(&ctx.scope, req.cluster.as_deref())?;
             let c = clusters.get_mut(name).filter(|c| c.is_active()).ok_or_else(ApiError::cluster_not_found)?;
             if !c.instances.values().any(super::instances::is_registered) {
                 return Err(ApiError::client(Unplaceable::NO_INSTANCES_MESSAGE));
@@ -232,7 +232,7 @@ pub async fn start_task(state: &State, ctx: &Ctx, req: ecs::StartTaskRequest) ->
                 launch: Launch::Standalone,
                 count: refs.len(),
             })?;
-            let name = super::cluster_name(req.cluster.as_deref())?;
+            let name = super::cluster_name(&ctx.scope, req.cluster.as_deref())?;
             let c = clusters.get_mut(name).filter(|c| c.is_active()).ok_or_else(ApiError::cluster_not_found)?;
             let spec = NewTasks {
                 definition: &td.definition,
@@ -247,7 +247,7 @@ pub async fn start_task(state: &State, ctx: &Ctx, req: ecs::StartTaskRequest) ->
             let mut tasks = Vec::new();
             let mut failures = Vec::new();
             for r in &refs {
-                let found = name_from_ref(r, "container-instance")
+                let found = ctx.scope.name_from_ref(r, "container-instance")
                     .and_then(|id| c.instances.get(id).map(|i| (id.to_string(), i.container_instance_arn.clone().unwrap_or_default())));
                 let Some((id, arn)) = found else {
                     failures.push(failure(r.clone(), "MISSING"));
@@ -297,9 +297,9 @@ pub async fn stop_task(state: &State, ctx: &Ctx, req: ecs::StopTaskRequest) -> A
     }
     state
         .write(&ctx.scope, |acct, tx| {
-            let c = active_cluster_mut(acct, req.cluster.as_deref())?;
+            let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
             let cluster_name = c.name().to_string();
-            let id = task_id(&reference)
+            let id = ctx.scope.name_from_ref(&reference, "task")
                 .filter(|id| c.tasks.contains_key(*id))
                 .ok_or_else(|| ApiError::invalid("The referenced task was not found."))?
                 .to_string();
@@ -319,11 +319,11 @@ pub async fn describe_tasks(state: &State, ctx: &Ctx, req: ecs::DescribeTasksReq
     }
     let with_tags = req.include.unwrap_or_default().contains(&ecs::TaskField::Tags);
     state.read(&ctx.scope, |acct| {
-        let c = active_cluster(acct, req.cluster.as_deref())?;
+        let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
         let mut tasks = Vec::with_capacity(refs.len());
         let mut failures = Vec::new();
         for r in &refs {
-            match task_id(r).and_then(|id| c.tasks.get(id)) {
+            match ctx.scope.name_from_ref(r, "task").and_then(|id| c.tasks.get(id)) {
                 Some(t) => {
                     let mut t = t.clone();
                     if !with_tags {
@@ -349,18 +349,18 @@ pub async fn list_tasks(state: &State, ctx: &Ctx, req: ecs::ListTasksRequest) ->
         return Err(ApiError::invalid("family and serviceName cannot both be given."));
     }
     state.read(&ctx.scope, |acct| {
-        let c = active_cluster(acct, req.cluster.as_deref())?;
+        let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
         let instance_arn = match req.container_instance.as_deref() {
             None => None,
             Some(r) => Some(
-                name_from_ref(r, "container-instance")
+                ctx.scope.name_from_ref(r, "container-instance")
                     .and_then(|id| c.instances.get(id))
                     .and_then(|i| i.container_instance_arn.clone())
                     .ok_or_else(|| ApiError::invalid(format!("Container instance {r} is not in this cluster.")))?,
             ),
         };
         let family_prefix = req.family.as_ref().map(|f| format!("task-definition/{f}:"));
-        let group = req.service_name.as_ref().map(|s| format!("service:{}", name_from_ref(s, "service").unwrap_or(s)));
+        let group = req.service_name.as_ref().map(|s| format!("service:{}", ctx.scope.name_from_ref(s, "service").unwrap_or(s)));
         let start = after.clone().map(std::ops::Bound::Excluded).unwrap_or(std::ops::Bound::Unbounded);
         // A service's tasks come from its group index; everything else scans in id order.
         let by_group: Option<BTreeMap<&String, &ecs::Task>> = group.as_ref().map(|g| c.tasks_in_group(g).collect());
@@ -500,7 +500,7 @@ pub async fn submit_task_state_change(
     state
         .write(&ctx.scope, |acct, tx| {
             let Account { clusters, families, .. } = acct;
-            let name = super::cluster_name(req.cluster.as_deref())?;
+            let name = super::cluster_name(&ctx.scope, req.cluster.as_deref())?;
             let c = clusters.get_mut(name).filter(|c| c.is_active()).ok_or_else(ApiError::cluster_not_found)?;
             apply_task_change(families, c, tx, ctx.now, &TaskStateChange { submit: req.clone(), ..Default::default() })?;
             Ok(ecs::SubmitTaskStateChangeResponse { acknowledgment: Some("ACK".into()) })
@@ -530,7 +530,7 @@ pub async fn submit_container_state_change(
     state
         .write(&ctx.scope, |acct, tx| {
             let Account { clusters, families, .. } = acct;
-            let name = super::cluster_name(req.cluster.as_deref())?;
+            let name = super::cluster_name(&ctx.scope, req.cluster.as_deref())?;
             let c = clusters.get_mut(name).filter(|c| c.is_active()).ok_or_else(ApiError::cluster_not_found)?;
             apply_task_change(families, c, tx, ctx.now, &TaskStateChange { submit: change.clone(), ..Default::default() })?;
             Ok(ecs::SubmitContainerStateChangeResponse { acknowledgment: Some("ACK".into()) })
