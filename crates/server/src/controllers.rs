@@ -244,6 +244,10 @@ async fn reconcile_service(state: &State, scope: &Scope, cluster: &str, service:
             let Some(svc) = c.services.get(service).filter(|s| matches!(s.status.as_deref(), Some("ACTIVE" | "DRAINING"))) else {
                 return Ok(());
             };
+            if svc.scheduling_strategy == Some(ecs::SchedulingStrategy::Daemon) {
+                reconcile_daemon(families, c, tx, &ctx, service);
+                return Ok(());
+            }
             let snap = snapshot(families, c, svc);
             let plan = rc::reconcile(&snap, t);
             apply_plan(families, c, tx, &ctx, service, &snap, plan);
@@ -380,6 +384,166 @@ fn apply_plan(
     svc.pending_count = Some(pending);
     let anything_left = c.tasks_in_group(&group).any(|(_, t)| t.last_status.as_deref() != Some("STOPPED"));
     if svc.status.as_deref() == Some("DRAINING") && !anything_left {
+        svc.status = Some("INACTIVE".into());
+        svc.deployments = Some(Vec::new());
+    }
+    if svc != before {
+        tx.put(Key::Service(&cluster_name, service), &svc);
+        c.services.insert(service.to_string(), svc);
+    }
+}
+
+/// A DAEMON service: one task on every ACTIVE instance with a connected agent
+/// that satisfies the service's constraints. New instances get one; a
+/// DRAINING or lost instance's task is stopped; a new deployment replaces
+/// each instance's task (stop first: daemons run at most one per instance,
+/// so maximumPercent is 100 and minimumHealthyPercent 0 by default).
+fn reconcile_daemon(families: &BTreeMap<String, Family>, c: &mut ClusterState, tx: &mut Tx<'_>, ctx: &Ctx, service: &str) {
+    let Some(mut svc) = c.services.get(service).cloned() else { return };
+    let before = svc.clone();
+    let cluster_name = c.name().to_string();
+    let group = format!("service:{service}");
+    let draining_service = svc.status.as_deref() == Some("DRAINING");
+    let primary = svc.deployments.iter().flatten().find(|d| d.status.as_deref() == Some("PRIMARY")).cloned();
+
+    // Live tasks (not stopped, not being stopped) by instance.
+    let mut live: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for (id, t) in c.tasks_in_group(&group) {
+        if t.desired_status.as_deref() == Some("RUNNING") && t.last_status.as_deref() != Some("STOPPED") {
+            let instance = t.container_instance_arn.clone().unwrap_or_default();
+            live.entry(instance).or_default().push((id.clone(), t.started_by.clone().unwrap_or_default()));
+        }
+    }
+
+    let mut to_stop: Vec<(String, String)> = Vec::new();
+    let mut to_start: Vec<String> = Vec::new();
+    let mut unplaceable: Option<String> = None;
+    let primary_td = primary.as_ref().and_then(|d| d.task_definition.clone()).and_then(|r| resolve_in(families, ctx, &r).ok());
+    let request = primary_td.and_then(|td| {
+        placement::task_request(&PlacementRequest {
+            definition: &td.definition,
+            overrides: None,
+            group: &group,
+            constraints: svc.placement_constraints.as_deref().unwrap_or_default(),
+            strategies: &[],
+            launch: Launch::Service,
+            count: 1,
+        })
+        .ok()
+        .map(|r| (td, r))
+    });
+    // Which instances may hold a daemon task: ACTIVE, connected, constraints met.
+    let verdicts = request.as_ref().map(|(_, r)| flotilla_scheduler::explain(&c.view, r)).unwrap_or_default();
+    let mut eligible = 0;
+    for v in &verdicts {
+        let Some((inst, _)) = c.view.get(&v.instance_id) else { continue };
+        let serving = inst.status == flotilla_scheduler::InstanceStatus::Active && inst.agent_connected;
+        let constraint_failed = matches!(
+            v.rejection.as_ref().map(|r| r.check()),
+            Some(flotilla_scheduler::Check::MemberOf | flotilla_scheduler::Check::Attribute)
+        );
+        if !serving || constraint_failed || draining_service {
+            continue;
+        }
+        eligible += 1;
+        let tasks = live.remove(&v.instance_id).unwrap_or_default();
+        let primary_id = primary.as_ref().and_then(|d| d.id.clone()).unwrap_or_default();
+        let (current, old): (Vec<_>, Vec<_>) = tasks.into_iter().partition(|(_, dep)| *dep == primary_id);
+        to_stop.extend(old.iter().map(|(id, _)| (id.clone(), "Scaling activity initiated by (deployment of the daemon service)".to_string())));
+        to_stop.extend(current.iter().skip(1).map(|(id, _)| (id.clone(), "Only one daemon task per instance".to_string())));
+        if current.is_empty() && old.is_empty() {
+            match &v.rejection {
+                None => to_start.push(v.instance_id.clone()),
+                Some(r) => unplaceable = Some(format!("{} on container instance {}", r.reason(), v.instance_id)),
+            }
+        }
+    }
+    // Tasks left over sit on instances that no longer qualify.
+    for tasks in live.into_values() {
+        to_stop.extend(tasks.into_iter().map(|(id, _)| (id, "Container instance no longer eligible for the daemon service".to_string())));
+    }
+
+    let mut stopped = Vec::new();
+    for (id, reason) in to_stop {
+        let Some(task) = c.tasks.get_mut(&id) else { continue };
+        if request_stop(task, ctx.now, ecs::TaskStopCode::ServiceSchedulerInitiated, reason) {
+            tx.put_task(&cluster_name, &id, &*task);
+            stopped.push(id);
+        }
+    }
+    if !stopped.is_empty() {
+        let list: String = stopped.iter().map(|id| format!(" (task {id})")).collect();
+        push_event(&mut svc, ctx.now, format!("(service {service}) has stopped {} running tasks:{list}.", stopped.len()));
+    }
+    if let (Some((td, request)), Some(dep)) = (&request, &primary) {
+        let spec = NewTasks {
+            definition: &td.definition,
+            overrides: None,
+            group: group.clone(),
+            started_by: dep.id.clone(),
+            tags: if svc.propagate_tags == Some(ecs::PropagateTags::Service) { svc.tags.clone().unwrap_or_default() } else { Vec::new() },
+            launch_type: svc.launch_type.unwrap_or(ecs::LaunchType::Ec2),
+            enable_execute_command: svc.enable_execute_command.unwrap_or(false),
+        };
+        let mut tasks = Vec::new();
+        for arn in &to_start {
+            if c.view.reserve(arn, &request.group, &request.demand).is_ok() {
+                if let Some(id) = flotilla_model::arn::name_from_ref(arn, "container-instance") {
+                    tasks.push(new_task(ctx, c, id, &spec));
+                }
+            }
+        }
+        if !tasks.is_empty() {
+            let list: String = tasks.iter().map(|(id, _)| format!(" (task {id})")).collect();
+            push_event(&mut svc, ctx.now, format!("(service {service}) has started {} tasks:{list}.", tasks.len()));
+        }
+        insert_tasks(c, tx, tasks);
+    }
+    if let Some(why) = unplaceable {
+        push_event(&mut svc, ctx.now, format!("(service {service}) was unable to place a task because {why}."));
+    }
+
+    // Counts, deployments and status from the tasks as they now stand.
+    let (mut running, mut pending, mut old_left) = (0, 0, false);
+    let primary_id = primary.as_ref().and_then(|d| d.id.clone());
+    for (_, t) in c.tasks_in_group(&group).filter(|(_, t)| t.last_status.as_deref() != Some("STOPPED")) {
+        if t.started_by != primary_id {
+            old_left = true;
+            continue;
+        }
+        if t.desired_status.as_deref() != Some("RUNNING") {
+            continue;
+        }
+        match t.last_status.as_deref() {
+            Some("RUNNING") => running += 1,
+            _ => pending += 1,
+        }
+    }
+    svc.desired_count = Some(if draining_service { 0 } else { eligible });
+    svc.running_count = Some(running);
+    svc.pending_count = Some(pending);
+    let complete = !draining_service && running == eligible && pending == 0 && !old_left;
+    let deployments = svc.deployments.get_or_insert_with(Vec::new);
+    for d in deployments.iter_mut() {
+        if d.status.as_deref() == Some("PRIMARY") {
+            d.desired_count = Some(eligible);
+            d.running_count = Some(running);
+            d.pending_count = Some(pending);
+            if complete && d.rollout_state != Some(ecs::DeploymentRolloutState::Completed) {
+                d.rollout_state = Some(ecs::DeploymentRolloutState::Completed);
+                d.rollout_state_reason = Some(format!("ECS deployment {} completed.", d.id.as_deref().unwrap_or_default()));
+                d.updated_at = Some(ctx.now);
+            }
+        }
+    }
+    if !old_left {
+        deployments.retain(|d| d.status.as_deref() == Some("PRIMARY"));
+    }
+    if complete && before.events.iter().flatten().next().and_then(|e| e.message.as_deref()).is_none_or(|m| !m.ends_with("has reached a steady state.")) {
+        push_event(&mut svc, ctx.now, format!("(service {service}) has reached a steady state."));
+    }
+    let anything_left = c.tasks_in_group(&group).any(|(_, t)| t.last_status.as_deref() != Some("STOPPED"));
+    if draining_service && !anything_left {
         svc.status = Some("INACTIVE".into());
         svc.deployments = Some(Vec::new());
     }

@@ -200,3 +200,57 @@ async fn failing_rollout_trips_the_breaker_and_rolls_back() {
     let failed = s.events().iter().any(|e| e.message().unwrap_or_default().contains("deployment failed"));
     assert!(failed, "an event says the deployment failed: {:#?}", s.events().iter().map(|e| e.message().unwrap_or_default().to_string()).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn daemon_follows_instances() {
+    let server = TestServer::start_with(fast()).await;
+    let ecs = server.sdk(&ALICE);
+    ecs.create_cluster().send().await.unwrap();
+    let mut agents = hosts(&server, 2, Behaviour::default()).await;
+    let td = register(&ecs, "agent").await;
+    ecs.create_service()
+        .service_name("logs")
+        .task_definition(&td)
+        .scheduling_strategy(aws_sdk_ecs::types::SchedulingStrategy::Daemon)
+        .send()
+        .await
+        .unwrap();
+    let on_each = |n: i32| {
+        let ecs = ecs.clone();
+        move || {
+            let ecs = ecs.clone();
+            async move {
+                let s = service(&ecs, "logs").await;
+                (s.desired_count() == n && stable(&s)).then_some(())
+            }
+        }
+    };
+    eventually(10, "one task on each of 2 hosts", on_each(2)).await;
+
+    // A new instance gets its daemon task.
+    agents.extend(hosts(&server, 1, Behaviour::default()).await);
+    eventually(10, "one task on each of 3 hosts", on_each(3)).await;
+    let listed = ecs.list_tasks().service_name("logs").send().await.unwrap();
+    let d = ecs.describe_tasks().set_tasks(Some(listed.task_arns().to_vec())).send().await.unwrap();
+    let mut instances: Vec<_> = d.tasks().iter().map(|t| t.container_instance_arn().unwrap().to_string()).collect();
+    instances.sort();
+    instances.dedup();
+    assert_eq!(instances.len(), 3, "one per instance");
+
+    // A draining instance loses it.
+    let drained = agents[0].instance_arn.clone();
+    ecs.update_container_instances_state()
+        .container_instances(&drained)
+        .status(aws_sdk_ecs::types::ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    eventually(10, "daemon off the draining host", || async {
+        let listed = ecs.list_tasks().service_name("logs").send().await.unwrap();
+        let d = ecs.describe_tasks().set_tasks(Some(listed.task_arns().to_vec())).send().await.unwrap();
+        let s = service(&ecs, "logs").await;
+        (s.desired_count() == 2 && stable(&s) && d.tasks().iter().all(|t| t.container_instance_arn() != Some(drained.as_str())))
+            .then_some(())
+    })
+    .await;
+}
