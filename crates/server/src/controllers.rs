@@ -37,11 +37,20 @@ pub struct ControllerConfig {
     /// How long an instance's agent may stay disconnected before its tasks
     /// are reported STOPPED.
     pub lost_host_grace: Duration,
+    /// How long STOPPED tasks stay visible (DescribeTasks, ListTasks with
+    /// desiredStatus STOPPED) before they are forgotten. ECS keeps them for
+    /// about an hour; the deployment circuit breaker and restart back-off
+    /// need at least the last 15 minutes of them.
+    pub stopped_task_retention: Duration,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        ControllerConfig { resync: Duration::from_secs(1), lost_host_grace: Duration::from_secs(60) }
+        ControllerConfig {
+            resync: Duration::from_secs(1),
+            lost_host_grace: Duration::from_secs(60),
+            stopped_task_retention: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -67,6 +76,7 @@ pub async fn run(state: Arc<State>, config: ControllerConfig, shutdown: impl std
         if full {
             for scope in state.scopes() {
                 lost.reconcile(&state, &scope, config.lost_host_grace).await;
+                forget_stopped_tasks(&state, &scope, config.stopped_task_retention).await;
                 for (cluster, service) in state.read(&scope, active_services) {
                     reconcile_logged(&state, &scope, &cluster, &service).await;
                 }
@@ -550,6 +560,40 @@ fn reconcile_daemon(families: &BTreeMap<String, Family>, c: &mut ClusterState, t
     if svc != before {
         tx.put(Key::Service(&cluster_name, service), &svc);
         c.services.insert(service.to_string(), svc);
+    }
+}
+
+/// Forgets STOPPED tasks older than the retention, a bounded number per pass
+/// so that one pass never holds the state lock for long.
+async fn forget_stopped_tasks(state: &State, scope: &Scope, retention: Duration) {
+    const PER_PASS: usize = 10_000;
+    let cutoff = now() - retention.as_secs_f64();
+    let result = state
+        .write(scope, |acct, tx| {
+            let mut budget = PER_PASS;
+            for c in acct.clusters.values_mut() {
+                if budget == 0 {
+                    break;
+                }
+                let old: Vec<String> = c
+                    .tasks
+                    .iter()
+                    .filter(|(_, t)| t.last_status.as_deref() == Some("STOPPED") && t.stopped_at.unwrap_or(0.0) < cutoff)
+                    .map(|(id, _)| id.clone())
+                    .take(budget)
+                    .collect();
+                budget -= old.len();
+                let cluster = c.name().to_string();
+                for id in old {
+                    c.remove_task(&id);
+                    tx.delete(Key::Task(&cluster, &id));
+                }
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not forget old stopped tasks");
     }
 }
 

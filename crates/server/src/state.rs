@@ -86,6 +86,24 @@ impl ClusterState {
         self.tasks.insert(id, task);
     }
 
+    /// Forgets a task (retention of STOPPED tasks has passed).
+    pub fn remove_task(&mut self, id: &str) -> Option<ecs::Task> {
+        let task = self.tasks.remove(id)?;
+        let unindex = |map: &mut HashMap<String, BTreeSet<String>>, key: &Option<String>| {
+            if let Some(k) = key {
+                if let Some(set) = map.get_mut(k) {
+                    set.remove(id);
+                    if set.is_empty() {
+                        map.remove(k);
+                    }
+                }
+            }
+        };
+        unindex(&mut self.tasks_by_instance, &task.container_instance_arn);
+        unindex(&mut self.tasks_by_group, &task.group);
+        Some(task)
+    }
+
     fn indexed<'a>(&'a self, ids: Option<&'a BTreeSet<String>>) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
         ids.into_iter().flatten().filter_map(|id| self.tasks.get_key_value(id))
     }

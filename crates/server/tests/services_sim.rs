@@ -254,3 +254,34 @@ async fn daemon_follows_instances() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn stopped_tasks_are_forgotten_after_the_retention() {
+    let mut config = fast();
+    config.controllers.stopped_task_retention = Duration::from_millis(300);
+    let server = TestServer::start_with(config).await;
+    let ecs = server.sdk(&ALICE);
+    ecs.create_cluster().send().await.unwrap();
+    let _hosts = hosts(&server, 1, Behaviour::default()).await;
+    let td = register(&ecs, "web").await;
+    let run = ecs.run_task().task_definition(&td).send().await.unwrap();
+    let arn = run.tasks()[0].task_arn().unwrap().to_string();
+    ecs.stop_task().task(&arn).send().await.unwrap();
+    eventually(5, "STOPPED and listed", || async {
+        let l = ecs.list_tasks().desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped).send().await.unwrap();
+        (l.task_arns() == [arn.clone()]).then_some(())
+    })
+    .await;
+    eventually(5, "forgotten", || async {
+        let d = ecs.describe_tasks().tasks(&arn).send().await.unwrap();
+        (d.failures().first().and_then(|f| f.reason()) == Some("MISSING")).then_some(())
+    })
+    .await;
+    // Forgotten for good: a restart does not bring it back.
+    let dir = server.data_dir.clone();
+    let tmp = server.stop().await;
+    let server = TestServer::start_in(dir).await;
+    let d = server.sdk(&ALICE).describe_tasks().tasks(&arn).send().await.unwrap();
+    assert_eq!(d.failures()[0].reason(), Some("MISSING"));
+    drop(tmp);
+}
