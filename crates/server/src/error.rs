@@ -47,13 +47,12 @@ impl ApiError {
         Self::new("ServiceNotActiveException", "Service was not ACTIVE.")
     }
 
-    /// The HTTP status of this error.
+    /// The HTTP status of this error: 500 for our faults, 400 for the caller's.
     pub fn status(&self) -> u16 {
-        match self.code {
-            "ServerException" => 500,
-            "ThrottlingException" => 400,
-            "AccessDeniedException" => 400,
-            _ => 400,
+        if self.code == "ServerException" {
+            500
+        } else {
+            400
         }
     }
 }

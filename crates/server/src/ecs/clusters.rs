@@ -7,8 +7,6 @@ use super::{active_cluster_mut, check_name, cluster_name, decode_token, failure,
 use crate::error::{ApiError, ApiResult};
 use crate::state::{ClusterState, Key, State};
 
-const CONTAINER_INSIGHTS: &str = "containerInsights";
-
 fn check_settings(settings: &[ecs::ClusterSetting]) -> ApiResult<()> {
     for s in settings {
         let value = s.value.as_deref().unwrap_or_default();
@@ -208,7 +206,6 @@ fn merge_settings(cluster: &mut ecs::Cluster, new: &[ecs::ClusterSetting]) {
             None => current.push(s.clone()),
         }
     }
-    let _ = CONTAINER_INSIGHTS;
 }
 
 pub async fn delete_cluster(state: &State, ctx: &Ctx, req: ecs::DeleteClusterRequest) -> ApiResult<ecs::DeleteClusterResponse> {

@@ -149,6 +149,9 @@ pub async fn list_account_settings(
             .filter(|s| req.value.as_ref().is_none_or(|v| s.value.as_ref() == Some(v)))
             .collect()
     });
+    // Pages resume after a setting name, so list them in name order.
+    let mut settings = settings;
+    settings.sort_by_key(|s| s.name.map(|n| n.as_str()));
     let items = settings
         .into_iter()
         .map(|s| (s.name.map(|n| n.as_str()).unwrap_or_default(), s))
