@@ -337,6 +337,8 @@ async fn serve(
                             shared.update(|i| i.desired = Some((version, tasks)));
                         }
                         Ok(ServerMessage::HeartbeatAck) => {}
+                        // Only sent to agents that ask for deltas; this one does not.
+                        Ok(ServerMessage::DesiredDelta { .. }) => {}
                         // An agent older than the server may not know every
                         // message: skip it rather than drop the connection.
                         Err(e) => tracing::warn!(error = %e, "ignoring a message from the gateway that this agent does not understand"),

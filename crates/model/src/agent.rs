@@ -35,6 +35,12 @@ pub enum ServerMessage {
     /// The complete desired set for this instance. Tasks absent from the set
     /// and tasks whose `desiredStatus` is STOPPED must be stopped.
     Desired { version: u64, tasks: Vec<DesiredTask> },
+    /// What changed in the desired set since the previous message on this
+    /// connection: tasks added or changed (whole), and ARNs of tasks no
+    /// longer in the set. Sent only to agents that connect with `delta=1`,
+    /// and never as a connection's first message. At thousands of tasks per
+    /// host this is what keeps the gateway's traffic proportional to change.
+    DesiredDelta { version: u64, upsert: Vec<DesiredTask>, remove: Vec<String> },
     /// Answer to [`AgentMessage::Heartbeat`].
     HeartbeatAck,
 }

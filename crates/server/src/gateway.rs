@@ -75,6 +75,8 @@ pub struct ConnectParams {
     cluster: Option<String>,
     #[serde(rename = "containerInstance")]
     container_instance: Option<String>,
+    /// `1`: the agent understands [`ServerMessage::DesiredDelta`].
+    delta: Option<String>,
 }
 
 pub async fn connect(
@@ -117,8 +119,9 @@ pub async fn connect(
         );
     }
     let key = InstanceKey { scope, cluster, id };
+    let delta = params.delta.as_deref() == Some("1");
     ws.on_upgrade(move |socket| async move {
-        if let Err(e) = session(app, key, socket).await {
+        if let Err(e) = session(app, key, delta, socket).await {
             tracing::debug!(error = %e, "agent session ended");
         }
     })
@@ -144,16 +147,38 @@ async fn set_connected(state: &State, key: &InstanceKey, connected: bool) {
     }
 }
 
-/// The complete set of tasks `instance` should know about: every task placed
-/// there that has not yet stopped, whatever its desired status.
-fn desired_set(acct: &Account, key: &InstanceKey) -> Vec<DesiredTask> {
-    let Some(c) = acct.clusters.get(&key.cluster) else { return Vec::new() };
-    let Some(arn) = c.instances.get(&key.id).and_then(|i| i.container_instance_arn.as_ref()) else { return Vec::new() };
-    c.tasks_on(arn)
-        .map(|(_, t)| t)
-        .filter(|t| t.last_status.as_deref() != Some("STOPPED"))
-        .filter_map(|t| Some(DesiredTask { task: t.clone(), definition: definition_of(&acct.families, t)?.clone() }))
-        .collect()
+/// What the agent was last sent: each task's ARN and version.
+type Sent = HashMap<String, i64>;
+
+/// The message that brings the agent from `sent` to the current desired set
+/// (every task placed on the instance that has not yet stopped, whatever its
+/// desired status), if anything changed, and the new `Sent`. Tasks are
+/// compared by version, so unchanged ones cost no cloning or encoding.
+fn desired_message(acct: &Account, key: &InstanceKey, sent: Option<&Sent>, delta: bool, version: u64) -> (Option<ServerMessage>, Sent) {
+    let arn = acct
+        .clusters
+        .get(&key.cluster)
+        .and_then(|c| Some((c, c.instances.get(&key.id)?.container_instance_arn.as_ref()?)));
+    let current: Vec<&flotilla_model::ecs::Task> = match arn {
+        Some((c, arn)) => c.tasks_on(arn).map(|(_, t)| t).filter(|t| t.last_status.as_deref() != Some("STOPPED")).collect(),
+        None => Vec::new(),
+    };
+    let now: Sent = current.iter().map(|t| (t.task_arn.clone().unwrap_or_default(), t.version.unwrap_or(0))).collect();
+    let whole = |t: &flotilla_model::ecs::Task| Some(DesiredTask { task: t.clone(), definition: definition_of(&acct.families, t)?.clone() });
+    let msg = match sent {
+        Some(prev) if *prev == now => None,
+        Some(prev) if delta => {
+            let upsert = current
+                .iter()
+                .filter(|t| prev.get(t.task_arn.as_deref().unwrap_or_default()) != t.version.as_ref())
+                .filter_map(|t| whole(t))
+                .collect();
+            let remove = prev.keys().filter(|arn| !now.contains_key(*arn)).cloned().collect();
+            Some(ServerMessage::DesiredDelta { version, upsert, remove })
+        }
+        _ => Some(ServerMessage::Desired { version, tasks: current.iter().filter_map(|t| whole(t)).collect() }),
+    };
+    (msg, now)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,11 +193,11 @@ enum SessionError {
     Replaced,
 }
 
-async fn session(app: App, key: InstanceKey, mut socket: WebSocket) -> Result<(), SessionError> {
+async fn session(app: App, key: InstanceKey, delta: bool, mut socket: WebSocket) -> Result<(), SessionError> {
     let session = app.sessions.begin(&key);
     set_connected(&app.state, &key, true).await;
     tracing::debug!(instance = %key.id, "agent connected");
-    let result = converse(&app, &key, session, &mut socket).await;
+    let result = converse(&app, &key, session, delta, &mut socket).await;
     if app.sessions.end(&key, session) {
         set_connected(&app.state, &key, false).await;
         tracing::debug!(instance = %key.id, "agent disconnected");
@@ -180,7 +205,7 @@ async fn session(app: App, key: InstanceKey, mut socket: WebSocket) -> Result<()
     result
 }
 
-async fn converse(app: &App, key: &InstanceKey, session: u64, socket: &mut WebSocket) -> Result<(), SessionError> {
+async fn converse(app: &App, key: &InstanceKey, session: u64, delta: bool, socket: &mut WebSocket) -> Result<(), SessionError> {
     let instance_arn = app.state.read(&key.scope, |acct| {
         acct.clusters.get(&key.cluster).and_then(|c| c.instances.get(&key.id)).and_then(|i| i.container_instance_arn.clone())
     });
@@ -188,20 +213,21 @@ async fn converse(app: &App, key: &InstanceKey, session: u64, socket: &mut WebSo
     // between leaves a permit, so nothing is missed.
     let waker = app.state.instance_waker(instance_arn.as_deref().unwrap_or_default());
     let mut shutdown = app.shutdown.clone();
-    let mut last_sent: Option<Vec<DesiredTask>> = None;
+    let mut sent: Option<Sent> = None;
     let deadline = tokio::time::sleep(HEARTBEAT_TIMEOUT);
     tokio::pin!(deadline);
     loop {
         if !app.sessions.is_current(key, session) {
             return Err(SessionError::Replaced);
         }
-        // Push the desired set whenever it differs from what the agent last got.
-        let (tasks, version) = app.state.read(&key.scope, |acct| (desired_set(acct, key), app.state.revision()));
-        if last_sent.as_ref() != Some(&tasks) {
-            let msg = ServerMessage::Desired { version, tasks: tasks.clone() };
+        // Push the desired set (or what changed in it) whenever it differs
+        // from what the agent last got.
+        let (msg, now) =
+            app.state.read(&key.scope, |acct| desired_message(acct, key, sent.as_ref(), delta, app.state.revision()));
+        if let Some(msg) = msg {
             socket.send(Message::Text(serde_json::to_string(&msg)?.into())).await?;
-            last_sent = Some(tasks);
         }
+        sent = Some(now);
         tokio::select! {
             _ = waker.notified() => {}
             msg = socket.recv() => {

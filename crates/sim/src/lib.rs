@@ -89,7 +89,7 @@ impl SimAgent {
         };
         let resp: ecs::RegisterContainerInstanceResponse = client.call("RegisterContainerInstance", &req).await?;
         let instance_arn = resp.container_instance.and_then(|c| c.container_instance_arn).unwrap_or_default();
-        let path = format!("/v1/agent/connect?cluster={}&containerInstance={}", spec.cluster, encode(&instance_arn));
+        let path = format!("/v1/agent/connect?cluster={}&containerInstance={}&delta=1", spec.cluster, encode(&instance_arn));
         let url = client.presign_get(&path, Duration::from_secs(300)).map_err(|e| SimError::Connect(e.to_string()))?;
         let url = url.replacen("http://", "ws://", 1);
         let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.map_err(|e| SimError::Connect(e.to_string()))?;
@@ -146,7 +146,17 @@ async fn converse(mut ws: Ws, behaviour: Arc<Mutex<Behaviour>>) {
                     if matches!(msg, Some(Ok(_))) { continue; }
                     return;
                 };
-                let Ok(ServerMessage::Desired { version, tasks }) = serde_json::from_str::<ServerMessage>(text.as_str()) else { continue };
+                // Simulated hosts ask for deltas: a full set first, then what changed.
+                let (version, tasks) = match serde_json::from_str::<ServerMessage>(text.as_str()) {
+                    Ok(ServerMessage::Desired { version, tasks }) => (version, tasks),
+                    Ok(ServerMessage::DesiredDelta { version, upsert, remove }) => {
+                        for arn in remove {
+                            reported.remove(&arn);
+                        }
+                        (version, upsert)
+                    }
+                    _ => continue,
+                };
                 let b = behaviour.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let mut changes = Vec::new();
                 for d in tasks {
