@@ -84,7 +84,8 @@ async fn fake_agent(client: Client, cluster: String, instance_arn: String) {
             _ => format!("%{b:02X}"),
         })
         .collect();
-    let path = format!("/v1/agent/connect?cluster={cluster}&containerInstance={arn}");
+    // delta=1: the gateway sends only what changed, as the real agent asks.
+    let path = format!("/v1/agent/connect?cluster={cluster}&containerInstance={arn}&delta=1");
     let url = client.presign_get(&path, Duration::from_secs(3600)).unwrap().replacen("http://", "ws://", 1);
     let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("gateway connect");
     let (mut tx, mut rx) = ws.split();

@@ -108,9 +108,9 @@ async fn malformed_json_is_a_serialization_exception() {
     assert_eq!(snapshot(&c).await, before, "a malformed request changed the state");
 }
 
-/// A body must be exactly one JSON object. serde accepts a struct written as
-/// a JSON array (`[]` decodes as an empty CreateCluster) and stops reading
-/// after the first value, so both of these create a cluster today.
+/// A body must be exactly one JSON object. serde would accept a struct
+/// written as a JSON array (`[]` as an empty CreateCluster) and stop reading
+/// after the first value; both once created a cluster.
 #[tokio::test]
 async fn a_body_that_is_not_exactly_one_json_object_is_rejected() {
     let server = TestServer::start().await;
@@ -245,11 +245,9 @@ async fn oversized_bodies_are_rejected_without_reading_them_as_json() {
     assert_eq!(after["taskdefs ACTIVE"], before["taskdefs ACTIVE"], "oversized requests registered nothing");
 }
 
-/// Bodies well over the limit are refused by axum's `DefaultBodyLimit`
-/// (set to MAX_BODY + 1) before our handler runs, with a plain-text 413 and no
-/// `__type`, `X-Amzn-ErrorType` or request id.
+/// Bodies well over the limit are refused in the AWS shape too, not with a
+/// framework's plain-text 413 (as axum's `DefaultBodyLimit` once answered).
 #[tokio::test]
-
 async fn far_oversized_bodies_are_rejected_in_the_aws_shape() {
     let server = TestServer::start().await;
     let c = server.raw(&ALICE);
@@ -659,10 +657,9 @@ async fn the_sdk_sees_the_codes() {
 }
 
 /// An ARN names an account: Bob passing Alice's cluster ARN must not act on
-/// Bob's own cluster of the same name (the server takes the name from the ARN
-/// and ignores its account and region).
+/// Bob's own cluster of the same name (the server once took the name from
+/// the ARN and ignored its account and region).
 #[tokio::test]
-
 async fn an_arn_of_another_account_never_reaches_the_callers_namesake() {
     let server = TestServer::start().await;
     let alice = server.raw(&ALICE);
