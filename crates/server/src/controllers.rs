@@ -643,8 +643,8 @@ impl LostHosts {
                     for tid in ids {
                         let Some(task) = c.tasks.get_mut(&tid) else { continue };
                         let reason = format!(
-                            "Host lost: the agent on container instance {id} has been disconnected for more than {}s",
-                            grace.as_secs()
+                            "Host lost: the agent on container instance {id} has been disconnected for more than {:.1} s",
+                            grace.as_secs_f64()
                         );
                         if task.desired_status.as_deref() != Some("STOPPED") {
                             task.stop_code = Some(if task.started_at.is_some() {

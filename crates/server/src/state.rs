@@ -388,7 +388,11 @@ fn load_one(db: &mut Db, key: &str, value: &[u8]) -> Result<(), String> {
         }
         "instance" => {
             let (cluster, id) = split2(rest)?;
-            let ci: ecs::ContainerInstance = serde_json::from_slice(value).map_err(de)?;
+            let mut ci: ecs::ContainerInstance = serde_json::from_slice(value).map_err(de)?;
+            // No agent is connected to a server that has just started, whatever
+            // was stored before a crash: each counts as disconnected until it
+            // reconnects, so the lost-host grace period runs from startup.
+            ci.agent_connected = Some(false);
             acct.clusters.entry(cluster).or_default().instances.insert(id, ci);
         }
         "task" => {
@@ -415,4 +419,32 @@ pub fn now() -> f64 {
     let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     // Millisecond precision, as AWS reports.
     (d.as_millis() as f64) / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_store::memory::MemoryStore;
+
+    use super::*;
+
+    /// After a crash the stored `agentConnected: true` says nothing about the
+    /// agents: a restarted server counts every instance as disconnected until
+    /// its agent reconnects, so a host that died with the server is still
+    /// found lost.
+    #[tokio::test]
+    async fn instances_load_disconnected() {
+        let store = Arc::new(MemoryStore::new());
+        let scope = Scope::new("111111111111", "us-east-1");
+        let instance = ecs::ContainerInstance {
+            container_instance_arn: Some(scope.container_instance_arn("default", "abc")),
+            status: Some("ACTIVE".into()),
+            agent_connected: Some(true),
+            ..Default::default()
+        };
+        let key = Key::Instance("default", "abc").render(&scope);
+        store.commit(Txn::new().put(key, serde_json::to_vec(&instance).unwrap())).await.unwrap();
+        let state = State::open(store).unwrap();
+        let connected = state.read(&scope, |acct| acct.clusters["default"].instances["abc"].agent_connected);
+        assert_eq!(connected, Some(false));
+    }
 }

@@ -445,3 +445,68 @@ async fn state_survives_restart() {
     assert_eq!(td.task_definition.unwrap().revision(), 3, "revision numbers continue after a restart");
     drop(tmp);
 }
+
+async fn register_host(ecs: &aws_sdk_ecs::Client, cluster: &str, az: &str, itype: &str) -> String {
+    let r = ecs
+        .register_container_instance()
+        .cluster(cluster)
+        .total_resources(Resource::builder().name("CPU").r#type("INTEGER").integer_value(1024).build())
+        .total_resources(Resource::builder().name("MEMORY").r#type("INTEGER").integer_value(2048).build())
+        .attributes(aws_sdk_ecs::types::Attribute::builder().name("ecs.availability-zone").value(az).build().unwrap())
+        .attributes(aws_sdk_ecs::types::Attribute::builder().name("ecs.instance-type").value(itype).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    r.container_instance.unwrap().container_instance_arn().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn list_container_instances_filter_speaks_the_cluster_query_language() {
+    let server = TestServer::start().await;
+    let ecs = server.sdk(&ALICE);
+    ecs.create_cluster().cluster_name("q").send().await.unwrap();
+    let a = register_host(&ecs, "q", "us-east-1a", "t3.small").await;
+    let b = register_host(&ecs, "q", "us-east-1b", "m5.large").await;
+    let c = register_host(&ecs, "q", "us-east-1c", "t3.large").await;
+    let list = |f: &'static str| {
+        let ecs = ecs.clone();
+        async move {
+            let mut v = ecs.list_container_instances().cluster("q").filter(f).send().await.unwrap().container_instance_arns().to_vec();
+            v.sort();
+            v
+        }
+    };
+    let mut t3 = vec![a.clone(), c.clone()];
+    t3.sort();
+    assert_eq!(list("attribute:ecs.instance-type =~ t3.*").await, t3);
+    assert_eq!(list("attribute:ecs.availability-zone in [us-east-1b]").await, vec![b.clone()]);
+    assert_eq!(list("not(attribute:ecs.instance-type =~ t3.*) and agentConnected == false").await, vec![b.clone()]);
+    let err = ecs.list_container_instances().cluster("q").filter("attribute:ecs.instance-type ==").send().await.unwrap_err();
+    let err = err.into_service_error();
+    assert_eq!(err.meta().code(), Some("InvalidParameterException"));
+    assert!(err.meta().message().unwrap_or_default().contains("position"), "{:?}", err.meta().message());
+}
+
+#[tokio::test]
+async fn agent_calls_and_cluster_deletion_guards() {
+    let server = TestServer::start().await;
+    let ecs = server.sdk(&ALICE);
+    ecs.create_cluster().cluster_name("g").send().await.unwrap();
+    let host = register_host(&ecs, "g", "us-east-1a", "t3.small").await;
+    let poll = ecs.discover_poll_endpoint().cluster("g").container_instance(&host).send().await.unwrap();
+    assert_eq!(poll.endpoint(), Some(server.endpoint.as_str()));
+
+    // StartTask names the instance; with no agent connected there, placement says so.
+    ecs.register_task_definition().family("job").container_definitions(container("app")).send().await.unwrap();
+    let started = ecs.start_task().cluster("g").task_definition("job").container_instances(&host).send().await.unwrap();
+    assert!(started.tasks().is_empty());
+    assert_eq!(started.failures()[0].reason(), Some("AGENT"));
+
+    // A service blocks deletion of its cluster.
+    ecs.create_service().cluster("g").service_name("s").task_definition("job").desired_count(0).send().await.unwrap();
+    ecs.deregister_container_instance().cluster("g").container_instance(&host).force(true).send().await.unwrap();
+    let err = ecs.delete_cluster().cluster("g").send().await.unwrap_err();
+    assert_eq!(err.into_service_error().meta().code(), Some("ClusterContainsServicesException"));
+    let s = ecs.delete_service().cluster("g").service("s").send().await.unwrap();
+    assert_eq!(s.service.unwrap().status(), Some("DRAINING"));
+}

@@ -285,3 +285,42 @@ async fn stopped_tasks_are_forgotten_after_the_retention() {
     assert_eq!(d.failures()[0].reason(), Some("MISSING"));
     drop(tmp);
 }
+
+/// The ECS API's own agent calls (what a stock ECS agent would use) move a
+/// task along its lifecycle like the gateway does, and never backwards.
+#[tokio::test]
+async fn submit_state_change_calls() {
+    let server = TestServer::start_with(fast()).await;
+    let ecs = server.sdk(&ALICE);
+    ecs.create_cluster().send().await.unwrap();
+    let _hosts = hosts(&server, 1, Behaviour::default()).await;
+    let td = register(&ecs, "web").await;
+    let arn = ecs.run_task().task_definition(&td).send().await.unwrap().tasks()[0].task_arn().unwrap().to_string();
+    eventually(5, "RUNNING", || async {
+        let d = ecs.describe_tasks().tasks(&arn).send().await.unwrap();
+        (d.tasks()[0].last_status() == Some("RUNNING")).then_some(())
+    })
+    .await;
+    let ack = ecs
+        .submit_container_state_change()
+        .task(&arn)
+        .container_name("app")
+        .status("STOPPED")
+        .exit_code(7)
+        .reason("boom")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ack.acknowledgment(), Some("ACK"));
+    ecs.submit_task_state_change().task(&arn).status("STOPPED").reason("Essential container in task exited").send().await.unwrap();
+    // A late RUNNING report cannot revive it.
+    ecs.submit_task_state_change().task(&arn).status("RUNNING").send().await.unwrap();
+    let t = ecs.describe_tasks().tasks(&arn).send().await.unwrap().tasks()[0].clone();
+    assert_eq!(t.last_status(), Some("STOPPED"));
+    assert_eq!(t.stop_code(), Some(&aws_sdk_ecs::types::TaskStopCode::EssentialContainerExited));
+    assert_eq!(t.containers()[0].exit_code(), Some(7));
+    assert_eq!(t.containers()[0].reason(), Some("boom"));
+    let bad = ecs.submit_task_state_change().task("nope").status("RUNNING").send().await.unwrap_err();
+    assert_eq!(bad.into_service_error().meta().code(), Some("InvalidParameterException"));
+}
+

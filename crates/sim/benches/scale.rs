@@ -1,0 +1,123 @@
+//! End-to-end scale benchmark: services of many tasks placed onto many
+//! simulated hosts through the whole control plane (API, store, scheduler,
+//! controllers, agent gateway), until every task reports RUNNING.
+//!
+//!     cargo bench -p flotilla-sim --bench scale
+//!     FLOTILLA_BENCH_HOSTS=10000 FLOTILLA_BENCH_SERVICES=1000 FLOTILLA_BENCH_TASKS=1000 cargo bench -p flotilla-sim --bench scale
+//!
+//! Prints the time until all tasks run, placements per second, and the
+//! process's peak memory (server and simulated hosts share the process).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flotilla_client::Client;
+use flotilla_model::ecs;
+use flotilla_sim::{Behaviour, HostSpec, SimAgent};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+        .map_or(0, |kb| kb / 1024)
+}
+
+#[tokio::main]
+async fn main() {
+    let hosts = env("FLOTILLA_BENCH_HOSTS", 1000);
+    let services = env("FLOTILLA_BENCH_SERVICES", 100);
+    let per_service = env("FLOTILLA_BENCH_TASKS", 100);
+    let total = services * per_service;
+    println!("scale: {hosts} simulated hosts, {services} services x {per_service} tasks = {total} tasks");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = flotilla_store::sqlite::SqliteStore::open(&dir.path().join("flotilla.db")).expect("store");
+    let creds = flotilla_auth::Credentials::from_toml(
+        "[[principal]]\nname = \"bench\"\naccess_key_id = \"AKIABENCH00000000001\"\nsecret_access_key = \"bench-secret\"\naccount_id = \"111111111111\"\n",
+    )
+    .expect("credentials");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(flotilla_server::run(listener, Arc::new(store), creds, async {
+        let _ = stopped.await;
+    }));
+    let client = Client::ecs(&endpoint, "AKIABENCH00000000001", "bench-secret", "us-east-1");
+    let _: ecs::CreateClusterResponse = client.call("CreateCluster", &ecs::CreateClusterRequest::default()).await.expect("cluster");
+
+    let t = Instant::now();
+    let mut agents = Vec::with_capacity(hosts);
+    for chunk in (0..hosts).collect::<Vec<_>>().chunks(100) {
+        let started = futures_util::future::join_all(chunk.iter().map(|i| {
+            let zone = ["us-east-1a", "us-east-1b", "us-east-1c"][i % 3];
+            let spec = HostSpec::new("default", 16 * 1024, 64 * 1024).attribute("ecs.availability-zone", zone);
+            SimAgent::start(&client, spec, Behaviour::default())
+        }))
+        .await;
+        agents.extend(started.into_iter().map(|a| a.expect("host")));
+    }
+    println!("  {hosts} hosts registered and connected in {:.1} s", t.elapsed().as_secs_f64());
+
+    let td = ecs::RegisterTaskDefinitionRequest {
+        family: Some("bench".into()),
+        container_definitions: Some(vec![ecs::ContainerDefinition {
+            name: Some("app".into()),
+            image: Some("flotilla-test:latest".into()),
+            cpu: Some(8),
+            memory: Some(16),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let _: ecs::RegisterTaskDefinitionResponse = client.call("RegisterTaskDefinition", &td).await.expect("taskdef");
+
+    let t = Instant::now();
+    for s in 0..services {
+        let req = ecs::CreateServiceRequest {
+            service_name: Some(format!("svc-{s:05}")),
+            task_definition: Some("bench".into()),
+            desired_count: Some(per_service as i32),
+            ..Default::default()
+        };
+        let _: ecs::CreateServiceResponse = client.call("CreateService", &req).await.expect("service");
+    }
+    let created = t.elapsed();
+    println!("  {services} services created in {:.2} s", created.as_secs_f64());
+
+    // Poll the services (10 per DescribeServices) until every task runs.
+    let names: Vec<String> = (0..services).map(|s| format!("svc-{s:05}")).collect();
+    let mut last_report = Instant::now();
+    let all_running = loop {
+        let mut running = 0usize;
+        for chunk in names.chunks(10) {
+            let req = ecs::DescribeServicesRequest { services: Some(chunk.to_vec()), ..Default::default() };
+            let d: ecs::DescribeServicesResponse = client.call("DescribeServices", &req).await.expect("describe");
+            running += d.services.iter().flatten().map(|s| s.running_count.unwrap_or(0) as usize).sum::<usize>();
+        }
+        if running >= total {
+            break t.elapsed();
+        }
+        if last_report.elapsed() > Duration::from_secs(10) {
+            println!("  … {running}/{total} running after {:.0} s", t.elapsed().as_secs_f64());
+            last_report = Instant::now();
+        }
+        if t.elapsed() > Duration::from_secs(1800) {
+            println!("  gave up after 30 minutes with {running}/{total} running");
+            break t.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let secs = all_running.as_secs_f64();
+    println!("  all {total} tasks RUNNING {secs:.1} s after the first CreateService");
+    println!("  end to end: {:.0} placements/s (placed and reported RUNNING)", total as f64 / secs);
+    println!("  peak memory of the process (server + simulated hosts): {} MiB", peak_rss_mib());
+
+    drop(agents);
+    let _ = stop.send(());
+    let _ = server.await;
+}
