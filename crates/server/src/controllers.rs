@@ -203,7 +203,9 @@ fn snapshot(families: &BTreeMap<String, Family>, c: &ClusterState, svc: &ecs::Se
         health_check_grace_period: svc.health_check_grace_period_seconds.unwrap_or(0) as f64,
         deployments,
         tasks,
-        last_completed_task_definition: svc.last_completed_task_definition(),
+        last_completed_task_definition: svc
+            .last_completed_task_definition()
+            .or_else(|| c.service_meta.get(&svc.service_name.clone().unwrap_or_default()).and_then(|m| m.last_completed_task_definition.clone())),
         was_steady: svc
             .events
             .iter()
@@ -353,6 +355,12 @@ fn apply_plan(
             || d.pending_count != Some(u.pending_count as i32)
             || d.failed_tasks != Some(u.failed_tasks as i32)
             || d.rollout_state != Some(rollout);
+        if changed && rollout == ecs::DeploymentRolloutState::Completed && d.rollout_state != Some(rollout) {
+            // Remember the rollback target beyond this deployment's life.
+            let meta = crate::state::ServiceMeta { last_completed_task_definition: d.task_definition.clone() };
+            tx.put(Key::ServiceMeta(&cluster_name, service), &meta);
+            c.service_meta.insert(service.to_string(), meta);
+        }
         if changed {
             d.desired_count = Some(u.desired_count as i32);
             d.running_count = Some(u.running_count as i32);

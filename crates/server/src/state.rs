@@ -52,6 +52,9 @@ pub struct ClusterState {
     tasks_by_group: HashMap<String, BTreeSet<String>>,
     /// Services by name; a deleted service stays INACTIVE until its name is reused.
     pub services: BTreeMap<String, ecs::Service>,
+    /// What the service controller remembers about each service beyond its
+    /// wire shape (by service name).
+    pub service_meta: BTreeMap<String, ServiceMeta>,
     /// The scheduler's view of the instances: derived, kept current by
     /// `crate::placement` (see there).
     pub view: flotilla_scheduler::ClusterView,
@@ -119,6 +122,17 @@ impl ClusterState {
     }
 }
 
+/// What the service controller keeps about a service that the ECS Service
+/// shape has no field for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceMeta {
+    /// The task definition of the last deployment that COMPLETED: the circuit
+    /// breaker's rollback target, kept after that deployment has drained
+    /// away and left the service's `deployments`.
+    #[serde(rename = "lastCompletedTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    pub last_completed_task_definition: Option<String>,
+}
+
 /// A task definition family: its revisions and the last revision number ever
 /// used, so a deleted revision's number is never handed out again.
 #[derive(Debug, Default)]
@@ -151,6 +165,7 @@ pub enum Key<'a> {
     Instance(&'a str, &'a str),
     Task(&'a str, &'a str),
     Service(&'a str, &'a str),
+    ServiceMeta(&'a str, &'a str),
     Setting(&'a str),
 }
 
@@ -164,6 +179,7 @@ impl Key<'_> {
             Key::Instance(c, id) => format!("{p}instance/{c}/{id}"),
             Key::Task(c, id) => format!("{p}task/{c}/{id}"),
             Key::Service(c, n) => format!("{p}service/{c}/{n}"),
+            Key::ServiceMeta(c, n) => format!("{p}servicemeta/{c}/{n}"),
             Key::Setting(n) => format!("{p}setting/{n}"),
         }
     }
@@ -404,6 +420,11 @@ fn load_one(db: &mut Db, key: &str, value: &[u8]) -> Result<(), String> {
             let (cluster, name) = split2(rest)?;
             let svc: ecs::Service = serde_json::from_slice(value).map_err(de)?;
             acct.clusters.entry(cluster).or_default().services.insert(name, svc);
+        }
+        "servicemeta" => {
+            let (cluster, name) = split2(rest)?;
+            let meta: ServiceMeta = serde_json::from_slice(value).map_err(de)?;
+            acct.clusters.entry(cluster).or_default().service_meta.insert(name, meta);
         }
         "setting" => {
             let s: ecs::Setting = serde_json::from_slice(value).map_err(de)?;

@@ -159,6 +159,10 @@ pub async fn create_service(state: &State, ctx: &Ctx, req: ecs::CreateServiceReq
             tx.put(Key::Service(&cluster_name, &name), &service);
             let c = active_cluster_mut(acct, &ctx.scope, Some(&cluster_name))?;
             c.services.insert(name.clone(), service.clone());
+            // A new service of an old name starts with no history.
+            if c.service_meta.remove(&name).is_some() {
+                tx.delete(Key::ServiceMeta(&cluster_name, &name));
+            }
             Ok(ecs::CreateServiceResponse { service: Some(service) })
         })
         .await
