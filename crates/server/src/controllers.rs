@@ -312,7 +312,6 @@ fn apply_plan(
             constraints: svc.placement_constraints.as_deref().unwrap_or_default(),
             strategies: svc.placement_strategy.as_deref().unwrap_or_default(),
             launch: Launch::Service,
-            count: *count as usize,
         });
         let request = match request {
             Ok(r) => r,
@@ -445,7 +444,6 @@ fn reconcile_daemon(families: &BTreeMap<String, Family>, c: &mut ClusterState, t
             constraints: svc.placement_constraints.as_deref().unwrap_or_default(),
             strategies: &[],
             launch: Launch::Service,
-            count: 1,
         })
         .ok()
         .map(|r| (td, r))

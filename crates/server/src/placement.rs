@@ -30,7 +30,6 @@ pub struct PlacementRequest<'a> {
     pub constraints: &'a [ecs::PlacementConstraint],
     pub strategies: &'a [ecs::PlacementStrategy],
     pub launch: Launch,
-    pub count: usize,
 }
 
 /// ECS's limits: 10 constraints, 5 strategies.

@@ -5,7 +5,7 @@
 
 use flotilla_model::ecs;
 
-use super::task_definitions::resolve;
+use super::task_definitions::resolve_active;
 use super::{active_cluster, active_cluster_mut, check_name, decode_token, failure, page, page_size, validate_tags, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::placement::check_limits;
@@ -114,10 +114,7 @@ pub async fn create_service(state: &State, ctx: &Ctx, req: ecs::CreateServiceReq
     let td_ref = req.task_definition.clone().ok_or_else(|| ApiError::invalid("taskDefinition is required."))?;
     state
         .write(&ctx.scope, |acct, tx| {
-            let td = resolve(acct, ctx, &td_ref)?;
-            if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
-                return Err(ApiError::client("TaskDefinition is inactive: register a new revision or use an ACTIVE one."));
-            }
+            let td = resolve_active(&acct.families, ctx, &td_ref)?;
             let td_arn = td.definition.task_definition_arn.clone().unwrap_or_default();
             let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
             if c.services.get(&name).is_some_and(|s| s.status.as_deref() != Some("INACTIVE")) {
@@ -179,13 +176,7 @@ pub async fn update_service(state: &State, ctx: &Ctx, req: ecs::UpdateServiceReq
     state
         .write(&ctx.scope, |acct, tx| {
             let new_td = match &req.task_definition {
-                Some(r) => {
-                    let td = resolve(acct, ctx, r)?;
-                    if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
-                        return Err(ApiError::client("TaskDefinition is inactive: register a new revision or use an ACTIVE one."));
-                    }
-                    td.definition.task_definition_arn.clone()
-                }
+                Some(r) => resolve_active(&acct.families, ctx, r)?.definition.task_definition_arn.clone(),
                 None => None,
             };
             let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;

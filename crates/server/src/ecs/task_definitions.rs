@@ -46,6 +46,16 @@ pub fn resolve_in<'a>(families: &'a BTreeMap<String, Family>, ctx: &Ctx, referen
     }
 }
 
+/// [`resolve_in`], refusing an INACTIVE revision: new tasks and services
+/// need an ACTIVE one.
+pub fn resolve_active<'a>(families: &'a BTreeMap<String, Family>, ctx: &Ctx, reference: &str) -> ApiResult<&'a StoredTaskDefinition> {
+    let td = resolve_in(families, ctx, reference)?;
+    if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
+        return Err(ApiError::client("TaskDefinition is inactive: register a new revision or use an ACTIVE one."));
+    }
+    Ok(td)
+}
+
 /// `(family, Some(revision))` from `family:rev` or an ARN, `(family, None)` from a bare family.
 pub fn split_reference<'a>(ctx: &Ctx, reference: &'a str) -> ApiResult<(&'a str, Option<i32>)> {
     let body = if reference.starts_with("arn:") {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use flotilla_scheduler::{check_instance, Launch, Unplaceable};
 
-use super::task_definitions::{resolve, resolve_in};
+use super::task_definitions::resolve_active;
 use super::{active_cluster, active_cluster_mut, decode_token, failure, page, page_size, validate_tags, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::placement::{self, PlacementRequest};
@@ -99,6 +99,11 @@ pub fn new_task(ctx: &Ctx, cluster: &ClusterState, instance_id: &str, spec: &New
     (id, task)
 }
 
+/// RunTask/StartTask's task group: as given, else `family:FAMILY`.
+fn standalone_group(def: &ecs::TaskDefinition, given: Option<&str>) -> String {
+    given.map(str::to_string).unwrap_or_else(|| format!("family:{}", def.family.as_deref().unwrap_or_default()))
+}
+
 fn check_launch_type(lt: Option<ecs::LaunchType>) -> ApiResult<ecs::LaunchType> {
     match lt.unwrap_or(ecs::LaunchType::Ec2) {
         ecs::LaunchType::Fargate => Err(ApiError::invalid(
@@ -153,14 +158,11 @@ pub async fn run_task(state: &State, ctx: &Ctx, req: ecs::RunTaskRequest) -> Api
     placement::check_limits(req.placement_constraints.as_deref(), req.placement_strategy.as_deref())?;
     state
         .write(&ctx.scope, |acct, tx| {
-            let td = resolve(acct, ctx, req.task_definition.as_deref().unwrap_or_default())?;
-            if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
-                return Err(ApiError::client("TaskDefinition is inactive: register a new revision or use an ACTIVE one."));
-            }
+            let Account { clusters, families, .. } = acct;
+            let td = resolve_active(families, ctx, req.task_definition.as_deref().unwrap_or_default())?;
             check_overrides(&td.definition, req.overrides.as_ref())?;
             let tags = task_tags(&td.tags, req.tags.clone().unwrap_or_default(), req.propagate_tags)?;
-            let family = td.definition.family.clone().unwrap_or_default();
-            let group = req.group.clone().unwrap_or_else(|| format!("family:{family}"));
+            let group = standalone_group(&td.definition, req.group.as_deref());
             let request = placement::task_request(&PlacementRequest {
                 definition: &td.definition,
                 overrides: req.overrides.as_ref(),
@@ -168,15 +170,12 @@ pub async fn run_task(state: &State, ctx: &Ctx, req: ecs::RunTaskRequest) -> Api
                 constraints: req.placement_constraints.as_deref().unwrap_or_default(),
                 strategies: req.placement_strategy.as_deref().unwrap_or_default(),
                 launch: Launch::Standalone,
-                count: count as usize,
             })?;
-            let Account { clusters, families, .. } = acct;
             let name = super::cluster_name(&ctx.scope, req.cluster.as_deref())?;
             let c = clusters.get_mut(name).filter(|c| c.is_active()).ok_or_else(ApiError::cluster_not_found)?;
             if !c.instances.values().any(super::instances::is_registered) {
                 return Err(ApiError::client(Unplaceable::NO_INSTANCES_MESSAGE));
             }
-            let td = resolve_in(families, ctx, req.task_definition.as_deref().unwrap_or_default())?;
             let spec = NewTasks {
                 definition: &td.definition,
                 overrides: req.overrides.clone(),
@@ -215,14 +214,10 @@ pub async fn start_task(state: &State, ctx: &Ctx, req: ecs::StartTaskRequest) ->
     state
         .write(&ctx.scope, |acct, tx| {
             let Account { clusters, families, .. } = acct;
-            let td = resolve_in(families, ctx, req.task_definition.as_deref().unwrap_or_default())?;
-            if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
-                return Err(ApiError::client("TaskDefinition is inactive: register a new revision or use an ACTIVE one."));
-            }
+            let td = resolve_active(families, ctx, req.task_definition.as_deref().unwrap_or_default())?;
             check_overrides(&td.definition, req.overrides.as_ref())?;
             let tags = task_tags(&td.tags, req.tags.clone().unwrap_or_default(), req.propagate_tags)?;
-            let family = td.definition.family.clone().unwrap_or_default();
-            let group = req.group.clone().unwrap_or_else(|| format!("family:{family}"));
+            let group = standalone_group(&td.definition, req.group.as_deref());
             let request = placement::task_request(&PlacementRequest {
                 definition: &td.definition,
                 overrides: req.overrides.as_ref(),
@@ -230,7 +225,6 @@ pub async fn start_task(state: &State, ctx: &Ctx, req: ecs::StartTaskRequest) ->
                 constraints: &[],
                 strategies: &[],
                 launch: Launch::Standalone,
-                count: refs.len(),
             })?;
             let name = super::cluster_name(&ctx.scope, req.cluster.as_deref())?;
             let c = clusters.get_mut(name).filter(|c| c.is_active()).ok_or_else(ApiError::cluster_not_found)?;
