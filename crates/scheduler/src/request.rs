@@ -111,10 +111,18 @@ pub enum Strategy {
 pub enum StrategyError {
     #[error("type is required (binpack, spread or random)")]
     MissingType,
-    #[error("binpack field must be cpu or memory, got {0:?}")]
+    #[error("binpack field must be cpu or memory, got {}", shown(.0))]
     BinpackField(Option<String>),
-    #[error("spread field must be instanceId, host or attribute:<name>, got {0:?}")]
+    #[error("spread field must be instanceId, host or attribute:<name>, got {}", shown(.0))]
     SpreadField(Option<String>),
+}
+
+/// The field as the user wrote it, for a message (not Rust's `Some("…")`).
+fn shown(field: &Option<String>) -> String {
+    match field {
+        Some(f) => format!("'{f}'"),
+        None => "no field".to_owned(),
+    }
 }
 
 impl Strategy {
@@ -562,9 +570,12 @@ mod tests {
         );
         assert_eq!(
             p(Some(Binpack), Some("disk")).unwrap_err().to_string(),
-            "binpack field must be cpu or memory, got Some(\"disk\")"
+            "binpack field must be cpu or memory, got 'disk'"
         );
-        assert!(p(Some(Binpack), None).is_err());
+        assert_eq!(
+            p(Some(Binpack), None).unwrap_err().to_string(),
+            "binpack field must be cpu or memory, got no field"
+        );
         assert_eq!(
             p(Some(Spread), Some("host")),
             Ok(Strategy::Spread(SpreadField::Instance))
