@@ -14,6 +14,7 @@ use flotilla_agent::HostAgent;
 use flotilla_auth::{Credentials, Principal};
 use flotilla_client::Client;
 use flotilla_model::ecs;
+use flotilla_sim::{Behaviour, HostSpec};
 use flotilla_store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -36,6 +37,11 @@ enum Command {
     Agent(AgentArgs),
     /// A control plane and one local agent in one process, for a laptop.
     Dev(DevArgs),
+    /// Simulated hosts (no containers) for scale tests and benchmarks: each
+    /// registers as a container instance, holds the agent connection and
+    /// reports its tasks RUNNING or STOPPED as asked. Credentials and region
+    /// as for `agent`. Runs until SIGINT or SIGTERM.
+    Sim(SimArgs),
 }
 
 #[derive(clap::Args)]
@@ -108,6 +114,41 @@ struct DevArgs {
     host: HostArgs,
 }
 
+#[derive(clap::Args)]
+struct SimArgs {
+    /// The control plane's URL (`http://HOST:PORT`).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint: String,
+    /// Cluster to join (it must exist).
+    #[arg(long)]
+    cluster: String,
+    /// How many hosts to simulate.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    hosts: u32,
+    /// CPU units each host registers.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(i32).range(1..))]
+    cpu: i32,
+    /// Memory (MiB) each host registers.
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(i32).range(1..))]
+    memory: i32,
+    /// Availability zones to spread the hosts over, round robin
+    /// (the `ecs.availability-zone` attribute).
+    #[arg(long, value_name = "A,B,…", value_delimiter = ',', value_parser = parse_zone)]
+    zones: Vec<String>,
+    /// A custom attribute of every host (repeatable).
+    #[arg(long = "attribute", value_name = "K=V", value_parser = parse_attribute)]
+    attributes: Vec<(String, String)>,
+    /// Tasks of this task definition family fail to start (repeatable).
+    #[arg(long = "fail-family", value_name = "FAMILY")]
+    fail_families: Vec<String>,
+    /// Tasks of this family report UNHEALTHY once RUNNING (repeatable).
+    #[arg(long = "unhealthy-family", value_name = "FAMILY")]
+    unhealthy_families: Vec<String>,
+    /// Tasks of this family report HEALTHY once RUNNING (repeatable).
+    #[arg(long = "healthy-family", value_name = "FAMILY")]
+    healthy_families: Vec<String>,
+}
+
 const DEFAULT_ECS_CONFIG: &str = "/etc/ecs/ecs.config";
 const DEV_CLUSTER: &str = "default";
 
@@ -116,6 +157,13 @@ fn parse_attribute(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("'{s}' is not K=V")),
     }
+}
+
+fn parse_zone(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("an availability zone name cannot be empty".to_string());
+    }
+    Ok(s.to_string())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -131,6 +179,7 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Agent(args) => runtime.block_on(agent(args)),
         Command::Dev(args) => runtime.block_on(dev(args)),
+        Command::Sim(args) => runtime.block_on(sim(args)),
     }
 }
 
@@ -217,9 +266,7 @@ fn agent_config(
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }
-    let env: BTreeMap<String, String> =
-        std::env::vars().filter(|(k, _)| k.starts_with("ECS_") || k == "AWS_DEFAULT_REGION" || k == "AWS_REGION").collect();
-    apply_vars(&mut config, &env).context("in the environment")?;
+    apply_vars(&mut config, &env_vars(|k| k.starts_with("ECS_") || is_region_var(k))).context("in the environment")?;
     if let Some(c) = cluster {
         config.cluster = c;
     }
@@ -237,17 +284,46 @@ fn agent_config(
     Ok(config)
 }
 
-async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let explicit_config = args.ecs_config != Path::new(DEFAULT_ECS_CONFIG);
-    let config = agent_config(args.cluster, &args.host, Some(&args.ecs_config), explicit_config)?;
+/// The environment variables whose names `keep` accepts.
+fn env_vars(keep: impl Fn(&str) -> bool) -> BTreeMap<String, String> {
+    std::env::vars().filter(|(k, _)| keep(k)).collect()
+}
+
+fn is_region_var(name: &str) -> bool {
+    name == "AWS_DEFAULT_REGION" || name == "AWS_REGION"
+}
+
+/// The region as `agent` reads it from the environment (AWS_DEFAULT_REGION,
+/// else AWS_REGION, else the agent's default), for commands that take no
+/// ecs.config.
+fn region_from_env() -> anyhow::Result<String> {
+    let mut config = AgentConfig::default();
+    apply_vars(&mut config, &env_vars(is_region_var)).context("in the environment")?;
+    Ok(config.region)
+}
+
+/// A client signing with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in `region`.
+fn client_from_env(endpoint: &str, region: &str) -> anyhow::Result<Client> {
     let key = std::env::var("AWS_ACCESS_KEY_ID").context("AWS_ACCESS_KEY_ID is not set")?;
     let secret = std::env::var("AWS_SECRET_ACCESS_KEY").context("AWS_SECRET_ACCESS_KEY is not set")?;
-    let client = Client::ecs(&args.endpoint, &key, &secret, &config.region);
+    Ok(Client::ecs(endpoint, &key, &secret, region))
+}
+
+/// A shutdown flag set on SIGINT or SIGTERM.
+fn stop_on_signal() -> watch::Receiver<bool> {
     let (stop, stopped) = shutdown_channel();
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop.send(true);
     });
+    stopped
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let explicit_config = args.ecs_config != Path::new(DEFAULT_ECS_CONFIG);
+    let config = agent_config(args.cluster, &args.host, Some(&args.ecs_config), explicit_config)?;
+    let client = client_from_env(&args.endpoint, &config.region)?;
+    let stopped = stop_on_signal();
     let host = match HostAgent::register(client, config, &args.data_dir, wait(stopped.clone())).await {
         Err(flotilla_agent::host::HostError::Interrupted) => return Ok(()),
         r => r?,
@@ -261,11 +337,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let setup = ServerSetup::open(args.listen, &args.data_dir, None).await?;
     let endpoint = setup.endpoint()?;
     let principal = setup.dev_principal.clone().context("development credentials")?;
-    let (stop, stopped) = shutdown_channel();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    });
+    let stopped = stop_on_signal();
     setup.print_environment(&args.region)?;
     let server = tokio::spawn(setup.run(wait(stopped.clone())));
     let client = Client::ecs(&endpoint, &principal.access_key_id, principal.secret_access_key(), &args.region);
@@ -294,6 +366,37 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         return Err(e.context("the local agent stopped"));
     }
     server.await.context("control plane task")??;
+    Ok(())
+}
+
+async fn sim(args: SimArgs) -> anyhow::Result<()> {
+    let client = client_from_env(&args.endpoint, &region_from_env()?)?;
+    let stopped = stop_on_signal();
+    let mut template = HostSpec::new(&args.cluster, args.cpu, args.memory);
+    template.attributes.extend(args.attributes);
+    let behaviour = Behaviour {
+        fail_families: args.fail_families,
+        unhealthy_families: args.unhealthy_families,
+        healthy_families: args.healthy_families,
+    };
+    let count = args.hosts as usize;
+    // About ten progress lines for a big fleet, one for a small one.
+    let every = (count / 10).max(100);
+    let progress = |done: usize, total: usize| {
+        if done % every == 0 || done == total {
+            eprintln!("registered {done}/{total} hosts");
+        }
+    };
+    let hosts = tokio::select! {
+        started = flotilla_sim::start_hosts(&client, &template, count, &args.zones, &behaviour, progress) => {
+            started.with_context(|| format!("starting {count} simulated hosts in cluster {} at {}", args.cluster, args.endpoint))?
+        }
+        _ = wait(stopped.clone()) => return Ok(()),
+    };
+    eprintln!("all {count} simulated hosts connected to cluster {}; stop with Ctrl-C or SIGTERM", args.cluster);
+    wait(stopped).await;
+    // Dropping the hosts closes their connections.
+    drop(hosts);
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use flotilla_client::Client;
 use flotilla_model::ecs;
-use flotilla_sim::{Behaviour, HostSpec, SimAgent};
+use flotilla_sim::{start_hosts, Behaviour, HostSpec};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -51,16 +51,9 @@ async fn main() {
     let _: ecs::CreateClusterResponse = client.call("CreateCluster", &ecs::CreateClusterRequest::default()).await.expect("cluster");
 
     let t = Instant::now();
-    let mut agents = Vec::with_capacity(hosts);
-    for chunk in (0..hosts).collect::<Vec<_>>().chunks(100) {
-        let started = futures_util::future::join_all(chunk.iter().map(|i| {
-            let zone = ["us-east-1a", "us-east-1b", "us-east-1c"][i % 3];
-            let spec = HostSpec::new("default", 16 * 1024, 64 * 1024).attribute("ecs.availability-zone", zone);
-            SimAgent::start(&client, spec, Behaviour::default())
-        }))
-        .await;
-        agents.extend(started.into_iter().map(|a| a.expect("host")));
-    }
+    let zones = ["us-east-1a", "us-east-1b", "us-east-1c"].map(String::from);
+    let template = HostSpec::new("default", 16 * 1024, 64 * 1024);
+    let agents = start_hosts(&client, &template, hosts, &zones, &Behaviour::default(), |_, _| {}).await.expect("hosts");
     println!("  {hosts} hosts registered and connected in {:.1} s", t.elapsed().as_secs_f64());
 
     let td = ecs::RegisterTaskDefinitionRequest {

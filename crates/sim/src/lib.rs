@@ -7,6 +7,9 @@
 //! switches ([`Behaviour`]) make tasks fail to start, exit after a while, or
 //! report a health status, so the controllers can be driven through their
 //! paths without Docker.
+//!
+//! [`start_hosts`] brings up many hosts at once; it is what `flotilla sim`
+//! and the scale benchmark (`benches/scale.rs`) run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,7 +18,7 @@ use std::time::Duration;
 use flotilla_client::Client;
 use flotilla_model::agent::{AgentMessage, ServerMessage, TaskStateChange};
 use flotilla_model::ecs;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt, TryStreamExt};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -37,6 +40,56 @@ pub enum SimError {
     Register(#[from] flotilla_client::ClientError),
     #[error("connecting to the gateway: {0}")]
     Connect(String),
+    #[error("simulated host {index}")]
+    Host {
+        index: usize,
+        #[source]
+        source: Box<SimError>,
+    },
+}
+
+/// The attribute that places a host in an availability zone.
+pub const ZONE_ATTRIBUTE: &str = "ecs.availability-zone";
+
+/// How many hosts [`start_hosts`] registers and connects at once: enough to
+/// keep the control plane busy, few enough not to open thousands of
+/// connections in the same instant.
+pub const START_CONCURRENCY: usize = 100;
+
+/// How long [`SimAgent::start`] waits for the gateway's first desired set.
+const FIRST_DESIRED_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Registers and connects `count` hosts like `template`, at most
+/// [`START_CONCURRENCY`] at a time. With `zones`, host `i` is placed in
+/// `zones[i % zones.len()]` (the [`ZONE_ATTRIBUTE`] attribute, replacing the
+/// template's). `progress(done, count)` is called after each host is
+/// connected. The hosts come back in order (host `i` at index `i`); on the
+/// first host that fails, the error names it and the hosts already started
+/// are dropped, which disconnects them.
+pub async fn start_hosts(
+    client: &Client,
+    template: &HostSpec,
+    count: usize,
+    zones: &[String],
+    behaviour: &Behaviour,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<SimAgent>, SimError> {
+    let mut started = futures_util::stream::iter(0..count)
+        .map(|index| {
+            let mut spec = template.clone();
+            if !zones.is_empty() {
+                spec.attributes.insert(ZONE_ATTRIBUTE.to_string(), zones[index % zones.len()].clone());
+            }
+            let behaviour = behaviour.clone();
+            async move { SimAgent::start(client, spec, behaviour).await.map_err(|e| SimError::Host { index, source: Box::new(e) }) }
+        })
+        .buffered(START_CONCURRENCY);
+    let mut agents = Vec::with_capacity(count);
+    while let Some(agent) = started.try_next().await? {
+        agents.push(agent);
+        progress(agents.len(), count);
+    }
+    Ok(agents)
 }
 
 /// One simulated container instance.
@@ -67,7 +120,9 @@ impl HostSpec {
 }
 
 impl SimAgent {
-    /// Registers a host and connects it; returns once the gateway accepted it.
+    /// Registers a host and connects it; returns once the gateway has sent
+    /// the first desired set, which it does only after recording the
+    /// instance as `agentConnected`.
     pub async fn start(client: &Client, spec: HostSpec, behaviour: Behaviour) -> Result<SimAgent, SimError> {
         let int = |name: &str, v: i32| ecs::Resource {
             name: Some(name.into()),
@@ -92,9 +147,12 @@ impl SimAgent {
         let path = format!("/v1/agent/connect?cluster={}&containerInstance={}&delta=1", spec.cluster, encode(&instance_arn));
         let url = client.presign_get(&path, Duration::from_secs(300)).map_err(|e| SimError::Connect(e.to_string()))?;
         let url = url.replacen("http://", "ws://", 1);
-        let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.map_err(|e| SimError::Connect(e.to_string()))?;
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.map_err(|e| SimError::Connect(e.to_string()))?;
+        let first = tokio::time::timeout(FIRST_DESIRED_TIMEOUT, first_text(&mut ws))
+            .await
+            .map_err(|_| SimError::Connect(format!("no desired set from the gateway within {FIRST_DESIRED_TIMEOUT:?}")))??;
         let behaviour = Arc::new(Mutex::new(behaviour));
-        let handle = tokio::spawn(converse(ws, behaviour.clone()));
+        let handle = tokio::spawn(converse(ws, first, behaviour.clone()));
         Ok(SimAgent { instance_arn, behaviour, handle })
     }
 
@@ -133,8 +191,24 @@ enum Reported {
     Stopped,
 }
 
-async fn converse(mut ws: Ws, behaviour: Arc<Mutex<Behaviour>>) {
+/// The next text message on the connection (the gateway's first is the
+/// desired set).
+async fn first_text(ws: &mut Ws) -> Result<String, SimError> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_string()),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(SimError::Connect(e.to_string())),
+            None => return Err(SimError::Connect("the gateway closed the connection".into())),
+        }
+    }
+}
+
+async fn converse(mut ws: Ws, first: String, behaviour: Arc<Mutex<Behaviour>>) {
     let mut reported: HashMap<String, Reported> = HashMap::new();
+    if answer(&mut ws, &first, &mut reported, &behaviour).await.is_err() {
+        return;
+    }
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
@@ -146,38 +220,44 @@ async fn converse(mut ws: Ws, behaviour: Arc<Mutex<Behaviour>>) {
                     if matches!(msg, Some(Ok(_))) { continue; }
                     return;
                 };
-                // Simulated hosts ask for deltas: a full set first, then what changed.
-                let (version, tasks) = match serde_json::from_str::<ServerMessage>(text.as_str()) {
-                    Ok(ServerMessage::Desired { version, tasks }) => (version, tasks),
-                    Ok(ServerMessage::DesiredDelta { version, upsert, remove }) => {
-                        for arn in remove {
-                            reported.remove(&arn);
-                        }
-                        (version, upsert)
-                    }
-                    _ => continue,
-                };
-                let b = behaviour.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                let mut changes = Vec::new();
-                for d in tasks {
-                    let arn = d.task.task_arn.clone().unwrap_or_default();
-                    let family = d.definition.family.clone().unwrap_or_default();
-                    let stop = d.task.desired_status.as_deref() == Some("STOPPED");
-                    let fail = b.fail_families.contains(&family);
-                    let want = if stop || fail { Reported::Stopped } else { Reported::Running };
-                    if reported.get(&arn) == Some(&want) || reported.get(&arn) == Some(&Reported::Stopped) {
-                        continue;
-                    }
-                    reported.insert(arn.clone(), want);
-                    changes.push(report(&d.task, want, fail && !stop, &b, &family));
-                }
-                if !changes.is_empty() && send(&mut ws, &AgentMessage::StateChanges { changes }).await.is_err() {
-                    return;
-                }
-                if send(&mut ws, &AgentMessage::Applied { version }).await.is_err() { return; }
+                if answer(&mut ws, text.as_str(), &mut reported, &behaviour).await.is_err() { return; }
             }
         }
     }
+}
+
+/// Answers one message from the gateway: reports the state changes a desired
+/// set calls for, then that it was applied.
+async fn answer(ws: &mut Ws, text: &str, reported: &mut HashMap<String, Reported>, behaviour: &Mutex<Behaviour>) -> Result<(), ()> {
+    // Simulated hosts ask for deltas: a full set first, then what changed.
+    let (version, tasks) = match serde_json::from_str::<ServerMessage>(text) {
+        Ok(ServerMessage::Desired { version, tasks }) => (version, tasks),
+        Ok(ServerMessage::DesiredDelta { version, upsert, remove }) => {
+            for arn in remove {
+                reported.remove(&arn);
+            }
+            (version, upsert)
+        }
+        _ => return Ok(()),
+    };
+    let b = behaviour.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut changes = Vec::new();
+    for d in tasks {
+        let arn = d.task.task_arn.clone().unwrap_or_default();
+        let family = d.definition.family.clone().unwrap_or_default();
+        let stop = d.task.desired_status.as_deref() == Some("STOPPED");
+        let fail = b.fail_families.contains(&family);
+        let want = if stop || fail { Reported::Stopped } else { Reported::Running };
+        if reported.get(&arn) == Some(&want) || reported.get(&arn) == Some(&Reported::Stopped) {
+            continue;
+        }
+        reported.insert(arn.clone(), want);
+        changes.push(report(&d.task, want, fail && !stop, &b, &family));
+    }
+    if !changes.is_empty() {
+        send(ws, &AgentMessage::StateChanges { changes }).await?;
+    }
+    send(ws, &AgentMessage::Applied { version }).await
 }
 
 fn report(task: &ecs::Task, state: Reported, failed: bool, b: &Behaviour, family: &str) -> TaskStateChange {
