@@ -1,7 +1,7 @@
-//! Harness for the deployment tests and benchmark: a control plane
-//! in-process on 127.0.0.1:0 (SQLite in a temporary directory, controllers
-//! resyncing every 200 ms), in-process agents on the real Docker Engine, a
-//! signed ECS client, a sampler that watches a rollout through the API and
+//! Harness for the deployment and self-healing tests and benchmarks: a
+//! control plane in-process on 127.0.0.1:0 (SQLite in a temporary directory,
+//! controllers resyncing every 200 ms unless told otherwise), in-process
+//! agents on the real Docker Engine, a signed ECS client, a sampler that watches a rollout through the API and
 //! through Docker, and the real AWS CLI's `ecs wait services-stable`.
 //!
 //! Every container the cluster's agents create carries the cluster label
@@ -77,9 +77,18 @@ pub struct Env {
 }
 
 impl Env {
-    /// A server and `agents` connected agents (host IPs 127.0.0.2, .3, …,
-    /// zones a, b, …) for cluster `name`-PID.
+    /// A server (controllers resyncing every [`RESYNC`]) and `agents`
+    /// connected agents (host IPs 127.0.0.2, .3, …, zones a, b, …) for
+    /// cluster `name`-PID.
     pub async fn start(name: &str, agents: usize) -> Env {
+        let mut config = flotilla_server::Config::default();
+        config.controllers.resync = RESYNC;
+        Env::start_with(name, agents, config).await
+    }
+
+    /// [`Env::start`] with the server's settings given, e.g.
+    /// `flotilla_server::Config::default()` for what `flotilla server` runs.
+    pub async fn start_with(name: &str, agents: usize, config: flotilla_server::Config) -> Env {
         init_tracing();
         let docker = Docker::connect_with_local_defaults().unwrap().negotiate_version().await.unwrap();
         ensure_test_image(&docker).await.expect("test image");
@@ -89,8 +98,6 @@ impl Env {
         let store = SqliteStore::open(&dir.path().join("flotilla.db")).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let mut config = flotilla_server::Config::default();
-        config.controllers.resync = RESYNC;
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             flotilla_server::run_with(listener, Arc::new(store), credentials(), config, async {
