@@ -1,8 +1,9 @@
 //! Harness for the deployment and self-healing tests and benchmarks: a
 //! control plane in-process on 127.0.0.1:0 (SQLite in a temporary directory,
 //! controllers resyncing every 200 ms unless told otherwise), in-process
-//! agents on the real Docker Engine, a signed ECS client, a sampler that watches a rollout through the API and
-//! through Docker, and the real AWS CLI's `ecs wait services-stable`.
+//! agents on the real Docker Engine, a signed ECS client, a sampler that
+//! watches a rollout through the API and through Docker, and the real AWS
+//! CLI's `ecs wait services-stable`.
 //!
 //! Every container the cluster's agents create carries the cluster label
 //! (unique per test and process) and is removed when the [`Env`] is dropped,
