@@ -197,7 +197,7 @@ impl ServerSetup {
     async fn open(listen: SocketAddr, data_dir: &Path, credentials_file: Option<&Path>) -> anyhow::Result<ServerSetup> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let (credentials, dev_principal) = credentials(credentials_file, data_dir, listen)?;
-        let store = SqliteStore::open(&data_dir.join("flotilla.db")).context("opening the store")?;
+        let store = flotilla_server::open_store(&data_dir.join("flotilla.db")).context("opening the store")?;
         let listener = TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
         Ok(ServerSetup { listener, store, credentials, dev_principal })
     }

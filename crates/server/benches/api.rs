@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use flotilla_auth::Credentials;
 use flotilla_client::Client;
-use flotilla_store::sqlite::SqliteStore;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -116,7 +115,7 @@ async fn bench() {
     let run_cap = Duration::from_secs(env("FLOTILLA_BENCH_RUN_SECS", 600) as u64);
 
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("flotilla.db")).unwrap();
+    let store = flotilla_server::open_store(&dir.path().join("flotilla.db")).unwrap();
     let creds = Credentials::from_toml(&format!(
         "[[principal]]\nname = \"bench\"\naccess_key_id = \"{KEY}\"\nsecret_access_key = \"{SECRET}\"\naccount_id = \"123456789012\"\n"
     ))

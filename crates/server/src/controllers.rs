@@ -12,7 +12,7 @@
 //!   them); when the agent returns, the desired set it gets no longer holds
 //!   them, and it stops their containers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,13 +27,18 @@ use crate::ecs::task_definitions::resolve_in;
 use crate::ecs::tasks::{insert_tasks, new_task, request_stop, NewTasks};
 use crate::ecs::Ctx;
 use crate::placement::{self, PlacementRequest};
-use crate::state::{now, Account, ClusterState, Family, Key, State, Tx};
+use crate::state::{now, Account, ClusterState, Family, Key, ServiceKey, State, Tx};
 
 /// Controller timings.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
-    /// How often every loop re-runs without a change (timers, back-off).
+    /// How often the timers are looked at: services whose reconciler asked
+    /// to be woken (back-off, grace periods) or that could not place every
+    /// task, and lost hosts.
     pub resync: Duration,
+    /// How often every service is reconciled whether or not anything touched
+    /// it (the level-triggered safety net).
+    pub full_resync: Duration,
     /// How long an instance's agent may stay disconnected before its tasks
     /// are reported STOPPED.
     pub lost_host_grace: Duration,
@@ -48,11 +53,16 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         ControllerConfig {
             resync: Duration::from_secs(1),
+            full_resync: Duration::from_secs(30),
             lost_host_grace: Duration::from_secs(60),
             stopped_task_retention: Duration::from_secs(3600),
         }
     }
 }
+
+/// How much one lock hold of the service controller may do (tasks looked at
+/// plus store writes queued) before it lets readers and other writers in.
+const BATCH_WORK: usize = 20_000;
 
 /// Runs the controllers until `shutdown` resolves.
 pub async fn run(state: Arc<State>, config: ControllerConfig, shutdown: impl std::future::Future<Output = ()>) {
@@ -60,11 +70,17 @@ pub async fn run(state: Arc<State>, config: ControllerConfig, shutdown: impl std
     let mut tick = tokio::time::interval(config.resync);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut lost = LostHosts::default();
+    let mut wakes = Wakes::default();
+    let mut last_full: Option<Instant> = None;
+    let mut last_retention: Option<Instant> = None;
+    // Forgetting looks at every task, so it runs a few times per retention
+    // period rather than on every tick.
+    let retention_every = (config.stopped_task_retention / 10).min(config.full_resync);
     tokio::pin!(shutdown);
     loop {
-        // A change wakes us for the services it touched; the tick re-runs
-        // everything (timers, back-off, instances that joined or left).
-        let full = tokio::select! {
+        // A change wakes us for the services it touched; the tick runs the
+        // timers, and every `full_resync` everything.
+        let ticked = tokio::select! {
             _ = &mut shutdown => return,
             r = changes.changed() => { if r.is_err() { return } false }
             _ = tick.tick() => true,
@@ -72,40 +88,110 @@ pub async fn run(state: Arc<State>, config: ControllerConfig, shutdown: impl std
         // Mark what we have seen before acting, so changes made while we act
         // wake us again.
         changes.borrow_and_update();
-        let dirty = state.take_dirty_services();
-        if full {
+        let mut todo = state.take_dirty_services();
+        if ticked {
+            let full = last_full.is_none_or(|t| t.elapsed() >= config.full_resync);
+            let forget = last_retention.is_none_or(|t| t.elapsed() >= retention_every);
             for scope in state.scopes() {
                 lost.reconcile(&state, &scope, config.lost_host_grace).await;
-                forget_stopped_tasks(&state, &scope, config.stopped_task_retention).await;
-                for (cluster, service) in state.read(&scope, active_services) {
-                    reconcile_logged(&state, &scope, &cluster, &service).await;
+                if forget {
+                    forget_stopped_tasks(&state, &scope, config.stopped_task_retention).await;
+                }
+                if full {
+                    todo.extend(state.read(&scope, active_services).into_iter().map(|(c, s)| (scope.clone(), c, s)));
                 }
             }
-        } else {
-            for (scope, cluster, service) in dirty {
-                reconcile_logged(&state, &scope, &cluster, &service).await;
+            if full {
+                last_full = Some(Instant::now());
             }
+            if forget {
+                last_retention = Some(Instant::now());
+            }
+            todo.extend(wakes.due(now()));
+        }
+        if !todo.is_empty() {
+            reconcile_services(&state, todo, &mut wakes).await;
         }
     }
 }
 
-async fn reconcile_logged(state: &State, scope: &Scope, cluster: &str, service: &str) {
-    if let Err(e) = reconcile_service(state, scope, cluster, service).await {
-        tracing::warn!(service, error = %e, "service reconcile failed");
+/// When services asked to be reconciled again, whatever else happens.
+#[derive(Default)]
+struct Wakes {
+    at: BTreeMap<ServiceKey, f64>,
+}
+
+impl Wakes {
+    fn set(&mut self, key: ServiceKey, at: Option<f64>) {
+        match at {
+            Some(t) => {
+                self.at.insert(key, t);
+            }
+            None => {
+                self.at.remove(&key);
+            }
+        }
+    }
+
+    fn due(&mut self, now: f64) -> Vec<ServiceKey> {
+        let due: Vec<ServiceKey> = self.at.iter().filter(|(_, t)| **t <= now).map(|(k, _)| k.clone()).collect();
+        for k in &due {
+            self.at.remove(k);
+        }
+        due
     }
 }
 
-fn active_services(acct: &Account) -> Vec<(String, String)> {
-    acct.clusters
-        .iter()
-        .filter(|(_, c)| c.is_active())
-        .flat_map(|(cn, c)| {
-            c.services
-                .iter()
-                .filter(|(_, s)| matches!(s.status.as_deref(), Some("ACTIVE" | "DRAINING")))
-                .map(move |(sn, _)| (cn.clone(), sn.clone()))
-        })
-        .collect()
+/// Reconciles these services in batches: each batch is one lock hold and one
+/// store commit, bounded by [`BATCH_WORK`]. Batches are submitted back to
+/// back and awaited together, so one batch's fsync overlaps the next one's
+/// decisions.
+async fn reconcile_services(state: &State, todo: BTreeSet<ServiceKey>, wakes: &mut Wakes) {
+    let mut by_scope: BTreeMap<Scope, Vec<(String, String)>> = BTreeMap::new();
+    for (scope, cluster, service) in todo {
+        by_scope.entry(scope).or_default().push((cluster, service));
+    }
+    let mut pending = Vec::new();
+    for (scope, services) in &by_scope {
+        let mut rest: &[(String, String)] = services;
+        while !rest.is_empty() {
+            let t = now();
+            let ctx = Ctx { scope: scope.clone(), principal_arn: format!("arn:aws:iam::{}:root", scope.account), now: t, endpoint: String::new() };
+            let submitted = state.submit(scope, |acct, tx| {
+                let mut work = 0;
+                let mut done = 0;
+                let mut woken = Vec::new();
+                let mut draining: HashMap<String, HashSet<String>> = HashMap::new();
+                for (cluster, service) in rest {
+                    done += 1;
+                    let wake = reconcile_one(acct, tx, &ctx, cluster, service, &mut draining, &mut work);
+                    woken.push(((scope.clone(), cluster.clone(), service.clone()), wake));
+                    if work + tx.len() >= BATCH_WORK {
+                        break;
+                    }
+                }
+                Ok((done, woken))
+            });
+            match submitted {
+                Ok(((done, woken), durable)) => {
+                    for (key, wake) in woken {
+                        wakes.set(key, wake);
+                    }
+                    rest = &rest[done..];
+                    pending.push(durable);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "service reconcile failed");
+                    break;
+                }
+            }
+        }
+    }
+    for durable in pending {
+        if let Err(e) = durable.await {
+            tracing::warn!(error = %e, "service reconcile failed");
+        }
+    }
 }
 
 /// The events list keeps the newest 100, newest first.
@@ -135,17 +221,11 @@ fn phase(t: &ecs::Task) -> rc::TaskPhase {
 }
 
 /// The reconciler's view of one service.
-fn snapshot(families: &BTreeMap<String, Family>, c: &ClusterState, svc: &ecs::Service) -> rc::Service {
+fn snapshot(families: &BTreeMap<String, Family>, c: &ClusterState, svc: &ecs::Service, draining: &HashSet<String>) -> rc::Service {
     let name = svc.service_name.clone().unwrap_or_default();
     let group = format!("service:{name}");
     let dc = svc.deployment_configuration.clone().unwrap_or_default();
     let breaker = dc.deployment_circuit_breaker.as_ref().filter(|b| b.enable == Some(true)).map(|b| b.rollback == Some(true));
-    let draining_instances: Vec<&str> = c
-        .instances
-        .values()
-        .filter(|i| i.status.as_deref() == Some("DRAINING"))
-        .filter_map(|i| i.container_instance_arn.as_deref())
-        .collect();
     let deployments: Vec<rc::Deployment> = svc
         .deployments
         .iter()
@@ -189,7 +269,7 @@ fn snapshot(families: &BTreeMap<String, Family>, c: &ClusterState, svc: &ecs::Se
                 started_at: t.started_at,
                 stopped_at: t.stopped_at,
                 stop_cause,
-                on_draining_instance: t.container_instance_arn.as_deref().is_some_and(|a| draining_instances.contains(&a)),
+                on_draining_instance: t.container_instance_arn.as_ref().is_some_and(|a| draining.contains(a)),
             }
         })
         .collect();
@@ -241,31 +321,49 @@ fn stop_reason(name: &str, reason: &rc::StopReason) -> String {
     }
 }
 
-async fn reconcile_service(state: &State, scope: &Scope, cluster: &str, service: &str) -> crate::error::ApiResult<()> {
-    let t = now();
-    let ctx = Ctx {
-        scope: scope.clone(),
-        principal_arn: format!("arn:aws:iam::{}:root", scope.account),
-        now: t,
-        endpoint: String::new(),
-    };
-    state
-        .write(scope, |acct, tx| {
-            let Account { clusters, families, .. } = acct;
-            let Some(c) = clusters.get_mut(cluster) else { return Ok(()) };
-            let Some(svc) = c.services.get(service).filter(|s| matches!(s.status.as_deref(), Some("ACTIVE" | "DRAINING"))) else {
-                return Ok(());
-            };
-            if svc.scheduling_strategy == Some(ecs::SchedulingStrategy::Daemon) {
-                reconcile_daemon(families, c, tx, &ctx, service);
-                return Ok(());
-            }
-            let snap = snapshot(families, c, svc);
-            let plan = rc::reconcile(&snap, t);
-            apply_plan(families, c, tx, &ctx, service, &snap, plan);
-            Ok(())
+fn active_services(acct: &Account) -> Vec<(String, String)> {
+    acct.clusters
+        .iter()
+        .filter(|(_, c)| c.is_active())
+        .flat_map(|(cn, c)| {
+            c.services
+                .iter()
+                .filter(|(_, s)| matches!(s.status.as_deref(), Some("ACTIVE" | "DRAINING")))
+                .map(move |(sn, _)| (cn.clone(), sn.clone()))
         })
-        .await
+        .collect()
+}
+
+/// Reconciles one service inside a batch; adds what it looked at to `work`.
+/// Returns when it wants to be reconciled again if nothing else happens.
+/// `draining` caches each cluster's DRAINING instances for the batch.
+fn reconcile_one(
+    acct: &mut Account,
+    tx: &mut Tx<'_>,
+    ctx: &Ctx,
+    cluster: &str,
+    service: &str,
+    draining: &mut HashMap<String, HashSet<String>>,
+    work: &mut usize,
+) -> Option<f64> {
+    let Account { clusters, families, .. } = acct;
+    let c = clusters.get_mut(cluster)?;
+    let svc = c.services.get(service).filter(|s| matches!(s.status.as_deref(), Some("ACTIVE" | "DRAINING")))?;
+    *work += 1 + c.tasks_in_group_len(&format!("service:{service}"));
+    if svc.scheduling_strategy == Some(ecs::SchedulingStrategy::Daemon) {
+        *work += c.instances.len();
+        return reconcile_daemon(families, c, tx, ctx, service);
+    }
+    let draining = draining.entry(cluster.to_string()).or_insert_with(|| {
+        c.instances
+            .values()
+            .filter(|i| i.status.as_deref() == Some("DRAINING"))
+            .filter_map(|i| i.container_instance_arn.clone())
+            .collect()
+    });
+    let snap = snapshot(families, c, svc, draining);
+    let plan = rc::reconcile(&snap, ctx.now);
+    apply_plan(families, c, tx, ctx, service, &snap, plan)
 }
 
 fn apply_plan(
@@ -276,11 +374,12 @@ fn apply_plan(
     service: &str,
     snap: &rc::Service,
     plan: rc::Plan,
-) {
-    let Some(mut svc) = c.services.get(service).cloned() else { return };
+) -> Option<f64> {
+    let mut svc = c.services.get(service).cloned()?;
     let before = svc.clone();
     let cluster_name = c.name().to_string();
     let name = snap.name.clone();
+    let mut wake = plan.wake_at;
 
     // Stops first: they free room for the starts.
     let mut stopped = Vec::new();
@@ -338,6 +437,8 @@ fn apply_plan(
         insert_tasks(c, tx, tasks);
         if let Some(why) = placed.unplaced {
             push_event(&mut svc, ctx.now, format!("(service {name}) was unable to place a task because {}", why.explanation()));
+            // Room may appear without anything touching this service.
+            wake = Some(wake.map_or(ctx.now, |w: f64| w.min(ctx.now)));
         }
     }
 
@@ -404,10 +505,41 @@ fn apply_plan(
         svc.status = Some("INACTIVE".into());
         svc.deployments = Some(Vec::new());
     }
-    if svc != before {
-        tx.put(Key::Service(&cluster_name, service), &svc);
-        c.services.insert(service.to_string(), svc);
+    store_service(c, tx, &cluster_name, service, &before, svc);
+    wake
+}
+
+/// Keeps the reconciled service, and writes it to the store unless only its
+/// derived counters changed. Running and pending counts follow from the
+/// tasks, which are stored themselves (a restart recomputes them on the
+/// first pass), so a task turning RUNNING costs one task write, not another
+/// copy of the service with its events.
+fn store_service(c: &mut ClusterState, tx: &mut Tx<'_>, cluster: &str, service: &str, before: &ecs::Service, svc: ecs::Service) {
+    if svc == *before {
+        return;
     }
+    if !only_counts_differ(before, &svc) {
+        tx.put(Key::Service(cluster, service), &svc);
+    }
+    c.services.insert(service.to_string(), svc);
+}
+
+/// Whether `a` and `b` differ in nothing but the counters derived from the
+/// tasks (running and pending counts, and the deployments' `updatedAt`
+/// that moves with them).
+fn only_counts_differ(a: &ecs::Service, b: &ecs::Service) -> bool {
+    let strip = |s: &ecs::Service| {
+        let mut s = ecs::Service { events: None, ..s.clone() };
+        s.running_count = None;
+        s.pending_count = None;
+        for d in s.deployments.iter_mut().flatten() {
+            d.running_count = None;
+            d.pending_count = None;
+            d.updated_at = None;
+        }
+        s
+    };
+    a.events == b.events && strip(a) == strip(b)
 }
 
 /// A DAEMON service: one task on every ACTIVE instance with a connected agent
@@ -415,8 +547,8 @@ fn apply_plan(
 /// DRAINING or lost instance's task is stopped; a new deployment replaces
 /// each instance's task (stop first: daemons run at most one per instance,
 /// so maximumPercent is 100 and minimumHealthyPercent 0 by default).
-fn reconcile_daemon(families: &BTreeMap<String, Family>, c: &mut ClusterState, tx: &mut Tx<'_>, ctx: &Ctx, service: &str) {
-    let Some(mut svc) = c.services.get(service).cloned() else { return };
+fn reconcile_daemon(families: &BTreeMap<String, Family>, c: &mut ClusterState, tx: &mut Tx<'_>, ctx: &Ctx, service: &str) -> Option<f64> {
+    let mut svc = c.services.get(service).cloned()?;
     let before = svc.clone();
     let cluster_name = c.name().to_string();
     let group = format!("service:{service}");
@@ -515,6 +647,7 @@ fn reconcile_daemon(families: &BTreeMap<String, Family>, c: &mut ClusterState, t
         }
         insert_tasks(c, tx, tasks);
     }
+    let unplaceable_now = unplaceable.is_some();
     if let Some(why) = unplaceable {
         push_event(&mut svc, ctx.now, format!("(service {service}) was unable to place a task because {why}."));
     }
@@ -563,10 +696,9 @@ fn reconcile_daemon(families: &BTreeMap<String, Family>, c: &mut ClusterState, t
         svc.status = Some("INACTIVE".into());
         svc.deployments = Some(Vec::new());
     }
-    if svc != before {
-        tx.put(Key::Service(&cluster_name, service), &svc);
-        c.services.insert(service.to_string(), svc);
-    }
+    store_service(c, tx, &cluster_name, service, &before, svc);
+    // A task that could not be placed may fit once something frees room.
+    unplaceable_now.then_some(ctx.now)
 }
 
 /// Forgets STOPPED tasks older than the retention, a bounded number per pass

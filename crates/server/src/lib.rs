@@ -30,6 +30,17 @@ pub struct Config {
     pub controllers: controllers::ControllerConfig,
 }
 
+/// Opens (creating if needed) the server's SQLite store at `path`.
+///
+/// The server keeps no change log: it never watches the store from a past
+/// revision (memory is rebuilt from a full range at start), so each value is
+/// written once instead of twice. A watcher that needs catch-up opens the
+/// store with a history of its own.
+pub fn open_store(path: &std::path::Path) -> Result<flotilla_store::sqlite::SqliteStore, flotilla_store::StoreError> {
+    let options = flotilla_store::sqlite::SqliteOptions { history: 0, ..Default::default() };
+    flotilla_store::sqlite::SqliteStore::open_with(path, options)
+}
+
 /// Serves the API on `listener` until `shutdown` resolves. The state is
 /// rebuilt from `store` first.
 pub async fn run(

@@ -15,7 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::future::Future;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use flotilla_model::arn::Scope;
 use flotilla_model::ecs;
@@ -116,6 +117,11 @@ impl ClusterState {
         self.indexed(self.tasks_by_instance.get(instance_arn))
     }
 
+    /// How many tasks a group has, stopped ones included.
+    pub fn tasks_in_group_len(&self, group: &str) -> usize {
+        self.tasks_by_group.get(group).map_or(0, BTreeSet::len)
+    }
+
     /// The tasks of a group, stopped ones included.
     pub fn tasks_in_group<'a>(&'a self, group: &str) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
         self.indexed(self.tasks_by_group.get(group))
@@ -197,6 +203,9 @@ pub struct Tx<'s> {
     instances: Vec<String>,
     /// Services whose tasks or record changed.
     services: Vec<ServiceKey>,
+    /// Clusters whose instances changed: every service there may decide
+    /// differently (room to place, a draining or lost host, a new daemon host).
+    clusters: Vec<String>,
 }
 
 impl Tx<'_> {
@@ -212,8 +221,10 @@ impl Tx<'_> {
     }
 
     pub fn put<T: Serialize>(&mut self, key: Key<'_>, value: &T) {
-        if let Key::Service(cluster, name) = key {
-            self.services.push((self.scope.clone(), cluster.to_string(), name.to_string()));
+        match key {
+            Key::Service(cluster, name) => self.services.push((self.scope.clone(), cluster.to_string(), name.to_string())),
+            Key::Instance(cluster, _) => self.clusters.push(cluster.to_string()),
+            _ => {}
         }
         // Serializing our own wire types cannot fail: they hold only strings,
         // numbers, maps with string keys and lists.
@@ -228,6 +239,11 @@ impl Tx<'_> {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+
+    /// How many writes are queued.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -237,7 +253,10 @@ struct Db {
 
 /// The control plane's state. Cheap to share behind an `Arc`.
 pub struct State {
-    db: Mutex<Db>,
+    /// Readers (Describe*, List*, the agents' desired sets) share the lock;
+    /// a writer holds it only while its handler runs, never while it waits
+    /// for durability.
+    db: RwLock<Db>,
     store: Arc<dyn Store>,
     /// Bumped after every durable write: controllers and the agent gateway
     /// wait on it instead of polling.
@@ -268,7 +287,7 @@ impl State {
         }
         let (changed, _) = watch::channel(0);
         Ok(Arc::new(State {
-            db: Mutex::new(db),
+            db: RwLock::new(db),
             store,
             changed,
             revision: AtomicU64::new(revision),
@@ -277,16 +296,20 @@ impl State {
         }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Db> {
-        // A handler that panicked cannot have left a half-applied change that
-        // is also in the store (store writes are queued after the handler
-        // returns), so a poisoned lock still guards consistent data.
-        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    // A handler that panicked cannot have left a half-applied change that is
+    // also in the store (store writes are queued after the handler returns),
+    // so a poisoned lock still guards consistent data.
+    fn lock_read(&self) -> RwLockReadGuard<'_, Db> {
+        self.db.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_write(&self) -> RwLockWriteGuard<'_, Db> {
+        self.db.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs a read-only view over one account.
     pub fn read<R>(&self, scope: &Scope, f: impl FnOnce(&Account) -> R) -> R {
-        let db = self.lock();
+        let db = self.lock_read();
         match db.accounts.get(scope) {
             Some(acct) => f(acct),
             None => f(&Account::default()),
@@ -297,46 +320,74 @@ impl State {
     /// durable. `f` must check before it mutates: an `Err` must leave the
     /// account as it found it.
     pub async fn write<R>(&self, scope: &Scope, f: impl FnOnce(&mut Account, &mut Tx<'_>) -> ApiResult<R>) -> ApiResult<R> {
-        let committed = {
-            let mut db = self.lock();
+        let (result, durable) = self.submit(scope, f)?;
+        durable.await?;
+        Ok(result)
+    }
+
+    /// The first half of [`State::write`]: runs `f` and queues its writes now,
+    /// and returns its result with a future that resolves once they are
+    /// durable. A caller that acts on many objects (the controllers) submits
+    /// several batches and awaits them together, so one batch's fsync
+    /// overlaps the next batch's work. Nothing may be acknowledged to a
+    /// client before the future resolves.
+    pub fn submit<R>(
+        &self,
+        scope: &Scope,
+        f: impl FnOnce(&mut Account, &mut Tx<'_>) -> ApiResult<R>,
+    ) -> ApiResult<(R, impl Future<Output = ApiResult<()>> + Send + '_)> {
+        let (result, durable, instances, services) = {
+            let mut db = self.lock_write();
             let acct = db.accounts.entry(scope.clone()).or_default();
-            let mut tx = Tx { scope, ops: Vec::new(), instances: Vec::new(), services: Vec::new() };
+            let mut tx = Tx { scope, ops: Vec::new(), instances: Vec::new(), services: Vec::new(), clusters: Vec::new() };
             let result = f(acct, &mut tx)?;
-            if tx.is_empty() {
-                return Ok(result);
+            let durable = (!tx.is_empty()).then(|| self.store.commit(Txn { compares: Vec::new(), ops: tx.ops }));
+            let mut services = tx.services;
+            for cluster in tx.clusters {
+                if let Some(c) = acct.clusters.get(&cluster) {
+                    services.extend(c.services.keys().map(|name| (scope.clone(), cluster.clone(), name.clone())));
+                }
             }
-            let durable = self.store.commit(Txn { compares: Vec::new(), ops: tx.ops });
-            (result, durable, tx.instances, tx.services)
+            (result, durable, tx.instances, services)
         };
-        let (result, durable, instances, services) = committed;
-        match durable.await {
-            Ok(revision) => {
-                self.revision.fetch_max(revision, Ordering::SeqCst);
-                if !instances.is_empty() {
-                    let wakers = self.instance_wakers.lock().unwrap_or_else(|e| e.into_inner());
-                    for arn in &instances {
-                        if let Some(w) = wakers.get(arn) {
-                            w.notify_one();
-                        }
+        let done = async move {
+            let Some(durable) = durable else { return Ok(()) };
+            match durable.await {
+                Ok(revision) => {
+                    self.published(revision, instances, services);
+                    Ok(())
+                }
+                Err(e) => {
+                    // Memory is now ahead of the store, and later writers may have
+                    // built on it. The only state we can vouch for is the store's:
+                    // stop, and let the restart rebuild from it (kill -9 safe by design).
+                    tracing::error!(error = %e, "store commit failed; exiting so the state is rebuilt from the store");
+                    if cfg!(test) {
+                        return Err(e.into());
                     }
+                    std::process::exit(70);
                 }
-                if !services.is_empty() {
-                    self.dirty_services.lock().unwrap_or_else(|e| e.into_inner()).extend(services);
-                }
-                self.changed.send_modify(|v| *v += 1);
-                Ok(result)
             }
-            Err(e) => {
-                // Memory is now ahead of the store, and later writers may have
-                // built on it. The only state we can vouch for is the store's:
-                // stop, and let the restart rebuild from it (kill -9 safe by design).
-                tracing::error!(error = %e, "store commit failed; exiting so the state is rebuilt from the store");
-                if cfg!(test) {
-                    return Err(e.into());
+        };
+        Ok((result, done))
+    }
+
+    /// After a durable commit: wakes the agent sessions and the controller
+    /// for what it touched.
+    fn published(&self, revision: u64, instances: Vec<String>, services: Vec<ServiceKey>) {
+        self.revision.fetch_max(revision, Ordering::SeqCst);
+        if !instances.is_empty() {
+            let wakers = self.instance_wakers.lock().unwrap_or_else(|e| e.into_inner());
+            for arn in &instances {
+                if let Some(w) = wakers.get(arn) {
+                    w.notify_one();
                 }
-                std::process::exit(70);
             }
         }
+        if !services.is_empty() {
+            self.dirty_services.lock().unwrap_or_else(|e| e.into_inner()).extend(services);
+        }
+        self.changed.send_modify(|v| *v += 1);
     }
 
     /// The wake-up for one instance's agent session: notified after every
@@ -353,7 +404,7 @@ impl State {
 
     /// Every account and region that has state.
     pub fn scopes(&self) -> Vec<Scope> {
-        self.lock().accounts.keys().cloned().collect()
+        self.lock_read().accounts.keys().cloned().collect()
     }
 
     /// The latest durable store revision.

@@ -115,8 +115,10 @@ COMMIT;
 /// Tuning for [`SqliteStore::open_with`].
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
-    /// Revisions of change history kept for [`Store::watch`] catch-up (at
-    /// least 1). A watch from further back gets [`StoreError::Compacted`].
+    /// Revisions of change history kept for [`Store::watch`] catch-up. A
+    /// watch from further back gets [`StoreError::Compacted`]. 0 keeps no
+    /// change log at all (every value is written once, not twice): live
+    /// watches still see every change, but only from the current revision.
     pub history: u64,
     /// The most txns one batch (one fsync) takes.
     pub max_batch_txns: usize,
@@ -254,10 +256,7 @@ impl SqliteStore {
             conn,
             queue: queue_rx,
             shared: Arc::clone(&shared),
-            options: SqliteOptions {
-                history: options.history.max(1),
-                ..options
-            },
+            options,
             #[cfg(test)]
             gate: Arc::clone(&gate),
         };
@@ -540,7 +539,7 @@ fn write_batch(
     let mut results = Vec::with_capacity(txns.len());
     let mut events = Vec::new();
     for txn in txns {
-        match engine::execute(&mut SqlTables(&tx), txn, revision + 1)? {
+        match engine::execute(&mut SqlTables { conn: &tx, log: history > 0 }, txn, revision + 1)? {
             Outcome::Applied(mut applied) => {
                 revision += 1;
                 results.push(Ok(revision));
@@ -568,14 +567,17 @@ fn write_batch(
     })
 }
 
-/// The `kv` table inside the batch's SQLite transaction; every write also
-/// appends to the change log.
-struct SqlTables<'a>(&'a Connection);
+/// The `kv` table inside the batch's SQLite transaction; with `log`, every
+/// write also appends to the change log.
+struct SqlTables<'a> {
+    conn: &'a Connection,
+    log: bool,
+}
 
 impl Tables for SqlTables<'_> {
     fn lookup(&mut self, key: &str) -> Result<Option<(Revision, Revision)>, StoreError> {
         let mut stmt = self
-            .0
+            .conn
             .prepare_cached("SELECT create_revision, mod_revision FROM kv WHERE key = ?1")?;
         Ok(stmt
             .query_row([key.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -584,28 +586,33 @@ impl Tables for SqlTables<'_> {
 
     fn put(&mut self, key: &str, value: &[u8], revision: Revision) -> Result<Revision, StoreError> {
         let create_revision: Revision = self
-            .0
+            .conn
             .prepare_cached(
                 "INSERT INTO kv (key, value, create_revision, mod_revision) VALUES (?1, ?2, ?3, ?3)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, mod_revision = excluded.mod_revision
                  RETURNING create_revision",
             )?
             .query_row(params![key.as_bytes(), value, revision], |r| r.get(0))?;
-        self.0
-            .prepare_cached("INSERT INTO changes (revision, key, value, create_revision) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![revision, key.as_bytes(), value, create_revision])?;
+        if self.log {
+            self.conn
+                .prepare_cached("INSERT INTO changes (revision, key, value, create_revision) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![revision, key.as_bytes(), value, create_revision])?;
+        }
         Ok(create_revision)
     }
 
     fn delete(&mut self, key: &str, revision: Revision) -> Result<bool, StoreError> {
         let deleted = self
-            .0
+            .conn
             .prepare_cached("DELETE FROM kv WHERE key = ?1")?
             .execute([key.as_bytes()])?;
         if deleted == 0 {
             return Ok(false);
         }
-        self.0
+        if !self.log {
+            return Ok(true);
+        }
+        self.conn
             .prepare_cached("INSERT INTO changes (revision, key, value, create_revision) VALUES (?1, ?2, NULL, 0)")?
             .execute(params![revision, key.as_bytes()])?;
         Ok(true)

@@ -392,6 +392,29 @@ fn open_sqlite(dir: &TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("store.db")).unwrap()
 }
 
+/// With `history: 0` nothing goes to the change log (each value is written
+/// once), a watch from the past is compacted, and live watches still work.
+#[tokio::test]
+async fn history_zero_keeps_no_change_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let options = SqliteOptions { history: 0, ..SqliteOptions::default() };
+    let s = SqliteStore::open_with(&path, options).unwrap();
+    for n in 1..=5 {
+        s.commit(put(&format!("k/{n}"), "v")).await.unwrap();
+    }
+    s.commit(Txn::new().delete("k/1")).await.unwrap();
+    assert!(matches!(s.watch("", 3), Err(StoreError::Compacted(3))));
+    let mut rx = s.watch("k/", 6).unwrap();
+    s.commit(put("k/9", "live")).await.unwrap();
+    let event = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    assert!(matches!(event, Event::Put(kv) if kv.key == "k/9" && kv.mod_revision == 7));
+    assert_eq!(keys(&s.range("k/").unwrap().0), ["k/2", "k/3", "k/4", "k/5", "k/9"]);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let logged: i64 = conn.query_row("SELECT count(*) FROM changes", [], |r| r.get(0)).unwrap();
+    assert_eq!(logged, 0);
+}
+
 #[tokio::test]
 async fn later_txn_in_a_batch_sees_earlier_txns_writes() {
     let dir = tempfile::tempdir().unwrap();
