@@ -825,27 +825,78 @@ async fn unknown_strategy_or_constraint_types_and_fields_are_clear_errors() {
 
 /// CreateService and UpdateService take the same placement fields as RunTask
 /// and, as in ECS, must refuse the same invalid ones up front rather than
-/// accept a service that can never place a task.
+/// accept a service that can never place a task. A refused request stores
+/// nothing.
 #[tokio::test]
-#[ignore = "bug: crates/server/src/ecs/services.rs create_service/update_service only check the counts \
-            (placement::check_limits); malformed memberOf expressions and bad strategy fields are accepted \
-            and surface later as a 'cannot place tasks' service event"]
 async fn services_reject_invalid_placement_up_front() {
     let (fleet, c) = raw_fleet().await;
     let bad = [
-        json!({"placementConstraints": [{"type": "memberOf", "expression": "attribute:stack =="}]}),
-        json!({"placementStrategy": [{"type": "binpack", "field": "disk"}]}),
+        (
+            json!({"placementConstraints": [{"type": "memberOf", "expression": "attribute:stack =="}]}),
+            "placementConstraints[0]: expression: expected a value after '==', found end of expression at position 19",
+        ),
+        (
+            json!({"placementStrategy": [{"type": "binpack", "field": "disk"}]}),
+            "placementStrategy[0]: binpack field must be cpu or memory, got 'disk'",
+        ),
     ];
-    for (i, extra) in bad.iter().enumerate() {
+    for (i, (extra, wanted)) in bad.iter().enumerate() {
         let message = rejected(&c, "CreateService", create(&format!("web{i}"), extra), "InvalidParameterException").await;
-        assert!(message.starts_with("placement"), "{message}");
+        assert_eq!(message, *wanted);
     }
-    support::ok(&c, "CreateService", &create("ok", &json!({}))).await;
-    for extra in &bad {
-        let body = with(json!({"cluster": CLUSTER, "service": "ok"}), extra);
-        let message = rejected(&c, "UpdateService", body, "InvalidParameterException").await;
-        assert!(message.starts_with("placement"), "{message}");
+
+    // The task definition's constraints count towards the 10, as in RunTask.
+    let td_constraints: Vec<Value> = (0..6).map(|i| json!({"type": "memberOf", "expression": format!("attribute:k{i} !exists")})).collect();
+    let reg = json!({"family": "pinned", "containerDefinitions": [{"name": "app", "image": "x", "memory": 64}], "placementConstraints": td_constraints});
+    support::ok(&c, "RegisterTaskDefinition", &reg).await;
+    let five: Vec<Value> = (0..5).map(|_| json!({"type": "distinctInstance"})).collect();
+    let too_many = "at most 10 placement constraints are allowed (task definition and request together), got 11";
+    let body = with(create("pinned", &json!({"placementConstraints": five})), &json!({"taskDefinition": "pinned"}));
+    assert_eq!(rejected(&c, "CreateService", body, "InvalidParameterException").await, too_many);
+
+    support::ok(&c, "CreateService", &create("ok", &json!({"placementConstraints": five}))).await;
+    let before = fleet.service("ok").await;
+    let update = |extra: &Value| with(json!({"cluster": CLUSTER, "service": "ok"}), extra);
+    for (extra, wanted) in &bad {
+        assert_eq!(rejected(&c, "UpdateService", update(extra), "InvalidParameterException").await, *wanted);
+        // Alongside a valid change, the whole update is refused.
+        let extra = with(extra.clone(), &json!({"desiredCount": 3}));
+        assert_eq!(rejected(&c, "UpdateService", update(&extra), "InvalidParameterException").await, *wanted);
     }
+    // The effective placement is checked: the service's 5 constraints and the
+    // new task definition's 6 are 11.
+    let message = rejected(&c, "UpdateService", update(&json!({"taskDefinition": "pinned"})), "InvalidParameterException").await;
+    assert_eq!(message, too_many);
+    let after = fleet.service("ok").await;
+    assert_eq!(after.task_definition(), before.task_definition());
+    assert_eq!(after.desired_count(), 1);
+    assert_eq!(after.placement_constraints(), before.placement_constraints());
+    assert!(after.placement_strategy().is_empty());
+    assert_eq!(after.deployments().len(), 1, "a refused update started a deployment");
+    assert_eq!(after.deployments()[0].id(), before.deployments()[0].id());
+    // Once the constraints are cleared, the same task definition is fine.
+    support::ok(&c, "UpdateService", &update(&json!({"taskDefinition": "pinned", "placementConstraints": []}))).await;
+
+    // A DAEMON service takes constraints but no strategy, on create or update.
+    let daemon = |name: &str, extra: &Value| {
+        with(json!({"cluster": CLUSTER, "serviceName": name, "taskDefinition": "web", "schedulingStrategy": "DAEMON"}), extra)
+    };
+    let spread = json!({"placementStrategy": [{"type": "spread", "field": "instanceId"}]});
+    let message = rejected(&c, "CreateService", daemon("d0", &spread), "InvalidParameterException").await;
+    assert_eq!(message, "placementStrategy cannot be specified for a DAEMON service.");
+    let message = rejected(&c, "CreateService", daemon("d1", &bad[0].0), "InvalidParameterException").await;
+    assert_eq!(message, bad[0].1);
+    support::ok(&c, "CreateService", &daemon("d", &json!({}))).await;
+    let body = with(json!({"cluster": CLUSTER, "service": "d"}), &spread);
+    let message = rejected(&c, "UpdateService", body, "InvalidParameterException").await;
+    assert_eq!(message, "placementStrategy cannot be specified for a DAEMON service.");
+    let body = with(json!({"cluster": CLUSTER, "service": "d"}), &bad[0].0);
+    assert_eq!(rejected(&c, "UpdateService", body, "InvalidParameterException").await, bad[0].1);
+    assert!(fleet.service("d").await.placement_strategy().is_empty());
+    assert!(fleet.service("d").await.placement_constraints().is_empty());
+
     let services = fleet.ecs.list_services().cluster(CLUSTER).send().await.unwrap();
-    assert_eq!(services.service_arns().len(), 1);
+    let mut names: Vec<&str> = services.service_arns().iter().map(|a| a.rsplit('/').next().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["d", "ok"]);
 }

@@ -4,11 +4,12 @@
 //! tasks, moves deployments along and writes the service's events.
 
 use flotilla_model::ecs;
+use flotilla_scheduler::Launch;
 
-use super::task_definitions::resolve_active;
+use super::task_definitions::{resolve_active, resolve_in};
 use super::{active_cluster, active_cluster_mut, check_name, decode_token, failure, page, page_size, validate_tags, Ctx};
 use crate::error::{ApiError, ApiResult};
-use crate::placement::check_limits;
+use crate::placement::{self, check_limits, PlacementRequest};
 use crate::state::{Key, State};
 
 /// A new deployment id in ECS's form: `ecs-svc/` and 19 digits.
@@ -82,6 +83,29 @@ fn check_grace(g: Option<i32>) -> ApiResult<()> {
     }
 }
 
+/// Builds, once, the scheduler request the service controller will build for
+/// this service's tasks, so that a service which could never place a task is
+/// refused now, as RunTask refuses it, rather than stored. The errors name the
+/// field and position (`placementConstraints[0]: …`), and the 10-constraint
+/// limit counts the task definition's constraints too.
+fn check_placement(
+    definition: &ecs::TaskDefinition,
+    service: &str,
+    constraints: &[ecs::PlacementConstraint],
+    strategies: &[ecs::PlacementStrategy],
+) -> ApiResult<()> {
+    let group = format!("service:{service}");
+    placement::task_request(&PlacementRequest {
+        definition,
+        overrides: None,
+        group: &group,
+        constraints,
+        strategies,
+        launch: Launch::Service,
+    })?;
+    Ok(())
+}
+
 pub async fn create_service(state: &State, ctx: &Ctx, req: ecs::CreateServiceRequest) -> ApiResult<ecs::CreateServiceResponse> {
     let name = req.service_name.clone().unwrap_or_default();
     check_name("Service name", &name)?;
@@ -115,6 +139,12 @@ pub async fn create_service(state: &State, ctx: &Ctx, req: ecs::CreateServiceReq
     state
         .write(&ctx.scope, |acct, tx| {
             let td = resolve_active(&acct.families, ctx, &td_ref)?;
+            check_placement(
+                &td.definition,
+                &name,
+                req.placement_constraints.as_deref().unwrap_or_default(),
+                req.placement_strategy.as_deref().unwrap_or_default(),
+            )?;
             let td_arn = td.definition.task_definition_arn.clone().unwrap_or_default();
             let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
             if c.services.get(&name).is_some_and(|s| s.status.as_deref() != Some("INACTIVE")) {
@@ -176,12 +206,11 @@ pub async fn update_service(state: &State, ctx: &Ctx, req: ecs::UpdateServiceReq
     state
         .write(&ctx.scope, |acct, tx| {
             let new_td = match &req.task_definition {
-                Some(r) => resolve_active(&acct.families, ctx, r)?.definition.task_definition_arn.clone(),
+                Some(r) => Some(resolve_active(&acct.families, ctx, r)?),
                 None => None,
             };
-            let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
-            let cluster_name = c.name().to_string();
-            let svc = c.services.get_mut(name).ok_or_else(ApiError::service_not_found)?;
+            let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
+            let svc = c.services.get(name).ok_or_else(ApiError::service_not_found)?;
             if svc.status.as_deref() != Some("ACTIVE") {
                 return Err(ApiError::service_not_active());
             }
@@ -189,10 +218,42 @@ pub async fn update_service(state: &State, ctx: &Ctx, req: ecs::UpdateServiceReq
             if daemon && req.desired_count.is_some() {
                 return Err(ApiError::invalid("desiredCount cannot be specified for a DAEMON service."));
             }
+            if daemon && req.placement_strategy.as_ref().is_some_and(|s| !s.is_empty()) {
+                return Err(ApiError::invalid("placementStrategy cannot be specified for a DAEMON service."));
+            }
             if let Some(dc) = &req.deployment_configuration {
                 check_deployment_configuration(dc, daemon)?;
             }
+            // Placement as it will be after the update. Checked only when the
+            // update changes it, so that a service stored before this check
+            // existed can still be scaled down and deleted.
+            if new_td.is_some() || req.placement_constraints.is_some() || req.placement_strategy.is_some() {
+                let td = match new_td {
+                    Some(td) => td,
+                    None => {
+                        let current = svc.task_definition.as_deref().unwrap_or_default();
+                        resolve_in(&acct.families, ctx, current).map_err(|_| {
+                            ApiError::client(format!(
+                                "The service's task definition {current} no longer exists: name a taskDefinition to change its placement."
+                            ))
+                        })?
+                    }
+                };
+                let constraints = req.placement_constraints.as_ref().or(svc.placement_constraints.as_ref());
+                // A daemon's tasks are placed one per instance, with no strategy.
+                let strategies = if daemon { None } else { req.placement_strategy.as_ref().or(svc.placement_strategy.as_ref()) };
+                check_placement(
+                    &td.definition,
+                    name,
+                    constraints.map(Vec::as_slice).unwrap_or_default(),
+                    strategies.map(Vec::as_slice).unwrap_or_default(),
+                )?;
+            }
+            let new_td = new_td.and_then(|td| td.definition.task_definition_arn.clone());
             // Checks done; from here on the service changes.
+            let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
+            let cluster_name = c.name().to_string();
+            let svc = c.services.get_mut(name).ok_or_else(ApiError::service_not_found)?;
             let mut redeploy = req.force_new_deployment.unwrap_or(false);
             if let Some(arn) = new_td {
                 redeploy |= svc.task_definition.as_ref() != Some(&arn);
