@@ -44,13 +44,13 @@ pub struct ClusterState {
     pub instances: BTreeMap<String, ecs::ContainerInstance>,
     /// Tasks by id. Add with [`ClusterState::insert_task`], which keeps the
     /// indexes below current.
-    pub tasks: BTreeMap<String, ecs::Task>,
-    /// Task ids by container instance ARN, and by group (`service:NAME`,
+    pub tasks: Tasks,
+    /// Task slots by container instance ARN, and by group (`service:NAME`,
     /// `family:NAME`): derived indexes, so that an agent's desired set and a
-    /// service's snapshot never scan the whole cluster. A task never changes
-    /// its instance or group.
-    tasks_by_instance: HashMap<String, BTreeSet<String>>,
-    tasks_by_group: HashMap<String, BTreeSet<String>>,
+    /// service's snapshot never scan the whole cluster and never look a task
+    /// up by id. A task never changes its instance or group.
+    tasks_by_instance: HashMap<String, BTreeSet<u32>>,
+    tasks_by_group: HashMap<String, BTreeSet<u32>>,
     /// Services by name; a deleted service stays INACTIVE until its name is reused.
     pub services: BTreeMap<String, ecs::Service>,
     /// What the service controller remembers about each service beyond its
@@ -81,22 +81,24 @@ impl ClusterState {
     }
 
     pub fn insert_task(&mut self, id: String, task: ecs::Task) {
-        if let Some(arn) = &task.container_instance_arn {
-            self.tasks_by_instance.entry(arn.clone()).or_default().insert(id.clone());
+        let instance = task.container_instance_arn.clone();
+        let group = task.group.clone();
+        let slot = self.tasks.insert(id, task);
+        if let Some(arn) = instance {
+            self.tasks_by_instance.entry(arn).or_default().insert(slot);
         }
-        if let Some(group) = &task.group {
-            self.tasks_by_group.entry(group.clone()).or_default().insert(id.clone());
+        if let Some(group) = group {
+            self.tasks_by_group.entry(group).or_default().insert(slot);
         }
-        self.tasks.insert(id, task);
     }
 
     /// Forgets a task (retention of STOPPED tasks has passed).
     pub fn remove_task(&mut self, id: &str) -> Option<ecs::Task> {
-        let task = self.tasks.remove(id)?;
-        let unindex = |map: &mut HashMap<String, BTreeSet<String>>, key: &Option<String>| {
+        let (slot, task) = self.tasks.remove(id)?;
+        let unindex = |map: &mut HashMap<String, BTreeSet<u32>>, key: &Option<String>| {
             if let Some(k) = key {
                 if let Some(set) = map.get_mut(k) {
-                    set.remove(id);
+                    set.remove(&slot);
                     if set.is_empty() {
                         map.remove(k);
                     }
@@ -108,8 +110,8 @@ impl ClusterState {
         Some(task)
     }
 
-    fn indexed<'a>(&'a self, ids: Option<&'a BTreeSet<String>>) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
-        ids.into_iter().flatten().filter_map(|id| self.tasks.get_key_value(id))
+    fn indexed<'a>(&'a self, slots: Option<&'a BTreeSet<u32>>) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
+        slots.into_iter().flatten().filter_map(|slot| self.tasks.slot(*slot))
     }
 
     /// The tasks placed on the instance with this ARN, stopped ones included.
@@ -125,6 +127,86 @@ impl ClusterState {
     /// The tasks of a group, stopped ones included.
     pub fn tasks_in_group<'a>(&'a self, group: &str) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
         self.indexed(self.tasks_by_group.get(group))
+    }
+}
+
+/// A cluster's tasks: kept in slots, so the indexes can point at a task
+/// without a lookup by id, and ordered by id for paging.
+#[derive(Debug, Default)]
+pub struct Tasks {
+    slots: Vec<Option<(String, ecs::Task)>>,
+    free: Vec<u32>,
+    ids: BTreeMap<String, u32>,
+}
+
+impl Tasks {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.ids.contains_key(id)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&ecs::Task> {
+        self.slot(*self.ids.get(id)?).map(|(_, t)| t)
+    }
+
+    /// A task to change in place. Its instance and group must stay as they
+    /// are (the indexes rely on it).
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut ecs::Task> {
+        let slot = *self.ids.get(id)?;
+        self.slots.get_mut(slot as usize)?.as_mut().map(|(_, t)| t)
+    }
+
+    /// Every task, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &ecs::Task> {
+        self.slots.iter().flatten().map(|(_, t)| t)
+    }
+
+    /// Every task with its id, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &ecs::Task)> {
+        self.range_from(std::ops::Bound::Unbounded)
+    }
+
+    /// The tasks from `start` on, in id order.
+    pub fn range_from(&self, start: std::ops::Bound<String>) -> impl Iterator<Item = (&String, &ecs::Task)> {
+        self.ids.range::<String, _>((start, std::ops::Bound::Unbounded)).filter_map(|(_, slot)| self.slot(*slot))
+    }
+
+    fn slot(&self, slot: u32) -> Option<(&String, &ecs::Task)> {
+        self.slots.get(slot as usize)?.as_ref().map(|(id, t)| (id, t))
+    }
+
+    /// Stores a task, in the slot it already has if its id is known.
+    fn insert(&mut self, id: String, task: ecs::Task) -> u32 {
+        if let Some(&slot) = self.ids.get(&id) {
+            self.slots[slot as usize] = Some((id, task));
+            return slot;
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some((id.clone(), task));
+                slot
+            }
+            None => {
+                self.slots.push(Some((id.clone(), task)));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.ids.insert(id, slot);
+        slot
+    }
+
+    fn remove(&mut self, id: &str) -> Option<(u32, ecs::Task)> {
+        let slot = self.ids.remove(id)?;
+        let (_, task) = self.slots.get_mut(slot as usize)?.take()?;
+        self.free.push(slot);
+        Some((slot, task))
     }
 }
 

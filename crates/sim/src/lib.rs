@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flotilla_client::Client;
-use flotilla_model::agent::{AgentMessage, ServerMessage, TaskStateChange};
+use flotilla_model::agent::{AgentMessage, TaskStateChange};
+use serde::Deserialize;
 use flotilla_model::ecs;
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
 use tokio::task::JoinHandle;
@@ -226,20 +227,66 @@ async fn converse(mut ws: Ws, first: String, behaviour: Arc<Mutex<Behaviour>>) {
     }
 }
 
+/// The part of the gateway's desired-set messages ([`flotilla_model::agent::ServerMessage`]) a
+/// simulated host acts on. A flat struct rather than the tagged enum, and
+/// only the fields it reads, so that at a million tasks the simulator costs
+/// the benchmark little CPU; serde skips the rest of each task.
+#[derive(Deserialize)]
+struct Incoming {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    version: u64,
+    #[serde(default)]
+    tasks: Vec<Seen>,
+    #[serde(default)]
+    upsert: Vec<Seen>,
+    #[serde(default)]
+    remove: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Seen {
+    task: SeenTask,
+    definition: SeenDefinition,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SeenTask {
+    task_arn: Option<String>,
+    cluster_arn: Option<String>,
+    desired_status: Option<String>,
+    #[serde(default)]
+    containers: Vec<SeenContainer>,
+}
+
+#[derive(Deserialize)]
+struct SeenContainer {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SeenDefinition {
+    family: Option<String>,
+}
+
 /// Answers one message from the gateway: reports the state changes a desired
 /// set calls for, then that it was applied.
 async fn answer(ws: &mut Ws, text: &str, reported: &mut HashMap<String, Reported>, behaviour: &Mutex<Behaviour>) -> Result<(), ()> {
     // Simulated hosts ask for deltas: a full set first, then what changed.
-    let (version, tasks) = match serde_json::from_str::<ServerMessage>(text) {
-        Ok(ServerMessage::Desired { version, tasks }) => (version, tasks),
-        Ok(ServerMessage::DesiredDelta { version, upsert, remove }) => {
-            for arn in remove {
-                reported.remove(&arn);
+    let Ok(msg) = serde_json::from_str::<Incoming>(text) else { return Ok(()) };
+    let tasks = match msg.kind.as_str() {
+        "desired" => msg.tasks,
+        "desiredDelta" => {
+            for arn in &msg.remove {
+                reported.remove(arn);
             }
-            (version, upsert)
+            msg.upsert
         }
         _ => return Ok(()),
     };
+    let version = msg.version;
     let b = behaviour.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut changes = Vec::new();
     for d in tasks {
@@ -260,7 +307,7 @@ async fn answer(ws: &mut Ws, text: &str, reported: &mut HashMap<String, Reported
     send(ws, &AgentMessage::Applied { version }).await
 }
 
-fn report(task: &ecs::Task, state: Reported, failed: bool, b: &Behaviour, family: &str) -> TaskStateChange {
+fn report(task: &SeenTask, state: Reported, failed: bool, b: &Behaviour, family: &str) -> TaskStateChange {
     let status = match state {
         Reported::Running => "RUNNING",
         Reported::Stopped => "STOPPED",
@@ -268,7 +315,6 @@ fn report(task: &ecs::Task, state: Reported, failed: bool, b: &Behaviour, family
     let containers = task
         .containers
         .iter()
-        .flatten()
         .map(|c| ecs::ContainerStateChange {
             container_name: c.name.clone(),
             status: Some(status.into()),
@@ -302,4 +348,35 @@ fn report(task: &ecs::Task, state: Reported, failed: bool, b: &Behaviour, family
 async fn send(ws: &mut Ws, msg: &AgentMessage) -> Result<(), ()> {
     let text = serde_json::to_string(msg).map_err(|_| ())?;
     ws.send(Message::Text(text.into())).await.map_err(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_model::agent::{DesiredTask, ServerMessage};
+
+    use super::*;
+
+    /// The simulator's reduced reading of the gateway's messages must follow
+    /// the real protocol type.
+    #[test]
+    fn incoming_reads_what_the_gateway_sends() {
+        let task = ecs::Task {
+            task_arn: Some("arn:aws:ecs:us-east-1:111111111111:task/default/abc".into()),
+            cluster_arn: Some("arn:aws:ecs:us-east-1:111111111111:cluster/default".into()),
+            desired_status: Some("STOPPED".into()),
+            containers: Some(vec![ecs::Container { name: Some("app".into()), ..Default::default() }]),
+            ..Default::default()
+        };
+        let definition = ecs::TaskDefinition { family: Some("web".into()), ..Default::default() };
+        let msg = ServerMessage::DesiredDelta { version: 7, upsert: vec![DesiredTask { task, definition }], remove: vec!["gone".into()] };
+        let seen: Incoming = serde_json::from_str(&serde_json::to_string(&msg).unwrap()).unwrap();
+        assert_eq!((seen.kind.as_str(), seen.version, seen.remove.as_slice()), ("desiredDelta", 7, ["gone".to_string()].as_slice()));
+        let t = &seen.upsert[0];
+        assert_eq!(t.task.task_arn.as_deref(), Some("arn:aws:ecs:us-east-1:111111111111:task/default/abc"));
+        assert_eq!(t.task.desired_status.as_deref(), Some("STOPPED"));
+        assert_eq!(t.task.containers[0].name.as_deref(), Some("app"));
+        assert_eq!(t.definition.family.as_deref(), Some("web"));
+        let full: Incoming = serde_json::from_str(&serde_json::to_string(&ServerMessage::Desired { version: 1, tasks: vec![] }).unwrap()).unwrap();
+        assert_eq!(full.kind, "desired");
+    }
 }

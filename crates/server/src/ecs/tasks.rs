@@ -360,7 +360,7 @@ pub async fn list_tasks(state: &State, ctx: &Ctx, req: ecs::ListTasksRequest) ->
         let by_group: Option<BTreeMap<&String, &ecs::Task>> = group.as_ref().map(|g| c.tasks_in_group(g).collect());
         let scan: Box<dyn Iterator<Item = (&String, &ecs::Task)>> = match &by_group {
             Some(m) => Box::new(m.range::<String, _>((start, std::ops::Bound::Unbounded)).map(|(k, v)| (*k, *v))),
-            None => Box::new(c.tasks.range::<String, _>((start, std::ops::Bound::Unbounded))),
+            None => Box::new(c.tasks.range_from(start)),
         };
         let items = scan
             .filter(|(_, t)| t.desired_status.as_deref() == Some(desired.as_str()))
