@@ -67,7 +67,19 @@
 //!    the replacement is healthy.
 //! 5. scale-in: keepers beyond `desired` are stopped ([`StopReason::ScaleIn`])
 //!    after the retirees have had the floor's slack (old deployments go
-//!    first), not-yet-healthy ones first, then the most recently started.
+//!    first), in ECS's order ("Update Amazon ECS service parameters": when
+//!    the service scheduler stops tasks it keeps the Availability Zones
+//!    balanced): one at a time from the zone ([`Task::zone`]) with the most
+//!    keepers left, and in it from the instance ([`Task::instance`]) with
+//!    the most (ties: smaller zone name, smaller instance ARN). So zones,
+//!    and instances within a zone, end within one task of each other if
+//!    they started that way, and a zone only loses tasks while it is among
+//!    the fullest. Within one instance the task to go is the one not yet
+//!    healthy (PENDING before RUNNING-and-waiting), then the most recently
+//!    started. ECS documents no health rule for scale-in, so health only
+//!    breaks ties; the floor still applies: a healthy task it cannot spare
+//!    is passed over for the next task in that order that is not healthy.
+//!    The order is [`flotilla_scheduler::choose_tasks_to_stop`]'s.
 //!
 //! **Cannot make progress.** When the PRIMARY could start tasks, the service
 //! has not converged, the plan starts and stops nothing and nothing is under
@@ -103,15 +115,23 @@
 //! room. Failed tasks of any deployment also update its `failed_tasks`.
 //!
 //! **Restart backoff** (ECS's "service throttle logic"), whenever the breaker
-//! is not watching (disabled, or the rollout is already COMPLETED): the
-//! PRIMARY's consecutive failures are its failed tasks with a `stopped_at`
-//! later than the start of its most recently started task that is healthy
-//! now. After the latest of them the PRIMARY waits [`restart_backoff`]: the
-//! first failure is retried at once, then 10 s, 20 s, 40 s, … up to 15 min.
-//! While it waits it starts nothing, stops no healthy task to make room, sets
-//! [`Plan::wake_at`], and says "(service web) is unable to consistently start
-//! tasks successfully." Unlike ECS this also counts tasks that failed after
-//! reaching RUNNING (exits, UNHEALTHY), so a crash loop is throttled too.
+//! is not watching (disabled, or the rollout is already COMPLETED). It is for
+//! tasks that cannot start, not for tasks that die: a *start failure* is a
+//! failed task that never reached RUNNING, or that stopped less than
+//! [`START_WINDOW`] (10 s) after reaching it. A task that ran longer —
+//! healthy, or RUNNING without a health check — and was then killed, crashed
+//! or failed its health check is an independent failure: it is replaced at
+//! once, however many die together. The PRIMARY's consecutive start failures
+//! are those with a `stopped_at` later than the start of its most recently
+//! started task that is healthy now. After the latest of them the PRIMARY
+//! waits [`restart_backoff`]: the first is retried at once, then 10 s, 20 s,
+//! 40 s, … up to 15 min. While it waits it starts nothing, stops no healthy
+//! task to make room, sets [`Plan::wake_at`], and says "(service web) is
+//! unable to consistently start tasks successfully." ECS counts only tasks
+//! that go from PENDING straight to STOPPED ("Tasks that are stopped after
+//! they reach the RUNNING state don't start the throttle logic"); the 10 s
+//! window is Flotilla's addition, so that a container that exits as soon as
+//! it starts is throttled too rather than restarted in a hot loop.
 //!
 //! **Completion and steady state.** An IN_PROGRESS PRIMARY becomes COMPLETED
 //! when it has `desired` healthy keepers and no task of another deployment is
@@ -151,8 +171,13 @@
 //!   (`resetOnHealthyTask`) and counts in stages. Not modelled.
 //! - A rollback starts a *new* deployment of the old task definition, so the
 //!   old deployment's tasks are replaced by identical ones rather than kept.
-//! - Which keeper a scale-in stops is not balanced across zones or instances;
-//!   the reconciler does not see placement.
+//! - Only the PRIMARY's own scale-in is balanced across zones and instances;
+//!   which old-deployment tasks a rollout stops first is not (they all go).
+//! - Scale-in always balances by zone, then instance: ECS's default for a
+//!   service with no placement strategy. ECS also selects the tasks to stop
+//!   by a service's own placement strategy; that is not modelled.
+
+use flotilla_scheduler::{choose_tasks_to_stop, TaskSite};
 
 /// Seconds since the epoch.
 pub type Time = f64;
@@ -233,6 +258,13 @@ pub struct Task {
     pub stop_cause: Option<StopCause>,
     /// It sits on a DRAINING container instance: replace it, replacement first.
     pub on_draining_instance: bool,
+    /// The container instance it is placed on (its ARN). Scale-in takes from
+    /// the instance with the most of the service's tasks.
+    pub instance: String,
+    /// That instance's availability zone (`ecs.availability-zone`), if it has
+    /// one. Scale-in takes from the zone with the most of the service's tasks
+    /// first; tasks on instances without a zone count as one more zone.
+    pub zone: Option<String>,
     /// When it reached STOPPED (the time its stop was observed). Needed for the
     /// restart backoff: failures without it are counted by the circuit breaker
     /// but cannot delay a restart.
@@ -338,8 +370,15 @@ pub const BACKOFF_BASE: Time = 10.0;
 /// The restart delay never grows past this (ECS documents 15 minutes).
 pub const BACKOFF_MAX: Time = 900.0;
 
+/// A failed task counts toward the restart backoff if it stopped less than
+/// this long after reaching RUNNING (or never reached it): long enough to
+/// catch a container that exits as it starts (bad command, missing
+/// configuration), short enough that a task that has served for a while and
+/// is then killed is never taken for one that cannot start.
+pub const START_WINDOW: Time = 10.0;
+
 /// How long to wait after the latest failure before starting another task,
-/// given the number of consecutive failures: the first failure is retried at
+/// given the number of consecutive start failures: the first is retried at
 /// once, then 10 s, 20 s, 40 s, … up to [`BACKOFF_MAX`].
 pub fn restart_backoff(consecutive_failures: u32) -> Time {
     if consecutive_failures <= 1 {
@@ -378,6 +417,19 @@ fn grace_ends(t: &Task, grace: Time) -> Time {
 
 fn is_failure(t: &Task) -> bool {
     t.stop_cause == Some(StopCause::Failed)
+}
+
+/// A failure that counts toward the restart backoff: the task never reached
+/// RUNNING, or it stopped less than [`START_WINDOW`] after reaching it. A task
+/// that ran longer and then died was started successfully; its failure is its
+/// own, not a sign that the deployment cannot start tasks.
+fn failed_to_start(t: &Task) -> bool {
+    is_failure(t)
+        && match (t.started_at, t.stopped_at) {
+            (None, _) => true,
+            (Some(started), Some(stopped)) => stopped - started < START_WINDOW,
+            (Some(_), None) => false,
+        }
 }
 
 fn earliest(a: Option<Time>, b: Time) -> Option<Time> {
@@ -559,8 +611,12 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
         }
         slack -= n;
 
-        // Scale-in of the PRIMARY itself, only after the retirees: tasks not yet
-        // healthy first, then the most recently started.
+        // Scale-in of the PRIMARY itself, only after the retirees, in ECS's
+        // order: from the zone with the most keepers, then the instance in it
+        // with the most. Within an instance, tasks not yet healthy go first,
+        // then the most recently started. A healthy task the floor cannot
+        // spare is passed over for the next one in that order that is not
+        // healthy.
         let excess = (keepers.len() as i64 - i64::from(desired)).max(0) as usize;
         if excess > 0 {
             let mut order = keepers.clone();
@@ -576,14 +632,22 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
                     )
                     .then(ta.id.cmp(&tb.id))
             });
+            let sites: Vec<TaskSite<'_>> = order
+                .iter()
+                .map(|&i| TaskSite {
+                    instance_id: &tasks[i].instance,
+                    zone: tasks[i].zone.as_deref(),
+                })
+                .collect();
             let mut left = excess;
-            for i in order {
+            for k in choose_tasks_to_stop(&sites, sites.len()) {
                 if left == 0 {
                     break;
                 }
+                let i = order[k];
                 if is_healthy(&tasks[i]) {
                     if slack == 0 {
-                        break;
+                        continue;
                     }
                     slack -= 1;
                 }
@@ -740,9 +804,10 @@ fn failures(s: &Service, deployment_id: &str, unhealthy_stop: &[bool]) -> u32 {
         .count() as u32
 }
 
-/// When the deployment may start a task again after consecutive failures: the
-/// failures (with a stop time) since the latest start of one of its tasks that
-/// is healthy now, delayed by [`restart_backoff`] from the latest of them.
+/// When the deployment may start a task again after consecutive start
+/// failures ([`failed_to_start`]) with a stop time since the latest start of
+/// one of its tasks that is healthy now, delayed by [`restart_backoff`] from
+/// the latest of them.
 fn backoff_until(s: &Service, deployment_id: &str) -> Option<Time> {
     let mine = || {
         s.tasks
@@ -754,7 +819,7 @@ fn backoff_until(s: &Service, deployment_id: &str) -> Option<Time> {
         .map(|t| t.started_at.unwrap_or(Time::NEG_INFINITY))
         .fold(Time::NEG_INFINITY, Time::max);
     let recent: Vec<Time> = mine()
-        .filter(|t| is_failure(t))
+        .filter(|t| failed_to_start(t))
         .filter_map(|t| t.stopped_at)
         .filter(|&at| at > last_good)
         .collect();

@@ -35,6 +35,17 @@ fn task(id: &str, deployment: &str, phase: TaskPhase) -> Task {
         stop_cause: None,
         on_draining_instance: false,
         stopped_at: None,
+        instance: "i1".into(),
+        zone: Some("a".into()),
+    }
+}
+
+/// `t` placed on `instance` in `zone`.
+fn on(instance: &str, zone: &str, t: Task) -> Task {
+    Task {
+        instance: instance.into(),
+        zone: Some(zone.into()),
+        ..t
     }
 }
 
@@ -42,12 +53,42 @@ fn running(id: &str, deployment: &str) -> Task {
     task(id, deployment, TaskPhase::Running)
 }
 
+/// A task that failed to start: it went from PENDING to STOPPED at `at`.
 fn failed(id: &str, deployment: &str, at: Time) -> Task {
     Task {
         stop_cause: Some(StopCause::Failed),
         stopped_at: Some(at),
+        started_at: None,
         ..task(id, deployment, TaskPhase::Stopped)
     }
+}
+
+/// A task that reached RUNNING at `started` and died at `stopped` (an
+/// essential container exited, or it was killed).
+fn died(id: &str, deployment: &str, started: Time, stopped: Time) -> Task {
+    Task {
+        started_at: Some(started),
+        ..failed(id, deployment, stopped)
+    }
+}
+
+/// A COMPLETED PRIMARY `d1` of web:1 with `tasks`.
+fn settled(desired: u32, min: u32, max: u32, tasks: Vec<Task>) -> Service {
+    let mut d = primary("d1", "web:1");
+    d.rollout_state = RolloutState::Completed;
+    service(desired, min, max, vec![d], tasks)
+}
+
+/// How many of the plan's stops are on tasks in `zone`.
+fn stops_in_zone(s: &Service, plan: &Plan, zone: &str) -> usize {
+    plan.stop
+        .iter()
+        .filter(|(id, _)| {
+            s.tasks
+                .iter()
+                .any(|t| t.id == *id && t.zone.as_deref() == Some(zone))
+        })
+        .count()
 }
 
 fn service(
@@ -406,6 +447,99 @@ fn without_the_breaker_restarts_back_off() {
 }
 
 #[test]
+fn a_crash_right_after_running_counts_as_a_start_failure() {
+    // The container exits a second after the task reached RUNNING, again and
+    // again: throttled like a task that never starts, delays growing.
+    let mut s = settled(1, 100, 200, vec![died("c1", "d1", 100.0, 101.0)]);
+    assert_eq!(
+        started(&reconcile(&s, 101.0)),
+        1,
+        "the first is retried at once"
+    );
+    s.tasks.push(died("c2", "d1", 102.0, 103.0));
+    let plan = reconcile(&s, 104.0);
+    assert_eq!(started(&plan), 0);
+    assert_eq!(plan.wake_at, Some(113.0));
+    assert_eq!(
+        plan.events,
+        vec!["(service web) is unable to consistently start tasks successfully.".to_string()]
+    );
+    s.tasks.push(died("c3", "d1", 113.0, 113.5));
+    assert_eq!(
+        reconcile(&s, 114.0).wake_at,
+        Some(133.5),
+        "the delay doubles"
+    );
+    s.tasks
+        .push(died("c4", "d1", 134.0, 134.0 + START_WINDOW - 0.1));
+    assert_eq!(
+        reconcile(&s, 150.0).wake_at,
+        Some(134.0 + START_WINDOW - 0.1 + 40.0)
+    );
+}
+
+#[test]
+fn long_running_tasks_killed_at_once_are_all_replaced_at_once() {
+    // Four healthy tasks; two are killed in the same moment after running for
+    // a while. Both STOPPED reports land in one snapshot: both are replaced in
+    // this reconcile, with no throttle.
+    let tasks = vec![
+        running("a", "d1"),
+        running("b", "d1"),
+        died("c", "d1", 0.0, 1000.0),
+        died("d", "d1", 0.0, 1000.2),
+    ];
+    let s = settled(4, 100, 200, tasks);
+    let plan = reconcile(&s, 1000.3);
+    assert_eq!(plan.start, vec![("d1".to_string(), 2)]);
+    assert!(plan.events.is_empty(), "{:?}", plan.events);
+    assert_eq!(plan.wake_at, None);
+
+    // The same with a health check: they had been HEALTHY.
+    let mut s = s;
+    for t in &mut s.tasks {
+        t.has_health_check = true;
+        t.health = Health::Healthy;
+    }
+    let plan = reconcile(&s, 1000.3);
+    assert_eq!(plan.start, vec![("d1".to_string(), 2)]);
+    assert!(plan.events.is_empty(), "{:?}", plan.events);
+
+    // Even when every task of the service died together and none is left healthy.
+    let tasks = (0..4)
+        .map(|i| died(&format!("t{i}"), "d1", 0.0, 1000.0 + f64::from(i)))
+        .collect();
+    let plan = reconcile(&settled(4, 100, 200, tasks), 1004.0);
+    assert_eq!(plan.start, vec![("d1".to_string(), 4)]);
+    assert!(plan.events.is_empty(), "{:?}", plan.events);
+}
+
+#[test]
+fn a_task_that_ran_past_the_window_is_not_a_start_failure() {
+    // Exactly START_WINDOW of RUNNING is enough to have started; a task that
+    // never ran and one that died at once are two start failures.
+    let s = settled(
+        3,
+        100,
+        200,
+        vec![
+            died("ran", "d1", 100.0, 100.0 + START_WINDOW),
+            failed("never", "d1", 120.0),
+        ],
+    );
+    assert_eq!(
+        started(&reconcile(&s, 121.0)),
+        3,
+        "one start failure: retried at once"
+    );
+    let mut s = s;
+    s.tasks.push(died("at-once", "d1", 121.0, 121.5));
+    let plan = reconcile(&s, 122.0);
+    assert_eq!(started(&plan), 0);
+    assert_eq!(plan.wake_at, Some(131.5));
+}
+
+#[test]
 fn a_healthy_start_resets_the_backoff() {
     let mut s = service(
         2,
@@ -500,24 +634,118 @@ fn scale_in_during_a_rollout_stops_old_tasks_first() {
 }
 
 #[test]
-fn scale_in_stops_tasks_not_yet_healthy_first() {
-    let mut d = primary("d1", "web:1");
-    d.rollout_state = RolloutState::Completed;
-    let s = service(
+fn scale_in_stops_tasks_not_yet_healthy_first_within_an_instance() {
+    let mut newest = running("newest", "d1");
+    newest.started_at = Some(5.0);
+    let s = settled(
         1,
         100,
         200,
-        vec![d],
         vec![
             running("a", "d1"),
             task("p", "d1", TaskPhase::Pending),
-            running("b", "d1"),
+            newest,
         ],
     );
-    let plan = reconcile(&s, 0.0);
-    assert_eq!(plan.stop.len(), 2);
-    assert!(stopped_ids(&plan).contains(&"p"));
+    let plan = reconcile(&s, 10.0);
+    assert_eq!(stopped_ids(&plan), vec!["p", "newest"]);
     assert!(plan.stop.iter().all(|(_, r)| *r == StopReason::ScaleIn));
+}
+
+#[test]
+fn scale_in_takes_from_the_most_loaded_zone_first() {
+    // Two tasks in each of three zones, c's the newest (a scale-out filled
+    // the new zone). Scaling in to 3 leaves one in each, not the oldest three.
+    let mut tasks = Vec::new();
+    for (k, zone) in ["a", "b", "c"].iter().enumerate() {
+        for j in 0..2 {
+            let mut t = on(
+                &format!("{zone}1"),
+                zone,
+                running(&format!("{zone}{j}"), "d1"),
+            );
+            t.started_at = Some(k as f64 * 100.0 + j as f64);
+            tasks.push(t);
+        }
+    }
+    let s = settled(3, 100, 200, tasks);
+    let plan = reconcile(&s, 1000.0);
+    assert_eq!(plan.stop.len(), 3);
+    for zone in ["a", "b", "c"] {
+        assert_eq!(stops_in_zone(&s, &plan, zone), 1, "{zone}: {:?}", plan.stop);
+    }
+    // Within each zone the newer task goes.
+    assert_eq!(stopped_ids(&plan), vec!["a1", "b1", "c1"]);
+}
+
+#[test]
+fn scale_in_takes_from_the_busiest_instance_of_the_busiest_zone() {
+    // Zone a: i1 ×3, i2 ×1; zone b: i3 ×3. Down by one: from a (4 against
+    // 3), and in a from i1 (3 against 1).
+    let tasks = vec![
+        on("i1", "a", running("i1-0", "d1")),
+        on("i1", "a", running("i1-1", "d1")),
+        on("i1", "a", running("i1-2", "d1")),
+        on("i2", "a", running("i2-0", "d1")),
+        on("i3", "b", running("i3-0", "d1")),
+        on("i3", "b", running("i3-1", "d1")),
+        on("i3", "b", running("i3-2", "d1")),
+    ];
+    let s = settled(6, 100, 200, tasks.clone());
+    let plan = reconcile(&s, 0.0);
+    assert_eq!(plan.stop.len(), 1);
+    assert!(plan.stop[0].0.starts_with("i1-"), "{:?}", plan.stop);
+
+    // Down to 4: a 4 → 2 (both from i1, the busier), b 3 → 2.
+    let s = settled(4, 100, 200, tasks);
+    let plan = reconcile(&s, 0.0);
+    let ids = stopped_ids(&plan);
+    assert_eq!(ids.len(), 3);
+    assert_eq!(
+        ids.iter().filter(|id| id.starts_with("i1-")).count(),
+        2,
+        "{ids:?}"
+    );
+    assert_eq!(
+        ids.iter().filter(|id| id.starts_with("i3-")).count(),
+        1,
+        "{ids:?}"
+    );
+}
+
+#[test]
+fn scale_in_spares_healthy_tasks_the_floor_needs() {
+    // Zone a holds two healthy tasks, zone b one still PENDING. Balance would
+    // take from a, but minimumHealthyPercent 100 of 2 leaves no healthy task
+    // to spare: the PENDING one goes instead.
+    let tasks = vec![
+        on("i1", "a", running("h1", "d1")),
+        on("i1", "a", running("h2", "d1")),
+        on("i2", "b", task("p", "d1", TaskPhase::Pending)),
+    ];
+    let plan = reconcile(&settled(2, 100, 200, tasks.clone()), 0.0);
+    assert_eq!(plan.stop, vec![("p".to_string(), StopReason::ScaleIn)]);
+    // With slack for one healthy stop, balance decides: one from a.
+    let plan = reconcile(&settled(2, 50, 200, tasks), 0.0);
+    assert_eq!(plan.stop.len(), 1);
+    assert!(plan.stop[0].0.starts_with('h'), "{:?}", plan.stop);
+}
+
+#[test]
+fn scale_in_counts_tasks_without_a_zone_as_one_more_zone() {
+    let mut tasks: Vec<Task> = (0..3)
+        .map(|i| {
+            let mut t = running(&format!("n{i}"), "d1");
+            t.instance = format!("x{i}");
+            t.zone = None;
+            t
+        })
+        .collect();
+    tasks.push(on("i1", "a", running("a0", "d1")));
+    let plan = reconcile(&settled(2, 100, 200, tasks), 0.0);
+    let ids = stopped_ids(&plan);
+    assert_eq!(ids.len(), 2);
+    assert!(ids.iter().all(|id| id.starts_with('n')), "{ids:?}");
 }
 
 #[test]

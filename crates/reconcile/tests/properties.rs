@@ -17,6 +17,17 @@
 //!   rollback returns to the old task definition and settles.
 //! - `failing_rollouts_without_the_breaker_back_off`: no FAILED, but restarts
 //!   slow down and the service says it cannot start tasks consistently.
+//! - `killing_long_running_tasks_never_throttles`: tasks that ran past
+//!   `START_WINDOW` and die, any number at once, are all replaced in the next
+//!   reconcile, never held back by the restart backoff.
+//! - `scale_in_balances_zones_then_instances`: over random placements, a
+//!   scale-in takes a task from a zone only while that zone is among the
+//!   fullest, and within a zone from an instance only while it is among the
+//!   zone's fullest (so zones and instances end within one task of each
+//!   other when they started so); on one instance, tasks not yet healthy go
+//!   before healthy ones.
+
+use std::collections::BTreeMap;
 
 use flotilla_reconcile::*;
 use proptest::prelude::*;
@@ -132,6 +143,9 @@ impl Sim {
             stop_cause: None,
             on_draining_instance: false,
             stopped_at: None,
+            // Round robin over four instances in two zones.
+            instance: format!("i{}", self.next_task % 4),
+            zone: Some(["a", "b"][(self.next_task % 2) as usize].into()),
         });
     }
 
@@ -362,8 +376,168 @@ fn can_progress(desired: u32, min: u32, max: u32) -> bool {
     desired == 0 || max_tasks(desired, max) > desired || min_healthy_tasks(desired, min) < desired
 }
 
+/// After removing tasks one at a time from the fullest group, a group that
+/// lost a task ends within one of the fullest group: checks that of the
+/// counts `before` and `after`.
+fn leveled<K: Ord + std::fmt::Debug>(
+    what: &str,
+    before: &BTreeMap<K, usize>,
+    after: &BTreeMap<K, usize>,
+) -> Result<(), TestCaseError> {
+    let count = |m: &BTreeMap<K, usize>, k: &K| m.get(k).copied().unwrap_or(0);
+    let fullest = before.keys().map(|k| count(after, k)).max().unwrap_or(0);
+    for k in before.keys() {
+        if count(after, k) < count(before, k) {
+            prop_assert!(
+                count(after, k) + 1 >= fullest,
+                "{} {:?} lost tasks while not among the fullest: {:?} -> {:?}",
+                what,
+                k,
+                before,
+                after
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A task of the settled service's deployment `d1` for the scale-in property.
+fn placed(k: usize, zone: Option<u8>, instance: u8, pending: bool, started: Time) -> Task {
+    let zone = zone.map(|z| format!("zone-{z}"));
+    Task {
+        id: format!("t{k:02}"),
+        deployment_id: "d1".into(),
+        phase: if pending {
+            TaskPhase::Pending
+        } else {
+            TaskPhase::Running
+        },
+        health: Health::Unknown,
+        has_health_check: false,
+        started_at: (!pending).then_some(started),
+        stop_cause: None,
+        on_draining_instance: false,
+        stopped_at: None,
+        // Instances belong to one zone: the zone is part of the name.
+        instance: format!("{}/i{instance}", zone.as_deref().unwrap_or("none")),
+        zone,
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn scale_in_balances_zones_then_instances(
+        sites in prop::collection::vec(
+            (prop::option::weighted(0.9, 0u8..3), 0u8..3, prop::bool::weighted(0.25), 0u16..100),
+            1..24,
+        ),
+        cut in 1usize..24,
+        min in 0u32..=100,
+    ) {
+        let n = sites.len();
+        let desired = n.saturating_sub(cut) as u32;
+        let tasks: Vec<Task> = sites
+            .iter()
+            .enumerate()
+            .map(|(k, &(zone, instance, pending, started))| placed(k, zone, instance, pending, f64::from(started)))
+            .collect();
+        // Balance is the whole rule only when the floor never holds a healthy
+        // task back: with tasks still PENDING, take minimumHealthyPercent 0.
+        let any_pending = tasks.iter().any(|t| t.phase == TaskPhase::Pending);
+        let min = if any_pending { 0 } else { min };
+        let svc = Service {
+            name: "web".into(),
+            draining: false,
+            desired_count: desired,
+            minimum_healthy_percent: min,
+            maximum_percent: 200,
+            circuit_breaker: None,
+            health_check_grace_period: 0.0,
+            deployments: vec![Deployment {
+                id: "d1".into(),
+                task_definition: "web:1".into(),
+                status: DeploymentStatus::Primary,
+                rollout_state: RolloutState::Completed,
+                failed_tasks: 0,
+                created_at: 0.0,
+                desired_count: desired,
+                running_count: 0,
+                pending_count: 0,
+            }],
+            tasks: tasks.clone(),
+            last_completed_task_definition: Some("web:1".into()),
+            was_steady: false,
+        };
+        let plan = reconcile(&svc, 1000.0);
+        check_plan(&svc, &plan);
+        prop_assert!(plan.start.is_empty());
+        prop_assert_eq!(plan.stop.len(), n - desired as usize, "{:?}", plan.stop);
+        prop_assert!(plan.stop.iter().all(|(_, r)| *r == StopReason::ScaleIn));
+
+        let gone = |t: &Task| plan.stop.iter().any(|(id, _)| *id == t.id);
+        let tally = |keep: &dyn Fn(&Task) -> bool, key: &dyn Fn(&Task) -> String| {
+            let mut m = BTreeMap::new();
+            for t in tasks.iter().filter(|t| keep(t)) {
+                *m.entry(key(t)).or_insert(0) += 1;
+            }
+            m
+        };
+        let zone = |t: &Task| format!("{:?}", t.zone);
+        leveled("zone", &tally(&|_| true, &zone), &tally(&|t| !gone(t), &zone))?;
+        let zones: Vec<String> = tally(&|_| true, &zone).into_keys().collect();
+        for z in &zones {
+            let here = |t: &Task| zone(t) == *z;
+            let instance = |t: &Task| t.instance.clone();
+            leveled("instance", &tally(&here, &instance), &tally(&|t| here(t) && !gone(t), &instance))?;
+        }
+        // On one instance, nothing healthy goes while a PENDING task stays.
+        for t in tasks.iter().filter(|t| gone(t) && t.phase == TaskPhase::Running) {
+            prop_assert!(
+                !tasks.iter().any(|p| p.instance == t.instance && p.phase == TaskPhase::Pending && !gone(p)),
+                "{} stopped while a PENDING task on {} stays", t.id, t.instance
+            );
+        }
+    }
+
+    #[test]
+    fn killing_long_running_tasks_never_throttles(
+        desired in 1u32..=8,
+        min in 0u32..=100,
+        max in 100u32..=200,
+        health_check: bool,
+        kills in prop::collection::vec((any::<u8>(), 1u16..300), 1..12),
+    ) {
+        let mut sim = Sim::steady(desired, min, max, health_check, 0.0);
+        for &(mask, wait) in &kills {
+            // Every task has run past the window; kill a random subset at once.
+            sim.now += START_WINDOW + f64::from(wait);
+            let now = sim.now;
+            let mut killed = 0;
+            for (k, t) in sim.svc.tasks.iter_mut().filter(|t| t.phase == TaskPhase::Running).enumerate() {
+                if mask & (1 << (k % 8)) != 0 {
+                    Sim::fail(now, t);
+                    killed += 1;
+                }
+            }
+            let plan = sim.step();
+            let started: u32 = plan.start.iter().map(|(_, n)| n).sum();
+            prop_assert_eq!(started, killed, "every killed task is replaced at once");
+            prop_assert!(
+                !plan.events.iter().any(|e| e.contains("unable to consistently start tasks")),
+                "{:?}", plan.events
+            );
+            // The replacements start and turn healthy.
+            for _ in 0..2 {
+                let now = sim.now;
+                for t in &mut sim.svc.tasks {
+                    Sim::advance(now, t);
+                }
+                sim.step();
+            }
+        }
+    }
 
     #[test]
     fn plans_never_break_the_bounds(

@@ -288,6 +288,8 @@ fn snapshot(families: &BTreeMap<String, Family>, c: &ClusterState, svc: &ecs::Se
                 stopped_at: t.stopped_at,
                 stop_cause,
                 on_draining_instance: t.container_instance_arn.as_ref().is_some_and(|a| draining.contains(a)),
+                instance: t.container_instance_arn.clone().unwrap_or_default(),
+                zone: t.availability_zone.clone(),
             }
         })
         .collect();

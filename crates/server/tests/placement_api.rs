@@ -667,9 +667,6 @@ async fn service_scales_out_and_in() {
 /// with the most of them, then from the instance with the most, so zones
 /// stay balanced on the way down as on the way up.
 #[tokio::test]
-#[ignore = "known gap: REPLICA scale-in stops the newest tasks (crates/reconcile `reconcile`, the \
-            PRIMARY's `excess`), not the most loaded zone/instance first; flotilla_scheduler::choose_tasks_to_stop \
-            implements the ECS order but nothing calls it"]
 async fn replica_scale_in_removes_from_the_most_loaded_zone_first() {
     let mut fleet = Fleet::start([zoned("a1", "us-east-1a"), zoned("b1", "us-east-1b")]).await;
     let td = fleet.task_definition("web", app(0, 128)).await;
