@@ -99,9 +99,12 @@ pub fn name_from_ref<'a>(reference: &'a str, kind: &str) -> Option<&'a str> {
     }
 }
 
-/// A new random resource id (32 lowercase hex digits, as ECS task ids are).
+/// A new resource id: 32 lowercase hex digits, as ECS task ids are. Time
+/// ordered (UUID version 7: milliseconds, then random bits), so that newer
+/// tasks sort after older ones and the store appends new keys instead of
+/// scattering them over its whole index.
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    uuid::Uuid::now_v7().simple().to_string()
 }
 
 #[cfg(test)]

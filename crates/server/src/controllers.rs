@@ -62,7 +62,14 @@ impl Default for ControllerConfig {
 
 /// How much one lock hold of the service controller may do (tasks looked at
 /// plus store writes queued) before it lets readers and other writers in.
-const BATCH_WORK: usize = 20_000;
+/// It also bounds a commit's size, and so how long an API write queued
+/// behind it waits.
+const BATCH_WORK: usize = 4_000;
+
+/// How many of its batches the controller lets wait for durability at once
+/// before it waits for the oldest: the store's queue stays short, so API
+/// writes and agents' reports are never stuck behind a whole pass.
+const BATCHES_IN_FLIGHT: usize = 4;
 
 /// Runs the controllers until `shutdown` resolves.
 pub async fn run(state: Arc<State>, config: ControllerConfig, shutdown: impl std::future::Future<Output = ()>) {
@@ -162,14 +169,14 @@ impl Wakes {
 
 /// Reconciles these services in batches: each batch is one lock hold and one
 /// store commit, bounded by [`BATCH_WORK`]. Batches are submitted back to
-/// back and awaited together, so one batch's fsync overlaps the next one's
-/// decisions.
+/// back, with up to [`BATCHES_IN_FLIGHT`] waiting for durability, so one
+/// batch's fsync overlaps the next one's decisions.
 async fn reconcile_services(state: &State, todo: BTreeSet<ServiceKey>, wakes: &mut Wakes) {
     let mut by_scope: BTreeMap<Scope, Vec<(String, String)>> = BTreeMap::new();
     for (scope, cluster, service) in todo {
         by_scope.entry(scope).or_default().push((cluster, service));
     }
-    let mut pending = Vec::new();
+    let mut pending = std::collections::VecDeque::new();
     for (scope, services) in &by_scope {
         let mut rest: &[(String, String)] = services;
         while !rest.is_empty() {
@@ -196,7 +203,14 @@ async fn reconcile_services(state: &State, todo: BTreeSet<ServiceKey>, wakes: &m
                         wakes.set(key, wake);
                     }
                     rest = &rest[done..];
-                    pending.push(durable);
+                    pending.push_back(durable);
+                    if pending.len() > BATCHES_IN_FLIGHT {
+                        if let Some(oldest) = pending.pop_front() {
+                            if let Err(e) = oldest.await {
+                                tracing::warn!(error = %e, "service reconcile failed");
+                            }
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "service reconcile failed");

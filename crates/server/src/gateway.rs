@@ -147,14 +147,33 @@ async fn set_connected(state: &State, key: &InstanceKey, connected: bool) {
     }
 }
 
-/// What the agent was last sent: each task's ARN and version.
-type Sent = HashMap<String, i64>;
+/// What the agent was last sent: for each task (by ARN) what the agent acts
+/// on, and the number of the pass that last saw it in the desired set.
+#[derive(Default)]
+struct Sent {
+    versions: HashMap<String, (Wanted, u64)>,
+    /// Passes so far (0: nothing sent yet).
+    pass: u64,
+}
+
+/// What an agent needs to hear again about a task it was sent: whether the
+/// task is to stop (its desired status only ever moves from RUNNING to
+/// STOPPED). Everything else it acts on (definition, overrides, containers)
+/// never changes, and what it reported itself (RUNNING, health) it knows:
+/// echoing each report back would double the gateway's traffic.
+type Wanted = bool;
+
+fn wanted(t: &flotilla_model::ecs::Task) -> Wanted {
+    t.desired_status.as_deref() == Some("STOPPED")
+}
 
 /// The message that brings the agent from `sent` to the current desired set
 /// (every task placed on the instance that has not yet stopped, whatever its
-/// desired status), if anything changed, and the new `Sent`. Tasks are
-/// compared by version, so unchanged ones cost no cloning or encoding.
-fn desired_message(acct: &Account, key: &InstanceKey, sent: Option<&Sent>, delta: bool, version: u64) -> (Option<ServerMessage>, Sent) {
+/// desired status), if anything changed, and updates `sent` to match. Tasks
+/// are compared by [`Wanted`] in place, so unchanged ones cost a lookup: no
+/// cloning, no encoding, no rebuilt map. The first message is always sent
+/// (an empty set too), and it is always the whole set.
+fn desired_message(acct: &Account, key: &InstanceKey, sent: &mut Sent, delta: bool, version: u64) -> Option<ServerMessage> {
     let arn = acct
         .clusters
         .get(&key.cluster)
@@ -163,22 +182,44 @@ fn desired_message(acct: &Account, key: &InstanceKey, sent: Option<&Sent>, delta
         Some((c, arn)) => c.tasks_on(arn).map(|(_, t)| t).filter(|t| t.last_status.as_deref() != Some("STOPPED")).collect(),
         None => Vec::new(),
     };
-    let now: Sent = current.iter().map(|t| (t.task_arn.clone().unwrap_or_default(), t.version.unwrap_or(0))).collect();
-    let whole = |t: &flotilla_model::ecs::Task| Some(DesiredTask { task: t.clone(), definition: definition_of(&acct.families, t)?.clone() });
-    let msg = match sent {
-        Some(prev) if *prev == now => None,
-        Some(prev) if delta => {
-            let upsert = current
-                .iter()
-                .filter(|t| prev.get(t.task_arn.as_deref().unwrap_or_default()) != t.version.as_ref())
-                .filter_map(|t| whole(t))
-                .collect();
-            let remove = prev.keys().filter(|arn| !now.contains_key(*arn)).cloned().collect();
-            Some(ServerMessage::DesiredDelta { version, upsert, remove })
+    let first = sent.pass == 0;
+    sent.pass += 1;
+    let pass = sent.pass;
+    let mut changed = Vec::new();
+    for t in &current {
+        let arn = t.task_arn.as_deref().unwrap_or_default();
+        let v = wanted(t);
+        match sent.versions.get_mut(arn) {
+            Some(entry) => {
+                if entry.0 != v {
+                    entry.0 = v;
+                    changed.push(*t);
+                }
+                entry.1 = pass;
+            }
+            None => {
+                sent.versions.insert(arn.to_string(), (v, pass));
+                changed.push(*t);
+            }
         }
-        _ => Some(ServerMessage::Desired { version, tasks: current.iter().filter_map(|t| whole(t)).collect() }),
-    };
-    (msg, now)
+    }
+    let mut removed = Vec::new();
+    sent.versions.retain(|arn, (_, seen)| {
+        let keep = *seen == pass;
+        if !keep {
+            removed.push(arn.clone());
+        }
+        keep
+    });
+    if !first && changed.is_empty() && removed.is_empty() {
+        return None;
+    }
+    let whole = |t: &flotilla_model::ecs::Task| Some(DesiredTask { task: t.clone(), definition: definition_of(&acct.families, t)?.clone() });
+    Some(if delta && !first {
+        ServerMessage::DesiredDelta { version, upsert: changed.into_iter().filter_map(whole).collect(), remove: removed }
+    } else {
+        ServerMessage::Desired { version, tasks: current.into_iter().filter_map(whole).collect() }
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,7 +254,7 @@ async fn converse(app: &App, key: &InstanceKey, session: u64, delta: bool, socke
     // between leaves a permit, so nothing is missed.
     let waker = app.state.instance_waker(instance_arn.as_deref().unwrap_or_default());
     let mut shutdown = app.shutdown.clone();
-    let mut sent: Option<Sent> = None;
+    let mut sent = Sent::default();
     let deadline = tokio::time::sleep(HEARTBEAT_TIMEOUT);
     tokio::pin!(deadline);
     loop {
@@ -222,12 +263,10 @@ async fn converse(app: &App, key: &InstanceKey, session: u64, delta: bool, socke
         }
         // Push the desired set (or what changed in it) whenever it differs
         // from what the agent last got.
-        let (msg, now) =
-            app.state.read(&key.scope, |acct| desired_message(acct, key, sent.as_ref(), delta, app.state.revision()));
+        let msg = app.state.read(&key.scope, |acct| desired_message(acct, key, &mut sent, delta, app.state.revision()));
         if let Some(msg) = msg {
             socket.send(Message::Text(serde_json::to_string(&msg)?.into())).await?;
         }
-        sent = Some(now);
         tokio::select! {
             _ = waker.notified() => {}
             msg = socket.recv() => {

@@ -51,6 +51,10 @@ pub struct ClusterState {
     /// up by id. A task never changes its instance or group.
     tasks_by_instance: HashMap<String, BTreeSet<u32>>,
     tasks_by_group: HashMap<String, BTreeSet<u32>>,
+    /// Task ids by `startedBy` and by task definition family, in id order:
+    /// ListTasks pages through them without scanning (neither ever changes).
+    tasks_by_started_by: HashMap<String, BTreeSet<String>>,
+    tasks_by_family: HashMap<String, BTreeSet<String>>,
     /// Services by name; a deleted service stays INACTIVE until its name is reused.
     pub services: BTreeMap<String, ecs::Service>,
     /// What the service controller remembers about each service beyond its
@@ -83,6 +87,12 @@ impl ClusterState {
     pub fn insert_task(&mut self, id: String, task: ecs::Task) {
         let instance = task.container_instance_arn.clone();
         let group = task.group.clone();
+        if let Some(by) = &task.started_by {
+            self.tasks_by_started_by.entry(by.clone()).or_default().insert(id.clone());
+        }
+        if let Some(family) = family_of(&task) {
+            self.tasks_by_family.entry(family.to_string()).or_default().insert(id.clone());
+        }
         let slot = self.tasks.insert(id, task);
         if let Some(arn) = instance {
             self.tasks_by_instance.entry(arn).or_default().insert(slot);
@@ -107,7 +117,27 @@ impl ClusterState {
         };
         unindex(&mut self.tasks_by_instance, &task.container_instance_arn);
         unindex(&mut self.tasks_by_group, &task.group);
+        let unindex_id = |map: &mut HashMap<String, BTreeSet<String>>, key: Option<&str>| {
+            if let Some(set) = key.and_then(|k| map.get_mut(k)) {
+                set.remove(id);
+                if set.is_empty() {
+                    map.remove(key.unwrap_or_default());
+                }
+            }
+        };
+        unindex_id(&mut self.tasks_by_started_by, task.started_by.as_deref());
+        unindex_id(&mut self.tasks_by_family, family_of(&task));
         Some(task)
+    }
+
+    /// The ids of the tasks with this `startedBy`, in id order.
+    pub fn task_ids_started_by(&self, started_by: &str) -> Option<&BTreeSet<String>> {
+        self.tasks_by_started_by.get(started_by)
+    }
+
+    /// The ids of the tasks of this task definition family, in id order.
+    pub fn task_ids_of_family(&self, family: &str) -> Option<&BTreeSet<String>> {
+        self.tasks_by_family.get(family)
     }
 
     fn indexed<'a>(&'a self, slots: Option<&'a BTreeSet<u32>>) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
@@ -128,6 +158,13 @@ impl ClusterState {
     pub fn tasks_in_group<'a>(&'a self, group: &str) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
         self.indexed(self.tasks_by_group.get(group))
     }
+}
+
+/// The family in a task's task definition ARN (`…:task-definition/FAMILY:REV`).
+fn family_of(task: &ecs::Task) -> Option<&str> {
+    let arn = task.task_definition_arn.as_deref()?;
+    let (_, rest) = arn.split_once(":task-definition/")?;
+    Some(rest.rsplit_once(':').map_or(rest, |(family, _)| family))
 }
 
 /// A cluster's tasks: kept in slots, so the indexes can point at a task
@@ -293,10 +330,17 @@ pub struct Tx<'s> {
 impl Tx<'_> {
     /// Writes a task, noting its instance and service for wake-ups.
     pub fn put_task(&mut self, cluster: &str, id: &str, task: &ecs::Task) {
-        self.put(Key::Task(cluster, id), task);
+        self.put_task_observed(cluster, id, task);
         if let Some(arn) = &task.container_instance_arn {
             self.instances.push(arn.clone());
         }
+    }
+
+    /// Writes a task whose change its own agent reported (it is RUNNING,
+    /// healthy…): the service hears of it, the agent's session is not woken
+    /// for what the agent itself said.
+    pub fn put_task_observed(&mut self, cluster: &str, id: &str, task: &ecs::Task) {
+        self.put(Key::Task(cluster, id), task);
         if let Some(service) = task.group.as_deref().and_then(|g| g.strip_prefix("service:")) {
             self.services.push((self.scope.clone(), cluster.to_string(), service.to_string()));
         }

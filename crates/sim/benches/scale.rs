@@ -6,15 +6,21 @@
 //!     FLOTILLA_BENCH_HOSTS=10000 FLOTILLA_BENCH_SERVICES=1000 FLOTILLA_BENCH_TASKS=1000 cargo bench -p flotilla-sim --bench scale
 //!
 //! Prints the time until all tasks run, placements per second, and the
-//! process's peak memory (server and simulated hosts share the process).
+//! control plane's peak memory.
+//!
+//! The simulated hosts run in child processes (this bench binary again,
+//! `FLOTILLA_BENCH_HOSTS_PER_PROCESS` hosts each), as `flotilla sim` would
+//! beside a real server: each host holds a WebSocket, and one process could
+//! not hold both ends of 10,000 of them within its open-file limit. The
+//! control plane runs in this process, so its memory is measured alone.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flotilla_client::Client;
 use flotilla_model::ecs;
-use futures_util::StreamExt;
 use flotilla_sim::{start_hosts, Behaviour, HostSpec};
+use futures_util::StreamExt;
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -28,11 +34,61 @@ fn peak_rss_mib() -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
+/// A child process's job: start `FLOTILLA_CHILD_HOSTS` simulated hosts
+/// against `FLOTILLA_CHILD_ENDPOINT`, say "ready" on stdout, and keep them
+/// until the bench kills the process.
+async fn host_process() {
+    let endpoint = std::env::var("FLOTILLA_CHILD_ENDPOINT").expect("endpoint");
+    let hosts = env("FLOTILLA_CHILD_HOSTS", 0);
+    let first = env("FLOTILLA_CHILD_FIRST", 0);
+    let client = Client::ecs(&endpoint, "AKIABENCH00000000001", "bench-secret", "us-east-1");
+    // Zones continue across processes: host i is in zone i % 3.
+    let zones: Vec<String> = (0..3).map(|z| format!("us-east-1{}", ["a", "b", "c"][(first + z) % 3])).collect();
+    let template = HostSpec::new("default", 16 * 1024, 64 * 1024);
+    let agents = start_hosts(&client, &template, hosts, &zones, &Behaviour::default(), |_, _| {}).await.expect("hosts");
+    println!("ready");
+    std::future::pending::<()>().await;
+    drop(agents);
+}
+
+/// Starts the hosts in child processes and returns once all are connected.
+async fn spawn_hosts(endpoint: &str, hosts: usize, per_process: usize) -> Vec<tokio::process::Child> {
+    let exe = std::env::current_exe().expect("bench binary");
+    let mut children = Vec::new();
+    let mut first = 0;
+    while first < hosts {
+        let n = per_process.min(hosts - first);
+        let child = tokio::process::Command::new(&exe)
+            .env("FLOTILLA_BENCH_CHILD", "hosts")
+            .env("FLOTILLA_CHILD_ENDPOINT", endpoint)
+            .env("FLOTILLA_CHILD_HOSTS", n.to_string())
+            .env("FLOTILLA_CHILD_FIRST", first.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("host process");
+        children.push(child);
+        first += n;
+    }
+    for child in &mut children {
+        let out = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(out), &mut line).await.expect("ready");
+        assert_eq!(line.trim(), "ready", "a host process failed to start its hosts");
+    }
+    children
+}
+
 #[tokio::main]
 async fn main() {
+    if std::env::var("FLOTILLA_BENCH_CHILD").is_ok() {
+        return host_process().await;
+    }
     let hosts = env("FLOTILLA_BENCH_HOSTS", 1000);
     let services = env("FLOTILLA_BENCH_SERVICES", 100);
     let per_service = env("FLOTILLA_BENCH_TASKS", 100);
+    let per_process = env("FLOTILLA_BENCH_HOSTS_PER_PROCESS", 5000).max(1);
     let total = services * per_service;
     println!("scale: {hosts} simulated hosts, {services} services x {per_service} tasks = {total} tasks");
 
@@ -52,10 +108,8 @@ async fn main() {
     let _: ecs::CreateClusterResponse = client.call("CreateCluster", &ecs::CreateClusterRequest::default()).await.expect("cluster");
 
     let t = Instant::now();
-    let zones = ["us-east-1a", "us-east-1b", "us-east-1c"].map(String::from);
-    let template = HostSpec::new("default", 16 * 1024, 64 * 1024);
-    let agents = start_hosts(&client, &template, hosts, &zones, &Behaviour::default(), |_, _| {}).await.expect("hosts");
-    println!("  {hosts} hosts registered and connected in {:.1} s", t.elapsed().as_secs_f64());
+    let children = spawn_hosts(&endpoint, hosts, per_process).await;
+    println!("  {hosts} hosts registered and connected in {:.1} s ({} host processes)", t.elapsed().as_secs_f64(), children.len());
 
     let td = ecs::RegisterTaskDefinitionRequest {
         family: Some("bench".into()),
@@ -74,6 +128,8 @@ async fn main() {
     // would; each CreateService is answered once the service is durable.
     let creators = env("FLOTILLA_BENCH_CREATORS", 16);
     let t = Instant::now();
+    let created = std::sync::atomic::AtomicUsize::new(0);
+    let created = &created;
     let latencies: Vec<Duration> = futures_util::stream::iter(0..services)
         .map(|s| {
             let client = client.clone();
@@ -86,6 +142,10 @@ async fn main() {
                 };
                 let sent = Instant::now();
                 let _: ecs::CreateServiceResponse = client.call("CreateService", &req).await.expect("service");
+                let done = created.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if done % 100 == 0 {
+                    println!("  … {done}/{services} services created after {:.1} s", t.elapsed().as_secs_f64());
+                }
                 sent.elapsed()
             }
         })
@@ -125,9 +185,9 @@ async fn main() {
     let secs = all_running.as_secs_f64();
     println!("  all {total} tasks RUNNING {secs:.1} s after the first CreateService");
     println!("  end to end: {:.0} placements/s (placed and reported RUNNING)", total as f64 / secs);
-    println!("  peak memory of the process (server + simulated hosts): {} MiB", peak_rss_mib());
+    println!("  peak memory of the control plane (this process; the hosts run apart): {} MiB", peak_rss_mib());
 
-    drop(agents);
+    drop(children);
     let _ = stop.send(());
     let _ = server.await;
 }

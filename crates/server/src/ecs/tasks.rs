@@ -5,7 +5,7 @@ use flotilla_model::agent::TaskStateChange;
 use flotilla_model::arn::{self, name_from_ref};
 use flotilla_model::ecs;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use flotilla_scheduler::{check_instance, Launch, Unplaceable};
 
@@ -356,11 +356,17 @@ pub async fn list_tasks(state: &State, ctx: &Ctx, req: ecs::ListTasksRequest) ->
         let family_prefix = req.family.as_ref().map(|f| format!("task-definition/{f}:"));
         let group = req.service_name.as_ref().map(|s| format!("service:{}", ctx.scope.name_from_ref(s, "service").unwrap_or(s)));
         let start = after.clone().map(std::ops::Bound::Excluded).unwrap_or(std::ops::Bound::Unbounded);
-        // A service's tasks come from its group index; everything else scans in id order.
-        let by_group: Option<BTreeMap<&String, &ecs::Task>> = group.as_ref().map(|g| c.tasks_in_group(g).collect());
-        let scan: Box<dyn Iterator<Item = (&String, &ecs::Task)>> = match &by_group {
-            Some(m) => Box::new(m.range::<String, _>((start, std::ops::Bound::Unbounded)).map(|(k, v)| (*k, *v))),
-            None => Box::new(c.tasks.range_from(start)),
+        // The narrowest index the filters allow; the other filters apply on top.
+        let scan: TaskIter<'_> = if let Some(by) = &req.started_by {
+            ids_after(c, c.task_ids_started_by(by), start)
+        } else if let Some(family) = &req.family {
+            ids_after(c, c.task_ids_of_family(family), start)
+        } else if let Some(g) = &group {
+            sorted_after(c.tasks_in_group(g).collect(), after.as_deref())
+        } else if let Some(arn) = &instance_arn {
+            sorted_after(c.tasks_on(arn).collect(), after.as_deref())
+        } else {
+            Box::new(c.tasks.range_from(start))
         };
         let items = scan
             .filter(|(_, t)| t.desired_status.as_deref() == Some(desired.as_str()))
@@ -375,6 +381,25 @@ pub async fn list_tasks(state: &State, ctx: &Ctx, req: ecs::ListTasksRequest) ->
         let (arns, next) = page(items, size);
         Ok(ecs::ListTasksResponse { task_arns: Some(arns), next_token: next })
     })
+}
+
+type TaskIter<'a> = Box<dyn Iterator<Item = (&'a String, &'a ecs::Task)> + 'a>;
+
+/// The tasks whose ids are in `set` (an id-ordered index), from `start` on.
+fn ids_after<'a>(c: &'a ClusterState, set: Option<&'a BTreeSet<String>>, start: std::ops::Bound<String>) -> TaskIter<'a> {
+    match set {
+        Some(set) => Box::new(
+            set.range::<String, _>((start, std::ops::Bound::Unbounded)).filter_map(|id| Some((id, c.tasks.get(id)?))),
+        ),
+        None => Box::new(std::iter::empty()),
+    }
+}
+
+/// `tasks` after the id `after`, in id order.
+fn sorted_after<'a>(tasks: Vec<(&'a String, &'a ecs::Task)>, after: Option<&str>) -> TaskIter<'a> {
+    let mut tasks: Vec<_> = tasks.into_iter().filter(|(id, _)| after.is_none_or(|a| id.as_str() > a)).collect();
+    tasks.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    Box::new(tasks.into_iter())
 }
 
 /// Applies an agent's report of a task's state, checked against the task's
@@ -447,8 +472,14 @@ pub fn apply_task_change(
         return Ok(false);
     }
     task.version = Some(before.version.unwrap_or(0) + 1);
-    tx.put_task(&cluster_name, &id, &*task);
-    if before.last_status.as_deref() != Some("STOPPED") && task.last_status.as_deref() == Some("STOPPED") {
+    let stopped_now = before.last_status.as_deref() != Some("STOPPED") && task.last_status.as_deref() == Some("STOPPED");
+    if stopped_now {
+        // It leaves the instance's desired set: tell the agent.
+        tx.put_task(&cluster_name, &id, &*task);
+    } else {
+        tx.put_task_observed(&cluster_name, &id, &*task);
+    }
+    if stopped_now {
         let task = task.clone();
         placement::release(families, c, &task);
     }
