@@ -9,7 +9,7 @@
 //! true; a connection silent for [`HEARTBEAT_TIMEOUT`] is dropped and the
 //! instance marked disconnected.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -21,12 +21,13 @@ use axum::response::{IntoResponse, Response};
 use flotilla_auth::RequestParts;
 use flotilla_model::agent::{AgentMessage, DesiredTask, ServerMessage};
 use flotilla_model::arn::{name_from_ref, Scope};
+use flotilla_model::ecs;
 use serde::Deserialize;
 
 use crate::ecs::resources::definition_of;
 use crate::ecs::tasks::apply_task_change;
 use crate::http::{error_response, App};
-use crate::state::{now, Account, Key, State};
+use crate::state::{now, Account, InstanceInbox, Key, State};
 
 /// How long a connection may stay silent before the instance counts as
 /// disconnected. Agents send a heartbeat every 5 s.
@@ -147,13 +148,20 @@ async fn set_connected(state: &State, key: &InstanceKey, connected: bool) {
     }
 }
 
-/// What the agent was last sent: for each task (by ARN) what the agent acts
-/// on, and the number of the pass that last saw it in the desired set.
+/// What the agent was last sent: for each task (by id) its ARN, what the
+/// agent acts on, and the number of the pass that last saw it in the
+/// desired set.
 #[derive(Default)]
 struct Sent {
-    versions: HashMap<String, (Wanted, u64)>,
+    tasks: HashMap<String, SentTask>,
     /// Passes so far (0: nothing sent yet).
     pass: u64,
+}
+
+struct SentTask {
+    arn: String,
+    wanted: Wanted,
+    seen: u64,
 }
 
 /// What an agent needs to hear again about a task it was sent: whether the
@@ -163,62 +171,104 @@ struct Sent {
 /// echoing each report back would double the gateway's traffic.
 type Wanted = bool;
 
-fn wanted(t: &flotilla_model::ecs::Task) -> Wanted {
+fn wanted(t: &ecs::Task) -> Wanted {
     t.desired_status.as_deref() == Some("STOPPED")
 }
 
-/// The message that brings the agent from `sent` to the current desired set
-/// (every task placed on the instance that has not yet stopped, whatever its
-/// desired status), if anything changed, and updates `sent` to match. Tasks
-/// are compared by [`Wanted`] in place, so unchanged ones cost a lookup: no
-/// cloning, no encoding, no rebuilt map. The first message is always sent
-/// (an empty set too), and it is always the whole set.
-fn desired_message(acct: &Account, key: &InstanceKey, sent: &mut Sent, delta: bool, version: u64) -> Option<ServerMessage> {
-    let arn = acct
-        .clusters
-        .get(&key.cluster)
-        .and_then(|c| Some((c, c.instances.get(&key.id)?.container_instance_arn.as_ref()?)));
-    let current: Vec<&flotilla_model::ecs::Task> = match arn {
-        Some((c, arn)) => c.tasks_on(arn).map(|(_, t)| t).filter(|t| t.last_status.as_deref() != Some("STOPPED")).collect(),
-        None => Vec::new(),
-    };
+/// Whether a task belongs in its instance's desired set: placed there and
+/// not yet STOPPED (whatever its desired status).
+fn in_desired_set(t: &ecs::Task) -> bool {
+    t.last_status.as_deref() != Some("STOPPED")
+}
+
+fn desired_task(acct: &Account, t: &ecs::Task) -> Option<DesiredTask> {
+    Some(DesiredTask { task: t.clone(), definition: definition_of(&acct.families, t)?.clone() })
+}
+
+/// The message that brings the agent from `sent` to the current desired set,
+/// if anything changed, and updates `sent` to match.
+///
+/// - `changed` names the tasks that changed since the last pass (from the
+///   instance's inbox): a delta agent's update looks at those alone, so a
+///   task placed on an instance costs the same however many it holds.
+/// - The first message, a full-set agent's messages, and a pass whose
+///   changes overflowed the inbox look at every task on the instance; tasks
+///   are then compared by [`Wanted`] in place (unchanged ones cost a lookup).
+///
+/// The first message is always sent (an empty set too), and it is always
+/// the whole set.
+fn desired_message(
+    acct: &Account,
+    key: &InstanceKey,
+    sent: &mut Sent,
+    changed: Option<HashSet<String>>,
+    delta: bool,
+    version: u64,
+) -> Option<ServerMessage> {
+    let c = acct.clusters.get(&key.cluster);
+    let arn = c.and_then(|c| c.instances.get(&key.id)?.container_instance_arn.as_ref());
     let first = sent.pass == 0;
     sent.pass += 1;
     let pass = sent.pass;
-    let mut changed = Vec::new();
-    for t in &current {
-        let arn = t.task_arn.as_deref().unwrap_or_default();
-        let v = wanted(t);
-        match sent.versions.get_mut(arn) {
-            Some(entry) => {
-                if entry.0 != v {
-                    entry.0 = v;
-                    changed.push(*t);
+    if let (Some(c), Some(arn), Some(changed), true, false) = (c, arn, &changed, delta, first) {
+        let mut upsert = Vec::new();
+        let mut remove = Vec::new();
+        for id in changed {
+            let task = c.tasks.get(id).filter(|t| t.container_instance_arn.as_ref() == Some(arn) && in_desired_set(t));
+            match (task, sent.tasks.get_mut(id)) {
+                (Some(t), Some(s)) if s.wanted == wanted(t) => s.seen = pass,
+                (Some(t), Some(s)) => {
+                    s.wanted = wanted(t);
+                    s.seen = pass;
+                    upsert.extend(desired_task(acct, t));
                 }
-                entry.1 = pass;
+                (Some(t), None) => {
+                    let arn = t.task_arn.clone().unwrap_or_default();
+                    sent.tasks.insert(id.clone(), SentTask { arn, wanted: wanted(t), seen: pass });
+                    upsert.extend(desired_task(acct, t));
+                }
+                (None, Some(_)) => remove.extend(sent.tasks.remove(id).map(|s| s.arn)),
+                (None, None) => {}
+            }
+        }
+        return (!upsert.is_empty() || !remove.is_empty()).then_some(ServerMessage::DesiredDelta { version, upsert, remove });
+    }
+    let current: Vec<(&String, &ecs::Task)> = match (c, arn) {
+        (Some(c), Some(arn)) => c.tasks_on(arn).filter(|(_, t)| in_desired_set(t)).collect(),
+        _ => Vec::new(),
+    };
+    let mut upsert = Vec::new();
+    for (id, t) in &current {
+        match sent.tasks.get_mut(*id) {
+            Some(s) => {
+                if s.wanted != wanted(t) {
+                    s.wanted = wanted(t);
+                    upsert.push(*t);
+                }
+                s.seen = pass;
             }
             None => {
-                sent.versions.insert(arn.to_string(), (v, pass));
-                changed.push(*t);
+                let arn = t.task_arn.clone().unwrap_or_default();
+                sent.tasks.insert((*id).clone(), SentTask { arn, wanted: wanted(t), seen: pass });
+                upsert.push(*t);
             }
         }
     }
-    let mut removed = Vec::new();
-    sent.versions.retain(|arn, (_, seen)| {
-        let keep = *seen == pass;
+    let mut remove = Vec::new();
+    sent.tasks.retain(|_, s| {
+        let keep = s.seen == pass;
         if !keep {
-            removed.push(arn.clone());
+            remove.push(std::mem::take(&mut s.arn));
         }
         keep
     });
-    if !first && changed.is_empty() && removed.is_empty() {
+    if !first && upsert.is_empty() && remove.is_empty() {
         return None;
     }
-    let whole = |t: &flotilla_model::ecs::Task| Some(DesiredTask { task: t.clone(), definition: definition_of(&acct.families, t)?.clone() });
     Some(if delta && !first {
-        ServerMessage::DesiredDelta { version, upsert: changed.into_iter().filter_map(whole).collect(), remove: removed }
+        ServerMessage::DesiredDelta { version, upsert: upsert.into_iter().filter_map(|t| desired_task(acct, t)).collect(), remove }
     } else {
-        ServerMessage::Desired { version, tasks: current.into_iter().filter_map(whole).collect() }
+        ServerMessage::Desired { version, tasks: current.into_iter().filter_map(|(_, t)| desired_task(acct, t)).collect() }
     })
 }
 
@@ -250,9 +300,23 @@ async fn converse(app: &App, key: &InstanceKey, session: u64, delta: bool, socke
     let instance_arn = app.state.read(&key.scope, |acct| {
         acct.clusters.get(&key.cluster).and_then(|c| c.instances.get(&key.id)).and_then(|i| i.container_instance_arn.clone())
     });
-    // Taken before the first desired set is computed: a write that lands in
-    // between leaves a permit, so nothing is missed.
-    let waker = app.state.instance_waker(instance_arn.as_deref().unwrap_or_default());
+    // Opened before the first desired set is computed: a write that lands in
+    // between is in the inbox and leaves a permit, so nothing is missed.
+    let instance_arn = instance_arn.unwrap_or_default();
+    let inbox = app.state.open_instance_inbox(&instance_arn);
+    let result = converse_with(app, key, session, delta, socket, &inbox).await;
+    app.state.close_instance_inbox(&instance_arn, &inbox);
+    result
+}
+
+async fn converse_with(
+    app: &App,
+    key: &InstanceKey,
+    session: u64,
+    delta: bool,
+    socket: &mut WebSocket,
+    inbox: &InstanceInbox,
+) -> Result<(), SessionError> {
     let mut shutdown = app.shutdown.clone();
     let mut sent = Sent::default();
     let deadline = tokio::time::sleep(HEARTBEAT_TIMEOUT);
@@ -263,12 +327,13 @@ async fn converse(app: &App, key: &InstanceKey, session: u64, delta: bool, socke
         }
         // Push the desired set (or what changed in it) whenever it differs
         // from what the agent last got.
-        let msg = app.state.read(&key.scope, |acct| desired_message(acct, key, &mut sent, delta, app.state.revision()));
+        let changed = inbox.take();
+        let msg = app.state.read(&key.scope, |acct| desired_message(acct, key, &mut sent, changed, delta, app.state.revision()));
         if let Some(msg) = msg {
             socket.send(Message::Text(serde_json::to_string(&msg)?.into())).await?;
         }
         tokio::select! {
-            _ = waker.notified() => {}
+            _ = inbox.notified() => {}
             msg = socket.recv() => {
                 let Some(msg) = msg else { return Ok(()) };
                 deadline.as_mut().reset(tokio::time::Instant::now() + HEARTBEAT_TIMEOUT);
@@ -323,3 +388,107 @@ async fn handle(app: &App, key: &InstanceKey, socket: &mut WebSocket, msg: Agent
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Family, StoredTaskDefinition};
+
+    const INSTANCE: &str = "arn:aws:ecs:us-east-1:111111111111:container-instance/default/i1";
+    const TD: &str = "arn:aws:ecs:us-east-1:111111111111:task-definition/web:1";
+
+    fn account() -> Account {
+        let mut acct = Account::default();
+        let mut family = Family::default();
+        let definition = ecs::TaskDefinition { task_definition_arn: Some(TD.into()), family: Some("web".into()), ..Default::default() };
+        family.revisions.insert(1, StoredTaskDefinition { definition, tags: Vec::new() });
+        acct.families.insert("web".into(), family);
+        let c = acct.clusters.entry("default".into()).or_default();
+        let instance = ecs::ContainerInstance { container_instance_arn: Some(INSTANCE.into()), ..Default::default() };
+        c.instances.insert("i1".into(), instance);
+        acct
+    }
+
+    fn task(id: &str, instance: &str) -> ecs::Task {
+        ecs::Task {
+            task_arn: Some(format!("arn:aws:ecs:us-east-1:111111111111:task/default/{id}")),
+            task_definition_arn: Some(TD.into()),
+            container_instance_arn: Some(instance.into()),
+            last_status: Some("PENDING".into()),
+            desired_status: Some("RUNNING".into()),
+            ..Default::default()
+        }
+    }
+
+    fn key() -> InstanceKey {
+        InstanceKey { scope: Scope::new("111111111111", "us-east-1"), cluster: "default".into(), id: "i1".into() }
+    }
+
+    fn ids(changed: &[&str]) -> Option<HashSet<String>> {
+        Some(changed.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn short(msg: Option<ServerMessage>) -> Option<(Vec<String>, Vec<String>)> {
+        let name = |t: &DesiredTask| t.task.task_arn.as_deref().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string();
+        match msg? {
+            ServerMessage::Desired { tasks, .. } => Some((tasks.iter().map(name).collect(), vec!["<full>".into()])),
+            ServerMessage::DesiredDelta { upsert, remove, .. } => {
+                Some((upsert.iter().map(name).collect(), remove.iter().map(|a| a.rsplit('/').next().unwrap_or_default().to_string()).collect()))
+            }
+            ServerMessage::HeartbeatAck => None,
+        }
+    }
+
+    /// The inbox path sends exactly what changed: new tasks, tasks to stop,
+    /// and removals once STOPPED; never the agent's own RUNNING report, nor
+    /// tasks of other instances.
+    #[test]
+    fn deltas_from_the_inbox_carry_only_what_the_agent_needs() {
+        let mut acct = account();
+        let mut sent = Sent::default();
+        let c = acct.clusters.get_mut("default").unwrap();
+        c.insert_task("a".into(), task("a", INSTANCE));
+        // The first message is the whole set, whatever the inbox says.
+        assert_eq!(short(desired_message(&acct, &key(), &mut sent, ids(&[]), true, 1)), Some((vec!["a".into()], vec!["<full>".into()])));
+        assert_eq!(short(desired_message(&acct, &key(), &mut sent, ids(&[]), true, 2)), None);
+
+        let c = acct.clusters.get_mut("default").unwrap();
+        c.insert_task("b".into(), task("b", INSTANCE));
+        c.insert_task("x".into(), task("x", "arn:aws:ecs:us-east-1:111111111111:container-instance/default/other"));
+        c.tasks.get_mut("a").unwrap().last_status = Some("RUNNING".into());
+        assert_eq!(short(desired_message(&acct, &key(), &mut sent, ids(&["a", "b", "x"]), true, 3)), Some((vec!["b".into()], vec![])));
+
+        let c = acct.clusters.get_mut("default").unwrap();
+        c.tasks.get_mut("a").unwrap().desired_status = Some("STOPPED".into());
+        assert_eq!(short(desired_message(&acct, &key(), &mut sent, ids(&["a"]), true, 4)), Some((vec!["a".into()], vec![])));
+        let c = acct.clusters.get_mut("default").unwrap();
+        c.tasks.get_mut("a").unwrap().last_status = Some("STOPPED".into());
+        assert_eq!(short(desired_message(&acct, &key(), &mut sent, ids(&["a"]), true, 5)), Some((vec![], vec!["a".into()])));
+
+        // An overflowed inbox (None) looks at everything and agrees.
+        let c = acct.clusters.get_mut("default").unwrap();
+        c.insert_task("c".into(), task("c", INSTANCE));
+        c.tasks.get_mut("b").unwrap().desired_status = Some("STOPPED".into());
+        let full = short(desired_message(&acct, &key(), &mut sent, None, true, 6)).unwrap();
+        assert_eq!((sorted(full.0), full.1), (vec!["b".to_string(), "c".to_string()], vec![]));
+        assert_eq!(short(desired_message(&acct, &key(), &mut sent, None, true, 7)), None);
+    }
+
+    /// An agent without deltas gets the whole set whenever it changed.
+    #[test]
+    fn full_set_agents_get_the_whole_set_on_change() {
+        let mut acct = account();
+        let mut sent = Sent::default();
+        acct.clusters.get_mut("default").unwrap().insert_task("a".into(), task("a", INSTANCE));
+        assert!(short(desired_message(&acct, &key(), &mut sent, ids(&[]), false, 1)).is_some());
+        assert_eq!(short(desired_message(&acct, &key(), &mut sent, ids(&["a"]), false, 2)), None);
+        acct.clusters.get_mut("default").unwrap().insert_task("b".into(), task("b", INSTANCE));
+        let (tasks, marker) = short(desired_message(&acct, &key(), &mut sent, ids(&["b"]), false, 3)).unwrap();
+        assert_eq!((sorted(tasks), marker), (vec!["a".to_string(), "b".to_string()], vec!["<full>".to_string()]));
+    }
+
+    fn sorted(mut v: Vec<String>) -> Vec<String> {
+        v.sort();
+        v
+    }
+}

@@ -13,7 +13,7 @@
 //! Handlers must check everything before they mutate: an error returned by a
 //! handler leaves memory untouched and writes nothing.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -318,8 +318,9 @@ pub type ServiceKey = (Scope, String, String);
 pub struct Tx<'s> {
     scope: &'s Scope,
     ops: Vec<Op>,
-    /// Container instance ARNs whose desired set may have changed.
-    instances: Vec<String>,
+    /// Tasks (instance ARN, task id) whose instance's desired set may have
+    /// changed.
+    instances: Vec<(String, String)>,
     /// Services whose tasks or record changed.
     services: Vec<ServiceKey>,
     /// Clusters whose instances changed: every service there may decide
@@ -332,7 +333,7 @@ impl Tx<'_> {
     pub fn put_task(&mut self, cluster: &str, id: &str, task: &ecs::Task) {
         self.put_task_observed(cluster, id, task);
         if let Some(arn) = &task.container_instance_arn {
-            self.instances.push(arn.clone());
+            self.instances.push((arn.clone(), id.to_string()));
         }
     }
 
@@ -390,9 +391,9 @@ pub struct State {
     /// The latest durable store revision: versions the agents' desired sets,
     /// so they keep increasing across restarts.
     revision: AtomicU64,
-    /// One wake-up per connected instance (by ARN): set when a durable write
-    /// touched a task placed there.
-    instance_wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// One inbox per connected instance (by ARN): the tasks placed there
+    /// that durable writes touched, and a wake-up.
+    instance_wakers: Mutex<HashMap<String, Arc<InstanceInbox>>>,
     /// Services touched by durable writes since the controller last looked.
     dirty_services: Mutex<BTreeSet<ServiceKey>>,
 }
@@ -500,13 +501,13 @@ impl State {
 
     /// After a durable commit: wakes the agent sessions and the controller
     /// for what it touched.
-    fn published(&self, revision: u64, instances: Vec<String>, services: Vec<ServiceKey>) {
+    fn published(&self, revision: u64, instances: Vec<(String, String)>, services: Vec<ServiceKey>) {
         self.revision.fetch_max(revision, Ordering::SeqCst);
         if !instances.is_empty() {
             let wakers = self.instance_wakers.lock().unwrap_or_else(|e| e.into_inner());
-            for arn in &instances {
-                if let Some(w) = wakers.get(arn) {
-                    w.notify_one();
+            for (arn, task) in instances {
+                if let Some(inbox) = wakers.get(&arn) {
+                    inbox.push(task);
                 }
             }
         }
@@ -516,11 +517,23 @@ impl State {
         self.changed.send_modify(|v| *v += 1);
     }
 
-    /// The wake-up for one instance's agent session: notified after every
-    /// durable write that touched a task placed there.
-    pub fn instance_waker(&self, instance_arn: &str) -> Arc<Notify> {
+    /// A new inbox for an instance's agent session, told of every task
+    /// placed there that a durable write touches from now on. It replaces an
+    /// earlier session's (which no longer hears anything).
+    pub fn open_instance_inbox(&self, instance_arn: &str) -> Arc<InstanceInbox> {
+        let inbox = Arc::new(InstanceInbox::default());
         let mut wakers = self.instance_wakers.lock().unwrap_or_else(|e| e.into_inner());
-        wakers.entry(instance_arn.to_string()).or_default().clone()
+        wakers.insert(instance_arn.to_string(), inbox.clone());
+        inbox
+    }
+
+    /// Forgets a session's inbox when the session ends (unless a newer
+    /// session has replaced it already).
+    pub fn close_instance_inbox(&self, instance_arn: &str, inbox: &Arc<InstanceInbox>) {
+        let mut wakers = self.instance_wakers.lock().unwrap_or_else(|e| e.into_inner());
+        if wakers.get(instance_arn).is_some_and(|w| Arc::ptr_eq(w, inbox)) {
+            wakers.remove(instance_arn);
+        }
     }
 
     /// The services touched since the last call.
@@ -541,6 +554,54 @@ impl State {
     /// A receiver that changes after every durable write.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+}
+
+/// The tasks on one instance that changed since its agent's session last
+/// looked, and the wake-up that tells it to look. An agent's desired set is
+/// then brought up to date by looking at those tasks alone, not at every
+/// task on the instance.
+#[derive(Debug, Default)]
+pub struct InstanceInbox {
+    notify: Notify,
+    changed: Mutex<Changed>,
+}
+
+#[derive(Debug, Default)]
+struct Changed {
+    tasks: HashSet<String>,
+    /// More changed than is worth remembering (a session that stays away):
+    /// the next look is at everything.
+    overflow: bool,
+}
+
+/// An inbox remembers this many task ids, then asks for a full look.
+const INBOX_LIMIT: usize = 10_000;
+
+impl InstanceInbox {
+    fn push(&self, task: String) {
+        {
+            let mut changed = self.changed.lock().unwrap_or_else(|e| e.into_inner());
+            if changed.tasks.len() < INBOX_LIMIT {
+                changed.tasks.insert(task);
+            } else {
+                changed.overflow = true;
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// Waits until a task changed (at once if one did since the last take).
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+
+    /// The ids of the tasks that changed since the last call, or `None` when
+    /// everything must be looked at.
+    pub fn take(&self) -> Option<HashSet<String>> {
+        let mut changed = self.changed.lock().unwrap_or_else(|e| e.into_inner());
+        let tasks = std::mem::take(&mut changed.tasks);
+        (!std::mem::take(&mut changed.overflow)).then_some(tasks)
     }
 }
 
