@@ -204,6 +204,9 @@ async fn reconcile_services(state: &State, todo: BTreeSet<ServiceKey>, wakes: &m
                     }
                     rest = &rest[done..];
                     pending.push_back(durable);
+                    // Let the requests and reports that queued behind this
+                    // batch run before the next one.
+                    tokio::task::yield_now().await;
                     if pending.len() > BATCHES_IN_FLIGHT {
                         if let Some(oldest) = pending.pop_front() {
                             if let Err(e) = oldest.await {

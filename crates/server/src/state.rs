@@ -16,7 +16,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::future::Future;
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex};
+
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use flotilla_model::arn::Scope;
 use flotilla_model::ecs;
@@ -382,7 +384,9 @@ struct Db {
 pub struct State {
     /// Readers (Describe*, List*, the agents' desired sets) share the lock;
     /// a writer holds it only while its handler runs, never while it waits
-    /// for durability.
+    /// for durability. A task-fair lock, and writers hand it on fairly: the
+    /// controller writes batch after batch, and must not starve the API's
+    /// writers and the agents' reports waiting for it.
     db: RwLock<Db>,
     store: Arc<dyn Store>,
     /// Bumped after every durable write: controllers and the agent gateway
@@ -423,15 +427,15 @@ impl State {
         }))
     }
 
-    // A handler that panicked cannot have left a half-applied change that is
-    // also in the store (store writes are queued after the handler returns),
-    // so a poisoned lock still guards consistent data.
+    // parking_lot's lock is not poisoned by a panicking handler: one cannot
+    // have left a half-applied change that is also in the store (store writes
+    // are queued after the handler returns).
     fn lock_read(&self) -> RwLockReadGuard<'_, Db> {
-        self.db.read().unwrap_or_else(|e| e.into_inner())
+        self.db.read()
     }
 
     fn lock_write(&self) -> RwLockWriteGuard<'_, Db> {
-        self.db.write().unwrap_or_else(|e| e.into_inner())
+        self.db.write()
     }
 
     /// Runs a read-only view over one account.
@@ -475,6 +479,7 @@ impl State {
                     services.extend(c.services.keys().map(|name| (scope.clone(), cluster.clone(), name.clone())));
                 }
             }
+            RwLockWriteGuard::unlock_fair(db);
             (result, durable, tx.instances, services)
         };
         let done = async move {

@@ -80,6 +80,21 @@ async fn spawn_hosts(endpoint: &str, hosts: usize, per_process: usize) -> Vec<to
     children
 }
 
+/// How many container instances match a Cluster Query Language filter.
+async fn count_instances(client: &Client, filter: &str) -> usize {
+    let mut count = 0;
+    let mut token = None;
+    loop {
+        let req = ecs::ListContainerInstancesRequest { filter: Some(filter.into()), next_token: token, max_results: Some(100), ..Default::default() };
+        let page: ecs::ListContainerInstancesResponse = client.call("ListContainerInstances", &req).await.expect("list instances");
+        count += page.container_instance_arns.map_or(0, |a| a.len());
+        token = page.next_token;
+        if token.is_none() {
+            return count;
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::var("FLOTILLA_BENCH_CHILD").is_ok() {
@@ -162,6 +177,7 @@ async fn main() {
     // Poll the services (10 per DescribeServices) until every task runs.
     let names: Vec<String> = (0..services).map(|s| format!("svc-{s:05}")).collect();
     let mut last_report = Instant::now();
+    let mut best = (0, Instant::now());
     let all_running = loop {
         let mut running = 0usize;
         for chunk in names.chunks(10) {
@@ -175,6 +191,14 @@ async fn main() {
         if last_report.elapsed() > Duration::from_secs(10) {
             println!("  … {running}/{total} running after {:.0} s", t.elapsed().as_secs_f64());
             last_report = Instant::now();
+        }
+        if running > best.0 {
+            best = (running, Instant::now());
+        }
+        if best.1.elapsed() > Duration::from_secs(60) {
+            let disconnected = count_instances(&client, "agentConnected == false").await;
+            println!("  stalled: {running}/{total} running, no progress for 60 s; {disconnected} hosts disconnected");
+            break t.elapsed();
         }
         if t.elapsed() > Duration::from_secs(1800) {
             println!("  gave up after 30 minutes with {running}/{total} running");

@@ -205,26 +205,40 @@ async fn first_text(ws: &mut Ws) -> Result<String, SimError> {
     }
 }
 
-async fn converse(mut ws: Ws, first: String, behaviour: Arc<Mutex<Behaviour>>) {
-    let mut reported: HashMap<String, Reported> = HashMap::new();
-    if answer(&mut ws, &first, &mut reported, &behaviour).await.is_err() {
-        return;
-    }
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            _ = heartbeat.tick() => {
-                if send(&mut ws, &AgentMessage::Heartbeat).await.is_err() { return; }
+/// The host's side of the connection. Writes go through their own task, so
+/// the host always keeps reading: were both ends to stop reading while their
+/// writes wait for the other (the gateway pushing a large desired set while
+/// the host reports a large batch), neither would ever finish.
+async fn converse(ws: Ws, first: String, behaviour: Arc<Mutex<Behaviour>>) {
+    let (mut sink, mut stream) = ws.split();
+    let (out, mut outgoing) = tokio::sync::mpsc::unbounded_channel::<AgentMessage>();
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = outgoing.recv().await {
+            let Ok(text) = serde_json::to_string(&msg) else { continue };
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                return;
             }
-            msg = ws.next() => {
-                let Some(Ok(Message::Text(text))) = msg else {
-                    if matches!(msg, Some(Ok(_))) { continue; }
-                    return;
-                };
-                if answer(&mut ws, text.as_str(), &mut reported, &behaviour).await.is_err() { return; }
+        }
+    });
+    let mut reported: HashMap<String, Reported> = HashMap::new();
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+    if answer(&out, &first, &mut reported, &behaviour).is_ok() {
+        loop {
+            tokio::select! {
+                _ = heartbeat.tick() => {
+                    if out.send(AgentMessage::Heartbeat).is_err() { break; }
+                }
+                msg = stream.next() => {
+                    let Some(Ok(Message::Text(text))) = msg else {
+                        if matches!(msg, Some(Ok(_))) { continue; }
+                        break;
+                    };
+                    if answer(&out, text.as_str(), &mut reported, &behaviour).is_err() { break; }
+                }
             }
         }
     }
+    writer.abort();
 }
 
 /// The part of the gateway's desired-set messages ([`flotilla_model::agent::ServerMessage`]) a
@@ -273,7 +287,12 @@ struct SeenDefinition {
 
 /// Answers one message from the gateway: reports the state changes a desired
 /// set calls for, then that it was applied.
-async fn answer(ws: &mut Ws, text: &str, reported: &mut HashMap<String, Reported>, behaviour: &Mutex<Behaviour>) -> Result<(), ()> {
+fn answer(
+    out: &tokio::sync::mpsc::UnboundedSender<AgentMessage>,
+    text: &str,
+    reported: &mut HashMap<String, Reported>,
+    behaviour: &Mutex<Behaviour>,
+) -> Result<(), ()> {
     // Simulated hosts ask for deltas: a full set first, then what changed.
     let Ok(msg) = serde_json::from_str::<Incoming>(text) else { return Ok(()) };
     let tasks = match msg.kind.as_str() {
@@ -302,9 +321,9 @@ async fn answer(ws: &mut Ws, text: &str, reported: &mut HashMap<String, Reported
         changes.push(report(&d.task, want, fail && !stop, &b, &family));
     }
     if !changes.is_empty() {
-        send(ws, &AgentMessage::StateChanges { changes }).await?;
+        out.send(AgentMessage::StateChanges { changes }).map_err(|_| ())?;
     }
-    send(ws, &AgentMessage::Applied { version }).await
+    out.send(AgentMessage::Applied { version }).map_err(|_| ())
 }
 
 fn report(task: &SeenTask, state: Reported, failed: bool, b: &Behaviour, family: &str) -> TaskStateChange {
@@ -345,10 +364,6 @@ fn report(task: &SeenTask, state: Reported, failed: bool, b: &Behaviour, family:
     }
 }
 
-async fn send(ws: &mut Ws, msg: &AgentMessage) -> Result<(), ()> {
-    let text = serde_json::to_string(msg).map_err(|_| ())?;
-    ws.send(Message::Text(text.into())).await.map_err(|_| ())
-}
 
 #[cfg(test)]
 mod tests {
