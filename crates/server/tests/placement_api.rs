@@ -19,7 +19,7 @@ use aws_sdk_ecs::types::{
     PlacementStrategy, PlacementStrategyType, PortMapping, Service, TaskDefinitionPlacementConstraint,
     TaskDefinitionPlacementConstraintType,
 };
-use common::{TestServer, ALICE};
+use common::{eventually, TestServer, ALICE};
 use flotilla_sim::{Behaviour, HostSpec, SimAgent};
 use serde_json::{json, Value};
 use support::{assert_error, send_json};
@@ -98,22 +98,6 @@ fn events(s: &Service) -> Vec<String> {
 
 fn stable(s: &Service) -> bool {
     s.deployments().len() == 1 && s.running_count() == s.desired_count() && s.pending_count() == 0
-}
-
-/// Polls `check` every 50 ms until it returns Some, or fails after `secs`.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A server with simulated hosts attached, known by name.

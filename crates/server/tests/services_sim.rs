@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use aws_sdk_ecs::types::{ContainerDefinition, DeploymentCircuitBreaker, DeploymentConfiguration};
-use common::{TestServer, ALICE};
+use common::{eventually, TestServer, ALICE};
 use flotilla_sim::{Behaviour, HostSpec, SimAgent};
 
 fn fast() -> flotilla_server::Config {
@@ -26,22 +26,6 @@ async fn register(ecs: &aws_sdk_ecs::Client, family: &str) -> String {
         .await
         .unwrap();
     r.task_definition.unwrap().task_definition_arn().unwrap().to_string()
-}
-
-/// Polls `check` every 50 ms until it returns Some, or fails after `secs`.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn hosts(server: &TestServer, n: usize, behaviour: Behaviour) -> Vec<SimAgent> {

@@ -159,3 +159,19 @@ pub fn taskdefs_dir() -> PathBuf {
     assert!(dir.is_dir(), "{} not found: shared/ must sit beside the repository", dir.display());
     dir
 }
+
+/// Polls `check` every 50 ms until it returns Some, or fails after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
