@@ -281,11 +281,21 @@ fn snapshot(families: &BTreeMap<String, Family>, c: &ClusterState, svc: &ecs::Se
             pending_count: d.pending_count.unwrap_or(0).max(0) as u32,
         })
         .collect();
+    // A service's tasks run one or two task definitions: look each up once.
+    let mut health_checked: Vec<(&str, bool)> = Vec::new();
     let tasks = c
         .tasks_in_group(&group)
         .map(|(_, t)| {
-            let has_health_check = crate::ecs::resources::definition_of(families, t)
-                .is_some_and(|d| d.container_definitions.iter().flatten().any(|c| c.health_check.is_some()));
+            let td = t.task_definition_arn.as_deref().unwrap_or_default();
+            let has_health_check = match health_checked.iter().find(|(arn, _)| *arn == td) {
+                Some((_, checked)) => *checked,
+                None => {
+                    let checked = crate::ecs::resources::definition_of(families, t)
+                        .is_some_and(|d| d.container_definitions.iter().flatten().any(|c| c.health_check.is_some()));
+                    health_checked.push((td, checked));
+                    checked
+                }
+            };
             let stop_cause = t.stop_code.map(|code| match code {
                 ecs::TaskStopCode::EssentialContainerExited | ecs::TaskStopCode::TaskFailedToStart => rc::StopCause::Failed,
                 _ if t.stopped_reason.as_deref().is_some_and(|r| r.contains("health")) => rc::StopCause::Failed,
@@ -304,7 +314,7 @@ fn snapshot(families: &BTreeMap<String, Family>, c: &ClusterState, svc: &ecs::Se
                 started_at: t.started_at,
                 stopped_at: t.stopped_at,
                 stop_cause,
-                on_draining_instance: t.container_instance_arn.as_ref().is_some_and(|a| draining.contains(a)),
+                on_draining_instance: !draining.is_empty() && t.container_instance_arn.as_ref().is_some_and(|a| draining.contains(a)),
                 instance: t.container_instance_arn.clone().unwrap_or_default(),
                 zone: t.availability_zone.clone(),
             }
