@@ -6,11 +6,14 @@
 //! `--fail-family`); SIGTERM must stop the sim with status 0 and leave every
 //! host disconnected.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::wait_for;
 use flotilla_client::Client;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -86,22 +89,6 @@ impl Drop for Process {
 
 async fn call(c: &Client, op: &str, req: Value) -> Value {
     c.call::<Value, Value>(op, &req).await.unwrap_or_else(|e| panic!("{op} {req}: {e}"))
-}
-
-/// Polls `f` every 100 ms until it yields a value; panics after `limit`.
-async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Every container instance of the cluster, described.
