@@ -99,6 +99,15 @@ pub fn name_from_ref<'a>(reference: &'a str, kind: &str) -> Option<&'a str> {
     }
 }
 
+/// The family and revision named by a task definition ARN
+/// (`…:task-definition/FAMILY:REVISION`), the inverse of
+/// [`Scope::task_definition_arn`].
+pub fn task_definition_parts(arn: &str) -> Option<(&str, i32)> {
+    let (_, rest) = arn.rsplit_once(":task-definition/")?;
+    let (family, revision) = rest.rsplit_once(':')?;
+    Some((family, revision.parse().ok()?))
+}
+
 /// A new resource id: 32 lowercase hex digits, as ECS task ids are. Time
 /// ordered (UUID version 7: milliseconds, then random bits), so that newer
 /// tasks sort after older ones and the store appends new keys instead of
@@ -110,6 +119,14 @@ pub fn new_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_definition_arns_round_trip() {
+        let s = Scope::new("123456789012", "us-east-1");
+        assert_eq!(task_definition_parts(&s.task_definition_arn("web-app", 12)), Some(("web-app", 12)));
+        assert_eq!(task_definition_parts("arn:aws:ecs:us-east-1:123456789012:task-definition/web"), None);
+        assert_eq!(task_definition_parts("arn:aws:ecs:us-east-1:123456789012:task/default/abc"), None);
+    }
 
     #[test]
     fn parses_long_task_arns_and_names() {

@@ -87,48 +87,21 @@ impl ClusterState {
     }
 
     pub fn insert_task(&mut self, id: String, task: ecs::Task) {
-        let instance = task.container_instance_arn.clone();
-        let group = task.group.clone();
-        if let Some(by) = &task.started_by {
-            self.tasks_by_started_by.entry(by.clone()).or_default().insert(id.clone());
-        }
-        if let Some(family) = family_of(&task) {
-            self.tasks_by_family.entry(family.to_string()).or_default().insert(id.clone());
-        }
+        index(&mut self.tasks_by_started_by, task.started_by.as_deref(), id.clone());
+        index(&mut self.tasks_by_family, family_of(&task), id.clone());
+        let (instance, group) = (task.container_instance_arn.clone(), task.group.clone());
         let slot = self.tasks.insert(id, task);
-        if let Some(arn) = instance {
-            self.tasks_by_instance.entry(arn).or_default().insert(slot);
-        }
-        if let Some(group) = group {
-            self.tasks_by_group.entry(group).or_default().insert(slot);
-        }
+        index(&mut self.tasks_by_instance, instance.as_deref(), slot);
+        index(&mut self.tasks_by_group, group.as_deref(), slot);
     }
 
     /// Forgets a task (retention of STOPPED tasks has passed).
     pub fn remove_task(&mut self, id: &str) -> Option<ecs::Task> {
         let (slot, task) = self.tasks.remove(id)?;
-        let unindex = |map: &mut HashMap<String, BTreeSet<u32>>, key: &Option<String>| {
-            if let Some(k) = key {
-                if let Some(set) = map.get_mut(k) {
-                    set.remove(&slot);
-                    if set.is_empty() {
-                        map.remove(k);
-                    }
-                }
-            }
-        };
-        unindex(&mut self.tasks_by_instance, &task.container_instance_arn);
-        unindex(&mut self.tasks_by_group, &task.group);
-        let unindex_id = |map: &mut HashMap<String, BTreeSet<String>>, key: Option<&str>| {
-            if let Some(set) = key.and_then(|k| map.get_mut(k)) {
-                set.remove(id);
-                if set.is_empty() {
-                    map.remove(key.unwrap_or_default());
-                }
-            }
-        };
-        unindex_id(&mut self.tasks_by_started_by, task.started_by.as_deref());
-        unindex_id(&mut self.tasks_by_family, family_of(&task));
+        unindex(&mut self.tasks_by_instance, task.container_instance_arn.as_deref(), &slot);
+        unindex(&mut self.tasks_by_group, task.group.as_deref(), &slot);
+        unindex(&mut self.tasks_by_started_by, task.started_by.as_deref(), id);
+        unindex(&mut self.tasks_by_family, family_of(&task), id);
         Some(task)
     }
 
@@ -162,11 +135,27 @@ impl ClusterState {
     }
 }
 
-/// The family in a task's task definition ARN (`…:task-definition/FAMILY:REV`).
-fn family_of(task: &ecs::Task) -> Option<&str> {
-    let arn = task.task_definition_arn.as_deref()?;
-    let (_, rest) = arn.split_once(":task-definition/")?;
-    Some(rest.rsplit_once(':').map_or(rest, |(family, _)| family))
+/// The task definition family a task runs.
+pub fn family_of(task: &ecs::Task) -> Option<&str> {
+    flotilla_model::arn::task_definition_parts(task.task_definition_arn.as_deref()?).map(|(family, _)| family)
+}
+
+/// Adds `item` to the index entry for `key` (if the task has one).
+fn index<T: Ord>(map: &mut HashMap<String, BTreeSet<T>>, key: Option<&str>, item: T) {
+    if let Some(key) = key {
+        map.entry(key.to_string()).or_default().insert(item);
+    }
+}
+
+/// Takes `item` out of the index entry for `key`, dropping the entry once empty.
+fn unindex<T: Ord + std::borrow::Borrow<Q>, Q: Ord + ?Sized>(map: &mut HashMap<String, BTreeSet<T>>, key: Option<&str>, item: &Q) {
+    let Some(key) = key else { return };
+    if let Some(set) = map.get_mut(key) {
+        set.remove(item);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
 }
 
 /// A cluster's tasks: kept in slots, so the indexes can point at a task

@@ -48,10 +48,8 @@ pub fn demand(def: &ecs::TaskDefinition, overrides: Option<&ecs::TaskOverride>) 
 
 /// The task definition revision a task runs, if the account still has it.
 pub fn definition_of<'a>(families: &'a std::collections::BTreeMap<String, Family>, task: &ecs::Task) -> Option<&'a ecs::TaskDefinition> {
-    let arn = task.task_definition_arn.as_deref()?;
-    let rest = arn.rsplit_once("task-definition/")?.1;
-    let (family, rev) = rest.split_once(':')?;
-    families.get(family)?.revisions.get(&rev.parse().ok()?).map(|td| &td.definition)
+    let (family, revision) = flotilla_model::arn::task_definition_parts(task.task_definition_arn.as_deref()?)?;
+    families.get(family)?.revisions.get(&revision).map(|td| &td.definition)
 }
 
 /// A task holds resources from placement until it is STOPPED.

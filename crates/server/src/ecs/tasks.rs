@@ -13,7 +13,7 @@ use super::task_definitions::resolve_active;
 use super::{active_cluster, active_cluster_mut, decode_token, failure, page, page_size, validate_tags, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::placement::{self, PlacementRequest};
-use crate::state::{Account, ClusterState, Family, State, Tx};
+use crate::state::{family_of, Account, ClusterState, Family, State, Tx};
 
 /// Task statuses in lifecycle order: a reported status never moves a task backwards.
 const LIFECYCLE: &[&str] = &["PROVISIONING", "PENDING", "ACTIVATING", "RUNNING", "DEACTIVATING", "STOPPING", "DEPROVISIONING", "STOPPED"];
@@ -353,7 +353,6 @@ pub async fn list_tasks(state: &State, ctx: &Ctx, req: ecs::ListTasksRequest) ->
                     .ok_or_else(|| ApiError::invalid(format!("Container instance {r} is not in this cluster.")))?,
             ),
         };
-        let family_prefix = req.family.as_ref().map(|f| format!("task-definition/{f}:"));
         let group = req.service_name.as_ref().map(|s| format!("service:{}", ctx.scope.name_from_ref(s, "service").unwrap_or(s)));
         let start = after.clone().map(std::ops::Bound::Excluded).unwrap_or(std::ops::Bound::Unbounded);
         // The narrowest index the filters allow; the other filters apply on top.
@@ -374,9 +373,7 @@ pub async fn list_tasks(state: &State, ctx: &Ctx, req: ecs::ListTasksRequest) ->
             .filter(|(_, t)| req.started_by.is_none() || t.started_by == req.started_by)
             .filter(|(_, t)| req.launch_type.is_none() || t.launch_type == req.launch_type)
             .filter(|(_, t)| group.is_none() || t.group == group)
-            .filter(|(_, t)| {
-                family_prefix.as_ref().is_none_or(|p| t.task_definition_arn.as_deref().is_some_and(|a| a.contains(p.as_str())))
-            })
+            .filter(|(_, t)| req.family.is_none() || family_of(t) == req.family.as_deref())
             .map(|(id, t)| (id, t.task_arn.clone().unwrap_or_default()));
         let (arns, next) = page(items, size);
         Ok(ecs::ListTasksResponse { task_arns: Some(arns), next_token: next })
@@ -474,14 +471,13 @@ pub fn apply_task_change(
     task.version = Some(before.version.unwrap_or(0) + 1);
     let stopped_now = before.last_status.as_deref() != Some("STOPPED") && task.last_status.as_deref() == Some("STOPPED");
     if stopped_now {
-        // It leaves the instance's desired set: tell the agent.
+        // It leaves the instance's desired set: tell the agent, and give its
+        // resources back.
         tx.put_task(&cluster_name, &id, &*task);
-    } else {
-        tx.put_task_observed(&cluster_name, &id, &*task);
-    }
-    if stopped_now {
         let task = task.clone();
         placement::release(families, c, &task);
+    } else {
+        tx.put_task_observed(&cluster_name, &id, &*task);
     }
     Ok(true)
 }
