@@ -282,7 +282,14 @@ async fn connect(config: &GatewayConfig) -> Result<Socket, String> {
     let url = config.connect_url().map_err(|e| e.0)?;
     match tokio::time::timeout(
         config.io_timeout,
-        tokio_tungstenite::connect_async(url.as_str()),
+        tokio_tungstenite::connect_async_with_config(
+            url.as_str(),
+            Some(
+                tungstenite::protocol::WebSocketConfig::default()
+                    .read_buffer_size(flotilla_model::agent::SOCKET_READ_BUFFER),
+            ),
+            false,
+        ),
     )
     .await
     {

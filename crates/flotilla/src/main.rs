@@ -19,6 +19,12 @@ use flotilla_store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// mimalloc rather than glibc's malloc: the control plane allocates and
+/// frees small objects at a high rate (tasks, messages, JSON), and under
+/// glibc that cost about 15% of its CPU at a million tasks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "flotilla", version, about = "A self-hosted container orchestrator that speaks the Amazon ECS API.")]
 struct Cli {

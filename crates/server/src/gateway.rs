@@ -11,13 +11,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State as AxumState};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use flotilla_auth::RequestParts;
 use flotilla_model::agent::{AgentMessage, DesiredTask, ServerMessage};
 use flotilla_model::arn::{name_from_ref, Scope};
@@ -35,11 +36,27 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Which session currently speaks for each instance: a newer connection
 /// replaces an older one, and only the current one may mark it disconnected.
-#[derive(Default)]
 pub struct Sessions {
     next: AtomicU64,
     current: Mutex<HashMap<InstanceKey, u64>>,
+    /// Reports of all sessions waiting for durability at once: see
+    /// [`REPORTS_QUEUED`].
+    reports: Arc<tokio::sync::Semaphore>,
 }
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions { next: AtomicU64::new(0), current: Mutex::default(), reports: Arc::new(tokio::sync::Semaphore::new(REPORTS_QUEUED)) }
+    }
+}
+
+/// How many agents' reports may wait in the store's queue at once, across
+/// all sessions: about one store batch. The store commits in arrival order,
+/// so an API write waits behind whatever is queued; without this bound,
+/// 10,000 busy agents kept some 10,000 commits queued ahead of every
+/// CreateService (seconds, at a million tasks). Past it, sessions wait
+/// before applying more, and their agents' reports wait in their sockets.
+const REPORTS_QUEUED: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct InstanceKey {
@@ -121,7 +138,7 @@ pub async fn connect(
     }
     let key = InstanceKey { scope, cluster, id };
     let delta = params.delta.as_deref() == Some("1");
-    ws.on_upgrade(move |socket| async move {
+    ws.read_buffer_size(flotilla_model::agent::SOCKET_READ_BUFFER).on_upgrade(move |socket| async move {
         if let Err(e) = session(app, key, delta, socket).await {
             tracing::debug!(error = %e, "agent session ended");
         }
@@ -309,6 +326,17 @@ async fn converse(app: &App, key: &InstanceKey, session: u64, delta: bool, socke
     result
 }
 
+/// How many of its reports a session lets wait for durability at once
+/// before it reads no further: reports are applied at once and their commits
+/// overlap, so a session keeps reading (heartbeats too) while the store
+/// works, and a burst of reports becomes one batch rather than a queue of
+/// commits one after another.
+const REPORTS_IN_FLIGHT: usize = 8;
+
+/// A report's commit, resolving once it is durable (and its changes are
+/// published to the controllers and other sessions).
+type Durable<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = crate::error::ApiResult<()>> + Send + 'a>>;
+
 async fn converse_with(
     app: &App,
     key: &InstanceKey,
@@ -316,6 +344,25 @@ async fn converse_with(
     delta: bool,
     socket: &mut WebSocket,
     inbox: &InstanceInbox,
+) -> Result<(), SessionError> {
+    let mut writes = futures_util::stream::FuturesOrdered::new();
+    let result = serve(app, key, session, delta, socket, inbox, &mut writes).await;
+    // Whatever the session's end, its accepted reports are seen through to
+    // durability, so their wakes are not lost.
+    while let Some(done) = writes.next().await {
+        log_report_failure(done);
+    }
+    result
+}
+
+async fn serve<'a>(
+    app: &'a App,
+    key: &InstanceKey,
+    session: u64,
+    delta: bool,
+    socket: &mut WebSocket,
+    inbox: &InstanceInbox,
+    writes: &mut futures_util::stream::FuturesOrdered<Durable<'a>>,
 ) -> Result<(), SessionError> {
     let mut shutdown = app.shutdown.clone();
     let mut sent = Sent::default();
@@ -332,62 +379,99 @@ async fn converse_with(
         if let Some(msg) = msg {
             socket.send(Message::Text(serde_json::to_string(&msg)?.into())).await?;
         }
+        // Biased, so that a message already waiting is read before the
+        // deadline is looked at: after a long send, both can be ready.
         tokio::select! {
-            _ = inbox.notified() => {}
-            msg = socket.recv() => {
+            biased;
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return Ok(()),
+            msg = socket.recv(), if writes.len() < REPORTS_IN_FLIGHT => {
                 let Some(msg) = msg else { return Ok(()) };
-                deadline.as_mut().reset(tokio::time::Instant::now() + HEARTBEAT_TIMEOUT);
                 match msg? {
-                    Message::Text(text) => handle(app, key, socket, serde_json::from_str(text.as_str())?).await?,
+                    Message::Text(text) => handle(app, key, socket, serde_json::from_str(text.as_str())?, writes).await?,
                     Message::Close(_) => return Ok(()),
                     _ => {}
                 }
+                deadline.as_mut().reset(tokio::time::Instant::now() + HEARTBEAT_TIMEOUT);
             }
-            _ = &mut deadline => return Err(SessionError::Silent(HEARTBEAT_TIMEOUT)),
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => return Ok(()),
+            Some(done) = writes.next(), if !writes.is_empty() => {
+                log_report_failure(done);
+                // While its reports waited on the store, the session was not
+                // listening: that was not the agent's silence.
+                deadline.as_mut().reset(tokio::time::Instant::now() + HEARTBEAT_TIMEOUT);
+            }
+            _ = inbox.notified() => {}
+            _ = &mut deadline, if writes.is_empty() => return Err(SessionError::Silent(HEARTBEAT_TIMEOUT)),
         }
     }
 }
 
-async fn handle(app: &App, key: &InstanceKey, socket: &mut WebSocket, msg: AgentMessage) -> Result<(), SessionError> {
+fn log_report_failure(done: crate::error::ApiResult<()>) {
+    if let Err(e) = done {
+        tracing::warn!(error = %e, "could not record state changes");
+    }
+}
+
+async fn handle<'a>(
+    app: &'a App,
+    key: &InstanceKey,
+    socket: &mut WebSocket,
+    msg: AgentMessage,
+    writes: &mut futures_util::stream::FuturesOrdered<Durable<'a>>,
+) -> Result<(), SessionError> {
     match msg {
         AgentMessage::Heartbeat => {
             socket.send(Message::Text(serde_json::to_string(&ServerMessage::HeartbeatAck)?.into())).await?;
         }
         AgentMessage::Applied { version } => tracing::trace!(instance = %key.id, version, "agent applied desired set"),
         AgentMessage::StateChanges { changes } => {
-            let instance_arn = app.state.read(&key.scope, |acct| {
-                acct.clusters.get(&key.cluster).and_then(|c| c.instances.get(&key.id)).and_then(|i| i.container_instance_arn.clone())
-            });
-            let result = app
-                .state
-                .write(&key.scope, |acct, tx| {
-                    let Account { clusters, families, .. } = acct;
-                    let Some(c) = clusters.get_mut(&key.cluster) else { return Ok(()) };
-                    let t = now();
-                    for change in &changes {
-                        // An agent speaks only for the tasks placed on its own instance.
-                        let task_id = name_from_ref(change.task_arn(), "task").unwrap_or_default();
-                        let ours = c.tasks.get(task_id).is_some_and(|task| task.container_instance_arn == instance_arn);
-                        if !ours {
-                            tracing::debug!(task = change.task_arn(), "ignoring a report for a task not on this instance");
-                            continue;
-                        }
-                        if let Err(e) = apply_task_change(families, c, tx, t, change) {
-                            tracing::debug!(task = change.task_arn(), error = %e, "ignoring a state change");
-                        }
+            // Applied now; durable once the future in `writes` resolves. The
+            // agent hears no acknowledgement: after a reconnect it sends its
+            // changes again, which covers a crash before the commit.
+            // Waiting for room, this session's own queued reports are seen
+            // through: their permits come back only once they are polled.
+            let acquire = Arc::clone(&app.sessions.reports).acquire_owned();
+            tokio::pin!(acquire);
+            let permit = loop {
+                tokio::select! {
+                    biased;
+                    p = &mut acquire => match p {
+                        Ok(p) => break p,
+                        Err(_) => return Ok(()), // never closed
+                    },
+                    Some(done) = writes.next(), if !writes.is_empty() => log_report_failure(done),
+                }
+            };
+            let submitted = app.state.submit(&key.scope, |acct, tx| {
+                let Account { clusters, families, .. } = acct;
+                let Some(c) = clusters.get_mut(&key.cluster) else { return Ok(()) };
+                let Some(instance_arn) = c.instances.get(&key.id).and_then(|i| i.container_instance_arn.clone()) else { return Ok(()) };
+                let t = now();
+                for change in &changes {
+                    // An agent speaks only for the tasks placed on its own instance.
+                    let task_id = name_from_ref(change.task_arn(), "task").unwrap_or_default();
+                    let ours = c.tasks.get(task_id).is_some_and(|task| task.container_instance_arn.as_ref() == Some(&instance_arn));
+                    if !ours {
+                        tracing::debug!(task = change.task_arn(), "ignoring a report for a task not on this instance");
+                        continue;
                     }
-                    Ok(())
-                })
-                .await;
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "could not record state changes");
+                    if let Err(e) = apply_task_change(families, c, tx, t, change) {
+                        tracing::debug!(task = change.task_arn(), error = %e, "ignoring a state change");
+                    }
+                }
+                Ok(())
+            });
+            match submitted {
+                Ok(((), durable)) => writes.push_back(Box::pin(async move {
+                    let done = durable.await;
+                    drop(permit);
+                    done
+                })),
+                Err(e) => tracing::warn!(error = %e, "could not record state changes"),
             }
         }
     }
     Ok(())
 }
-
 
 #[cfg(test)]
 mod tests {

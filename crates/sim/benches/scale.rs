@@ -22,6 +22,11 @@ use flotilla_model::ecs;
 use flotilla_sim::{start_hosts, Behaviour, HostSpec};
 use futures_util::StreamExt;
 
+/// The allocator the `flotilla` binary uses, so the control plane measured
+/// here is the one users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }

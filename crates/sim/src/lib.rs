@@ -148,7 +148,10 @@ impl SimAgent {
         let path = format!("/v1/agent/connect?cluster={}&containerInstance={}&delta=1", spec.cluster, encode(&instance_arn));
         let url = client.presign_get(&path, Duration::from_secs(300)).map_err(|e| SimError::Connect(e.to_string()))?;
         let url = url.replacen("http://", "ws://", 1);
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.map_err(|e| SimError::Connect(e.to_string()))?;
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(flotilla_model::agent::SOCKET_READ_BUFFER);
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false)
+            .await
+            .map_err(|e| SimError::Connect(e.to_string()))?;
         let first = tokio::time::timeout(FIRST_DESIRED_TIMEOUT, first_text(&mut ws))
             .await
             .map_err(|_| SimError::Connect(format!("no desired set from the gateway within {FIRST_DESIRED_TIMEOUT:?}")))??;
