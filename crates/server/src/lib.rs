@@ -21,6 +21,7 @@ pub mod gateway;
 pub mod http;
 pub mod placement;
 pub mod state;
+pub mod stored;
 
 pub use state::State;
 

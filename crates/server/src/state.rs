@@ -346,7 +346,7 @@ impl Tx<'_> {
         }
         // Serializing our own wire types cannot fail: they hold only strings,
         // numbers, maps with string keys and lists.
-        let value = serde_json::to_vec(value).unwrap_or_default();
+        let value = crate::stored::encode(serde_json::to_vec(value).unwrap_or_default());
         self.ops.push(Op::Put { key: key.render(self.scope), value });
     }
 
@@ -608,6 +608,8 @@ pub enum LoadError {
 }
 
 fn load_one(db: &mut Db, key: &str, value: &[u8]) -> Result<(), String> {
+    let value = crate::stored::decode(value)?;
+    let value = value.as_ref();
     // ecs/ACCOUNT/REGION/KIND/REST
     let mut parts = key.splitn(5, '/');
     let (_, account, region, kind, rest) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
