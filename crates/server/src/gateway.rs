@@ -20,10 +20,10 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use flotilla_auth::RequestParts;
-use flotilla_model::agent::{AgentMessage, DesiredTask, ServerMessage};
+use flotilla_model::agent::{AgentMessage, ServerMessage};
 use flotilla_model::arn::{name_from_ref, Scope};
 use flotilla_model::ecs;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ecs::resources::definition_of;
 use crate::ecs::tasks::apply_task_change;
@@ -198,8 +198,26 @@ fn in_desired_set(t: &ecs::Task) -> bool {
     t.last_status.as_deref() != Some("STOPPED")
 }
 
-fn desired_task(acct: &Account, t: &ecs::Task) -> Option<DesiredTask> {
-    Some(DesiredTask { task: t.clone(), definition: definition_of(&acct.families, t)?.clone() })
+/// [`ServerMessage`]'s desired-set messages as the gateway writes them: the
+/// same JSON, but borrowing each task and its definition from the state
+/// instead of cloning both for every message (a test reads one back as a
+/// `ServerMessage`).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+enum Desired<'a> {
+    Desired { version: u64, tasks: Vec<DesiredRef<'a>> },
+    DesiredDelta { version: u64, upsert: Vec<DesiredRef<'a>>, remove: Vec<String> },
+}
+
+/// A borrowed [`flotilla_model::agent::DesiredTask`].
+#[derive(Serialize)]
+struct DesiredRef<'a> {
+    task: &'a ecs::Task,
+    definition: &'a ecs::TaskDefinition,
+}
+
+fn desired_task<'a>(acct: &'a Account, t: &'a ecs::Task) -> Option<DesiredRef<'a>> {
+    Some(DesiredRef { task: t, definition: definition_of(&acct.families, t)? })
 }
 
 /// The message that brings the agent from `sent` to the current desired set,
@@ -214,14 +232,14 @@ fn desired_task(acct: &Account, t: &ecs::Task) -> Option<DesiredTask> {
 ///
 /// The first message is always sent (an empty set too), and it is always
 /// the whole set.
-fn desired_message(
-    acct: &Account,
+fn desired_message<'a>(
+    acct: &'a Account,
     key: &InstanceKey,
     sent: &mut Sent,
     changed: Option<HashSet<String>>,
     delta: bool,
     version: u64,
-) -> Option<ServerMessage> {
+) -> Option<Desired<'a>> {
     let c = acct.clusters.get(&key.cluster);
     let arn = c.and_then(|c| c.instances.get(&key.id)?.container_instance_arn.as_ref());
     let first = sent.pass == 0;
@@ -248,7 +266,7 @@ fn desired_message(
                 (None, None) => {}
             }
         }
-        return (!upsert.is_empty() || !remove.is_empty()).then_some(ServerMessage::DesiredDelta { version, upsert, remove });
+        return (!upsert.is_empty() || !remove.is_empty()).then_some(Desired::DesiredDelta { version, upsert, remove });
     }
     let current: Vec<(&String, &ecs::Task)> = match (c, arn) {
         (Some(c), Some(arn)) => c.tasks_on(arn).filter(|(_, t)| in_desired_set(t)).collect(),
@@ -283,9 +301,9 @@ fn desired_message(
         return None;
     }
     Some(if delta && !first {
-        ServerMessage::DesiredDelta { version, upsert: upsert.into_iter().filter_map(|t| desired_task(acct, t)).collect(), remove }
+        Desired::DesiredDelta { version, upsert: upsert.into_iter().filter_map(|t| desired_task(acct, t)).collect(), remove }
     } else {
-        ServerMessage::Desired { version, tasks: current.into_iter().filter_map(|(_, t)| desired_task(acct, t)).collect() }
+        Desired::Desired { version, tasks: current.into_iter().filter_map(|(_, t)| desired_task(acct, t)).collect() }
     })
 }
 
@@ -375,9 +393,11 @@ async fn serve<'a>(
         // Push the desired set (or what changed in it) whenever it differs
         // from what the agent last got.
         let changed = inbox.take();
-        let msg = app.state.read(&key.scope, |acct| desired_message(acct, key, &mut sent, changed, delta, app.state.revision()));
-        if let Some(msg) = msg {
-            socket.send(Message::Text(serde_json::to_string(&msg)?.into())).await?;
+        let text = app.state.read(&key.scope, |acct| {
+            desired_message(acct, key, &mut sent, changed, delta, app.state.revision()).map(|msg| serde_json::to_string(&msg))
+        });
+        if let Some(text) = text {
+            socket.send(Message::Text(text?.into())).await?;
         }
         // Biased, so that a message already waiting is read before the
         // deadline is looked at: after a long send, both can be ready.
@@ -512,8 +532,11 @@ mod tests {
         Some(changed.iter().map(|s| s.to_string()).collect())
     }
 
-    fn short(msg: Option<ServerMessage>) -> Option<(Vec<String>, Vec<String>)> {
-        let name = |t: &DesiredTask| t.task.task_arn.as_deref().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string();
+    /// What the agent reads: the message as JSON, read back as the
+    /// protocol's own type.
+    fn short(msg: Option<Desired<'_>>) -> Option<(Vec<String>, Vec<String>)> {
+        let msg: Option<ServerMessage> = msg.map(|m| serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap());
+        let name = |t: &flotilla_model::agent::DesiredTask| t.task.task_arn.as_deref().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string();
         match msg? {
             ServerMessage::Desired { tasks, .. } => Some((tasks.iter().map(name).collect(), vec!["<full>".into()])),
             ServerMessage::DesiredDelta { upsert, remove, .. } => {
@@ -569,6 +592,26 @@ mod tests {
         acct.clusters.get_mut("default").unwrap().insert_task("b".into(), task("b", INSTANCE));
         let (tasks, marker) = short(desired_message(&acct, &key(), &mut sent, ids(&["b"]), false, 3)).unwrap();
         assert_eq!((sorted(tasks), marker), (vec!["a".to_string(), "b".to_string()], vec!["<full>".to_string()]));
+    }
+
+    /// The borrowed messages are byte for byte the protocol's own.
+    #[test]
+    fn borrowed_messages_are_the_protocols_json() {
+        let acct = account();
+        let mut t = task("a", INSTANCE);
+        t.overrides = Some(ecs::TaskOverride { container_overrides: Some(Vec::new()), ..Default::default() });
+        t.containers = Some(vec![ecs::Container { name: Some("app".into()), last_status: Some("PENDING".into()), ..Default::default() }]);
+        let definition = definition_of(&acct.families, &t).unwrap().clone();
+        let owned = vec![flotilla_model::agent::DesiredTask { task: t.clone(), definition }];
+        let borrowed = || vec![desired_task(&acct, &t).unwrap()];
+        assert_eq!(
+            serde_json::to_string(&Desired::Desired { version: 7, tasks: borrowed() }).unwrap(),
+            serde_json::to_string(&ServerMessage::Desired { version: 7, tasks: owned.clone() }).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_string(&Desired::DesiredDelta { version: 8, upsert: borrowed(), remove: vec!["x".into()] }).unwrap(),
+            serde_json::to_string(&ServerMessage::DesiredDelta { version: 8, upsert: owned, remove: vec!["x".into()] }).unwrap()
+        );
     }
 
     fn sorted(mut v: Vec<String>) -> Vec<String> {

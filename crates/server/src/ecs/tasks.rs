@@ -415,11 +415,15 @@ pub fn apply_task_change(
     let id = task_id(reference).filter(|id| c.tasks.contains_key(*id)).ok_or_else(|| ApiError::invalid("The referenced task was not found."))?;
     let id = id.to_string();
     let Some(task) = c.tasks.get_mut(&id) else { return Ok(false) };
-    let before = task.clone();
+    // Whether anything changed, field by field: cloning the whole task to
+    // compare cost more than the rest of a report at a million tasks.
+    let mut changed = false;
+    let was_stopped = task.last_status.as_deref() == Some("STOPPED");
     if let Some(status) = req.status.as_deref() {
         let new = lifecycle_rank(status).ok_or_else(|| ApiError::invalid(format!("status '{status}' is not a task status.")))?;
         let old = task.last_status.as_deref().and_then(lifecycle_rank).unwrap_or(0);
         if new > old {
+            changed = true;
             task.last_status = Some(status.to_string());
             match status {
                 "RUNNING" => {
@@ -449,27 +453,27 @@ pub fn apply_task_change(
         }
     }
     if req.pull_started_at.is_some() {
-        task.pull_started_at = req.pull_started_at;
+        changed |= assign(&mut task.pull_started_at, req.pull_started_at);
     }
     if req.pull_stopped_at.is_some() {
-        task.pull_stopped_at = req.pull_stopped_at;
+        changed |= assign(&mut task.pull_stopped_at, req.pull_stopped_at);
     }
     for change in req.containers.iter().flatten() {
-        apply_container_change(task, change);
+        changed |= apply_container_change(task, change);
     }
     for (name, health) in &report.container_health {
         if let Some(ct) = task.containers.iter_mut().flatten().find(|x| x.name.as_deref() == Some(name)) {
-            ct.health_status = Some(*health);
+            changed |= assign(&mut ct.health_status, Some(*health));
         }
     }
     if let Some(h) = report.health_status {
-        task.health_status = Some(h);
+        changed |= assign(&mut task.health_status, Some(h));
     }
-    if *task == before {
+    if !changed {
         return Ok(false);
     }
-    task.version = Some(before.version.unwrap_or(0) + 1);
-    let stopped_now = before.last_status.as_deref() != Some("STOPPED") && task.last_status.as_deref() == Some("STOPPED");
+    task.version = Some(task.version.unwrap_or(0) + 1);
+    let stopped_now = !was_stopped && task.last_status.as_deref() == Some("STOPPED");
     if stopped_now {
         // It leaves the instance's desired set: tell the agent, and give its
         // resources back.
@@ -482,10 +486,21 @@ pub fn apply_task_change(
     Ok(true)
 }
 
-fn apply_container_change(task: &mut ecs::Task, change: &ecs::ContainerStateChange) {
+/// Sets `slot` to `value`; true if that changed it.
+fn assign<T: PartialEq>(slot: &mut T, value: T) -> bool {
+    if *slot == value {
+        return false;
+    }
+    *slot = value;
+    true
+}
+
+/// Applies one container's reported change; true if it changed anything.
+fn apply_container_change(task: &mut ecs::Task, change: &ecs::ContainerStateChange) -> bool {
     let Some(container) = task.containers.iter_mut().flatten().find(|c| c.name.is_some() && c.name == change.container_name) else {
-        return;
+        return false;
     };
+    let mut changed = false;
     if let Some(status) = change.status.as_deref() {
         let rank = |s: Option<&str>| match s {
             Some("PENDING") | None => 0,
@@ -493,24 +508,25 @@ fn apply_container_change(task: &mut ecs::Task, change: &ecs::ContainerStateChan
             _ => 2,
         };
         if rank(Some(status)) >= rank(container.last_status.as_deref()) {
-            container.last_status = Some(status.to_string());
+            changed |= assign(&mut container.last_status, Some(status.to_string()));
         }
     }
     if change.exit_code.is_some() {
-        container.exit_code = change.exit_code;
+        changed |= assign(&mut container.exit_code, change.exit_code);
     }
     if change.reason.is_some() {
-        container.reason = change.reason.clone();
+        changed |= assign(&mut container.reason, change.reason.clone());
     }
     if change.network_bindings.is_some() {
-        container.network_bindings = change.network_bindings.clone();
+        changed |= assign(&mut container.network_bindings, change.network_bindings.clone());
     }
     if change.runtime_id.is_some() {
-        container.runtime_id = change.runtime_id.clone();
+        changed |= assign(&mut container.runtime_id, change.runtime_id.clone());
     }
     if change.image_digest.is_some() {
-        container.image_digest = change.image_digest.clone();
+        changed |= assign(&mut container.image_digest, change.image_digest.clone());
     }
+    changed
 }
 
 pub async fn submit_task_state_change(
