@@ -397,7 +397,7 @@ async fn serve<'a>(
             desired_message(acct, key, &mut sent, changed, delta, app.state.revision()).map(|msg| serde_json::to_string(&msg))
         });
         if let Some(text) = text {
-            socket.send(Message::Text(text?.into())).await?;
+            send(socket, text?, writes).await?;
         }
         // Biased, so that a message already waiting is read before the
         // deadline is looked at: after a long send, both can be ready.
@@ -425,6 +425,21 @@ async fn serve<'a>(
     }
 }
 
+/// Sends one message. Meanwhile the session's reports that become durable
+/// are seen through, so a slow reader on the other end never holds
+/// [`REPORTS_QUEUED`] permits that other sessions wait for.
+async fn send<'a>(socket: &mut WebSocket, text: String, writes: &mut futures_util::stream::FuturesOrdered<Durable<'a>>) -> Result<(), SessionError> {
+    let sending = socket.send(Message::Text(text.into()));
+    tokio::pin!(sending);
+    loop {
+        tokio::select! {
+            biased;
+            sent = &mut sending => return Ok(sent?),
+            Some(done) = writes.next(), if !writes.is_empty() => log_report_failure(done),
+        }
+    }
+}
+
 fn log_report_failure(done: crate::error::ApiResult<()>) {
     if let Err(e) = done {
         tracing::warn!(error = %e, "could not record state changes");
@@ -440,7 +455,7 @@ async fn handle<'a>(
 ) -> Result<(), SessionError> {
     match msg {
         AgentMessage::Heartbeat => {
-            socket.send(Message::Text(serde_json::to_string(&ServerMessage::HeartbeatAck)?.into())).await?;
+            send(socket, serde_json::to_string(&ServerMessage::HeartbeatAck)?, writes).await?;
         }
         AgentMessage::Applied { version } => tracing::trace!(instance = %key.id, version, "agent applied desired set"),
         AgentMessage::StateChanges { changes } => {
