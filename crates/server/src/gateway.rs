@@ -18,11 +18,11 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State as AxumState};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use flotilla_auth::RequestParts;
 use flotilla_model::agent::{AgentMessage, ServerMessage};
 use flotilla_model::arn::{name_from_ref, Scope};
 use flotilla_model::ecs;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::ecs::resources::definition_of;
@@ -355,6 +355,9 @@ const REPORTS_IN_FLIGHT: usize = 8;
 /// published to the controllers and other sessions).
 type Durable<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = crate::error::ApiResult<()>> + Send + 'a>>;
 
+/// A session's reports waiting for durability, oldest first.
+type Writes<'a> = futures_util::stream::FuturesOrdered<Durable<'a>>;
+
 async fn converse_with(
     app: &App,
     key: &InstanceKey,
@@ -363,7 +366,7 @@ async fn converse_with(
     socket: &mut WebSocket,
     inbox: &InstanceInbox,
 ) -> Result<(), SessionError> {
-    let mut writes = futures_util::stream::FuturesOrdered::new();
+    let mut writes = Writes::new();
     let result = serve(app, key, session, delta, socket, inbox, &mut writes).await;
     // Whatever the session's end, its accepted reports are seen through to
     // durability, so their wakes are not lost.
@@ -380,7 +383,7 @@ async fn serve<'a>(
     delta: bool,
     socket: &mut WebSocket,
     inbox: &InstanceInbox,
-    writes: &mut futures_util::stream::FuturesOrdered<Durable<'a>>,
+    writes: &mut Writes<'a>,
 ) -> Result<(), SessionError> {
     let mut shutdown = app.shutdown.clone();
     let mut sent = Sent::default();
@@ -428,7 +431,7 @@ async fn serve<'a>(
 /// Sends one message. Meanwhile the session's reports that become durable
 /// are seen through, so a slow reader on the other end never holds
 /// [`REPORTS_QUEUED`] permits that other sessions wait for.
-async fn send<'a>(socket: &mut WebSocket, text: String, writes: &mut futures_util::stream::FuturesOrdered<Durable<'a>>) -> Result<(), SessionError> {
+async fn send<'a>(socket: &mut WebSocket, text: String, writes: &mut Writes<'a>) -> Result<(), SessionError> {
     let sending = socket.send(Message::Text(text.into()));
     tokio::pin!(sending);
     loop {
@@ -451,7 +454,7 @@ async fn handle<'a>(
     key: &InstanceKey,
     socket: &mut WebSocket,
     msg: AgentMessage,
-    writes: &mut futures_util::stream::FuturesOrdered<Durable<'a>>,
+    writes: &mut Writes<'a>,
 ) -> Result<(), SessionError> {
     match msg {
         AgentMessage::Heartbeat => {
