@@ -462,9 +462,6 @@ async fn handle<'a>(
         }
         AgentMessage::Applied { version } => tracing::trace!(instance = %key.id, version, "agent applied desired set"),
         AgentMessage::StateChanges { changes } => {
-            // Applied now; durable once the future in `writes` resolves. The
-            // agent hears no acknowledgement: after a reconnect it sends its
-            // changes again, which covers a crash before the commit.
             // Waiting for room, this session's own queued reports are seen
             // through: their permits come back only once they are polled.
             let acquire = Arc::clone(&app.sessions.reports).acquire_owned();
@@ -479,6 +476,9 @@ async fn handle<'a>(
                     Some(done) = writes.next(), if !writes.is_empty() => log_report_failure(done),
                 }
             };
+            // Applied now; durable once the future in `writes` resolves. The
+            // agent hears no acknowledgement: after a reconnect it sends its
+            // changes again, which covers a crash before the commit.
             let submitted = app.state.submit(&key.scope, |acct, tx| {
                 let Account { clusters, families, .. } = acct;
                 let Some(c) = clusters.get_mut(&key.cluster) else { return Ok(()) };

@@ -170,7 +170,7 @@ pub struct Tasks {
 /// A task id as the id index orders it. Flotilla's ids are 32 lowercase hex
 /// digits, kept as the number they spell: one integer comparison per step
 /// rather than a string comparison through a prefix that time-ordered ids
-/// share (a tenth of the control plane's CPU went to those at a million
+/// share (about 7% of the control plane's CPU went to those at a million
 /// tasks). For such ids the order is the string order. Anything else (no id
 /// Flotilla makes) sorts after them, by its text.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
