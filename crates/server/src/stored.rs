@@ -1,8 +1,9 @@
 //! How the control plane's objects are encoded as store values: JSON, and
 //! above [`COMPRESS_FROM`] bytes that JSON compressed with LZ4 behind a
 //! marker byte. A task's JSON is about 1.3 KB, mostly ARNs that repeat
-//! within it, and compresses to roughly a third; at a million tasks the
-//! SQLite writer and its checkpoints spent a third of the CPU on the bytes.
+//! within it, so it compresses well (the ratio has not been measured on
+//! real tasks); at a million tasks the SQLite writer and its checkpoints
+//! spent a third of the CPU on the bytes.
 //!
 //! Plain JSON always begins with `{`, so values written before compression
 //! (or below the threshold) still read back as they are.
