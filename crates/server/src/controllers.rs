@@ -771,7 +771,7 @@ async fn forget_stopped_tasks(state: &State, scope: &Scope, retention: Duration)
                 let cluster = c.name().to_string();
                 for id in old {
                     c.remove_task(&id);
-                    tx.delete(Key::Task(&cluster, &id));
+                    tx.delete_task(&cluster, &id);
                 }
             }
             Ok(())

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 
 use crate::error::ApiResult;
+use crate::stored::TaskProgress;
 
 /// Everything one account sees in one region.
 #[derive(Debug, Default)]
@@ -304,6 +305,8 @@ pub enum Key<'a> {
     TaskDefinition(&'a str, i32),
     Instance(&'a str, &'a str),
     Task(&'a str, &'a str),
+    /// A task's [`TaskProgress`] since it was last stored whole.
+    TaskProgress(&'a str, &'a str),
     Service(&'a str, &'a str),
     ServiceMeta(&'a str, &'a str),
     Setting(&'a str),
@@ -318,6 +321,7 @@ impl Key<'_> {
             Key::TaskDefinition(f, r) => format!("{p}taskdef/{f}/{r:010}"),
             Key::Instance(c, id) => format!("{p}instance/{c}/{id}"),
             Key::Task(c, id) => format!("{p}task/{c}/{id}"),
+            Key::TaskProgress(c, id) => format!("{p}taskprogress/{c}/{id}"),
             Key::Service(c, n) => format!("{p}service/{c}/{n}"),
             Key::ServiceMeta(c, n) => format!("{p}servicemeta/{c}/{n}"),
             Key::Setting(n) => format!("{p}setting/{n}"),
@@ -346,17 +350,29 @@ pub struct Tx<'s> {
 impl Tx<'_> {
     /// Writes a task, noting its instance and service for wake-ups.
     pub fn put_task(&mut self, cluster: &str, id: &str, task: &ecs::Task) {
-        self.put_task_observed(cluster, id, task);
+        self.put(Key::Task(cluster, id), task);
+        self.wake_service_of(cluster, task);
         if let Some(arn) = &task.container_instance_arn {
             self.instances.push((arn.clone(), id.to_string()));
         }
     }
 
-    /// Writes a task whose change its own agent reported (it is RUNNING,
-    /// healthy…): the service hears of it, the agent's session is not woken
-    /// for what the agent itself said.
-    pub fn put_task_observed(&mut self, cluster: &str, id: &str, task: &ecs::Task) {
-        self.put(Key::Task(cluster, id), task);
+    /// Writes what a task's own agent reported, when nothing but what a
+    /// [`TaskProgress`] holds changed (it is RUNNING, healthy…): that record,
+    /// not the whole task. The service hears of it; the agent's session is
+    /// not woken for what the agent itself said.
+    pub fn put_task_progress(&mut self, cluster: &str, id: &str, task: &ecs::Task) {
+        self.put(Key::TaskProgress(cluster, id), &TaskProgress::of(task));
+        self.wake_service_of(cluster, task);
+    }
+
+    /// Forgets a task and its progress record.
+    pub fn delete_task(&mut self, cluster: &str, id: &str) {
+        self.delete(Key::Task(cluster, id));
+        self.delete(Key::TaskProgress(cluster, id));
+    }
+
+    fn wake_service_of(&mut self, cluster: &str, task: &ecs::Task) {
         if let Some(service) = task.group.as_deref().and_then(|g| g.strip_prefix("service:")) {
             self.services.push((self.scope.clone(), cluster.to_string(), service.to_string()));
         }
@@ -420,8 +436,18 @@ impl State {
     pub fn open(store: Arc<dyn Store>) -> Result<Arc<State>, LoadError> {
         let (kvs, revision) = store.range("ecs/")?;
         let mut db = Db::default();
+        let mut progress = Vec::new();
         for kv in kvs {
-            load_one(&mut db, &kv.key, &kv.value).map_err(|e| LoadError::Corrupt { key: kv.key.clone(), why: e })?;
+            load_one(&mut db, &mut progress, &kv.key, &kv.value).map_err(|e| LoadError::Corrupt { key: kv.key.clone(), why: e })?;
+        }
+        // Progress records apply once every task is in (the store's order
+        // is not relied on). A task and its record are deleted together, so
+        // a record without its task has nothing to apply to.
+        for (scope, cluster, id, p) in progress {
+            let task = db.accounts.get_mut(&scope).and_then(|a| a.clusters.get_mut(&cluster)).and_then(|c| c.tasks.get_mut(&id));
+            if let Some(task) = task {
+                p.apply(task);
+            }
         }
         for acct in db.accounts.values_mut() {
             let Account { clusters, families, .. } = acct;
@@ -631,7 +657,10 @@ pub enum LoadError {
     Corrupt { key: String, why: String },
 }
 
-fn load_one(db: &mut Db, key: &str, value: &[u8]) -> Result<(), String> {
+/// A progress record read before its task may be: (scope, cluster, task id, record).
+type PendingProgress = (Scope, String, String, TaskProgress);
+
+fn load_one(db: &mut Db, progress: &mut Vec<PendingProgress>, key: &str, value: &[u8]) -> Result<(), String> {
     let value = crate::stored::decode(value)?;
     let value = value.as_ref();
     // ecs/ACCOUNT/REGION/KIND/REST
@@ -673,6 +702,11 @@ fn load_one(db: &mut Db, key: &str, value: &[u8]) -> Result<(), String> {
             let (cluster, id) = split2(rest)?;
             let task: ecs::Task = serde_json::from_slice(value).map_err(de)?;
             acct.clusters.entry(cluster).or_default().insert_task(id, task);
+        }
+        "taskprogress" => {
+            let (cluster, id) = split2(rest)?;
+            let p: TaskProgress = serde_json::from_slice(value).map_err(de)?;
+            progress.push((Scope::new(account, region), cluster, id, p));
         }
         "service" => {
             let (cluster, name) = split2(rest)?;
@@ -734,6 +768,123 @@ mod tests {
         assert_eq!(page, expected[101..].to_vec());
         assert!(tasks.get(&expected[50].clone()).is_some());
         assert!(tasks.get(&"e".repeat(32)).is_none());
+    }
+
+    /// A report that changes only what the agent reports is stored as a
+    /// progress record, not as the whole task; a restart rebuilds exactly the
+    /// task that was in memory, whichever of the two was written last.
+    #[tokio::test]
+    async fn reported_progress_survives_a_restart() {
+        use flotilla_model::agent::TaskStateChange;
+
+        let store = Arc::new(MemoryStore::new());
+        let scope = Scope::new("111111111111", "us-east-1");
+        let state = State::open(store.clone()).unwrap();
+        let id = "0123456789abcdef0123456789abcdef".to_string();
+        let task = ecs::Task {
+            task_arn: Some(scope.task_arn("default", &id)),
+            last_status: Some("PENDING".into()),
+            desired_status: Some("RUNNING".into()),
+            group: Some("service:web".into()),
+            container_instance_arn: Some(scope.container_instance_arn("default", "abc")),
+            version: Some(1),
+            containers: Some(vec![
+                ecs::Container { name: Some("app".into()), last_status: Some("PENDING".into()), ..Default::default() },
+                ecs::Container { name: Some("sidecar".into()), last_status: Some("PENDING".into()), ..Default::default() },
+            ]),
+            ..Default::default()
+        };
+        state
+            .write(&scope, |acct, tx| {
+                let c = acct.clusters.entry("default".into()).or_default();
+                c.cluster = ecs::Cluster { cluster_name: Some("default".into()), status: Some("ACTIVE".into()), ..Default::default() };
+                tx.put(Key::Cluster("default"), &c.cluster);
+                tx.put_task("default", &id, &task);
+                c.insert_task(id.clone(), task.clone());
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let report = |status: &str, exit_code: Option<i32>| TaskStateChange {
+            submit: ecs::SubmitTaskStateChangeRequest {
+                task: Some(id.clone()),
+                status: Some(status.into()),
+                pull_started_at: Some(1.5),
+                containers: Some(vec![ecs::ContainerStateChange {
+                    container_name: Some("sidecar".into()),
+                    status: Some(status.into()),
+                    runtime_id: Some("docker-1234".into()),
+                    exit_code,
+                    network_bindings: Some(vec![ecs::NetworkBinding { host_port: Some(32768), container_port: Some(80), ..Default::default() }]),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            },
+            health_status: Some(ecs::HealthStatus::Healthy),
+            container_health: [("app".to_string(), ecs::HealthStatus::Unhealthy)].into(),
+            ..Default::default()
+        };
+        async fn apply(state: &State, scope: &Scope, change: TaskStateChange) -> bool {
+            state
+                .write(scope, |acct, tx| {
+                    let Account { clusters, families, .. } = acct;
+                    crate::ecs::tasks::apply_task_change(families, clusters.get_mut("default").unwrap(), tx, 100.0, &change)
+                })
+                .await
+                .unwrap()
+        }
+        let in_memory = |state: &State| state.read(&scope, |a| a.clusters["default"].tasks.get(&id).cloned().unwrap());
+        let reopened = || State::open(store.clone()).unwrap();
+        let stored_status = || {
+            let kv = store.get(&Key::Task("default", &id).render(&scope)).unwrap().unwrap();
+            let task: ecs::Task = serde_json::from_slice(&crate::stored::decode(&kv.value).unwrap()).unwrap();
+            task.last_status
+        };
+
+        assert!(apply(&state, &scope, report("RUNNING", None)).await);
+        let running = in_memory(&state);
+        assert_eq!(running.last_status.as_deref(), Some("RUNNING"));
+        assert_eq!(running.version, Some(2));
+        assert_eq!(stored_status().as_deref(), Some("PENDING"), "the whole task was stored again");
+        assert_eq!(in_memory(&reopened()), running);
+
+        // A write of the whole task supersedes the record.
+        state
+            .write(&scope, |acct, tx| {
+                let c = acct.clusters.get_mut("default").unwrap();
+                let task = c.tasks.get_mut(&id).unwrap();
+                crate::ecs::tasks::request_stop(task, 200.0, ecs::TaskStopCode::UserInitiated, "by hand".into());
+                tx.put_task("default", &id, &*task);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let stopping = in_memory(&state);
+        assert_eq!(in_memory(&reopened()), stopping);
+        assert_eq!(stopping.desired_status.as_deref(), Some("STOPPED"));
+        assert_eq!(stopping.last_status.as_deref(), Some("RUNNING"));
+
+        // A container's exit after that is a record again, newer than the task.
+        assert!(apply(&state, &scope, TaskStateChange { submit: ecs::SubmitTaskStateChangeRequest { status: None, ..report("STOPPED", Some(3)).submit }, ..Default::default() }).await);
+        let exited = in_memory(&state);
+        assert_eq!(exited.containers.as_ref().unwrap()[1].exit_code, Some(3));
+        assert_eq!(in_memory(&reopened()), exited);
+
+        // Stopping is stored whole; forgetting the task forgets both.
+        assert!(apply(&state, &scope, report("STOPPED", Some(3))).await);
+        let stopped = in_memory(&state);
+        assert_eq!(stored_status().as_deref(), Some("STOPPED"));
+        assert_eq!(in_memory(&reopened()), stopped);
+        state
+            .write(&scope, |acct, tx| {
+                acct.clusters.get_mut("default").unwrap().remove_task(&id);
+                tx.delete_task("default", &id);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let (left, _) = store.range(&format!("ecs/{}/{}/task", scope.account, scope.region)).unwrap();
+        assert!(left.is_empty(), "{:?}", left.iter().map(|kv| &kv.key).collect::<Vec<_>>());
     }
 
     /// After a crash the stored `agentConnected: true` says nothing about the

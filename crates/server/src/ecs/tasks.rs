@@ -187,22 +187,20 @@ pub async fn run_task(state: &State, ctx: &Ctx, req: ecs::RunTaskRequest) -> Api
             };
             let placed = placement::place(c, &request, count as usize);
             let tasks = placed.instance_ids.iter().map(|instance| new_task(ctx, c, instance, &spec)).collect::<Vec<_>>();
-            let out = insert_tasks(c, tx, tasks);
+            let out = tasks.iter().map(|(_, t)| t.clone()).collect();
+            insert_tasks(c, tx, tasks);
             Ok(ecs::RunTaskResponse { tasks: Some(out), failures: Some(placed.failures) })
         })
         .await
 }
 
-/// Stores new tasks and returns them as the API shows them.
-pub fn insert_tasks(c: &mut ClusterState, tx: &mut Tx<'_>, tasks: Vec<(String, ecs::Task)>) -> Vec<ecs::Task> {
+/// Stores new tasks.
+pub fn insert_tasks(c: &mut ClusterState, tx: &mut Tx<'_>, tasks: Vec<(String, ecs::Task)>) {
     let cluster = c.name().to_string();
-    let mut out = Vec::with_capacity(tasks.len());
     for (id, task) in tasks {
         tx.put_task(&cluster, &id, &task);
-        out.push(task.clone());
         c.insert_task(id, task);
     }
-    out
 }
 
 pub async fn start_task(state: &State, ctx: &Ctx, req: ecs::StartTaskRequest) -> ApiResult<ecs::StartTaskResponse> {
@@ -255,7 +253,8 @@ pub async fn start_task(state: &State, ctx: &Ctx, req: ecs::StartTaskRequest) ->
                     _ => failures.push(failure(arn, "MISSING")),
                 }
             }
-            let out = insert_tasks(c, tx, tasks);
+            let out = tasks.iter().map(|(_, t)| t.clone()).collect();
+            insert_tasks(c, tx, tasks);
             Ok(ecs::StartTaskResponse { tasks: Some(out), failures: Some(failures) })
         })
         .await
@@ -481,7 +480,8 @@ pub fn apply_task_change(
         let task = task.clone();
         placement::release(families, c, &task);
     } else {
-        tx.put_task_observed(&cluster_name, &id, &*task);
+        // Only what the agent reports changed (a stop above is stored whole).
+        tx.put_task_progress(&cluster_name, &id, &*task);
     }
     Ok(true)
 }
