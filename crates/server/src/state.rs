@@ -143,8 +143,15 @@ pub fn family_of(task: &ecs::Task) -> Option<&str> {
 
 /// Adds `item` to the index entry for `key` (if the task has one).
 fn index<T: Ord>(map: &mut HashMap<String, BTreeSet<T>>, key: Option<&str>, item: T) {
-    if let Some(key) = key {
-        map.entry(key.to_string()).or_default().insert(item);
+    let Some(key) = key else { return };
+    // Most keys are there already: no new String for them.
+    match map.get_mut(key) {
+        Some(set) => {
+            set.insert(item);
+        }
+        None => {
+            map.insert(key.to_string(), BTreeSet::from([item]));
+        }
     }
 }
 
@@ -163,7 +170,9 @@ fn unindex<T: Ord + std::borrow::Borrow<Q>, Q: Ord + ?Sized>(map: &mut HashMap<S
 /// without a lookup by id, and ordered by id for paging.
 #[derive(Debug, Default)]
 pub struct Tasks {
-    slots: Vec<Option<(String, ecs::Task)>>,
+    /// Boxed: a task is over 800 bytes, and a vector of a million of them
+    /// inline copied (and faulted in) most of a gigabyte each time it grew.
+    slots: Vec<Option<Box<(String, ecs::Task)>>>,
     free: Vec<u32>,
     ids: BTreeMap<TaskKey, u32>,
 }
@@ -211,12 +220,12 @@ impl Tasks {
     /// are (the indexes rely on it).
     pub fn get_mut(&mut self, id: &str) -> Option<&mut ecs::Task> {
         let slot = *self.ids.get(&TaskKey::of(id))?;
-        self.slots.get_mut(slot as usize)?.as_mut().map(|(_, t)| t)
+        self.slots.get_mut(slot as usize)?.as_mut().map(|b| &mut b.1)
     }
 
     /// Every task, in no particular order.
     pub fn values(&self) -> impl Iterator<Item = &ecs::Task> {
-        self.slots.iter().flatten().map(|(_, t)| t)
+        self.slots.iter().flatten().map(|b| &b.1)
     }
 
     /// Every task with its id, in id order.
@@ -231,23 +240,23 @@ impl Tasks {
     }
 
     fn slot(&self, slot: u32) -> Option<(&String, &ecs::Task)> {
-        self.slots.get(slot as usize)?.as_ref().map(|(id, t)| (id, t))
+        self.slots.get(slot as usize)?.as_ref().map(|b| (&b.0, &b.1))
     }
 
     /// Stores a task, in the slot it already has if its id is known.
     fn insert(&mut self, id: String, task: ecs::Task) -> u32 {
         let key = TaskKey::of(&id);
         if let Some(&slot) = self.ids.get(&key) {
-            self.slots[slot as usize] = Some((id, task));
+            self.slots[slot as usize] = Some(Box::new((id, task)));
             return slot;
         }
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.slots[slot as usize] = Some((id.clone(), task));
+                self.slots[slot as usize] = Some(Box::new((id.clone(), task)));
                 slot
             }
             None => {
-                self.slots.push(Some((id.clone(), task)));
+                self.slots.push(Some(Box::new((id.clone(), task))));
                 (self.slots.len() - 1) as u32
             }
         };
@@ -257,7 +266,7 @@ impl Tasks {
 
     fn remove(&mut self, id: &str) -> Option<(u32, ecs::Task)> {
         let slot = self.ids.remove(&TaskKey::of(id))?;
-        let (_, task) = self.slots.get_mut(slot as usize)?.take()?;
+        let (_, task) = *self.slots.get_mut(slot as usize)?.take()?;
         self.free.push(slot);
         Some((slot, task))
     }

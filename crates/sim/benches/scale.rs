@@ -31,6 +31,17 @@ fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// CPU seconds (user and system) this process has used so far: the control
+/// plane's own work, which varies less with a busy machine than wall time.
+fn cpu_seconds() -> f64 {
+    // /proc/self/stat: fields 14 and 15 (utime, stime) in clock ticks,
+    // counted after the parenthesised command name.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: f64 = after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<f64>().ok()).sum();
+    ticks / 100.0
+}
+
 fn peak_rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -214,6 +225,7 @@ async fn main() {
     let secs = all_running.as_secs_f64();
     println!("  all {total} tasks RUNNING {secs:.1} s after the first CreateService");
     println!("  end to end: {:.0} placements/s (placed and reported RUNNING)", total as f64 / secs);
+    println!("  control plane CPU (this process, from start): {:.1} s", cpu_seconds());
     println!("  peak memory of the control plane (this process; the hosts run apart): {} MiB", peak_rss_mib());
 
     // Tear down fast, so that a run started right after this one does not

@@ -73,7 +73,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use tokio::sync::{mpsc as watch_mpsc, oneshot};
 use tracing::{debug, error, info, trace, warn};
 
-use crate::engine::{self, lock, prefix_upper_bound, Outcome, Tables, Watchers};
+use crate::engine::{self, lock, prefix_upper_bound, Observed, Outcome, Tables, Watchers};
 use crate::{CommitFuture, Event, KeyValue, Revision, Store, StoreError, Txn};
 
 /// Revisions of change history kept for watch catch-up by default.
@@ -157,6 +157,12 @@ pub struct SqliteStore {
 
 /// What the writer publishes after each durable batch.
 struct Shared {
+    /// Held by the writer through each batch, from deciding whether anyone
+    /// watches (and so whether the batch makes events) until the batch's
+    /// events are dispatched; a new watch takes it first, so no watcher is
+    /// ever handed a batch that was written as unwatched. Taken before
+    /// `published`.
+    batch: Mutex<()>,
     published: Mutex<Published>,
     /// Set (under `published`) when the store is closed.
     closed: AtomicBool,
@@ -240,6 +246,7 @@ impl SqliteStore {
         reader.pragma_update(None, "query_only", true)?;
 
         let shared = Arc::new(Shared {
+            batch: Mutex::new(()),
             published: Mutex::new(Published {
                 revision,
                 watchers: Watchers::default(),
@@ -387,7 +394,9 @@ impl Store for SqliteStore {
         // Holding `published` keeps the writer from publishing while we catch
         // up, so the catch-up ends exactly where live events begin. The writer
         // keeps committing meanwhile; only its acks wait. The catch-up is
-        // bounded by the history size, and watches are opened rarely.
+        // bounded by the history size, and watches are opened rarely. A
+        // batch in flight is finished first (see `Shared::batch`).
+        let _batch = lock(&self.shared.batch);
         let mut published = lock(&self.shared.published);
         self.check_open()?;
         let (tx, rx) = watch_mpsc::unbounded_channel();
@@ -486,7 +495,13 @@ impl Writer {
         let (txns, replies): (Vec<Txn>, Vec<_>) =
             batch.into_iter().map(|r| (r.txn, r.reply)).unzip();
         let count = txns.len();
-        match write_batch(&mut self.conn, txns, self.options.history, self.revision) {
+        let _batch = lock(&self.shared.batch);
+        let observed = if self.options.history > 0 || !lock(&self.shared.published).watchers.is_empty() {
+            Observed::Yes
+        } else {
+            Observed::No
+        };
+        match write_batch(&mut self.conn, txns, self.options.history, self.revision, observed) {
             Ok(written) => {
                 trace!(txns = count, revision = written.revision, "batch durable");
                 self.revision = written.revision;
@@ -517,6 +532,7 @@ fn write_batch(
     txns: Vec<Txn>,
     history: u64,
     expected: Revision,
+    observed: Observed,
 ) -> Result<Written, StoreError> {
     // IMMEDIATE takes the write lock now rather than on the first write, so a
     // lock problem shows up before any work is done.
@@ -539,7 +555,7 @@ fn write_batch(
     let mut results = Vec::with_capacity(txns.len());
     let mut events = Vec::new();
     for txn in txns {
-        match engine::execute(&mut SqlTables { conn: &tx, log: history > 0 }, txn, revision + 1)? {
+        match engine::execute(&mut SqlTables { conn: &tx, log: history > 0 }, txn, revision + 1, observed)? {
             Outcome::Applied(mut applied) => {
                 revision += 1;
                 results.push(Ok(revision));
@@ -599,6 +615,22 @@ impl Tables for SqlTables<'_> {
                 .execute(params![revision, key.as_bytes(), value, create_revision])?;
         }
         Ok(create_revision)
+    }
+
+    /// An update, and only if the key is new an insert: the upsert above
+    /// takes twice as long, for its `RETURNING`.
+    fn put_unobserved(&mut self, key: &str, value: &[u8], revision: Revision) -> Result<(), StoreError> {
+        debug_assert!(!self.log, "the change log needs each put's create revision");
+        let updated = self
+            .conn
+            .prepare_cached("UPDATE kv SET value = ?2, mod_revision = ?3 WHERE key = ?1")?
+            .execute(params![key.as_bytes(), value, revision])?;
+        if updated == 0 {
+            self.conn
+                .prepare_cached("INSERT INTO kv (key, value, create_revision, mod_revision) VALUES (?1, ?2, ?3, ?3)")?
+                .execute(params![key.as_bytes(), value, revision])?;
+        }
+        Ok(())
     }
 
     fn delete(&mut self, key: &str, revision: Revision) -> Result<bool, StoreError> {

@@ -101,6 +101,30 @@ for_both_stores!(
     concurrent_commits_all_land,
 );
 
+/// The SQLite store as the control plane opens it: no change log, so its
+/// writes make no events unless someone watches (see `put_unobserved`).
+fn sqlite_unlogged(_history: u64) -> Harness {
+    sqlite(0)
+}
+
+/// The contract tests that watch nothing from the past, without a change log.
+mod sqlite_store_unlogged {
+    macro_rules! unlogged {
+        ($($name:ident),* $(,)?) => {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::sqlite_unlogged).await })*
+        };
+    }
+    unlogged!(
+        revisions_increase_by_one_per_txn,
+        create_revision_survives_updates_and_resets_after_delete,
+        absent_compare_guards_creation,
+        mod_revision_compare_is_compare_and_swap,
+        range_by_prefix_in_key_order,
+        concurrent_commits_all_land,
+    );
+}
+
 async fn revisions_increase_by_one_per_txn(open: Open) {
     let h = open(HISTORY);
     let s = &*h.store;
@@ -408,8 +432,13 @@ async fn history_zero_keeps_no_change_log() {
     let mut rx = s.watch("k/", 6).unwrap();
     s.commit(put("k/9", "live")).await.unwrap();
     let event = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
-    assert!(matches!(event, Event::Put(kv) if kv.key == "k/9" && kv.mod_revision == 7));
+    assert!(matches!(event, Event::Put(kv) if kv.key == "k/9" && kv.mod_revision == 7 && kv.create_revision == 7));
+    // With a watcher, an update's event carries the key's create revision.
+    s.commit(put("k/2", "again")).await.unwrap();
+    let event = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
+    assert!(matches!(&event, Event::Put(kv) if kv.key == "k/2" && kv.mod_revision == 8 && kv.create_revision == 2), "{event:?}");
     assert_eq!(keys(&s.range("k/").unwrap().0), ["k/2", "k/3", "k/4", "k/5", "k/9"]);
+    assert_eq!(s.get("k/2").unwrap().map(|kv| (kv.create_revision, kv.mod_revision)), Some((2, 8)));
     let conn = rusqlite::Connection::open(&path).unwrap();
     let logged: i64 = conn.query_row("SELECT count(*) FROM changes", [], |r| r.get(0)).unwrap();
     assert_eq!(logged, 0);
