@@ -323,18 +323,22 @@ pub enum Key<'a> {
 
 impl Key<'_> {
     fn render(&self, scope: &Scope) -> String {
-        let p = format!("ecs/{}/{}/", scope.account, scope.region);
-        match self {
-            Key::Cluster(c) => format!("{p}cluster/{c}"),
-            Key::Family(f) => format!("{p}family/{f}"),
-            Key::TaskDefinition(f, r) => format!("{p}taskdef/{f}/{r:010}"),
-            Key::Instance(c, id) => format!("{p}instance/{c}/{id}"),
-            Key::Task(c, id) => format!("{p}task/{c}/{id}"),
-            Key::TaskProgress(c, id) => format!("{p}taskprogress/{c}/{id}"),
-            Key::Service(c, n) => format!("{p}service/{c}/{n}"),
-            Key::ServiceMeta(c, n) => format!("{p}servicemeta/{c}/{n}"),
-            Key::Setting(n) => format!("{p}setting/{n}"),
-        }
+        use std::fmt::Write;
+        // One buffer, written once (a task's key is rendered for every write).
+        let mut key = String::with_capacity(112);
+        let _ = write!(key, "ecs/{}/{}/", scope.account, scope.region);
+        let _ = match self {
+            Key::Cluster(c) => write!(key, "cluster/{c}"),
+            Key::Family(f) => write!(key, "family/{f}"),
+            Key::TaskDefinition(f, r) => write!(key, "taskdef/{f}/{r:010}"),
+            Key::Instance(c, id) => write!(key, "instance/{c}/{id}"),
+            Key::Task(c, id) => write!(key, "task/{c}/{id}"),
+            Key::TaskProgress(c, id) => write!(key, "taskprogress/{c}/{id}"),
+            Key::Service(c, n) => write!(key, "service/{c}/{n}"),
+            Key::ServiceMeta(c, n) => write!(key, "servicemeta/{c}/{n}"),
+            Key::Setting(n) => write!(key, "setting/{n}"),
+        };
+        key
     }
 }
 
@@ -382,9 +386,13 @@ impl Tx<'_> {
     }
 
     fn wake_service_of(&mut self, cluster: &str, task: &ecs::Task) {
-        if let Some(service) = task.group.as_deref().and_then(|g| g.strip_prefix("service:")) {
-            self.services.push((self.scope.clone(), cluster.to_string(), service.to_string()));
+        let Some(service) = task.group.as_deref().and_then(|g| g.strip_prefix("service:")) else { return };
+        // A controller's batch writes a service's tasks one after another:
+        // one entry for the run, not one (and four strings) per task.
+        if self.services.last().is_some_and(|(_, c, s)| c == cluster && s == service) {
+            return;
         }
+        self.services.push((self.scope.clone(), cluster.to_string(), service.to_string()));
     }
 
     pub fn put<T: Serialize>(&mut self, key: Key<'_>, value: &T) {

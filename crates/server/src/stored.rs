@@ -29,11 +29,20 @@ pub fn encode(json: Vec<u8>) -> Vec<u8> {
     if json.len() < COMPRESS_FROM {
         return json;
     }
-    let compressed = lz4_flex::compress_prepend_size(&json);
-    let mut value = Vec::with_capacity(1 + compressed.len());
-    value.push(LZ4);
-    value.extend_from_slice(&compressed);
-    value
+    // Straight into the value, behind the marker and the length: no second
+    // buffer to copy from.
+    let mut value = vec![0; 5 + lz4_flex::block::get_maximum_output_size(json.len())];
+    value[0] = LZ4;
+    value[1..5].copy_from_slice(&(json.len() as u32).to_le_bytes());
+    match lz4_flex::block::compress_into(&json, &mut value[5..]) {
+        Ok(n) => {
+            value.truncate(5 + n);
+            value
+        }
+        // Cannot happen (the buffer has the worst case's size); plain JSON
+        // reads back as well.
+        Err(_) => json,
+    }
 }
 
 /// An object's JSON from its stored form.
