@@ -223,8 +223,14 @@ impl SqliteStore {
         // commits on power loss, and we acknowledge on commit.
         conn.pragma_update(None, "synchronous", "FULL")?;
         // The writer re-reads the pages of the key index it touches all the
-        // time; a bigger cache saves those reads (negative = KiB).
-        conn.pragma_update(None, "cache_size", -65536)?;
+        // time; a cache saves those reads (negative = KiB). Not a bigger one:
+        // while the database is under 1 GiB, a commit after a B-tree rebalance
+        // scans the whole cache (SQLite's balance_nonroot swaps page numbers
+        // through the lock-byte page's number, past the end of the database,
+        // and the commit then drops every cached page beyond the end). With
+        // 64 MiB that scan was 5% of the control plane's CPU at a million
+        // tasks; writes mostly append, so their pages fit in far less.
+        conn.pragma_update(None, "cache_size", -16384)?;
         // Checkpoints run on their own thread (see `Checkpointer`), not
         // inside the writer's COMMIT, where they would stall every caller.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
