@@ -33,6 +33,11 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+/// The allocator the `flotilla` binary uses, so the server measured here is
+/// the one users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const KEY: &str = "AKIABENCH00000000001";
 const SECRET: &str = "bench-secret-key-000000000000000000000000";
 const REGION: &str = "us-east-1";
