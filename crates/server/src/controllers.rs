@@ -229,6 +229,21 @@ async fn reconcile_services(state: &State, todo: BTreeSet<ServiceKey>, wakes: &m
     }
 }
 
+/// Task ids an event names; the rest are counted. A 1,000-task start that
+/// named every task put 45 KB into the service record (rewritten with it)
+/// and into every DescribeServices answer.
+const EVENT_TASK_IDS: usize = 10;
+
+/// " (task a) (task b)", at most [`EVENT_TASK_IDS`] of them, then " and N more".
+fn task_list<'a>(ids: impl ExactSizeIterator<Item = &'a String>) -> String {
+    let total = ids.len();
+    let mut list: String = ids.take(EVENT_TASK_IDS).map(|id| format!(" (task {id})")).collect();
+    if total > EVENT_TASK_IDS {
+        list.push_str(&format!(" and {} more", total - EVENT_TASK_IDS));
+    }
+    list
+}
+
 /// The events list keeps the newest 100, newest first.
 const MAX_EVENTS: usize = 100;
 
@@ -439,7 +454,7 @@ fn apply_plan(
         }
     }
     if !stopped.is_empty() {
-        let list: String = stopped.iter().map(|id| format!(" (task {id})")).collect();
+        let list = task_list(stopped.iter());
         push_event(&mut svc, ctx.now, format!("(service {name}) has stopped {} running tasks:{list}.", stopped.len()));
     }
 
@@ -478,7 +493,7 @@ fn apply_plan(
         };
         let tasks: Vec<_> = placed.instance_ids.iter().map(|i| new_task(ctx, c, i, &spec)).collect();
         if !tasks.is_empty() {
-            let list: String = tasks.iter().map(|(id, _)| format!(" (task {id})")).collect();
+            let list = task_list(tasks.iter().map(|(id, _)| id));
             push_event(&mut svc, ctx.now, format!("(service {name}) has started {} tasks:{list}.", tasks.len()));
         }
         insert_tasks(c, tx, tasks);
@@ -667,7 +682,7 @@ fn reconcile_daemon(families: &BTreeMap<String, Family>, c: &mut ClusterState, t
         }
     }
     if !stopped.is_empty() {
-        let list: String = stopped.iter().map(|id| format!(" (task {id})")).collect();
+        let list = task_list(stopped.iter());
         push_event(&mut svc, ctx.now, format!("(service {service}) has stopped {} running tasks:{list}.", stopped.len()));
     }
     if let (Some((td, request)), Some(dep)) = (&request, &primary) {
@@ -689,7 +704,7 @@ fn reconcile_daemon(families: &BTreeMap<String, Family>, c: &mut ClusterState, t
             }
         }
         if !tasks.is_empty() {
-            let list: String = tasks.iter().map(|(id, _)| format!(" (task {id})")).collect();
+            let list = task_list(tasks.iter().map(|(id, _)| id));
             push_event(&mut svc, ctx.now, format!("(service {service}) has started {} tasks:{list}.", tasks.len()));
         }
         insert_tasks(c, tx, tasks);
@@ -861,5 +876,21 @@ impl LostHosts {
         if let Err(e) = result {
             tracing::warn!(error = %e, "could not stop the tasks of lost hosts");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_name_ten_tasks_and_count_the_rest() {
+        let ids: Vec<String> = (0..25).map(|i| format!("t{i:02}")).collect();
+        assert_eq!(task_list(ids[..2].iter()), " (task t00) (task t01)");
+        let long = task_list(ids.iter());
+        assert!(long.starts_with(" (task t00) (task t01)"), "{long}");
+        assert!(long.ends_with(" (task t09) and 15 more"), "{long}");
+        assert_eq!(task_list(ids[..10].iter()).matches("(task ").count(), 10);
+        assert!(!task_list(ids[..10].iter()).contains("more"));
     }
 }

@@ -190,7 +190,9 @@ async fn main() {
     let created = t.elapsed();
     println!("  {services} services created in {:.2} s", created.as_secs_f64());
 
-    // Poll the services (10 per DescribeServices) until every task runs.
+    // Poll the services (10 per DescribeServices) until every task runs,
+    // with a pause between rounds as a waiting client would (the AWS CLI's
+    // waiter pauses 15 s), so the poll does not take the control plane's CPU.
     let names: Vec<String> = (0..services).map(|s| format!("svc-{s:05}")).collect();
     let mut last_report = Instant::now();
     let mut best = (0, Instant::now());
@@ -204,6 +206,7 @@ async fn main() {
         if running >= total {
             break t.elapsed();
         }
+        tokio::time::sleep(Duration::from_millis(250)).await;
         if last_report.elapsed() > Duration::from_secs(10) {
             println!("  … {running}/{total} running after {:.0} s", t.elapsed().as_secs_f64());
             last_report = Instant::now();
