@@ -75,16 +75,20 @@ fn ev(key: &str, revision: Revision, is_put: bool) -> (String, Revision, bool) {
     (key.to_owned(), revision, is_put)
 }
 
+/// A module `$module` that runs each contract test against the store `$open` opens.
+macro_rules! contract_tests {
+    ($module:ident, $open:ident: $($name:ident),* $(,)?) => {
+        mod $module {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::$open).await })*
+        }
+    };
+}
+
 macro_rules! for_both_stores {
     ($($name:ident),* $(,)?) => {
-        mod memory_store {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::memory).await })*
-        }
-        mod sqlite_store {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::sqlite).await })*
-        }
+        contract_tests!(memory_store, memory: $($name),*);
+        contract_tests!(sqlite_store, sqlite: $($name),*);
     };
 }
 
@@ -107,23 +111,16 @@ fn sqlite_unlogged(_history: u64) -> Harness {
     sqlite(0)
 }
 
-/// The contract tests that watch nothing from the past, without a change log.
-mod sqlite_store_unlogged {
-    macro_rules! unlogged {
-        ($($name:ident),* $(,)?) => {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::sqlite_unlogged).await })*
-        };
-    }
-    unlogged!(
-        revisions_increase_by_one_per_txn,
-        create_revision_survives_updates_and_resets_after_delete,
-        absent_compare_guards_creation,
-        mod_revision_compare_is_compare_and_swap,
-        range_by_prefix_in_key_order,
-        concurrent_commits_all_land,
-    );
-}
+// The contract tests that watch nothing from the past, without a change log.
+contract_tests!(
+    sqlite_store_unlogged, sqlite_unlogged:
+    revisions_increase_by_one_per_txn,
+    create_revision_survives_updates_and_resets_after_delete,
+    absent_compare_guards_creation,
+    mod_revision_compare_is_compare_and_swap,
+    range_by_prefix_in_key_order,
+    concurrent_commits_all_land,
+);
 
 async fn revisions_increase_by_one_per_txn(open: Open) {
     let h = open(HISTORY);
