@@ -294,7 +294,7 @@ impl<R: ContainerRuntime> Supervisor<R> {
                 continue;
             }
             let existing = adoptable.remove(&arn).unwrap_or_default();
-            let stop_wanted = desired.task.desired_status.as_deref() == Some("STOPPED");
+            let stop_wanted = desired.task.stop_requested();
             if existing.is_empty() && stop_wanted {
                 // Never started here: report it stopped so the control plane
                 // can finish it.

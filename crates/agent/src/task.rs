@@ -37,43 +37,11 @@ pub(crate) enum RunnerMsg {
     StopDone(String, Result<(), RuntimeError>),
 }
 
-/// Task `lastStatus` values this agent reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskStatus {
-    Pending,
-    Running,
-    Stopping,
-    Stopped,
-}
-
-impl TaskStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskStatus::Pending => "PENDING",
-            TaskStatus::Running => "RUNNING",
-            TaskStatus::Stopping => "STOPPING",
-            TaskStatus::Stopped => "STOPPED",
-        }
-    }
-}
-
-/// Container `lastStatus` values this agent reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContainerStatus {
-    Pending,
-    Running,
-    Stopped,
-}
-
-impl ContainerStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContainerStatus::Pending => "PENDING",
-            ContainerStatus::Running => "RUNNING",
-            ContainerStatus::Stopped => "STOPPED",
-        }
-    }
-}
+/// The task and container statuses this agent reports: the lifecycle the
+/// control plane uses (`flotilla_model::lifecycle`). The agent reports
+/// PENDING, RUNNING, STOPPING and STOPPED for tasks, PENDING, RUNNING and
+/// STOPPED for containers.
+pub use flotilla_model::lifecycle::{ContainerStatus, TaskStatus};
 
 /// Why the task is stopping.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,7 +254,7 @@ pub(crate) async fn run<R: ContainerRuntime>(
     if r.containers.is_empty() {
         r.fail_all("the task definition has no containers".to_string());
     }
-    if r.desired.task.desired_status.as_deref() == Some("STOPPED") {
+    if r.desired.task.stop_requested() {
         r.begin_stop(StopCause::Requested);
     }
     if !adopted && r.stop.is_none() {
@@ -462,7 +430,7 @@ impl<R: ContainerRuntime> Runner<R> {
     async fn handle(&mut self, msg: RunnerMsg) {
         match msg {
             RunnerMsg::Desired(d) => {
-                let stop = d.task.desired_status.as_deref() == Some("STOPPED");
+                let stop = d.task.stop_requested();
                 self.desired.task = d.task;
                 if stop {
                     self.begin_stop(StopCause::Requested);
@@ -898,8 +866,9 @@ impl<R: ContainerRuntime> Runner<R> {
                 .desired
                 .task
                 .desired_status
-                .clone()
-                .unwrap_or_else(|| "RUNNING".into()),
+                .unwrap_or(flotilla_model::ecs::DesiredStatus::Running)
+                .as_str()
+                .to_string(),
             known_status: self.status.as_str().to_string(),
             cpu: self.desired.task.cpu.clone().or_else(|| def.cpu.clone()),
             memory: self
@@ -928,10 +897,11 @@ impl<R: ContainerRuntime> Runner<R> {
                         .map(|i| i.labels.clone())
                         .unwrap_or_default(),
                     desired_status: if self.stop.is_some() {
-                        "STOPPED"
+                        ContainerStatus::Stopped
                     } else {
-                        "RUNNING"
+                        ContainerStatus::Running
                     }
+                    .as_str()
                     .to_string(),
                     known_status: c.status.as_str().to_string(),
                     cpu: c.def.cpu,

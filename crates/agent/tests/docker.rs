@@ -108,7 +108,7 @@ fn cstatus(c: &TaskStateChange, name: &str) -> String {
 }
 
 fn stop(mut t: DesiredTask) -> DesiredTask {
-    t.task.desired_status = Some("STOPPED".into());
+    t.task.desired_status = Some(flotilla_model::ecs::DesiredStatus::Stopped);
     t
 }
 

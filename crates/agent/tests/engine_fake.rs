@@ -165,7 +165,7 @@ async fn depends_on_orders_start_and_reverse_stop() {
 
     // Stop: web (the dependent) goes first, then db.
     let mut stop = task;
-    stop.task.desired_status = Some("STOPPED".into());
+    stop.task.desired_status = Some(flotilla_model::ecs::DesiredStatus::Stopped);
     engine.set_desired(2, vec![stop]).await.unwrap();
     let c = wait_for(&mut changes, "stopped", |c| c.status() == "STOPPED").await;
     assert_eq!(

@@ -8,7 +8,9 @@ use std::time::SystemTime;
 use aws_credential_types::Credentials;
 use std::time::Duration;
 
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings};
+use aws_sigv4::http_request::{
+    sign, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
+};
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -24,7 +26,11 @@ pub const ECS_TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
 pub enum ClientError {
     /// The service answered with an AWS error.
     #[error("{code}: {message}")]
-    Api { status: u16, code: String, message: String },
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("transport: {0}")]
     Transport(String),
     #[error("signing: {0}")]
@@ -70,7 +76,12 @@ pub struct Client {
 
 impl Client {
     /// A client for ECS at `endpoint` (`http://host:port`).
-    pub fn ecs(endpoint: &str, access_key_id: &str, secret_access_key: &str, region: &str) -> Client {
+    pub fn ecs(
+        endpoint: &str,
+        access_key_id: &str,
+        secret_access_key: &str,
+        region: &str,
+    ) -> Client {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         Client {
@@ -87,7 +98,11 @@ impl Client {
     }
 
     /// Calls ECS operation `op` with a typed request and decodes the answer.
-    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(&self, op: &str, req: &Req) -> Result<Resp, ClientError> {
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        op: &str,
+        req: &Req,
+    ) -> Result<Resp, ClientError> {
         let body = serde_json::to_vec(req)?;
         let raw = self.raw(&format!("{ECS_TARGET_PREFIX}.{op}"), body).await?;
         if raw.status != 200 {
@@ -97,8 +112,16 @@ impl Client {
                 .clone()
                 .or_else(|| v.get("__type").and_then(|t| t.as_str()).map(str::to_string))
                 .unwrap_or_else(|| "Unknown".into());
-            let message = v.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_string();
-            return Err(ClientError::Api { status: raw.status, code, message });
+            let message = v
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or_default()
+                .to_string();
+            return Err(ClientError::Api {
+                status: raw.status,
+                code,
+                message,
+            });
         }
         Ok(serde_json::from_slice(&raw.body)?)
     }
@@ -117,10 +140,19 @@ impl Client {
     }
 
     /// Signs a request in place, as an SDK would, at time `at`.
-    pub fn sign(&self, req: &mut http::Request<Vec<u8>>, at: SystemTime) -> Result<(), ClientError> {
+    pub fn sign(
+        &self,
+        req: &mut http::Request<Vec<u8>>,
+        at: SystemTime,
+    ) -> Result<(), ClientError> {
         if !req.headers().contains_key("host") {
-            let authority = req.uri().authority().map(|a| a.as_str().to_string()).unwrap_or_default();
-            let value = http::HeaderValue::from_str(&authority).map_err(|e| ClientError::Signing(e.to_string()))?;
+            let authority = req
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_default();
+            let value = http::HeaderValue::from_str(&authority)
+                .map_err(|e| ClientError::Signing(e.to_string()))?;
             req.headers_mut().insert("host", value);
         }
         let identity = self.credentials.clone().into();
@@ -146,7 +178,9 @@ impl Client {
             SignableBody::Bytes(req.body()),
         )
         .map_err(|e| ClientError::Signing(e.to_string()))?;
-        let (instructions, _) = sign(signable, &params).map_err(|e| ClientError::Signing(e.to_string()))?.into_parts();
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| ClientError::Signing(e.to_string()))?
+            .into_parts();
         instructions.apply_to_request_http1x(req);
         Ok(())
     }
@@ -155,10 +189,19 @@ impl Client {
     /// gateway's WebSocket upgrade), valid for `expires`. The signature rides
     /// in the query, so headers added later (the WebSocket handshake's) do not
     /// disturb it.
-    pub fn presign_get(&self, path_and_query: &str, expires: Duration) -> Result<String, ClientError> {
+    pub fn presign_get(
+        &self,
+        path_and_query: &str,
+        expires: Duration,
+    ) -> Result<String, ClientError> {
         let url = format!("{}{}", self.endpoint, path_and_query);
-        let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| ClientError::Signing(e.to_string()))?;
-        let host = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| ClientError::Signing(e.to_string()))?;
+        let host = uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
         let identity = self.credentials.clone().into();
         let mut settings = SigningSettings::default();
         settings.signature_location = SignatureLocation::QueryParams;
@@ -172,10 +215,21 @@ impl Client {
             .build()
             .map_err(|e| ClientError::Signing(e.to_string()))?
             .into();
-        let signable = SignableRequest::new("GET", &url, [("host", host.as_str())].into_iter(), SignableBody::Bytes(&[]))
+        let signable = SignableRequest::new(
+            "GET",
+            &url,
+            [("host", host.as_str())].into_iter(),
+            SignableBody::Bytes(&[]),
+        )
+        .map_err(|e| ClientError::Signing(e.to_string()))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| ClientError::Signing(e.to_string()))?
+            .into_parts();
+        let mut req = http::Request::builder()
+            .method("GET")
+            .uri(&url)
+            .body(())
             .map_err(|e| ClientError::Signing(e.to_string()))?;
-        let (instructions, _) = sign(signable, &params).map_err(|e| ClientError::Signing(e.to_string()))?.into_parts();
-        let mut req = http::Request::builder().method("GET").uri(&url).body(()).map_err(|e| ClientError::Signing(e.to_string()))?;
         instructions.apply_to_request_http1x(&mut req);
         Ok(req.uri().to_string())
     }
@@ -184,12 +238,31 @@ impl Client {
     pub async fn send(&self, req: http::Request<Vec<u8>>) -> Result<RawResponse, ClientError> {
         let (parts, body) = req.into_parts();
         let req = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
-        let resp = self.http.request(req).await.map_err(|e| ClientError::Transport(e.to_string()))?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
         let status = resp.status().as_u16();
-        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         let error_type = header("x-amzn-errortype");
         let request_id = header("x-amzn-requestid");
-        let body = resp.into_body().collect().await.map_err(|e| ClientError::Transport(e.to_string()))?.to_bytes();
-        Ok(RawResponse { status, error_type, request_id, body })
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?
+            .to_bytes();
+        Ok(RawResponse {
+            status,
+            error_type,
+            request_id,
+            body,
+        })
     }
 }

@@ -23,8 +23,14 @@ use serde_json::json;
 const POLL: Duration = Duration::from_millis(5);
 
 fn main() {
-    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(bench(runs));
 }
 
@@ -35,7 +41,10 @@ async fn wait_status(env: &Env, task: &str, status: &str) -> serde_json::Value {
         if t["lastStatus"] == status {
             return t;
         }
-        assert!(Instant::now() < deadline, "task {task} never reached {status}: {t}");
+        assert!(
+            Instant::now() < deadline,
+            "task {task} never reached {status}: {t}"
+        );
         tokio::time::sleep(POLL).await;
     }
 }
@@ -44,13 +53,21 @@ async fn bench(runs: usize) {
     let env = Env::start("bench").await;
     let agent = env.agent("bench", "127.0.0.1").await;
     env.wait_connected(&agent.arn, true).await;
-    let sleep_td = env.register_task_definition("bench-sleep", json!([container("app", &["sleep"])])).await;
-    let exit_td = env.register_task_definition("bench-exit", json!([container("app", &["exit", "0", "500"])])).await;
+    let sleep_td = env
+        .register_task_definition("bench-sleep", json!([container("app", &["sleep"])]))
+        .await;
+    let exit_td = env
+        .register_task_definition(
+            "bench-exit",
+            json!([container("app", &["exit", "0", "500"])]),
+        )
+        .await;
 
     // Warm-up: the first container start pays for cold caches.
     let t = env.run_task(&sleep_td, 1).await.remove(0);
     wait_status(&env, &t, "RUNNING").await;
-    env.call("StopTask", json!({"cluster": env.cluster, "task": t})).await;
+    env.call("StopTask", json!({"cluster": env.cluster, "task": t}))
+        .await;
 
     let mut flotilla = Vec::new();
     for _ in 0..runs {
@@ -58,20 +75,36 @@ async fn bench(runs: usize) {
         let task = env.run_task(&sleep_td, 1).await.remove(0);
         wait_status(&env, &task, "RUNNING").await;
         flotilla.push(start.elapsed());
-        env.call("StopTask", json!({"cluster": env.cluster, "task": task})).await;
+        env.call("StopTask", json!({"cluster": env.cluster, "task": task}))
+            .await;
         wait_status(&env, &task, "STOPPED").await;
     }
 
     let label = format!("{TEST_LABEL}=bench-{}", std::process::id());
-    let _guard = ContainerGuard::new(&env.docker, TEST_LABEL, &format!("bench-{}", std::process::id())).await;
+    let _guard = ContainerGuard::new(
+        &env.docker,
+        TEST_LABEL,
+        &format!("bench-{}", std::process::id()),
+    )
+    .await;
     let mut docker = Vec::new();
     for _ in 0..runs {
         let start = Instant::now();
-        let out = Command::new("docker").args(["run", "-d", "--label", &label, TEST_IMAGE, "sleep"]).output().unwrap();
+        let out = Command::new("docker")
+            .args(["run", "-d", "--label", &label, TEST_IMAGE, "sleep"])
+            .output()
+            .unwrap();
         docker.push(start.elapsed());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Command::new("docker").args(["rm", "-f", &id]).output().unwrap();
+        Command::new("docker")
+            .args(["rm", "-f", &id])
+            .output()
+            .unwrap();
     }
 
     // The floor for exits: Docker's own `die` event, from FinishedAt.
@@ -84,13 +117,30 @@ async fn bench(runs: usize) {
         ]);
         let mut events = env
             .docker
-            .events(Some(bollard::query_parameters::EventsOptions { filters: Some(filters), ..Default::default() }));
-        let out = Command::new("docker").args(["run", "-d", "--label", &label, TEST_IMAGE, "exit", "0", "500"]).output().unwrap();
+            .events(Some(bollard::query_parameters::EventsOptions {
+                filters: Some(filters),
+                ..Default::default()
+            }));
+        let out = Command::new("docker")
+            .args([
+                "run", "-d", "--label", &label, TEST_IMAGE, "exit", "0", "500",
+            ])
+            .output()
+            .unwrap();
         let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        futures_util::StreamExt::next(&mut events).await.unwrap().unwrap();
+        futures_util::StreamExt::next(&mut events)
+            .await
+            .unwrap()
+            .unwrap();
         let seen = SystemTime::now();
-        docker_exits.push(seen.duration_since(finished_at(&env, &id).await).unwrap_or_default());
-        Command::new("docker").args(["rm", "-f", &id]).output().unwrap();
+        docker_exits.push(
+            seen.duration_since(finished_at(&env, &id).await)
+                .unwrap_or_default(),
+        );
+        Command::new("docker")
+            .args(["rm", "-f", &id])
+            .output()
+            .unwrap();
     }
 
     let mut exits = Vec::new();
@@ -100,7 +150,10 @@ async fn bench(runs: usize) {
         let id = env.containers_of(&task).await[0].id.clone().unwrap();
         wait_status(&env, &task, "STOPPED").await;
         let seen = SystemTime::now();
-        exits.push(seen.duration_since(finished_at(&env, &id).await).unwrap_or_default());
+        exits.push(
+            seen.duration_since(finished_at(&env, &id).await)
+                .unwrap_or_default(),
+        );
     }
 
     println!("task latency over {runs} runs (DescribeTasks polled every {POLL:?})");
@@ -114,9 +167,18 @@ async fn bench(runs: usize) {
 
 /// Docker's `State.FinishedAt` of a container.
 async fn finished_at(env: &Env, id: &str) -> SystemTime {
-    let info = env.docker.inspect_container(id, None::<bollard::query_parameters::InspectContainerOptions>).await.unwrap();
+    let info = env
+        .docker
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .unwrap();
     let finished = info.state.unwrap().finished_at.unwrap();
-    let finished = time::OffsetDateTime::parse(&finished, &time::format_description::well_known::Rfc3339).unwrap();
+    let finished =
+        time::OffsetDateTime::parse(&finished, &time::format_description::well_known::Rfc3339)
+            .unwrap();
     SystemTime::UNIX_EPOCH + Duration::from_nanos(finished.unix_timestamp_nanos() as u64)
 }
 

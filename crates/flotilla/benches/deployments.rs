@@ -35,8 +35,15 @@ const DESIRED: u32 = 10;
 const POLL: Duration = Duration::from_millis(20);
 
 fn main() {
-    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(bench(runs));
 }
 
@@ -52,14 +59,24 @@ async fn bench(runs: usize) {
         app["environment"] = json!([{"name": "BENCH_REVISION", "value": rev.to_string()}]);
         let env_client = env.api.clone();
         async move {
-            let v = env_client.call("RegisterTaskDefinition", json!({"family": "bench", "containerDefinitions": [app]})).await;
-            v["taskDefinition"]["taskDefinitionArn"].as_str().unwrap().to_string()
+            let v = env_client
+                .call(
+                    "RegisterTaskDefinition",
+                    json!({"family": "bench", "containerDefinitions": [app]}),
+                )
+                .await;
+            v["taskDefinition"]["taskDefinitionArn"]
+                .as_str()
+                .unwrap()
+                .to_string()
         }
     };
     let first = next_revision(&env, vec!["sleep"]).await;
     let config = json!({"deploymentCircuitBreaker": {"enable": true, "rollback": true}, "minimumHealthyPercent": 100, "maximumPercent": 200});
-    env.create_service("web", &first, DESIRED, config.clone()).await;
-    env.wait_stable_on("web", &first, Duration::from_secs(120), POLL).await;
+    env.create_service("web", &first, DESIRED, config.clone())
+        .await;
+    env.wait_stable_on("web", &first, Duration::from_secs(120), POLL)
+        .await;
     // Warm-up: one rollout not measured.
     let mut current = next_revision(&env, vec!["sleep"]).await;
     rolling(&env, &current).await;
@@ -77,7 +94,11 @@ async fn bench(runs: usize) {
     }
 
     let tight = json!({"deploymentCircuitBreaker": {"enable": true, "rollback": true}, "minimumHealthyPercent": 50, "maximumPercent": 100});
-    env.call("UpdateService", json!({"cluster": env.cluster, "service": "web", "deploymentConfiguration": tight})).await;
+    env.call(
+        "UpdateService",
+        json!({"cluster": env.cluster, "service": "web", "deploymentConfiguration": tight}),
+    )
+    .await;
     let mut roll_tight = Vec::new();
     for _ in 0..runs {
         current = next_revision(&env, vec!["sleep"]).await;
@@ -87,13 +108,28 @@ async fn bench(runs: usize) {
     let floor = docker_floor(&env, runs).await;
 
     println!("deployments of a {DESIRED}-task service, 2 agents on one Docker Engine, median of {runs} runs (min..max)");
-    report(&format!("rolling update, healthy tasks, min 100 / max 200 ({DESIRED} tasks)"), &roll);
-    report(&format!("rolling update, healthy tasks, min 50 / max 100 ({DESIRED} tasks)"), &roll_tight);
-    report("automatic rollback (new revision exits at once, breaker threshold 10)", &back);
+    report(
+        &format!("rolling update, healthy tasks, min 100 / max 200 ({DESIRED} tasks)"),
+        &roll,
+    );
+    report(
+        &format!("rolling update, healthy tasks, min 50 / max 100 ({DESIRED} tasks)"),
+        &roll_tight,
+    );
+    report(
+        "automatic rollback (new revision exits at once, breaker threshold 10)",
+        &back,
+    );
     println!("floor: {DESIRED} containers created and started at once through the Docker API");
     let mut floor = floor;
     floor.sort_by(f64::total_cmp);
-    println!("  {:<52} {:>8.3} s  ({:.3}..{:.3})", "all started", floor[floor.len() / 2], floor[0], floor[floor.len() - 1]);
+    println!(
+        "  {:<52} {:>8.3} s  ({:.3}..{:.3})",
+        "all started",
+        floor[floor.len() / 2],
+        floor[0],
+        floor[floor.len() - 1]
+    );
     env.stop().await;
 }
 
@@ -103,7 +139,11 @@ fn of_deployment<'a>(tasks: &'a [Value], id: &str) -> Vec<&'a Value> {
 }
 
 fn times(tasks: &[&Value], field: &str, t0: f64) -> Vec<f64> {
-    let mut v: Vec<f64> = tasks.iter().filter_map(|t| t[field].as_f64()).map(|t| t - t0).collect();
+    let mut v: Vec<f64> = tasks
+        .iter()
+        .filter_map(|t| t[field].as_f64())
+        .map(|t| t - t0)
+        .collect();
     v.sort_by(f64::total_cmp);
     v
 }
@@ -126,8 +166,13 @@ async fn rolling(env: &Env, to: &str) -> Phases {
     let t0 = epoch();
     let start = Instant::now();
     let updated = env.update_service("web", to).await;
-    let new_id = updated["service"]["deployments"][0]["id"].as_str().unwrap().to_string();
-    let (s, _) = env.wait_stable_on("web", to, Duration::from_secs(120), POLL).await;
+    let new_id = updated["service"]["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, _) = env
+        .wait_stable_on("web", to, Duration::from_secs(120), POLL)
+        .await;
     let stable = start.elapsed().as_secs_f64();
     let tasks = env.tasks("web").await;
     let new = of_deployment(&tasks, &new_id);
@@ -135,17 +180,31 @@ async fn rolling(env: &Env, to: &str) -> Phases {
     let new_running = times(&new, "startedAt", t0);
     let old_stopping = times(&old, "stoppingAt", t0);
     let old_stopped = times(&old, "stoppedAt", t0);
-    let mut place_to_run: Vec<f64> = new.iter().filter_map(|t| Some(t["startedAt"].as_f64()? - t["createdAt"].as_f64()?)).collect();
+    let mut place_to_run: Vec<f64> = new
+        .iter()
+        .filter_map(|t| Some(t["startedAt"].as_f64()? - t["createdAt"].as_f64()?))
+        .collect();
     place_to_run.sort_by(f64::total_cmp);
     let new_placed = times(&new, "createdAt", t0);
     vec![
         ("last new task placed", *new_placed.last().unwrap()),
         ("first new task RUNNING", new_running[0]),
         ("all new tasks RUNNING", *new_running.last().unwrap()),
-        ("new task placed -> RUNNING (median per task)", place_to_run[place_to_run.len() / 2]),
+        (
+            "new task placed -> RUNNING (median per task)",
+            place_to_run[place_to_run.len() / 2],
+        ),
         ("first old task asked to stop", old_stopping[0]),
         ("all old tasks STOPPED", *old_stopped.last().unwrap()),
-        ("deployment COMPLETED (event)", event_at(&s, &format!("(deployment {new_id}) deployment completed"), t0).unwrap_or(f64::NAN)),
+        (
+            "deployment COMPLETED (event)",
+            event_at(
+                &s,
+                &format!("(deployment {new_id}) deployment completed"),
+                t0,
+            )
+            .unwrap_or(f64::NAN),
+        ),
         ("stable (DescribeServices)", stable),
     ]
 }
@@ -158,8 +217,13 @@ async fn rollback(env: &Env, good: &str, bad: &str) -> Phases {
     let t0 = epoch();
     let start = Instant::now();
     let updated = env.update_service("web", bad).await;
-    let bad_id = updated["service"]["deployments"][0]["id"].as_str().unwrap().to_string();
-    let (s, _) = env.wait_stable_on("web", good, Duration::from_secs(180), POLL).await;
+    let bad_id = updated["service"]["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, _) = env
+        .wait_stable_on("web", good, Duration::from_secs(180), POLL)
+        .await;
     let stable = start.elapsed().as_secs_f64();
     let back_id = s["deployments"][0]["id"].as_str().unwrap().to_string();
     let tasks = env.tasks("web").await;
@@ -169,22 +233,47 @@ async fn rollback(env: &Env, good: &str, bad: &str) -> Phases {
     let back_running = times(&back, "startedAt", t0);
     let old = of_deployment(&tasks, &old_id);
     let old_stopped = times(&old, "stoppedAt", t0);
-    let tripped = event_at(&s, &format!("(deployment {bad_id}) deployment failed"), t0).unwrap_or(f64::NAN);
+    let tripped =
+        event_at(&s, &format!("(deployment {bad_id}) deployment failed"), t0).unwrap_or(f64::NAN);
     let back_placed = times(&back, "createdAt", t0);
-    let exited = failed.iter().filter(|t| t["stopCode"] == "EssentialContainerExited").count();
-    let early = old.iter().filter(|t| t["stoppingAt"].as_f64().is_some_and(|at| at - t0 < tripped)).count();
+    let exited = failed
+        .iter()
+        .filter(|t| t["stopCode"] == "EssentialContainerExited")
+        .count();
+    let early = old
+        .iter()
+        .filter(|t| t["stoppingAt"].as_f64().is_some_and(|at| at - t0 < tripped))
+        .count();
     vec![
         ("first failed task STOPPED", failed_stopped[0]),
         ("breaker tripped: deployment FAILED (event)", tripped),
-        ("rollback deployment created", s["deployments"][0]["createdAt"].as_f64().unwrap() - t0),
-        ("tasks started by the failed deployment", failed.len() as f64),
+        (
+            "rollback deployment created",
+            s["deployments"][0]["createdAt"].as_f64().unwrap() - t0,
+        ),
+        (
+            "tasks started by the failed deployment",
+            failed.len() as f64,
+        ),
         ("tasks of it that exited (failures)", exited as f64),
-        ("tasks of the old deployment stopped before the trip", early as f64),
+        (
+            "tasks of the old deployment stopped before the trip",
+            early as f64,
+        ),
         ("first rollback task placed", back_placed[0]),
         ("last rollback task placed", *back_placed.last().unwrap()),
-        ("last task of the failed deployment STOPPED", *failed_stopped.last().unwrap()),
-        ("all rollback tasks RUNNING", back_running.last().copied().unwrap_or(f64::NAN)),
-        ("all original tasks STOPPED", old_stopped.last().copied().unwrap_or(f64::NAN)),
+        (
+            "last task of the failed deployment STOPPED",
+            *failed_stopped.last().unwrap(),
+        ),
+        (
+            "all rollback tasks RUNNING",
+            back_running.last().copied().unwrap_or(f64::NAN),
+        ),
+        (
+            "all original tasks STOPPED",
+            old_stopped.last().copied().unwrap_or(f64::NAN),
+        ),
         ("stable on the old revision (DescribeServices)", stable),
     ]
 }
@@ -209,10 +298,19 @@ async fn docker_floor(env: &Env, runs: usize) -> Vec<f64> {
                 };
                 let name = format!("bench-floor-{}-{run}-{i}", std::process::id());
                 let c = docker
-                    .create_container(Some(CreateContainerOptions { name: Some(name), ..Default::default() }), body)
+                    .create_container(
+                        Some(CreateContainerOptions {
+                            name: Some(name),
+                            ..Default::default()
+                        }),
+                        body,
+                    )
                     .await
                     .unwrap();
-                docker.start_container(&c.id, None::<StartContainerOptions>).await.unwrap();
+                docker
+                    .start_container(&c.id, None::<StartContainerOptions>)
+                    .await
+                    .unwrap();
             }
         });
         futures_join_all(starts).await;
@@ -223,7 +321,9 @@ async fn docker_floor(env: &Env, runs: usize) -> Vec<f64> {
 }
 
 /// Runs the futures concurrently (no futures crate in this package).
-async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(fs: impl Iterator<Item = F>) {
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    fs: impl Iterator<Item = F>,
+) {
     let handles: Vec<_> = fs.map(tokio::spawn).collect();
     for h in handles {
         h.await.unwrap();
@@ -235,7 +335,16 @@ fn report(what: &str, runs: &[Phases]) {
     for (i, (name, _)) in runs[0].iter().enumerate() {
         let mut v: Vec<f64> = runs.iter().map(|r| r[i].1).collect();
         v.sort_by(f64::total_cmp);
-        let unit = if name.starts_with("tasks ") { "  " } else { " s" };
-        println!("  {name:<52} {:>8.3}{unit}  ({:.3}..{:.3})", v[v.len() / 2], v[0], v[v.len() - 1]);
+        let unit = if name.starts_with("tasks ") {
+            "  "
+        } else {
+            " s"
+        };
+        println!(
+            "  {name:<52} {:>8.3}{unit}  ({:.3}..{:.3})",
+            v[v.len() / 2],
+            v[0],
+            v[v.len() - 1]
+        );
     }
 }

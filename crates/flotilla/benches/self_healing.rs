@@ -38,7 +38,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bollard::models::EventMessage;
-use bollard::query_parameters::{EventsOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions};
+use bollard::query_parameters::{
+    EventsOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
+};
 use deploy_harness::{container, epoch, Api, Env};
 use flotilla_agent::spec::{LABEL_CLUSTER, LABEL_TASK_ARN};
 use futures_util::StreamExt;
@@ -52,12 +54,19 @@ const LIMIT: Duration = Duration::from_secs(60);
 fn main() {
     let runs: usize = knob("BENCH_RUNS", 10);
     let pair_runs: usize = knob("BENCH_PAIR_RUNS", 3);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(bench(runs, pair_runs));
 }
 
 fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// One Docker event as the bench saw it: Docker's time, the action, the
@@ -86,19 +95,28 @@ impl Events {
     fn subscribe(api: &Api) -> Events {
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
-            ("label".to_string(), vec![format!("{LABEL_CLUSTER}={}", api.cluster)]),
+            (
+                "label".to_string(),
+                vec![format!("{LABEL_CLUSTER}={}", api.cluster)],
+            ),
         ]);
         // The stream only subscribes when first polled: `since` makes Docker
         // replay whatever happens before that.
         let since = Some(format!("{:.6}", epoch()));
-        let mut stream = api.docker.events(Some(EventsOptions { since, filters: Some(filters), ..Default::default() }));
+        let mut stream = api.docker.events(Some(EventsOptions {
+            since,
+            filters: Some(filters),
+            ..Default::default()
+        }));
         let (tx, rx) = mpsc::unbounded_channel();
         let docker = api.docker.clone();
         tokio::spawn(async move {
             while let Some(Ok(ev)) = stream.next().await {
                 let mut e = event(ev);
                 if e.action == "die" {
-                    let _ = docker.inspect_container(&e.id, None::<InspectContainerOptions>).await;
+                    let _ = docker
+                        .inspect_container(&e.id, None::<InspectContainerOptions>)
+                        .await;
                     e.inspected = Some(epoch());
                 }
                 if tx.send(e).is_err() {
@@ -106,7 +124,10 @@ impl Events {
                 }
             }
         });
-        Events { rx, seen: Vec::new() }
+        Events {
+            rx,
+            seen: Vec::new(),
+        }
     }
 
     /// Takes in what has arrived so far.
@@ -150,18 +171,24 @@ fn event(ev: EventMessage) -> Event {
 type Phases = Vec<(&'static str, f64)>;
 
 async fn bench(runs: usize, pair_runs: usize) {
-    let mut config = flotilla_server::Config::default();
-    if let Ok(ms) = std::env::var("BENCH_RESYNC_MS") {
-        config.controllers.resync = Duration::from_millis(ms.parse().expect("BENCH_RESYNC_MS"));
-    }
-    let resync = config.controllers.resync;
+    let config = flotilla_server::Config::default();
     let env = Env::start_with("bench-heal", 2, config).await;
     // Subscribed before the first container exists.
     let mut events = Events::subscribe(&env.api);
-    let td = env.register("bench-heal", json!([container("app", &["sleep"])])).await;
-    env.create_service("web", &td, DESIRED, json!({"minimumHealthyPercent": 100, "maximumPercent": 200})).await;
+    let td = env
+        .register("bench-heal", json!([container("app", &["sleep"])]))
+        .await;
+    env.create_service(
+        "web",
+        &td,
+        DESIRED,
+        json!({"minimumHealthyPercent": 100, "maximumPercent": 200}),
+    )
+    .await;
     env.wait_stable_on("web", &td, LIMIT, POLL).await;
-    events.wait("start of the first task", |e| e.action == "start").await;
+    events
+        .wait("start of the first task", |e| e.action == "start")
+        .await;
 
     // Warm-up: one kill not measured.
     kill_and_heal(&env, &td, &mut events).await;
@@ -176,11 +203,14 @@ async fn bench(runs: usize, pair_runs: usize) {
     }
 
     println!(
-        "self-healing of a {DESIRED}-task service, 2 agents on one Docker Engine, controller resync {resync:?}, {runs} runs"
+        "self-healing of a {DESIRED}-task service, 2 agents on one Docker Engine, {runs} runs"
     );
     println!("one container killed -> its replacement RUNNING (ms since the kill)");
     report(&single);
-    for (runs, where_) in pairs.iter().zip(["one on each instance", "both on one instance"]) {
+    for (runs, where_) in pairs
+        .iter()
+        .zip(["one on each instance", "both on one instance"])
+    {
         if !runs.is_empty() {
             println!("two containers killed at once, {where_} -> both replacements RUNNING, {pair_runs} runs (ms since the kill)");
             report(runs);
@@ -204,18 +234,28 @@ async fn oldest(env: &Env, td: &str) -> (BTreeSet<String>, String) {
     let mut tasks = running(env).await;
     assert_eq!(tasks.len(), DESIRED as usize, "{tasks:#?}");
     tasks.sort_by(|a, b| at(a, "startedAt").total_cmp(&at(b, "startedAt")));
-    let all = tasks.iter().map(|t| t["taskArn"].as_str().unwrap().to_string()).collect();
+    let all = tasks
+        .iter()
+        .map(|t| t["taskArn"].as_str().unwrap().to_string())
+        .collect();
     (all, tasks[0]["taskArn"].as_str().unwrap().to_string())
 }
 
 async fn container_of(env: &Env, task_arn: &str) -> String {
     let filters = HashMap::from([
-        ("label".to_string(), vec![format!("{LABEL_TASK_ARN}={task_arn}")]),
+        (
+            "label".to_string(),
+            vec![format!("{LABEL_TASK_ARN}={task_arn}")],
+        ),
         ("status".to_string(), vec!["running".to_string()]),
     ]);
     let list = env
         .docker
-        .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
         .await
         .unwrap();
     assert_eq!(list.len(), 1, "one running container for {task_arn}");
@@ -223,22 +263,45 @@ async fn container_of(env: &Env, task_arn: &str) -> String {
 }
 
 async fn kill(env: &Env, id: &str) {
-    env.docker.kill_container(id, Some(KillContainerOptions { signal: "SIGKILL".into() })).await.expect("docker kill");
+    env.docker
+        .kill_container(
+            id,
+            Some(KillContainerOptions {
+                signal: "SIGKILL".into(),
+            }),
+        )
+        .await
+        .expect("docker kill");
 }
 
 async fn describe(env: &Env, arns: &[String]) -> Vec<Value> {
-    let v = env.call("DescribeTasks", json!({"cluster": env.cluster, "tasks": arns})).await;
+    let v = env
+        .call(
+            "DescribeTasks",
+            json!({"cluster": env.cluster, "tasks": arns}),
+        )
+        .await;
     v["tasks"].as_array().unwrap().clone()
 }
 
 /// Polls ListTasks (desired RUNNING) + DescribeTasks every [`POLL`] until
 /// `n` tasks not in `before` are RUNNING; the epoch when seen, and when the
 /// `victims` were first seen STOPPED.
-async fn poll_replacements(env: &Env, before: &BTreeSet<String>, victims: &[String], n: usize) -> (f64, f64, Vec<String>) {
+async fn poll_replacements(
+    env: &Env,
+    before: &BTreeSet<String>,
+    victims: &[String],
+    n: usize,
+) -> (f64, f64, Vec<String>) {
     let start = Instant::now();
     let mut stopped_seen = None;
     loop {
-        let v = env.call("ListTasks", json!({"cluster": env.cluster, "serviceName": "web", "desiredStatus": "RUNNING"})).await;
+        let v = env
+            .call(
+                "ListTasks",
+                json!({"cluster": env.cluster, "serviceName": "web", "desiredStatus": "RUNNING"}),
+            )
+            .await;
         let mut arns: Vec<String> = v["taskArns"]
             .as_array()
             .unwrap()
@@ -252,7 +315,10 @@ async fn poll_replacements(env: &Env, before: &BTreeSet<String>, victims: &[Stri
         let tasks = describe(env, &arns).await;
         let now = epoch();
         if stopped_seen.is_none()
-            && tasks.iter().filter(|t| victims.iter().any(|v| t["taskArn"] == v.as_str())).all(|t| t["lastStatus"] == "STOPPED")
+            && tasks
+                .iter()
+                .filter(|t| victims.iter().any(|v| t["taskArn"] == v.as_str()))
+                .all(|t| t["lastStatus"] == "STOPPED")
         {
             stopped_seen = Some(now);
         }
@@ -265,13 +331,18 @@ async fn poll_replacements(env: &Env, before: &BTreeSet<String>, victims: &[Stri
         if let (true, Some(stopped)) = (up.len() >= n, stopped_seen) {
             return (now, stopped, up);
         }
-        assert!(start.elapsed() < LIMIT, "no {n} replacement(s) RUNNING within {LIMIT:?}");
+        assert!(
+            start.elapsed() < LIMIT,
+            "no {n} replacement(s) RUNNING within {LIMIT:?}"
+        );
         tokio::time::sleep(POLL).await;
     }
 }
 
 fn at(t: &Value, field: &str) -> f64 {
-    t[field].as_f64().unwrap_or_else(|| panic!("task without {field}: {t:#}"))
+    t[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("task without {field}: {t:#}"))
 }
 
 async fn kill_and_heal(env: &Env, td: &str, events: &mut Events) -> Phases {
@@ -280,7 +351,10 @@ async fn kill_and_heal(env: &Env, td: &str, events: &mut Events) -> Phases {
     let id = container_of(env, &victim).await;
     // Baseline for the inspect after `die` below: one of a running container.
     let i0 = epoch();
-    env.docker.inspect_container(&id, None::<InspectContainerOptions>).await.expect("inspect");
+    env.docker
+        .inspect_container(&id, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect");
     let inspect_running = (epoch() - i0) * 1000.0;
     events.drain();
     events.seen.clear();
@@ -290,25 +364,58 @@ async fn kill_and_heal(env: &Env, td: &str, events: &mut Events) -> Phases {
     let (_, seen_steady) = env.wait_stable_on("web", td, LIMIT, POLL).await;
     let steady = epoch() - seen_steady.elapsed().as_secs_f64();
     let replacement = up[0].clone();
-    let die = events.wait("die of the victim", |e| e.action == "die" && e.id == id).await;
-    let created = events.wait("create of the replacement", |e| e.action == "create" && e.task == replacement).await.at;
-    let started = events.wait("start of the replacement", |e| e.action == "start" && e.task == replacement).await.at;
+    let die = events
+        .wait("die of the victim", |e| e.action == "die" && e.id == id)
+        .await;
+    let created = events
+        .wait("create of the replacement", |e| {
+            e.action == "create" && e.task == replacement
+        })
+        .await
+        .at;
+    let started = events
+        .wait("start of the replacement", |e| {
+            e.action == "start" && e.task == replacement
+        })
+        .await
+        .at;
     let tasks = describe(env, &[victim.clone(), replacement.clone()]).await;
     let (v, r) = (&tasks[0], &tasks[1]);
     assert_eq!(v["stopCode"], "EssentialContainerExited", "{v:#}");
     let ms = |t: f64| (t - t0) * 1000.0;
     vec![
         ("Docker: die event (timeNano)", ms(die.at)),
-        ("Docker: die event received (a subscriber)", ms(die.received)),
-        ("Docker: inspect issued on receipt returned", ms(die.inspected.unwrap())),
-        ("agent: task stopped (executionStoppedAt)", ms(at(v, "executionStoppedAt"))),
-        ("control plane: STOPPED recorded (stoppedAt)", ms(at(v, "stoppedAt"))),
+        (
+            "Docker: die event received (a subscriber)",
+            ms(die.received),
+        ),
+        (
+            "Docker: inspect issued on receipt returned",
+            ms(die.inspected.unwrap()),
+        ),
+        (
+            "agent: task stopped (executionStoppedAt)",
+            ms(at(v, "executionStoppedAt")),
+        ),
+        (
+            "control plane: STOPPED recorded (stoppedAt)",
+            ms(at(v, "stoppedAt")),
+        ),
         ("API: STOPPED seen (10 ms poll)", ms(seen_stopped)),
-        ("controller: replacement placed (createdAt)", ms(at(r, "createdAt"))),
+        (
+            "controller: replacement placed (createdAt)",
+            ms(at(r, "createdAt")),
+        ),
         ("Docker: replacement created (create event)", ms(created)),
         ("Docker: replacement started (start event)", ms(started)),
-        ("control plane: RUNNING recorded (startedAt)", ms(at(r, "startedAt"))),
-        ("API: replacement RUNNING seen (10 ms poll)", ms(seen_running)),
+        (
+            "control plane: RUNNING recorded (startedAt)",
+            ms(at(r, "startedAt")),
+        ),
+        (
+            "API: replacement RUNNING seen (10 ms poll)",
+            ms(seen_running),
+        ),
         ("API: service stable, runningCount 4 seen", ms(steady)),
         ("(before the kill: an inspect of it took)", inspect_running),
     ]
@@ -322,14 +429,22 @@ async fn kill_two_and_heal(env: &Env, td: &str, same_instance: bool) -> Phases {
     let mut tasks = running(env).await;
     assert_eq!(tasks.len(), DESIRED as usize, "{tasks:#?}");
     tasks.sort_by(|a, b| at(a, "startedAt").total_cmp(&at(b, "startedAt")));
-    let before: BTreeSet<String> = tasks.iter().map(|t| t["taskArn"].as_str().unwrap().to_string()).collect();
+    let before: BTreeSet<String> = tasks
+        .iter()
+        .map(|t| t["taskArn"].as_str().unwrap().to_string())
+        .collect();
     let first = &tasks[0];
     let second = tasks[1..]
         .iter()
         .find(|t| (t["containerInstanceArn"] == first["containerInstanceArn"]) == same_instance)
         .expect("a second victim");
-    let victims = [first, second].map(|t| t["taskArn"].as_str().unwrap().to_string()).to_vec();
-    let ids = [container_of(env, &victims[0]).await, container_of(env, &victims[1]).await];
+    let victims = [first, second]
+        .map(|t| t["taskArn"].as_str().unwrap().to_string())
+        .to_vec();
+    let ids = [
+        container_of(env, &victims[0]).await,
+        container_of(env, &victims[1]).await,
+    ];
     let t0 = epoch();
     tokio::join!(kill(env, &ids[0]), kill(env, &ids[1]));
     let (seen_both, _, up) = poll_replacements(env, &before, &victims, 2).await;
@@ -343,19 +458,44 @@ async fn kill_two_and_heal(env: &Env, td: &str, same_instance: bool) -> Phases {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["message"].as_str().is_some_and(|m| m.contains("unable to consistently start tasks")))
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("unable to consistently start tasks"))
+        })
         .filter_map(|e| e["createdAt"].as_f64())
         .any(|t| t >= t0);
     let ms = |t: f64| (t - t0) * 1000.0;
     vec![
-        ("first victim STOPPED recorded (stoppedAt)", ms(stopped_at[0])),
-        ("second victim STOPPED recorded (stoppedAt)", ms(stopped_at[1])),
-        ("first replacement placed (createdAt)", ms(at(&replacements[0], "createdAt"))),
-        ("first replacement RUNNING (startedAt)", ms(at(&replacements[0], "startedAt"))),
-        ("second replacement placed (createdAt)", ms(at(&replacements[1], "createdAt"))),
-        ("second replacement RUNNING (startedAt)", ms(at(&replacements[1], "startedAt"))),
+        (
+            "first victim STOPPED recorded (stoppedAt)",
+            ms(stopped_at[0]),
+        ),
+        (
+            "second victim STOPPED recorded (stoppedAt)",
+            ms(stopped_at[1]),
+        ),
+        (
+            "first replacement placed (createdAt)",
+            ms(at(&replacements[0], "createdAt")),
+        ),
+        (
+            "first replacement RUNNING (startedAt)",
+            ms(at(&replacements[0], "startedAt")),
+        ),
+        (
+            "second replacement placed (createdAt)",
+            ms(at(&replacements[1], "createdAt")),
+        ),
+        (
+            "second replacement RUNNING (startedAt)",
+            ms(at(&replacements[1], "startedAt")),
+        ),
         ("API: both replacements RUNNING seen", ms(seen_both)),
-        ("runs with a restart-backoff event (count)", if throttled { 1.0 } else { 0.0 }),
+        (
+            "runs with a restart-backoff event (count)",
+            if throttled { 1.0 } else { 0.0 },
+        ),
     ]
 }
 
@@ -367,7 +507,10 @@ fn pct(v: &[f64], p: usize) -> f64 {
 
 fn report(runs: &[Phases]) {
     let counts = |name: &str| name.starts_with("runs ");
-    println!("  {:<48} {:>9} {:>9} {:>9} {:>9}", "", "median", "p90", "min", "max");
+    println!(
+        "  {:<48} {:>9} {:>9} {:>9} {:>9}",
+        "", "median", "p90", "min", "max"
+    );
     for (i, (name, _)) in runs[0].iter().enumerate() {
         let mut v: Vec<f64> = runs.iter().map(|r| r[i].1).collect();
         v.sort_by(f64::total_cmp);

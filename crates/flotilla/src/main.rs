@@ -26,7 +26,11 @@ use tokio::sync::watch;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "flotilla", version, about = "A self-hosted container orchestrator that speaks the Amazon ECS API.")]
+#[command(
+    name = "flotilla",
+    version,
+    about = "A self-hosted container orchestrator that speaks the Amazon ECS API."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -176,11 +180,14 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Agent(args) => runtime.block_on(agent(args)),
@@ -200,12 +207,25 @@ struct ServerSetup {
 
 impl ServerSetup {
     /// Opens the data dir and the store, loads or generates credentials, binds.
-    async fn open(listen: SocketAddr, data_dir: &Path, credentials_file: Option<&Path>) -> anyhow::Result<ServerSetup> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    async fn open(
+        listen: SocketAddr,
+        data_dir: &Path,
+        credentials_file: Option<&Path>,
+    ) -> anyhow::Result<ServerSetup> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
         let (credentials, dev_principal) = credentials(credentials_file, data_dir, listen)?;
-        let store = flotilla_server::open_store(&data_dir.join("flotilla.db")).context("opening the store")?;
-        let listener = TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
-        Ok(ServerSetup { listener, store, credentials, dev_principal })
+        let store = flotilla_server::open_store(&data_dir.join("flotilla.db"))
+            .context("opening the store")?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        Ok(ServerSetup {
+            listener,
+            store,
+            credentials,
+            dev_principal,
+        })
     }
 
     fn endpoint(&self) -> anyhow::Result<String> {
@@ -224,15 +244,26 @@ impl ServerSetup {
     }
 
     async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        flotilla_server::run(self.listener, Arc::new(self.store), self.credentials, shutdown).await
+        flotilla_server::run(
+            self.listener,
+            Arc::new(self.store),
+            self.credentials,
+            shutdown,
+        )
+        .await
     }
 }
 
 /// Loads the credentials file, or creates dev credentials in the data dir
 /// (loopback only).
-fn credentials(file: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> anyhow::Result<(Credentials, Option<Principal>)> {
+fn credentials(
+    file: Option<&Path>,
+    data_dir: &Path,
+    listen: SocketAddr,
+) -> anyhow::Result<(Credentials, Option<Principal>)> {
     if let Some(file) = file {
-        let creds = Credentials::load(file).with_context(|| format!("loading credentials from {}", file.display()))?;
+        let creds = Credentials::load(file)
+            .with_context(|| format!("loading credentials from {}", file.display()))?;
         return Ok((creds, None));
     }
     if !listen.ip().is_loopback() {
@@ -241,10 +272,14 @@ fn credentials(file: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> anyh
              Pass --credentials FILE, or listen on 127.0.0.1."
         );
     }
-    let (creds, principal, created) = Credentials::generate_dev(data_dir).context("creating development credentials")?;
+    let (creds, principal, created) =
+        Credentials::generate_dev(data_dir).context("creating development credentials")?;
     if created {
         let path = data_dir.join(flotilla_auth::DEV_CREDENTIALS_FILE);
-        eprintln!("Created development credentials in {} (mode 0600).", path.display());
+        eprintln!(
+            "Created development credentials in {} (mode 0600).",
+            path.display()
+        );
     }
     Ok((creds, Some(principal)))
 }
@@ -267,17 +302,24 @@ fn agent_config(
     let mut config = AgentConfig::default();
     if let Some(path) = ecs_config {
         match std::fs::read_to_string(path) {
-            Ok(text) => apply_ecs_config(&mut config, &text).with_context(|| format!("in {}", path.display()))?,
+            Ok(text) => apply_ecs_config(&mut config, &text)
+                .with_context(|| format!("in {}", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !ecs_config_required => {}
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }
-    apply_vars(&mut config, &env_vars(|k| k.starts_with("ECS_") || is_region_var(k))).context("in the environment")?;
+    apply_vars(
+        &mut config,
+        &env_vars(|k| k.starts_with("ECS_") || is_region_var(k)),
+    )
+    .context("in the environment")?;
     if let Some(c) = cluster {
         config.cluster = c;
     }
     if let Some(ip) = &host.host_ip {
-        let parsed: std::net::IpAddr = ip.parse().with_context(|| format!("--host-ip {ip} is not an IP address"))?;
+        let parsed: std::net::IpAddr = ip
+            .parse()
+            .with_context(|| format!("--host-ip {ip} is not an IP address"))?;
         config.host_ip = parsed.to_string();
     }
     if let Some(az) = &host.availability_zone {
@@ -311,7 +353,8 @@ fn region_from_env() -> anyhow::Result<String> {
 /// A client signing with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in `region`.
 fn client_from_env(endpoint: &str, region: &str) -> anyhow::Result<Client> {
     let key = std::env::var("AWS_ACCESS_KEY_ID").context("AWS_ACCESS_KEY_ID is not set")?;
-    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").context("AWS_SECRET_ACCESS_KEY is not set")?;
+    let secret =
+        std::env::var("AWS_SECRET_ACCESS_KEY").context("AWS_SECRET_ACCESS_KEY is not set")?;
     Ok(Client::ecs(endpoint, &key, &secret, region))
 }
 
@@ -327,13 +370,19 @@ fn stop_on_signal() -> watch::Receiver<bool> {
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let explicit_config = args.ecs_config != Path::new(DEFAULT_ECS_CONFIG);
-    let config = agent_config(args.cluster, &args.host, Some(&args.ecs_config), explicit_config)?;
+    let config = agent_config(
+        args.cluster,
+        &args.host,
+        Some(&args.ecs_config),
+        explicit_config,
+    )?;
     let client = client_from_env(&args.endpoint, &config.region)?;
     let stopped = stop_on_signal();
-    let host = match HostAgent::register(client, config, &args.data_dir, wait(stopped.clone())).await {
-        Err(flotilla_agent::host::HostError::Interrupted) => return Ok(()),
-        r => r?,
-    };
+    let host =
+        match HostAgent::register(client, config, &args.data_dir, wait(stopped.clone())).await {
+            Err(flotilla_agent::host::HostError::Interrupted) => return Ok(()),
+            r => r?,
+        };
     eprintln!("Flotilla agent running as {}", host.instance_arn());
     host.run(wait(stopped)).await?;
     Ok(())
@@ -342,19 +391,36 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
 async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let setup = ServerSetup::open(args.listen, &args.data_dir, None).await?;
     let endpoint = setup.endpoint()?;
-    let principal = setup.dev_principal.clone().context("development credentials")?;
+    let principal = setup
+        .dev_principal
+        .clone()
+        .context("development credentials")?;
     let stopped = stop_on_signal();
     setup.print_environment(&args.region)?;
     let server = tokio::spawn(setup.run(wait(stopped.clone())));
-    let client = Client::ecs(&endpoint, &principal.access_key_id, principal.secret_access_key(), &args.region);
+    let client = Client::ecs(
+        &endpoint,
+        &principal.access_key_id,
+        principal.secret_access_key(),
+        &args.region,
+    );
     ensure_cluster(&client, DEV_CLUSTER).await?;
 
     let mut host_args = args.host;
     // A laptop's tasks are for the laptop: bind their ports on loopback.
-    host_args.host_ip.get_or_insert_with(|| "127.0.0.1".to_string());
+    host_args
+        .host_ip
+        .get_or_insert_with(|| "127.0.0.1".to_string());
     let mut config = agent_config(Some(DEV_CLUSTER.to_string()), &host_args, None, false)?;
     config.region = args.region.clone();
-    let agent = match HostAgent::register(client, config, &args.data_dir.join("agent"), wait(stopped.clone())).await {
+    let agent = match HostAgent::register(
+        client,
+        config,
+        &args.data_dir.join("agent"),
+        wait(stopped.clone()),
+    )
+    .await
+    {
         Ok(host) => {
             eprintln!(
                 "Flotilla dev: control plane on {endpoint}, one agent ({}) in cluster {DEV_CLUSTER}. \
@@ -399,7 +465,10 @@ async fn sim(args: SimArgs) -> anyhow::Result<()> {
         }
         _ = wait(stopped.clone()) => return Ok(()),
     };
-    eprintln!("all {count} simulated hosts connected to cluster {}; stop with Ctrl-C or SIGTERM", args.cluster);
+    eprintln!(
+        "all {count} simulated hosts connected to cluster {}; stop with Ctrl-C or SIGTERM",
+        args.cluster
+    );
     wait(stopped).await;
     // Dropping the hosts closes their connections.
     drop(hosts);
@@ -409,13 +478,25 @@ async fn sim(args: SimArgs) -> anyhow::Result<()> {
 /// Creates `name` unless an active cluster of that name exists.
 async fn ensure_cluster(client: &Client, name: &str) -> anyhow::Result<()> {
     let found: ecs::DescribeClustersResponse = client
-        .call("DescribeClusters", &ecs::DescribeClustersRequest { clusters: Some(vec![name.to_string()]), ..Default::default() })
+        .call(
+            "DescribeClusters",
+            &ecs::DescribeClustersRequest {
+                clusters: Some(vec![name.to_string()]),
+                ..Default::default()
+            },
+        )
         .await
         .context("DescribeClusters")?;
-    let active = found.clusters.iter().flatten().any(|c| c.status.as_deref() == Some("ACTIVE"));
+    let active = found.clusters.iter().flatten().any(|c| c.is_active());
     if !active {
         let _: ecs::CreateClusterResponse = client
-            .call("CreateCluster", &ecs::CreateClusterRequest { cluster_name: Some(name.to_string()), ..Default::default() })
+            .call(
+                "CreateCluster",
+                &ecs::CreateClusterRequest {
+                    cluster_name: Some(name.to_string()),
+                    ..Default::default()
+                },
+            )
             .await
             .context("CreateCluster")?;
     }
@@ -435,10 +516,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -7,7 +7,9 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::{container, data_dir, wait_for, Env};
-use flotilla_agent::spec::{LABEL_CLUSTER, LABEL_CONTAINER_NAME, LABEL_FAMILY, LABEL_INSTANCE, LABEL_TASK_ARN};
+use flotilla_agent::spec::{
+    LABEL_CLUSTER, LABEL_CONTAINER_NAME, LABEL_FAMILY, LABEL_INSTANCE, LABEL_TASK_ARN,
+};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,13 +19,22 @@ async fn run_and_stop_a_task() {
     env.wait_connected(&agent.arn, true).await;
     let instance = env.instance(&agent.arn).await;
     assert_eq!(instance["status"], "ACTIVE");
-    assert!(instance["versionInfo"]["agentVersion"].is_string(), "{instance}");
     assert!(
-        instance["attributes"].as_array().unwrap().iter().any(|a| a["name"] == "e2e.agent" && a["value"] == "a"),
+        instance["versionInfo"]["agentVersion"].is_string(),
+        "{instance}"
+    );
+    assert!(
+        instance["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "e2e.agent" && a["value"] == "a"),
         "{instance}"
     );
 
-    let td = env.register_task_definition("e2e-sleep", json!([container("app", &["sleep"])])).await;
+    let td = env
+        .register_task_definition("e2e-sleep", json!([container("app", &["sleep"])]))
+        .await;
     let task = env.run_task(&td, 1).await.remove(0);
     let t = env.wait_task(&task, "RUNNING").await;
     assert_eq!(t["containerInstanceArn"], agent.arn.as_str());
@@ -37,9 +48,16 @@ async fn run_and_stop_a_task() {
     assert_eq!(labels[LABEL_CONTAINER_NAME], "app");
     assert_eq!(labels[LABEL_FAMILY], "e2e-sleep");
     assert_eq!(labels[LABEL_INSTANCE], agent.arn);
-    assert_eq!(containers[0].state, Some(bollard::models::ContainerSummaryStateEnum::RUNNING));
+    assert_eq!(
+        containers[0].state,
+        Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+    );
 
-    env.call("StopTask", json!({"cluster": env.cluster, "task": task, "reason": "e2e"})).await;
+    env.call(
+        "StopTask",
+        json!({"cluster": env.cluster, "task": task, "reason": "e2e"}),
+    )
+    .await;
     let t = env.wait_task(&task, "STOPPED").await;
     assert_eq!(t["stopCode"], "UserInitiated", "{t}");
     assert_eq!(t["stoppedReason"], "e2e", "{t}");
@@ -57,12 +75,23 @@ async fn an_essential_container_exiting_stops_the_task() {
     let mut side = container("side", &["sleep"]);
     side["essential"] = json!(false);
     let td = env
-        .register_task_definition("e2e-essential", json!([container("main", &["exit", "3", "1000"]), side]))
+        .register_task_definition(
+            "e2e-essential",
+            json!([container("main", &["exit", "3", "1000"]), side]),
+        )
         .await;
     let task = env.run_task(&td, 1).await.remove(0);
     let t = env.wait_task(&task, "STOPPED").await;
     assert_eq!(t["stopCode"], "EssentialContainerExited", "{t}");
-    let by_name = |n: &str| t["containers"].as_array().unwrap().iter().find(|c| c["name"] == n).unwrap().clone();
+    let by_name = |n: &str| {
+        t["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == n)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(by_name("main")["exitCode"], 3, "{t}");
     assert_eq!(by_name("side")["lastStatus"], "STOPPED", "{t}");
     agent.stop().await;
@@ -80,7 +109,9 @@ async fn a_killed_agent_comes_back_as_the_same_instance_and_adopts_its_container
     })
     .await;
     env.wait_connected(&arn, true).await;
-    let td = env.register_task_definition("e2e-restart", json!([container("app", &["sleep"])])).await;
+    let td = env
+        .register_task_definition("e2e-restart", json!([container("app", &["sleep"])]))
+        .await;
     let task = env.run_task(&td, 1).await.remove(0);
     env.wait_task(&task, "RUNNING").await;
     let before = env.containers_of(&task).await;
@@ -92,19 +123,29 @@ async fn a_killed_agent_comes_back_as_the_same_instance_and_adopts_its_container
     env.wait_connected(&arn, false).await;
     let mut proc = env.agent_process(&dir, "127.0.0.1");
     env.wait_connected(&arn, true).await;
-    let instances = env.call("ListContainerInstances", json!({"cluster": env.cluster})).await;
-    assert_eq!(instances["containerInstanceArns"], json!([arn]), "re-registered as the same instance");
+    let instances = env
+        .call("ListContainerInstances", json!({"cluster": env.cluster}))
+        .await;
+    assert_eq!(
+        instances["containerInstanceArns"],
+        json!([arn]),
+        "re-registered as the same instance"
+    );
 
     // Still running, in the very same container, and the agent reports it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = env.containers_of(&task).await;
     assert_eq!(after.len(), 1);
     assert_eq!(after[0].id, before[0].id);
-    assert_eq!(after[0].state, Some(bollard::models::ContainerSummaryStateEnum::RUNNING));
+    assert_eq!(
+        after[0].state,
+        Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+    );
     assert_eq!(env.task(&task).await["lastStatus"], "RUNNING");
 
     // And it still manages it.
-    env.call("StopTask", json!({"cluster": env.cluster, "task": task})).await;
+    env.call("StopTask", json!({"cluster": env.cluster, "task": task}))
+        .await;
     let t = env.wait_task(&task, "STOPPED").await;
     assert_eq!(t["containers"][0]["exitCode"], 0, "{t}");
 
@@ -116,7 +157,8 @@ async fn a_killed_agent_comes_back_as_the_same_instance_and_adopts_its_container
 
 /// GET / over HTTP/1.0 from `addr`; the body.
 fn http_get(addr: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
     let mut out = String::new();
@@ -149,23 +191,44 @@ async fn two_agents_on_one_machine_each_bind_the_same_static_port() {
     placed.sort();
     let mut want = vec![a.arn.clone(), b.arn.clone()];
     want.sort();
-    assert_eq!(placed, want, "one task per instance: the port is taken on the first");
+    assert_eq!(
+        placed, want,
+        "one task per instance: the port is taken on the first"
+    );
     for ip in ["127.0.0.2", "127.0.0.3"] {
         let addr = format!("{ip}:{PORT}");
-        let body = wait_for(&format!("HTTP on {addr}"), Duration::from_secs(10), || async {
-            let addr = addr.clone();
-            tokio::task::spawn_blocking(move || http_get(&addr)).await.unwrap()
-        })
+        let body = wait_for(
+            &format!("HTTP on {addr}"),
+            Duration::from_secs(10),
+            || async {
+                let addr = addr.clone();
+                tokio::task::spawn_blocking(move || http_get(&addr))
+                    .await
+                    .unwrap()
+            },
+        )
         .await;
         assert_eq!(body.trim(), "hello");
     }
     // A third task has nowhere to go.
-    let v = env.call("RunTask", json!({"cluster": env.cluster, "taskDefinition": td})).await;
+    let v = env
+        .call(
+            "RunTask",
+            json!({"cluster": env.cluster, "taskDefinition": td}),
+        )
+        .await;
     assert_eq!(v["tasks"], json!([]), "{v}");
-    assert!(v["failures"][0]["reason"].as_str().unwrap_or("").contains("PORTS"), "{v}");
+    assert!(
+        v["failures"][0]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("PORTS"),
+        "{v}"
+    );
 
     for task in &tasks {
-        env.call("StopTask", json!({"cluster": env.cluster, "task": task})).await;
+        env.call("StopTask", json!({"cluster": env.cluster, "task": task}))
+            .await;
     }
     for task in &tasks {
         env.wait_task(task, "STOPPED").await;
@@ -180,7 +243,14 @@ async fn dev_runs_a_control_plane_and_one_connected_agent() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args(["dev", "--listen", "127.0.0.1:0", "--metadata-port", "0", "--data-dir"])
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--metadata-port",
+            "0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -205,16 +275,25 @@ async fn dev_runs_a_control_plane_and_one_connected_agent() {
         &vars["AWS_DEFAULT_REGION"],
     );
     assert!(vars["AWS_ENDPOINT_URL"].starts_with("http://127.0.0.1:"));
-    wait_for("the dev agent to connect", Duration::from_secs(30), || async {
-        let list: serde_json::Value =
-            client.call("ListContainerInstances", &json!({"cluster": "default"})).await.ok()?;
-        let arn = list["containerInstanceArns"][0].as_str()?.to_string();
-        let d: serde_json::Value = client
-            .call("DescribeContainerInstances", &json!({"cluster": "default", "containerInstances": [arn]}))
-            .await
-            .ok()?;
-        (d["containerInstances"][0]["agentConnected"] == true).then_some(())
-    })
+    wait_for(
+        "the dev agent to connect",
+        Duration::from_secs(30),
+        || async {
+            let list: serde_json::Value = client
+                .call("ListContainerInstances", &json!({"cluster": "default"}))
+                .await
+                .ok()?;
+            let arn = list["containerInstanceArns"][0].as_str()?.to_string();
+            let d: serde_json::Value = client
+                .call(
+                    "DescribeContainerInstances",
+                    &json!({"cluster": "default", "containerInstances": [arn]}),
+                )
+                .await
+                .ok()?;
+            (d["containerInstances"][0]["agentConnected"] == true).then_some(())
+        },
+    )
     .await;
     let status = child.terminate();
     assert!(status.success(), "{status:?}");

@@ -38,7 +38,10 @@ impl Server {
         let mut env = BTreeMap::new();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         while env.len() < 4 {
-            let line = lines.next().expect("flotilla server exited before printing its credentials").unwrap();
+            let line = lines
+                .next()
+                .expect("flotilla server exited before printing its credentials")
+                .unwrap();
             if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
                 env.insert(k.to_string(), v.to_string());
             }
@@ -95,10 +98,19 @@ async fn writer(c: Client, round: usize, w: usize, acked: Arc<Mutex<Acked>>) -> 
         let result = match i % 3 {
             0 => {
                 let name = format!("r{round}-w{w:02}-c{i:05}");
-                call(&c, "CreateCluster", json!({"clusterName": name, "tags": [{"key": "writer", "value": family}]})).await.map(|v| {
+                call(
+                    &c,
+                    "CreateCluster",
+                    json!({"clusterName": name, "tags": [{"key": "writer", "value": family}]}),
+                )
+                .await
+                .map(|v| {
                     let arn = v["cluster"]["clusterArn"].as_str().unwrap().to_string();
                     let mut a = acked.lock().unwrap();
-                    a.tags.insert(arn.clone(), BTreeMap::from([("writer".to_string(), family.clone())]));
+                    a.tags.insert(
+                        arn.clone(),
+                        BTreeMap::from([("writer".to_string(), family.clone())]),
+                    );
                     a.clusters.insert(arn, v["cluster"].clone());
                 })
             }
@@ -115,7 +127,11 @@ async fn writer(c: Client, round: usize, w: usize, acked: Arc<Mutex<Acked>>) -> 
                 call(&c, "RegisterTaskDefinition", body).await.map(|v| {
                     let td = v["taskDefinition"].clone();
                     let rev = td["revision"].as_i64().unwrap();
-                    acked.lock().unwrap().definitions.insert((family.clone(), rev), td);
+                    acked
+                        .lock()
+                        .unwrap()
+                        .definitions
+                        .insert((family.clone(), rev), td);
                 })
             }
             _ => {
@@ -123,12 +139,28 @@ async fn writer(c: Client, round: usize, w: usize, acked: Arc<Mutex<Acked>>) -> 
                 let target = {
                     let a = acked.lock().unwrap();
                     let prefix = format!("cluster/r{round}-w{w:02}-");
-                    a.clusters.keys().rev().find(|k| k.contains(&prefix)).cloned()
+                    a.clusters
+                        .keys()
+                        .rev()
+                        .find(|k| k.contains(&prefix))
+                        .cloned()
                 };
                 let Some(arn) = target else { continue };
                 let (k, v) = (format!("t{i}"), format!("v{i}"));
-                call(&c, "TagResource", json!({"resourceArn": arn, "tags": [{"key": k, "value": v}]})).await.map(|_| {
-                    acked.lock().unwrap().tags.get_mut(&arn).unwrap().insert(k, v);
+                call(
+                    &c,
+                    "TagResource",
+                    json!({"resourceArn": arn, "tags": [{"key": k, "value": v}]}),
+                )
+                .await
+                .map(|_| {
+                    acked
+                        .lock()
+                        .unwrap()
+                        .tags
+                        .get_mut(&arn)
+                        .unwrap()
+                        .insert(k, v);
                 })
             }
         };
@@ -146,8 +178,18 @@ async fn verify(c: &Client, acked: &Acked) {
     // Clusters: same ARN, ACTIVE, same content, every acknowledged tag.
     let arns: Vec<&String> = acked.clusters.keys().collect();
     for chunk in arns.chunks(100) {
-        let d = call(c, "DescribeClusters", json!({"clusters": chunk, "include": ["TAGS"]})).await.unwrap();
-        assert_eq!(d["failures"], json!([]), "acknowledged clusters are missing after the crash");
+        let d = call(
+            c,
+            "DescribeClusters",
+            json!({"clusters": chunk, "include": ["TAGS"]}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            d["failures"],
+            json!([]),
+            "acknowledged clusters are missing after the crash"
+        );
         for got in d["clusters"].as_array().unwrap() {
             let arn = got["clusterArn"].as_str().unwrap();
             let want = &acked.clusters[arn];
@@ -157,10 +199,19 @@ async fn verify(c: &Client, acked: &Acked) {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|t| (t["key"].as_str().unwrap().to_string(), t["value"].as_str().unwrap().to_string()))
+                .map(|t| {
+                    (
+                        t["key"].as_str().unwrap().to_string(),
+                        t["value"].as_str().unwrap().to_string(),
+                    )
+                })
                 .collect();
             for (k, v) in &acked.tags[arn] {
-                assert_eq!(tags.get(k), Some(v), "{arn}: acknowledged tag {k} lost; has {tags:?}");
+                assert_eq!(
+                    tags.get(k),
+                    Some(v),
+                    "{arn}: acknowledged tag {k} lost; has {tags:?}"
+                );
             }
         }
     }
@@ -168,8 +219,17 @@ async fn verify(c: &Client, acked: &Acked) {
     // acknowledged; revisions of each family contiguous from 1.
     let mut max_by_family: BTreeMap<&str, i64> = BTreeMap::new();
     for ((family, rev), want) in &acked.definitions {
-        let got = call(c, "DescribeTaskDefinition", json!({"taskDefinition": format!("{family}:{rev}")})).await.unwrap();
-        assert_eq!(&got["taskDefinition"], want, "{family}:{rev} changed across the crash");
+        let got = call(
+            c,
+            "DescribeTaskDefinition",
+            json!({"taskDefinition": format!("{family}:{rev}")}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            &got["taskDefinition"], want,
+            "{family}:{rev} changed across the crash"
+        );
         let m = max_by_family.entry(family).or_default();
         *m = (*m).max(*rev);
     }
@@ -183,7 +243,14 @@ async fn verify(c: &Client, acked: &Acked) {
             }
             let page = call(c, "ListTaskDefinitions", body).await.unwrap();
             for arn in page["taskDefinitionArns"].as_array().unwrap() {
-                let (f, r) = arn.as_str().unwrap().rsplit_once('/').unwrap().1.split_once(':').unwrap();
+                let (f, r) = arn
+                    .as_str()
+                    .unwrap()
+                    .rsplit_once('/')
+                    .unwrap()
+                    .1
+                    .split_once(':')
+                    .unwrap();
                 if f == family {
                     revisions.push(r.parse::<i64>().unwrap());
                 }
@@ -195,8 +262,16 @@ async fn verify(c: &Client, acked: &Acked) {
         }
         // Unacknowledged writes in flight at the kill may or may not have
         // landed, but numbering has no holes and never goes backwards.
-        assert!(revisions.len() as i64 >= max, "{family}: {} revisions listed, acknowledged up to {max}", revisions.len());
-        assert_eq!(revisions, (1..=revisions.len() as i64).collect::<Vec<_>>(), "{family}: revisions not contiguous");
+        assert!(
+            revisions.len() as i64 >= max,
+            "{family}: {} revisions listed, acknowledged up to {max}",
+            revisions.len()
+        );
+        assert_eq!(
+            revisions,
+            (1..=revisions.len() as i64).collect::<Vec<_>>(),
+            "{family}: revisions not contiguous"
+        );
     }
 }
 
@@ -211,8 +286,9 @@ async fn acknowledged_writes_survive_sigkill() {
         // The state left by the previous round's crash is all there.
         let before = acked.lock().unwrap().snapshot();
         verify(&server.client, &before).await;
-        let writers: Vec<_> =
-            (0..WRITERS).map(|w| tokio::spawn(writer(server.client.clone(), round, w, acked.clone()))).collect();
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| tokio::spawn(writer(server.client.clone(), round, w, acked.clone())))
+            .collect();
         tokio::time::sleep(Duration::from_millis(kill_after)).await;
         server.kill();
         let mut attempted = 0;
@@ -225,13 +301,22 @@ async fn acknowledged_writes_survive_sigkill() {
             a.clusters.len(),
             a.definitions.len()
         );
-        assert!(!a.definitions.is_empty() && !a.clusters.is_empty(), "round {round}: nothing was acknowledged before the kill");
+        assert!(
+            !a.definitions.is_empty() && !a.clusters.is_empty(),
+            "round {round}: nothing was acknowledged before the kill"
+        );
     }
     let server = Server::start(dir.path());
     let a = acked.lock().unwrap().snapshot();
     verify(&server.client, &a).await;
     // And the server still takes writes, continuing each family's numbering.
-    let max = a.definitions.keys().filter(|(f, _)| f == "w00").map(|(_, r)| *r).max().unwrap();
+    let max = a
+        .definitions
+        .keys()
+        .filter(|(f, _)| f == "w00")
+        .map(|(_, r)| *r)
+        .max()
+        .unwrap();
     let next = call(
         &server.client,
         "RegisterTaskDefinition",
@@ -246,6 +331,10 @@ async fn acknowledged_writes_survive_sigkill() {
 
 impl Acked {
     fn snapshot(&self) -> Acked {
-        Acked { clusters: self.clusters.clone(), definitions: self.definitions.clone(), tags: self.tags.clone() }
+        Acked {
+            clusters: self.clusters.clone(),
+            definitions: self.definitions.clone(),
+            tags: self.tags.clone(),
+        }
     }
 }

@@ -33,16 +33,29 @@ fn breaker() -> Value {
 }
 
 fn events(s: &Value) -> Vec<String> {
-    s["events"].as_array().into_iter().flatten().map(|e| e["message"].as_str().unwrap_or_default().to_string()).collect()
+    s["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 /// Revision 1 of family `web` (sleeps; healthy as soon as it runs) as a
 /// stable 4-task service `web` with `config`.
 async fn stable_service_on_revision_1(env: &Env, config: Value) -> String {
-    let v1 = env.register("web", json!([container("app", &["sleep"])])).await;
+    let v1 = env
+        .register("web", json!([container("app", &["sleep"])]))
+        .await;
     assert_eq!(revision(&v1), 1, "{v1}");
     env.create_service("web", &v1, 4, config).await;
-    env.wait_stable_on("web", &v1, Duration::from_secs(60), Duration::from_millis(100)).await;
+    env.wait_stable_on(
+        "web",
+        &v1,
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+    )
+    .await;
     v1
 }
 
@@ -79,9 +92,21 @@ fn summary(samples: &[Sample]) -> String {
 /// One line per task, oldest first: for failure messages.
 fn task_table(tasks: &[Value]) -> String {
     let mut tasks: Vec<&Value> = tasks.iter().collect();
-    tasks.sort_by(|a, b| a["createdAt"].as_f64().unwrap_or(0.0).total_cmp(&b["createdAt"].as_f64().unwrap_or(0.0)));
-    let t0 = tasks.first().and_then(|t| t["createdAt"].as_f64()).unwrap_or(0.0);
-    let at = |t: &Value, f: &str| t[f].as_f64().map(|v| format!("{:.2}", v - t0)).unwrap_or_else(|| "-".into());
+    tasks.sort_by(|a, b| {
+        a["createdAt"]
+            .as_f64()
+            .unwrap_or(0.0)
+            .total_cmp(&b["createdAt"].as_f64().unwrap_or(0.0))
+    });
+    let t0 = tasks
+        .first()
+        .and_then(|t| t["createdAt"].as_f64())
+        .unwrap_or(0.0);
+    let at = |t: &Value, f: &str| {
+        t[f].as_f64()
+            .map(|v| format!("{:.2}", v - t0))
+            .unwrap_or_else(|| "-".into())
+    };
     tasks
         .iter()
         .map(|t| {
@@ -122,7 +147,12 @@ fn assert_bounds(samples: &[Sample], floor: usize, ceiling: usize) {
 async fn rolling_update_to_revision_2_satisfies_the_aws_cli_waiter() {
     let env = Env::start("deploy-roll", 2).await;
     let v1 = stable_service_on_revision_1(&env, breaker()).await;
-    let first: Vec<String> = env.tasks("web").await.iter().map(|t| t["taskArn"].as_str().unwrap().to_string()).collect();
+    let first: Vec<String> = env
+        .tasks("web")
+        .await
+        .iter()
+        .map(|t| t["taskArn"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(first.len(), 4);
 
     let mut app = container("app", &["sleep"]);
@@ -130,7 +160,12 @@ async fn rolling_update_to_revision_2_satisfies_the_aws_cli_waiter() {
     let v2 = env.register("web", json!([app])).await;
     assert_eq!(revision(&v2), 2, "{v2}");
 
-    let sampler = Sampler::start(env.api.clone(), "web", BTreeSet::new(), Duration::from_millis(50));
+    let sampler = Sampler::start(
+        env.api.clone(),
+        "web",
+        BTreeSet::new(),
+        Duration::from_millis(50),
+    );
     let started = Instant::now();
     let updated = env.update_service("web", &v2).await;
     let deps = updated["service"]["deployments"].as_array().unwrap();
@@ -144,8 +179,14 @@ async fn rolling_update_to_revision_2_satisfies_the_aws_cli_waiter() {
     // succeed before the old deployment has left.
     let (ok, stderr, waited) = env.cli_wait_services_stable("web").await;
     let samples = sampler.stop().await;
-    assert!(ok, "aws ecs wait services-stable failed after {waited:?}: {stderr}");
-    eprintln!("rollout 1 -> 2 stable for the CLI waiter after {:?}", started.elapsed());
+    assert!(
+        ok,
+        "aws ecs wait services-stable failed after {waited:?}: {stderr}"
+    );
+    eprintln!(
+        "rollout 1 -> 2 stable for the CLI waiter after {:?}",
+        started.elapsed()
+    );
 
     let s = env.service("web").await;
     assert!(stable(&s), "{s:#}");
@@ -158,15 +199,28 @@ async fn rolling_update_to_revision_2_satisfies_the_aws_cli_waiter() {
     assert_eq!(s["taskDefinition"], v2.as_str());
     assert_eq!(s["runningCount"], 4);
     let ev = events(&s);
-    assert!(ev.iter().any(|e| e.contains("deployment completed")), "{ev:#?}");
+    assert!(
+        ev.iter().any(|e| e.contains("deployment completed")),
+        "{ev:#?}"
+    );
     assert!(ev[0].ends_with("has reached a steady state."), "{ev:#?}");
 
     let tasks = env.tasks("web").await;
-    let live: Vec<&Value> = tasks.iter().filter(|t| t["desiredStatus"] == "RUNNING").collect();
+    let live: Vec<&Value> = tasks
+        .iter()
+        .filter(|t| t["desiredStatus"] == "RUNNING")
+        .collect();
     assert_eq!(live.len(), 4, "{tasks:#?}");
-    assert!(live.iter().all(|t| t["lastStatus"] == "RUNNING" && t["taskDefinitionArn"] == v2.as_str()), "{live:#?}");
+    assert!(
+        live.iter()
+            .all(|t| t["lastStatus"] == "RUNNING" && t["taskDefinitionArn"] == v2.as_str()),
+        "{live:#?}"
+    );
     for arn in &first {
-        let t = tasks.iter().find(|t| t["taskArn"] == arn.as_str()).expect("old task still listed");
+        let t = tasks
+            .iter()
+            .find(|t| t["taskArn"] == arn.as_str())
+            .expect("old task still listed");
         assert_eq!(t["lastStatus"], "STOPPED", "{t:#}");
         assert_eq!(t["stopCode"], "ServiceSchedulerInitiated", "{t:#}");
     }
@@ -176,28 +230,52 @@ async fn rolling_update_to_revision_2_satisfies_the_aws_cli_waiter() {
 
     // Defaults 100/200: all 4 old tasks serve until replacements are healthy.
     assert_bounds(&samples, 4, 8);
-    assert!(samples.iter().any(|s| s.by_revision.len() == 2), "the sampler saw the rollout:\n{}", summary(&samples));
+    assert!(
+        samples.iter().any(|s| s.by_revision.len() == 2),
+        "the sampler saw the rollout:\n{}",
+        summary(&samples)
+    );
     let _ = v1;
     env.stop().await;
 }
 
 /// The rollout of `bad` fails; the service must come back, stable, on `v1`.
 /// Returns the samples and the final service.
-async fn rollback(env: &Env, v1: &str, bad: &str, checked: BTreeSet<String>) -> (Vec<Sample>, Value, String) {
+async fn rollback(
+    env: &Env,
+    v1: &str,
+    bad: &str,
+    checked: BTreeSet<String>,
+) -> (Vec<Sample>, Value, String) {
     let sampler = Sampler::start(env.api.clone(), "web", checked, Duration::from_millis(50));
     let started = Instant::now();
     let updated = env.update_service("web", bad).await;
-    let bad_id = updated["service"]["deployments"][0]["id"].as_str().unwrap().to_string();
+    let bad_id = updated["service"]["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // Until stable on v1; fails fast when the service can no longer get there.
     let s = loop {
         let s = env.service("web").await;
         if stable(&s) && s["deployments"][0]["taskDefinition"] == v1 {
             break s;
         }
-        let stuck = if let Some(e) = events(&s).into_iter().find(|e| e.contains("cannot roll back")) {
-            Some(format!("the breaker tripped but the service cannot roll back to {v1}: {e:?}"))
-        } else if s["deployments"].as_array().unwrap().iter().any(|d| d["id"] == bad_id.as_str() && d["rolloutState"] == "COMPLETED") {
-            Some(format!("the deployment of the failing revision {bad} was marked COMPLETED"))
+        let stuck = if let Some(e) = events(&s)
+            .into_iter()
+            .find(|e| e.contains("cannot roll back"))
+        {
+            Some(format!(
+                "the breaker tripped but the service cannot roll back to {v1}: {e:?}"
+            ))
+        } else if s["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == bad_id.as_str() && d["rolloutState"] == "COMPLETED")
+        {
+            Some(format!(
+                "the deployment of the failing revision {bad} was marked COMPLETED"
+            ))
         } else if started.elapsed() > Duration::from_secs(120) {
             Some(format!("not rolled back to {v1} after 120 s"))
         } else {
@@ -205,7 +283,11 @@ async fn rollback(env: &Env, v1: &str, bad: &str, checked: BTreeSet<String>) -> 
         };
         if let Some(why) = stuck {
             let samples = sampler.stop().await;
-            panic!("{why}\nsamples:\n{}tasks:\n{}service: {s:#}", summary(&samples), task_table(&env.tasks("web").await));
+            panic!(
+                "{why}\nsamples:\n{}tasks:\n{}service: {s:#}",
+                summary(&samples),
+                task_table(&env.tasks("web").await)
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -240,34 +322,61 @@ async fn assert_rolled_back(
 
     // FAILED in the events, for good.
     let ev = events(s);
-    let failed_event = format!("(service web) (deployment {bad_id}) deployment failed: tasks failed to start.");
+    let failed_event =
+        format!("(service web) (deployment {bad_id}) deployment failed: tasks failed to start.");
     assert!(ev.contains(&failed_event), "{ev:#?}");
     // Named by deployment while that deployment is still listed, else by its task definition.
     assert!(
-        ev.iter().any(|e| e.starts_with("(service web) rolling back to deployment ecs-svc/")
-            || e == &format!("(service web) rolling back to task definition {v1}.")),
+        ev.iter().any(
+            |e| e.starts_with("(service web) rolling back to deployment ecs-svc/")
+                || e == &format!("(service web) rolling back to task definition {v1}.")
+        ),
         "{ev:#?}"
     );
     assert!(ev[0].ends_with("has reached a steady state."), "{ev:#?}");
     // And in `deployments` while the failed one was still listed (until its
     // last task stopped: the sampler sees it unless that took under 50 ms).
-    let seen: Vec<&Value> = deployments_seen(samples).into_iter().filter(|d| d["id"] == bad_id).collect();
+    let seen: Vec<&Value> = deployments_seen(samples)
+        .into_iter()
+        .filter(|d| d["id"] == bad_id)
+        .collect();
     assert!(seen.iter().all(|d| d["taskDefinition"] == bad), "{seen:#?}");
     match seen.iter().find(|d| d["rolloutState"] == "FAILED") {
         Some(failed) => {
-            assert_eq!(failed["status"], "ACTIVE", "demoted in the same commit: {failed:#}");
-            assert!(failed["failedTasks"].as_i64().unwrap() >= 10, "threshold min(max(ceil(0.5 × 4), 10), 200) = 10: {failed:#}");
-            assert_eq!(failed["rolloutStateReason"], "ECS deployment circuit breaker: tasks failed to start.", "{failed:#}");
+            assert_eq!(
+                failed["status"], "ACTIVE",
+                "demoted in the same commit: {failed:#}"
+            );
+            assert!(
+                failed["failedTasks"].as_i64().unwrap() >= 10,
+                "threshold min(max(ceil(0.5 × 4), 10), 200) = 10: {failed:#}"
+            );
+            assert_eq!(
+                failed["rolloutStateReason"],
+                "ECS deployment circuit breaker: tasks failed to start.",
+                "{failed:#}"
+            );
         }
         None => eprintln!("note: the FAILED deployment left `deployments` between two samples"),
     }
     // It never looked COMPLETED.
-    assert!(seen.iter().all(|d| d["rolloutState"] != "COMPLETED"), "{}", summary(samples));
+    assert!(
+        seen.iter().all(|d| d["rolloutState"] != "COMPLETED"),
+        "{}",
+        summary(samples)
+    );
 
     let tasks = env.tasks("web").await;
-    let live: Vec<&Value> = tasks.iter().filter(|t| t["desiredStatus"] == "RUNNING").collect();
+    let live: Vec<&Value> = tasks
+        .iter()
+        .filter(|t| t["desiredStatus"] == "RUNNING")
+        .collect();
     assert_eq!(live.len(), 4, "{live:#?}");
-    assert!(live.iter().all(|t| t["lastStatus"] == "RUNNING" && t["taskDefinitionArn"] == v1), "{live:#?}");
+    assert!(
+        live.iter()
+            .all(|t| t["lastStatus"] == "RUNNING" && t["taskDefinitionArn"] == v1),
+        "{live:#?}"
+    );
     let running = env.running_containers().await;
     assert_eq!(running.len(), 4, "{running:?}");
     assert!(running.iter().all(|(_, rev)| rev == "1"), "{running:?}");
@@ -275,9 +384,19 @@ async fn assert_rolled_back(
     let lowest = samples.iter().map(|s| s.healthy).min().unwrap();
     eprintln!("fewest healthy tasks seen during the rollback: {lowest}");
     assert_bounds(samples, floor, ceiling);
-    let bad_tasks: Vec<Value> = tasks.into_iter().filter(|t| t["taskDefinitionArn"] == bad).collect();
-    assert!(bad_tasks.len() >= 10, "{} tasks of the bad revision", bad_tasks.len());
-    assert!(bad_tasks.iter().all(|t| t["lastStatus"] == "STOPPED"), "{bad_tasks:#?}");
+    let bad_tasks: Vec<Value> = tasks
+        .into_iter()
+        .filter(|t| t["taskDefinitionArn"] == bad)
+        .collect();
+    assert!(
+        bad_tasks.len() >= 10,
+        "{} tasks of the bad revision",
+        bad_tasks.len()
+    );
+    assert!(
+        bad_tasks.iter().all(|t| t["lastStatus"] == "STOPPED"),
+        "{bad_tasks:#?}"
+    );
     bad_tasks
 }
 
@@ -285,7 +404,9 @@ async fn assert_rolled_back(
 async fn a_revision_that_exits_at_once_is_rolled_back() {
     let env = Env::start("deploy-crash", 2).await;
     let v1 = stable_service_on_revision_1(&env, breaker()).await;
-    let v2 = env.register("web", json!([container("app", &["exit", "1"])])).await;
+    let v2 = env
+        .register("web", json!([container("app", &["exit", "1"])]))
+        .await;
     let (samples, s, bad_id) = rollback(&env, &v1, &v2, BTreeSet::new()).await;
     // No floor here: a task without a health check counts as healthy the
     // moment it is RUNNING (ECS's rule too), so when a crashing task is
@@ -295,11 +416,16 @@ async fn a_revision_that_exits_at_once_is_rolled_back() {
     let bad = assert_rolled_back(&env, &v1, &v2, &bad_id, &samples, &s, 0, 8).await;
     // At least the threshold's worth exited by themselves; the rest were
     // still starting when the rollback stopped them.
-    let exited = bad.iter().filter(|t| t["stopCode"] == "EssentialContainerExited").count();
+    let exited = bad
+        .iter()
+        .filter(|t| t["stopCode"] == "EssentialContainerExited")
+        .count();
     assert!(exited >= 10, "{exited} tasks exited by themselves");
     for t in &bad {
         assert!(
-            t["stopCode"] == "EssentialContainerExited" || t["stoppedReason"] == "Scaling activity initiated by (deployment of service web)",
+            t["stopCode"] == "EssentialContainerExited"
+                || t["stoppedReason"]
+                    == "Scaling activity initiated by (deployment of service web)",
             "{t:#}"
         );
         if t["stopCode"] == "EssentialContainerExited" {
@@ -320,11 +446,18 @@ async fn a_failed_rollout_rolls_back_after_the_old_tasks_are_gone() {
     let env = Env::start("deploy-crash-empty", 2).await;
     let config = json!({"deploymentCircuitBreaker": {"enable": true, "rollback": true}, "minimumHealthyPercent": 0, "maximumPercent": 100});
     let v1 = stable_service_on_revision_1(&env, config).await;
-    let v2 = env.register("web", json!([container("app", &["exit", "1"])])).await;
+    let v2 = env
+        .register("web", json!([container("app", &["exit", "1"])]))
+        .await;
     let (samples, s, bad_id) = rollback(&env, &v1, &v2, BTreeSet::new()).await;
     // Never more than 4 tasks; no floor (minimumHealthyPercent 0).
     let bad = assert_rolled_back(&env, &v1, &v2, &bad_id, &samples, &s, 0, 4).await;
-    assert!(bad.iter().filter(|t| t["stopCode"] == "EssentialContainerExited").count() >= 10);
+    assert!(
+        bad.iter()
+            .filter(|t| t["stopCode"] == "EssentialContainerExited")
+            .count()
+            >= 10
+    );
     env.stop().await;
 }
 
@@ -334,8 +467,7 @@ async fn a_revision_whose_health_check_fails_is_rolled_back() {
     let v1 = stable_service_on_revision_1(&env, breaker()).await;
     let mut app = container("app", &["sleep"]);
     // ECS's documented minimums (interval 5 s, timeout 2 s, retries 1).
-    app["healthCheck"] =
-        json!({"command": ["CMD", "/testprog", "health-fail"], "interval": 5, "timeout": 2, "retries": 1, "startPeriod": 0});
+    app["healthCheck"] = json!({"command": ["CMD", "/testprog", "health-fail"], "interval": 5, "timeout": 2, "retries": 1, "startPeriod": 0});
     let v2 = env.register("web", json!([app])).await;
     let (samples, s, bad_id) = rollback(&env, &v1, &v2, BTreeSet::from([v2.clone()])).await;
     // The new tasks are never healthy (UNKNOWN, then UNHEALTHY), so all 4
@@ -344,8 +476,15 @@ async fn a_revision_whose_health_check_fails_is_rolled_back() {
     // At least the threshold's worth reached RUNNING, were judged UNHEALTHY
     // by Docker's health check and stopped for it by the service scheduler;
     // the rest were stopped by the rollback. The program exits 0 on SIGTERM.
-    let unhealthy: Vec<&Value> = bad.iter().filter(|t| t["stoppedReason"] == "Task failed container health checks").collect();
-    assert!(unhealthy.len() >= 10, "{} tasks stopped for failed health checks", unhealthy.len());
+    let unhealthy: Vec<&Value> = bad
+        .iter()
+        .filter(|t| t["stoppedReason"] == "Task failed container health checks")
+        .collect();
+    assert!(
+        unhealthy.len() >= 10,
+        "{} tasks stopped for failed health checks",
+        unhealthy.len()
+    );
     for t in unhealthy {
         assert!(t["startedAt"].is_number(), "{t:#}");
         assert_eq!(t["healthStatus"], "UNHEALTHY", "{t:#}");
@@ -355,7 +494,8 @@ async fn a_revision_whose_health_check_fails_is_rolled_back() {
     for t in &bad {
         assert!(
             t["stoppedReason"] == "Task failed container health checks"
-                || t["stoppedReason"] == "Scaling activity initiated by (deployment of service web)",
+                || t["stoppedReason"]
+                    == "Scaling activity initiated by (deployment of service web)",
             "{t:#}"
         );
         // Stopped with SIGTERM (the program exits 0), or, when it was stopped
@@ -376,14 +516,31 @@ async fn min_50_max_100_holds_during_the_rollout() {
     app["environment"] = json!([{"name": "REVISION", "value": "2"}]);
     let v2 = env.register("web", json!([app])).await;
 
-    let sampler = Sampler::start(env.api.clone(), "web", BTreeSet::new(), Duration::from_millis(20));
+    let sampler = Sampler::start(
+        env.api.clone(),
+        "web",
+        BTreeSet::new(),
+        Duration::from_millis(20),
+    );
     let started = Instant::now();
     env.update_service("web", &v2).await;
-    let (s, _) = env.wait_stable_on("web", &v2, Duration::from_secs(60), Duration::from_millis(50)).await;
+    let (s, _) = env
+        .wait_stable_on(
+            "web",
+            &v2,
+            Duration::from_secs(60),
+            Duration::from_millis(50),
+        )
+        .await;
     // A few more samples after the end.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let samples = sampler.stop().await;
-    eprintln!("min 50 / max 100 rollout stable after {:?}, {} samples:\n{}", started.elapsed(), samples.len(), summary(&samples));
+    eprintln!(
+        "min 50 / max 100 rollout stable after {:?}, {} samples:\n{}",
+        started.elapsed(),
+        samples.len(),
+        summary(&samples)
+    );
     eprintln!("tasks:\n{}", task_table(&env.tasks("web").await));
     assert_eq!(s["deployments"][0]["rolloutState"], "COMPLETED", "{s:#}");
 
@@ -392,11 +549,30 @@ async fn min_50_max_100_holds_during_the_rollout() {
     assert_bounds(&samples, 2, 4);
     // And the sampler did watch a rollout that used the room it had.
     assert!(samples.len() >= 20, "{}", summary(&samples));
-    assert!(samples.iter().any(|s| s.by_revision.len() == 2), "both revisions at once:\n{}", summary(&samples));
-    assert!(samples.iter().any(|s| s.healthy < 4), "old tasks stopped before new ones were up:\n{}", summary(&samples));
+    assert!(
+        samples.iter().any(|s| s.by_revision.len() == 2),
+        "both revisions at once:\n{}",
+        summary(&samples)
+    );
+    assert!(
+        samples.iter().any(|s| s.healthy < 4),
+        "old tasks stopped before new ones were up:\n{}",
+        summary(&samples)
+    );
     let last = samples.last().unwrap();
-    assert_eq!((last.occupying, last.healthy, last.docker_running), (4, 4, 4), "{}", summary(&samples));
+    assert_eq!(
+        (last.occupying, last.healthy, last.docker_running),
+        (4, 4, 4),
+        "{}",
+        summary(&samples)
+    );
     let tasks = env.tasks("web").await;
-    assert_eq!(tasks.iter().filter(|t| healthy(t, &BTreeSet::new()) && t["taskDefinitionArn"] == v2.as_str()).count(), 4);
+    assert_eq!(
+        tasks
+            .iter()
+            .filter(|t| healthy(t, &BTreeSet::new()) && t["taskDefinitionArn"] == v2.as_str())
+            .count(),
+        4
+    );
     env.stop().await;
 }

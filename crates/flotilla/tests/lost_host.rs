@@ -35,8 +35,6 @@ const KEY: &str = "AKIALOSTHOST00000001";
 const SECRET: &str = "lost-host-secret-key-00000000000000000000";
 const REGION: &str = "us-east-1";
 
-/// Controller resync: the lost-host timer advances on it.
-const RESYNC: Duration = Duration::from_millis(200);
 /// How long an agent may stay disconnected before its tasks are lost.
 const GRACE: Duration = Duration::from_secs(2);
 
@@ -64,7 +62,11 @@ struct Env {
 
 impl Env {
     async fn start(cluster: &str) -> Env {
-        let docker = Docker::connect_with_local_defaults().unwrap().negotiate_version().await.unwrap();
+        let docker = Docker::connect_with_local_defaults()
+            .unwrap()
+            .negotiate_version()
+            .await
+            .unwrap();
         ensure_test_image(&docker).await.expect("test image");
         let cluster = format!("{cluster}-{}", std::process::id());
         let guard = ContainerGuard::new(&docker, LABEL_CLUSTER, &cluster).await;
@@ -73,7 +75,11 @@ impl Env {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let config = flotilla_server::Config {
-            controllers: ControllerConfig { resync: RESYNC, lost_host_grace: GRACE, ..Default::default() },
+            controllers: ControllerConfig {
+                lost_host_grace: GRACE,
+                ..Default::default()
+            },
+            ..Default::default()
         };
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -84,15 +90,27 @@ impl Env {
             .expect("server");
         });
         let client = Client::ecs(&endpoint, KEY, SECRET, REGION);
-        let env =
-            Env { endpoint, cluster, client, docker, dir, server_stop: Some(tx), server: Some(server), _guard: guard };
-        env.call("CreateCluster", json!({"clusterName": env.cluster})).await;
+        let env = Env {
+            endpoint,
+            cluster,
+            client,
+            docker,
+            dir,
+            server_stop: Some(tx),
+            server: Some(server),
+            _guard: guard,
+        };
+        env.call("CreateCluster", json!({"clusterName": env.cluster}))
+            .await;
         env
     }
 
     /// Calls an ECS operation; panics on an error answer.
     async fn call(&self, op: &str, req: Value) -> Value {
-        self.client.call::<Value, Value>(op, &req).await.unwrap_or_else(|e| panic!("{op} {req}: {e}"))
+        self.client
+            .call::<Value, Value>(op, &req)
+            .await
+            .unwrap_or_else(|e| panic!("{op} {req}: {e}"))
     }
 
     fn data_dir(&self, name: &str) -> PathBuf {
@@ -103,8 +121,22 @@ impl Env {
     /// own data dir and its own (ephemeral) metadata port.
     fn agent_process(&self, name: &str, host_ip: &str) -> AgentProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-            .args(["agent", "--endpoint", &self.endpoint, "--cluster", &self.cluster, "--host-ip", host_ip])
-            .args(["--metadata-port", "0", "--attribute", &format!("lost.agent={name}"), "--data-dir"])
+            .args([
+                "agent",
+                "--endpoint",
+                &self.endpoint,
+                "--cluster",
+                &self.cluster,
+                "--host-ip",
+                host_ip,
+            ])
+            .args([
+                "--metadata-port",
+                "0",
+                "--attribute",
+                &format!("lost.agent={name}"),
+                "--data-dir",
+            ])
             .arg(self.data_dir(name))
             .env("AWS_ACCESS_KEY_ID", KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
@@ -121,9 +153,13 @@ impl Env {
     /// dir once registration is done), once it is connected.
     async fn registered(&self, name: &str) -> String {
         let dir = self.data_dir(name);
-        let arn = wait_for(&format!("agent {name} to register"), Duration::from_secs(30), || async {
-            flotilla_agent::host::SavedInstance::load(&dir).map(|s| s.container_instance_arn)
-        })
+        let arn = wait_for(
+            &format!("agent {name} to register"),
+            Duration::from_secs(30),
+            || async {
+                flotilla_agent::host::SavedInstance::load(&dir).map(|s| s.container_instance_arn)
+            },
+        )
         .await;
         self.wait_connected(&arn, true).await;
         arn
@@ -131,20 +167,33 @@ impl Env {
 
     async fn instance(&self, arn: &str) -> Value {
         let v = self
-            .call("DescribeContainerInstances", json!({"cluster": self.cluster, "containerInstances": [arn]}))
+            .call(
+                "DescribeContainerInstances",
+                json!({"cluster": self.cluster, "containerInstances": [arn]}),
+            )
             .await;
         v["containerInstances"][0].clone()
     }
 
     async fn wait_connected(&self, arn: &str, connected: bool) {
-        wait_for(&format!("agentConnected={connected} for {arn}"), Duration::from_secs(30), || async {
-            (self.instance(arn).await["agentConnected"].as_bool() == Some(connected)).then_some(())
-        })
+        wait_for(
+            &format!("agentConnected={connected} for {arn}"),
+            Duration::from_secs(30),
+            || async {
+                (self.instance(arn).await["agentConnected"].as_bool() == Some(connected))
+                    .then_some(())
+            },
+        )
         .await
     }
 
     async fn task(&self, arn: &str) -> Value {
-        self.call("DescribeTasks", json!({"cluster": self.cluster, "tasks": [arn]})).await["tasks"][0].clone()
+        self.call(
+            "DescribeTasks",
+            json!({"cluster": self.cluster, "tasks": [arn]}),
+        )
+        .await["tasks"][0]
+            .clone()
     }
 
     /// The service's tasks with desiredStatus RUNNING, described.
@@ -156,12 +205,22 @@ impl Env {
         if arns.is_empty() {
             return Vec::new();
         }
-        let v = self.call("DescribeTasks", json!({"cluster": self.cluster, "tasks": arns})).await;
+        let v = self
+            .call(
+                "DescribeTasks",
+                json!({"cluster": self.cluster, "tasks": arns}),
+            )
+            .await;
         v["tasks"].as_array().cloned().unwrap_or_default()
     }
 
     async fn service(&self, service: &str) -> Value {
-        let v = self.call("DescribeServices", json!({"cluster": self.cluster, "services": [service]})).await;
+        let v = self
+            .call(
+                "DescribeServices",
+                json!({"cluster": self.cluster, "services": [service]}),
+            )
+            .await;
         v["services"][0].clone()
     }
 
@@ -169,7 +228,11 @@ impl Env {
     async fn containers(&self, label: &str, value: &str) -> Vec<ContainerSummary> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{label}={value}")])]);
         self.docker
-            .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
             .await
             .unwrap()
     }
@@ -209,7 +272,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -289,15 +355,36 @@ async fn a_lost_hosts_task_is_replaced_and_its_container_stopped_when_the_agent_
     .await;
 
     // One task per agent, both RUNNING.
-    let tasks = wait_for("2 RUNNING service tasks", Duration::from_secs(30), || async {
-        let ts = env.service_tasks("web").await;
-        (ts.len() == 2 && ts.iter().all(|t| t["lastStatus"] == "RUNNING")).then_some(ts)
-    })
+    let tasks = wait_for(
+        "2 RUNNING service tasks",
+        Duration::from_secs(30),
+        || async {
+            let ts = env.service_tasks("web").await;
+            (ts.len() == 2 && ts.iter().all(|t| t["lastStatus"] == "RUNNING")).then_some(ts)
+        },
+    )
     .await;
-    let on: BTreeSet<String> = tasks.iter().map(|t| str_of(&t["containerInstanceArn"])).collect();
-    assert_eq!(on, BTreeSet::from([a.clone(), b.clone()]), "distinctInstance: one task per agent");
-    let lost_task = str_of(&tasks.iter().find(|t| t["containerInstanceArn"] == a.as_str()).unwrap()["taskArn"]);
-    let b_task = str_of(&tasks.iter().find(|t| t["containerInstanceArn"] == b.as_str()).unwrap()["taskArn"]);
+    let on: BTreeSet<String> = tasks
+        .iter()
+        .map(|t| str_of(&t["containerInstanceArn"]))
+        .collect();
+    assert_eq!(
+        on,
+        BTreeSet::from([a.clone(), b.clone()]),
+        "distinctInstance: one task per agent"
+    );
+    let lost_task = str_of(
+        &tasks
+            .iter()
+            .find(|t| t["containerInstanceArn"] == a.as_str())
+            .unwrap()["taskArn"],
+    );
+    let b_task = str_of(
+        &tasks
+            .iter()
+            .find(|t| t["containerInstanceArn"] == b.as_str())
+            .unwrap()["taskArn"],
+    );
     let lost_containers = env.containers(LABEL_TASK_ARN, &lost_task).await;
     assert_eq!(lost_containers.len(), 1, "{lost_containers:?}");
     let lost_container = lost_containers[0].id.clone().unwrap();
@@ -318,19 +405,29 @@ async fn a_lost_hosts_task_is_replaced_and_its_container_stopped_when_the_agent_
     // came back within the grace, so a slow machine cannot fail it).
     let t = env.task(&lost_task).await;
     if killed.elapsed() < GRACE {
-        assert_eq!(t["lastStatus"], "RUNNING", "stopped before the grace ran out: {t}");
+        assert_eq!(
+            t["lastStatus"], "RUNNING",
+            "stopped before the grace ran out: {t}"
+        );
         assert_eq!(t["desiredStatus"], "RUNNING", "{t}");
     }
 
     // After the grace: STOPPED, saying why.
-    let t = wait_for("the lost task to be STOPPED", GRACE + Duration::from_secs(5), || async {
-        let t = env.task(&lost_task).await;
-        (t["lastStatus"] == "STOPPED").then_some(t)
-    })
+    let t = wait_for(
+        "the lost task to be STOPPED",
+        GRACE + Duration::from_secs(5),
+        || async {
+            let t = env.task(&lost_task).await;
+            (t["lastStatus"] == "STOPPED").then_some(t)
+        },
+    )
     .await;
     let stopped_after = killed.elapsed();
     eprintln!("A's task STOPPED {stopped_after:?} after the kill");
-    assert!(stopped_after >= GRACE, "STOPPED after {stopped_after:?}, before the {GRACE:?} grace");
+    assert!(
+        stopped_after >= GRACE,
+        "STOPPED after {stopped_after:?}, before the {GRACE:?} grace"
+    );
     assert_eq!(t["desiredStatus"], "STOPPED", "{t}");
     let reason = str_of(&t["stoppedReason"]);
     assert!(reason.starts_with("Host lost"), "stoppedReason: {t}");
@@ -357,41 +454,84 @@ async fn a_lost_hosts_task_is_replaced_and_its_container_stopped_when_the_agent_
 
     // The service replaces it, on C: not on A (disconnected), not on B
     // (distinctInstance).
-    let replacement = wait_for("the replacement to be RUNNING", Duration::from_secs(20), || async {
-        let ts = env.service_tasks("web").await;
-        let new: Vec<&Value> = ts.iter().filter(|t| t["taskArn"] != b_task.as_str()).collect();
-        (ts.len() == 2 && new.len() == 1 && new[0]["lastStatus"] == "RUNNING").then(|| new[0].clone())
-    })
+    let replacement = wait_for(
+        "the replacement to be RUNNING",
+        Duration::from_secs(20),
+        || async {
+            let ts = env.service_tasks("web").await;
+            let new: Vec<&Value> = ts
+                .iter()
+                .filter(|t| t["taskArn"] != b_task.as_str())
+                .collect();
+            (ts.len() == 2 && new.len() == 1 && new[0]["lastStatus"] == "RUNNING")
+                .then(|| new[0].clone())
+        },
+    )
     .await;
     eprintln!("replacement RUNNING {:?} after the kill", killed.elapsed());
     let replacement_task = str_of(&replacement["taskArn"]);
     assert_ne!(replacement_task, lost_task);
-    assert_eq!(replacement["containerInstanceArn"], c.as_str(), "{replacement}");
-    assert_eq!(env.task(&b_task).await["lastStatus"], "RUNNING", "B's task is untouched");
+    assert_eq!(
+        replacement["containerInstanceArn"],
+        c.as_str(),
+        "{replacement}"
+    );
+    assert_eq!(
+        env.task(&b_task).await["lastStatus"],
+        "RUNNING",
+        "B's task is untouched"
+    );
 
     // The host was only cut off: A's container still runs, nobody stopped it.
     let still = env.containers(LABEL_TASK_ARN, &lost_task).await;
     assert_eq!(still.len(), 1, "{still:?}");
     assert_eq!(still[0].id.as_deref(), Some(lost_container.as_str()));
-    assert_eq!(still[0].state, Some(ContainerSummaryStateEnum::RUNNING), "{still:?}");
+    assert_eq!(
+        still[0].state,
+        Some(ContainerSummaryStateEnum::RUNNING),
+        "{still:?}"
+    );
 
     // A comes back (same data dir): the same instance, whose desired set no
     // longer holds the lost task, so it stops and removes the container.
     let returned = Instant::now();
     let _agent_a = env.agent_process("a", "127.0.0.2");
     env.wait_connected(&a, true).await;
-    let instances = env.call("ListContainerInstances", json!({"cluster": env.cluster})).await;
-    let listed: BTreeSet<String> = instances["containerInstanceArns"].as_array().unwrap().iter().map(str_of).collect();
-    assert_eq!(listed, BTreeSet::from([a.clone(), b.clone(), c.clone()]), "re-registered as the same instance");
+    let instances = env
+        .call("ListContainerInstances", json!({"cluster": env.cluster}))
+        .await;
+    let listed: BTreeSet<String> = instances["containerInstanceArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(str_of)
+        .collect();
     assert_eq!(
-        flotilla_agent::host::SavedInstance::load(Path::new(&env.data_dir("a"))).unwrap().container_instance_arn,
+        listed,
+        BTreeSet::from([a.clone(), b.clone(), c.clone()]),
+        "re-registered as the same instance"
+    );
+    assert_eq!(
+        flotilla_agent::host::SavedInstance::load(Path::new(&env.data_dir("a")))
+            .unwrap()
+            .container_instance_arn,
         a
     );
-    wait_for("A's old container to be gone", Duration::from_secs(10), || async {
-        env.containers(LABEL_TASK_ARN, &lost_task).await.is_empty().then_some(())
-    })
+    wait_for(
+        "A's old container to be gone",
+        Duration::from_secs(10),
+        || async {
+            env.containers(LABEL_TASK_ARN, &lost_task)
+                .await
+                .is_empty()
+                .then_some(())
+        },
+    )
     .await;
-    eprintln!("A's old container gone {:?} after the restart", returned.elapsed());
+    eprintln!(
+        "A's old container gone {:?} after the restart",
+        returned.elapsed()
+    );
 
     // Exactly two tasks run, in the API and in Docker, and it stays so (A
     // gets nothing new: the service is at its count).
@@ -403,12 +543,19 @@ async fn a_lost_hosts_task_is_replaced_and_its_container_stopped_when_the_agent_
     let settled = Instant::now();
     while settled.elapsed() < Duration::from_secs(1) {
         let ts = env.service_tasks("web").await;
-        let mut running: Vec<String> =
-            ts.iter().filter(|t| t["lastStatus"] == "RUNNING").map(|t| str_of(&t["taskArn"])).collect();
+        let mut running: Vec<String> = ts
+            .iter()
+            .filter(|t| t["lastStatus"] == "RUNNING")
+            .map(|t| str_of(&t["taskArn"]))
+            .collect();
         running.sort();
         assert_eq!(ts.len(), 2, "{ts:?}");
         assert_eq!(running, want, "{ts:?}");
-        assert_eq!(env.running_container_tasks().await, want, "Docker runs each task once");
+        assert_eq!(
+            env.running_container_tasks().await,
+            want,
+            "Docker runs each task once"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let s = env.service("web").await;

@@ -41,13 +41,20 @@ pub struct DesiredTask {
 pub enum ServerMessage {
     /// The complete desired set for this instance. Tasks absent from the set
     /// and tasks whose `desiredStatus` is STOPPED must be stopped.
-    Desired { version: u64, tasks: Vec<DesiredTask> },
+    Desired {
+        version: u64,
+        tasks: Vec<DesiredTask>,
+    },
     /// What changed in the desired set since the previous message on this
     /// connection: tasks added or changed (whole), and ARNs of tasks no
     /// longer in the set. Sent only to agents that connect with `delta=1`,
     /// and never as a connection's first message. At thousands of tasks per
     /// host this is what keeps the gateway's traffic proportional to change.
-    DesiredDelta { version: u64, upsert: Vec<DesiredTask>, remove: Vec<String> },
+    DesiredDelta {
+        version: u64,
+        upsert: Vec<DesiredTask>,
+        remove: Vec<String>,
+    },
     /// Answer to [`AgentMessage::Heartbeat`].
     HeartbeatAck,
 }
@@ -58,9 +65,13 @@ pub enum ServerMessage {
 pub enum AgentMessage {
     Heartbeat,
     /// The agent has applied desired set `version`.
-    Applied { version: u64 },
+    Applied {
+        version: u64,
+    },
     /// Observed task changes, each the latest state of one task.
-    StateChanges { changes: Vec<TaskStateChange> },
+    StateChanges {
+        changes: Vec<TaskStateChange>,
+    },
 }
 
 /// One observed change of a task, for the control plane.
@@ -94,6 +105,10 @@ impl TaskStateChange {
     }
 
     pub fn container(&self, name: &str) -> Option<&ecs::ContainerStateChange> {
-        self.submit.containers.iter().flatten().find(|c| c.container_name.as_deref() == Some(name))
+        self.submit
+            .containers
+            .iter()
+            .flatten()
+            .find(|c| c.container_name.as_deref() == Some(name))
     }
 }

@@ -15,7 +15,10 @@ pub struct Scope {
 
 impl Scope {
     pub fn new(account: impl Into<String>, region: impl Into<String>) -> Self {
-        Scope { account: account.into(), region: region.into() }
+        Scope {
+            account: account.into(),
+            region: region.into(),
+        }
     }
 
     /// `arn:aws:ecs:REGION:ACCOUNT:RESOURCE`.
@@ -83,7 +86,12 @@ impl<'a> Arn<'a> {
         let account = parts.next()?;
         let resource = parts.next()?;
         let (kind, rest) = resource.split_once('/')?;
-        Some(Arn { region, account, kind, rest })
+        Some(Arn {
+            region,
+            account,
+            kind,
+            rest,
+        })
     }
 }
 
@@ -123,9 +131,18 @@ mod tests {
     #[test]
     fn task_definition_arns_round_trip() {
         let s = Scope::new("123456789012", "us-east-1");
-        assert_eq!(task_definition_parts(&s.task_definition_arn("web-app", 12)), Some(("web-app", 12)));
-        assert_eq!(task_definition_parts("arn:aws:ecs:us-east-1:123456789012:task-definition/web"), None);
-        assert_eq!(task_definition_parts("arn:aws:ecs:us-east-1:123456789012:task/default/abc"), None);
+        assert_eq!(
+            task_definition_parts(&s.task_definition_arn("web-app", 12)),
+            Some(("web-app", 12))
+        );
+        assert_eq!(
+            task_definition_parts("arn:aws:ecs:us-east-1:123456789012:task-definition/web"),
+            None
+        );
+        assert_eq!(
+            task_definition_parts("arn:aws:ecs:us-east-1:123456789012:task/default/abc"),
+            None
+        );
     }
 
     #[test]
@@ -140,7 +157,10 @@ mod tests {
         assert_eq!(name_from_ref(&s.cluster_arn("web"), "task"), None);
         assert_eq!(name_from_ref("arn:bogus", "cluster"), None);
         let other = Scope::new("222222222222", "us-east-1");
-        assert_eq!(s.name_from_ref(&s.cluster_arn("web"), "cluster"), Some("web"));
+        assert_eq!(
+            s.name_from_ref(&s.cluster_arn("web"), "cluster"),
+            Some("web")
+        );
         assert_eq!(other.name_from_ref(&s.cluster_arn("web"), "cluster"), None);
         assert_eq!(other.name_from_ref("web", "cluster"), Some("web"));
     }

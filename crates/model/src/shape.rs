@@ -48,7 +48,10 @@ pub struct ShapeViolation {
 
 impl ShapeViolation {
     pub fn new(at: ShapePath<'_>, rule: impl Into<String>) -> Self {
-        ShapeViolation { field: at.to_string(), rule: rule.into() }
+        ShapeViolation {
+            field: at.to_string(),
+            rule: rule.into(),
+        }
     }
 }
 

@@ -336,7 +336,10 @@ impl<'a> Ctx<'a> {
             containers,
             net: Net::of(req.network_mode),
             task_cpu: req.cpu.as_deref().and_then(|v| parse_task_cpu(v).ok()),
-            task_memory: req.memory.as_deref().and_then(|v| parse_task_memory(v).ok()),
+            task_memory: req
+                .memory
+                .as_deref()
+                .and_then(|v| parse_task_memory(v).ok()),
             by_name,
         }
     }
@@ -367,7 +370,8 @@ fn is_essential(c: &ecs::ContainerDefinition) -> bool {
 fn is_resource_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars().count() <= MAX_NAME_CHARS
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Checks a RegisterTaskDefinition request against ECS's rules.
@@ -402,7 +406,11 @@ pub fn validate_register(req: &ecs::RegisterTaskDefinitionRequest) -> Result<()>
         ));
     }
     req.validate().map_err(|v| {
-        invalid(Rule::Shape, v.field.clone(), format!("Invalid request: {} {}.", v.field, v.rule))
+        invalid(
+            Rule::Shape,
+            v.field.clone(),
+            format!("Invalid request: {} {}.", v.field, v.rule),
+        )
     })?;
     check_tags(req)?;
 
@@ -541,7 +549,10 @@ fn check_container(ctx: &Ctx<'_>, i: usize) -> Result<()> {
             ));
         }
     }
-    for (field, value) in [("memory", c.memory), ("memoryReservation", c.memory_reservation)] {
+    for (field, value) in [
+        ("memory", c.memory),
+        ("memoryReservation", c.memory_reservation),
+    ] {
         if let Some(v) = value {
             if v <= 0 {
                 return Err(client(
@@ -879,7 +890,11 @@ fn find_cycle(edges: &[Vec<usize>]) -> Option<Vec<usize>> {
 }
 
 fn describe_cycle(ctx: &Ctx<'_>, cycle: &[usize]) -> String {
-    cycle.iter().map(|&i| format!("'{}'", ctx.name(i))).collect::<Vec<_>>().join(" -> ")
+    cycle
+        .iter()
+        .map(|&i| format!("'{}'", ctx.name(i)))
+        .collect::<Vec<_>>()
+        .join(" -> ")
 }
 
 fn check_depends_on(ctx: &Ctx<'_>) -> Result<()> {
@@ -1013,7 +1028,10 @@ fn check_links(ctx: &Ctx<'_>) -> Result<()> {
         return Err(client(
             Rule::Link,
             format!("{}.links", container_path(cycle[0])),
-            format!("Container links should not have a cycle: {}.", describe_cycle(ctx, &cycle)),
+            format!(
+                "Container links should not have a cycle: {}.",
+                describe_cycle(ctx, &cycle)
+            ),
         ));
     }
     Ok(())
@@ -1107,7 +1125,9 @@ fn static_host_ports(ctx: &Ctx<'_>) -> Vec<((i32, &'static str), String)> {
     let mut out = Vec::new();
     for (i, c) in ctx.containers.iter().enumerate() {
         for (j, pm) in c.port_mappings.iter().flatten().enumerate() {
-            let Some(container_port) = pm.container_port else { continue };
+            let Some(container_port) = pm.container_port else {
+                continue;
+            };
             let host = match (ctx.net, pm.host_port) {
                 (Net::Host | Net::Awsvpc, None | Some(0)) => container_port,
                 (_, Some(h)) if h > 0 => h,
@@ -1143,7 +1163,11 @@ fn check_port_conflicts(ctx: &Ctx<'_>) -> Result<()> {
 
 fn check_task_resources(ctx: &Ctx<'_>) -> Result<()> {
     if let Some(task_cpu) = ctx.task_cpu {
-        let sum: i64 = ctx.containers.iter().map(|c| i64::from(c.cpu.unwrap_or(0))).sum();
+        let sum: i64 = ctx
+            .containers
+            .iter()
+            .map(|c| i64::from(c.cpu.unwrap_or(0)))
+            .sum();
         if sum > i64::from(task_cpu) {
             return Err(client(
                 Rule::TaskResources,
@@ -1238,7 +1262,9 @@ fn check_ephemeral_storage(req: &ecs::RegisterTaskDefinitionRequest) -> Result<(
 }
 
 fn check_proxy(ctx: &Ctx<'_>) -> Result<()> {
-    let Some(proxy) = &ctx.req.proxy_configuration else { return Ok(()) };
+    let Some(proxy) = &ctx.req.proxy_configuration else {
+        return Ok(());
+    };
     let name = proxy.container_name.as_deref().unwrap_or("");
     if ctx.by_name.contains_key(name) {
         return Ok(());
@@ -1333,10 +1359,14 @@ fn ec2_violation(ctx: &Ctx<'_>) -> Option<TaskDefinitionError> {
 /// `compatibilities` for such definitions.
 fn uses_service_connect_ports(ctx: &Ctx<'_>) -> Option<String> {
     ctx.containers.iter().enumerate().find_map(|(i, c)| {
-        c.port_mappings.iter().flatten().enumerate().find_map(|(j, pm)| {
-            (pm.name.is_some() || pm.app_protocol.is_some())
-                .then(|| format!("{}.portMappings[{j}]", container_path(i)))
-        })
+        c.port_mappings
+            .iter()
+            .flatten()
+            .enumerate()
+            .find_map(|(j, pm)| {
+                (pm.name.is_some() || pm.app_protocol.is_some())
+                    .then(|| format!("{}.portMappings[{j}]", container_path(i)))
+            })
     })
 }
 
@@ -1356,7 +1386,10 @@ fn external_violation(ctx: &Ctx<'_>) -> Option<TaskDefinitionError> {
     }
     for (k, v) in ctx.req.volumes.iter().flatten().enumerate() {
         if v.efs_volume_configuration.is_some() {
-            return not(format!("volumes[{k}].efsVolumeConfiguration"), "EFS volumes");
+            return not(
+                format!("volumes[{k}].efsVolumeConfiguration"),
+                "EFS volumes",
+            );
         }
         if v.fsx_windows_file_server_volume_configuration.is_some() {
             return not(
@@ -1365,7 +1398,12 @@ fn external_violation(ctx: &Ctx<'_>) -> Option<TaskDefinitionError> {
             );
         }
     }
-    if ctx.req.inference_accelerators.as_ref().is_some_and(|v| !v.is_empty()) {
+    if ctx
+        .req
+        .inference_accelerators
+        .as_ref()
+        .is_some_and(|v| !v.is_empty())
+    {
         return not("inferenceAccelerators".into(), "inference accelerators");
     }
     ec2_violation(ctx)
@@ -1411,7 +1449,11 @@ fn fargate_violation(ctx: &Ctx<'_>) -> Option<TaskDefinitionError> {
         } else {
             format!(
                 "with {cpu} CPU, memory is one of {}",
-                options.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ")
+                options
+                    .iter()
+                    .map(|m| m.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         };
         return Some(client(
@@ -1429,35 +1471,61 @@ fn fargate_violation(ctx: &Ctx<'_>) -> Option<TaskDefinitionError> {
     if req.pid_mode == Some(ecs::PidMode::Host) {
         return not("pidMode".into(), "pidMode 'host'");
     }
-    if req.placement_constraints.as_ref().is_some_and(|v| !v.is_empty()) {
+    if req
+        .placement_constraints
+        .as_ref()
+        .is_some_and(|v| !v.is_empty())
+    {
         return not("placementConstraints".into(), "placement constraints");
     }
-    if req.inference_accelerators.as_ref().is_some_and(|v| !v.is_empty()) {
+    if req
+        .inference_accelerators
+        .as_ref()
+        .is_some_and(|v| !v.is_empty())
+    {
         return not("inferenceAccelerators".into(), "inference accelerators");
     }
     for (k, v) in req.volumes.iter().flatten().enumerate() {
         if v.host.as_ref().is_some_and(|h| h.source_path.is_some()) {
-            return not(format!("volumes[{k}].host.sourcePath"), "host volumes with a sourcePath");
+            return not(
+                format!("volumes[{k}].host.sourcePath"),
+                "host volumes with a sourcePath",
+            );
         }
         if v.docker_volume_configuration.is_some() {
-            return not(format!("volumes[{k}].dockerVolumeConfiguration"), "Docker volumes");
+            return not(
+                format!("volumes[{k}].dockerVolumeConfiguration"),
+                "Docker volumes",
+            );
         }
     }
-    let has_execution_role = req.execution_role_arn.as_deref().is_some_and(|r| !r.is_empty());
+    let has_execution_role = req
+        .execution_role_arn
+        .as_deref()
+        .is_some_and(|r| !r.is_empty());
     for (i, c) in ctx.containers.iter().enumerate() {
         let at = container_path(i);
         if c.privileged == Some(true) {
             return not(format!("{at}.privileged"), "privileged containers");
         }
-        if c.docker_security_options.as_ref().is_some_and(|v| !v.is_empty()) {
-            return not(format!("{at}.dockerSecurityOptions"), "dockerSecurityOptions");
+        if c.docker_security_options
+            .as_ref()
+            .is_some_and(|v| !v.is_empty())
+        {
+            return not(
+                format!("{at}.dockerSecurityOptions"),
+                "dockerSecurityOptions",
+            );
         }
         if c.links.as_ref().is_some_and(|v| !v.is_empty()) {
             return not(format!("{at}.links"), "links");
         }
         if let Some(lp) = &c.linux_parameters {
             let unsupported = [
-                ("devices", lp.devices.as_ref().is_some_and(|v| !v.is_empty())),
+                (
+                    "devices",
+                    lp.devices.as_ref().is_some_and(|v| !v.is_empty()),
+                ),
                 ("sharedMemorySize", lp.shared_memory_size.is_some()),
                 ("tmpfs", lp.tmpfs.as_ref().is_some_and(|v| !v.is_empty())),
                 ("maxSwap", lp.max_swap.is_some()),
@@ -1469,7 +1537,11 @@ fn fargate_violation(ctx: &Ctx<'_>) -> Option<TaskDefinitionError> {
                     &format!("linuxParameters.{field}"),
                 );
             }
-            let added = lp.capabilities.as_ref().and_then(|k| k.add.as_deref()).unwrap_or(&[]);
+            let added = lp
+                .capabilities
+                .as_ref()
+                .and_then(|k| k.add.as_deref())
+                .unwrap_or(&[]);
             if let Some(cap) = added.iter().find(|c| c.as_str() != "SYS_PTRACE") {
                 return not(
                     format!("{at}.linuxParameters.capabilities.add"),
@@ -1482,7 +1554,10 @@ fn fargate_violation(ctx: &Ctx<'_>) -> Option<TaskDefinitionError> {
             .flatten()
             .any(|r| r.r#type == Some(ecs::ResourceType::Gpu))
         {
-            return not(format!("{at}.resourceRequirements"), "GPU resource requirements");
+            return not(
+                format!("{at}.resourceRequirements"),
+                "GPU resource requirements",
+            );
         }
         if let Some(t) = c.stop_timeout.filter(|t| *t > FARGATE_MAX_STOP_TIMEOUT) {
             return not(
@@ -1555,7 +1630,9 @@ pub fn compatibilities(req: &ecs::RegisterTaskDefinitionRequest) -> Vec<ecs::Com
 
 /// True for an Amazon ECR image reference (`<account>.dkr.ecr.<region>.amazonaws.com/...`).
 pub fn is_ecr_image(image: &str) -> bool {
-    let Some((host, _)) = image.split_once('/') else { return false };
+    let Some((host, _)) = image.split_once('/') else {
+        return false;
+    };
     let host = host.to_ascii_lowercase();
     (host.contains(".dkr.ecr.") || host.contains(".dkr.ecr-fips."))
         && (host.ends_with(".amazonaws.com") || host.ends_with(".amazonaws.com.cn"))
@@ -1620,7 +1697,10 @@ pub fn requires_attributes(req: &ecs::RegisterTaskDefinitionRequest) -> Vec<ecs:
         names.insert(n.to_string());
     };
     let net = Net::of(req.network_mode);
-    let has_execution_role = req.execution_role_arn.as_deref().is_some_and(|r| !r.is_empty());
+    let has_execution_role = req
+        .execution_role_arn
+        .as_deref()
+        .is_some_and(|r| !r.is_empty());
 
     if net == Net::Awsvpc {
         add("ecs.capability.task-eni");
@@ -1641,7 +1721,11 @@ pub fn requires_attributes(req: &ecs::RegisterTaskDefinitionRequest) -> Vec<ecs:
     if req.ephemeral_storage.is_some() {
         add("ecs.capability.extensible-ephemeral-storage");
     }
-    if req.inference_accelerators.as_ref().is_some_and(|v| !v.is_empty()) {
+    if req
+        .inference_accelerators
+        .as_ref()
+        .is_some_and(|v| !v.is_empty())
+    {
         add("ecs.capability.task-eia");
     }
     for v in req.volumes.iter().flatten() {
@@ -1684,7 +1768,9 @@ pub fn requires_attributes(req: &ecs::RegisterTaskDefinitionRequest) -> Vec<ecs:
         }
         if let Some(log) = &c.log_configuration {
             if let Some(driver) = log.log_driver {
-                add(&format!("com.amazonaws.ecs.capability.logging-driver.{driver}"));
+                add(&format!(
+                    "com.amazonaws.ecs.capability.logging-driver.{driver}"
+                ));
                 if driver == ecs::LogDriver::Awslogs && has_execution_role {
                     add("ecs.capability.execution-role-awslogs");
                 }
@@ -1704,7 +1790,9 @@ pub fn requires_attributes(req: &ecs::RegisterTaskDefinitionRequest) -> Vec<ecs:
                 } else {
                     "ssm"
                 };
-                add(&format!("ecs.capability.secrets.{kind}.bootstrap.log-driver"));
+                add(&format!(
+                    "ecs.capability.secrets.{kind}.bootstrap.log-driver"
+                ));
             }
         }
         if c.health_check.is_some() {
@@ -1718,9 +1806,14 @@ pub fn requires_attributes(req: &ecs::RegisterTaskDefinitionRequest) -> Vec<ecs:
             add("ecs.capability.container-ordering");
         }
         for s in c.secrets.iter().flatten() {
-            let kind =
-                if s.value_from.as_deref().is_some_and(is_secrets_manager) { "asm" } else { "ssm" };
-            add(&format!("ecs.capability.secrets.{kind}.environment-variables"));
+            let kind = if s.value_from.as_deref().is_some_and(is_secrets_manager) {
+                "asm"
+            } else {
+                "ssm"
+            };
+            add(&format!(
+                "ecs.capability.secrets.{kind}.environment-variables"
+            ));
         }
         if c.repository_credentials.is_some() {
             add("ecs.capability.private-registry-authentication.secretsmanager");
@@ -1732,13 +1825,22 @@ pub fn requires_attributes(req: &ecs::RegisterTaskDefinitionRequest) -> Vec<ecs:
             if let Some(t) = fl.r#type {
                 add(&format!("ecs.capability.firelens.{t}"));
             }
-            match fl.options.as_ref().and_then(|o| o.get("config-file-type")).map(String::as_str) {
+            match fl
+                .options
+                .as_ref()
+                .and_then(|o| o.get("config-file-type"))
+                .map(String::as_str)
+            {
                 Some("file") => add("ecs.capability.firelens.options.config.file"),
                 Some("s3") => add("ecs.capability.firelens.options.config.s3"),
                 _ => {}
             }
         }
-        if c.linux_parameters.as_ref().and_then(|l| l.init_process_enabled) == Some(true) {
+        if c.linux_parameters
+            .as_ref()
+            .and_then(|l| l.init_process_enabled)
+            == Some(true)
+        {
             add(&format!("{DOCKER_API}1.25"));
         }
         for opt in c.docker_security_options.iter().flatten() {
@@ -1750,7 +1852,11 @@ pub fn requires_attributes(req: &ecs::RegisterTaskDefinitionRequest) -> Vec<ecs:
                 add("ecs.capability.gmsa");
             }
         }
-        if c.port_mappings.iter().flatten().any(|pm| pm.container_port_range.is_some()) {
+        if c.port_mappings
+            .iter()
+            .flatten()
+            .any(|pm| pm.container_port_range.is_some())
+        {
             add("ecs.capability.network.container-port-range");
         }
     }
@@ -1863,8 +1969,11 @@ pub fn build_task_definition(
         volumes,
     } = req.clone();
     let awsvpc = Net::of(network_mode) == Net::Awsvpc;
-    let container_definitions = container_definitions
-        .map(|cs| cs.into_iter().map(|c| with_container_defaults(c, awsvpc)).collect());
+    let container_definitions = container_definitions.map(|cs| {
+        cs.into_iter()
+            .map(|c| with_container_defaults(c, awsvpc))
+            .collect()
+    });
     ecs::TaskDefinition {
         compatibilities: Some(compatibilities),
         container_definitions,

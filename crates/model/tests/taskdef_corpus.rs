@@ -77,7 +77,11 @@ enum Expect {
     /// The JSON does not decode into the request shape: the field is named.
     Decode(&'static str),
     /// Decodes, but validation rejects it.
-    Reject { rule: Rule, field: &'static str, message: &'static str },
+    Reject {
+        rule: Rule,
+        field: &'static str,
+        message: &'static str,
+    },
 }
 
 fn expectation(name: &str) -> Option<Expect> {
@@ -124,7 +128,10 @@ fn expectation(name: &str) -> Option<Expect> {
 /// The request inside a corpus file: read-only members removed (so they
 /// cannot be mistaken for request members), then decoded.
 fn request_json(json: &Value) -> Value {
-    let mut obj = json.as_object().expect("a task definition is a JSON object").clone();
+    let mut obj = json
+        .as_object()
+        .expect("a task definition is a JSON object")
+        .clone();
     for k in READ_ONLY {
         obj.remove(*k);
     }
@@ -183,7 +190,11 @@ fn subset_diff(given: &Value, got: &Value, path: &str) -> Option<String> {
     match (given, got) {
         (Value::Null, _) => None,
         (Value::Object(g), Value::Object(o)) => g.iter().find_map(|(k, v)| {
-            let here = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             match (v, o.get(k)) {
                 (Value::Null, _) => None,
                 (_, None) => Some(format!("{here}: given {v}, missing from the result")),
@@ -286,7 +297,9 @@ fn requires_attributes_match_real_describe_outputs() {
         &[("033", "ecs.capability.secrets.asm.environment-variables")];
     let mut checked = 0;
     for (name, json) in corpus() {
-        let Some(real) = json.get("requiresAttributes").and_then(Value::as_array) else { continue };
+        let Some(real) = json.get("requiresAttributes").and_then(Value::as_array) else {
+            continue;
+        };
         // 046's `[]` is not what ECS computes for it (its images are in ECR
         // and it mounts volumes), and the file is rejected anyway.
         if real.is_empty() {
@@ -303,17 +316,25 @@ fn requires_attributes_match_real_describe_outputs() {
                 assert!(ours.remove(*extra), "{name}: expected our extra {extra}");
             }
         }
-        assert_eq!(ours, real, "{name}: requiresAttributes differ from what real ECS computed");
+        assert_eq!(
+            ours, real,
+            "{name}: requiresAttributes differ from what real ECS computed"
+        );
         checked += 1;
     }
-    assert_eq!(checked, 6, "025, 033, 034, 047, 059 and 060 carry real requiresAttributes");
+    assert_eq!(
+        checked, 6,
+        "025, 033, 034, 047, 059 and 060 carry real requiresAttributes"
+    );
 }
 
 #[test]
 fn compatibilities_match_real_describe_outputs() {
     let mut checked = 0;
     for (name, json) in corpus() {
-        let Some(real) = json.get("compatibilities") else { continue };
+        let Some(real) = json.get("compatibilities") else {
+            continue;
+        };
         let real: Vec<ecs::Compatibility> = serde_json::from_value(real.clone()).unwrap();
         let req = decode(&json).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(td::compatibilities(&req), real, "{name}");
@@ -333,7 +354,10 @@ fn registered_definition_carries_the_read_only_members() {
         Some("arn:aws:ecs:us-east-1:123456789012:task-definition/fargate-task-definition:1")
     );
     assert_eq!(built.registered_at, Some(1_735_689_600.5));
-    assert_eq!(built.registered_by.as_deref(), Some("arn:aws:iam::123456789012:root"));
+    assert_eq!(
+        built.registered_by.as_deref(),
+        Some("arn:aws:iam::123456789012:root")
+    );
     assert_eq!(
         built.compatibilities,
         Some(vec![ecs::Compatibility::Ec2, ecs::Compatibility::Fargate])
@@ -375,7 +399,10 @@ fn unit_strings_are_valid_kept_as_given_and_parsed() {
     // 057: a non-standard task memory is fine outside Fargate.
     let req = decode(&file("057")).unwrap();
     td::validate_register(&req).unwrap();
-    assert_eq!(td::parse_task_memory(req.memory.as_deref().unwrap()).unwrap(), 1900);
+    assert_eq!(
+        td::parse_task_memory(req.memory.as_deref().unwrap()).unwrap(),
+        1900
+    );
 }
 
 /// 024 (`["curl http://localhost:8080"]`) and 029 (`["/healthcheck"]`) give a
@@ -395,7 +422,10 @@ fn unsure_024_029_health_check_without_cmd_prefix_is_accepted() {
             .unwrap()
             .command
             .clone();
-        assert!(command.unwrap()[0] != "CMD", "{prefix} is the prefix-less case");
+        assert!(
+            command.unwrap()[0] != "CMD",
+            "{prefix} is the prefix-less case"
+        );
     }
 }
 
@@ -424,12 +454,20 @@ fn unsure_053_empty_modes_do_not_decode_and_the_template_family_is_rejected() {
         (e.rule, e.field.as_str(), e.code),
         (Rule::Family, "family", ErrorCode::ClientException)
     );
-    assert!(e.message.starts_with("Family contains invalid characters."), "{}", e.message);
+    assert!(
+        e.message.starts_with("Family contains invalid characters."),
+        "{}",
+        e.message
+    );
 
     fixed["family"] = "bot".into();
     fixed["containerDefinitions"][0]["name"] = "bot".into();
     let req = decode(&fixed).unwrap();
-    assert_eq!(td::validate_register(&req), Ok(()), "the bare role name is accepted");
+    assert_eq!(
+        td::validate_register(&req),
+        Ok(()),
+        "the bare role name is accepted"
+    );
 }
 
 /// 054 is one container with only `image` and `name`: no memory anywhere,
@@ -466,7 +504,10 @@ fn unsure_054_no_memory_anywhere_is_rejected() {
 #[test]
 fn mistaken_types_name_the_field() {
     let e = decode(&file("019")).unwrap_err();
-    assert!(e.starts_with("containerDefinitions[0].cpu: invalid type: string \"256\""), "{e}");
+    assert!(
+        e.starts_with("containerDefinitions[0].cpu: invalid type: string \"256\""),
+        "{e}"
+    );
     let e = decode(&file("035")).unwrap_err();
     assert!(e.starts_with("tags: invalid type: map"), "{e}");
 }
@@ -485,7 +526,10 @@ fn defaults_mirrored_on_a_minimal_definition() {
     assert_eq!(c["volumesFrom"], serde_json::json!([]));
     assert_eq!(built["volumes"], serde_json::json!([]));
     assert_eq!(built["placementConstraints"], serde_json::json!([]));
-    assert!(built.get("networkMode").is_none(), "networkMode stays absent");
+    assert!(
+        built.get("networkMode").is_none(),
+        "networkMode stays absent"
+    );
     assert!(built.get("requiresCompatibilities").is_none());
     assert!(c.get("entryPoint").is_none() && c.get("systemControls").is_none());
 }

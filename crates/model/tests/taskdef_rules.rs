@@ -36,7 +36,10 @@ fn req(v: &Value) -> ecs::RegisterTaskDefinitionRequest {
 
 fn ok(v: &Value) {
     if let Err(e) = td::validate_register(&req(v)) {
-        panic!("expected valid, got [{:?} at {}] {}", e.rule, e.field, e.message);
+        panic!(
+            "expected valid, got [{:?} at {}] {}",
+            e.rule, e.field, e.message
+        );
     }
 }
 
@@ -47,9 +50,18 @@ fn err(v: &Value) -> TaskDefinitionError {
 /// Asserts rule, field, ClientException and a message fragment.
 fn rejects(v: &Value, rule: Rule, field: &str, message: &str) {
     let e = err(v);
-    assert_eq!((e.rule, e.field.as_str()), (rule, field), "message: {}", e.message);
+    assert_eq!(
+        (e.rule, e.field.as_str()),
+        (rule, field),
+        "message: {}",
+        e.message
+    );
     assert_eq!(e.code, ErrorCode::ClientException, "{}", e.message);
-    assert!(e.message.contains(message), "message {:?} should contain {message:?}", e.message);
+    assert!(
+        e.message.contains(message),
+        "message {:?} should contain {message:?}",
+        e.message
+    );
 }
 
 fn c0(v: &mut Value) -> &mut Value {
@@ -82,7 +94,12 @@ fn family_charset_and_length() {
     let mut v = base();
     for bad in ["web app", "web.app", "web:1", "{{ env }}", "wéb"] {
         v["family"] = bad.into();
-        rejects(&v, Rule::Family, "family", "Family contains invalid characters.");
+        rejects(
+            &v,
+            Rule::Family,
+            "family",
+            "Family contains invalid characters.",
+        );
     }
     v["family"] = "a".repeat(256).into();
     rejects(&v, Rule::Family, "family", "up to 255");
@@ -96,14 +113,32 @@ fn family_charset_and_length() {
 fn containers_one_to_ten() {
     let mut v = base();
     v["containerDefinitions"] = json!([]);
-    rejects(&v, Rule::ContainerCount, "containerDefinitions", "Container list cannot be empty");
+    rejects(
+        &v,
+        Rule::ContainerCount,
+        "containerDefinitions",
+        "Container list cannot be empty",
+    );
     v.as_object_mut().unwrap().remove("containerDefinitions");
-    rejects(&v, Rule::ContainerCount, "containerDefinitions", "Container list cannot be empty");
+    rejects(
+        &v,
+        Rule::ContainerCount,
+        "containerDefinitions",
+        "Container list cannot be empty",
+    );
     let mut v = base();
     for i in 1..=10 {
-        add_container(&mut v, json!({"name": format!("c{i}"), "image": "busybox", "memory": 16}));
+        add_container(
+            &mut v,
+            json!({"name": format!("c{i}"), "image": "busybox", "memory": 16}),
+        );
     }
-    rejects(&v, Rule::ContainerCount, "containerDefinitions", "at most 10 containers");
+    rejects(
+        &v,
+        Rule::ContainerCount,
+        "containerDefinitions",
+        "at most 10 containers",
+    );
 }
 
 #[test]
@@ -115,7 +150,8 @@ fn model_shape_rules_answer_invalid_parameter() {
     assert_eq!(e.code, ErrorCode::InvalidParameterException);
     assert_eq!(e.field, "containerDefinitions[0].ulimits[0].hardLimit");
     assert!(
-        e.message.contains("containerDefinitions[0].ulimits[0].hardLimit is required"),
+        e.message
+            .contains("containerDefinitions[0].ulimits[0].hardLimit is required"),
         "{}",
         e.message
     );
@@ -143,7 +179,10 @@ fn container_name_required_and_charset() {
 #[test]
 fn container_names_unique() {
     let mut v = base();
-    add_container(&mut v, json!({"name": "app", "image": "busybox", "memory": 16}));
+    add_container(
+        &mut v,
+        json!({"name": "app", "image": "busybox", "memory": 16}),
+    );
     rejects(
         &v,
         Rule::DuplicateContainerName,
@@ -177,7 +216,10 @@ fn at_least_one_essential_container() {
         "does not have any essential container",
     );
     // Absent means essential.
-    add_container(&mut v, json!({"name": "side", "image": "busybox", "memory": 16}));
+    add_container(
+        &mut v,
+        json!({"name": "side", "image": "busybox", "memory": 16}),
+    );
     ok(&v);
 }
 
@@ -245,7 +287,10 @@ fn healthy_needs_a_health_check_on_the_target() {
 #[test]
 fn depends_on_cycles_are_rejected() {
     let mut v = two_containers();
-    add_container(&mut v, json!({"name": "c", "image": "busybox", "memory": 16}));
+    add_container(
+        &mut v,
+        json!({"name": "c", "image": "busybox", "memory": 16}),
+    );
     c0(&mut v)["dependsOn"] = json!([{"containerName": "init", "condition": "START"}]);
     v["containerDefinitions"][1]["dependsOn"] =
         json!([{"containerName": "c", "condition": "START"}]);
@@ -264,7 +309,10 @@ fn depends_on_members_are_required_by_the_model() {
     let mut v = two_containers();
     c0(&mut v)["dependsOn"] = json!([{"containerName": "init"}]);
     let e = err(&v);
-    assert_eq!((e.rule, e.code), (Rule::Shape, ErrorCode::InvalidParameterException));
+    assert_eq!(
+        (e.rule, e.code),
+        (Rule::Shape, ErrorCode::InvalidParameterException)
+    );
     assert_eq!(e.field, "containerDefinitions[0].dependsOn[0].condition");
 }
 
@@ -292,9 +340,19 @@ fn links_only_in_bridge_mode() {
 fn links_name_existing_containers_without_cycles() {
     let mut v = two_containers();
     c0(&mut v)["links"] = json!(["db:database"]);
-    rejects(&v, Rule::Link, "containerDefinitions[0].links[0]", "links to container 'db'");
+    rejects(
+        &v,
+        Rule::Link,
+        "containerDefinitions[0].links[0]",
+        "links to container 'db'",
+    );
     c0(&mut v)["links"] = json!(["app"]);
-    rejects(&v, Rule::Link, "containerDefinitions[0].links[0]", "cannot link to itself");
+    rejects(
+        &v,
+        Rule::Link,
+        "containerDefinitions[0].links[0]",
+        "cannot link to itself",
+    );
     c0(&mut v)["links"] = json!(["init"]);
     v["containerDefinitions"][1]["links"] = json!(["app"]);
     rejects(
@@ -344,7 +402,12 @@ fn mount_points_name_a_volume() {
 fn volume_names_unique_and_valid() {
     let mut v = base();
     v["volumes"] = json!([{"name": "data"}, {"name": "data", "host": {}}]);
-    rejects(&v, Rule::Volume, "volumes[1].name", "Volume names must be unique");
+    rejects(
+        &v,
+        Rule::Volume,
+        "volumes[1].name",
+        "Volume names must be unique",
+    );
     v["volumes"] = json!([{"name": "my data"}]);
     rejects(&v, Rule::Volume, "volumes[0].name", "Invalid volume name");
 }
@@ -356,14 +419,27 @@ fn ec2_containers_need_memory_unless_the_task_has_it() {
     let mut v = base();
     c0(&mut v).as_object_mut().unwrap().remove("memory");
     let message = "Invalid setting for container 'app'. At least one of 'memory' or 'memoryReservation' must be specified";
-    rejects(&v, Rule::ContainerMemory, "containerDefinitions[0].memory", message);
+    rejects(
+        &v,
+        Rule::ContainerMemory,
+        "containerDefinitions[0].memory",
+        message,
+    );
     for launch in [json!(["EC2"]), json!(["EXTERNAL"]), json!([])] {
         v["requiresCompatibilities"] = launch;
-        rejects(&v, Rule::ContainerMemory, "containerDefinitions[0].memory", message);
+        rejects(
+            &v,
+            Rule::ContainerMemory,
+            "containerDefinitions[0].memory",
+            message,
+        );
     }
     c0(&mut v)["memoryReservation"] = 128.into();
     ok(&v);
-    c0(&mut v).as_object_mut().unwrap().remove("memoryReservation");
+    c0(&mut v)
+        .as_object_mut()
+        .unwrap()
+        .remove("memoryReservation");
     v["memory"] = "512".into();
     ok(&v);
     // Fargate has task memory anyway; container memory is optional there.
@@ -408,7 +484,10 @@ fn container_memory_and_cpu_values() {
 fn containers_fit_the_task() {
     let mut v = fargate();
     c0(&mut v)["cpu"] = 200.into();
-    add_container(&mut v, json!({"name": "side", "image": "busybox", "cpu": 57}));
+    add_container(
+        &mut v,
+        json!({"name": "side", "image": "busybox", "cpu": 57}),
+    );
     rejects(
         &v,
         Rule::TaskResources,
@@ -461,7 +540,11 @@ fn parse_task_cpu_accepts_units_and_vcpus() {
             (e.rule, e.field.as_str(), e.code),
             (Rule::TaskCpu, "cpu", ErrorCode::ClientException)
         );
-        assert!(e.message.starts_with("Invalid 'cpu' setting for task"), "{}", e.message);
+        assert!(
+            e.message.starts_with("Invalid 'cpu' setting for task"),
+            "{}",
+            e.message
+        );
     }
 }
 
@@ -481,7 +564,11 @@ fn parse_task_memory_accepts_mib_and_gb() {
     for s in ["2048 MiB", "2048MB", "2 GiB", "0", "1.3 GB", "lots"] {
         let e = td::parse_task_memory(s).expect_err(s);
         assert_eq!((e.rule, e.field.as_str()), (Rule::TaskMemory, "memory"));
-        assert!(e.message.starts_with("Invalid 'memory' setting for task"), "{}", e.message);
+        assert!(
+            e.message.starts_with("Invalid 'memory' setting for task"),
+            "{}",
+            e.message
+        );
     }
 }
 
@@ -491,11 +578,21 @@ fn task_size_strings_are_validated() {
     v["cpu"] = "lots".into();
     rejects(&v, Rule::TaskCpu, "cpu", "Invalid 'cpu' setting for task");
     v["cpu"] = "100".into();
-    rejects(&v, Rule::TaskCpu, "cpu", "Supported values are between 128 and 196608 CPU units");
+    rejects(
+        &v,
+        Rule::TaskCpu,
+        "cpu",
+        "Supported values are between 128 and 196608 CPU units",
+    );
     v["cpu"] = "0.125 vcpu".into();
     ok(&v);
     v["memory"] = "1 TB".into();
-    rejects(&v, Rule::TaskMemory, "memory", "Invalid 'memory' setting for task");
+    rejects(
+        &v,
+        Rule::TaskMemory,
+        "memory",
+        "Invalid 'memory' setting for task",
+    );
 }
 
 // --- Fargate ----------------------------------------------------------------
@@ -524,9 +621,19 @@ fn fargate_needs_task_cpu_and_memory() {
 fn fargate_needs_awsvpc() {
     let mut v = fargate();
     v.as_object_mut().unwrap().remove("networkMode");
-    rejects(&v, Rule::LaunchType, "networkMode", "Fargate only supports network mode ‘awsvpc’");
+    rejects(
+        &v,
+        Rule::LaunchType,
+        "networkMode",
+        "Fargate only supports network mode ‘awsvpc’",
+    );
     v["networkMode"] = "host".into();
-    rejects(&v, Rule::LaunchType, "networkMode", "Fargate only supports network mode ‘awsvpc’");
+    rejects(
+        &v,
+        Rule::LaunchType,
+        "networkMode",
+        "Fargate only supports network mode ‘awsvpc’",
+    );
 }
 
 #[test]
@@ -610,8 +717,16 @@ fn fargate_unsupported_parameters() {
             "containerDefinitions[0].privileged",
             "privileged containers",
         ),
-        (Box::new(|v| v["ipcMode"] = "task".into()), "ipcMode", "do not support ipcMode"),
-        (Box::new(|v| v["pidMode"] = "host".into()), "pidMode", "pidMode 'host'"),
+        (
+            Box::new(|v| v["ipcMode"] = "task".into()),
+            "ipcMode",
+            "do not support ipcMode",
+        ),
+        (
+            Box::new(|v| v["pidMode"] = "host".into()),
+            "pidMode",
+            "pidMode 'host'",
+        ),
         (
             Box::new(|v| {
                 v["placementConstraints"] =
@@ -667,7 +782,8 @@ fn fargate_unsupported_parameters() {
         rejects(&v, Rule::LaunchType, field, message);
         let e = err(&v);
         assert!(
-            e.message.starts_with("Tasks using the Fargate launch type do not support"),
+            e.message
+                .starts_with("Tasks using the Fargate launch type do not support"),
             "{}",
             e.message
         );
@@ -696,7 +812,12 @@ fn fargate_awslogs_and_ecr_need_an_execution_role() {
     let mut v = fargate();
     v.as_object_mut().unwrap().remove("executionRoleArn");
     c0(&mut v)["image"] = "123456789012.dkr.ecr.us-east-1.amazonaws.com/web:1".into();
-    rejects(&v, Rule::LaunchType, "executionRoleArn", "execution role ARN to support ECR images");
+    rejects(
+        &v,
+        Rule::LaunchType,
+        "executionRoleArn",
+        "execution role ARN to support ECR images",
+    );
 }
 
 #[test]
@@ -746,7 +867,12 @@ fn no_port_mappings_in_none_mode() {
     let mut v = base();
     v["networkMode"] = "none".into();
     c0(&mut v)["portMappings"] = json!([{"containerPort": 80}]);
-    rejects(&v, Rule::NetworkMode, "containerDefinitions[0].portMappings", "networkMode=none");
+    rejects(
+        &v,
+        Rule::NetworkMode,
+        "containerDefinitions[0].portMappings",
+        "networkMode=none",
+    );
 }
 
 #[test]
@@ -813,7 +939,10 @@ fn host_mode_host_port_equals_container_port() {
         "containerDefinitions[0].portMappings[0].hostPort",
         "When networkMode=host, the host ports and container ports in port mappings must match.",
     );
-    for ok_mapping in [json!({"containerPort": 80}), json!({"containerPort": 80, "hostPort": 80})] {
+    for ok_mapping in [
+        json!({"containerPort": 80}),
+        json!({"containerPort": 80, "hostPort": 80}),
+    ] {
         c0(&mut v)["portMappings"] = json!([ok_mapping]);
         ok(&v);
     }
@@ -884,9 +1013,19 @@ fn placement_constraints_limits() {
         "at most 10 placement constraints",
     );
     v["placementConstraints"] = json!([{"type": "memberOf", "expression": "a".repeat(2001)}]);
-    rejects(&v, Rule::PlacementConstraint, "placementConstraints[0].expression", "at most 2000");
+    rejects(
+        &v,
+        Rule::PlacementConstraint,
+        "placementConstraints[0].expression",
+        "at most 2000",
+    );
     v["placementConstraints"] = json!([{"expression": "attribute:a == b"}]);
-    rejects(&v, Rule::PlacementConstraint, "placementConstraints[0].type", "memberOf");
+    rejects(
+        &v,
+        Rule::PlacementConstraint,
+        "placementConstraints[0].type",
+        "memberOf",
+    );
     v["placementConstraints"] = json!([{"type": "memberOf"}]);
     rejects(
         &v,
@@ -928,7 +1067,12 @@ fn health_check_limits() {
 #[test]
 fn health_check_command_runs_something() {
     let mut v = base();
-    for command in [json!([]), json!(["CMD"]), json!(["CMD-SHELL", " "]), json!([""])] {
+    for command in [
+        json!([]),
+        json!(["CMD"]),
+        json!(["CMD-SHELL", " "]),
+        json!([""]),
+    ] {
         c0(&mut v)["healthCheck"] = json!({"command": command});
         rejects(
             &v,
@@ -980,9 +1124,10 @@ fn awslogs_needs_group_and_region() {
 #[test]
 fn pid_and_ipc_mode_values() {
     let mut v = base();
-    for (key, good) in
-        [("pidMode", ["host", "task"].as_slice()), ("ipcMode", ["host", "task", "none"].as_slice())]
-    {
+    for (key, good) in [
+        ("pidMode", ["host", "task"].as_slice()),
+        ("ipcMode", ["host", "task", "none"].as_slice()),
+    ] {
         for value in good {
             v[key] = (*value).into();
             ok(&v);
@@ -1010,7 +1155,12 @@ fn ulimit_names_come_from_the_model() {
 fn ephemeral_storage_range() {
     let mut v = fargate();
     v["ephemeralStorage"] = json!({"sizeInGiB": 20});
-    rejects(&v, Rule::EphemeralStorage, "ephemeralStorage.sizeInGiB", "between 21 and 200 GiB");
+    rejects(
+        &v,
+        Rule::EphemeralStorage,
+        "ephemeralStorage.sizeInGiB",
+        "between 21 and 200 GiB",
+    );
     v["ephemeralStorage"] = json!({"sizeInGiB": 200});
     ok(&v);
 }
@@ -1019,7 +1169,12 @@ fn ephemeral_storage_range() {
 fn proxy_container_exists() {
     let mut v = fargate();
     v["proxyConfiguration"] = json!({"type": "APPMESH", "containerName": "envoy"});
-    rejects(&v, Rule::ProxyConfiguration, "proxyConfiguration.containerName", "'envoy'");
+    rejects(
+        &v,
+        Rule::ProxyConfiguration,
+        "proxyConfiguration.containerName",
+        "'envoy'",
+    );
     v["proxyConfiguration"]["containerName"] = "app".into();
     ok(&v);
 }
@@ -1027,7 +1182,9 @@ fn proxy_container_exists() {
 // --- tags -------------------------------------------------------------------
 
 fn tags(n: usize) -> Value {
-    json!((0..n).map(|i| json!({"key": format!("k{i}"), "value": "v"})).collect::<Vec<_>>())
+    json!((0..n)
+        .map(|i| json!({"key": format!("k{i}"), "value": "v"}))
+        .collect::<Vec<_>>())
 }
 
 #[test]
@@ -1059,9 +1216,17 @@ fn tag_keys_unique_and_not_reserved() {
     let e = err(&v);
     assert_eq!(
         (e.rule, e.code, e.field.as_str()),
-        (Rule::Tags, ErrorCode::InvalidParameterException, "tags[1].key")
+        (
+            Rule::Tags,
+            ErrorCode::InvalidParameterException,
+            "tags[1].key"
+        )
     );
-    assert!(e.message.contains("Duplicate tag key \"team\""), "{}", e.message);
+    assert!(
+        e.message.contains("Duplicate tag key \"team\""),
+        "{}",
+        e.message
+    );
     for key in ["aws:cloudformation:stack-name", "AWS:x", "Aws:y"] {
         v["tags"] = json!([{"key": key, "value": "a"}]);
         let e = err(&v);
@@ -1075,7 +1240,10 @@ fn tag_keys_unique_and_not_reserved() {
 // --- what ECS reports --------------------------------------------------------
 
 fn attribute_names(v: &Value) -> Vec<String> {
-    td::requires_attributes(&req(v)).into_iter().map(|a| a.name.unwrap()).collect()
+    td::requires_attributes(&req(v))
+        .into_iter()
+        .map(|a| a.name.unwrap())
+        .collect()
 }
 
 #[test]
@@ -1161,7 +1329,10 @@ fn requires_attributes_for_volumes_firelens_and_host_features() {
         "ecs.capability.pid-ipc-namespace-sharing",
         "ecs.capability.private-registry-authentication.secretsmanager",
     ] {
-        assert!(names.iter().any(|n| n == expected), "missing {expected} in {names:?}");
+        assert!(
+            names.iter().any(|n| n == expected),
+            "missing {expected} in {names:?}"
+        );
     }
     assert!(!names.iter().any(|n| n == "ecs.capability.task-eni"));
 }
@@ -1188,7 +1359,10 @@ fn compatibilities_reported() {
     let mut v = fargate();
     v["requiresCompatibilities"] = json!(["FARGATE", "MANAGED_INSTANCES"]);
     ok(&v);
-    assert_eq!(td::compatibilities(&req(&v)), vec![Ec2, ManagedInstances, Fargate]);
+    assert_eq!(
+        td::compatibilities(&req(&v)),
+        vec![Ec2, ManagedInstances, Fargate]
+    );
 }
 
 // --- the registered definition ---------------------------------------------
@@ -1230,10 +1404,16 @@ fn build_fills_the_defaults_ecs_fills() {
     assert_eq!(b["placementConstraints"], json!([]));
     assert_eq!(b["status"], "ACTIVE");
     assert_eq!(b["revision"], 3);
-    assert_eq!(b["taskDefinitionArn"], "arn:aws:ecs:eu-west-1:123456789012:task-definition/web:3");
+    assert_eq!(
+        b["taskDefinitionArn"],
+        "arn:aws:ecs:eu-west-1:123456789012:task-definition/web:3"
+    );
     assert_eq!(b["registeredAt"], 1.7e9);
     assert!(b.get("registeredBy").is_none());
-    assert!(b.get("tags").is_none(), "tags travel in the response, not in the TaskDefinition");
+    assert!(
+        b.get("tags").is_none(),
+        "tags travel in the response, not in the TaskDefinition"
+    );
 }
 
 #[test]

@@ -179,6 +179,8 @@
 
 use flotilla_scheduler::{choose_tasks_to_stop, TaskSite};
 
+pub mod daemon;
+
 /// Seconds since the epoch.
 pub type Time = f64;
 
@@ -216,15 +218,8 @@ pub struct Deployment {
     pub pending_count: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskPhase {
-    /// Placed, not yet RUNNING (PROVISIONING, PENDING, ACTIVATING).
-    Pending,
-    Running,
-    /// Asked to stop (desiredStatus STOPPED) but not yet STOPPED.
-    Stopping,
-    Stopped,
-}
+/// A task's phase, from its statuses: the lifecycle the model defines.
+pub use flotilla_model::lifecycle::TaskPhase;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {

@@ -7,7 +7,6 @@
 //! and stopped.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 /// Well-known attribute names the built-in strategies and defaults use.
 pub mod attributes {
@@ -19,50 +18,9 @@ pub mod attributes {
     pub const CPU_ARCHITECTURE: &str = "ecs.cpu-architecture";
 }
 
-/// A container instance's `status`, as ECS reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum InstanceStatus {
-    Active,
-    Draining,
-    Inactive,
-    Registering,
-    Deregistering,
-    RegistrationFailed,
-}
-
-impl InstanceStatus {
-    pub const ALL: &'static [InstanceStatus] = &[
-        InstanceStatus::Active,
-        InstanceStatus::Draining,
-        InstanceStatus::Inactive,
-        InstanceStatus::Registering,
-        InstanceStatus::Deregistering,
-        InstanceStatus::RegistrationFailed,
-    ];
-
-    /// The value as it travels on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InstanceStatus::Active => "ACTIVE",
-            InstanceStatus::Draining => "DRAINING",
-            InstanceStatus::Inactive => "INACTIVE",
-            InstanceStatus::Registering => "REGISTERING",
-            InstanceStatus::Deregistering => "DEREGISTERING",
-            InstanceStatus::RegistrationFailed => "REGISTRATION_FAILED",
-        }
-    }
-
-    /// Parses a wire value; `None` for anything ECS does not define.
-    pub fn parse(value: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|s| s.as_str() == value)
-    }
-}
-
-impl fmt::Display for InstanceStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A container instance's `status`, as ECS reports it: the model's
+/// lifecycle enum, shared with the server and the agent.
+pub use flotilla_model::lifecycle::InstanceStatus;
 
 /// CPU (1/1024 of a core) and memory (MiB), as in ECS `Resource` lists.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

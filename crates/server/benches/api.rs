@@ -43,7 +43,10 @@ const SECRET: &str = "bench-secret-key-000000000000000000000000";
 const REGION: &str = "us-east-1";
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Latency samples in microseconds.
@@ -86,20 +89,31 @@ async fn fake_agent(client: Client, cluster: String, instance_arn: String) {
     let arn: String = instance_arn
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect();
     // delta=1: the gateway sends only what changed, as the real agent asks.
     let path = format!("/v1/agent/connect?cluster={cluster}&containerInstance={arn}&delta=1");
-    let url = client.presign_get(&path, Duration::from_secs(3600)).unwrap().replacen("http://", "ws://", 1);
-    let (ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.expect("gateway connect");
+    let url = client
+        .presign_get(&path, Duration::from_secs(3600))
+        .unwrap()
+        .replacen("http://", "ws://", 1);
+    let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("gateway connect");
     let (mut tx, mut rx) = ws.split();
     tokio::spawn(async move {
         let mut beat = tokio::time::interval(Duration::from_secs(5));
         loop {
             beat.tick().await;
-            if tx.send(Message::Text(r#"{"type":"heartbeat"}"#.into())).await.is_err() {
+            if tx
+                .send(Message::Text(r#"{"type":"heartbeat"}"#.into()))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -108,7 +122,10 @@ async fn fake_agent(client: Client, cluster: String, instance_arn: String) {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(bench());
 }
 
@@ -140,7 +157,9 @@ async fn bench() {
     let client = Client::ecs(&endpoint, KEY, SECRET, REGION);
     println!(
         "flotilla-server API bench: {} cores, SQLite in {}, {writers} writers",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         dir.path().display()
     );
 
@@ -176,7 +195,11 @@ async fn bench() {
             all.0.extend(h.await.unwrap().0);
         }
         let n = all.0.len();
-        all.report(&format!("RegisterTaskDefinition ({writers} clients)"), start.elapsed(), n);
+        all.report(
+            &format!("RegisterTaskDefinition ({writers} clients)"),
+            start.elapsed(),
+            n,
+        );
     }
 
     // 2. RunTask onto connected instances.
@@ -199,7 +222,10 @@ async fn bench() {
             ]
         });
         let out = call(&client, "RegisterContainerInstance", &body).await;
-        let arn = out["containerInstance"]["containerInstanceArn"].as_str().unwrap().to_string();
+        let arn = out["containerInstance"]["containerInstanceArn"]
+            .as_str()
+            .unwrap()
+            .to_string();
         fake_agent(client.clone(), "bench".into(), arn.clone()).await;
         instance_arns.push(arn);
     }
@@ -207,15 +233,28 @@ async fn bench() {
     loop {
         let mut connected = 0;
         for chunk in instance_arns.chunks(100) {
-            let d = call(&client, "DescribeContainerInstances", &json!({"cluster": "bench", "containerInstances": chunk})).await;
-            connected += d["containerInstances"].as_array().unwrap().iter().filter(|i| i["agentConnected"] == true).count();
+            let d = call(
+                &client,
+                "DescribeContainerInstances",
+                &json!({"cluster": "bench", "containerInstances": chunk}),
+            )
+            .await;
+            connected += d["containerInstances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["agentConnected"] == true)
+                .count();
         }
         if connected == instances {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    println!("{instances} container instances registered and connected in {:.2} s", t0.elapsed().as_secs_f64());
+    println!(
+        "{instances} container instances registered and connected in {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
 
     let placed = Arc::new(AtomicUsize::new(0));
     let task_arns = Arc::new(std::sync::Mutex::new(Vec::with_capacity(tasks_target)));
@@ -228,7 +267,10 @@ async fn bench() {
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 let n = placed.load(Ordering::Relaxed);
                 let rate = (n - last.1) as f64 / last.0.elapsed().as_secs_f64();
-                eprintln!("  … {n} tasks stored after {:.0} s ({rate:.0} tasks/s over the last 10 s)", start.elapsed().as_secs_f64());
+                eprintln!(
+                    "  … {n} tasks stored after {:.0} s ({rate:.0} tasks/s over the last 10 s)",
+                    start.elapsed().as_secs_f64()
+                );
                 last = (Instant::now(), n);
             }
         })
@@ -261,7 +303,11 @@ async fn bench() {
     }
     progress.abort();
     let stored = placed.load(Ordering::Relaxed);
-    all.report(&format!("RunTask count=10 ({writers} clients, {instances} agents)"), start.elapsed(), stored);
+    all.report(
+        &format!("RunTask count=10 ({writers} clients, {instances} agents)"),
+        start.elapsed(),
+        stored,
+    );
     println!("{stored} tasks stored");
 
     // 3. Reads with the tasks stored, agents still connected.
@@ -272,16 +318,35 @@ async fn bench() {
     let cases: Vec<(&str, MakeBody)> = vec![
         ("DescribeTasks (100 ARNs)", |arns, i| {
             let start = (i * 7919) % arns.len().saturating_sub(100).max(1);
-            ("DescribeTasks", json!({"cluster": "bench", "tasks": &arns[start..(start + 100).min(arns.len())]}))
+            (
+                "DescribeTasks",
+                json!({"cluster": "bench", "tasks": &arns[start..(start + 100).min(arns.len())]}),
+            )
         }),
-        ("ListTasks maxResults=100", |_, _| ("ListTasks", json!({"cluster": "bench", "maxResults": 100}))),
-        ("ListTasks maxResults=100 family=run", |_, _| ("ListTasks", json!({"cluster": "bench", "maxResults": 100, "family": "run"}))),
+        ("ListTasks maxResults=100", |_, _| {
+            ("ListTasks", json!({"cluster": "bench", "maxResults": 100}))
+        }),
+        ("ListTasks maxResults=100 family=run", |_, _| {
+            (
+                "ListTasks",
+                json!({"cluster": "bench", "maxResults": 100, "family": "run"}),
+            )
+        }),
         ("ListTasks maxResults=100 startedBy=w7", |_, _| {
-            ("ListTasks", json!({"cluster": "bench", "maxResults": 100, "startedBy": "w7"}))
+            (
+                "ListTasks",
+                json!({"cluster": "bench", "maxResults": 100, "startedBy": "w7"}),
+            )
         }),
-        ("ListTasks maxResults=100 startedBy=nobody (matches none)", |_, _| {
-            ("ListTasks", json!({"cluster": "bench", "maxResults": 100, "startedBy": "nobody"}))
-        }),
+        (
+            "ListTasks maxResults=100 startedBy=nobody (matches none)",
+            |_, _| {
+                (
+                    "ListTasks",
+                    json!({"cluster": "bench", "maxResults": 100, "startedBy": "nobody"}),
+                )
+            },
+        ),
     ];
     for (name, make) in cases {
         let start = Instant::now();

@@ -17,7 +17,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into() }
+        ApiError {
+            code,
+            message: message.into(),
+        }
     }
 
     /// `ClientException`: the request cannot be served as asked.
@@ -60,6 +63,12 @@ impl ApiError {
 impl From<ShapeViolation> for ApiError {
     fn from(v: ShapeViolation) -> Self {
         ApiError::invalid(v.to_string())
+    }
+}
+
+impl From<flotilla_model::task_definition::TaskDefinitionError> for ApiError {
+    fn from(e: flotilla_model::task_definition::TaskDefinitionError) -> Self {
+        ApiError::new(e.code.as_str(), e.message)
     }
 }
 

@@ -1,11 +1,16 @@
-//! Flotilla's control plane: the ECS API front, SigV4 auth, the cluster
-//! state written through the store, the controllers and the agent gateway.
+//! Flotilla's control plane: the API front for every AWS service it serves,
+//! SigV4 auth, the domain core (cluster state written through the store),
+//! the controllers and the gateways.
 //!
-//! Where to start reading:
+//! Where to start reading (dependencies point down this list, never up):
 //! - [`run`] wires a listener, a store and credentials into a running server;
-//! - [`http`] is the API front (HTTP → typed operation → HTTP);
-//! - [`ecs`] has one handler per ECS operation;
-//! - [`state`] is the in-memory state and how writes become durable.
+//! - [`front`]: HTTP, the wire protocols, routing, errors, tower layers;
+//! - [`services`]: one folder of handlers per AWS service ([`api`] is the
+//!   contract between the front and them);
+//! - [`gateway`]: the agents' long-lived sessions;
+//! - [`controllers`]: the level-triggered loops and their runtime;
+//! - [`core`]: the state, lifecycles in use, task operations, placement,
+//!   events — shared by all of the above, depending on none of them.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,21 +19,21 @@ use flotilla_auth::Credentials;
 use flotilla_store::Store;
 use tokio::net::TcpListener;
 
+pub mod api;
 pub mod controllers;
-pub mod ecs;
+pub mod core;
 pub mod error;
+pub mod front;
 pub mod gateway;
-pub mod http;
-pub mod placement;
-pub mod state;
-pub mod stored;
+pub mod services;
 
-pub use state::State;
+pub use crate::core::State;
 
 /// Everything tunable about a server; `Default` is what `flotilla server` runs.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub controllers: controllers::ControllerConfig,
+    pub limits: front::layers::Limits,
 }
 
 /// Opens (creating if needed) the server's SQLite store at `path`.
@@ -37,8 +42,13 @@ pub struct Config {
 /// revision (memory is rebuilt from a full range at start), so each value is
 /// written once instead of twice. A watcher that needs catch-up opens the
 /// store with a history of its own.
-pub fn open_store(path: &std::path::Path) -> Result<flotilla_store::sqlite::SqliteStore, flotilla_store::StoreError> {
-    let options = flotilla_store::sqlite::SqliteOptions { history: 0, ..Default::default() };
+pub fn open_store(
+    path: &std::path::Path,
+) -> Result<flotilla_store::sqlite::SqliteStore, flotilla_store::StoreError> {
+    let options = flotilla_store::sqlite::SqliteOptions {
+        history: 0,
+        ..Default::default()
+    };
     flotilla_store::sqlite::SqliteStore::open_with(path, options)
 }
 
@@ -78,9 +88,28 @@ pub async fn serve(
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let controllers = tokio::spawn(controllers::run(state.clone(), config.controllers, until_stopped(stopped.clone())));
-    let app = http::App { state, credentials: Arc::new(credentials), sessions: Default::default(), shutdown: stopped };
-    let result = axum::serve(listener, http::router(app))
+    let controllers = tokio::spawn(controllers::run(
+        state.clone(),
+        config.controllers,
+        until_stopped(stopped.clone()),
+    ));
+    let credentials = Arc::new(credentials);
+    let env = Arc::new(api::Env {
+        state: state.clone(),
+    });
+    let front = front::Front {
+        env,
+        credentials: credentials.clone(),
+        services: services::ALL,
+    };
+    let gateway = gateway::Gateway {
+        state,
+        credentials,
+        sessions: Default::default(),
+        shutdown: stopped,
+    };
+    let app = front::router(front, config.limits).merge(gateway::router(gateway));
+    let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stop.send(true);

@@ -19,7 +19,14 @@ async fn aws(server: &TestServer, args: &[&str]) -> CliRun {
 /// Runs a command that must succeed and returns its JSON output.
 async fn aws_ok(server: &TestServer, args: &[&str]) -> Value {
     let run = aws(server, args).await;
-    assert_eq!(run.code, 0, "aws ecs {}: exit {}\n{}", args.join(" "), run.code, run.stderr);
+    assert_eq!(
+        run.code,
+        0,
+        "aws ecs {}: exit {}\n{}",
+        args.join(" "),
+        run.code,
+        run.stderr
+    );
     run.stdout
 }
 
@@ -29,7 +36,13 @@ async fn aws_ok(server: &TestServer, args: &[&str]) -> Value {
 /// releases).
 async fn aws_err(server: &TestServer, args: &[&str], code: &str) -> String {
     let run = aws(server, args).await;
-    assert_ne!(run.code, 0, "aws ecs {} succeeded: {}", args.join(" "), run.stdout);
+    assert_ne!(
+        run.code,
+        0,
+        "aws ecs {} succeeded: {}",
+        args.join(" "),
+        run.stdout
+    );
     assert!(
         run.stderr.contains(&format!("An error occurred ({code})")),
         "aws ecs {}: expected {code} in stderr (exit {}):\n{}",
@@ -37,29 +50,87 @@ async fn aws_err(server: &TestServer, args: &[&str], code: &str) -> String {
         run.code,
         run.stderr
     );
-    assert!(matches!(run.code, 254 | 255), "exit code {} for a service error", run.code);
+    assert!(
+        matches!(run.code, 254 | 255),
+        "exit code {} for a service error",
+        run.code
+    );
     run.stderr
 }
 
 #[tokio::test]
 async fn clusters_with_the_cli() {
     let server = TestServer::start().await;
-    let out = aws_ok(&server, &["create-cluster", "--cluster-name", "web", "--tags", "key=team,value=edge"]).await;
-    assert_eq!(out["cluster"]["clusterArn"], format!("arn:aws:ecs:us-east-1:{}:cluster/web", ALICE.account));
+    let out = aws_ok(
+        &server,
+        &[
+            "create-cluster",
+            "--cluster-name",
+            "web",
+            "--tags",
+            "key=team,value=edge",
+        ],
+    )
+    .await;
+    assert_eq!(
+        out["cluster"]["clusterArn"],
+        format!("arn:aws:ecs:us-east-1:{}:cluster/web", ALICE.account)
+    );
     assert_eq!(out["cluster"]["status"], "ACTIVE");
 
-    let out = aws_ok(&server, &["describe-clusters", "--clusters", "web", "nope", "--include", "TAGS", "SETTINGS"]).await;
+    let out = aws_ok(
+        &server,
+        &[
+            "describe-clusters",
+            "--clusters",
+            "web",
+            "nope",
+            "--include",
+            "TAGS",
+            "SETTINGS",
+        ],
+    )
+    .await;
     assert_eq!(out["clusters"][0]["clusterName"], "web");
-    assert_eq!(out["clusters"][0]["tags"], json!([{"key": "team", "value": "edge"}]));
+    assert_eq!(
+        out["clusters"][0]["tags"],
+        json!([{"key": "team", "value": "edge"}])
+    );
     assert_eq!(out["failures"][0]["reason"], "MISSING");
 
     let arn = format!("arn:aws:ecs:us-east-1:{}:cluster/web", ALICE.account);
-    aws_ok(&server, &["tag-resource", "--resource-arn", &arn, "--tags", "key=stage,value=prod"]).await;
+    aws_ok(
+        &server,
+        &[
+            "tag-resource",
+            "--resource-arn",
+            &arn,
+            "--tags",
+            "key=stage,value=prod",
+        ],
+    )
+    .await;
     let out = aws_ok(&server, &["list-tags-for-resource", "--resource-arn", &arn]).await;
     let mut tags = out["tags"].as_array().unwrap().clone();
     tags.sort_by_key(|t| t["key"].as_str().unwrap().to_string());
-    assert_eq!(tags, vec![json!({"key": "stage", "value": "prod"}), json!({"key": "team", "value": "edge"})]);
-    aws_ok(&server, &["untag-resource", "--resource-arn", &arn, "--tag-keys", "team"]).await;
+    assert_eq!(
+        tags,
+        vec![
+            json!({"key": "stage", "value": "prod"}),
+            json!({"key": "team", "value": "edge"})
+        ]
+    );
+    aws_ok(
+        &server,
+        &[
+            "untag-resource",
+            "--resource-arn",
+            &arn,
+            "--tag-keys",
+            "team",
+        ],
+    )
+    .await;
     let out = aws_ok(&server, &["list-tags-for-resource", "--resource-arn", &arn]).await;
     assert_eq!(out["tags"], json!([{"key": "stage", "value": "prod"}]));
 
@@ -69,11 +140,31 @@ async fn clusters_with_the_cli() {
     assert_eq!(out["clusterArns"], json!([]));
 
     // Errors: the CLI prints the code from the answer and exits non-zero.
-    aws_err(&server, &["delete-cluster", "--cluster", "web"], "ClusterNotFoundException").await;
-    aws_err(&server, &["list-tasks", "--cluster", "nope"], "ClusterNotFoundException").await;
-    let stderr = aws_err(&server, &["create-cluster", "--cluster-name", "has space"], "InvalidParameterException").await;
+    aws_err(
+        &server,
+        &["delete-cluster", "--cluster", "web"],
+        "ClusterNotFoundException",
+    )
+    .await;
+    aws_err(
+        &server,
+        &["list-tasks", "--cluster", "nope"],
+        "ClusterNotFoundException",
+    )
+    .await;
+    let stderr = aws_err(
+        &server,
+        &["create-cluster", "--cluster-name", "has space"],
+        "InvalidParameterException",
+    )
+    .await;
     assert!(stderr.contains("letters"), "{stderr}");
-    let stderr = aws_err(&server, &["list-clusters", "--max-items", "5", "--page-size", "101"], "InvalidParameterException").await;
+    let stderr = aws_err(
+        &server,
+        &["list-clusters", "--max-items", "5", "--page-size", "101"],
+        "InvalidParameterException",
+    )
+    .await;
     assert!(stderr.contains("maxResults"), "{stderr}");
 }
 
@@ -85,12 +176,22 @@ async fn the_cli_walks_every_page() {
     let raw = server.raw(&ALICE);
     let mut expected = Vec::new();
     for i in 0..230 {
-        let out = support::ok(&raw, "CreateCluster", &json!({"clusterName": format!("c{i:03}")})).await;
+        let out = support::ok(
+            &raw,
+            "CreateCluster",
+            &json!({"clusterName": format!("c{i:03}")}),
+        )
+        .await;
         expected.push(out["cluster"]["clusterArn"].as_str().unwrap().to_string());
     }
     expected.sort();
     let arns = |v: &Value| {
-        let mut a: Vec<String> = v["clusterArns"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+        let mut a: Vec<String> = v["clusterArns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect();
         a.sort();
         a
     };
@@ -102,10 +203,27 @@ async fn the_cli_walks_every_page() {
     let out = aws_ok(&server, &["list-clusters", "--page-size", "30"]).await;
     assert_eq!(arns(&out), expected);
     // --max-items stops early and hands back a token to resume from.
-    let first = aws_ok(&server, &["list-clusters", "--max-items", "150", "--page-size", "40"]).await;
+    let first = aws_ok(
+        &server,
+        &["list-clusters", "--max-items", "150", "--page-size", "40"],
+    )
+    .await;
     assert_eq!(first["clusterArns"].as_array().unwrap().len(), 150);
-    let token = first["NextToken"].as_str().expect("a resume token").to_string();
-    let rest = aws_ok(&server, &["list-clusters", "--starting-token", &token, "--page-size", "40"]).await;
+    let token = first["NextToken"]
+        .as_str()
+        .expect("a resume token")
+        .to_string();
+    let rest = aws_ok(
+        &server,
+        &[
+            "list-clusters",
+            "--starting-token",
+            &token,
+            "--page-size",
+            "40",
+        ],
+    )
+    .await;
     let mut all = arns(&first);
     all.extend(arns(&rest));
     all.sort();
@@ -132,33 +250,76 @@ async fn task_definitions_with_the_cli() {
         let path = corpus_file(prefix);
         let given: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         let uri = format!("file://{}", path.display());
-        let out = aws_ok(&server, &["register-task-definition", "--cli-input-json", &uri]).await;
+        let out = aws_ok(
+            &server,
+            &["register-task-definition", "--cli-input-json", &uri],
+        )
+        .await;
         let family = given["family"].as_str().unwrap().to_string();
         assert_eq!(out["taskDefinition"]["family"], family.as_str(), "{prefix}");
         assert_eq!(out["taskDefinition"]["revision"], 1, "{prefix}");
 
-        let described = aws_ok(&server, &["describe-task-definition", "--task-definition", &family, "--include", "TAGS"]).await;
+        let described = aws_ok(
+            &server,
+            &[
+                "describe-task-definition",
+                "--task-definition",
+                &family,
+                "--include",
+                "TAGS",
+            ],
+        )
+        .await;
         let mut expected = given.as_object().unwrap().clone();
         let tags = expected.remove("tags");
-        if let Some(d) = support::subset_diff(&Value::Object(expected), &described["taskDefinition"], "") {
+        if let Some(d) =
+            support::subset_diff(&Value::Object(expected), &described["taskDefinition"], "")
+        {
             panic!("{prefix}: describe-task-definition differs from the file: {d}");
         }
         if let Some(tags) = tags {
-            assert_eq!(support::subset_diff(&tags, &described["tags"], "tags"), None, "{prefix}");
+            assert_eq!(
+                support::subset_diff(&tags, &described["tags"], "tags"),
+                None,
+                "{prefix}"
+            );
         }
         families.push(family);
     }
     // A second revision of the first family, then the lists.
     let first = corpus_file(CLI_FILES[0]);
     let uri = format!("file://{}", first.display());
-    let out = aws_ok(&server, &["register-task-definition", "--cli-input-json", &uri]).await;
+    let out = aws_ok(
+        &server,
+        &["register-task-definition", "--cli-input-json", &uri],
+    )
+    .await;
     assert_eq!(out["taskDefinition"]["revision"], 2);
     let out = aws_ok(&server, &["list-task-definitions"]).await;
-    assert_eq!(out["taskDefinitionArns"].as_array().unwrap().len(), CLI_FILES.len() + 1);
-    let out = aws_ok(&server, &["list-task-definitions", "--family-prefix", &families[0], "--sort", "DESC"]).await;
+    assert_eq!(
+        out["taskDefinitionArns"].as_array().unwrap().len(),
+        CLI_FILES.len() + 1
+    );
+    let out = aws_ok(
+        &server,
+        &[
+            "list-task-definitions",
+            "--family-prefix",
+            &families[0],
+            "--sort",
+            "DESC",
+        ],
+    )
+    .await;
     let arns = out["taskDefinitionArns"].as_array().unwrap();
     assert_eq!(arns.len(), 2);
-    assert!(arns[0].as_str().unwrap().ends_with(&format!("{}:2", families[0])), "{out}");
+    assert!(
+        arns[0]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("{}:2", families[0])),
+        "{out}"
+    );
     let out = aws_ok(&server, &["list-task-definition-families"]).await;
     let mut sorted = families.clone();
     sorted.sort();
@@ -166,26 +327,58 @@ async fn task_definitions_with_the_cli() {
     assert_eq!(out["families"], json!(sorted));
 
     let rev1 = format!("{}:1", families[0]);
-    let out = aws_ok(&server, &["deregister-task-definition", "--task-definition", &rev1]).await;
+    let out = aws_ok(
+        &server,
+        &["deregister-task-definition", "--task-definition", &rev1],
+    )
+    .await;
     assert_eq!(out["taskDefinition"]["status"], "INACTIVE");
-    let out = aws_ok(&server, &["list-task-definitions", "--family-prefix", &families[0]]).await;
+    let out = aws_ok(
+        &server,
+        &["list-task-definitions", "--family-prefix", &families[0]],
+    )
+    .await;
     assert_eq!(out["taskDefinitionArns"].as_array().unwrap().len(), 1);
     let out = aws_ok(&server, &["list-task-definitions", "--status", "INACTIVE"]).await;
     assert_eq!(out["taskDefinitionArns"].as_array().unwrap().len(), 1);
-    let out = aws_ok(&server, &["describe-task-definition", "--task-definition", &rev1]).await;
+    let out = aws_ok(
+        &server,
+        &["describe-task-definition", "--task-definition", &rev1],
+    )
+    .await;
     assert_eq!(out["taskDefinition"]["status"], "INACTIVE");
 
-    aws_err(&server, &["describe-task-definition", "--task-definition", "nope"], "ClientException").await;
-    aws_err(&server, &["deregister-task-definition", "--task-definition", "nope:1"], "ClientException").await;
+    aws_err(
+        &server,
+        &["describe-task-definition", "--task-definition", "nope"],
+        "ClientException",
+    )
+    .await;
+    aws_err(
+        &server,
+        &["deregister-task-definition", "--task-definition", "nope:1"],
+        "ClientException",
+    )
+    .await;
     // A definition the server rejects: no container memory on EC2.
     let stderr = aws_err(
         &server,
-        &["register-task-definition", "--family", "bad", "--container-definitions", r#"[{"name":"a","image":"i"}]"#],
+        &[
+            "register-task-definition",
+            "--family",
+            "bad",
+            "--container-definitions",
+            r#"[{"name":"a","image":"i"}]"#,
+        ],
         "ClientException",
     )
     .await;
     assert!(stderr.contains("memory"), "{stderr}");
-    let out = aws_ok(&server, &["list-task-definition-families", "--family-prefix", "bad"]).await;
+    let out = aws_ok(
+        &server,
+        &["list-task-definition-families", "--family-prefix", "bad"],
+    )
+    .await;
     assert_eq!(out["families"], json!([]));
 }
 
@@ -210,25 +403,106 @@ async fn container_instances_and_attributes_with_the_cli() {
         ],
     )
     .await;
-    let arn = out["containerInstance"]["containerInstanceArn"].as_str().unwrap().to_string();
-    assert_eq!(out["containerInstance"]["ec2InstanceId"], "i-0aaaabbbbccccdddd");
+    let arn = out["containerInstance"]["containerInstanceArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        out["containerInstance"]["ec2InstanceId"],
+        "i-0aaaabbbbccccdddd"
+    );
 
     let out = aws_ok(&server, &["list-container-instances", "--cluster", "hosts"]).await;
     assert_eq!(out["containerInstanceArns"], json!([arn]));
-    let out = aws_ok(&server, &["describe-container-instances", "--cluster", "hosts", "--container-instances", &arn]).await;
-    let cpu = out["containerInstances"][0]["registeredResources"].as_array().unwrap().iter().find(|r| r["name"] == "CPU").unwrap().clone();
+    let out = aws_ok(
+        &server,
+        &[
+            "describe-container-instances",
+            "--cluster",
+            "hosts",
+            "--container-instances",
+            &arn,
+        ],
+    )
+    .await;
+    let cpu = out["containerInstances"][0]["registeredResources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "CPU")
+        .unwrap()
+        .clone();
     assert_eq!(cpu["integerValue"], 4096);
 
-    aws_ok(&server, &["put-attributes", "--cluster", "hosts", "--attributes", &format!("name=stack,value=prod,targetId={arn}")]).await;
-    let out = aws_ok(&server, &["list-attributes", "--cluster", "hosts", "--target-type", "container-instance", "--attribute-name", "stack"]).await;
+    aws_ok(
+        &server,
+        &[
+            "put-attributes",
+            "--cluster",
+            "hosts",
+            "--attributes",
+            &format!("name=stack,value=prod,targetId={arn}"),
+        ],
+    )
+    .await;
+    let out = aws_ok(
+        &server,
+        &[
+            "list-attributes",
+            "--cluster",
+            "hosts",
+            "--target-type",
+            "container-instance",
+            "--attribute-name",
+            "stack",
+        ],
+    )
+    .await;
     assert_eq!(out["attributes"][0]["value"], "prod");
     assert_eq!(out["attributes"][0]["targetId"], arn.as_str());
-    let out = aws_ok(&server, &["list-container-instances", "--cluster", "hosts", "--filter", "attribute:stack == prod"]).await;
+    let out = aws_ok(
+        &server,
+        &[
+            "list-container-instances",
+            "--cluster",
+            "hosts",
+            "--filter",
+            "attribute:stack == prod",
+        ],
+    )
+    .await;
     assert_eq!(out["containerInstanceArns"], json!([arn]));
-    aws_err(&server, &["put-attributes", "--cluster", "hosts", "--attributes", "name=x,value=y,targetId=nope"], "TargetNotFoundException").await;
+    aws_err(
+        &server,
+        &[
+            "put-attributes",
+            "--cluster",
+            "hosts",
+            "--attributes",
+            "name=x,value=y,targetId=nope",
+        ],
+        "TargetNotFoundException",
+    )
+    .await;
 
-    aws_err(&server, &["delete-cluster", "--cluster", "hosts"], "ClusterContainsContainerInstancesException").await;
-    let out = aws_ok(&server, &["deregister-container-instance", "--cluster", "hosts", "--container-instance", &arn, "--force"]).await;
+    aws_err(
+        &server,
+        &["delete-cluster", "--cluster", "hosts"],
+        "ClusterContainsContainerInstancesException",
+    )
+    .await;
+    let out = aws_ok(
+        &server,
+        &[
+            "deregister-container-instance",
+            "--cluster",
+            "hosts",
+            "--container-instance",
+            &arn,
+            "--force",
+        ],
+    )
+    .await;
     assert_eq!(out["containerInstance"]["status"], "INACTIVE");
     let out = aws_ok(&server, &["delete-cluster", "--cluster", "hosts"]).await;
     assert_eq!(out["cluster"]["status"], "INACTIVE");
@@ -237,16 +511,76 @@ async fn container_instances_and_attributes_with_the_cli() {
 #[tokio::test]
 async fn account_settings_with_the_cli() {
     let server = TestServer::start().await;
-    let out = aws_ok(&server, &["put-account-setting-default", "--name", "containerInsights", "--value", "enabled"]).await;
+    let out = aws_ok(
+        &server,
+        &[
+            "put-account-setting-default",
+            "--name",
+            "containerInsights",
+            "--value",
+            "enabled",
+        ],
+    )
+    .await;
     assert_eq!(out["setting"]["value"], "enabled");
-    let out = aws_ok(&server, &["list-account-settings", "--effective-settings", "--name", "containerInsights"]).await;
+    let out = aws_ok(
+        &server,
+        &[
+            "list-account-settings",
+            "--effective-settings",
+            "--name",
+            "containerInsights",
+        ],
+    )
+    .await;
     assert_eq!(out["settings"][0]["value"], "enabled");
-    aws_ok(&server, &["put-account-setting", "--name", "containerInsights", "--value", "disabled"]).await;
-    let out = aws_ok(&server, &["list-account-settings", "--effective-settings", "--name", "containerInsights"]).await;
+    aws_ok(
+        &server,
+        &[
+            "put-account-setting",
+            "--name",
+            "containerInsights",
+            "--value",
+            "disabled",
+        ],
+    )
+    .await;
+    let out = aws_ok(
+        &server,
+        &[
+            "list-account-settings",
+            "--effective-settings",
+            "--name",
+            "containerInsights",
+        ],
+    )
+    .await;
     assert_eq!(out["settings"][0]["value"], "disabled");
-    aws_err(&server, &["put-account-setting", "--name", "containerInsights", "--value", "maybe"], "InvalidParameterException").await;
+    aws_err(
+        &server,
+        &[
+            "put-account-setting",
+            "--name",
+            "containerInsights",
+            "--value",
+            "maybe",
+        ],
+        "InvalidParameterException",
+    )
+    .await;
     // Bob's account does not see Alice's default.
-    let bob = support::aws(&server.endpoint, BOB.access_key_id, BOB.secret, &["list-account-settings", "--effective-settings", "--name", "containerInsights"]).await;
+    let bob = support::aws(
+        &server.endpoint,
+        BOB.access_key_id,
+        BOB.secret,
+        &[
+            "list-account-settings",
+            "--effective-settings",
+            "--name",
+            "containerInsights",
+        ],
+    )
+    .await;
     assert_eq!(bob.code, 0, "{}", bob.stderr);
     assert_eq!(bob.stdout["settings"][0]["value"], "disabled");
 }
@@ -255,14 +589,42 @@ async fn account_settings_with_the_cli() {
 #[tokio::test]
 async fn credentials_errors_with_the_cli() {
     let server = TestServer::start().await;
-    let run = support::aws(&server.endpoint, ALICE.access_key_id, "wrong-secret", &["list-clusters"]).await;
-    assert!(run.stderr.contains("An error occurred (InvalidSignatureException)"), "{}", run.stderr);
+    let run = support::aws(
+        &server.endpoint,
+        ALICE.access_key_id,
+        "wrong-secret",
+        &["list-clusters"],
+    )
+    .await;
+    assert!(
+        run.stderr
+            .contains("An error occurred (InvalidSignatureException)"),
+        "{}",
+        run.stderr
+    );
     assert_ne!(run.code, 0);
-    let run = support::aws(&server.endpoint, "AKIANOBODY0000000000", "x", &["list-clusters"]).await;
-    assert!(run.stderr.contains("An error occurred (UnrecognizedClientException)"), "{}", run.stderr);
+    let run = support::aws(
+        &server.endpoint,
+        "AKIANOBODY0000000000",
+        "x",
+        &["list-clusters"],
+    )
+    .await;
+    assert!(
+        run.stderr
+            .contains("An error occurred (UnrecognizedClientException)"),
+        "{}",
+        run.stderr
+    );
     assert_ne!(run.code, 0);
     // Accounts are isolated through the CLI too.
     aws_ok(&server, &["create-cluster", "--cluster-name", "mine"]).await;
-    let run = support::aws(&server.endpoint, BOB.access_key_id, BOB.secret, &["list-clusters"]).await;
+    let run = support::aws(
+        &server.endpoint,
+        BOB.access_key_id,
+        BOB.secret,
+        &["list-clusters"],
+    )
+    .await;
     assert_eq!(run.stdout["clusterArns"], json!([]));
 }

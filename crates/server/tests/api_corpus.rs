@@ -28,7 +28,11 @@ const READ_ONLY: &[&str] = &[
 /// contain, naming the field). The reasons are in crates/model/tests/taskdef_corpus.rs.
 const REJECTED: &[(&str, &str, &str)] = &[
     // Container cpu/memory as JSON strings (memory comes first in the file).
-    ("019", "SerializationException", "containerDefinitions[0].memory"),
+    (
+        "019",
+        "SerializationException",
+        "containerDefinitions[0].memory",
+    ),
     // App Mesh proxy container 'envoy' is not in the definition.
     ("031", "ClientException", "envoy"),
     // `tags` as a map instead of a list.
@@ -50,7 +54,15 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
-    files.into_iter().map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap())).collect()
+    files
+        .into_iter()
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -65,7 +77,12 @@ async fn every_corpus_file_registers_and_reads_back_or_is_rejected_clearly() {
         let given: Value = serde_json::from_slice(bytes).unwrap();
         let before = snapshot(&c).await;
         let r = send(&c, "RegisterTaskDefinition", bytes.clone()).await;
-        assert_ne!(r.status, 500, "{name}: {}", String::from_utf8_lossy(&r.body));
+        assert_ne!(
+            r.status,
+            500,
+            "{name}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         if let Some((_, code, words)) = REJECTED.iter().find(|(p, _, _)| name.starts_with(p)) {
             if r.status == 200 {
                 problems.push(format!("{name}: registered, but ECS rejects it ({code})"));
@@ -73,7 +90,9 @@ async fn every_corpus_file_registers_and_reads_back_or_is_rejected_clearly() {
             }
             let message = assert_error(&r, 400, code);
             if !message.contains(words) {
-                problems.push(format!("{name}: {code} message should name {words:?}: {message}"));
+                problems.push(format!(
+                    "{name}: {code} message should name {words:?}: {message}"
+                ));
             }
             if snapshot(&c).await != before {
                 problems.push(format!("{name}: rejected, but the state changed"));
@@ -81,16 +100,34 @@ async fn every_corpus_file_registers_and_reads_back_or_is_rejected_clearly() {
             continue;
         }
         if r.status != 200 {
-            problems.push(format!("{name}: rejected: {} {}", r.status, String::from_utf8_lossy(&r.body)));
+            problems.push(format!(
+                "{name}: rejected: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            ));
             continue;
         }
         accepted += 1;
         let registered = r.json();
-        let arn = registered["taskDefinition"]["taskDefinitionArn"].as_str().unwrap().to_string();
+        let arn = registered["taskDefinition"]["taskDefinitionArn"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let family = given["family"].as_str().unwrap();
-        assert!(arn.ends_with(&format!(":task-definition/{family}:{}", registered["taskDefinition"]["revision"])), "{name}: {arn}");
+        assert!(
+            arn.ends_with(&format!(
+                ":task-definition/{family}:{}",
+                registered["taskDefinition"]["revision"]
+            )),
+            "{name}: {arn}"
+        );
 
-        let described = ok(&c, "DescribeTaskDefinition", &json!({"taskDefinition": arn, "include": ["TAGS"]})).await;
+        let described = ok(
+            &c,
+            "DescribeTaskDefinition",
+            &json!({"taskDefinition": arn, "include": ["TAGS"]}),
+        )
+        .await;
         let mut expected = given.as_object().unwrap().clone();
         for k in READ_ONLY {
             expected.remove(*k);
@@ -107,22 +144,38 @@ async fn every_corpus_file_registers_and_reads_back_or_is_rejected_clearly() {
         }
         // What RegisterTaskDefinition answered is what DescribeTaskDefinition shows.
         if registered["taskDefinition"] != *td {
-            problems.push(format!("{name}: the register answer and the describe answer differ"));
+            problems.push(format!(
+                "{name}: the register answer and the describe answer differ"
+            ));
         }
         assert_eq!(td["status"], "ACTIVE", "{name}");
-        assert_eq!(td["registeredBy"], format!("arn:aws:iam::{}:user/alice", ALICE.account), "{name}");
+        assert_eq!(
+            td["registeredBy"],
+            format!("arn:aws:iam::{}:user/alice", ALICE.account),
+            "{name}"
+        );
     }
     assert_eq!(accepted, 60 - REJECTED.len(), "{}", problems.join("\n"));
-    assert!(problems.is_empty(), "{} corpus files misbehave over the wire:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} corpus files misbehave over the wire:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 
     // Every accepted file is listed once, and survives a restart unchanged.
-    let listed = support::list_all(&c, "ListTaskDefinitions", json!({}), "taskDefinitionArns").await;
+    let listed =
+        support::list_all(&c, "ListTaskDefinitions", json!({}), "taskDefinitionArns").await;
     assert_eq!(listed.len(), accepted);
     let before = snapshot(&c).await;
     let dir = server.data_dir.clone();
     let tmp = server.stop().await;
     let server = TestServer::start_in(dir).await;
-    assert_eq!(snapshot(&server.raw(&ALICE)).await, before, "the corpus did not survive a restart unchanged");
+    assert_eq!(
+        snapshot(&server.raw(&ALICE)).await,
+        before,
+        "the corpus did not survive a restart unchanged"
+    );
     drop(tmp);
 }
 
@@ -131,8 +184,13 @@ async fn every_corpus_file_registers_and_reads_back_or_is_rejected_clearly() {
 async fn a_second_registration_is_the_next_revision_with_the_same_content() {
     let server = TestServer::start().await;
     let c = server.raw(&ALICE);
-    let (_, bytes) = corpus().into_iter().find(|(n, _)| n.starts_with("042")).unwrap();
-    let one = send(&c, "RegisterTaskDefinition", bytes.clone()).await.json();
+    let (_, bytes) = corpus()
+        .into_iter()
+        .find(|(n, _)| n.starts_with("042"))
+        .unwrap();
+    let one = send(&c, "RegisterTaskDefinition", bytes.clone())
+        .await
+        .json();
     let two = send(&c, "RegisterTaskDefinition", bytes).await.json();
     assert_eq!(one["taskDefinition"]["revision"], 1);
     assert_eq!(two["taskDefinition"]["revision"], 2);

@@ -17,7 +17,10 @@ use support::{assert_error, assert_request_id, ok, send, send_json, snapshot, ta
 
 /// A request as an SDK builds it, not yet signed.
 fn request(endpoint: &str, target: Option<&str>, body: &[u8]) -> Request<Vec<u8>> {
-    let mut b = Request::builder().method("POST").uri(format!("{endpoint}/")).header("content-type", "application/x-amz-json-1.1");
+    let mut b = Request::builder()
+        .method("POST")
+        .uri(format!("{endpoint}/"))
+        .header("content-type", "application/x-amz-json-1.1");
     if let Some(t) = target {
         b = b.header("x-amz-target", t);
     }
@@ -27,7 +30,12 @@ fn request(endpoint: &str, target: Option<&str>, body: &[u8]) -> Request<Vec<u8>
 /// A cluster with a container instance, a task definition and tags, so that
 /// rejected writes have something to damage.
 async fn populate(c: &Client) {
-    ok(c, "CreateCluster", &json!({"clusterName": "prod", "tags": [{"key": "team", "value": "edge"}]})).await;
+    ok(
+        c,
+        "CreateCluster",
+        &json!({"clusterName": "prod", "tags": [{"key": "team", "value": "edge"}]}),
+    )
+    .await;
     ok(
         c,
         "RegisterTaskDefinition",
@@ -68,7 +76,13 @@ async fn an_empty_body_means_an_empty_object() {
     let c = server.raw(&ALICE);
     for body in [&b""[..], b"   \n", b"{}"] {
         let r = send(&c, "ListClusters", body.to_vec()).await;
-        assert_eq!(r.status, 200, "{:?}: {}", String::from_utf8_lossy(body), String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "{:?}: {}",
+            String::from_utf8_lossy(body),
+            String::from_utf8_lossy(&r.body)
+        );
         assert_eq!(r.json()["clusterArns"], json!([]));
     }
     // CreateCluster with no name creates `default`, as in ECS.
@@ -98,14 +112,27 @@ async fn malformed_json_is_a_serialization_exception() {
         let r = send(&c, "CreateCluster", body.to_vec()).await;
         assert_ne!(r.status, 500);
         if r.status != 400 || r.json()["__type"] != "SerializationException" {
-            wrong.push(format!("{:?} -> {} {}", String::from_utf8_lossy(body), r.status, String::from_utf8_lossy(&r.body)));
+            wrong.push(format!(
+                "{:?} -> {} {}",
+                String::from_utf8_lossy(body),
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            ));
             continue;
         }
         let message = assert_error(&r, 400, "SerializationException");
         assert!(message.contains("Could not read"), "{message}");
     }
-    assert!(wrong.is_empty(), "bodies that are not a JSON object were served:\n{}", wrong.join("\n"));
-    assert_eq!(snapshot(&c).await, before, "a malformed request changed the state");
+    assert!(
+        wrong.is_empty(),
+        "bodies that are not a JSON object were served:\n{}",
+        wrong.join("\n")
+    );
+    assert_eq!(
+        snapshot(&c).await,
+        before,
+        "a malformed request changed the state"
+    );
 }
 
 /// A body must be exactly one JSON object. serde would accept a struct
@@ -116,7 +143,12 @@ async fn a_body_that_is_not_exactly_one_json_object_is_rejected() {
     let server = TestServer::start().await;
     let c = server.raw(&ALICE);
     let before = snapshot(&c).await;
-    for body in [&b"[]"[..], b"[\"x\"]", b"{\"clusterName\": \"x\"} trailing", b"{\"clusterName\": \"y\"} {}"] {
+    for body in [
+        &b"[]"[..],
+        b"[\"x\"]",
+        b"{\"clusterName\": \"x\"} trailing",
+        b"{\"clusterName\": \"y\"} {}",
+    ] {
         let r = send(&c, "CreateCluster", body.to_vec()).await;
         assert_error(&r, 400, "SerializationException");
     }
@@ -130,15 +162,39 @@ async fn wrong_types_are_serialization_exceptions_naming_the_field() {
     populate(&c).await;
     let before = snapshot(&c).await;
     let cases: &[(&str, Value, &str)] = &[
-        ("RunTask", json!({"taskDefinition": "web", "cluster": "prod", "count": "x"}), "count"),
-        ("RunTask", json!({"taskDefinition": "web", "cluster": "prod", "count": 1.5}), "count"),
-        ("RunTask", json!({"taskDefinition": "web", "cluster": "prod", "count": 4294967297u64}), "count"),
+        (
+            "RunTask",
+            json!({"taskDefinition": "web", "cluster": "prod", "count": "x"}),
+            "count",
+        ),
+        (
+            "RunTask",
+            json!({"taskDefinition": "web", "cluster": "prod", "count": 1.5}),
+            "count",
+        ),
+        (
+            "RunTask",
+            json!({"taskDefinition": "web", "cluster": "prod", "count": 4294967297u64}),
+            "count",
+        ),
         ("ListClusters", json!({"maxResults": "10"}), "maxResults"),
         ("CreateCluster", json!({"clusterName": 7}), "clusterName"),
-        ("CreateCluster", json!({"clusterName": "x", "tags": {"team": "edge"}}), "tags"),
-        ("CreateCluster", json!({"clusterName": "x", "tags": [{"key": 1, "value": "v"}]}), "tags[0].key"),
+        (
+            "CreateCluster",
+            json!({"clusterName": "x", "tags": {"team": "edge"}}),
+            "tags",
+        ),
+        (
+            "CreateCluster",
+            json!({"clusterName": "x", "tags": [{"key": 1, "value": "v"}]}),
+            "tags[0].key",
+        ),
         ("DescribeClusters", json!({"clusters": "prod"}), "clusters"),
-        ("DescribeClusters", json!({"clusters": ["prod"], "include": ["NOPE"]}), "include[0]"),
+        (
+            "DescribeClusters",
+            json!({"clusters": ["prod"], "include": ["NOPE"]}),
+            "include[0]",
+        ),
         (
             "RegisterTaskDefinition",
             json!({"family": "web", "containerDefinitions": [{"name": "a", "image": "i", "memory": "64"}]}),
@@ -149,16 +205,35 @@ async fn wrong_types_are_serialization_exceptions_naming_the_field() {
             json!({"family": "web", "containerDefinitions": [{"name": "a", "image": "i", "memory": 64, "essential": "yes"}]}),
             "containerDefinitions[0].essential",
         ),
-        ("RegisterTaskDefinition", json!({"family": "web", "networkMode": "overlay", "containerDefinitions": []}), "networkMode"),
-        ("TagResource", json!({"resourceArn": ["x"], "tags": []}), "resourceArn"),
-        ("ListTasks", json!({"cluster": "prod", "desiredStatus": "SLEEPING"}), "desiredStatus"),
+        (
+            "RegisterTaskDefinition",
+            json!({"family": "web", "networkMode": "overlay", "containerDefinitions": []}),
+            "networkMode",
+        ),
+        (
+            "TagResource",
+            json!({"resourceArn": ["x"], "tags": []}),
+            "resourceArn",
+        ),
+        (
+            "ListTasks",
+            json!({"cluster": "prod", "desiredStatus": "SLEEPING"}),
+            "desiredStatus",
+        ),
     ];
     for (op, body, field) in cases {
         let r = send_json(&c, op, body).await;
         let message = assert_error(&r, 400, "SerializationException");
-        assert!(message.contains(field), "{op} {body}: message should name {field}: {message}");
+        assert!(
+            message.contains(field),
+            "{op} {body}: message should name {field}: {message}"
+        );
     }
-    assert_eq!(snapshot(&c).await, before, "a request of the wrong shape changed the state");
+    assert_eq!(
+        snapshot(&c).await,
+        before,
+        "a request of the wrong shape changed the state"
+    );
 }
 
 #[tokio::test]
@@ -230,19 +305,42 @@ async fn oversized_bodies_are_rejected_without_reading_them_as_json() {
         let body = String::from_utf8_lossy(&r.body[..r.body.len().min(300)]).to_string();
         assert_eq!(r.status, 413, "{size} bytes: {body}");
         // The answer is in the AWS shape, whatever layer refused it.
-        let v: Value = serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("{size} bytes: error body is not JSON: {body}"));
+        let v: Value = serde_json::from_slice(&r.body)
+            .unwrap_or_else(|_| panic!("{size} bytes: error body is not JSON: {body}"));
         assert_eq!(v["__type"], "ClientException", "{size} bytes: {body}");
-        assert_eq!(r.error_type.as_deref(), Some("ClientException"), "{size} bytes");
+        assert_eq!(
+            r.error_type.as_deref(),
+            Some("ClientException"),
+            "{size} bytes"
+        );
         assert_request_id(&r);
     }
     // Exactly at the limit is served (and here registers a definition).
     let r = send(&c, "RegisterTaskDefinition", padded(MIB)).await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body[..r.body.len().min(300)]));
-    ok(&c, "DeregisterTaskDefinition", &json!({"taskDefinition": "huge:1"})).await;
-    ok(&c, "DeleteTaskDefinitions", &json!({"taskDefinitions": ["huge:1"]})).await;
+    assert_eq!(
+        r.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&r.body[..r.body.len().min(300)])
+    );
+    ok(
+        &c,
+        "DeregisterTaskDefinition",
+        &json!({"taskDefinition": "huge:1"}),
+    )
+    .await;
+    ok(
+        &c,
+        "DeleteTaskDefinitions",
+        &json!({"taskDefinitions": ["huge:1"]}),
+    )
+    .await;
     let after = snapshot(&c).await;
     assert_eq!(after["clusters"], before["clusters"]);
-    assert_eq!(after["taskdefs ACTIVE"], before["taskdefs ACTIVE"], "oversized requests registered nothing");
+    assert_eq!(
+        after["taskdefs ACTIVE"], before["taskdefs ACTIVE"],
+        "oversized requests registered nothing"
+    );
 }
 
 /// Bodies well over the limit are refused in the AWS shape too, not with a
@@ -260,8 +358,12 @@ async fn far_oversized_bodies_are_rejected_in_the_aws_shape() {
 }
 
 fn assert_error_any_status(r: &flotilla_client::RawResponse, code: &str) -> String {
-    let v: Value = serde_json::from_slice(&r.body)
-        .unwrap_or_else(|_| panic!("error body is not JSON: {}", String::from_utf8_lossy(&r.body)));
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or_else(|_| {
+        panic!(
+            "error body is not JSON: {}",
+            String::from_utf8_lossy(&r.body)
+        )
+    });
     assert_eq!(v["__type"], code);
     assert_eq!(r.error_type.as_deref(), Some(code));
     assert_request_id(r);
@@ -280,12 +382,20 @@ async fn authentication_failures() {
     let body = br#"{"clusterName": "intruder"}"#;
 
     // No Authorization header and no presigned query.
-    let r = alice.send(request(&server.endpoint, Some(&create), body)).await.unwrap();
+    let r = alice
+        .send(request(&server.endpoint, Some(&create), body))
+        .await
+        .unwrap();
     let m = assert_error(&r, 400, "MissingAuthenticationTokenException");
     assert_eq!(m, "Missing Authentication Token");
 
     // A key nobody issued.
-    let stranger = Client::ecs(&server.endpoint, "AKIANOBODY0000000000", "whatever-secret", REGION);
+    let stranger = Client::ecs(
+        &server.endpoint,
+        "AKIANOBODY0000000000",
+        "whatever-secret",
+        REGION,
+    );
     let r = stranger.raw(&create, body.to_vec()).await.unwrap();
     assert_error(&r, 400, "UnrecognizedClientException");
 
@@ -305,7 +415,8 @@ async fn authentication_failures() {
     assert_error(&r, 400, "InvalidSignatureException");
     let mut req = request(&server.endpoint, Some(&create), body);
     alice.sign(&mut req, SystemTime::now()).unwrap();
-    req.headers_mut().insert("x-amz-target", target("DeleteCluster").parse().unwrap());
+    req.headers_mut()
+        .insert("x-amz-target", target("DeleteCluster").parse().unwrap());
     let r = alice.send(req).await.unwrap();
     assert_error(&r, 400, "InvalidSignatureException");
 
@@ -339,7 +450,10 @@ async fn authentication_failures() {
     }
 
     // Clock skew beyond 15 minutes, either way.
-    for (offset, words) in [(-20i64, "Signature expired"), (20, "Signature not yet current")] {
+    for (offset, words) in [
+        (-20i64, "Signature expired"),
+        (20, "Signature not yet current"),
+    ] {
         let at = if offset < 0 {
             SystemTime::now() - Duration::from_secs(60 * offset.unsigned_abs())
         } else {
@@ -354,12 +468,21 @@ async fn authentication_failures() {
     // Within the window is fine: 10 minutes off is accepted (and changes
     // nothing here, since ListClusters only reads).
     let mut req = request(&server.endpoint, Some(&target("ListClusters")), b"{}");
-    alice.sign(&mut req, SystemTime::now() - Duration::from_secs(600)).unwrap();
+    alice
+        .sign(&mut req, SystemTime::now() - Duration::from_secs(600))
+        .unwrap();
     assert_eq!(alice.send(req).await.unwrap().status, 200);
 
-    assert_eq!(snapshot(&alice).await, before, "an unauthenticated request changed the state");
+    assert_eq!(
+        snapshot(&alice).await,
+        before,
+        "an unauthenticated request changed the state"
+    );
     // And nothing reached Bob's account either.
-    assert_eq!(ok(&server.raw(&BOB), "ListClusters", &json!({})).await["clusterArns"], json!([]));
+    assert_eq!(
+        ok(&server.raw(&BOB), "ListClusters", &json!({})).await["clusterArns"],
+        json!([])
+    );
 }
 
 #[tokio::test]
@@ -369,7 +492,12 @@ async fn run_task_count_limits() {
     populate(&c).await;
     let before = snapshot(&c).await;
     for count in [0, 11, -1, 1000] {
-        let r = send_json(&c, "RunTask", &json!({"cluster": "prod", "taskDefinition": "web", "count": count})).await;
+        let r = send_json(
+            &c,
+            "RunTask",
+            &json!({"cluster": "prod", "taskDefinition": "web", "count": count}),
+        )
+        .await;
         let m = assert_error(&r, 400, "InvalidParameterException");
         assert!(m.contains("count"), "{m}");
     }
@@ -383,15 +511,24 @@ async fn batch_limits() {
     let server = TestServer::start().await;
     let c = server.raw(&ALICE);
     populate(&c).await;
-    let instance = ok(&c, "ListContainerInstances", &json!({"cluster": "prod"})).await["containerInstanceArns"][0]
+    let instance = ok(&c, "ListContainerInstances", &json!({"cluster": "prod"})).await
+        ["containerInstanceArns"][0]
         .as_str()
         .unwrap()
         .to_string();
     let before = snapshot(&c).await;
 
     let names = |n: usize, prefix: &str| (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
-    let tags = |n: usize| (0..n).map(|i| json!({"key": format!("k{i}"), "value": "v"})).collect::<Vec<_>>();
-    let attrs = |n: usize| (0..n).map(|i| json!({"name": format!("a{i}"), "value": "v", "targetId": instance})).collect::<Vec<_>>();
+    let tags = |n: usize| {
+        (0..n)
+            .map(|i| json!({"key": format!("k{i}"), "value": "v"}))
+            .collect::<Vec<_>>()
+    };
+    let attrs = |n: usize| {
+        (0..n)
+            .map(|i| json!({"name": format!("a{i}"), "value": "v", "targetId": instance}))
+            .collect::<Vec<_>>()
+    };
     let cluster_arn = format!("arn:aws:ecs:{REGION}:{}:cluster/prod", ALICE.account);
 
     // (operation, request at the limit (must be accepted), request over it, code, word in the message)
@@ -466,7 +603,13 @@ async fn batch_limits() {
             "InvalidParameterException",
             "maxResults",
         ),
-        ("ListClusters", json!({"maxResults": 1}), json!({"maxResults": 0}), "InvalidParameterException", "maxResults"),
+        (
+            "ListClusters",
+            json!({"maxResults": 1}),
+            json!({"maxResults": 0}),
+            "InvalidParameterException",
+            "maxResults",
+        ),
         (
             "ListTasks",
             json!({"cluster": "prod", "maxResults": 100}),
@@ -493,9 +636,16 @@ async fn batch_limits() {
     for (op, _, over, code, word) in &cases {
         let r = send_json(&c, op, over).await;
         let m = assert_error(&r, 400, code);
-        assert!(m.contains(word), "{op}: the message should name {word}: {m}");
+        assert!(
+            m.contains(word),
+            "{op}: the message should name {word}: {m}"
+        );
     }
-    assert_eq!(snapshot(&c).await, before, "a request over a limit changed the state");
+    assert_eq!(
+        snapshot(&c).await,
+        before,
+        "a request over a limit changed the state"
+    );
     for (op, at, _, _, _) in &cases {
         let r = send_json(&c, op, at).await;
         // At the limit the call is served: 200, or an error that is not about the limit.
@@ -503,7 +653,10 @@ async fn batch_limits() {
             let v = r.json();
             assert_ne!(r.status, 500, "{op}: {v}");
             assert!(
-                !v["message"].as_str().unwrap_or_default().contains("at most"),
+                !v["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("at most"),
                 "{op} at the limit was refused for the limit: {v}"
             );
         }
@@ -520,20 +673,52 @@ async fn rejected_writes_change_nothing() {
     let before = snapshot(&c).await;
     let alice_cluster = format!("arn:aws:ecs:{REGION}:{}:cluster/prod", ALICE.account);
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("CreateCluster", json!({"clusterName": "has space"}), "InvalidParameterException"),
-        ("CreateCluster", json!({"clusterName": "x".repeat(256)}), "InvalidParameterException"),
-        ("CreateCluster", json!({"clusterName": "ok", "tags": [{"key": "aws:x", "value": "v"}]}), "InvalidParameterException"),
+        (
+            "CreateCluster",
+            json!({"clusterName": "has space"}),
+            "InvalidParameterException",
+        ),
+        (
+            "CreateCluster",
+            json!({"clusterName": "x".repeat(256)}),
+            "InvalidParameterException",
+        ),
+        (
+            "CreateCluster",
+            json!({"clusterName": "ok", "tags": [{"key": "aws:x", "value": "v"}]}),
+            "InvalidParameterException",
+        ),
         (
             "CreateCluster",
             json!({"clusterName": "ok", "tags": [{"key": "a", "value": "1"}, {"key": "a", "value": "2"}]}),
             "InvalidParameterException",
         ),
-        ("DeleteCluster", json!({"cluster": "nope"}), "ClusterNotFoundException"),
-        ("DeleteCluster", json!({"cluster": "prod"}), "ClusterContainsContainerInstancesException"),
+        (
+            "DeleteCluster",
+            json!({"cluster": "nope"}),
+            "ClusterNotFoundException",
+        ),
+        (
+            "DeleteCluster",
+            json!({"cluster": "prod"}),
+            "ClusterContainsContainerInstancesException",
+        ),
         ("DeleteCluster", json!({}), "InvalidParameterException"),
-        ("UpdateClusterSettings", json!({"cluster": "prod", "settings": [{"name": "containerInsights", "value": "maybe"}]}), "InvalidParameterException"),
-        ("RegisterTaskDefinition", json!({"family": "web"}), "InvalidParameterException"),
-        ("RegisterTaskDefinition", json!({"family": "web", "containerDefinitions": []}), "ClientException"),
+        (
+            "UpdateClusterSettings",
+            json!({"cluster": "prod", "settings": [{"name": "containerInsights", "value": "maybe"}]}),
+            "InvalidParameterException",
+        ),
+        (
+            "RegisterTaskDefinition",
+            json!({"family": "web"}),
+            "InvalidParameterException",
+        ),
+        (
+            "RegisterTaskDefinition",
+            json!({"family": "web", "containerDefinitions": []}),
+            "ClientException",
+        ),
         (
             "RegisterTaskDefinition",
             json!({"family": "bad family", "containerDefinitions": [{"name": "a", "image": "i", "memory": 64}]}),
@@ -544,46 +729,147 @@ async fn rejected_writes_change_nothing() {
             json!({"family": "web", "containerDefinitions": [{"name": "a", "image": "i"}]}),
             "ClientException",
         ),
-        ("DeregisterTaskDefinition", json!({"taskDefinition": "web:9"}), "ClientException"),
-        ("DeregisterTaskDefinition", json!({"taskDefinition": "web:0"}), "ClientException"),
-        ("DeleteTaskDefinitions", json!({"taskDefinitions": []}), "InvalidParameterException"),
-        ("RunTask", json!({"cluster": "prod"}), "InvalidParameterException"),
-        ("RunTask", json!({"cluster": "prod", "taskDefinition": "nope"}), "ClientException"),
-        ("RunTask", json!({"cluster": "nope", "taskDefinition": "web"}), "ClusterNotFoundException"),
-        ("RunTask", json!({"cluster": "prod", "taskDefinition": "web", "launchType": "FARGATE"}), "InvalidParameterException"),
-        ("RunTask", json!({"cluster": "prod", "taskDefinition": "web", "startedBy": "has space"}), "InvalidParameterException"),
-        ("StopTask", json!({"cluster": "prod", "task": "nope"}), "InvalidParameterException"),
-        ("TagResource", json!({"resourceArn": "not-an-arn", "tags": [{"key": "a", "value": "b"}]}), "InvalidParameterException"),
+        (
+            "DeregisterTaskDefinition",
+            json!({"taskDefinition": "web:9"}),
+            "ClientException",
+        ),
+        (
+            "DeregisterTaskDefinition",
+            json!({"taskDefinition": "web:0"}),
+            "ClientException",
+        ),
+        (
+            "DeleteTaskDefinitions",
+            json!({"taskDefinitions": []}),
+            "InvalidParameterException",
+        ),
+        (
+            "RunTask",
+            json!({"cluster": "prod"}),
+            "InvalidParameterException",
+        ),
+        (
+            "RunTask",
+            json!({"cluster": "prod", "taskDefinition": "nope"}),
+            "ClientException",
+        ),
+        (
+            "RunTask",
+            json!({"cluster": "nope", "taskDefinition": "web"}),
+            "ClusterNotFoundException",
+        ),
+        (
+            "RunTask",
+            json!({"cluster": "prod", "taskDefinition": "web", "launchType": "FARGATE"}),
+            "InvalidParameterException",
+        ),
+        (
+            "RunTask",
+            json!({"cluster": "prod", "taskDefinition": "web", "startedBy": "x".repeat(129)}),
+            "InvalidParameterException",
+        ),
+        (
+            "StopTask",
+            json!({"cluster": "prod", "task": "nope"}),
+            "InvalidParameterException",
+        ),
+        (
+            "TagResource",
+            json!({"resourceArn": "not-an-arn", "tags": [{"key": "a", "value": "b"}]}),
+            "InvalidParameterException",
+        ),
         (
             "TagResource",
             json!({"resourceArn": format!("arn:aws:ecs:{REGION}:{}:cluster/nope", ALICE.account), "tags": [{"key": "a", "value": "b"}]}),
             "ResourceNotFoundException",
         ),
-        ("TagResource", json!({"resourceArn": alice_cluster, "tags": [{"key": "", "value": "b"}]}), "InvalidParameterException"),
-        ("UntagResource", json!({"resourceArn": format!("arn:aws:ecs:{REGION}:{}:cluster/nope", ALICE.account), "tagKeys": ["a"]}), "ResourceNotFoundException"),
-        ("PutAttributes", json!({"cluster": "prod", "attributes": [{"name": "a", "value": "b", "targetId": "nope"}]}), "TargetNotFoundException"),
-        ("PutAccountSetting", json!({"name": "containerInsights", "value": "maybe"}), "InvalidParameterException"),
-        ("PutAccountSettingDefault", json!({"name": "containerInsights"}), "InvalidParameterException"),
-        ("RegisterContainerInstance", json!({"cluster": "nope"}), "ClusterNotFoundException"),
-        ("DeregisterContainerInstance", json!({"cluster": "prod", "containerInstance": "nope"}), "InvalidParameterException"),
-        ("CreateService", json!({"cluster": "prod", "serviceName": "s", "taskDefinition": "nope", "desiredCount": 1}), "ClientException"),
-        ("CreateService", json!({"cluster": "prod", "serviceName": "s", "taskDefinition": "web", "desiredCount": -1}), "InvalidParameterException"),
-        ("UpdateService", json!({"cluster": "prod", "service": "nope", "desiredCount": 1}), "ServiceNotFoundException"),
-        ("DeleteService", json!({"cluster": "prod", "service": "nope"}), "ServiceNotFoundException"),
+        (
+            "TagResource",
+            json!({"resourceArn": alice_cluster, "tags": [{"key": "", "value": "b"}]}),
+            "InvalidParameterException",
+        ),
+        (
+            "UntagResource",
+            json!({"resourceArn": format!("arn:aws:ecs:{REGION}:{}:cluster/nope", ALICE.account), "tagKeys": ["a"]}),
+            "ResourceNotFoundException",
+        ),
+        (
+            "PutAttributes",
+            json!({"cluster": "prod", "attributes": [{"name": "a", "value": "b", "targetId": "nope"}]}),
+            "TargetNotFoundException",
+        ),
+        (
+            "PutAccountSetting",
+            json!({"name": "containerInsights", "value": "maybe"}),
+            "InvalidParameterException",
+        ),
+        (
+            "PutAccountSettingDefault",
+            json!({"name": "containerInsights"}),
+            "InvalidParameterException",
+        ),
+        (
+            "RegisterContainerInstance",
+            json!({"cluster": "nope"}),
+            "ClusterNotFoundException",
+        ),
+        (
+            "DeregisterContainerInstance",
+            json!({"cluster": "prod", "containerInstance": "nope"}),
+            "InvalidParameterException",
+        ),
+        (
+            "CreateService",
+            json!({"cluster": "prod", "serviceName": "s", "taskDefinition": "nope", "desiredCount": 1}),
+            "ClientException",
+        ),
+        (
+            "CreateService",
+            json!({"cluster": "prod", "serviceName": "s", "taskDefinition": "web", "desiredCount": -1}),
+            "InvalidParameterException",
+        ),
+        (
+            "UpdateService",
+            json!({"cluster": "prod", "service": "nope", "desiredCount": 1}),
+            "ServiceNotFoundException",
+        ),
+        (
+            "DeleteService",
+            json!({"cluster": "prod", "service": "nope"}),
+            "ServiceNotFoundException",
+        ),
     ];
     let mut wrong = Vec::new();
     for (op, body, code) in &cases {
         let r = send_json(&c, op, body).await;
-        assert_ne!(r.status, 500, "{op} {body}: {}", String::from_utf8_lossy(&r.body));
+        assert_ne!(
+            r.status,
+            500,
+            "{op} {body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         let v = r.json();
         if r.status != 400 || v["__type"] != *code || r.error_type.as_deref() != Some(code) {
-            wrong.push(format!("{op} {body}: expected 400 {code}, got {} {v} (X-Amzn-ErrorType {:?})", r.status, r.error_type));
+            wrong.push(format!(
+                "{op} {body}: expected 400 {code}, got {} {v} (X-Amzn-ErrorType {:?})",
+                r.status, r.error_type
+            ));
             continue;
         }
         assert_error(&r, 400, code);
     }
-    assert!(wrong.is_empty(), "{} requests answered wrongly:\n{}", wrong.len(), wrong.join("\n"));
-    assert_eq!(snapshot(&c).await, before, "a rejected request changed the state");
+    assert!(
+        wrong.is_empty(),
+        "{} requests answered wrongly:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(
+        snapshot(&c).await,
+        before,
+        "a rejected request changed the state"
+    );
 }
 
 /// Bob cannot reach Alice's objects even by their ARNs; his failures say
@@ -596,19 +882,47 @@ async fn another_account_cannot_touch_alices_objects() {
     populate(&alice).await;
     let before = snapshot(&alice).await;
     let cluster = format!("arn:aws:ecs:{REGION}:{}:cluster/prod", ALICE.account);
-    let td = format!("arn:aws:ecs:{REGION}:{}:task-definition/web:1", ALICE.account);
-    let instance = before["instances ".to_string() + &cluster]["containerInstances"][0]["containerInstanceArn"].as_str().unwrap().to_string();
+    let td = format!(
+        "arn:aws:ecs:{REGION}:{}:task-definition/web:1",
+        ALICE.account
+    );
+    let instance = before["instances ".to_string() + &cluster]["containerInstances"][0]
+        ["containerInstanceArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let writes: Vec<(&str, Value)> = vec![
         ("DeleteCluster", json!({"cluster": cluster})),
-        ("TagResource", json!({"resourceArn": cluster, "tags": [{"key": "owned", "value": "bob"}]})),
-        ("UntagResource", json!({"resourceArn": cluster, "tagKeys": ["team"]})),
-        ("TagResource", json!({"resourceArn": td, "tags": [{"key": "owned", "value": "bob"}]})),
+        (
+            "TagResource",
+            json!({"resourceArn": cluster, "tags": [{"key": "owned", "value": "bob"}]}),
+        ),
+        (
+            "UntagResource",
+            json!({"resourceArn": cluster, "tagKeys": ["team"]}),
+        ),
+        (
+            "TagResource",
+            json!({"resourceArn": td, "tags": [{"key": "owned", "value": "bob"}]}),
+        ),
         ("DeregisterTaskDefinition", json!({"taskDefinition": td})),
         ("RunTask", json!({"cluster": cluster, "taskDefinition": td})),
-        ("PutAttributes", json!({"cluster": cluster, "attributes": [{"name": "x", "value": "y", "targetId": instance}]})),
-        ("DeregisterContainerInstance", json!({"cluster": cluster, "containerInstance": instance, "force": true})),
-        ("UpdateContainerInstancesState", json!({"cluster": cluster, "containerInstances": [instance], "status": "DRAINING"})),
-        ("UpdateClusterSettings", json!({"cluster": cluster, "settings": [{"name": "containerInsights", "value": "enabled"}]})),
+        (
+            "PutAttributes",
+            json!({"cluster": cluster, "attributes": [{"name": "x", "value": "y", "targetId": instance}]}),
+        ),
+        (
+            "DeregisterContainerInstance",
+            json!({"cluster": cluster, "containerInstance": instance, "force": true}),
+        ),
+        (
+            "UpdateContainerInstancesState",
+            json!({"cluster": cluster, "containerInstances": [instance], "status": "DRAINING"}),
+        ),
+        (
+            "UpdateClusterSettings",
+            json!({"cluster": cluster, "settings": [{"name": "containerInsights", "value": "enabled"}]}),
+        ),
     ];
     for (op, body) in &writes {
         let r = send_json(&bob, op, body).await;
@@ -625,13 +939,17 @@ async fn another_account_cannot_touch_alices_objects() {
     ];
     for (op, body) in &reads {
         let r = send_json(&bob, op, body).await;
-        assert_eq!(r.status, 400, "Bob's {op} {body} was served: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            400,
+            "Bob's {op} {body} was served: {}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
     let d = ok(&bob, "DescribeClusters", &json!({"clusters": [cluster]})).await;
     assert_eq!(d["clusters"], json!([]));
     assert_eq!(d["failures"][0]["reason"], "MISSING");
     assert_eq!(snapshot(&alice).await, before, "Bob changed Alice's state");
-
 }
 
 /// The AWS SDK for Rust reads the code and message of these errors.
@@ -639,20 +957,44 @@ async fn another_account_cannot_touch_alices_objects() {
 async fn the_sdk_sees_the_codes() {
     let server = TestServer::start().await;
     let ecs = server.sdk(&ALICE);
-    let e = ecs.delete_cluster().cluster("nope").send().await.unwrap_err().into_service_error();
+    let e = ecs
+        .delete_cluster()
+        .cluster("nope")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
     assert!(e.is_cluster_not_found_exception(), "{e:?}");
     assert_eq!(e.meta().message(), Some("Cluster not found."));
-    let e = ecs.run_task().task_definition("web").count(11).send().await.unwrap_err().into_service_error();
+    let e = ecs
+        .run_task()
+        .task_definition("web")
+        .count(11)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
     assert!(e.is_invalid_parameter_exception(), "{e:?}");
     let bad = aws_sdk_ecs::Client::from_conf(
         aws_sdk_ecs::Config::builder()
             .behavior_version(aws_sdk_ecs::config::BehaviorVersion::latest())
             .endpoint_url(&server.endpoint)
             .region(aws_sdk_ecs::config::Region::new(REGION))
-            .credentials_provider(aws_sdk_ecs::config::Credentials::new(ALICE.access_key_id, "wrong", None, None, "test"))
+            .credentials_provider(aws_sdk_ecs::config::Credentials::new(
+                ALICE.access_key_id,
+                "wrong",
+                None,
+                None,
+                "test",
+            ))
             .build(),
     );
-    let e = bad.list_clusters().send().await.unwrap_err().into_service_error();
+    let e = bad
+        .list_clusters()
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
     assert_eq!(e.meta().code(), Some("InvalidSignatureException"));
 }
 
@@ -675,19 +1017,32 @@ async fn an_arn_of_another_account_never_reaches_the_callers_namesake() {
     for cluster in [&alice_cluster, &other_region] {
         let d = ok(&bob, "DescribeClusters", &json!({"clusters": [cluster]})).await;
         if d["clusters"] != json!([]) {
-            wrong.push(format!("DescribeClusters {cluster} described {}", d["clusters"][0]["clusterArn"]));
+            wrong.push(format!(
+                "DescribeClusters {cluster} described {}",
+                d["clusters"][0]["clusterArn"]
+            ));
         }
         for (op, body) in [
             ("ListTasks", json!({"cluster": cluster})),
             ("ListContainerInstances", json!({"cluster": cluster})),
             ("ListServices", json!({"cluster": cluster})),
-            ("RunTask", json!({"cluster": cluster, "taskDefinition": "web"})),
-            ("UpdateClusterSettings", json!({"cluster": cluster, "settings": [{"name": "containerInsights", "value": "enabled"}]})),
+            (
+                "RunTask",
+                json!({"cluster": cluster, "taskDefinition": "web"}),
+            ),
+            (
+                "UpdateClusterSettings",
+                json!({"cluster": cluster, "settings": [{"name": "containerInsights", "value": "enabled"}]}),
+            ),
             ("DeleteCluster", json!({"cluster": cluster})),
         ] {
             let r = send_json(&bob, op, &body).await;
             if r.status == 200 || r.json()["__type"] != "ClusterNotFoundException" {
-                wrong.push(format!("{op} {cluster}: {} {}", r.status, String::from_utf8_lossy(&r.body)));
+                wrong.push(format!(
+                    "{op} {cluster}: {} {}",
+                    r.status,
+                    String::from_utf8_lossy(&r.body)
+                ));
             }
         }
     }

@@ -4,8 +4,8 @@
 mod common;
 
 use aws_sdk_ecs::types::{
-    ClusterField, ContainerDefinition, ContainerInstanceStatus, KeyValuePair, PortMapping, Resource, SortOrder, Tag,
-    TaskDefinitionFamilyStatus, TaskDefinitionStatus,
+    ClusterField, ContainerDefinition, ContainerInstanceStatus, KeyValuePair, PortMapping,
+    Resource, SortOrder, Tag, TaskDefinitionFamilyStatus, TaskDefinitionStatus,
 };
 use common::{TestServer, ALICE, BOB};
 
@@ -15,8 +15,18 @@ fn container(name: &str) -> ContainerDefinition {
         .image("flotilla-test:latest")
         .memory(64)
         .essential(true)
-        .environment(KeyValuePair::builder().name("GREETING").value("hello").build())
-        .port_mappings(PortMapping::builder().container_port(8080).host_port(0).build())
+        .environment(
+            KeyValuePair::builder()
+                .name("GREETING")
+                .value("hello")
+                .build(),
+        )
+        .port_mappings(
+            PortMapping::builder()
+                .container_port(8080)
+                .host_port(0)
+                .build(),
+        )
         .build()
 }
 
@@ -35,10 +45,18 @@ async fn clusters_lifecycle() {
     let c = created.cluster.unwrap();
     assert_eq!(c.cluster_name(), Some("web"));
     assert_eq!(c.status(), Some("ACTIVE"));
-    assert_eq!(c.cluster_arn(), Some("arn:aws:ecs:us-east-1:111111111111:cluster/web"));
+    assert_eq!(
+        c.cluster_arn(),
+        Some("arn:aws:ecs:us-east-1:111111111111:cluster/web")
+    );
 
     // Idempotent: the same cluster comes back.
-    let again = ecs.create_cluster().cluster_name("web").send().await.unwrap();
+    let again = ecs
+        .create_cluster()
+        .cluster_name("web")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.cluster.unwrap().cluster_arn(), c.cluster_arn());
 
     let d = ecs
@@ -58,10 +76,18 @@ async fn clusters_lifecycle() {
     assert_eq!(web.settings()[0].value(), Some("disabled"));
     assert_eq!(d.failures().len(), 1);
     assert_eq!(d.failures()[0].reason(), Some("MISSING"));
-    assert_eq!(d.failures()[0].arn(), Some("arn:aws:ecs:us-east-1:111111111111:cluster/nope"));
+    assert_eq!(
+        d.failures()[0].arn(),
+        Some("arn:aws:ecs:us-east-1:111111111111:cluster/nope")
+    );
 
     // Without include, no tags.
-    let plain = ecs.describe_clusters().clusters("web").send().await.unwrap();
+    let plain = ecs
+        .describe_clusters()
+        .clusters("web")
+        .send()
+        .await
+        .unwrap();
     assert!(plain.clusters()[0].tags().is_empty());
 
     let updated = ecs
@@ -76,7 +102,10 @@ async fn clusters_lifecycle() {
         .send()
         .await
         .unwrap();
-    assert_eq!(updated.cluster.unwrap().settings()[0].value(), Some("enabled"));
+    assert_eq!(
+        updated.cluster.unwrap().settings()[0].value(),
+        Some("enabled")
+    );
 
     let bad = ecs
         .update_cluster_settings()
@@ -90,29 +119,59 @@ async fn clusters_lifecycle() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(bad.into_service_error().meta().code(), Some("InvalidParameterException"));
+    assert_eq!(
+        bad.into_service_error().meta().code(),
+        Some("InvalidParameterException")
+    );
 
     let list = ecs.list_clusters().send().await.unwrap();
-    assert_eq!(list.cluster_arns(), &["arn:aws:ecs:us-east-1:111111111111:cluster/web".to_string()]);
+    assert_eq!(
+        list.cluster_arns(),
+        &["arn:aws:ecs:us-east-1:111111111111:cluster/web".to_string()]
+    );
 
     let deleted = ecs.delete_cluster().cluster("web").send().await.unwrap();
     assert_eq!(deleted.cluster.unwrap().status(), Some("INACTIVE"));
-    let d = ecs.describe_clusters().clusters("web").send().await.unwrap();
+    let d = ecs
+        .describe_clusters()
+        .clusters("web")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(d.clusters()[0].status(), Some("INACTIVE"));
-    assert!(ecs.list_clusters().send().await.unwrap().cluster_arns().is_empty());
+    assert!(ecs
+        .list_clusters()
+        .send()
+        .await
+        .unwrap()
+        .cluster_arns()
+        .is_empty());
 
     // An INACTIVE cluster accepts no work.
     let err = ecs.list_tasks().cluster("web").send().await.unwrap_err();
-    assert_eq!(err.into_service_error().meta().code(), Some("ClusterNotFoundException"));
+    assert_eq!(
+        err.into_service_error().meta().code(),
+        Some("ClusterNotFoundException")
+    );
 }
 
 #[tokio::test]
 async fn invalid_cluster_name_is_rejected() {
     let server = TestServer::start().await;
-    let err = server.sdk(&ALICE).create_cluster().cluster_name("has space").send().await.unwrap_err();
+    let err = server
+        .sdk(&ALICE)
+        .create_cluster()
+        .cluster_name("has space")
+        .send()
+        .await
+        .unwrap_err();
     let err = err.into_service_error();
     assert_eq!(err.meta().code(), Some("InvalidParameterException"));
-    assert!(err.meta().message().unwrap().contains("letters"), "{:?}", err.meta().message());
+    assert!(
+        err.meta().message().unwrap().contains("letters"),
+        "{:?}",
+        err.meta().message()
+    );
 }
 
 #[tokio::test]
@@ -128,18 +187,35 @@ async fn task_definitions_revisions_and_lists() {
             .await
             .unwrap();
     }
-    let r = ecs.register_task_definition().family("worker").container_definitions(container("w")).send().await.unwrap();
+    let r = ecs
+        .register_task_definition()
+        .family("worker")
+        .container_definitions(container("w"))
+        .send()
+        .await
+        .unwrap();
     let td = r.task_definition.unwrap();
     assert_eq!(td.revision(), 1);
     assert_eq!(td.status(), Some(&TaskDefinitionStatus::Active));
-    assert_eq!(td.task_definition_arn(), Some("arn:aws:ecs:us-east-1:111111111111:task-definition/worker:1"));
+    assert_eq!(
+        td.task_definition_arn(),
+        Some("arn:aws:ecs:us-east-1:111111111111:task-definition/worker:1")
+    );
     assert!(td.registered_at().is_some());
-    assert_eq!(td.registered_by(), Some("arn:aws:iam::111111111111:user/alice"));
+    assert_eq!(
+        td.registered_by(),
+        Some("arn:aws:iam::111111111111:user/alice")
+    );
     let c = &td.container_definitions()[0];
     assert_eq!(c.environment()[0].value(), Some("hello"));
 
     // Latest revision by family; a given revision; by ARN; with tags.
-    let latest = ecs.describe_task_definition().task_definition("web").send().await.unwrap();
+    let latest = ecs
+        .describe_task_definition()
+        .task_definition("web")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(latest.task_definition.unwrap().revision(), 3);
     let two = ecs
         .describe_task_definition()
@@ -157,35 +233,101 @@ async fn task_definitions_revisions_and_lists() {
         .await
         .unwrap();
     assert_eq!(by_arn.task_definition.unwrap().revision(), 1);
-    let missing = ecs.describe_task_definition().task_definition("web:9").send().await.unwrap_err();
-    assert_eq!(missing.into_service_error().meta().code(), Some("ClientException"));
+    let missing = ecs
+        .describe_task_definition()
+        .task_definition("web:9")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        missing.into_service_error().meta().code(),
+        Some("ClientException")
+    );
 
-    let desc = ecs.list_task_definitions().sort(SortOrder::Desc).send().await.unwrap();
-    assert_eq!(desc.task_definition_arns()[0], "arn:aws:ecs:us-east-1:111111111111:task-definition/worker:1");
-    assert_eq!(desc.task_definition_arns()[1], "arn:aws:ecs:us-east-1:111111111111:task-definition/web:3");
-    let fam = ecs.list_task_definitions().family_prefix("web").send().await.unwrap();
+    let desc = ecs
+        .list_task_definitions()
+        .sort(SortOrder::Desc)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        desc.task_definition_arns()[0],
+        "arn:aws:ecs:us-east-1:111111111111:task-definition/worker:1"
+    );
+    assert_eq!(
+        desc.task_definition_arns()[1],
+        "arn:aws:ecs:us-east-1:111111111111:task-definition/web:3"
+    );
+    let fam = ecs
+        .list_task_definitions()
+        .family_prefix("web")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(fam.task_definition_arns().len(), 3);
 
     // Deregister: INACTIVE, out of the ACTIVE list, describable; then delete.
-    let d = ecs.deregister_task_definition().task_definition("web:1").send().await.unwrap();
-    assert_eq!(d.task_definition.unwrap().status(), Some(&TaskDefinitionStatus::Inactive));
-    let active = ecs.list_task_definitions().family_prefix("web").send().await.unwrap();
+    let d = ecs
+        .deregister_task_definition()
+        .task_definition("web:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        d.task_definition.unwrap().status(),
+        Some(&TaskDefinitionStatus::Inactive)
+    );
+    let active = ecs
+        .list_task_definitions()
+        .family_prefix("web")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(active.task_definition_arns().len(), 2);
-    let inactive = ecs.list_task_definitions().status(TaskDefinitionStatus::Inactive).send().await.unwrap();
-    assert_eq!(inactive.task_definition_arns(), &["arn:aws:ecs:us-east-1:111111111111:task-definition/web:1".to_string()]);
+    let inactive = ecs
+        .list_task_definitions()
+        .status(TaskDefinitionStatus::Inactive)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        inactive.task_definition_arns(),
+        &["arn:aws:ecs:us-east-1:111111111111:task-definition/web:1".to_string()]
+    );
 
-    let del = ecs.delete_task_definitions().task_definitions("web:1").task_definitions("web:2").send().await.unwrap();
+    let del = ecs
+        .delete_task_definitions()
+        .task_definitions("web:1")
+        .task_definitions("web:2")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(del.task_definitions().len(), 1);
-    assert_eq!(del.task_definitions()[0].status(), Some(&TaskDefinitionStatus::DeleteInProgress));
+    assert_eq!(
+        del.task_definitions()[0].status(),
+        Some(&TaskDefinitionStatus::DeleteInProgress)
+    );
     assert_eq!(del.failures().len(), 1, "web:2 is still ACTIVE");
 
     // Revision numbers are never reused after a delete.
-    let again = ecs.register_task_definition().family("web").container_definitions(container("app")).send().await.unwrap();
+    let again = ecs
+        .register_task_definition()
+        .family("web")
+        .container_definitions(container("app"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.task_definition.unwrap().revision(), 4);
 
     let fams = ecs.list_task_definition_families().send().await.unwrap();
     assert_eq!(fams.families(), &["web".to_string(), "worker".to_string()]);
-    let fams = ecs.list_task_definition_families().family_prefix("wo").status(TaskDefinitionFamilyStatus::Active).send().await.unwrap();
+    let fams = ecs
+        .list_task_definition_families()
+        .family_prefix("wo")
+        .status(TaskDefinitionFamilyStatus::Active)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(fams.families(), &["worker".to_string()]);
 }
 
@@ -203,7 +345,11 @@ async fn task_definition_rules_are_enforced() {
         .unwrap_err()
         .into_service_error();
     assert_eq!(err.meta().code(), Some("ClientException"));
-    assert!(err.meta().message().unwrap_or_default().contains("a"), "{:?}", err.meta().message());
+    assert!(
+        err.meta().message().unwrap_or_default().contains("a"),
+        "{:?}",
+        err.meta().message()
+    );
     // Nothing was registered.
     let list = ecs.list_task_definitions().send().await.unwrap();
     assert!(list.task_definition_arns().is_empty());
@@ -214,13 +360,23 @@ async fn pagination_walks_more_than_100_items() {
     let server = TestServer::start().await;
     let ecs = server.sdk(&ALICE);
     for i in 0..130 {
-        ecs.create_cluster().cluster_name(format!("c{i:03}")).send().await.unwrap();
+        ecs.create_cluster()
+            .cluster_name(format!("c{i:03}"))
+            .send()
+            .await
+            .unwrap();
     }
     let mut seen = Vec::new();
     let mut token = None;
     let mut pages = 0;
     loop {
-        let page = ecs.list_clusters().max_results(40).set_next_token(token.clone()).send().await.unwrap();
+        let page = ecs
+            .list_clusters()
+            .max_results(40)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .unwrap();
         pages += 1;
         seen.extend(page.cluster_arns().iter().cloned());
         token = page.next_token().map(str::to_string);
@@ -236,13 +392,35 @@ async fn pagination_walks_more_than_100_items() {
     assert_eq!(sorted.len(), 130, "no duplicates across pages");
 
     // The SDK's own paginator sees the same.
-    let all: Vec<_> = ecs.list_clusters().into_paginator().items().send().collect::<Vec<_>>().await;
+    let all: Vec<_> = ecs
+        .list_clusters()
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Vec<_>>()
+        .await;
     assert_eq!(all.len(), 130);
 
-    let bad = ecs.list_clusters().max_results(101).send().await.unwrap_err();
-    assert_eq!(bad.into_service_error().meta().code(), Some("InvalidParameterException"));
-    let bad = ecs.list_clusters().next_token("%%%").send().await.unwrap_err();
-    assert_eq!(bad.into_service_error().meta().code(), Some("InvalidParameterException"));
+    let bad = ecs
+        .list_clusters()
+        .max_results(101)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad.into_service_error().meta().code(),
+        Some("InvalidParameterException")
+    );
+    let bad = ecs
+        .list_clusters()
+        .next_token("%%%")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad.into_service_error().meta().code(),
+        Some("InvalidParameterException")
+    );
 }
 
 #[tokio::test]
@@ -250,17 +428,49 @@ async fn accounts_are_isolated() {
     let server = TestServer::start().await;
     let alice = server.sdk(&ALICE);
     let bob = server.sdk(&BOB);
-    alice.create_cluster().cluster_name("shared-name").send().await.unwrap();
-    alice.register_task_definition().family("secret").container_definitions(container("a")).send().await.unwrap();
+    alice
+        .create_cluster()
+        .cluster_name("shared-name")
+        .send()
+        .await
+        .unwrap();
+    alice
+        .register_task_definition()
+        .family("secret")
+        .container_definitions(container("a"))
+        .send()
+        .await
+        .unwrap();
 
-    assert!(bob.list_clusters().send().await.unwrap().cluster_arns().is_empty());
-    let d = bob.describe_clusters().clusters("shared-name").send().await.unwrap();
+    assert!(bob
+        .list_clusters()
+        .send()
+        .await
+        .unwrap()
+        .cluster_arns()
+        .is_empty());
+    let d = bob
+        .describe_clusters()
+        .clusters("shared-name")
+        .send()
+        .await
+        .unwrap();
     assert!(d.clusters().is_empty());
     assert_eq!(d.failures()[0].reason(), Some("MISSING"));
     // Even by Alice's ARN.
-    let d = bob.describe_clusters().clusters("arn:aws:ecs:us-east-1:111111111111:cluster/shared-name").send().await.unwrap();
+    let d = bob
+        .describe_clusters()
+        .clusters("arn:aws:ecs:us-east-1:111111111111:cluster/shared-name")
+        .send()
+        .await
+        .unwrap();
     assert!(d.clusters().is_empty());
-    assert!(bob.describe_task_definition().task_definition("secret").send().await.is_err());
+    assert!(bob
+        .describe_task_definition()
+        .task_definition("secret")
+        .send()
+        .await
+        .is_err());
     assert!(bob
         .list_tags_for_resource()
         .resource_arn("arn:aws:ecs:us-east-1:111111111111:cluster/shared-name")
@@ -269,25 +479,70 @@ async fn accounts_are_isolated() {
         .is_err());
 
     // Bob's own cluster of the same name is his own.
-    let b = bob.create_cluster().cluster_name("shared-name").send().await.unwrap();
-    assert_eq!(b.cluster.unwrap().cluster_arn(), Some("arn:aws:ecs:us-east-1:222222222222:cluster/shared-name"));
-    assert_eq!(alice.list_clusters().send().await.unwrap().cluster_arns().len(), 1);
+    let b = bob
+        .create_cluster()
+        .cluster_name("shared-name")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        b.cluster.unwrap().cluster_arn(),
+        Some("arn:aws:ecs:us-east-1:222222222222:cluster/shared-name")
+    );
+    assert_eq!(
+        alice
+            .list_clusters()
+            .send()
+            .await
+            .unwrap()
+            .cluster_arns()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn container_instances_attributes_and_state() {
     let server = TestServer::start().await;
     let ecs = server.sdk(&ALICE);
-    ecs.create_cluster().cluster_name("hosts").send().await.unwrap();
+    ecs.create_cluster()
+        .cluster_name("hosts")
+        .send()
+        .await
+        .unwrap();
     let doc = r#"{"instanceId":"i-0123456789abcdef0","availabilityZone":"us-east-1b","instanceType":"m5.large","region":"us-east-1"}"#;
     let reg = ecs
         .register_container_instance()
         .cluster("hosts")
         .instance_identity_document(doc)
-        .total_resources(Resource::builder().name("CPU").r#type("INTEGER").integer_value(2048).build())
-        .total_resources(Resource::builder().name("MEMORY").r#type("INTEGER").integer_value(4096).build())
-        .total_resources(Resource::builder().name("PORTS").r#type("STRINGSET").string_set_value("22").build())
-        .attributes(aws_sdk_ecs::types::Attribute::builder().name("ecs.os-type").value("linux").build().unwrap())
+        .total_resources(
+            Resource::builder()
+                .name("CPU")
+                .r#type("INTEGER")
+                .integer_value(2048)
+                .build(),
+        )
+        .total_resources(
+            Resource::builder()
+                .name("MEMORY")
+                .r#type("INTEGER")
+                .integer_value(4096)
+                .build(),
+        )
+        .total_resources(
+            Resource::builder()
+                .name("PORTS")
+                .r#type("STRINGSET")
+                .string_set_value("22")
+                .build(),
+        )
+        .attributes(
+            aws_sdk_ecs::types::Attribute::builder()
+                .name("ecs.os-type")
+                .value("linux")
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
@@ -295,9 +550,17 @@ async fn container_instances_attributes_and_state() {
     let arn = ci.container_instance_arn().unwrap().to_string();
     assert_eq!(ci.ec2_instance_id(), Some("i-0123456789abcdef0"));
     assert_eq!(ci.status(), Some("ACTIVE"));
-    let az = ci.attributes().iter().find(|a| a.name() == "ecs.availability-zone").unwrap();
+    let az = ci
+        .attributes()
+        .iter()
+        .find(|a| a.name() == "ecs.availability-zone")
+        .unwrap();
     assert_eq!(az.value(), Some("us-east-1b"));
-    let cpu = ci.remaining_resources().iter().find(|r| r.name() == Some("CPU")).unwrap();
+    let cpu = ci
+        .remaining_resources()
+        .iter()
+        .find(|r| r.name() == Some("CPU"))
+        .unwrap();
     assert_eq!(cpu.integer_value(), 2048);
 
     // Same EC2 instance registering again gets the same container instance.
@@ -308,11 +571,21 @@ async fn container_instances_attributes_and_state() {
         .send()
         .await
         .unwrap();
-    assert_eq!(again.container_instance.unwrap().container_instance_arn(), Some(arn.as_str()));
+    assert_eq!(
+        again.container_instance.unwrap().container_instance_arn(),
+        Some(arn.as_str())
+    );
 
     ecs.put_attributes()
         .cluster("hosts")
-        .attributes(aws_sdk_ecs::types::Attribute::builder().name("stack").value("prod").target_id(&arn).build().unwrap())
+        .attributes(
+            aws_sdk_ecs::types::Attribute::builder()
+                .name("stack")
+                .value("prod")
+                .target_id(&arn)
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
@@ -329,14 +602,30 @@ async fn container_instances_attributes_and_state() {
     let missing_target = ecs
         .put_attributes()
         .cluster("hosts")
-        .attributes(aws_sdk_ecs::types::Attribute::builder().name("x").value("y").target_id("nope").build().unwrap())
+        .attributes(
+            aws_sdk_ecs::types::Attribute::builder()
+                .name("x")
+                .value("y")
+                .target_id("nope")
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap_err();
-    assert_eq!(missing_target.into_service_error().meta().code(), Some("TargetNotFoundException"));
+    assert_eq!(
+        missing_target.into_service_error().meta().code(),
+        Some("TargetNotFoundException")
+    );
     ecs.delete_attributes()
         .cluster("hosts")
-        .attributes(aws_sdk_ecs::types::Attribute::builder().name("stack").target_id(&arn).build().unwrap())
+        .attributes(
+            aws_sdk_ecs::types::Attribute::builder()
+                .name("stack")
+                .target_id(&arn)
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
@@ -359,18 +648,51 @@ async fn container_instances_attributes_and_state() {
         .await
         .unwrap();
     assert_eq!(drained.container_instances()[0].status(), Some("DRAINING"));
-    let listed = ecs.list_container_instances().cluster("hosts").status(ContainerInstanceStatus::Draining).send().await.unwrap();
+    let listed = ecs
+        .list_container_instances()
+        .cluster("hosts")
+        .status(ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(listed.container_instance_arns(), &[arn.clone()]);
-    let listed = ecs.list_container_instances().cluster("hosts").status(ContainerInstanceStatus::Active).send().await.unwrap();
+    let listed = ecs
+        .list_container_instances()
+        .cluster("hosts")
+        .status(ContainerInstanceStatus::Active)
+        .send()
+        .await
+        .unwrap();
     assert!(listed.container_instance_arns().is_empty());
 
     // A cluster with instances cannot be deleted.
-    let err = ecs.delete_cluster().cluster("hosts").send().await.unwrap_err();
-    assert_eq!(err.into_service_error().meta().code(), Some("ClusterContainsContainerInstancesException"));
+    let err = ecs
+        .delete_cluster()
+        .cluster("hosts")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.into_service_error().meta().code(),
+        Some("ClusterContainsContainerInstancesException")
+    );
 
-    let dereg = ecs.deregister_container_instance().cluster("hosts").container_instance(&arn).send().await.unwrap();
+    let dereg = ecs
+        .deregister_container_instance()
+        .cluster("hosts")
+        .container_instance(&arn)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(dereg.container_instance.unwrap().status(), Some("INACTIVE"));
-    let d = ecs.describe_container_instances().cluster("hosts").container_instances(&arn).container_instances("gone").send().await.unwrap();
+    let d = ecs
+        .describe_container_instances()
+        .cluster("hosts")
+        .container_instances(&arn)
+        .container_instances("gone")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(d.container_instances()[0].status(), Some("INACTIVE"));
     assert_eq!(d.failures()[0].reason(), Some("MISSING"));
     ecs.delete_cluster().cluster("hosts").send().await.unwrap();
@@ -380,9 +702,25 @@ async fn container_instances_attributes_and_state() {
 async fn tags_on_every_resource() {
     let server = TestServer::start().await;
     let ecs = server.sdk(&ALICE);
-    let c = ecs.create_cluster().cluster_name("t").send().await.unwrap().cluster.unwrap();
-    let td = ecs.register_task_definition().family("f").container_definitions(container("a")).send().await.unwrap();
-    for arn in [c.cluster_arn().unwrap(), td.task_definition.unwrap().task_definition_arn().unwrap()] {
+    let c = ecs
+        .create_cluster()
+        .cluster_name("t")
+        .send()
+        .await
+        .unwrap()
+        .cluster
+        .unwrap();
+    let td = ecs
+        .register_task_definition()
+        .family("f")
+        .container_definitions(container("a"))
+        .send()
+        .await
+        .unwrap();
+    for arn in [
+        c.cluster_arn().unwrap(),
+        td.task_definition.unwrap().task_definition_arn().unwrap(),
+    ] {
         ecs.tag_resource()
             .resource_arn(arn)
             .tags(Tag::builder().key("a").value("1").build())
@@ -390,8 +728,18 @@ async fn tags_on_every_resource() {
             .send()
             .await
             .unwrap();
-        ecs.untag_resource().resource_arn(arn).tag_keys("a").send().await.unwrap();
-        let tags = ecs.list_tags_for_resource().resource_arn(arn).send().await.unwrap();
+        ecs.untag_resource()
+            .resource_arn(arn)
+            .tag_keys("a")
+            .send()
+            .await
+            .unwrap();
+        let tags = ecs
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(tags.tags().len(), 1, "{arn}");
         assert_eq!(tags.tags()[0].key(), Some("b"));
     }
@@ -402,9 +750,20 @@ async fn tags_on_every_resource() {
         .send()
         .await
         .unwrap_err();
-    assert_eq!(err.into_service_error().meta().code(), Some("InvalidParameterException"));
-    let err = ecs.list_tags_for_resource().resource_arn("arn:aws:ecs:us-east-1:111111111111:cluster/none").send().await.unwrap_err();
-    assert_eq!(err.into_service_error().meta().code(), Some("ResourceNotFoundException"));
+    assert_eq!(
+        err.into_service_error().meta().code(),
+        Some("InvalidParameterException")
+    );
+    let err = ecs
+        .list_tags_for_resource()
+        .resource_arn("arn:aws:ecs:us-east-1:111111111111:cluster/none")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.into_service_error().meta().code(),
+        Some("ResourceNotFoundException")
+    );
 }
 
 #[tokio::test]
@@ -412,18 +771,68 @@ async fn account_settings() {
     let server = TestServer::start().await;
     let ecs = server.sdk(&ALICE);
     use aws_sdk_ecs::types::SettingName;
-    ecs.put_account_setting_default().name(SettingName::ContainerInsights).value("enabled").send().await.unwrap();
-    let eff = ecs.list_account_settings().effective_settings(true).name(SettingName::ContainerInsights).send().await.unwrap();
+    ecs.put_account_setting_default()
+        .name(SettingName::ContainerInsights)
+        .value("enabled")
+        .send()
+        .await
+        .unwrap();
+    let eff = ecs
+        .list_account_settings()
+        .effective_settings(true)
+        .name(SettingName::ContainerInsights)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(eff.settings()[0].value(), Some("enabled"));
-    ecs.put_account_setting().name(SettingName::ContainerInsights).value("disabled").send().await.unwrap();
-    let eff = ecs.list_account_settings().effective_settings(true).name(SettingName::ContainerInsights).send().await.unwrap();
-    assert_eq!(eff.settings()[0].value(), Some("disabled"), "the principal's own setting wins");
-    ecs.delete_account_setting().name(SettingName::ContainerInsights).send().await.unwrap();
-    let eff = ecs.list_account_settings().effective_settings(true).name(SettingName::ContainerInsights).send().await.unwrap();
+    ecs.put_account_setting()
+        .name(SettingName::ContainerInsights)
+        .value("disabled")
+        .send()
+        .await
+        .unwrap();
+    let eff = ecs
+        .list_account_settings()
+        .effective_settings(true)
+        .name(SettingName::ContainerInsights)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        eff.settings()[0].value(),
+        Some("disabled"),
+        "the principal's own setting wins"
+    );
+    ecs.delete_account_setting()
+        .name(SettingName::ContainerInsights)
+        .send()
+        .await
+        .unwrap();
+    let eff = ecs
+        .list_account_settings()
+        .effective_settings(true)
+        .name(SettingName::ContainerInsights)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(eff.settings()[0].value(), Some("enabled"));
-    let bad = ecs.put_account_setting().name(SettingName::ContainerInsights).value("maybe").send().await.unwrap_err();
-    assert_eq!(bad.into_service_error().meta().code(), Some("InvalidParameterException"));
-    let all = ecs.list_account_settings().effective_settings(true).send().await.unwrap();
+    let bad = ecs
+        .put_account_setting()
+        .name(SettingName::ContainerInsights)
+        .value("maybe")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad.into_service_error().meta().code(),
+        Some("InvalidParameterException")
+    );
+    let all = ecs
+        .list_account_settings()
+        .effective_settings(true)
+        .send()
+        .await
+        .unwrap();
     assert!(all.settings().len() >= 5);
 }
 
@@ -432,17 +841,46 @@ async fn state_survives_restart() {
     let server = TestServer::start().await;
     let dir = server.data_dir.clone();
     let ecs = server.sdk(&ALICE);
-    ecs.create_cluster().cluster_name("keep").send().await.unwrap();
-    ecs.register_task_definition().family("keep").container_definitions(container("a")).send().await.unwrap();
-    ecs.register_task_definition().family("keep").container_definitions(container("a")).send().await.unwrap();
+    ecs.create_cluster()
+        .cluster_name("keep")
+        .send()
+        .await
+        .unwrap();
+    ecs.register_task_definition()
+        .family("keep")
+        .container_definitions(container("a"))
+        .send()
+        .await
+        .unwrap();
+    ecs.register_task_definition()
+        .family("keep")
+        .container_definitions(container("a"))
+        .send()
+        .await
+        .unwrap();
     let tmp = server.stop().await;
 
     let server = TestServer::start_in(dir).await;
     let ecs = server.sdk(&ALICE);
-    let d = ecs.describe_clusters().clusters("keep").send().await.unwrap();
+    let d = ecs
+        .describe_clusters()
+        .clusters("keep")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(d.clusters()[0].status(), Some("ACTIVE"));
-    let td = ecs.register_task_definition().family("keep").container_definitions(container("a")).send().await.unwrap();
-    assert_eq!(td.task_definition.unwrap().revision(), 3, "revision numbers continue after a restart");
+    let td = ecs
+        .register_task_definition()
+        .family("keep")
+        .container_definitions(container("a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        td.task_definition.unwrap().revision(),
+        3,
+        "revision numbers continue after a restart"
+    );
     drop(tmp);
 }
 
@@ -450,14 +888,42 @@ async fn register_host(ecs: &aws_sdk_ecs::Client, cluster: &str, az: &str, itype
     let r = ecs
         .register_container_instance()
         .cluster(cluster)
-        .total_resources(Resource::builder().name("CPU").r#type("INTEGER").integer_value(1024).build())
-        .total_resources(Resource::builder().name("MEMORY").r#type("INTEGER").integer_value(2048).build())
-        .attributes(aws_sdk_ecs::types::Attribute::builder().name("ecs.availability-zone").value(az).build().unwrap())
-        .attributes(aws_sdk_ecs::types::Attribute::builder().name("ecs.instance-type").value(itype).build().unwrap())
+        .total_resources(
+            Resource::builder()
+                .name("CPU")
+                .r#type("INTEGER")
+                .integer_value(1024)
+                .build(),
+        )
+        .total_resources(
+            Resource::builder()
+                .name("MEMORY")
+                .r#type("INTEGER")
+                .integer_value(2048)
+                .build(),
+        )
+        .attributes(
+            aws_sdk_ecs::types::Attribute::builder()
+                .name("ecs.availability-zone")
+                .value(az)
+                .build()
+                .unwrap(),
+        )
+        .attributes(
+            aws_sdk_ecs::types::Attribute::builder()
+                .name("ecs.instance-type")
+                .value(itype)
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
-    r.container_instance.unwrap().container_instance_arn().unwrap().to_string()
+    r.container_instance
+        .unwrap()
+        .container_instance_arn()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test]
@@ -471,7 +937,15 @@ async fn list_container_instances_filter_speaks_the_cluster_query_language() {
     let list = |f: &'static str| {
         let ecs = ecs.clone();
         async move {
-            let mut v = ecs.list_container_instances().cluster("q").filter(f).send().await.unwrap().container_instance_arns().to_vec();
+            let mut v = ecs
+                .list_container_instances()
+                .cluster("q")
+                .filter(f)
+                .send()
+                .await
+                .unwrap()
+                .container_instance_arns()
+                .to_vec();
             v.sort();
             v
         }
@@ -479,12 +953,31 @@ async fn list_container_instances_filter_speaks_the_cluster_query_language() {
     let mut t3 = vec![a.clone(), c.clone()];
     t3.sort();
     assert_eq!(list("attribute:ecs.instance-type =~ t3.*").await, t3);
-    assert_eq!(list("attribute:ecs.availability-zone in [us-east-1b]").await, vec![b.clone()]);
-    assert_eq!(list("not(attribute:ecs.instance-type =~ t3.*) and agentConnected == false").await, vec![b.clone()]);
-    let err = ecs.list_container_instances().cluster("q").filter("attribute:ecs.instance-type ==").send().await.unwrap_err();
+    assert_eq!(
+        list("attribute:ecs.availability-zone in [us-east-1b]").await,
+        vec![b.clone()]
+    );
+    assert_eq!(
+        list("not(attribute:ecs.instance-type =~ t3.*) and agentConnected == false").await,
+        vec![b.clone()]
+    );
+    let err = ecs
+        .list_container_instances()
+        .cluster("q")
+        .filter("attribute:ecs.instance-type ==")
+        .send()
+        .await
+        .unwrap_err();
     let err = err.into_service_error();
     assert_eq!(err.meta().code(), Some("InvalidParameterException"));
-    assert!(err.meta().message().unwrap_or_default().contains("position"), "{:?}", err.meta().message());
+    assert!(
+        err.meta()
+            .message()
+            .unwrap_or_default()
+            .contains("position"),
+        "{:?}",
+        err.meta().message()
+    );
 }
 
 #[tokio::test]
@@ -493,20 +986,60 @@ async fn agent_calls_and_cluster_deletion_guards() {
     let ecs = server.sdk(&ALICE);
     ecs.create_cluster().cluster_name("g").send().await.unwrap();
     let host = register_host(&ecs, "g", "us-east-1a", "t3.small").await;
-    let poll = ecs.discover_poll_endpoint().cluster("g").container_instance(&host).send().await.unwrap();
+    let poll = ecs
+        .discover_poll_endpoint()
+        .cluster("g")
+        .container_instance(&host)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(poll.endpoint(), Some(server.endpoint.as_str()));
 
     // StartTask names the instance; with no agent connected there, placement says so.
-    ecs.register_task_definition().family("job").container_definitions(container("app")).send().await.unwrap();
-    let started = ecs.start_task().cluster("g").task_definition("job").container_instances(&host).send().await.unwrap();
+    ecs.register_task_definition()
+        .family("job")
+        .container_definitions(container("app"))
+        .send()
+        .await
+        .unwrap();
+    let started = ecs
+        .start_task()
+        .cluster("g")
+        .task_definition("job")
+        .container_instances(&host)
+        .send()
+        .await
+        .unwrap();
     assert!(started.tasks().is_empty());
     assert_eq!(started.failures()[0].reason(), Some("AGENT"));
 
     // A service blocks deletion of its cluster.
-    ecs.create_service().cluster("g").service_name("s").task_definition("job").desired_count(0).send().await.unwrap();
-    ecs.deregister_container_instance().cluster("g").container_instance(&host).force(true).send().await.unwrap();
+    ecs.create_service()
+        .cluster("g")
+        .service_name("s")
+        .task_definition("job")
+        .desired_count(0)
+        .send()
+        .await
+        .unwrap();
+    ecs.deregister_container_instance()
+        .cluster("g")
+        .container_instance(&host)
+        .force(true)
+        .send()
+        .await
+        .unwrap();
     let err = ecs.delete_cluster().cluster("g").send().await.unwrap_err();
-    assert_eq!(err.into_service_error().meta().code(), Some("ClusterContainsServicesException"));
-    let s = ecs.delete_service().cluster("g").service("s").send().await.unwrap();
+    assert_eq!(
+        err.into_service_error().meta().code(),
+        Some("ClusterContainsServicesException")
+    );
+    let s = ecs
+        .delete_service()
+        .cluster("g")
+        .service("s")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(s.service.unwrap().status(), Some("DRAINING"));
 }

@@ -28,7 +28,10 @@ use futures_util::StreamExt;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// CPU seconds (user and system) this process has used so far: the control
@@ -38,15 +41,28 @@ fn cpu_seconds() -> f64 {
     // counted after the parenthesised command name.
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: f64 = after_name.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<f64>().ok()).sum();
+    let ticks: f64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<f64>().ok())
+        .sum();
     ticks / 100.0
 }
 
 fn peak_rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
         .map_or(0, |kb| kb / 1024)
 }
 
@@ -57,18 +73,38 @@ async fn host_process() {
     let endpoint = std::env::var("FLOTILLA_CHILD_ENDPOINT").expect("endpoint");
     let hosts = env("FLOTILLA_CHILD_HOSTS", 0);
     let first = env("FLOTILLA_CHILD_FIRST", 0);
-    let client = Client::ecs(&endpoint, "AKIABENCH00000000001", "bench-secret", "us-east-1");
+    let client = Client::ecs(
+        &endpoint,
+        "AKIABENCH00000000001",
+        "bench-secret",
+        "us-east-1",
+    );
     // Zones continue across processes: host i is in zone i % 3.
-    let zones: Vec<String> = (0..3).map(|z| format!("us-east-1{}", ["a", "b", "c"][(first + z) % 3])).collect();
+    let zones: Vec<String> = (0..3)
+        .map(|z| format!("us-east-1{}", ["a", "b", "c"][(first + z) % 3]))
+        .collect();
     let template = HostSpec::new("default", 16 * 1024, 64 * 1024);
-    let agents = start_hosts(&client, &template, hosts, &zones, &Behaviour::default(), |_, _| {}).await.expect("hosts");
+    let agents = start_hosts(
+        &client,
+        &template,
+        hosts,
+        &zones,
+        &Behaviour::default(),
+        |_, _| {},
+    )
+    .await
+    .expect("hosts");
     println!("ready");
     std::future::pending::<()>().await;
     drop(agents);
 }
 
 /// Starts the hosts in child processes and returns once all are connected.
-async fn spawn_hosts(endpoint: &str, hosts: usize, per_process: usize) -> Vec<tokio::process::Child> {
+async fn spawn_hosts(
+    endpoint: &str,
+    hosts: usize,
+    per_process: usize,
+) -> Vec<tokio::process::Child> {
     let exe = std::env::current_exe().expect("bench binary");
     let mut children = Vec::new();
     let mut first = 0;
@@ -90,8 +126,14 @@ async fn spawn_hosts(endpoint: &str, hosts: usize, per_process: usize) -> Vec<to
     for child in &mut children {
         let out = child.stdout.take().expect("stdout");
         let mut line = String::new();
-        tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(out), &mut line).await.expect("ready");
-        assert_eq!(line.trim(), "ready", "a host process failed to start its hosts");
+        tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(out), &mut line)
+            .await
+            .expect("ready");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "a host process failed to start its hosts"
+        );
     }
     children
 }
@@ -101,8 +143,16 @@ async fn count_instances(client: &Client, filter: &str) -> usize {
     let mut count = 0;
     let mut token = None;
     loop {
-        let req = ecs::ListContainerInstancesRequest { filter: Some(filter.into()), next_token: token, max_results: Some(100), ..Default::default() };
-        let page: ecs::ListContainerInstancesResponse = client.call("ListContainerInstances", &req).await.expect("list instances");
+        let req = ecs::ListContainerInstancesRequest {
+            filter: Some(filter.into()),
+            next_token: token,
+            max_results: Some(100),
+            ..Default::default()
+        };
+        let page: ecs::ListContainerInstancesResponse = client
+            .call("ListContainerInstances", &req)
+            .await
+            .expect("list instances");
         count += page.container_instance_arns.map_or(0, |a| a.len());
         token = page.next_token;
         if token.is_none() {
@@ -121,7 +171,9 @@ async fn main() {
     let per_service = env("FLOTILLA_BENCH_TASKS", 100);
     let per_process = env("FLOTILLA_BENCH_HOSTS_PER_PROCESS", 5000).max(1);
     let total = services * per_service;
-    println!("scale: {hosts} simulated hosts, {services} services x {per_service} tasks = {total} tasks");
+    println!(
+        "scale: {hosts} simulated hosts, {services} services x {per_service} tasks = {total} tasks"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let store = flotilla_server::open_store(&dir.path().join("flotilla.db")).expect("store");
@@ -129,18 +181,37 @@ async fn main() {
         "[[principal]]\nname = \"bench\"\naccess_key_id = \"AKIABENCH00000000001\"\nsecret_access_key = \"bench-secret\"\naccount_id = \"111111111111\"\n",
     )
     .expect("credentials");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(flotilla_server::run(listener, Arc::new(store), creds, async {
-        let _ = stopped.await;
-    }));
-    let client = Client::ecs(&endpoint, "AKIABENCH00000000001", "bench-secret", "us-east-1");
-    let _: ecs::CreateClusterResponse = client.call("CreateCluster", &ecs::CreateClusterRequest::default()).await.expect("cluster");
+    let server = tokio::spawn(flotilla_server::run(
+        listener,
+        Arc::new(store),
+        creds,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let client = Client::ecs(
+        &endpoint,
+        "AKIABENCH00000000001",
+        "bench-secret",
+        "us-east-1",
+    );
+    let _: ecs::CreateClusterResponse = client
+        .call("CreateCluster", &ecs::CreateClusterRequest::default())
+        .await
+        .expect("cluster");
 
     let t = Instant::now();
     let children = spawn_hosts(&endpoint, hosts, per_process).await;
-    println!("  {hosts} hosts registered and connected in {:.1} s ({} host processes)", t.elapsed().as_secs_f64(), children.len());
+    println!(
+        "  {hosts} hosts registered and connected in {:.1} s ({} host processes)",
+        t.elapsed().as_secs_f64(),
+        children.len()
+    );
 
     let td = ecs::RegisterTaskDefinitionRequest {
         family: Some("bench".into()),
@@ -153,7 +224,10 @@ async fn main() {
         }]),
         ..Default::default()
     };
-    let _: ecs::RegisterTaskDefinitionResponse = client.call("RegisterTaskDefinition", &td).await.expect("taskdef");
+    let _: ecs::RegisterTaskDefinitionResponse = client
+        .call("RegisterTaskDefinition", &td)
+        .await
+        .expect("taskdef");
 
     // Services are created by concurrent clients, as a deployment tool
     // would; each CreateService is answered once the service is durable.
@@ -172,10 +246,14 @@ async fn main() {
                     ..Default::default()
                 };
                 let sent = Instant::now();
-                let _: ecs::CreateServiceResponse = client.call("CreateService", &req).await.expect("service");
+                let _: ecs::CreateServiceResponse =
+                    client.call("CreateService", &req).await.expect("service");
                 let done = created.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 if done % 100 == 0 {
-                    println!("  … {done}/{services} services created after {:.1} s", t.elapsed().as_secs_f64());
+                    println!(
+                        "  … {done}/{services} services created after {:.1} s",
+                        t.elapsed().as_secs_f64()
+                    );
                 }
                 sent.elapsed()
             }
@@ -185,10 +263,18 @@ async fn main() {
         .await;
     let mut latencies = latencies;
     latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1000.0;
-    println!("  CreateService latency ({creators} concurrent clients): p50 {:.1} ms, p99 {:.1} ms", pct(0.5), pct(0.99));
+    let pct =
+        |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize].as_secs_f64() * 1000.0;
+    println!(
+        "  CreateService latency ({creators} concurrent clients): p50 {:.1} ms, p99 {:.1} ms",
+        pct(0.5),
+        pct(0.99)
+    );
     let created = t.elapsed();
-    println!("  {services} services created in {:.2} s", created.as_secs_f64());
+    println!(
+        "  {services} services created in {:.2} s",
+        created.as_secs_f64()
+    );
 
     // Poll the services (10 per DescribeServices) until every task runs,
     // with a pause between rounds as a waiting client would (the AWS CLI's
@@ -199,16 +285,30 @@ async fn main() {
     let all_running = loop {
         let mut running = 0usize;
         for chunk in names.chunks(10) {
-            let req = ecs::DescribeServicesRequest { services: Some(chunk.to_vec()), ..Default::default() };
-            let d: ecs::DescribeServicesResponse = client.call("DescribeServices", &req).await.expect("describe");
-            running += d.services.iter().flatten().map(|s| s.running_count.unwrap_or(0) as usize).sum::<usize>();
+            let req = ecs::DescribeServicesRequest {
+                services: Some(chunk.to_vec()),
+                ..Default::default()
+            };
+            let d: ecs::DescribeServicesResponse = client
+                .call("DescribeServices", &req)
+                .await
+                .expect("describe");
+            running += d
+                .services
+                .iter()
+                .flatten()
+                .map(|s| s.running_count.unwrap_or(0) as usize)
+                .sum::<usize>();
         }
         if running >= total {
             break t.elapsed();
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
         if last_report.elapsed() > Duration::from_secs(10) {
-            println!("  … {running}/{total} running after {:.0} s", t.elapsed().as_secs_f64());
+            println!(
+                "  … {running}/{total} running after {:.0} s",
+                t.elapsed().as_secs_f64()
+            );
             last_report = Instant::now();
         }
         if running > best.0 {
@@ -227,9 +327,18 @@ async fn main() {
     };
     let secs = all_running.as_secs_f64();
     println!("  all {total} tasks RUNNING {secs:.1} s after the first CreateService");
-    println!("  end to end: {:.0} placements/s (placed and reported RUNNING)", total as f64 / secs);
-    println!("  control plane CPU (this process, from start): {:.1} s", cpu_seconds());
-    println!("  peak memory of the control plane (this process; the hosts run apart): {} MiB", peak_rss_mib());
+    println!(
+        "  end to end: {:.0} placements/s (placed and reported RUNNING)",
+        total as f64 / secs
+    );
+    println!(
+        "  control plane CPU (this process, from start): {:.1} s",
+        cpu_seconds()
+    );
+    println!(
+        "  peak memory of the control plane (this process; the hosts run apart): {} MiB",
+        peak_rss_mib()
+    );
 
     // Tear down fast, so that a run started right after this one does not
     // share the machine with it: a graceful stop would record 10,000

@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use flotilla_client::Client;
 use flotilla_model::agent::{AgentMessage, TaskStateChange};
-use serde::Deserialize;
 use flotilla_model::ecs;
+use flotilla_model::lifecycle::TaskStatus;
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
+use serde::Deserialize;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -79,10 +80,20 @@ pub async fn start_hosts(
         .map(|index| {
             let mut spec = template.clone();
             if !zones.is_empty() {
-                spec.attributes.insert(ZONE_ATTRIBUTE.to_string(), zones[index % zones.len()].clone());
+                spec.attributes.insert(
+                    ZONE_ATTRIBUTE.to_string(),
+                    zones[index % zones.len()].clone(),
+                );
             }
             let behaviour = behaviour.clone();
-            async move { SimAgent::start(client, spec, behaviour).await.map_err(|e| SimError::Host { index, source: Box::new(e) }) }
+            async move {
+                SimAgent::start(client, spec, behaviour)
+                    .await
+                    .map_err(|e| SimError::Host {
+                        index,
+                        source: Box::new(e),
+                    })
+            }
         })
         .buffered(START_CONCURRENCY);
     let mut agents = Vec::with_capacity(count);
@@ -111,7 +122,12 @@ pub struct HostSpec {
 
 impl HostSpec {
     pub fn new(cluster: &str, cpu: i32, memory: i32) -> Self {
-        HostSpec { cluster: cluster.to_string(), cpu, memory, attributes: BTreeMap::new() }
+        HostSpec {
+            cluster: cluster.to_string(),
+            cpu,
+            memory,
+            attributes: BTreeMap::new(),
+        }
     }
 
     pub fn attribute(mut self, name: &str, value: &str) -> Self {
@@ -124,7 +140,11 @@ impl SimAgent {
     /// Registers a host and connects it; returns once the gateway has sent
     /// the first desired set, which it does only after recording the
     /// instance as `agentConnected`.
-    pub async fn start(client: &Client, spec: HostSpec, behaviour: Behaviour) -> Result<SimAgent, SimError> {
+    pub async fn start(
+        client: &Client,
+        spec: HostSpec,
+        behaviour: Behaviour,
+    ) -> Result<SimAgent, SimError> {
         let int = |name: &str, v: i32| ecs::Resource {
             name: Some(name.into()),
             r#type: Some("INTEGER".into()),
@@ -137,27 +157,54 @@ impl SimAgent {
             attributes: Some(
                 spec.attributes
                     .iter()
-                    .map(|(k, v)| ecs::Attribute { name: Some(k.clone()), value: Some(v.clone()), ..Default::default() })
+                    .map(|(k, v)| ecs::Attribute {
+                        name: Some(k.clone()),
+                        value: Some(v.clone()),
+                        ..Default::default()
+                    })
                     .collect(),
             ),
-            version_info: Some(ecs::VersionInfo { agent_version: Some("flotilla-sim".into()), ..Default::default() }),
+            version_info: Some(ecs::VersionInfo {
+                agent_version: Some("flotilla-sim".into()),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        let resp: ecs::RegisterContainerInstanceResponse = client.call("RegisterContainerInstance", &req).await?;
-        let instance_arn = resp.container_instance.and_then(|c| c.container_instance_arn).unwrap_or_default();
-        let path = format!("/v1/agent/connect?cluster={}&containerInstance={}&delta=1", spec.cluster, encode(&instance_arn));
-        let url = client.presign_get(&path, Duration::from_secs(300)).map_err(|e| SimError::Connect(e.to_string()))?;
-        let url = url.replacen("http://", "ws://", 1);
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(flotilla_model::agent::SOCKET_READ_BUFFER);
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false)
-            .await
+        let resp: ecs::RegisterContainerInstanceResponse =
+            client.call("RegisterContainerInstance", &req).await?;
+        let instance_arn = resp
+            .container_instance
+            .and_then(|c| c.container_instance_arn)
+            .unwrap_or_default();
+        let path = format!(
+            "/v1/agent/connect?cluster={}&containerInstance={}&delta=1",
+            spec.cluster,
+            encode(&instance_arn)
+        );
+        let url = client
+            .presign_get(&path, Duration::from_secs(300))
             .map_err(|e| SimError::Connect(e.to_string()))?;
+        let url = url.replacen("http://", "ws://", 1);
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(flotilla_model::agent::SOCKET_READ_BUFFER);
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false)
+                .await
+                .map_err(|e| SimError::Connect(e.to_string()))?;
         let first = tokio::time::timeout(FIRST_DESIRED_TIMEOUT, first_text(&mut ws))
             .await
-            .map_err(|_| SimError::Connect(format!("no desired set from the gateway within {FIRST_DESIRED_TIMEOUT:?}")))??;
+            .map_err(|_| {
+                SimError::Connect(format!(
+                    "no desired set from the gateway within {FIRST_DESIRED_TIMEOUT:?}"
+                ))
+            })??;
         let behaviour = Arc::new(Mutex::new(behaviour));
         let handle = tokio::spawn(converse(ws, first, behaviour.clone()));
-        Ok(SimAgent { instance_arn, behaviour, handle })
+        Ok(SimAgent {
+            instance_arn,
+            behaviour,
+            handle,
+        })
     }
 
     /// Changes how tasks started from now on behave.
@@ -180,13 +227,16 @@ impl Drop for SimAgent {
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// What the simulated host has reported for each task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,7 +253,11 @@ async fn first_text(ws: &mut Ws) -> Result<String, SimError> {
             Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_string()),
             Some(Ok(_)) => continue,
             Some(Err(e)) => return Err(SimError::Connect(e.to_string())),
-            None => return Err(SimError::Connect("the gateway closed the connection".into())),
+            None => {
+                return Err(SimError::Connect(
+                    "the gateway closed the connection".into(),
+                ))
+            }
         }
     }
 }
@@ -217,7 +271,9 @@ async fn converse(ws: Ws, first: String, behaviour: Arc<Mutex<Behaviour>>) {
     let (out, mut outgoing) = tokio::sync::mpsc::unbounded_channel::<AgentMessage>();
     let writer = tokio::spawn(async move {
         while let Some(msg) = outgoing.recv().await {
-            let Ok(text) = serde_json::to_string(&msg) else { continue };
+            let Ok(text) = serde_json::to_string(&msg) else {
+                continue;
+            };
             if sink.send(Message::Text(text.into())).await.is_err() {
                 return;
             }
@@ -273,7 +329,7 @@ struct Seen {
 struct SeenTask {
     task_arn: Option<String>,
     cluster_arn: Option<String>,
-    desired_status: Option<String>,
+    desired_status: Option<ecs::DesiredStatus>,
     #[serde(default)]
     containers: Vec<SeenContainer>,
 }
@@ -297,7 +353,9 @@ fn answer(
     behaviour: &Mutex<Behaviour>,
 ) -> Result<(), ()> {
     // Simulated hosts ask for deltas: a full set first, then what changed.
-    let Ok(msg) = serde_json::from_str::<Incoming>(text) else { return Ok(()) };
+    let Ok(msg) = serde_json::from_str::<Incoming>(text) else {
+        return Ok(());
+    };
     let tasks = match msg.kind.as_str() {
         "desired" => msg.tasks,
         "desiredDelta" => {
@@ -314,9 +372,13 @@ fn answer(
     for d in tasks {
         let arn = d.task.task_arn.clone().unwrap_or_default();
         let family = d.definition.family.clone().unwrap_or_default();
-        let stop = d.task.desired_status.as_deref() == Some("STOPPED");
+        let stop = d.task.desired_status == Some(ecs::DesiredStatus::Stopped);
         let fail = b.fail_families.contains(&family);
-        let want = if stop || fail { Reported::Stopped } else { Reported::Running };
+        let want = if stop || fail {
+            Reported::Stopped
+        } else {
+            Reported::Running
+        };
         if reported.get(&arn) == Some(&want) || reported.get(&arn) == Some(&Reported::Stopped) {
             continue;
         }
@@ -324,15 +386,22 @@ fn answer(
         changes.push(report(&d.task, want, fail && !stop, &b, &family));
     }
     if !changes.is_empty() {
-        out.send(AgentMessage::StateChanges { changes }).map_err(|_| ())?;
+        out.send(AgentMessage::StateChanges { changes })
+            .map_err(|_| ())?;
     }
     out.send(AgentMessage::Applied { version }).map_err(|_| ())
 }
 
-fn report(task: &SeenTask, state: Reported, failed: bool, b: &Behaviour, family: &str) -> TaskStateChange {
+fn report(
+    task: &SeenTask,
+    state: Reported,
+    failed: bool,
+    b: &Behaviour,
+    family: &str,
+) -> TaskStateChange {
     let status = match state {
-        Reported::Running => "RUNNING",
-        Reported::Stopped => "STOPPED",
+        Reported::Running => TaskStatus::Running.as_str(),
+        Reported::Stopped => TaskStatus::Stopped.as_str(),
     };
     let containers = task
         .containers
@@ -367,7 +436,6 @@ fn report(task: &SeenTask, state: Reported, failed: bool, b: &Behaviour, family:
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use flotilla_model::agent::{DesiredTask, ServerMessage};
@@ -381,20 +449,43 @@ mod tests {
         let task = ecs::Task {
             task_arn: Some("arn:aws:ecs:us-east-1:111111111111:task/default/abc".into()),
             cluster_arn: Some("arn:aws:ecs:us-east-1:111111111111:cluster/default".into()),
-            desired_status: Some("STOPPED".into()),
-            containers: Some(vec![ecs::Container { name: Some("app".into()), ..Default::default() }]),
+            desired_status: Some(ecs::DesiredStatus::Stopped),
+            containers: Some(vec![ecs::Container {
+                name: Some("app".into()),
+                ..Default::default()
+            }]),
             ..Default::default()
         };
-        let definition = ecs::TaskDefinition { family: Some("web".into()), ..Default::default() };
-        let msg = ServerMessage::DesiredDelta { version: 7, upsert: vec![DesiredTask { task, definition }], remove: vec!["gone".into()] };
+        let definition = ecs::TaskDefinition {
+            family: Some("web".into()),
+            ..Default::default()
+        };
+        let msg = ServerMessage::DesiredDelta {
+            version: 7,
+            upsert: vec![DesiredTask { task, definition }],
+            remove: vec!["gone".into()],
+        };
         let seen: Incoming = serde_json::from_str(&serde_json::to_string(&msg).unwrap()).unwrap();
-        assert_eq!((seen.kind.as_str(), seen.version, seen.remove.as_slice()), ("desiredDelta", 7, ["gone".to_string()].as_slice()));
+        assert_eq!(
+            (seen.kind.as_str(), seen.version, seen.remove.as_slice()),
+            ("desiredDelta", 7, ["gone".to_string()].as_slice())
+        );
         let t = &seen.upsert[0];
-        assert_eq!(t.task.task_arn.as_deref(), Some("arn:aws:ecs:us-east-1:111111111111:task/default/abc"));
-        assert_eq!(t.task.desired_status.as_deref(), Some("STOPPED"));
+        assert_eq!(
+            t.task.task_arn.as_deref(),
+            Some("arn:aws:ecs:us-east-1:111111111111:task/default/abc")
+        );
+        assert_eq!(t.task.desired_status, Some(ecs::DesiredStatus::Stopped));
         assert_eq!(t.task.containers[0].name.as_deref(), Some("app"));
         assert_eq!(t.definition.family.as_deref(), Some("web"));
-        let full: Incoming = serde_json::from_str(&serde_json::to_string(&ServerMessage::Desired { version: 1, tasks: vec![] }).unwrap()).unwrap();
+        let full: Incoming = serde_json::from_str(
+            &serde_json::to_string(&ServerMessage::Desired {
+                version: 1,
+                tasks: vec![],
+            })
+            .unwrap(),
+        )
+        .unwrap();
         assert_eq!(full.kind, "desired");
     }
 }

@@ -22,7 +22,12 @@ pub(crate) trait Tables {
     /// Writes `key` at `revision` when no event will be made of it, so its
     /// create revision is not needed (SQLite's write that also returns it
     /// took 1.5 to 2 times as long).
-    fn put_unobserved(&mut self, key: &str, value: &[u8], revision: Revision) -> Result<(), StoreError> {
+    fn put_unobserved(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        revision: Revision,
+    ) -> Result<(), StoreError> {
         self.put(key, value, revision).map(|_| ())
     }
 
@@ -73,7 +78,9 @@ pub(crate) fn execute<T: Tables>(
                     mod_revision: revision,
                 }));
             }
-            (Op::Put { key, value }, Observed::No) => tables.put_unobserved(&key, &value, revision)?,
+            (Op::Put { key, value }, Observed::No) => {
+                tables.put_unobserved(&key, &value, revision)?
+            }
             (Op::Delete { key }, observed) => {
                 // Deleting a missing key is not an error (as in etcd) and, since
                 // nothing changed, not an event either.

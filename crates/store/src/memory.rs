@@ -97,7 +97,12 @@ impl Inner {
     fn commit(&mut self, txn: Txn) -> Result<Revision, StoreError> {
         let revision = self.revision + 1;
         // MemTables cannot fail, so there is never a half-applied txn to undo.
-        let events = match engine::execute(&mut MemTables(&mut self.kvs), txn, revision, engine::Observed::Yes)? {
+        let events = match engine::execute(
+            &mut MemTables(&mut self.kvs),
+            txn,
+            revision,
+            engine::Observed::Yes,
+        )? {
             Outcome::Applied(events) => events,
             Outcome::Conflict(key) => return Err(StoreError::Conflict { key }),
         };

@@ -502,12 +502,19 @@ impl Writer {
             batch.into_iter().map(|r| (r.txn, r.reply)).unzip();
         let count = txns.len();
         let _batch = lock(&self.shared.batch);
-        let observed = if self.options.history > 0 || !lock(&self.shared.published).watchers.is_empty() {
-            Observed::Yes
-        } else {
-            Observed::No
-        };
-        match write_batch(&mut self.conn, txns, self.options.history, self.revision, observed) {
+        let observed =
+            if self.options.history > 0 || !lock(&self.shared.published).watchers.is_empty() {
+                Observed::Yes
+            } else {
+                Observed::No
+            };
+        match write_batch(
+            &mut self.conn,
+            txns,
+            self.options.history,
+            self.revision,
+            observed,
+        ) {
             Ok(written) => {
                 trace!(txns = count, revision = written.revision, "batch durable");
                 self.revision = written.revision;
@@ -561,7 +568,15 @@ fn write_batch(
     let mut results = Vec::with_capacity(txns.len());
     let mut events = Vec::new();
     for txn in txns {
-        match engine::execute(&mut SqlTables { conn: &tx, log: history > 0 }, txn, revision + 1, observed)? {
+        match engine::execute(
+            &mut SqlTables {
+                conn: &tx,
+                log: history > 0,
+            },
+            txn,
+            revision + 1,
+            observed,
+        )? {
             Outcome::Applied(mut applied) => {
                 revision += 1;
                 results.push(Ok(revision));
@@ -628,7 +643,12 @@ impl Tables for SqlTables<'_> {
     /// standalone test: 6.6-7.5 s all new keys, 9 s half updates; this: 4.3 s
     /// and 5.7-6.3 s). Insert first, because most writes at scale make new
     /// keys: new tasks and their progress records.
-    fn put_unobserved(&mut self, key: &str, value: &[u8], revision: Revision) -> Result<(), StoreError> {
+    fn put_unobserved(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        revision: Revision,
+    ) -> Result<(), StoreError> {
         debug_assert!(!self.log, "the change log needs each put's create revision");
         let inserted = self
             .conn

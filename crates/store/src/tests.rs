@@ -419,7 +419,10 @@ fn open_sqlite(dir: &TempDir) -> SqliteStore {
 async fn history_zero_keeps_no_change_log() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
-    let options = SqliteOptions { history: 0, ..SqliteOptions::default() };
+    let options = SqliteOptions {
+        history: 0,
+        ..SqliteOptions::default()
+    };
     let s = SqliteStore::open_with(&path, options).unwrap();
     for n in 1..=5 {
         s.commit(put(&format!("k/{n}"), "v")).await.unwrap();
@@ -428,16 +431,37 @@ async fn history_zero_keeps_no_change_log() {
     assert!(matches!(s.watch("", 3), Err(StoreError::Compacted(3))));
     let mut rx = s.watch("k/", 6).unwrap();
     s.commit(put("k/9", "live")).await.unwrap();
-    let event = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
-    assert!(matches!(event, Event::Put(kv) if kv.key == "k/9" && kv.mod_revision == 7 && kv.create_revision == 7));
+    let event = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(event, Event::Put(kv) if kv.key == "k/9" && kv.mod_revision == 7 && kv.create_revision == 7)
+    );
     // With a watcher, an update's event carries the key's create revision.
     s.commit(put("k/2", "again")).await.unwrap();
-    let event = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
-    assert!(matches!(&event, Event::Put(kv) if kv.key == "k/2" && kv.mod_revision == 8 && kv.create_revision == 2), "{event:?}");
-    assert_eq!(keys(&s.range("k/").unwrap().0), ["k/2", "k/3", "k/4", "k/5", "k/9"]);
-    assert_eq!(s.get("k/2").unwrap().map(|kv| (kv.create_revision, kv.mod_revision)), Some((2, 8)));
+    let event = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&event, Event::Put(kv) if kv.key == "k/2" && kv.mod_revision == 8 && kv.create_revision == 2),
+        "{event:?}"
+    );
+    assert_eq!(
+        keys(&s.range("k/").unwrap().0),
+        ["k/2", "k/3", "k/4", "k/5", "k/9"]
+    );
+    assert_eq!(
+        s.get("k/2")
+            .unwrap()
+            .map(|kv| (kv.create_revision, kv.mod_revision)),
+        Some((2, 8))
+    );
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let logged: i64 = conn.query_row("SELECT count(*) FROM changes", [], |r| r.get(0)).unwrap();
+    let logged: i64 = conn
+        .query_row("SELECT count(*) FROM changes", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(logged, 0);
 }
 

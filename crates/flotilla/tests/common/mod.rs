@@ -49,7 +49,11 @@ pub struct Env {
 impl Env {
     pub async fn start(cluster: &str) -> Env {
         init_tracing();
-        let docker = Docker::connect_with_local_defaults().unwrap().negotiate_version().await.unwrap();
+        let docker = Docker::connect_with_local_defaults()
+            .unwrap()
+            .negotiate_version()
+            .await
+            .unwrap();
         ensure_test_image(&docker).await.expect("test image");
         // Unique per process too, so two runs at once do not share labels.
         let cluster = format!("{cluster}-{}", std::process::id());
@@ -77,7 +81,8 @@ impl Env {
             server: Some(server),
             _guard: guard,
         };
-        env.call("CreateCluster", json!({"clusterName": env.cluster})).await;
+        env.call("CreateCluster", json!({"clusterName": env.cluster}))
+            .await;
         env
     }
 
@@ -100,9 +105,14 @@ impl Env {
         };
         config.attributes.insert("e2e.agent".into(), name.into());
         let data_dir = self.dir.path().join(format!("agent-{name}"));
-        let host = HostAgent::register(self.client.clone(), config, &data_dir, std::future::pending())
-            .await
-            .expect("register");
+        let host = HostAgent::register(
+            self.client.clone(),
+            config,
+            &data_dir,
+            std::future::pending(),
+        )
+        .await
+        .expect("register");
         let arn = host.instance_arn().to_string();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -112,13 +122,25 @@ impl Env {
             .await
             .expect("agent");
         });
-        TestAgent { arn, stop: Some(tx), task: Some(task) }
+        TestAgent {
+            arn,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// `flotilla agent` as a child process.
     pub fn agent_process(&self, data_dir: &Path, host_ip: &str) -> AgentProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-            .args(["agent", "--endpoint", &self.endpoint, "--cluster", &self.cluster, "--host-ip", host_ip])
+            .args([
+                "agent",
+                "--endpoint",
+                &self.endpoint,
+                "--cluster",
+                &self.cluster,
+                "--host-ip",
+                host_ip,
+            ])
             .args(["--metadata-port", "0", "--data-dir"])
             .arg(data_dir)
             .env("AWS_ACCESS_KEY_ID", KEY)
@@ -134,47 +156,81 @@ impl Env {
 
     pub async fn instance(&self, arn: &str) -> Value {
         let v = self
-            .call("DescribeContainerInstances", json!({"cluster": self.cluster, "containerInstances": [arn]}))
+            .call(
+                "DescribeContainerInstances",
+                json!({"cluster": self.cluster, "containerInstances": [arn]}),
+            )
             .await;
         v["containerInstances"][0].clone()
     }
 
     /// Waits until the instance's `agentConnected` is `connected`.
     pub async fn wait_connected(&self, arn: &str, connected: bool) {
-        wait_for(&format!("agentConnected={connected} for {arn}"), Duration::from_secs(30), || async {
-            let i = self.instance(arn).await;
-            (i["agentConnected"].as_bool() == Some(connected)).then_some(())
-        })
+        wait_for(
+            &format!("agentConnected={connected} for {arn}"),
+            Duration::from_secs(30),
+            || async {
+                let i = self.instance(arn).await;
+                (i["agentConnected"].as_bool() == Some(connected)).then_some(())
+            },
+        )
         .await
     }
 
     pub async fn register_task_definition(&self, family: &str, containers: Value) -> String {
         let v = self
-            .call("RegisterTaskDefinition", json!({"family": family, "containerDefinitions": containers}))
+            .call(
+                "RegisterTaskDefinition",
+                json!({"family": family, "containerDefinitions": containers}),
+            )
             .await;
-        v["taskDefinition"]["taskDefinitionArn"].as_str().unwrap().to_string()
+        v["taskDefinition"]["taskDefinitionArn"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// RunTask; returns the task ARNs.
     pub async fn run_task(&self, task_definition: &str, count: u32) -> Vec<String> {
         let v = self
-            .call("RunTask", json!({"cluster": self.cluster, "taskDefinition": task_definition, "count": count}))
+            .call(
+                "RunTask",
+                json!({"cluster": self.cluster, "taskDefinition": task_definition, "count": count}),
+            )
             .await;
-        assert_eq!(v["failures"].as_array().map(Vec::len).unwrap_or(0), 0, "RunTask failures: {v}");
-        v["tasks"].as_array().unwrap().iter().map(|t| t["taskArn"].as_str().unwrap().to_string()).collect()
+        assert_eq!(
+            v["failures"].as_array().map(Vec::len).unwrap_or(0),
+            0,
+            "RunTask failures: {v}"
+        );
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["taskArn"].as_str().unwrap().to_string())
+            .collect()
     }
 
     pub async fn task(&self, arn: &str) -> Value {
-        let v = self.call("DescribeTasks", json!({"cluster": self.cluster, "tasks": [arn]})).await;
+        let v = self
+            .call(
+                "DescribeTasks",
+                json!({"cluster": self.cluster, "tasks": [arn]}),
+            )
+            .await;
         v["tasks"][0].clone()
     }
 
     /// Waits until the task's lastStatus is `status`; returns the task.
     pub async fn wait_task(&self, arn: &str, status: &str) -> Value {
-        wait_for(&format!("task {arn} {status}"), Duration::from_secs(60), || async {
-            let t = self.task(arn).await;
-            (t["lastStatus"].as_str() == Some(status)).then_some(t)
-        })
+        wait_for(
+            &format!("task {arn} {status}"),
+            Duration::from_secs(60),
+            || async {
+                let t = self.task(arn).await;
+                (t["lastStatus"].as_str() == Some(status)).then_some(t)
+            },
+        )
         .await
     }
 
@@ -182,10 +238,17 @@ impl Env {
     pub async fn containers_of(&self, task_arn: &str) -> Vec<bollard::models::ContainerSummary> {
         let filters = std::collections::HashMap::from([(
             "label".to_string(),
-            vec![format!("{}={task_arn}", flotilla_agent::spec::LABEL_TASK_ARN)],
+            vec![format!(
+                "{}={task_arn}",
+                flotilla_agent::spec::LABEL_TASK_ARN
+            )],
         )]);
         self.docker
-            .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
             .await
             .unwrap()
     }
@@ -211,7 +274,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -255,7 +321,9 @@ impl AgentProcess {
 
     /// SIGTERM, then waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         self.child.wait().expect("wait")
     }
 }
@@ -284,5 +352,9 @@ fn init_tracing() {
 fn tracing_subscriber_init() -> Option<()> {
     // Quiet unless FLOTILLA_LOG asks (e.g. FLOTILLA_LOG=flotilla_agent=debug).
     let filter = std::env::var("FLOTILLA_LOG").ok()?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init().ok()
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init()
+        .ok()
 }

@@ -31,8 +31,6 @@ pub const KEY: &str = "AKIADEPLOY0000000001";
 pub const SECRET: &str = "deploy-secret-key-0000000000000000000000";
 pub const REGION: &str = "us-east-1";
 
-/// Controller resync: timers (grace periods, back-off) advance on it.
-pub const RESYNC: Duration = Duration::from_millis(200);
 /// The agents' default stopTimeout (the test program exits on SIGTERM at
 /// once, so this only bounds a misbehaving container).
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -45,7 +43,10 @@ fn credentials() -> Credentials {
 }
 
 pub fn epoch() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 /// One in-process agent.
@@ -78,20 +79,22 @@ pub struct Env {
 }
 
 impl Env {
-    /// A server (controllers resyncing every [`RESYNC`]) and `agents`
+    /// A server and `agents`
     /// connected agents (host IPs 127.0.0.2, .3, …, zones a, b, …) for
     /// cluster `name`-PID.
     pub async fn start(name: &str, agents: usize) -> Env {
-        let mut config = flotilla_server::Config::default();
-        config.controllers.resync = RESYNC;
-        Env::start_with(name, agents, config).await
+        Env::start_with(name, agents, flotilla_server::Config::default()).await
     }
 
     /// [`Env::start`] with the server's settings given, e.g.
     /// `flotilla_server::Config::default()` for what `flotilla server` runs.
     pub async fn start_with(name: &str, agents: usize, config: flotilla_server::Config) -> Env {
         init_tracing();
-        let docker = Docker::connect_with_local_defaults().unwrap().negotiate_version().await.unwrap();
+        let docker = Docker::connect_with_local_defaults()
+            .unwrap()
+            .negotiate_version()
+            .await
+            .unwrap();
         ensure_test_image(&docker).await.expect("test image");
         let cluster = format!("{name}-{}", std::process::id());
         let guard = ContainerGuard::new(&docker, LABEL_CLUSTER, &cluster).await;
@@ -109,14 +112,20 @@ impl Env {
         });
         let client = Client::ecs(&endpoint, KEY, SECRET, REGION);
         let mut env = Env {
-            api: Api { endpoint, cluster, client, docker },
+            api: Api {
+                endpoint,
+                cluster,
+                client,
+                docker,
+            },
             dir,
             agents: Vec::new(),
             server_stop: Some(tx),
             server: Some(server),
             _guard: guard,
         };
-        env.call("CreateCluster", json!({"clusterName": env.cluster})).await;
+        env.call("CreateCluster", json!({"clusterName": env.cluster}))
+            .await;
         for i in 0..agents {
             let agent = env.agent(i).await;
             env.agents.push(agent);
@@ -137,11 +146,18 @@ impl Env {
             stop_timeout: STOP_TIMEOUT,
             ..Default::default()
         };
-        config.attributes.insert("deploy.agent".into(), i.to_string());
+        config
+            .attributes
+            .insert("deploy.agent".into(), i.to_string());
         let data_dir = self.dir.path().join(format!("agent-{i}"));
-        let host = HostAgent::register(self.client.clone(), config, &data_dir, std::future::pending())
-            .await
-            .expect("register");
+        let host = HostAgent::register(
+            self.client.clone(),
+            config,
+            &data_dir,
+            std::future::pending(),
+        )
+        .await
+        .expect("register");
         let arn = host.instance_arn().to_string();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -151,7 +167,11 @@ impl Env {
             .await
             .expect("agent");
         });
-        Agent { arn, stop: Some(tx), task: Some(task) }
+        Agent {
+            arn,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// `aws ecs wait services-stable` with the real AWS CLI. The CLI's own
@@ -162,15 +182,30 @@ impl Env {
     pub async fn cli_wait_services_stable(&self, service: &str) -> (bool, String, Duration) {
         let aws = aws_cli();
         let mut cmd = tokio::process::Command::new(&aws);
-        cmd.args(["ecs", "wait", "services-stable", "--cluster", &self.cluster, "--services", service])
-            .args(["--output", "json", "--endpoint-url", &self.endpoint, "--region", REGION])
-            .env("AWS_ACCESS_KEY_ID", KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET)
-            .env_remove("AWS_SESSION_TOKEN")
-            .env_remove("AWS_PROFILE")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_PAGER", "");
+        cmd.args([
+            "ecs",
+            "wait",
+            "services-stable",
+            "--cluster",
+            &self.cluster,
+            "--services",
+            service,
+        ])
+        .args([
+            "--output",
+            "json",
+            "--endpoint-url",
+            &self.endpoint,
+            "--region",
+            REGION,
+        ])
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_PAGER", "");
         if let Some(data) = fast_waiters(&aws, &self.dir.path().join("aws-data")) {
             cmd.env("AWS_DATA_PATH", data);
         }
@@ -178,7 +213,11 @@ impl Env {
         let out = cmd.output().await.unwrap_or_else(|e| {
             panic!("running {aws}: {e}; run scripts/test once (it installs the CLI) or set FLOTILLA_TEST_AWS_CLI")
         });
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string(), start.elapsed())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+            start.elapsed(),
+        )
     }
 
     /// Stops the agents, then the server. Containers are removed when the
@@ -209,29 +248,52 @@ impl std::ops::Deref for Env {
 }
 
 impl Api {
-
     async fn wait_connected(&self, arn: &str) {
-        wait_for(&format!("agent {arn} connected"), Duration::from_secs(30), || async {
-            let v = self
-                .call("DescribeContainerInstances", json!({"cluster": self.cluster, "containerInstances": [arn]}))
-                .await;
-            (v["containerInstances"][0]["agentConnected"] == true).then_some(())
-        })
+        wait_for(
+            &format!("agent {arn} connected"),
+            Duration::from_secs(30),
+            || async {
+                let v = self
+                    .call(
+                        "DescribeContainerInstances",
+                        json!({"cluster": self.cluster, "containerInstances": [arn]}),
+                    )
+                    .await;
+                (v["containerInstances"][0]["agentConnected"] == true).then_some(())
+            },
+        )
         .await
     }
 
     /// Calls an ECS operation; panics on an error answer.
     pub async fn call(&self, op: &str, req: Value) -> Value {
-        self.client.call::<Value, Value>(op, &req).await.unwrap_or_else(|e| panic!("{op} {req}: {e}"))
+        self.client
+            .call::<Value, Value>(op, &req)
+            .await
+            .unwrap_or_else(|e| panic!("{op} {req}: {e}"))
     }
 
     /// RegisterTaskDefinition; the new revision's ARN.
     pub async fn register(&self, family: &str, containers: Value) -> String {
-        let v = self.call("RegisterTaskDefinition", json!({"family": family, "containerDefinitions": containers})).await;
-        v["taskDefinition"]["taskDefinitionArn"].as_str().unwrap().to_string()
+        let v = self
+            .call(
+                "RegisterTaskDefinition",
+                json!({"family": family, "containerDefinitions": containers}),
+            )
+            .await;
+        v["taskDefinition"]["taskDefinitionArn"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
-    pub async fn create_service(&self, name: &str, task_definition: &str, desired: u32, deployment_configuration: Value) -> Value {
+    pub async fn create_service(
+        &self,
+        name: &str,
+        task_definition: &str,
+        desired: u32,
+        deployment_configuration: Value,
+    ) -> Value {
         self.call(
             "CreateService",
             json!({
@@ -246,11 +308,20 @@ impl Api {
     }
 
     pub async fn update_service(&self, name: &str, task_definition: &str) -> Value {
-        self.call("UpdateService", json!({"cluster": self.cluster, "service": name, "taskDefinition": task_definition})).await
+        self.call(
+            "UpdateService",
+            json!({"cluster": self.cluster, "service": name, "taskDefinition": task_definition}),
+        )
+        .await
     }
 
     pub async fn service(&self, name: &str) -> Value {
-        let v = self.call("DescribeServices", json!({"cluster": self.cluster, "services": [name]})).await;
+        let v = self
+            .call(
+                "DescribeServices",
+                json!({"cluster": self.cluster, "services": [name]}),
+            )
+            .await;
         v["services"][0].clone()
     }
 
@@ -266,7 +337,13 @@ impl Api {
                     req["nextToken"] = json!(t);
                 }
                 let v = self.call("ListTasks", req).await;
-                arns.extend(v["taskArns"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()));
+                arns.extend(
+                    v["taskArns"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|a| a.as_str().unwrap().to_string()),
+                );
                 match v["nextToken"].as_str() {
                     Some(t) => token = Some(t.to_string()),
                     None => break,
@@ -277,7 +354,12 @@ impl Api {
         arns.dedup();
         let mut out = Vec::new();
         for chunk in arns.chunks(100) {
-            let v = self.call("DescribeTasks", json!({"cluster": self.cluster, "tasks": chunk})).await;
+            let v = self
+                .call(
+                    "DescribeTasks",
+                    json!({"cluster": self.cluster, "tasks": chunk}),
+                )
+                .await;
             out.extend(v["tasks"].as_array().unwrap().iter().cloned());
         }
         out
@@ -287,14 +369,23 @@ impl Api {
     /// `services-stable` criterion: one deployment, runningCount ==
     /// desiredCount) on `task_definition`, with no pending task. Returns the
     /// service and when it was first seen so.
-    pub async fn wait_stable_on(&self, service: &str, task_definition: &str, limit: Duration, poll: Duration) -> (Value, Instant) {
+    pub async fn wait_stable_on(
+        &self,
+        service: &str,
+        task_definition: &str,
+        limit: Duration,
+        poll: Duration,
+    ) -> (Value, Instant) {
         let start = Instant::now();
         loop {
             let s = self.service(service).await;
             if stable(&s) && s["deployments"][0]["taskDefinition"] == task_definition {
                 return (s, Instant::now());
             }
-            assert!(start.elapsed() < limit, "service {service} not stable on {task_definition} after {limit:?}: {s:#}");
+            assert!(
+                start.elapsed() < limit,
+                "service {service} not stable on {task_definition} after {limit:?}: {s:#}"
+            );
             tokio::time::sleep(poll).await;
         }
     }
@@ -302,25 +393,37 @@ impl Api {
     /// Running Docker containers of this cluster: (task ARN, revision label).
     pub async fn running_containers(&self) -> Vec<(String, String)> {
         let filters = HashMap::from([
-            ("label".to_string(), vec![format!("{LABEL_CLUSTER}={}", self.cluster)]),
+            (
+                "label".to_string(),
+                vec![format!("{LABEL_CLUSTER}={}", self.cluster)],
+            ),
             ("status".to_string(), vec!["running".to_string()]),
         ]);
         let list = self
             .docker
-            .list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() }))
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
             .await
             .unwrap();
         list.into_iter()
             .map(|c| {
                 let labels = c.labels.unwrap_or_default();
                 (
-                    labels.get(flotilla_agent::spec::LABEL_TASK_ARN).cloned().unwrap_or_default(),
-                    labels.get(flotilla_agent::spec::LABEL_REVISION).cloned().unwrap_or_default(),
+                    labels
+                        .get(flotilla_agent::spec::LABEL_TASK_ARN)
+                        .cloned()
+                        .unwrap_or_default(),
+                    labels
+                        .get(flotilla_agent::spec::LABEL_REVISION)
+                        .cloned()
+                        .unwrap_or_default(),
                 )
             })
             .collect()
     }
-
 }
 
 impl Drop for Agent {
@@ -371,7 +474,10 @@ fn fast_waiters(aws: &str, dir: &std::path::Path) -> Option<PathBuf> {
     let mut found = None;
     for lib in std::fs::read_dir(venv.join("lib")).ok()?.flatten() {
         for sub in ["site-packages/awscli/botocore", "site-packages/botocore"] {
-            let p = lib.path().join(sub).join("data/ecs/2014-11-13/waiters-2.json");
+            let p = lib
+                .path()
+                .join(sub)
+                .join("data/ecs/2014-11-13/waiters-2.json");
             if p.exists() {
                 found = Some(p);
             }
@@ -391,7 +497,11 @@ fn which(cmd: &str) -> Option<PathBuf> {
     if cmd.contains('/') {
         return Some(PathBuf::from(cmd));
     }
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(cmd)).find(|p| p.is_file()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(cmd))
+            .find(|p| p.is_file())
+    })
 }
 
 /// Polls `f` every 50 ms until it yields a value; panics after `limit`.
@@ -405,7 +515,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -420,7 +533,10 @@ pub fn container(name: &str, command: &[&str]) -> Value {
 
 /// The number in a task definition ARN's `:N` suffix.
 pub fn revision(arn: &str) -> u32 {
-    arn.rsplit(':').next().and_then(|r| r.parse().ok()).unwrap_or(0)
+    arn.rsplit(':')
+        .next()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A task is *healthy* when RUNNING, still wanted, and HEALTHY if its task
@@ -429,7 +545,8 @@ pub fn healthy(t: &Value, checked: &BTreeSet<String>) -> bool {
     t["lastStatus"] == "RUNNING"
         && t["desiredStatus"] == "RUNNING"
         && t["healthStatus"] != "UNHEALTHY"
-        && (!checked.contains(t["taskDefinitionArn"].as_str().unwrap_or_default()) || t["healthStatus"] == "HEALTHY")
+        && (!checked.contains(t["taskDefinitionArn"].as_str().unwrap_or_default())
+            || t["healthStatus"] == "HEALTHY")
 }
 
 /// What the sampler saw at one moment.
@@ -467,10 +584,17 @@ impl Sampler {
                 let tasks = env.tasks(&service).await;
                 let docker_running = env.running_containers().await.len();
                 let s = env.service(&service).await;
-                let live: Vec<&Value> = tasks.iter().filter(|t| t["lastStatus"] != "STOPPED").collect();
+                let live: Vec<&Value> = tasks
+                    .iter()
+                    .filter(|t| t["lastStatus"] != "STOPPED")
+                    .collect();
                 let mut by_revision = BTreeMap::new();
                 for t in &live {
-                    *by_revision.entry(revision(t["taskDefinitionArn"].as_str().unwrap_or_default())).or_insert(0) += 1;
+                    *by_revision
+                        .entry(revision(
+                            t["taskDefinitionArn"].as_str().unwrap_or_default(),
+                        ))
+                        .or_insert(0) += 1;
                 }
                 let deployments = s["deployments"].as_array().cloned().unwrap_or_default();
                 out.push(Sample {
@@ -500,6 +624,9 @@ impl Sampler {
 fn init_tracing() {
     // Quiet unless FLOTILLA_LOG asks (e.g. FLOTILLA_LOG=flotilla_server=debug).
     if let Ok(filter) = std::env::var("FLOTILLA_LOG") {
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
     }
 }

@@ -19,10 +19,16 @@ pub struct Principal {
     pub account: &'static str,
 }
 
-pub const ALICE: Principal =
-    Principal { access_key_id: "AKIAALICE00000000001", secret: "alice-secret-key-0000000000000000000000", account: "111111111111" };
-pub const BOB: Principal =
-    Principal { access_key_id: "AKIABOB0000000000001", secret: "bob-secret-key-00000000000000000000000", account: "222222222222" };
+pub const ALICE: Principal = Principal {
+    access_key_id: "AKIAALICE00000000001",
+    secret: "alice-secret-key-0000000000000000000000",
+    account: "111111111111",
+};
+pub const BOB: Principal = Principal {
+    access_key_id: "AKIABOB0000000000001",
+    secret: "bob-secret-key-00000000000000000000000",
+    account: "222222222222",
+};
 
 pub const REGION: &str = "us-east-1";
 
@@ -74,7 +80,9 @@ impl TestServer {
 
     pub async fn start_in_with(data_dir: PathBuf, config: flotilla_server::Config) -> TestServer {
         let store = SqliteStore::open(&data_dir.join("flotilla.db")).expect("open store");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
@@ -111,7 +119,13 @@ impl TestServer {
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
             .region(Region::new(REGION))
-            .credentials_provider(SdkCredentials::new(who.access_key_id, who.secret, None, None, "test"))
+            .credentials_provider(SdkCredentials::new(
+                who.access_key_id,
+                who.secret,
+                None,
+                None,
+                "test",
+            ))
             .build();
         aws_sdk_ecs::Client::from_conf(config)
     }
@@ -128,7 +142,14 @@ impl TestServer {
         let out = tokio::process::Command::new(aws)
             .arg("ecs")
             .args(args)
-            .args(["--output", "json", "--endpoint-url", &self.endpoint, "--region", REGION])
+            .args([
+                "--output",
+                "json",
+                "--endpoint-url",
+                &self.endpoint,
+                "--region",
+                REGION,
+            ])
             .env("AWS_ACCESS_KEY_ID", who.access_key_id)
             .env("AWS_SECRET_ACCESS_KEY", who.secret)
             .env_remove("AWS_SESSION_TOKEN")
@@ -141,7 +162,11 @@ impl TestServer {
             .expect("the AWS CLI must be installed: run the tests with scripts/test");
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::String(stdout));
-        (out.status.success(), json, String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            out.status.success(),
+            json,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     }
 }
 
@@ -156,7 +181,11 @@ impl Drop for TestServer {
 /// The directory of real-world task definitions (`shared/` beside the repo).
 pub fn taskdefs_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/taskdefs");
-    assert!(dir.is_dir(), "{} not found: shared/ must sit beside the repository", dir.display());
+    assert!(
+        dir.is_dir(),
+        "{} not found: shared/ must sit beside the repository",
+        dir.display()
+    );
     dir
 }
 
@@ -171,7 +200,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

@@ -25,14 +25,23 @@ pub async fn send_json(c: &Client, op: &str, body: &Value) -> RawResponse {
 /// Calls `op` and expects HTTP 200; returns the JSON answer.
 pub async fn ok(c: &Client, op: &str, body: &Value) -> Value {
     let r = send_json(c, op, body).await;
-    assert_eq!(r.status, 200, "{op} {body}: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        200,
+        "{op} {body}: {}",
+        String::from_utf8_lossy(&r.body)
+    );
     assert_request_id(&r);
     r.json()
 }
 
 pub fn assert_request_id(r: &RawResponse) {
     let id = r.request_id.as_deref().unwrap_or_default();
-    assert!(!id.is_empty(), "x-amzn-RequestId missing (status {})", r.status);
+    assert!(
+        !id.is_empty(),
+        "x-amzn-RequestId missing (status {})",
+        r.status
+    );
 }
 
 /// Asserts the AWS JSON 1.1 error shape: `status`, `__type` and
@@ -42,9 +51,14 @@ pub fn assert_error(r: &RawResponse, status: u16, code: &str) -> String {
     let body = String::from_utf8_lossy(&r.body).to_string();
     assert_ne!(r.status, 500, "the server answered 500: {body}");
     assert_eq!(r.status, status, "status; body {body}");
-    let v: Value = serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("error body is not JSON ({e}): {body}"));
+    let v: Value = serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("error body is not JSON ({e}): {body}"));
     assert_eq!(v["__type"].as_str(), Some(code), "__type; body {body}");
-    assert_eq!(r.error_type.as_deref(), Some(code), "X-Amzn-ErrorType; body {body}");
+    assert_eq!(
+        r.error_type.as_deref(),
+        Some(code),
+        "X-Amzn-ErrorType; body {body}"
+    );
     let message = v["message"].as_str().unwrap_or_default().to_string();
     assert!(!message.is_empty(), "empty message: {body}");
     assert_request_id(r);
@@ -57,46 +71,109 @@ pub async fn snapshot(c: &Client) -> Value {
     let mut out = serde_json::Map::new();
     let clusters = list_all(c, "ListClusters", json!({}), "clusterArns").await;
     out.insert("clusters".into(), json!(clusters));
-    for arn in clusters.iter().map(|a| a.as_str().unwrap_or_default().to_string()) {
+    for arn in clusters
+        .iter()
+        .map(|a| a.as_str().unwrap_or_default().to_string())
+    {
         let arn = &arn;
-        let d = ok(c, "DescribeClusters", &json!({"clusters": [arn], "include": ["TAGS", "SETTINGS", "STATISTICS"]})).await;
+        let d = ok(
+            c,
+            "DescribeClusters",
+            &json!({"clusters": [arn], "include": ["TAGS", "SETTINGS", "STATISTICS"]}),
+        )
+        .await;
         out.insert(format!("cluster {arn}"), d);
-        let instances = list_all(c, "ListContainerInstances", json!({"cluster": arn}), "containerInstanceArns").await;
+        let instances = list_all(
+            c,
+            "ListContainerInstances",
+            json!({"cluster": arn}),
+            "containerInstanceArns",
+        )
+        .await;
         if !instances.is_empty() {
-            let mut d = ok(c, "DescribeContainerInstances", &json!({"cluster": arn, "containerInstances": instances, "include": ["TAGS"]})).await;
+            let mut d = ok(
+                c,
+                "DescribeContainerInstances",
+                &json!({"cluster": arn, "containerInstances": instances, "include": ["TAGS"]}),
+            )
+            .await;
             // agentConnected and the like are not what a rejected write could change,
             // but they are stable in these tests; keep the whole object.
             if let Some(list) = d["containerInstances"].as_array_mut() {
-                list.sort_by_key(|i| i["containerInstanceArn"].as_str().unwrap_or_default().to_string());
+                list.sort_by_key(|i| {
+                    i["containerInstanceArn"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                });
             }
             out.insert(format!("instances {arn}"), d);
         }
         for status in ["RUNNING", "STOPPED"] {
-            let tasks = list_all(c, "ListTasks", json!({"cluster": arn, "desiredStatus": status}), "taskArns").await;
+            let tasks = list_all(
+                c,
+                "ListTasks",
+                json!({"cluster": arn, "desiredStatus": status}),
+                "taskArns",
+            )
+            .await;
             out.insert(format!("tasks {status} {arn}"), json!(tasks));
             if !tasks.is_empty() {
                 for chunk in tasks.chunks(100) {
-                    let d = ok(c, "DescribeTasks", &json!({"cluster": arn, "tasks": chunk, "include": ["TAGS"]})).await;
+                    let d = ok(
+                        c,
+                        "DescribeTasks",
+                        &json!({"cluster": arn, "tasks": chunk, "include": ["TAGS"]}),
+                    )
+                    .await;
                     out.insert(format!("describe tasks {status} {arn} {}", chunk[0]), d);
                 }
             }
         }
         let services = list_all(c, "ListServices", json!({"cluster": arn}), "serviceArns").await;
         out.insert(format!("services {arn}"), json!(services));
-        let attrs = list_all(c, "ListAttributes", json!({"cluster": arn, "targetType": "container-instance"}), "attributes").await;
+        let attrs = list_all(
+            c,
+            "ListAttributes",
+            json!({"cluster": arn, "targetType": "container-instance"}),
+            "attributes",
+        )
+        .await;
         out.insert(format!("attributes {arn}"), json!(attrs));
     }
     for status in ["ACTIVE", "INACTIVE"] {
-        let tds = list_all(c, "ListTaskDefinitions", json!({"status": status}), "taskDefinitionArns").await;
+        let tds = list_all(
+            c,
+            "ListTaskDefinitions",
+            json!({"status": status}),
+            "taskDefinitionArns",
+        )
+        .await;
         for arn in tds.iter().map(|a| a.as_str().unwrap_or_default()) {
-            let d = ok(c, "DescribeTaskDefinition", &json!({"taskDefinition": arn, "include": ["TAGS"]})).await;
+            let d = ok(
+                c,
+                "DescribeTaskDefinition",
+                &json!({"taskDefinition": arn, "include": ["TAGS"]}),
+            )
+            .await;
             out.insert(format!("taskdef {arn}"), d);
         }
         out.insert(format!("taskdefs {status}"), json!(tds));
     }
-    let fams = list_all(c, "ListTaskDefinitionFamilies", json!({"status": "ALL"}), "families").await;
+    let fams = list_all(
+        c,
+        "ListTaskDefinitionFamilies",
+        json!({"status": "ALL"}),
+        "families",
+    )
+    .await;
     out.insert("families".into(), json!(fams));
-    let settings = ok(c, "ListAccountSettings", &json!({"effectiveSettings": true})).await;
+    let settings = ok(
+        c,
+        "ListAccountSettings",
+        &json!({"effectiveSettings": true}),
+    )
+    .await;
     out.insert("settings".into(), settings);
     Value::Object(out)
 }
@@ -122,16 +199,22 @@ pub fn subset_diff(given: &Value, got: &Value, path: &str) -> Option<String> {
     match (given, got) {
         (Value::Null, _) => None,
         (Value::Object(g), Value::Object(o)) => g.iter().find_map(|(k, v)| {
-            let here = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             match (v, o.get(k)) {
                 (Value::Null, _) => None,
                 (_, None) => Some(format!("{here}: given {v}, missing from the answer")),
                 (_, Some(ov)) => subset_diff(v, ov, &here),
             }
         }),
-        (Value::Array(g), Value::Array(o)) if g.len() == o.len() => {
-            g.iter().zip(o).enumerate().find_map(|(i, (a, b))| subset_diff(a, b, &format!("{path}[{i}]")))
-        }
+        (Value::Array(g), Value::Array(o)) if g.len() == o.len() => g
+            .iter()
+            .zip(o)
+            .enumerate()
+            .find_map(|(i, (a, b))| subset_diff(a, b, &format!("{path}[{i}]"))),
         _ if given == got => None,
         (Value::Number(a), Value::Number(b)) if a.as_f64() == b.as_f64() => None,
         _ => Some(format!("{path}: given {given}, got {got}")),
@@ -153,7 +236,14 @@ pub async fn aws(endpoint: &str, key: &str, secret: &str, args: &[&str]) -> CliR
     let out = tokio::process::Command::new(&exe)
         .arg("ecs")
         .args(args)
-        .args(["--output", "json", "--endpoint-url", endpoint, "--region", "us-east-1"])
+        .args([
+            "--output",
+            "json",
+            "--endpoint-url",
+            endpoint,
+            "--region",
+            "us-east-1",
+        ])
         .env("AWS_ACCESS_KEY_ID", key)
         .env("AWS_SECRET_ACCESS_KEY", secret)
         .env_remove("AWS_SESSION_TOKEN")
@@ -165,7 +255,9 @@ pub async fn aws(endpoint: &str, key: &str, secret: &str, args: &[&str]) -> CliR
         .env("AWS_MAX_ATTEMPTS", "1")
         .output()
         .await
-        .unwrap_or_else(|e| panic!("the AWS CLI ({exe}) must be installed: run the tests with scripts/test ({e})"));
+        .unwrap_or_else(|e| {
+            panic!("the AWS CLI ({exe}) must be installed: run the tests with scripts/test ({e})")
+        });
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     CliRun {
         code: out.status.code().unwrap_or(-1),

@@ -3,9 +3,14 @@
 
 use flotilla_model::ecs;
 
-use super::{active_cluster_mut, check_name, cluster_name, decode_token, failure, page, page_size, validate_tags, Ctx};
+use super::{
+    active_cluster_mut, check_name, cluster_name, decode_token, failure, page, page_size,
+    validate_tags, Ctx,
+};
+use flotilla_model::lifecycle::{ClusterStatus, InstanceStatus, ServiceStatus, TaskStatus};
+
+use crate::core::state::{ClusterState, Key, State};
 use crate::error::{ApiError, ApiResult};
-use crate::state::{ClusterState, Key, State};
 
 fn check_settings(settings: &[ecs::ClusterSetting]) -> ApiResult<()> {
     for s in settings {
@@ -27,28 +32,52 @@ fn view(c: &ClusterState, include: &[ecs::ClusterField]) -> ecs::Cluster {
     let active_instances = c
         .instances
         .values()
-        .filter(|i| matches!(i.status.as_deref(), Some("ACTIVE" | "DRAINING")))
+        .filter(|i| {
+            matches!(
+                i.lifecycle(),
+                InstanceStatus::Active | InstanceStatus::Draining
+            )
+        })
         .count();
-    let running = c.tasks.values().filter(|t| t.last_status.as_deref() == Some("RUNNING")).count();
+    let running = c
+        .tasks
+        .values()
+        .filter(|t| t.status() == TaskStatus::Running)
+        .count();
     let pending = c
         .tasks
         .values()
-        .filter(|t| matches!(t.last_status.as_deref(), Some("PROVISIONING" | "PENDING" | "ACTIVATING")))
+        .filter(|t| t.status().is_starting())
         .count();
-    let services = c.services.values().filter(|s| s.status.as_deref() == Some("ACTIVE")).count();
+    let services = c
+        .services
+        .values()
+        .filter(|s| s.lifecycle() == ServiceStatus::Active)
+        .count();
     out.registered_container_instances_count = Some(active_instances as i32);
     out.running_tasks_count = Some(running as i32);
     out.pending_tasks_count = Some(pending as i32);
     out.active_services_count = Some(services as i32);
     out.capacity_providers.get_or_insert_with(Vec::new);
-    out.default_capacity_provider_strategy.get_or_insert_with(Vec::new);
+    out.default_capacity_provider_strategy
+        .get_or_insert_with(Vec::new);
     if include.contains(&ecs::ClusterField::Statistics) {
-        let stat = |name: &str, v: usize| ecs::KeyValuePair { name: Some(name.into()), value: Some(v.to_string()) };
-        let draining = c.instances.values().filter(|i| i.status.as_deref() == Some("DRAINING")).count();
+        let stat = |name: &str, v: usize| ecs::KeyValuePair {
+            name: Some(name.into()),
+            value: Some(v.to_string()),
+        };
+        let draining = c
+            .instances
+            .values()
+            .filter(|i| i.lifecycle() == InstanceStatus::Draining)
+            .count();
         let ec2_services = c
             .services
             .values()
-            .filter(|s| s.status.as_deref() == Some("ACTIVE") && s.launch_type != Some(ecs::LaunchType::Fargate))
+            .filter(|s| {
+                s.lifecycle() == ServiceStatus::Active
+                    && s.launch_type != Some(ecs::LaunchType::Fargate)
+            })
             .count();
         out.statistics = Some(vec![
             stat("runningEC2TasksCount", running),
@@ -76,9 +105,17 @@ fn view(c: &ClusterState, include: &[ecs::ClusterField]) -> ecs::Cluster {
     out
 }
 
-const ALL_FIELDS: &[ecs::ClusterField] = &[ecs::ClusterField::Tags, ecs::ClusterField::Settings, ecs::ClusterField::Configurations];
+const ALL_FIELDS: &[ecs::ClusterField] = &[
+    ecs::ClusterField::Tags,
+    ecs::ClusterField::Settings,
+    ecs::ClusterField::Configurations,
+];
 
-pub async fn create_cluster(state: &State, ctx: &Ctx, req: ecs::CreateClusterRequest) -> ApiResult<ecs::CreateClusterResponse> {
+pub async fn create_cluster(
+    state: &State,
+    ctx: &Ctx,
+    req: ecs::CreateClusterRequest,
+) -> ApiResult<ecs::CreateClusterResponse> {
     let name = req.cluster_name.clone().unwrap_or_else(|| "default".into());
     check_name("Cluster name", &name)?;
     let tags = req.tags.clone().unwrap_or_default();
@@ -88,23 +125,29 @@ pub async fn create_cluster(state: &State, ctx: &Ctx, req: ecs::CreateClusterReq
         .write(&ctx.scope, |acct, tx| {
             if let Some(existing) = acct.clusters.get(&name).filter(|c| c.is_active()) {
                 // CreateCluster is idempotent: an ACTIVE cluster of that name is returned as it is.
-                return Ok(ecs::CreateClusterResponse { cluster: Some(view(existing, ALL_FIELDS)) });
+                return Ok(ecs::CreateClusterResponse {
+                    cluster: Some(view(existing, ALL_FIELDS)),
+                });
             }
             let settings = req.settings.clone().unwrap_or_else(|| {
-                vec![ecs::ClusterSetting { name: Some(ecs::ClusterSettingName::ContainerInsights), value: Some("disabled".into()) }]
+                vec![ecs::ClusterSetting {
+                    name: Some(ecs::ClusterSettingName::ContainerInsights),
+                    value: Some("disabled".into()),
+                }]
             });
             let cluster = ecs::Cluster {
                 cluster_arn: Some(ctx.scope.cluster_arn(&name)),
                 cluster_name: Some(name.clone()),
-                status: Some("ACTIVE".into()),
+                status: Some(ClusterStatus::Active),
                 settings: Some(settings),
                 configuration: req.configuration.clone(),
                 capacity_providers: req.capacity_providers.clone(),
                 default_capacity_provider_strategy: req.default_capacity_provider_strategy.clone(),
-                service_connect_defaults: req
-                    .service_connect_defaults
-                    .as_ref()
-                    .map(|d| ecs::ClusterServiceConnectDefaults { namespace: d.namespace.clone() }),
+                service_connect_defaults: req.service_connect_defaults.as_ref().map(|d| {
+                    ecs::ClusterServiceConnectDefaults {
+                        namespace: d.namespace.clone(),
+                    }
+                }),
                 tags: Some(tags.clone()),
                 ..Default::default()
             };
@@ -133,20 +176,33 @@ pub async fn describe_clusters(
         let mut clusters = Vec::new();
         let mut failures = Vec::new();
         for r in &refs {
-            let found = cluster_name(&ctx.scope, Some(r)).ok().and_then(|n| acct.clusters.get(n));
+            let found = cluster_name(&ctx.scope, Some(r))
+                .ok()
+                .and_then(|n| acct.clusters.get(n));
             match found {
                 Some(c) => clusters.push(view(c, &include)),
                 None => {
-                    let arn = if r.starts_with("arn:") { r.clone() } else { ctx.scope.cluster_arn(r) };
+                    let arn = if r.starts_with("arn:") {
+                        r.clone()
+                    } else {
+                        ctx.scope.cluster_arn(r)
+                    };
                     failures.push(failure(arn, "MISSING"));
                 }
             }
         }
-        ecs::DescribeClustersResponse { clusters: Some(clusters), failures: Some(failures) }
+        ecs::DescribeClustersResponse {
+            clusters: Some(clusters),
+            failures: Some(failures),
+        }
     }))
 }
 
-pub async fn list_clusters(state: &State, ctx: &Ctx, req: ecs::ListClustersRequest) -> ApiResult<ecs::ListClustersResponse> {
+pub async fn list_clusters(
+    state: &State,
+    ctx: &Ctx,
+    req: ecs::ListClustersRequest,
+) -> ApiResult<ecs::ListClustersResponse> {
     let size = page_size(req.max_results, 100)?;
     let after = decode_token(req.next_token.as_deref())?;
     Ok(state.read(&ctx.scope, |acct| {
@@ -157,11 +213,18 @@ pub async fn list_clusters(state: &State, ctx: &Ctx, req: ecs::ListClustersReque
             .filter(|(_, c)| c.is_active())
             .map(|(name, c)| (name, c.cluster.cluster_arn.clone().unwrap_or_default()));
         let (arns, next) = page(items, size);
-        ecs::ListClustersResponse { cluster_arns: Some(arns), next_token: next }
+        ecs::ListClustersResponse {
+            cluster_arns: Some(arns),
+            next_token: next,
+        }
     }))
 }
 
-pub async fn update_cluster(state: &State, ctx: &Ctx, req: ecs::UpdateClusterRequest) -> ApiResult<ecs::UpdateClusterResponse> {
+pub async fn update_cluster(
+    state: &State,
+    ctx: &Ctx,
+    req: ecs::UpdateClusterRequest,
+) -> ApiResult<ecs::UpdateClusterResponse> {
     check_settings(req.settings.as_deref().unwrap_or_default())?;
     state
         .write(&ctx.scope, |acct, tx| {
@@ -173,10 +236,14 @@ pub async fn update_cluster(state: &State, ctx: &Ctx, req: ecs::UpdateClusterReq
                 c.cluster.configuration = Some(conf.clone());
             }
             if let Some(d) = &req.service_connect_defaults {
-                c.cluster.service_connect_defaults = Some(ecs::ClusterServiceConnectDefaults { namespace: d.namespace.clone() });
+                c.cluster.service_connect_defaults = Some(ecs::ClusterServiceConnectDefaults {
+                    namespace: d.namespace.clone(),
+                });
             }
             tx.put(Key::Cluster(c.name()), &c.cluster);
-            Ok(ecs::UpdateClusterResponse { cluster: Some(view(c, ALL_FIELDS)) })
+            Ok(ecs::UpdateClusterResponse {
+                cluster: Some(view(c, ALL_FIELDS)),
+            })
         })
         .await
 }
@@ -193,7 +260,9 @@ pub async fn update_cluster_settings(
             let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
             merge_settings(&mut c.cluster, &settings);
             tx.put(Key::Cluster(c.name()), &c.cluster);
-            Ok(ecs::UpdateClusterSettingsResponse { cluster: Some(view(c, ALL_FIELDS)) })
+            Ok(ecs::UpdateClusterSettingsResponse {
+                cluster: Some(view(c, ALL_FIELDS)),
+            })
         })
         .await
 }
@@ -208,26 +277,30 @@ fn merge_settings(cluster: &mut ecs::Cluster, new: &[ecs::ClusterSetting]) {
     }
 }
 
-pub async fn delete_cluster(state: &State, ctx: &Ctx, req: ecs::DeleteClusterRequest) -> ApiResult<ecs::DeleteClusterResponse> {
+pub async fn delete_cluster(
+    state: &State,
+    ctx: &Ctx,
+    req: ecs::DeleteClusterRequest,
+) -> ApiResult<ecs::DeleteClusterResponse> {
     state
         .write(&ctx.scope, |acct, tx| {
             let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
-            if c.instances.values().any(|i| matches!(i.status.as_deref(), Some("ACTIVE" | "DRAINING" | "REGISTERING"))) {
+            if c.instances.values().any(|i| i.is_registered()) {
                 return Err(ApiError::new(
                     "ClusterContainsContainerInstancesException",
                     "The Cluster cannot be deleted while Container Instances are active or draining.",
                 ));
             }
-            if c.services.values().any(|s| matches!(s.status.as_deref(), Some("ACTIVE" | "DRAINING"))) {
+            if c.services.values().any(|s| s.lifecycle() != ServiceStatus::Inactive) {
                 return Err(ApiError::new(
                     "ClusterContainsServicesException",
                     "The Cluster cannot be deleted while Services are active.",
                 ));
             }
-            if c.tasks.values().any(|t| t.last_status.as_deref() != Some("STOPPED")) {
+            if c.tasks.values().any(|t| !t.is_stopped()) {
                 return Err(ApiError::new("ClusterContainsTasksException", "The Cluster cannot be deleted while Tasks are active."));
             }
-            c.cluster.status = Some("INACTIVE".into());
+            c.cluster.status = Some(ClusterStatus::Inactive);
             tx.put(Key::Cluster(c.name()), &c.cluster);
             Ok(ecs::DeleteClusterResponse { cluster: Some(view(c, ALL_FIELDS)) })
         })

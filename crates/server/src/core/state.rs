@@ -14,26 +14,27 @@
 //! handler leaves memory untouched and writes nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use flotilla_model::arn::Scope;
 use flotilla_model::ecs;
-use flotilla_store::{Op, Store, StoreError, Txn};
+use flotilla_store::{Op, Store, Txn};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 
+use super::events::{Event, Published};
+use super::stored::TaskProgress;
 use crate::error::ApiResult;
-use crate::stored::TaskProgress;
 
 /// Everything one account sees in one region.
 #[derive(Debug, Default)]
 pub struct Account {
     pub clusters: BTreeMap<String, ClusterState>,
-    pub families: BTreeMap<String, Family>,
+    pub families: Families,
     /// Account-level defaults set with PutAccountSettingDefault / PutAccountSetting.
     pub settings: BTreeMap<String, ecs::Setting>,
 }
@@ -64,19 +65,12 @@ pub struct ClusterState {
     /// wire shape (by service name).
     pub service_meta: BTreeMap<String, ServiceMeta>,
     /// The scheduler's view of the instances: derived, kept current by
-    /// `crate::placement` (see there).
+    /// `super::placement` (see there).
     pub view: flotilla_scheduler::ClusterView,
 }
 
-impl Account {
-    /// Refreshes the scheduler's record of one instance after it changed.
-    pub fn sync_instance(&mut self, cluster: &str, id: &str) {
-        let Account { clusters, families, .. } = self;
-        if let Some(c) = clusters.get_mut(cluster) {
-            crate::placement::sync_instance(families, c, id);
-        }
-    }
-}
+/// An account's task definition families, by name.
+pub type Families = BTreeMap<String, Family>;
 
 impl ClusterState {
     pub fn name(&self) -> &str {
@@ -84,11 +78,15 @@ impl ClusterState {
     }
 
     pub fn is_active(&self) -> bool {
-        self.cluster.status.as_deref() == Some("ACTIVE")
+        self.cluster.is_active()
     }
 
     pub fn insert_task(&mut self, id: String, task: ecs::Task) {
-        index(&mut self.tasks_by_started_by, task.started_by.as_deref(), id.clone());
+        index(
+            &mut self.tasks_by_started_by,
+            task.started_by.as_deref(),
+            id.clone(),
+        );
         index(&mut self.tasks_by_family, family_of(&task), id.clone());
         let (instance, group) = (task.container_instance_arn.clone(), task.group.clone());
         let slot = self.tasks.insert(id, task);
@@ -99,9 +97,17 @@ impl ClusterState {
     /// Forgets a task (retention of STOPPED tasks has passed).
     pub fn remove_task(&mut self, id: &str) -> Option<ecs::Task> {
         let (slot, task) = self.tasks.remove(id)?;
-        unindex(&mut self.tasks_by_instance, task.container_instance_arn.as_deref(), &slot);
+        unindex(
+            &mut self.tasks_by_instance,
+            task.container_instance_arn.as_deref(),
+            &slot,
+        );
         unindex(&mut self.tasks_by_group, task.group.as_deref(), &slot);
-        unindex(&mut self.tasks_by_started_by, task.started_by.as_deref(), id);
+        unindex(
+            &mut self.tasks_by_started_by,
+            task.started_by.as_deref(),
+            id,
+        );
         unindex(&mut self.tasks_by_family, family_of(&task), id);
         Some(task)
     }
@@ -116,12 +122,21 @@ impl ClusterState {
         self.tasks_by_family.get(family)
     }
 
-    fn indexed<'a>(&'a self, slots: Option<&'a BTreeSet<u32>>) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
-        slots.into_iter().flatten().filter_map(|slot| self.tasks.slot(*slot))
+    fn indexed<'a>(
+        &'a self,
+        slots: Option<&'a BTreeSet<u32>>,
+    ) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
+        slots
+            .into_iter()
+            .flatten()
+            .filter_map(|slot| self.tasks.slot(*slot))
     }
 
     /// The tasks placed on the instance with this ARN, stopped ones included.
-    pub fn tasks_on<'a>(&'a self, instance_arn: &str) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
+    pub fn tasks_on<'a>(
+        &'a self,
+        instance_arn: &str,
+    ) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
         self.indexed(self.tasks_by_instance.get(instance_arn))
     }
 
@@ -131,14 +146,18 @@ impl ClusterState {
     }
 
     /// The tasks of a group, stopped ones included.
-    pub fn tasks_in_group<'a>(&'a self, group: &str) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
+    pub fn tasks_in_group<'a>(
+        &'a self,
+        group: &str,
+    ) -> impl Iterator<Item = (&'a String, &'a ecs::Task)> + 'a {
         self.indexed(self.tasks_by_group.get(group))
     }
 }
 
 /// The task definition family a task runs.
 pub fn family_of(task: &ecs::Task) -> Option<&str> {
-    flotilla_model::arn::task_definition_parts(task.task_definition_arn.as_deref()?).map(|(family, _)| family)
+    flotilla_model::arn::task_definition_parts(task.task_definition_arn.as_deref()?)
+        .map(|(family, _)| family)
 }
 
 /// Adds `item` to the index entry for `key` (if the task has one).
@@ -156,7 +175,11 @@ fn index<T: Ord>(map: &mut HashMap<String, BTreeSet<T>>, key: Option<&str>, item
 }
 
 /// Takes `item` out of the index entry for `key`, dropping the entry once empty.
-fn unindex<T: Ord + std::borrow::Borrow<Q>, Q: Ord + ?Sized>(map: &mut HashMap<String, BTreeSet<T>>, key: Option<&str>, item: &Q) {
+fn unindex<T: Ord + std::borrow::Borrow<Q>, Q: Ord + ?Sized>(
+    map: &mut HashMap<String, BTreeSet<T>>,
+    key: Option<&str>,
+    item: &Q,
+) {
     let Some(key) = key else { return };
     if let Some(set) = map.get_mut(key) {
         set.remove(item);
@@ -191,7 +214,10 @@ enum TaskKey {
 
 impl TaskKey {
     fn of(id: &str) -> TaskKey {
-        let hex = id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let hex = id.len() == 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         match hex.then(|| u128::from_str_radix(id, 16).ok()).flatten() {
             Some(n) => TaskKey::Hex(n),
             None => TaskKey::Other(id.to_string()),
@@ -220,7 +246,10 @@ impl Tasks {
     /// are (the indexes rely on it).
     pub fn get_mut(&mut self, id: &str) -> Option<&mut ecs::Task> {
         let slot = *self.ids.get(&TaskKey::of(id))?;
-        self.slots.get_mut(slot as usize)?.as_mut().map(|b| &mut b.1)
+        self.slots
+            .get_mut(slot as usize)?
+            .as_mut()
+            .map(|b| &mut b.1)
     }
 
     /// Every task, in no particular order.
@@ -234,13 +263,21 @@ impl Tasks {
     }
 
     /// The tasks from `start` on, in id order.
-    pub fn range_from(&self, start: std::ops::Bound<String>) -> impl Iterator<Item = (&String, &ecs::Task)> {
+    pub fn range_from(
+        &self,
+        start: std::ops::Bound<String>,
+    ) -> impl Iterator<Item = (&String, &ecs::Task)> {
         let start = start.map(|id| TaskKey::of(&id));
-        self.ids.range((start, std::ops::Bound::Unbounded)).filter_map(|(_, slot)| self.slot(*slot))
+        self.ids
+            .range((start, std::ops::Bound::Unbounded))
+            .filter_map(|(_, slot)| self.slot(*slot))
     }
 
     fn slot(&self, slot: u32) -> Option<(&String, &ecs::Task)> {
-        self.slots.get(slot as usize)?.as_ref().map(|b| (&b.0, &b.1))
+        self.slots
+            .get(slot as usize)?
+            .as_ref()
+            .map(|b| (&b.0, &b.1))
     }
 
     /// Stores a task, in the slot it already has if its id is known.
@@ -279,7 +316,11 @@ pub struct ServiceMeta {
     /// The task definition of the last deployment that COMPLETED: the circuit
     /// breaker's rollback target, kept after that deployment has drained
     /// away and left the service's `deployments`.
-    #[serde(rename = "lastCompletedTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastCompletedTaskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_completed_task_definition: Option<String>,
 }
 
@@ -321,12 +362,39 @@ pub enum Key<'a> {
     Setting(&'a str),
 }
 
+/// The first segment of every key: which part of the domain owns it. The
+/// state loads each namespace it knows (see `super::load`).
+pub const NAMESPACES: &[&str] = &[Key::ECS];
+
 impl Key<'_> {
-    fn render(&self, scope: &Scope) -> String {
+    const ECS: &'static str = "ecs";
+
+    fn namespace(&self) -> &'static str {
+        match self {
+            Key::Cluster(_)
+            | Key::Family(_)
+            | Key::TaskDefinition(..)
+            | Key::Instance(..)
+            | Key::Task(..)
+            | Key::TaskProgress(..)
+            | Key::Service(..)
+            | Key::ServiceMeta(..)
+            | Key::Setting(_) => Key::ECS,
+        }
+    }
+
+    /// `NAMESPACE/ACCOUNT/REGION/KIND/…`
+    pub(crate) fn render(&self, scope: &Scope) -> String {
         use std::fmt::Write;
         // One buffer, written once (a task's key is rendered for every write).
         let mut key = String::with_capacity(112);
-        let _ = write!(key, "ecs/{}/{}/", scope.account, scope.region);
+        let _ = write!(
+            key,
+            "{}/{}/{}/",
+            self.namespace(),
+            scope.account,
+            scope.region
+        );
         let _ = match self {
             Key::Cluster(c) => write!(key, "cluster/{c}"),
             Key::Family(f) => write!(key, "family/{f}"),
@@ -345,6 +413,9 @@ impl Key<'_> {
 /// A service, named by account, region, cluster and name.
 pub type ServiceKey = (Scope, String, String);
 
+/// A container instance, named by account, region, cluster and id.
+pub type InstanceKey = (Scope, String, String);
+
 /// The store writes of one handler call, and what they touched (for
 /// targeted wake-ups once they are durable).
 pub struct Tx<'s> {
@@ -358,6 +429,12 @@ pub struct Tx<'s> {
     /// Clusters whose instances changed: every service there may decide
     /// differently (room to place, a draining or lost host, a new daemon host).
     clusters: Vec<String>,
+    /// Instances written (cluster, id).
+    instances_written: Vec<(String, String)>,
+    /// Lifecycle events, published once the writes are durable.
+    events: Vec<Event>,
+    /// Whether anybody subscribes to events: if not, none are built.
+    listening: bool,
 }
 
 impl Tx<'_> {
@@ -386,29 +463,65 @@ impl Tx<'_> {
     }
 
     fn wake_service_of(&mut self, cluster: &str, task: &ecs::Task) {
-        let Some(service) = task.group.as_deref().and_then(|g| g.strip_prefix("service:")) else { return };
+        let Some(service) = task
+            .group
+            .as_deref()
+            .and_then(|g| g.strip_prefix("service:"))
+        else {
+            return;
+        };
         // A controller's batch writes a service's tasks one after another:
         // one entry for the run, not one (and four strings) per task.
-        if self.services.last().is_some_and(|(_, c, s)| c == cluster && s == service) {
+        if self
+            .services
+            .last()
+            .is_some_and(|(_, c, s)| c == cluster && s == service)
+        {
             return;
         }
-        self.services.push((self.scope.clone(), cluster.to_string(), service.to_string()));
+        self.services
+            .push((self.scope.clone(), cluster.to_string(), service.to_string()));
     }
 
     pub fn put<T: Serialize>(&mut self, key: Key<'_>, value: &T) {
         match key {
-            Key::Service(cluster, name) => self.services.push((self.scope.clone(), cluster.to_string(), name.to_string())),
-            Key::Instance(cluster, _) => self.clusters.push(cluster.to_string()),
+            Key::Service(cluster, name) => {
+                self.services
+                    .push((self.scope.clone(), cluster.to_string(), name.to_string()))
+            }
+            Key::Instance(cluster, id) => {
+                self.clusters.push(cluster.to_string());
+                self.instances_written
+                    .push((cluster.to_string(), id.to_string()));
+            }
             _ => {}
         }
         // Serializing our own wire types cannot fail: they hold only strings,
         // numbers, maps with string keys and lists.
-        let value = crate::stored::encode(serde_json::to_vec(value).unwrap_or_default());
-        self.ops.push(Op::Put { key: key.render(self.scope), value });
+        let value = super::stored::encode(serde_json::to_vec(value).unwrap_or_default());
+        self.ops.push(Op::Put {
+            key: key.render(self.scope),
+            value,
+        });
     }
 
     pub fn delete(&mut self, key: Key<'_>) {
-        self.ops.push(Op::Delete { key: key.render(self.scope) });
+        self.ops.push(Op::Delete {
+            key: key.render(self.scope),
+        });
+    }
+
+    /// Publishes a lifecycle event once this transaction is durable. The
+    /// event is built only if somebody subscribes.
+    pub fn emit(&mut self, event: impl FnOnce() -> Event) {
+        if self.listening {
+            self.events.push(event());
+        }
+    }
+
+    /// The account and region this transaction writes in.
+    pub fn scope(&self) -> &Scope {
+        self.scope
     }
 
     pub fn is_empty(&self) -> bool {
@@ -422,8 +535,8 @@ impl Tx<'_> {
 }
 
 #[derive(Debug, Default)]
-struct Db {
-    accounts: HashMap<Scope, Account>,
+pub(super) struct Db {
+    pub(super) accounts: HashMap<Scope, Account>,
 }
 
 /// The control plane's state. Cheap to share behind an `Arc`.
@@ -444,43 +557,31 @@ pub struct State {
     /// One inbox per connected instance (by ARN): the tasks placed there
     /// that durable writes touched, and a wake-up.
     instance_wakers: Mutex<HashMap<String, Arc<InstanceInbox>>>,
-    /// Services touched by durable writes since the controller last looked.
-    dirty_services: Mutex<BTreeSet<ServiceKey>>,
+    /// Each controller that watches services: the services durable writes
+    /// touched since it last looked.
+    service_watchers: Mutex<Vec<Arc<ServiceChanges>>>,
+    /// Likewise for instances written.
+    instance_watchers: Mutex<Vec<Arc<InstanceChanges>>>,
+    /// Lifecycle events of durable commits (see `super::events`).
+    events: broadcast::Sender<Arc<Published>>,
 }
 
 impl State {
-    /// Rebuilds the in-memory state from everything in the store.
-    pub fn open(store: Arc<dyn Store>) -> Result<Arc<State>, LoadError> {
-        let (kvs, revision) = store.range("ecs/")?;
-        let mut db = Db::default();
-        let mut progress = Vec::new();
-        for kv in kvs {
-            load_one(&mut db, &mut progress, &kv.key, &kv.value).map_err(|e| LoadError::Corrupt { key: kv.key.clone(), why: e })?;
-        }
-        // Progress records apply once every task is in (the store's order
-        // is not relied on). A task and its record are deleted together, so
-        // a record without its task has nothing to apply to.
-        for (scope, cluster, id, p) in progress {
-            let task = db.accounts.get_mut(&scope).and_then(|a| a.clusters.get_mut(&cluster)).and_then(|c| c.tasks.get_mut(&id));
-            if let Some(task) = task {
-                p.apply(task);
-            }
-        }
-        for acct in db.accounts.values_mut() {
-            let Account { clusters, families, .. } = acct;
-            for c in clusters.values_mut() {
-                crate::placement::rebuild_view(families, c);
-            }
-        }
+    /// A state over `db`, loaded from `store` at `revision` (see
+    /// `super::load`, which builds the `Db`).
+    pub(super) fn new(db: Db, store: Arc<dyn Store>, revision: u64) -> Arc<State> {
         let (changed, _) = watch::channel(0);
-        Ok(Arc::new(State {
+        let (events, _) = broadcast::channel(super::events::CAPACITY);
+        Arc::new(State {
             db: RwLock::new(db),
             store,
             changed,
             revision: AtomicU64::new(revision),
             instance_wakers: Mutex::default(),
-            dirty_services: Mutex::default(),
-        }))
+            service_watchers: Mutex::default(),
+            instance_watchers: Mutex::default(),
+            events,
+        })
     }
 
     // parking_lot's lock is not poisoned by a panicking handler: one cannot
@@ -506,7 +607,11 @@ impl State {
     /// Runs `f` over one account, queues its writes, and returns once they are
     /// durable. `f` must check before it mutates: an `Err` must leave the
     /// account as it found it.
-    pub async fn write<R>(&self, scope: &Scope, f: impl FnOnce(&mut Account, &mut Tx<'_>) -> ApiResult<R>) -> ApiResult<R> {
+    pub async fn write<R>(
+        &self,
+        scope: &Scope,
+        f: impl FnOnce(&mut Account, &mut Tx<'_>) -> ApiResult<R>,
+    ) -> ApiResult<R> {
         let (result, durable) = self.submit(scope, f)?;
         durable.await?;
         Ok(result)
@@ -523,26 +628,68 @@ impl State {
         scope: &Scope,
         f: impl FnOnce(&mut Account, &mut Tx<'_>) -> ApiResult<R>,
     ) -> ApiResult<(R, impl Future<Output = ApiResult<()>> + Send + '_)> {
-        let (result, durable, instances, services) = {
+        let listening = self.events.receiver_count() > 0;
+        let (result, durable, instances, services, instances_written, events) = {
             let mut db = self.lock_write();
             let acct = db.accounts.entry(scope.clone()).or_default();
-            let mut tx = Tx { scope, ops: Vec::new(), instances: Vec::new(), services: Vec::new(), clusters: Vec::new() };
+            let mut tx = Tx {
+                scope,
+                ops: Vec::new(),
+                instances: Vec::new(),
+                services: Vec::new(),
+                clusters: Vec::new(),
+                instances_written: Vec::new(),
+                events: Vec::new(),
+                listening,
+            };
             let result = f(acct, &mut tx)?;
-            let durable = (!tx.is_empty()).then(|| self.store.commit(Txn { compares: Vec::new(), ops: tx.ops }));
+            let durable = (!tx.is_empty()).then(|| {
+                self.store.commit(Txn {
+                    compares: Vec::new(),
+                    ops: tx.ops,
+                })
+            });
             let mut services = tx.services;
             for cluster in tx.clusters {
                 if let Some(c) = acct.clusters.get(&cluster) {
-                    services.extend(c.services.keys().map(|name| (scope.clone(), cluster.clone(), name.clone())));
+                    services.extend(
+                        c.services
+                            .keys()
+                            .map(|name| (scope.clone(), cluster.clone(), name.clone())),
+                    );
                 }
             }
             RwLockWriteGuard::unlock_fair(db);
-            (result, durable, tx.instances, services)
+            let instances_written: Vec<InstanceKey> = tx
+                .instances_written
+                .into_iter()
+                .map(|(c, i)| (scope.clone(), c, i))
+                .collect();
+            (
+                result,
+                durable,
+                tx.instances,
+                services,
+                instances_written,
+                tx.events,
+            )
         };
+        let scope = scope.clone();
         let done = async move {
-            let Some(durable) = durable else { return Ok(()) };
+            let Some(durable) = durable else {
+                return Ok(());
+            };
             match durable.await {
                 Ok(revision) => {
-                    self.published(revision, instances, services);
+                    self.published(revision, instances, services, instances_written);
+                    if !events.is_empty() {
+                        // Nobody listening any more is not an error.
+                        let _ = self.events.send(Arc::new(Published {
+                            scope,
+                            revision,
+                            events,
+                        }));
+                    }
                     Ok(())
                 }
                 Err(e) => {
@@ -562,10 +709,19 @@ impl State {
 
     /// After a durable commit: wakes the agent sessions and the controller
     /// for what it touched.
-    fn published(&self, revision: u64, instances: Vec<(String, String)>, services: Vec<ServiceKey>) {
+    fn published(
+        &self,
+        revision: u64,
+        instances: Vec<(String, String)>,
+        services: Vec<ServiceKey>,
+        written: Vec<InstanceKey>,
+    ) {
         self.revision.fetch_max(revision, Ordering::SeqCst);
         if !instances.is_empty() {
-            let wakers = self.instance_wakers.lock().unwrap_or_else(|e| e.into_inner());
+            let wakers = self
+                .instance_wakers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             for (arn, task) in instances {
                 if let Some(inbox) = wakers.get(&arn) {
                     inbox.push(task);
@@ -573,7 +729,22 @@ impl State {
             }
         }
         if !services.is_empty() {
-            self.dirty_services.lock().unwrap_or_else(|e| e.into_inner()).extend(services);
+            let watchers = self
+                .service_watchers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for w in watchers.iter() {
+                w.extend(&services);
+            }
+        }
+        if !written.is_empty() {
+            let watchers = self
+                .instance_watchers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for w in watchers.iter() {
+                w.extend(&written);
+            }
         }
         self.changed.send_modify(|v| *v += 1);
     }
@@ -583,7 +754,10 @@ impl State {
     /// earlier session's (which no longer hears anything).
     pub fn open_instance_inbox(&self, instance_arn: &str) -> Arc<InstanceInbox> {
         let inbox = Arc::new(InstanceInbox::default());
-        let mut wakers = self.instance_wakers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wakers = self
+            .instance_wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         wakers.insert(instance_arn.to_string(), inbox.clone());
         inbox
     }
@@ -591,15 +765,44 @@ impl State {
     /// Forgets a session's inbox when the session ends (unless a newer
     /// session has replaced it already).
     pub fn close_instance_inbox(&self, instance_arn: &str, inbox: &Arc<InstanceInbox>) {
-        let mut wakers = self.instance_wakers.lock().unwrap_or_else(|e| e.into_inner());
-        if wakers.get(instance_arn).is_some_and(|w| Arc::ptr_eq(w, inbox)) {
+        let mut wakers = self
+            .instance_wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if wakers
+            .get(instance_arn)
+            .is_some_and(|w| Arc::ptr_eq(w, inbox))
+        {
             wakers.remove(instance_arn);
         }
     }
 
-    /// The services touched since the last call.
-    pub fn take_dirty_services(&self) -> BTreeSet<ServiceKey> {
-        std::mem::take(&mut *self.dirty_services.lock().unwrap_or_else(|e| e.into_inner()))
+    /// A new watcher of services: it collects every service that durable
+    /// writes touch from now on (its tasks, its record, or an instance of
+    /// its cluster), until taken.
+    pub fn watch_services(&self) -> Arc<ServiceChanges> {
+        let watcher = Arc::new(ServiceChanges::default());
+        self.service_watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(watcher.clone());
+        watcher
+    }
+
+    /// A new watcher of container instances: every instance durable writes
+    /// touch from now on, until taken.
+    pub fn watch_instances(&self) -> Arc<InstanceChanges> {
+        let watcher = Arc::new(InstanceChanges::default());
+        self.instance_watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(watcher.clone());
+        watcher
+    }
+
+    /// Lifecycle events of every durable commit from now on.
+    pub fn subscribe_events(&self) -> broadcast::Receiver<Arc<Published>> {
+        self.events.subscribe()
     }
 
     /// Every account and region that has state.
@@ -617,6 +820,39 @@ impl State {
         self.changed.subscribe()
     }
 }
+
+/// The keys durable writes touched since their watcher last took them.
+#[derive(Debug)]
+pub struct Touched<K> {
+    touched: Mutex<BTreeSet<K>>,
+}
+
+impl<K> Default for Touched<K> {
+    fn default() -> Self {
+        Touched {
+            touched: Mutex::new(BTreeSet::new()),
+        }
+    }
+}
+
+impl<K: Ord + Clone> Touched<K> {
+    fn extend(&self, keys: &[K]) {
+        self.touched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(keys.iter().cloned());
+    }
+
+    /// The keys touched since the last call.
+    pub fn take(&self) -> BTreeSet<K> {
+        std::mem::take(&mut *self.touched.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Services touched: their tasks, their record, or an instance of their cluster.
+pub type ServiceChanges = Touched<ServiceKey>;
+/// Container instances written.
+pub type InstanceChanges = Touched<InstanceKey>;
 
 /// The tasks on one instance that changed since its agent's session last
 /// looked, and the wake-up that tells it to look. An agent's desired set is
@@ -666,93 +902,18 @@ impl InstanceInbox {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("reading the store: {0}")]
-    Store(#[from] StoreError),
-    #[error("stored object {key} cannot be read: {why}")]
-    Corrupt { key: String, why: String },
-}
-
-/// A progress record read before its task may be: (scope, cluster, task id, record).
-type PendingProgress = (Scope, String, String, TaskProgress);
-
-fn load_one(db: &mut Db, progress: &mut Vec<PendingProgress>, key: &str, value: &[u8]) -> Result<(), String> {
-    let value = crate::stored::decode(value)?;
-    let value = value.as_ref();
-    // ecs/ACCOUNT/REGION/KIND/REST
-    let mut parts = key.splitn(5, '/');
-    let (_, account, region, kind, rest) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next());
-    let (Some(account), Some(region), Some(kind), Some(rest)) = (account, region, kind, rest) else {
-        return Err("malformed key".into());
-    };
-    let acct = db.accounts.entry(Scope::new(account, region)).or_default();
-    let de = |e: serde_json::Error| e.to_string();
-    let split2 = |s: &str| s.split_once('/').map(|(a, b)| (a.to_string(), b.to_string())).ok_or("malformed key");
-    match kind {
-        "cluster" => {
-            let cluster: ecs::Cluster = serde_json::from_slice(value).map_err(de)?;
-            acct.clusters.entry(rest.to_string()).or_default().cluster = cluster;
-        }
-        "family" => {
-            let rec: FamilyRecord = serde_json::from_slice(value).map_err(de)?;
-            acct.families.entry(rest.to_string()).or_default().last_revision = rec.last_revision;
-        }
-        "taskdef" => {
-            let (family, rev) = split2(rest)?;
-            let rev: i32 = rev.parse().map_err(|_| "malformed revision")?;
-            let td: StoredTaskDefinition = serde_json::from_slice(value).map_err(de)?;
-            let fam = acct.families.entry(family).or_default();
-            fam.last_revision = fam.last_revision.max(rev);
-            fam.revisions.insert(rev, td);
-        }
-        "instance" => {
-            let (cluster, id) = split2(rest)?;
-            let mut ci: ecs::ContainerInstance = serde_json::from_slice(value).map_err(de)?;
-            // No agent is connected to a server that has just started, whatever
-            // was stored before a crash: each counts as disconnected until it
-            // reconnects, so the lost-host grace period runs from startup.
-            ci.agent_connected = Some(false);
-            acct.clusters.entry(cluster).or_default().instances.insert(id, ci);
-        }
-        "task" => {
-            let (cluster, id) = split2(rest)?;
-            let task: ecs::Task = serde_json::from_slice(value).map_err(de)?;
-            acct.clusters.entry(cluster).or_default().insert_task(id, task);
-        }
-        "taskprogress" => {
-            let (cluster, id) = split2(rest)?;
-            let p: TaskProgress = serde_json::from_slice(value).map_err(de)?;
-            progress.push((Scope::new(account, region), cluster, id, p));
-        }
-        "service" => {
-            let (cluster, name) = split2(rest)?;
-            let svc: ecs::Service = serde_json::from_slice(value).map_err(de)?;
-            acct.clusters.entry(cluster).or_default().services.insert(name, svc);
-        }
-        "servicemeta" => {
-            let (cluster, name) = split2(rest)?;
-            let meta: ServiceMeta = serde_json::from_slice(value).map_err(de)?;
-            acct.clusters.entry(cluster).or_default().service_meta.insert(name, meta);
-        }
-        "setting" => {
-            let s: ecs::Setting = serde_json::from_slice(value).map_err(de)?;
-            acct.settings.insert(rest.to_string(), s);
-        }
-        other => return Err(format!("unknown kind {other}")),
-    }
-    Ok(())
-}
-
 /// Seconds since the epoch, as the wire carries timestamps.
 pub fn now() -> f64 {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     // Millisecond precision, as AWS reports.
     (d.as_millis() as f64) / 1000.0
 }
 
 #[cfg(test)]
 mod tests {
+    use flotilla_model::lifecycle::{ClusterStatus, ContainerStatus, InstanceStatus, TaskStatus};
     use flotilla_store::memory::MemoryStore;
 
     use super::*;
@@ -763,10 +924,22 @@ mod tests {
     #[test]
     fn the_id_index_keeps_string_order() {
         let mut ids: Vec<String> = (0..200).map(|_| flotilla_model::arn::new_id()).collect();
-        ids.extend(["0".repeat(32), "f".repeat(32), "A".repeat(32), "not-hex".into(), "0123".into()]);
+        ids.extend([
+            "0".repeat(32),
+            "f".repeat(32),
+            "A".repeat(32),
+            "not-hex".into(),
+            "0123".into(),
+        ]);
         let mut tasks = Tasks::default();
         for id in &ids {
-            tasks.insert(id.clone(), ecs::Task { task_arn: Some(id.clone()), ..Default::default() });
+            tasks.insert(
+                id.clone(),
+                ecs::Task {
+                    task_arn: Some(id.clone()),
+                    ..Default::default()
+                },
+            );
         }
         let hex = |id: &&String| TaskKey::of(id) != TaskKey::Other(id.to_string());
         let mut expected: Vec<&String> = ids.iter().filter(hex).collect();
@@ -781,7 +954,10 @@ mod tests {
         // A page starting after an id that is not (or no longer) there.
         let after = expected[100].clone();
         tasks.remove(&after);
-        let page: Vec<&String> = tasks.range_from(std::ops::Bound::Excluded(after)).map(|(id, _)| id).collect();
+        let page: Vec<&String> = tasks
+            .range_from(std::ops::Bound::Excluded(after))
+            .map(|(id, _)| id)
+            .collect();
         assert_eq!(page, expected[101..].to_vec());
         assert!(tasks.get(&expected[50].clone()).is_some());
         assert!(tasks.get(&"e".repeat(32)).is_none());
@@ -800,21 +976,33 @@ mod tests {
         let id = "0123456789abcdef0123456789abcdef".to_string();
         let task = ecs::Task {
             task_arn: Some(scope.task_arn("default", &id)),
-            last_status: Some("PENDING".into()),
-            desired_status: Some("RUNNING".into()),
+            last_status: Some(TaskStatus::Pending),
+            desired_status: Some(ecs::DesiredStatus::Running),
             group: Some("service:web".into()),
             container_instance_arn: Some(scope.container_instance_arn("default", "abc")),
             version: Some(1),
             containers: Some(vec![
-                ecs::Container { name: Some("app".into()), last_status: Some("PENDING".into()), ..Default::default() },
-                ecs::Container { name: Some("sidecar".into()), last_status: Some("PENDING".into()), ..Default::default() },
+                ecs::Container {
+                    name: Some("app".into()),
+                    last_status: Some(ContainerStatus::Pending),
+                    ..Default::default()
+                },
+                ecs::Container {
+                    name: Some("sidecar".into()),
+                    last_status: Some(ContainerStatus::Pending),
+                    ..Default::default()
+                },
             ]),
             ..Default::default()
         };
         state
             .write(&scope, |acct, tx| {
                 let c = acct.clusters.entry("default".into()).or_default();
-                c.cluster = ecs::Cluster { cluster_name: Some("default".into()), status: Some("ACTIVE".into()), ..Default::default() };
+                c.cluster = ecs::Cluster {
+                    cluster_name: Some("default".into()),
+                    status: Some(ClusterStatus::Active),
+                    ..Default::default()
+                };
                 tx.put(Key::Cluster("default"), &c.cluster);
                 tx.put_task("default", &id, &task);
                 c.insert_task(id.clone(), task.clone());
@@ -832,7 +1020,11 @@ mod tests {
                     status: Some(status.into()),
                     runtime_id: Some("docker-1234".into()),
                     exit_code,
-                    network_bindings: Some(vec![ecs::NetworkBinding { host_port: Some(32768), container_port: Some(80), ..Default::default() }]),
+                    network_bindings: Some(vec![ecs::NetworkBinding {
+                        host_port: Some(32768),
+                        container_port: Some(80),
+                        ..Default::default()
+                    }]),
                     ..Default::default()
                 }]),
                 ..Default::default()
@@ -844,45 +1036,87 @@ mod tests {
         async fn apply(state: &State, scope: &Scope, change: TaskStateChange) -> bool {
             state
                 .write(scope, |acct, tx| {
-                    let Account { clusters, families, .. } = acct;
-                    crate::ecs::tasks::apply_task_change(families, clusters.get_mut("default").unwrap(), tx, 100.0, &change)
+                    let Account {
+                        clusters, families, ..
+                    } = acct;
+                    crate::core::tasks::apply_task_change(
+                        families,
+                        clusters.get_mut("default").unwrap(),
+                        tx,
+                        100.0,
+                        &change,
+                    )
                 })
                 .await
                 .unwrap()
         }
-        let in_memory = |state: &State| state.read(&scope, |a| a.clusters["default"].tasks.get(&id).cloned().unwrap());
+        let in_memory = |state: &State| {
+            state.read(&scope, |a| {
+                a.clusters["default"].tasks.get(&id).cloned().unwrap()
+            })
+        };
         let reopened = || State::open(store.clone()).unwrap();
         let stored_status = || {
-            let kv = store.get(&Key::Task("default", &id).render(&scope)).unwrap().unwrap();
-            let task: ecs::Task = serde_json::from_slice(&crate::stored::decode(&kv.value).unwrap()).unwrap();
+            let kv = store
+                .get(&Key::Task("default", &id).render(&scope))
+                .unwrap()
+                .unwrap();
+            let task: ecs::Task =
+                serde_json::from_slice(&crate::core::stored::decode(&kv.value).unwrap()).unwrap();
             task.last_status
         };
 
         assert!(apply(&state, &scope, report("RUNNING", None)).await);
         let running = in_memory(&state);
-        assert_eq!(running.last_status.as_deref(), Some("RUNNING"));
+        assert_eq!(running.last_status, Some(TaskStatus::Running));
         assert_eq!(running.version, Some(2));
-        assert_eq!(stored_status().as_deref(), Some("PENDING"), "the whole task was stored again");
+        assert_eq!(
+            stored_status(),
+            Some(TaskStatus::Pending),
+            "the whole task was stored again"
+        );
         assert_eq!(in_memory(&reopened()), running);
 
         // A write of the whole task supersedes the record.
         state
             .write(&scope, |acct, tx| {
-                let c = acct.clusters.get_mut("default").unwrap();
-                let task = c.tasks.get_mut(&id).unwrap();
-                crate::ecs::tasks::request_stop(task, 200.0, ecs::TaskStopCode::UserInitiated, "by hand".into());
-                tx.put_task("default", &id, &*task);
+                let Account {
+                    clusters, families, ..
+                } = acct;
+                let c = clusters.get_mut("default").unwrap();
+                assert!(crate::core::tasks::request_stop(
+                    families,
+                    c,
+                    tx,
+                    &id,
+                    200.0,
+                    ecs::TaskStopCode::UserInitiated,
+                    "by hand".into()
+                ));
                 Ok(())
             })
             .await
             .unwrap();
         let stopping = in_memory(&state);
         assert_eq!(in_memory(&reopened()), stopping);
-        assert_eq!(stopping.desired_status.as_deref(), Some("STOPPED"));
-        assert_eq!(stopping.last_status.as_deref(), Some("RUNNING"));
+        assert_eq!(stopping.desired_status, Some(ecs::DesiredStatus::Stopped));
+        assert_eq!(stopping.last_status, Some(TaskStatus::Running));
 
         // A container's exit after that is a record again, newer than the task.
-        assert!(apply(&state, &scope, TaskStateChange { submit: ecs::SubmitTaskStateChangeRequest { status: None, ..report("STOPPED", Some(3)).submit }, ..Default::default() }).await);
+        assert!(
+            apply(
+                &state,
+                &scope,
+                TaskStateChange {
+                    submit: ecs::SubmitTaskStateChangeRequest {
+                        status: None,
+                        ..report("STOPPED", Some(3)).submit
+                    },
+                    ..Default::default()
+                }
+            )
+            .await
+        );
         let exited = in_memory(&state);
         assert_eq!(exited.containers.as_ref().unwrap()[1].exit_code, Some(3));
         assert_eq!(in_memory(&reopened()), exited);
@@ -890,7 +1124,7 @@ mod tests {
         // Stopping is stored whole; forgetting the task forgets both.
         assert!(apply(&state, &scope, report("STOPPED", Some(3))).await);
         let stopped = in_memory(&state);
-        assert_eq!(stored_status().as_deref(), Some("STOPPED"));
+        assert_eq!(stored_status(), Some(TaskStatus::Stopped));
         assert_eq!(in_memory(&reopened()), stopped);
         state
             .write(&scope, |acct, tx| {
@@ -900,8 +1134,14 @@ mod tests {
             })
             .await
             .unwrap();
-        let (left, _) = store.range(&format!("ecs/{}/{}/task", scope.account, scope.region)).unwrap();
-        assert!(left.is_empty(), "{:?}", left.iter().map(|kv| &kv.key).collect::<Vec<_>>());
+        let (left, _) = store
+            .range(&format!("ecs/{}/{}/task", scope.account, scope.region))
+            .unwrap();
+        assert!(
+            left.is_empty(),
+            "{:?}",
+            left.iter().map(|kv| &kv.key).collect::<Vec<_>>()
+        );
     }
 
     /// After a crash the stored `agentConnected: true` says nothing about the
@@ -914,14 +1154,19 @@ mod tests {
         let scope = Scope::new("111111111111", "us-east-1");
         let instance = ecs::ContainerInstance {
             container_instance_arn: Some(scope.container_instance_arn("default", "abc")),
-            status: Some("ACTIVE".into()),
+            status: Some(InstanceStatus::Active),
             agent_connected: Some(true),
             ..Default::default()
         };
         let key = Key::Instance("default", "abc").render(&scope);
-        store.commit(Txn::new().put(key, serde_json::to_vec(&instance).unwrap())).await.unwrap();
+        store
+            .commit(Txn::new().put(key, serde_json::to_vec(&instance).unwrap()))
+            .await
+            .unwrap();
         let state = State::open(store).unwrap();
-        let connected = state.read(&scope, |acct| acct.clusters["default"].instances["abc"].agent_connected);
+        let connected = state.read(&scope, |acct| {
+            acct.clusters["default"].instances["abc"].agent_connected
+        });
         assert_eq!(connected, Some(false));
     }
 }

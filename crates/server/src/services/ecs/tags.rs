@@ -5,82 +5,125 @@ use flotilla_model::arn::Arn;
 use flotilla_model::ecs;
 
 use super::Ctx;
+use crate::core::state::{Account, Key, State, Tx};
 use crate::error::{ApiError, ApiResult};
-use crate::state::{Account, Key, State, Tx};
 
 /// At most 50 tags; keys 1–128 characters, values up to 256, no duplicate
 /// keys, and the `aws:` prefix reserved (AWS's tagging rules).
 pub fn validate_tags(tags: &[ecs::Tag]) -> ApiResult<()> {
     if tags.len() > 50 {
-        return Err(ApiError::invalid(format!("A resource can have at most 50 tags; {} were given.", tags.len())));
+        return Err(ApiError::invalid(format!(
+            "A resource can have at most 50 tags; {} were given.",
+            tags.len()
+        )));
     }
     let mut seen = std::collections::HashSet::new();
     for t in tags {
         let key = t.key.as_deref().unwrap_or_default();
         let value = t.value.as_deref().unwrap_or_default();
         if key.is_empty() || key.chars().count() > 128 {
-            return Err(ApiError::invalid(format!("Tag key '{key}' must be 1 to 128 characters long.")));
+            return Err(ApiError::invalid(format!(
+                "Tag key '{key}' must be 1 to 128 characters long."
+            )));
         }
         if value.chars().count() > 256 {
-            return Err(ApiError::invalid(format!("The value of tag '{key}' must be at most 256 characters long.")));
+            return Err(ApiError::invalid(format!(
+                "The value of tag '{key}' must be at most 256 characters long."
+            )));
         }
         if key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(ApiError::invalid(format!("Tag key '{key}' uses the reserved prefix 'aws:'.")));
+            return Err(ApiError::invalid(format!(
+                "Tag key '{key}' uses the reserved prefix 'aws:'."
+            )));
         }
         if !seen.insert(key) {
-            return Err(ApiError::invalid(format!("Tag key '{key}' is given more than once.")));
+            return Err(ApiError::invalid(format!(
+                "Tag key '{key}' is given more than once."
+            )));
         }
     }
     Ok(())
 }
 
 fn not_found(arn: &str) -> ApiError {
-    ApiError::new("ResourceNotFoundException", format!("The specified resource could not be found: {arn}."))
+    ApiError::new(
+        "ResourceNotFoundException",
+        format!("The specified resource could not be found: {arn}."),
+    )
 }
 
 /// The tags of the resource `arn` names in this account, for reading.
 fn tags_of(acct: &Account, ctx: &Ctx, arn: &str) -> ApiResult<Vec<ecs::Tag>> {
     let a = parse(ctx, arn)?;
     let tags = match a.kind {
-        "cluster" => acct.clusters.get(a.rest).filter(|c| c.is_active()).map(|c| c.cluster.tags.clone()),
+        "cluster" => acct
+            .clusters
+            .get(a.rest)
+            .filter(|c| c.is_active())
+            .map(|c| c.cluster.tags.clone()),
         "task-definition" => {
             let (family, rev) = a.rest.split_once(':').ok_or_else(|| not_found(arn))?;
             let rev: i32 = rev.parse().map_err(|_| not_found(arn))?;
-            acct.families.get(family).and_then(|f| f.revisions.get(&rev)).map(|td| Some(td.tags.clone()))
+            acct.families
+                .get(family)
+                .and_then(|f| f.revisions.get(&rev))
+                .map(|td| Some(td.tags.clone()))
         }
         kind => {
             let (cluster, id) = a.rest.split_once('/').ok_or_else(|| not_found(arn))?;
             let c = acct.clusters.get(cluster).ok_or_else(|| not_found(arn))?;
             match kind {
                 "task" => c.tasks.get(id).map(|t| t.tags.clone()),
-                "service" => c.services.get(id).filter(|s| s.service_arn.as_deref() == Some(arn)).map(|s| s.tags.clone()),
+                "service" => c
+                    .services
+                    .get(id)
+                    .filter(|s| s.service_arn.as_deref() == Some(arn))
+                    .map(|s| s.tags.clone()),
                 "container-instance" => c.instances.get(id).map(|i| i.tags.clone()),
                 _ => None,
             }
         }
     };
-    tags.map(Option::unwrap_or_default).ok_or_else(|| not_found(arn))
+    tags.map(Option::unwrap_or_default)
+        .ok_or_else(|| not_found(arn))
 }
 
 /// Replaces the tags of the resource `arn` names and queues the write.
-fn set_tags(acct: &mut Account, tx: &mut Tx<'_>, ctx: &Ctx, arn: &str, tags: Vec<ecs::Tag>) -> ApiResult<()> {
+fn set_tags(
+    acct: &mut Account,
+    tx: &mut Tx<'_>,
+    ctx: &Ctx,
+    arn: &str,
+    tags: Vec<ecs::Tag>,
+) -> ApiResult<()> {
     let a = parse(ctx, arn)?;
     match a.kind {
         "cluster" => {
-            let c = acct.clusters.get_mut(a.rest).filter(|c| c.is_active()).ok_or_else(|| not_found(arn))?;
+            let c = acct
+                .clusters
+                .get_mut(a.rest)
+                .filter(|c| c.is_active())
+                .ok_or_else(|| not_found(arn))?;
             c.cluster.tags = Some(tags);
             tx.put(Key::Cluster(a.rest), &c.cluster);
         }
         "task-definition" => {
             let (family, rev) = a.rest.split_once(':').ok_or_else(|| not_found(arn))?;
             let rev: i32 = rev.parse().map_err(|_| not_found(arn))?;
-            let td = acct.families.get_mut(family).and_then(|f| f.revisions.get_mut(&rev)).ok_or_else(|| not_found(arn))?;
+            let td = acct
+                .families
+                .get_mut(family)
+                .and_then(|f| f.revisions.get_mut(&rev))
+                .ok_or_else(|| not_found(arn))?;
             td.tags = tags;
             tx.put(Key::TaskDefinition(family, rev), td);
         }
         kind => {
             let (cluster, id) = a.rest.split_once('/').ok_or_else(|| not_found(arn))?;
-            let c = acct.clusters.get_mut(cluster).ok_or_else(|| not_found(arn))?;
+            let c = acct
+                .clusters
+                .get_mut(cluster)
+                .ok_or_else(|| not_found(arn))?;
             match kind {
                 "task" => {
                     let t = c.tasks.get_mut(id).ok_or_else(|| not_found(arn))?;
@@ -88,7 +131,11 @@ fn set_tags(acct: &mut Account, tx: &mut Tx<'_>, ctx: &Ctx, arn: &str, tags: Vec
                     tx.put_task(cluster, id, t);
                 }
                 "service" => {
-                    let s = c.services.get_mut(id).filter(|s| s.service_arn.as_deref() == Some(arn)).ok_or_else(|| not_found(arn))?;
+                    let s = c
+                        .services
+                        .get_mut(id)
+                        .filter(|s| s.service_arn.as_deref() == Some(arn))
+                        .ok_or_else(|| not_found(arn))?;
                     s.tags = Some(tags);
                     tx.put(Key::Service(cluster, id), s);
                 }
@@ -106,7 +153,8 @@ fn set_tags(acct: &mut Account, tx: &mut Tx<'_>, ctx: &Ctx, arn: &str, tags: Vec
 
 /// An ARN of this account and region, or `InvalidParameterException`.
 fn parse<'a>(ctx: &Ctx, arn: &'a str) -> ApiResult<Arn<'a>> {
-    let a = Arn::parse(arn).ok_or_else(|| ApiError::invalid(format!("resourceArn '{arn}' is not a valid ECS ARN.")))?;
+    let a = Arn::parse(arn)
+        .ok_or_else(|| ApiError::invalid(format!("resourceArn '{arn}' is not a valid ECS ARN.")))?;
     if a.account != ctx.scope.account || a.region != ctx.scope.region {
         // Another account's or region's resource: as if it did not exist.
         return Err(not_found(arn));
@@ -114,7 +162,11 @@ fn parse<'a>(ctx: &Ctx, arn: &'a str) -> ApiResult<Arn<'a>> {
     Ok(a)
 }
 
-pub async fn tag_resource(state: &State, ctx: &Ctx, req: ecs::TagResourceRequest) -> ApiResult<ecs::TagResourceResponse> {
+pub async fn tag_resource(
+    state: &State,
+    ctx: &Ctx,
+    req: ecs::TagResourceRequest,
+) -> ApiResult<ecs::TagResourceResponse> {
     let arn = req.resource_arn.unwrap_or_default();
     let new = req.tags.unwrap_or_default();
     validate_tags(&new)?;
@@ -134,7 +186,11 @@ pub async fn tag_resource(state: &State, ctx: &Ctx, req: ecs::TagResourceRequest
         .await
 }
 
-pub async fn untag_resource(state: &State, ctx: &Ctx, req: ecs::UntagResourceRequest) -> ApiResult<ecs::UntagResourceResponse> {
+pub async fn untag_resource(
+    state: &State,
+    ctx: &Ctx,
+    req: ecs::UntagResourceRequest,
+) -> ApiResult<ecs::UntagResourceResponse> {
     let arn = req.resource_arn.unwrap_or_default();
     let keys = req.tag_keys.unwrap_or_default();
     state

@@ -1,4 +1,4 @@
-//! The agent gateway: one WebSocket per container instance.
+//! The agent sessions: one WebSocket per container instance.
 //!
 //! `GET /v1/agent/connect?cluster=NAME&containerInstance=ARN`, SigV4-signed
 //! (presigned query or `Authorization` header). Desired state flows down: on
@@ -25,10 +25,12 @@ use flotilla_model::ecs;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::ecs::resources::definition_of;
-use crate::ecs::tasks::apply_task_change;
-use crate::http::{error_response, App};
-use crate::state::{now, Account, InstanceInbox, Key, State};
+use super::{refuse, Gateway as App};
+use crate::core::instances::put_instance;
+use crate::core::resources::definition_of;
+use crate::core::state::{Account, InstanceInbox};
+use crate::core::tasks::apply_task_change;
+use crate::core::{now, State};
 
 /// How long a connection may stay silent before the instance counts as
 /// disconnected. Agents send a heartbeat every 5 s.
@@ -46,7 +48,11 @@ pub struct Sessions {
 
 impl Default for Sessions {
     fn default() -> Self {
-        Sessions { next: AtomicU64::new(0), current: Mutex::default(), reports: Arc::new(tokio::sync::Semaphore::new(REPORTS_QUEUED)) }
+        Sessions {
+            next: AtomicU64::new(0),
+            current: Mutex::default(),
+            reports: Arc::new(tokio::sync::Semaphore::new(REPORTS_QUEUED)),
+        }
     }
 }
 
@@ -68,12 +74,19 @@ struct InstanceKey {
 impl Sessions {
     fn begin(&self, key: &InstanceKey) -> u64 {
         let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), id);
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), id);
         id
     }
 
     fn is_current(&self, key: &InstanceKey, session: u64) -> bool {
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).get(key) == Some(&session)
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            == Some(&session)
     }
 
     /// Ends `session`; true if it was the current one.
@@ -105,32 +118,43 @@ pub async fn connect(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let rid = uuid::Uuid::new_v4().to_string();
-    let parts = RequestParts { method: method.as_str(), path: uri.path(), query: uri.query().unwrap_or(""), headers: &headers, body: &[] };
+    let parts = RequestParts {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers: &headers,
+        body: &[],
+    };
     let caller = match app.credentials.verify(parts, SystemTime::now()) {
         Ok(c) => c,
         Err(e) => {
-            let status = StatusCode::from_u16(e.http_status().as_u16()).unwrap_or(StatusCode::FORBIDDEN);
-            return error_response(&rid, status, e.aws_code(), &e.to_string());
+            let status =
+                StatusCode::from_u16(e.http_status().as_u16()).unwrap_or(StatusCode::FORBIDDEN);
+            return refuse(status, e.aws_code(), &e.to_string());
         }
     };
     let scope = Scope::new(caller.principal.account_id.clone(), caller.region.clone());
     let cluster = params.cluster.unwrap_or_else(|| "default".into());
-    let cluster = name_from_ref(&cluster, "cluster").unwrap_or(&cluster).to_string();
+    let cluster = name_from_ref(&cluster, "cluster")
+        .unwrap_or(&cluster)
+        .to_string();
     let reference = params.container_instance.unwrap_or_default();
     let Some(id) = name_from_ref(&reference, "container-instance").map(str::to_string) else {
-        return error_response(&rid, StatusCode::BAD_REQUEST, "InvalidParameterException", "containerInstance is not a valid identifier.");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterException",
+            "containerInstance is not a valid identifier.",
+        );
     };
     let registered = app.state.read(&scope, |acct| {
         acct.clusters
             .get(&cluster)
             .filter(|c| c.is_active())
             .and_then(|c| c.instances.get(&id))
-            .is_some_and(crate::ecs::instances::is_registered)
+            .is_some_and(ecs::ContainerInstance::is_registered)
     });
     if !registered {
-        return error_response(
-            &rid,
+        return refuse(
             StatusCode::BAD_REQUEST,
             "InvalidParameterException",
             &format!("Container instance {reference} is not registered in cluster {cluster}."),
@@ -138,24 +162,29 @@ pub async fn connect(
     }
     let key = InstanceKey { scope, cluster, id };
     let delta = params.delta.as_deref() == Some("1");
-    ws.read_buffer_size(flotilla_model::agent::SOCKET_READ_BUFFER).on_upgrade(move |socket| async move {
-        if let Err(e) = session(app, key, delta, socket).await {
-            tracing::debug!(error = %e, "agent session ended");
-        }
-    })
-    .into_response()
+    ws.read_buffer_size(flotilla_model::agent::SOCKET_READ_BUFFER)
+        .on_upgrade(move |socket| async move {
+            if let Err(e) = session(app, key, delta, socket).await {
+                tracing::debug!(error = %e, "agent session ended");
+            }
+        })
+        .into_response()
 }
 
 async fn set_connected(state: &State, key: &InstanceKey, connected: bool) {
     let result = state
         .write(&key.scope, |acct, tx| {
-            let Some(i) = acct.clusters.get_mut(&key.cluster).and_then(|c| c.instances.get_mut(&key.id)) else {
+            let Some(i) = acct
+                .clusters
+                .get(&key.cluster)
+                .and_then(|c| c.instances.get(&key.id))
+            else {
                 return Ok(());
             };
             if i.agent_connected != Some(connected) {
+                let mut i = i.clone();
                 i.agent_connected = Some(connected);
-                tx.put(Key::Instance(&key.cluster, &key.id), &*i);
-                acct.sync_instance(&key.cluster, &key.id);
+                put_instance(acct, tx, &key.cluster, &key.id, i);
             }
             Ok(())
         })
@@ -189,13 +218,13 @@ struct SentTask {
 type Wanted = bool;
 
 fn wanted(t: &ecs::Task) -> Wanted {
-    t.desired_status.as_deref() == Some("STOPPED")
+    t.stop_requested()
 }
 
 /// Whether a task belongs in its instance's desired set: placed there and
 /// not yet STOPPED (whatever its desired status).
 fn in_desired_set(t: &ecs::Task) -> bool {
-    t.last_status.as_deref() != Some("STOPPED")
+    !t.is_stopped()
 }
 
 /// [`ServerMessage`]'s desired-set messages as the gateway writes them: the
@@ -205,8 +234,15 @@ fn in_desired_set(t: &ecs::Task) -> bool {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 enum Desired<'a> {
-    Desired { version: u64, tasks: Vec<DesiredRef<'a>> },
-    DesiredDelta { version: u64, upsert: Vec<DesiredRef<'a>>, remove: Vec<String> },
+    Desired {
+        version: u64,
+        tasks: Vec<DesiredRef<'a>>,
+    },
+    DesiredDelta {
+        version: u64,
+        upsert: Vec<DesiredRef<'a>>,
+        remove: Vec<String>,
+    },
 }
 
 /// A borrowed [`flotilla_model::agent::DesiredTask`].
@@ -217,7 +253,10 @@ struct DesiredRef<'a> {
 }
 
 fn desired_task<'a>(acct: &'a Account, t: &'a ecs::Task) -> Option<DesiredRef<'a>> {
-    Some(DesiredRef { task: t, definition: definition_of(&acct.families, t)? })
+    Some(DesiredRef {
+        task: t,
+        definition: definition_of(&acct.families, t)?,
+    })
 }
 
 /// The message that brings the agent from `sent` to the current desired set,
@@ -249,7 +288,10 @@ fn desired_message<'a>(
         let mut upsert = Vec::new();
         let mut remove = Vec::new();
         for id in changed {
-            let task = c.tasks.get(id).filter(|t| t.container_instance_arn.as_ref() == Some(arn) && in_desired_set(t));
+            let task = c
+                .tasks
+                .get(id)
+                .filter(|t| t.container_instance_arn.as_ref() == Some(arn) && in_desired_set(t));
             match (task, sent.tasks.get_mut(id)) {
                 (Some(t), Some(s)) if s.wanted == wanted(t) => s.seen = pass,
                 (Some(t), Some(s)) => {
@@ -259,14 +301,25 @@ fn desired_message<'a>(
                 }
                 (Some(t), None) => {
                     let arn = t.task_arn.clone().unwrap_or_default();
-                    sent.tasks.insert(id.clone(), SentTask { arn, wanted: wanted(t), seen: pass });
+                    sent.tasks.insert(
+                        id.clone(),
+                        SentTask {
+                            arn,
+                            wanted: wanted(t),
+                            seen: pass,
+                        },
+                    );
                     upsert.extend(desired_task(acct, t));
                 }
                 (None, Some(_)) => remove.extend(sent.tasks.remove(id).map(|s| s.arn)),
                 (None, None) => {}
             }
         }
-        return (!upsert.is_empty() || !remove.is_empty()).then_some(Desired::DesiredDelta { version, upsert, remove });
+        return (!upsert.is_empty() || !remove.is_empty()).then_some(Desired::DesiredDelta {
+            version,
+            upsert,
+            remove,
+        });
     }
     let current: Vec<(&String, &ecs::Task)> = match (c, arn) {
         (Some(c), Some(arn)) => c.tasks_on(arn).filter(|(_, t)| in_desired_set(t)).collect(),
@@ -284,7 +337,14 @@ fn desired_message<'a>(
             }
             None => {
                 let arn = t.task_arn.clone().unwrap_or_default();
-                sent.tasks.insert((*id).clone(), SentTask { arn, wanted: wanted(t), seen: pass });
+                sent.tasks.insert(
+                    (*id).clone(),
+                    SentTask {
+                        arn,
+                        wanted: wanted(t),
+                        seen: pass,
+                    },
+                );
                 upsert.push(*t);
             }
         }
@@ -301,9 +361,22 @@ fn desired_message<'a>(
         return None;
     }
     Some(if delta && !first {
-        Desired::DesiredDelta { version, upsert: upsert.into_iter().filter_map(|t| desired_task(acct, t)).collect(), remove }
+        Desired::DesiredDelta {
+            version,
+            upsert: upsert
+                .into_iter()
+                .filter_map(|t| desired_task(acct, t))
+                .collect(),
+            remove,
+        }
     } else {
-        Desired::Desired { version, tasks: current.into_iter().filter_map(|(_, t)| desired_task(acct, t)).collect() }
+        Desired::Desired {
+            version,
+            tasks: current
+                .into_iter()
+                .filter_map(|(_, t)| desired_task(acct, t))
+                .collect(),
+        }
     })
 }
 
@@ -319,7 +392,12 @@ enum SessionError {
     Replaced,
 }
 
-async fn session(app: App, key: InstanceKey, delta: bool, mut socket: WebSocket) -> Result<(), SessionError> {
+async fn session(
+    app: App,
+    key: InstanceKey,
+    delta: bool,
+    mut socket: WebSocket,
+) -> Result<(), SessionError> {
     let session = app.sessions.begin(&key);
     set_connected(&app.state, &key, true).await;
     tracing::debug!(instance = %key.id, "agent connected");
@@ -331,9 +409,18 @@ async fn session(app: App, key: InstanceKey, delta: bool, mut socket: WebSocket)
     result
 }
 
-async fn converse(app: &App, key: &InstanceKey, session: u64, delta: bool, socket: &mut WebSocket) -> Result<(), SessionError> {
+async fn converse(
+    app: &App,
+    key: &InstanceKey,
+    session: u64,
+    delta: bool,
+    socket: &mut WebSocket,
+) -> Result<(), SessionError> {
     let instance_arn = app.state.read(&key.scope, |acct| {
-        acct.clusters.get(&key.cluster).and_then(|c| c.instances.get(&key.id)).and_then(|i| i.container_instance_arn.clone())
+        acct.clusters
+            .get(&key.cluster)
+            .and_then(|c| c.instances.get(&key.id))
+            .and_then(|i| i.container_instance_arn.clone())
     });
     // Opened before the first desired set is computed: a write that lands in
     // between is in the inbox and leaves a permit, so nothing is missed.
@@ -353,7 +440,8 @@ const REPORTS_IN_FLIGHT: usize = 8;
 
 /// A report's commit, resolving once it is durable (and its changes are
 /// published to the controllers and other sessions).
-type Durable<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = crate::error::ApiResult<()>> + Send + 'a>>;
+type Durable<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = crate::error::ApiResult<()>> + Send + 'a>>;
 
 /// A session's reports waiting for durability, oldest first.
 type Writes<'a> = futures_util::stream::FuturesOrdered<Durable<'a>>;
@@ -397,7 +485,8 @@ async fn serve<'a>(
         // from what the agent last got.
         let changed = inbox.take();
         let text = app.state.read(&key.scope, |acct| {
-            desired_message(acct, key, &mut sent, changed, delta, app.state.revision()).map(|msg| serde_json::to_string(&msg))
+            desired_message(acct, key, &mut sent, changed, delta, app.state.revision())
+                .map(|msg| serde_json::to_string(&msg))
         });
         if let Some(text) = text {
             send(socket, text?, writes).await?;
@@ -431,7 +520,11 @@ async fn serve<'a>(
 /// Sends one message. Meanwhile the session's reports that become durable
 /// are seen through, so a slow reader on the other end never holds
 /// [`REPORTS_QUEUED`] permits that other sessions wait for.
-async fn send<'a>(socket: &mut WebSocket, text: String, writes: &mut Writes<'a>) -> Result<(), SessionError> {
+async fn send<'a>(
+    socket: &mut WebSocket,
+    text: String,
+    writes: &mut Writes<'a>,
+) -> Result<(), SessionError> {
     let sending = socket.send(Message::Text(text.into()));
     tokio::pin!(sending);
     loop {
@@ -458,9 +551,16 @@ async fn handle<'a>(
 ) -> Result<(), SessionError> {
     match msg {
         AgentMessage::Heartbeat => {
-            send(socket, serde_json::to_string(&ServerMessage::HeartbeatAck)?, writes).await?;
+            send(
+                socket,
+                serde_json::to_string(&ServerMessage::HeartbeatAck)?,
+                writes,
+            )
+            .await?;
         }
-        AgentMessage::Applied { version } => tracing::trace!(instance = %key.id, version, "agent applied desired set"),
+        AgentMessage::Applied { version } => {
+            tracing::trace!(instance = %key.id, version, "agent applied desired set")
+        }
         AgentMessage::StateChanges { changes } => {
             // Waiting for room, this session's own queued reports are seen
             // through: their permits come back only once they are polled.
@@ -514,7 +614,8 @@ async fn handle<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Family, StoredTaskDefinition};
+    use crate::core::state::{Family, StoredTaskDefinition};
+    use flotilla_model::lifecycle::{ContainerStatus, TaskStatus};
 
     const INSTANCE: &str = "arn:aws:ecs:us-east-1:111111111111:container-instance/default/i1";
     const TD: &str = "arn:aws:ecs:us-east-1:111111111111:task-definition/web:1";
@@ -522,28 +623,47 @@ mod tests {
     fn account() -> Account {
         let mut acct = Account::default();
         let mut family = Family::default();
-        let definition = ecs::TaskDefinition { task_definition_arn: Some(TD.into()), family: Some("web".into()), ..Default::default() };
-        family.revisions.insert(1, StoredTaskDefinition { definition, tags: Vec::new() });
+        let definition = ecs::TaskDefinition {
+            task_definition_arn: Some(TD.into()),
+            family: Some("web".into()),
+            ..Default::default()
+        };
+        family.revisions.insert(
+            1,
+            StoredTaskDefinition {
+                definition,
+                tags: Vec::new(),
+            },
+        );
         acct.families.insert("web".into(), family);
         let c = acct.clusters.entry("default".into()).or_default();
-        let instance = ecs::ContainerInstance { container_instance_arn: Some(INSTANCE.into()), ..Default::default() };
+        let instance = ecs::ContainerInstance {
+            container_instance_arn: Some(INSTANCE.into()),
+            ..Default::default()
+        };
         c.instances.insert("i1".into(), instance);
         acct
     }
 
     fn task(id: &str, instance: &str) -> ecs::Task {
         ecs::Task {
-            task_arn: Some(format!("arn:aws:ecs:us-east-1:111111111111:task/default/{id}")),
+            task_arn: Some(format!(
+                "arn:aws:ecs:us-east-1:111111111111:task/default/{id}"
+            )),
             task_definition_arn: Some(TD.into()),
             container_instance_arn: Some(instance.into()),
-            last_status: Some("PENDING".into()),
-            desired_status: Some("RUNNING".into()),
+            last_status: Some(TaskStatus::Pending),
+            desired_status: Some(ecs::DesiredStatus::Running),
             ..Default::default()
         }
     }
 
     fn key() -> InstanceKey {
-        InstanceKey { scope: Scope::new("111111111111", "us-east-1"), cluster: "default".into(), id: "i1".into() }
+        InstanceKey {
+            scope: Scope::new("111111111111", "us-east-1"),
+            cluster: "default".into(),
+            id: "i1".into(),
+        }
     }
 
     fn ids(changed: &[&str]) -> Option<HashSet<String>> {
@@ -553,13 +673,29 @@ mod tests {
     /// What the agent reads: the message as JSON, read back as the
     /// protocol's own type.
     fn short(msg: Option<Desired<'_>>) -> Option<(Vec<String>, Vec<String>)> {
-        let msg: Option<ServerMessage> = msg.map(|m| serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap());
-        let name = |t: &flotilla_model::agent::DesiredTask| t.task.task_arn.as_deref().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string();
+        let msg: Option<ServerMessage> =
+            msg.map(|m| serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap());
+        let name = |t: &flotilla_model::agent::DesiredTask| {
+            t.task
+                .task_arn
+                .as_deref()
+                .unwrap_or_default()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
         match msg? {
-            ServerMessage::Desired { tasks, .. } => Some((tasks.iter().map(name).collect(), vec!["<full>".into()])),
-            ServerMessage::DesiredDelta { upsert, remove, .. } => {
-                Some((upsert.iter().map(name).collect(), remove.iter().map(|a| a.rsplit('/').next().unwrap_or_default().to_string()).collect()))
+            ServerMessage::Desired { tasks, .. } => {
+                Some((tasks.iter().map(name).collect(), vec!["<full>".into()]))
             }
+            ServerMessage::DesiredDelta { upsert, remove, .. } => Some((
+                upsert.iter().map(name).collect(),
+                remove
+                    .iter()
+                    .map(|a| a.rsplit('/').next().unwrap_or_default().to_string())
+                    .collect(),
+            )),
             ServerMessage::HeartbeatAck => None,
         }
     }
@@ -574,29 +710,77 @@ mod tests {
         let c = acct.clusters.get_mut("default").unwrap();
         c.insert_task("a".into(), task("a", INSTANCE));
         // The first message is the whole set, whatever the inbox says.
-        assert_eq!(short(desired_message(&acct, &key(), &mut sent, ids(&[]), true, 1)), Some((vec!["a".into()], vec!["<full>".into()])));
-        assert_eq!(short(desired_message(&acct, &key(), &mut sent, ids(&[]), true, 2)), None);
+        assert_eq!(
+            short(desired_message(&acct, &key(), &mut sent, ids(&[]), true, 1)),
+            Some((vec!["a".into()], vec!["<full>".into()]))
+        );
+        assert_eq!(
+            short(desired_message(&acct, &key(), &mut sent, ids(&[]), true, 2)),
+            None
+        );
 
         let c = acct.clusters.get_mut("default").unwrap();
         c.insert_task("b".into(), task("b", INSTANCE));
-        c.insert_task("x".into(), task("x", "arn:aws:ecs:us-east-1:111111111111:container-instance/default/other"));
-        c.tasks.get_mut("a").unwrap().last_status = Some("RUNNING".into());
-        assert_eq!(short(desired_message(&acct, &key(), &mut sent, ids(&["a", "b", "x"]), true, 3)), Some((vec!["b".into()], vec![])));
+        c.insert_task(
+            "x".into(),
+            task(
+                "x",
+                "arn:aws:ecs:us-east-1:111111111111:container-instance/default/other",
+            ),
+        );
+        c.tasks.get_mut("a").unwrap().last_status = Some(TaskStatus::Running);
+        assert_eq!(
+            short(desired_message(
+                &acct,
+                &key(),
+                &mut sent,
+                ids(&["a", "b", "x"]),
+                true,
+                3
+            )),
+            Some((vec!["b".into()], vec![]))
+        );
 
         let c = acct.clusters.get_mut("default").unwrap();
-        c.tasks.get_mut("a").unwrap().desired_status = Some("STOPPED".into());
-        assert_eq!(short(desired_message(&acct, &key(), &mut sent, ids(&["a"]), true, 4)), Some((vec!["a".into()], vec![])));
+        c.tasks.get_mut("a").unwrap().desired_status = Some(ecs::DesiredStatus::Stopped);
+        assert_eq!(
+            short(desired_message(
+                &acct,
+                &key(),
+                &mut sent,
+                ids(&["a"]),
+                true,
+                4
+            )),
+            Some((vec!["a".into()], vec![]))
+        );
         let c = acct.clusters.get_mut("default").unwrap();
-        c.tasks.get_mut("a").unwrap().last_status = Some("STOPPED".into());
-        assert_eq!(short(desired_message(&acct, &key(), &mut sent, ids(&["a"]), true, 5)), Some((vec![], vec!["a".into()])));
+        c.tasks.get_mut("a").unwrap().last_status = Some(TaskStatus::Stopped);
+        assert_eq!(
+            short(desired_message(
+                &acct,
+                &key(),
+                &mut sent,
+                ids(&["a"]),
+                true,
+                5
+            )),
+            Some((vec![], vec!["a".into()]))
+        );
 
         // An overflowed inbox (None) looks at everything and agrees.
         let c = acct.clusters.get_mut("default").unwrap();
         c.insert_task("c".into(), task("c", INSTANCE));
-        c.tasks.get_mut("b").unwrap().desired_status = Some("STOPPED".into());
+        c.tasks.get_mut("b").unwrap().desired_status = Some(ecs::DesiredStatus::Stopped);
         let full = short(desired_message(&acct, &key(), &mut sent, None, true, 6)).unwrap();
-        assert_eq!((sorted(full.0), full.1), (vec!["b".to_string(), "c".to_string()], vec![]));
-        assert_eq!(short(desired_message(&acct, &key(), &mut sent, None, true, 7)), None);
+        assert_eq!(
+            (sorted(full.0), full.1),
+            (vec!["b".to_string(), "c".to_string()], vec![])
+        );
+        assert_eq!(
+            short(desired_message(&acct, &key(), &mut sent, None, true, 7)),
+            None
+        );
     }
 
     /// An agent without deltas gets the whole set whenever it changed.
@@ -604,12 +788,50 @@ mod tests {
     fn full_set_agents_get_the_whole_set_on_change() {
         let mut acct = account();
         let mut sent = Sent::default();
-        acct.clusters.get_mut("default").unwrap().insert_task("a".into(), task("a", INSTANCE));
-        assert!(short(desired_message(&acct, &key(), &mut sent, ids(&[]), false, 1)).is_some());
-        assert_eq!(short(desired_message(&acct, &key(), &mut sent, ids(&["a"]), false, 2)), None);
-        acct.clusters.get_mut("default").unwrap().insert_task("b".into(), task("b", INSTANCE));
-        let (tasks, marker) = short(desired_message(&acct, &key(), &mut sent, ids(&["b"]), false, 3)).unwrap();
-        assert_eq!((sorted(tasks), marker), (vec!["a".to_string(), "b".to_string()], vec!["<full>".to_string()]));
+        acct.clusters
+            .get_mut("default")
+            .unwrap()
+            .insert_task("a".into(), task("a", INSTANCE));
+        assert!(short(desired_message(
+            &acct,
+            &key(),
+            &mut sent,
+            ids(&[]),
+            false,
+            1
+        ))
+        .is_some());
+        assert_eq!(
+            short(desired_message(
+                &acct,
+                &key(),
+                &mut sent,
+                ids(&["a"]),
+                false,
+                2
+            )),
+            None
+        );
+        acct.clusters
+            .get_mut("default")
+            .unwrap()
+            .insert_task("b".into(), task("b", INSTANCE));
+        let (tasks, marker) = short(desired_message(
+            &acct,
+            &key(),
+            &mut sent,
+            ids(&["b"]),
+            false,
+            3,
+        ))
+        .unwrap();
+        assert_eq!(
+            (sorted(tasks), marker),
+            (
+                vec!["a".to_string(), "b".to_string()],
+                vec!["<full>".to_string()]
+            )
+        );
     }
 
     /// The borrowed messages are byte for byte the protocol's own.
@@ -617,18 +839,46 @@ mod tests {
     fn borrowed_messages_are_the_protocols_json() {
         let acct = account();
         let mut t = task("a", INSTANCE);
-        t.overrides = Some(ecs::TaskOverride { container_overrides: Some(Vec::new()), ..Default::default() });
-        t.containers = Some(vec![ecs::Container { name: Some("app".into()), last_status: Some("PENDING".into()), ..Default::default() }]);
+        t.overrides = Some(ecs::TaskOverride {
+            container_overrides: Some(Vec::new()),
+            ..Default::default()
+        });
+        t.containers = Some(vec![ecs::Container {
+            name: Some("app".into()),
+            last_status: Some(ContainerStatus::Pending),
+            ..Default::default()
+        }]);
         let definition = definition_of(&acct.families, &t).unwrap().clone();
-        let owned = vec![flotilla_model::agent::DesiredTask { task: t.clone(), definition }];
+        let owned = vec![flotilla_model::agent::DesiredTask {
+            task: t.clone(),
+            definition,
+        }];
         let borrowed = || vec![desired_task(&acct, &t).unwrap()];
         assert_eq!(
-            serde_json::to_string(&Desired::Desired { version: 7, tasks: borrowed() }).unwrap(),
-            serde_json::to_string(&ServerMessage::Desired { version: 7, tasks: owned.clone() }).unwrap()
+            serde_json::to_string(&Desired::Desired {
+                version: 7,
+                tasks: borrowed()
+            })
+            .unwrap(),
+            serde_json::to_string(&ServerMessage::Desired {
+                version: 7,
+                tasks: owned.clone()
+            })
+            .unwrap()
         );
         assert_eq!(
-            serde_json::to_string(&Desired::DesiredDelta { version: 8, upsert: borrowed(), remove: vec!["x".into()] }).unwrap(),
-            serde_json::to_string(&ServerMessage::DesiredDelta { version: 8, upsert: owned, remove: vec!["x".into()] }).unwrap()
+            serde_json::to_string(&Desired::DesiredDelta {
+                version: 8,
+                upsert: borrowed(),
+                remove: vec!["x".into()]
+            })
+            .unwrap(),
+            serde_json::to_string(&ServerMessage::DesiredDelta {
+                version: 8,
+                upsert: owned,
+                remove: vec!["x".into()]
+            })
+            .unwrap()
         );
     }
 

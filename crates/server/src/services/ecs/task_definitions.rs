@@ -5,85 +5,13 @@
 //! (pure, shared with the agent and the scheduler); this module resolves
 //! references, numbers revisions and persists.
 
-use flotilla_model::arn::Arn;
 use flotilla_model::ecs;
 use flotilla_model::task_definition as rules;
 
 use super::{check_name, decode_token, page, page_size, validate_tags, Ctx};
+use crate::core::state::{FamilyRecord, Key, State, StoredTaskDefinition};
+use crate::core::task_definitions::{resolve, split_reference, unable};
 use crate::error::{ApiError, ApiResult};
-use std::collections::BTreeMap;
-
-use crate::state::{Account, Family, FamilyRecord, Key, State, StoredTaskDefinition};
-
-impl From<rules::TaskDefinitionError> for ApiError {
-    fn from(e: rules::TaskDefinitionError) -> Self {
-        ApiError::new(e.code.as_str(), e.message)
-    }
-}
-
-fn unable() -> ApiError {
-    ApiError::client("Unable to describe task definition.")
-}
-
-/// Resolves `family`, `family:revision` or an ARN. A bare family means its
-/// latest ACTIVE revision.
-pub fn resolve<'a>(acct: &'a Account, ctx: &Ctx, reference: &str) -> ApiResult<&'a StoredTaskDefinition> {
-    resolve_in(&acct.families, ctx, reference)
-}
-
-/// [`resolve`] over the families alone, for callers that hold a cluster mutably.
-pub fn resolve_in<'a>(families: &'a BTreeMap<String, Family>, ctx: &Ctx, reference: &str) -> ApiResult<&'a StoredTaskDefinition> {
-    let (family, revision) = split_reference(ctx, reference)?;
-    let fam = families.get(family).ok_or_else(unable)?;
-    match revision {
-        Some(rev) => fam.revisions.get(&rev).ok_or_else(unable),
-        None => fam
-            .revisions
-            .values()
-            .rev()
-            .find(|td| td.definition.status == Some(ecs::TaskDefinitionStatus::Active))
-            .ok_or_else(unable),
-    }
-}
-
-/// [`resolve_in`], refusing an INACTIVE revision: new tasks and services
-/// need an ACTIVE one.
-pub fn resolve_active<'a>(families: &'a BTreeMap<String, Family>, ctx: &Ctx, reference: &str) -> ApiResult<&'a StoredTaskDefinition> {
-    let td = resolve_in(families, ctx, reference)?;
-    if td.definition.status != Some(ecs::TaskDefinitionStatus::Active) {
-        return Err(ApiError::client("TaskDefinition is inactive: register a new revision or use an ACTIVE one."));
-    }
-    Ok(td)
-}
-
-/// `(family, Some(revision))` from `family:rev` or an ARN, `(family, None)` from a bare family.
-pub fn split_reference<'a>(ctx: &Ctx, reference: &'a str) -> ApiResult<(&'a str, Option<i32>)> {
-    let body = if reference.starts_with("arn:") {
-        let a = Arn::parse(reference).filter(|a| a.kind == "task-definition").ok_or_else(|| {
-            ApiError::client(format!("Invalid revision ARN '{reference}': expected arn:aws:ecs:REGION:ACCOUNT:task-definition/FAMILY:REVISION."))
-        })?;
-        if a.account != ctx.scope.account || a.region != ctx.scope.region {
-            return Err(unable());
-        }
-        a.rest
-    } else {
-        reference
-    };
-    match body.split_once(':') {
-        Some((family, rev)) => {
-            let rev: i32 = rev
-                .parse()
-                .ok()
-                .filter(|r| *r >= 1)
-                .ok_or_else(|| ApiError::client(format!("Invalid revision number in '{reference}': it must be a positive integer.")))?;
-            Ok((family, Some(rev)))
-        }
-        None if reference.starts_with("arn:") => {
-            Err(ApiError::client(format!("Invalid revision ARN '{reference}': the revision number is missing.")))
-        }
-        None => Ok((body, None)),
-    }
-}
 
 pub async fn register(
     state: &State,
@@ -100,10 +28,24 @@ pub async fn register(
             let fam = acct.families.entry(family.clone()).or_default();
             let revision = fam.last_revision + 1;
             let arn = ctx.scope.task_definition_arn(&family, revision);
-            let definition = rules::build_task_definition(&req, arn, revision, ctx.now, Some(ctx.principal_arn.clone()));
-            let stored = StoredTaskDefinition { definition, tags: tags.clone() };
+            let definition = rules::build_task_definition(
+                &req,
+                arn,
+                revision,
+                ctx.now,
+                Some(ctx.principal_arn.clone()),
+            );
+            let stored = StoredTaskDefinition {
+                definition,
+                tags: tags.clone(),
+            };
             fam.last_revision = revision;
-            tx.put(Key::Family(&family), &FamilyRecord { last_revision: revision });
+            tx.put(
+                Key::Family(&family),
+                &FamilyRecord {
+                    last_revision: revision,
+                },
+            );
             tx.put(Key::TaskDefinition(&family, revision), &stored);
             fam.revisions.insert(revision, stored.clone());
             Ok(ecs::RegisterTaskDefinitionResponse {
@@ -120,9 +62,12 @@ pub async fn describe(
     req: ecs::DescribeTaskDefinitionRequest,
 ) -> ApiResult<ecs::DescribeTaskDefinitionResponse> {
     let reference = req.task_definition.unwrap_or_default();
-    let with_tags = req.include.unwrap_or_default().contains(&ecs::TaskDefinitionField::Tags);
+    let with_tags = req
+        .include
+        .unwrap_or_default()
+        .contains(&ecs::TaskDefinitionField::Tags);
     state.read(&ctx.scope, |acct| {
-        let td = resolve(acct, ctx, &reference)?;
+        let td = resolve(&acct.families, &ctx.scope, &reference)?;
         Ok(ecs::DescribeTaskDefinitionResponse {
             task_definition: Some(td.definition.clone()),
             tags: with_tags.then(|| td.tags.clone()),
@@ -135,7 +80,11 @@ fn sort_key(family: &str, revision: i32) -> String {
     format!("{family}:{revision:010}")
 }
 
-pub async fn list(state: &State, ctx: &Ctx, req: ecs::ListTaskDefinitionsRequest) -> ApiResult<ecs::ListTaskDefinitionsResponse> {
+pub async fn list(
+    state: &State,
+    ctx: &Ctx,
+    req: ecs::ListTaskDefinitionsRequest,
+) -> ApiResult<ecs::ListTaskDefinitionsResponse> {
     let size = page_size(req.max_results, 100)?;
     let after = decode_token(req.next_token.as_deref())?;
     let status = req.status.unwrap_or(ecs::TaskDefinitionStatus::Active);
@@ -145,17 +94,39 @@ pub async fn list(state: &State, ctx: &Ctx, req: ecs::ListTaskDefinitionsRequest
             .families
             .iter()
             .filter(|(f, _)| req.family_prefix.as_ref().is_none_or(|p| *f == p))
-            .flat_map(|(f, fam)| fam.revisions.iter().map(move |(rev, td)| (sort_key(f, *rev), td)))
+            .flat_map(|(f, fam)| {
+                fam.revisions
+                    .iter()
+                    .map(move |(rev, td)| (sort_key(f, *rev), td))
+            })
             .filter(|(_, td)| td.definition.status == Some(status))
-            .map(|(k, td)| (k, td.definition.task_definition_arn.clone().unwrap_or_default()));
+            .map(|(k, td)| {
+                (
+                    k,
+                    td.definition
+                        .task_definition_arn
+                        .clone()
+                        .unwrap_or_default(),
+                )
+            });
         let (arns, next) = if descending {
             let mut v: Vec<_> = all.collect();
             v.reverse();
-            page(v.into_iter().filter(|(k, _)| after.as_ref().is_none_or(|a| k < a)), size)
+            page(
+                v.into_iter()
+                    .filter(|(k, _)| after.as_ref().is_none_or(|a| k < a)),
+                size,
+            )
         } else {
-            page(all.filter(|(k, _)| after.as_ref().is_none_or(|a| k > a)), size)
+            page(
+                all.filter(|(k, _)| after.as_ref().is_none_or(|a| k > a)),
+                size,
+            )
         };
-        ecs::ListTaskDefinitionsResponse { task_definition_arns: Some(arns), next_token: next }
+        ecs::ListTaskDefinitionsResponse {
+            task_definition_arns: Some(arns),
+            next_token: next,
+        }
     }))
 }
 
@@ -171,19 +142,31 @@ pub async fn list_families(
         let items = acct
             .families
             .iter()
-            .filter(|(f, _)| req.family_prefix.as_ref().is_none_or(|p| f.starts_with(p.as_str())))
+            .filter(|(f, _)| {
+                req.family_prefix
+                    .as_ref()
+                    .is_none_or(|p| f.starts_with(p.as_str()))
+            })
             .filter(|(f, _)| after.as_ref().is_none_or(|a| *f > a))
             .filter(|(_, fam)| {
-                let active = fam.revisions.values().any(|td| td.definition.status == Some(ecs::TaskDefinitionStatus::Active));
+                let active = fam
+                    .revisions
+                    .values()
+                    .any(|td| td.definition.status == Some(ecs::TaskDefinitionStatus::Active));
                 match status {
                     ecs::TaskDefinitionFamilyStatus::Active => active,
-                    ecs::TaskDefinitionFamilyStatus::Inactive => !active && !fam.revisions.is_empty(),
+                    ecs::TaskDefinitionFamilyStatus::Inactive => {
+                        !active && !fam.revisions.is_empty()
+                    }
                     ecs::TaskDefinitionFamilyStatus::All => !fam.revisions.is_empty(),
                 }
             })
             .map(|(f, _)| (f, f.clone()));
         let (families, next) = page(items, size);
-        ecs::ListTaskDefinitionFamiliesResponse { families: Some(families), next_token: next }
+        ecs::ListTaskDefinitionFamiliesResponse {
+            families: Some(families),
+            next_token: next,
+        }
     }))
 }
 
@@ -195,7 +178,7 @@ pub async fn deregister(
     let reference = req.task_definition.unwrap_or_default();
     state
         .write(&ctx.scope, |acct, tx| {
-            let (family, revision) = split_reference(ctx, &reference)?;
+            let (family, revision) = split_reference(&ctx.scope, &reference)?;
             let revision = revision.ok_or_else(|| {
                 ApiError::client(format!("A revision is required: '{reference}' must be FAMILY:REVISION or a revision ARN."))
             })?;
@@ -217,7 +200,9 @@ pub async fn delete(
 ) -> ApiResult<ecs::DeleteTaskDefinitionsResponse> {
     let refs = req.task_definitions.unwrap_or_default();
     if refs.is_empty() || refs.len() > 10 {
-        return Err(ApiError::invalid("taskDefinitions must name between 1 and 10 task definition revisions."));
+        return Err(ApiError::invalid(
+            "taskDefinitions must name between 1 and 10 task definition revisions.",
+        ));
     }
     state
         .write(&ctx.scope, |acct, tx| {
@@ -225,7 +210,7 @@ pub async fn delete(
             let mut failures = Vec::new();
             for reference in &refs {
                 let fail = |reason: &str| super::failure(reference.clone(), reason);
-                let Ok((family, Some(revision))) = split_reference(ctx, reference) else {
+                let Ok((family, Some(revision))) = split_reference(&ctx.scope, reference) else {
                     failures.push(fail("The specified task definition identifier is invalid. Specify a valid name or ARN and try again."));
                     continue;
                 };

@@ -6,38 +6,22 @@
 use flotilla_model::ecs;
 use flotilla_scheduler::Launch;
 
-use super::task_definitions::{resolve_active, resolve_in};
-use super::{active_cluster, active_cluster_mut, check_name, decode_token, failure, page, page_size, validate_tags, Ctx};
+use flotilla_model::lifecycle::ServiceStatus;
+
+use super::{
+    active_cluster, active_cluster_mut, check_name, decode_token, failure, page, page_size,
+    validate_tags, Ctx,
+};
+use crate::core::placement::{self, check_limits, PlacementRequest};
+use crate::core::services::{new_deployment, start_deployment};
+use crate::core::state::{Key, State};
+use crate::core::task_definitions::{resolve, resolve_active};
 use crate::error::{ApiError, ApiResult};
-use crate::placement::{self, check_limits, PlacementRequest};
-use crate::state::{Key, State};
 
-/// A new deployment id in ECS's form: `ecs-svc/` and 19 digits.
-pub fn new_deployment_id() -> String {
-    let n = uuid::Uuid::new_v4().as_u128() % 10u128.pow(19);
-    format!("ecs-svc/{n:019}")
-}
-
-pub fn new_deployment(ctx: &Ctx, task_definition: &str, desired: i32, launch_type: Option<ecs::LaunchType>) -> ecs::Deployment {
-    let id = new_deployment_id();
-    ecs::Deployment {
-        rollout_state_reason: Some(format!("ECS deployment {id} in progress.")),
-        id: Some(id),
-        status: Some("PRIMARY".into()),
-        task_definition: Some(task_definition.to_string()),
-        desired_count: Some(desired),
-        pending_count: Some(0),
-        running_count: Some(0),
-        failed_tasks: Some(0),
-        created_at: Some(ctx.now),
-        updated_at: Some(ctx.now),
-        launch_type,
-        rollout_state: Some(ecs::DeploymentRolloutState::InProgress),
-        ..Default::default()
-    }
-}
-
-fn check_deployment_configuration(dc: &ecs::DeploymentConfiguration, daemon: bool) -> ApiResult<()> {
+fn check_deployment_configuration(
+    dc: &ecs::DeploymentConfiguration,
+    daemon: bool,
+) -> ApiResult<()> {
     if let Some(min) = dc.minimum_healthy_percent {
         if !(0..=100).contains(&min) {
             return Err(ApiError::invalid(format!(
@@ -59,26 +43,37 @@ fn check_deployment_configuration(dc: &ecs::DeploymentConfiguration, daemon: boo
     }
 }
 
-fn default_deployment_configuration(given: Option<ecs::DeploymentConfiguration>, daemon: bool) -> ecs::DeploymentConfiguration {
+fn default_deployment_configuration(
+    given: Option<ecs::DeploymentConfiguration>,
+    daemon: bool,
+) -> ecs::DeploymentConfiguration {
     let mut dc = given.unwrap_or_default();
-    dc.maximum_percent.get_or_insert(if daemon { 100 } else { 200 });
-    dc.minimum_healthy_percent.get_or_insert(if daemon { 0 } else { 100 });
-    dc.deployment_circuit_breaker.get_or_insert(ecs::DeploymentCircuitBreaker { enable: Some(false), rollback: Some(false) });
+    dc.maximum_percent
+        .get_or_insert(if daemon { 100 } else { 200 });
+    dc.minimum_healthy_percent
+        .get_or_insert(if daemon { 0 } else { 100 });
+    dc.deployment_circuit_breaker
+        .get_or_insert(ecs::DeploymentCircuitBreaker {
+            enable: Some(false),
+            rollback: Some(false),
+        });
     dc
 }
 
 fn check_desired(n: i32) -> ApiResult<()> {
     if n < 0 {
-        return Err(ApiError::invalid(format!("desiredCount must not be negative; got {n}.")));
+        return Err(ApiError::invalid(format!(
+            "desiredCount must not be negative; got {n}."
+        )));
     }
     Ok(())
 }
 
 fn check_grace(g: Option<i32>) -> ApiResult<()> {
     match g {
-        Some(g) if !(0..=2_147_483_647).contains(&g) => {
-            Err(ApiError::invalid("healthCheckGracePeriodSeconds must be between 0 and 2147483647."))
-        }
+        Some(g) if !(0..=2_147_483_647).contains(&g) => Err(ApiError::invalid(
+            "healthCheckGracePeriodSeconds must be between 0 and 2147483647.",
+        )),
         _ => Ok(()),
     }
 }
@@ -106,27 +101,56 @@ fn check_placement(
     Ok(())
 }
 
-pub async fn create_service(state: &State, ctx: &Ctx, req: ecs::CreateServiceRequest) -> ApiResult<ecs::CreateServiceResponse> {
+pub async fn create_service(
+    state: &State,
+    ctx: &Ctx,
+    req: ecs::CreateServiceRequest,
+) -> ApiResult<ecs::CreateServiceResponse> {
     let name = req.service_name.clone().unwrap_or_default();
     check_name("Service name", &name)?;
     let daemon = req.scheduling_strategy == Some(ecs::SchedulingStrategy::Daemon);
     let desired = match (daemon, req.desired_count) {
-        (true, Some(_)) => return Err(ApiError::invalid("desiredCount cannot be specified for a DAEMON service.")),
+        (true, Some(_)) => {
+            return Err(ApiError::invalid(
+                "desiredCount cannot be specified for a DAEMON service.",
+            ))
+        }
         (true, None) => 0,
         (false, Some(n)) => n,
-        (false, None) => return Err(ApiError::invalid("desiredCount is required for a REPLICA service.")),
+        (false, None) => {
+            return Err(ApiError::invalid(
+                "desiredCount is required for a REPLICA service.",
+            ))
+        }
     };
     check_desired(desired)?;
-    if daemon && req.placement_strategy.as_ref().is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::invalid("placementStrategy cannot be specified for a DAEMON service."));
+    if daemon
+        && req
+            .placement_strategy
+            .as_ref()
+            .is_some_and(|s| !s.is_empty())
+    {
+        return Err(ApiError::invalid(
+            "placementStrategy cannot be specified for a DAEMON service.",
+        ));
     }
-    check_limits(req.placement_constraints.as_deref(), req.placement_strategy.as_deref())?;
+    check_limits(
+        req.placement_constraints.as_deref(),
+        req.placement_strategy.as_deref(),
+    )?;
     check_grace(req.health_check_grace_period_seconds)?;
     if let Some(dc) = &req.deployment_configuration {
         check_deployment_configuration(dc, daemon)?;
     }
-    if req.deployment_controller.as_ref().and_then(|c| c.r#type).is_some_and(|t| t != ecs::DeploymentControllerType::Ecs) {
-        return Err(ApiError::invalid("Only the ECS deployment controller is supported."));
+    if req
+        .deployment_controller
+        .as_ref()
+        .and_then(|c| c.r#type)
+        .is_some_and(|t| t != ecs::DeploymentControllerType::Ecs)
+    {
+        return Err(ApiError::invalid(
+            "Only the ECS deployment controller is supported.",
+        ));
     }
     if req.launch_type == Some(ecs::LaunchType::Fargate) {
         return Err(ApiError::invalid(
@@ -135,19 +159,29 @@ pub async fn create_service(state: &State, ctx: &Ctx, req: ecs::CreateServiceReq
     }
     let tags = req.tags.clone().unwrap_or_default();
     validate_tags(&tags)?;
-    let td_ref = req.task_definition.clone().ok_or_else(|| ApiError::invalid("taskDefinition is required."))?;
+    let td_ref = req
+        .task_definition
+        .clone()
+        .ok_or_else(|| ApiError::invalid("taskDefinition is required."))?;
     state
         .write(&ctx.scope, |acct, tx| {
-            let td = resolve_active(&acct.families, ctx, &td_ref)?;
+            let td = resolve_active(&acct.families, &ctx.scope, &td_ref)?;
             check_placement(
                 &td.definition,
                 &name,
                 req.placement_constraints.as_deref().unwrap_or_default(),
                 req.placement_strategy.as_deref().unwrap_or_default(),
             )?;
-            let td_arn = td.definition.task_definition_arn.clone().unwrap_or_default();
+            let td_arn = td
+                .definition
+                .task_definition_arn
+                .clone()
+                .unwrap_or_default();
             let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
-            if c.services.get(&name).is_some_and(|s| s.status.as_deref() != Some("INACTIVE")) {
+            if c.services
+                .get(&name)
+                .is_some_and(|s| s.lifecycle() != ServiceStatus::Inactive)
+            {
                 return Err(ApiError::invalid("Creation of service was not idempotent."));
             }
             let cluster_name = c.name().to_string();
@@ -158,14 +192,17 @@ pub async fn create_service(state: &State, ctx: &Ctx, req: ecs::CreateServiceReq
                 cluster_arn: c.cluster.cluster_arn.clone(),
                 load_balancers: Some(req.load_balancers.clone().unwrap_or_default()),
                 service_registries: Some(req.service_registries.clone().unwrap_or_default()),
-                status: Some("ACTIVE".into()),
+                status: Some(ServiceStatus::Active),
                 desired_count: Some(desired),
                 running_count: Some(0),
                 pending_count: Some(0),
                 launch_type,
                 task_definition: Some(td_arn.clone()),
-                deployment_configuration: Some(default_deployment_configuration(req.deployment_configuration.clone(), daemon)),
-                deployments: Some(vec![new_deployment(ctx, &td_arn, desired, launch_type)]),
+                deployment_configuration: Some(default_deployment_configuration(
+                    req.deployment_configuration.clone(),
+                    daemon,
+                )),
+                deployments: Some(vec![new_deployment(ctx.now, &td_arn, desired, launch_type)]),
                 role_arn: req.role.clone(),
                 events: Some(Vec::new()),
                 created_at: Some(ctx.now),
@@ -173,8 +210,13 @@ pub async fn create_service(state: &State, ctx: &Ctx, req: ecs::CreateServiceReq
                 placement_strategy: Some(req.placement_strategy.clone().unwrap_or_default()),
                 network_configuration: req.network_configuration.clone(),
                 health_check_grace_period_seconds: req.health_check_grace_period_seconds,
-                scheduling_strategy: Some(req.scheduling_strategy.unwrap_or(ecs::SchedulingStrategy::Replica)),
-                deployment_controller: Some(ecs::DeploymentController { r#type: Some(ecs::DeploymentControllerType::Ecs) }),
+                scheduling_strategy: Some(
+                    req.scheduling_strategy
+                        .unwrap_or(ecs::SchedulingStrategy::Replica),
+                ),
+                deployment_controller: Some(ecs::DeploymentController {
+                    r#type: Some(ecs::DeploymentControllerType::Ecs),
+                }),
                 tags: Some(tags.clone()),
                 created_by: Some(ctx.principal_arn.clone()),
                 enable_ecs_managed_tags: Some(req.enable_ecs_managed_tags.unwrap_or(false)),
@@ -190,28 +232,40 @@ pub async fn create_service(state: &State, ctx: &Ctx, req: ecs::CreateServiceReq
             if c.service_meta.remove(&name).is_some() {
                 tx.delete(Key::ServiceMeta(&cluster_name, &name));
             }
-            Ok(ecs::CreateServiceResponse { service: Some(service) })
+            Ok(ecs::CreateServiceResponse {
+                service: Some(service),
+            })
         })
         .await
 }
 
-pub async fn update_service(state: &State, ctx: &Ctx, req: ecs::UpdateServiceRequest) -> ApiResult<ecs::UpdateServiceResponse> {
+pub async fn update_service(
+    state: &State,
+    ctx: &Ctx,
+    req: ecs::UpdateServiceRequest,
+) -> ApiResult<ecs::UpdateServiceResponse> {
     let reference = req.service.clone().unwrap_or_default();
-    let name = ctx.scope.name_from_ref(&reference, "service").ok_or_else(|| ApiError::invalid(format!("Invalid service identifier: {reference}")))?;
+    let name = ctx
+        .scope
+        .name_from_ref(&reference, "service")
+        .ok_or_else(|| ApiError::invalid(format!("Invalid service identifier: {reference}")))?;
     if let Some(n) = req.desired_count {
         check_desired(n)?;
     }
-    check_limits(req.placement_constraints.as_deref(), req.placement_strategy.as_deref())?;
+    check_limits(
+        req.placement_constraints.as_deref(),
+        req.placement_strategy.as_deref(),
+    )?;
     check_grace(req.health_check_grace_period_seconds)?;
     state
         .write(&ctx.scope, |acct, tx| {
             let new_td = match &req.task_definition {
-                Some(r) => Some(resolve_active(&acct.families, ctx, r)?),
+                Some(r) => Some(resolve_active(&acct.families, &ctx.scope, r)?),
                 None => None,
             };
             let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
             let svc = c.services.get(name).ok_or_else(ApiError::service_not_found)?;
-            if svc.status.as_deref() != Some("ACTIVE") {
+            if svc.lifecycle() != ServiceStatus::Active {
                 return Err(ApiError::service_not_active());
             }
             let daemon = svc.scheduling_strategy == Some(ecs::SchedulingStrategy::Daemon);
@@ -232,7 +286,7 @@ pub async fn update_service(state: &State, ctx: &Ctx, req: ecs::UpdateServiceReq
                     Some(td) => td,
                     None => {
                         let current = svc.task_definition.as_deref().unwrap_or_default();
-                        resolve_in(&acct.families, ctx, current).map_err(|_| {
+                        resolve(&acct.families, &ctx.scope, current).map_err(|_| {
                             ApiError::client(format!(
                                 "The service's task definition {current} no longer exists: name a taskDefinition to change its placement."
                             ))
@@ -307,15 +361,13 @@ pub async fn update_service(state: &State, ctx: &Ctx, req: ecs::UpdateServiceReq
                 svc.enable_ecs_managed_tags = Some(e);
             }
             let desired = svc.desired_count.unwrap_or(0);
-            let deployments = svc.deployments.get_or_insert_with(Vec::new);
             if redeploy {
-                for d in deployments.iter_mut().filter(|d| d.status.as_deref() == Some("PRIMARY")) {
-                    d.status = Some("ACTIVE".into());
-                    d.updated_at = Some(ctx.now);
-                }
                 let td = svc.task_definition.clone().unwrap_or_default();
-                deployments.insert(0, new_deployment(ctx, &td, desired, svc.launch_type));
-            } else if let Some(primary) = deployments.iter_mut().find(|d| d.status.as_deref() == Some("PRIMARY")) {
+                let deployment = new_deployment(ctx.now, &td, desired, svc.launch_type);
+                start_deployment(svc, ctx.now, deployment);
+            } else if let Some(primary) =
+                svc.deployments.iter_mut().flatten().find(|d| d.status == Some(flotilla_model::lifecycle::DeploymentStatus::Primary))
+            {
                 primary.desired_count = Some(desired);
                 primary.updated_at = Some(ctx.now);
             }
@@ -334,13 +386,20 @@ pub async fn describe_services(
     if refs.len() > 10 {
         return Err(ApiError::invalid("services can have at most 10 items."));
     }
-    let with_tags = req.include.unwrap_or_default().contains(&ecs::ServiceField::Tags);
+    let with_tags = req
+        .include
+        .unwrap_or_default()
+        .contains(&ecs::ServiceField::Tags);
     state.read(&ctx.scope, |acct| {
         let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
         let mut services = Vec::new();
         let mut failures = Vec::new();
         for r in &refs {
-            match ctx.scope.name_from_ref(r, "service").and_then(|n| c.services.get(n)) {
+            match ctx
+                .scope
+                .name_from_ref(r, "service")
+                .and_then(|n| c.services.get(n))
+            {
                 Some(s) => {
                     let mut s = s.clone();
                     if !with_tags {
@@ -349,16 +408,28 @@ pub async fn describe_services(
                     services.push(s);
                 }
                 None => {
-                    let arn = if r.starts_with("arn:") { r.clone() } else { ctx.scope.service_arn(c.name(), r) };
+                    // A bare name comes back in the short ARN form, as ECS shows it.
+                    let arn = if r.starts_with("arn:") {
+                        r.clone()
+                    } else {
+                        ctx.scope.arn(format!("service/{r}"))
+                    };
                     failures.push(failure(arn, "MISSING"));
                 }
             }
         }
-        Ok(ecs::DescribeServicesResponse { services: Some(services), failures: Some(failures) })
+        Ok(ecs::DescribeServicesResponse {
+            services: Some(services),
+            failures: Some(failures),
+        })
     })
 }
 
-pub async fn list_services(state: &State, ctx: &Ctx, req: ecs::ListServicesRequest) -> ApiResult<ecs::ListServicesResponse> {
+pub async fn list_services(
+    state: &State,
+    ctx: &Ctx,
+    req: ecs::ListServicesRequest,
+) -> ApiResult<ecs::ListServicesResponse> {
     let size = page_size(req.max_results, 10)?;
     let after = decode_token(req.next_token.as_deref())?;
     state.read(&ctx.scope, |acct| {
@@ -367,34 +438,53 @@ pub async fn list_services(state: &State, ctx: &Ctx, req: ecs::ListServicesReque
             .services
             .iter()
             .filter(|(n, _)| after.as_ref().is_none_or(|a| *n > a))
-            .filter(|(_, s)| s.status.as_deref() == Some("ACTIVE") || s.status.as_deref() == Some("DRAINING"))
+            .filter(|(_, s)| s.lifecycle() != ServiceStatus::Inactive)
             .filter(|(_, s)| req.launch_type.is_none() || s.launch_type == req.launch_type)
-            .filter(|(_, s)| req.scheduling_strategy.is_none() || s.scheduling_strategy == req.scheduling_strategy)
+            .filter(|(_, s)| {
+                req.scheduling_strategy.is_none()
+                    || s.scheduling_strategy == req.scheduling_strategy
+            })
             .map(|(n, s)| (n, s.service_arn.clone().unwrap_or_default()));
         let (arns, next) = page(items, size);
-        Ok(ecs::ListServicesResponse { service_arns: Some(arns), next_token: next })
+        Ok(ecs::ListServicesResponse {
+            service_arns: Some(arns),
+            next_token: next,
+        })
     })
 }
 
-pub async fn delete_service(state: &State, ctx: &Ctx, req: ecs::DeleteServiceRequest) -> ApiResult<ecs::DeleteServiceResponse> {
+pub async fn delete_service(
+    state: &State,
+    ctx: &Ctx,
+    req: ecs::DeleteServiceRequest,
+) -> ApiResult<ecs::DeleteServiceResponse> {
     let reference = req.service.clone().unwrap_or_default();
-    let name = ctx.scope.name_from_ref(&reference, "service").ok_or_else(|| ApiError::invalid(format!("Invalid service identifier: {reference}")))?;
+    let name = ctx
+        .scope
+        .name_from_ref(&reference, "service")
+        .ok_or_else(|| ApiError::invalid(format!("Invalid service identifier: {reference}")))?;
     state
         .write(&ctx.scope, |acct, tx| {
             let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
             let cluster_name = c.name().to_string();
-            let svc = c.services.get_mut(name).filter(|s| s.status.as_deref() != Some("INACTIVE")).ok_or_else(ApiError::service_not_found)?;
+            let svc = c
+                .services
+                .get_mut(name)
+                .filter(|s| s.lifecycle() != ServiceStatus::Inactive)
+                .ok_or_else(ApiError::service_not_found)?;
             let replica = svc.scheduling_strategy != Some(ecs::SchedulingStrategy::Daemon);
             if replica && svc.desired_count.unwrap_or(0) > 0 && !req.force.unwrap_or(false) {
                 return Err(ApiError::invalid(
-                    "The service cannot be stopped while it is scaled above 0. Set its desiredCount to 0 first, or delete it with force.",
+                    "The service cannot be stopped while it is scaled above 0.",
                 ));
             }
             // DRAINING: the service controller stops its tasks, then marks it INACTIVE.
-            svc.status = Some("DRAINING".into());
+            svc.status = Some(ServiceStatus::Draining);
             svc.desired_count = Some(0);
             tx.put(Key::Service(&cluster_name, name), &*svc);
-            Ok(ecs::DeleteServiceResponse { service: Some(svc.clone()) })
+            Ok(ecs::DeleteServiceResponse {
+                service: Some(svc.clone()),
+            })
         })
         .await
 }

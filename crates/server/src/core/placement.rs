@@ -9,18 +9,16 @@
 //! every change happens under the state lock, a plan is always computed from
 //! the latest state and cannot over-commit.
 
-use std::collections::BTreeMap;
-
 use flotilla_model::arn::name_from_ref;
 use flotilla_model::ecs;
 use flotilla_scheduler::{
-    place as schedule, ClusterView, Expression, Instance, InstanceStatus, Launch, PlacementSpec, Resources, TaskGroups,
-    TaskRequest, Unplaceable,
+    place as schedule, ClusterView, Expression, Instance, Launch, PlacementSpec, Resources,
+    TaskGroups, TaskRequest, Unplaceable,
 };
 
-use crate::ecs::resources::{definition_of, demand, holds_resources};
+use super::resources::{definition_of, demand};
+use super::state::{Account, ClusterState, Families};
 use crate::error::{ApiError, ApiResult};
-use crate::state::{ClusterState, Family};
 
 pub struct PlacementRequest<'a> {
     pub definition: &'a ecs::TaskDefinition,
@@ -33,12 +31,19 @@ pub struct PlacementRequest<'a> {
 }
 
 /// ECS's limits: 10 constraints, 5 strategies.
-pub fn check_limits(constraints: Option<&[ecs::PlacementConstraint]>, strategies: Option<&[ecs::PlacementStrategy]>) -> ApiResult<()> {
+pub fn check_limits(
+    constraints: Option<&[ecs::PlacementConstraint]>,
+    strategies: Option<&[ecs::PlacementStrategy]>,
+) -> ApiResult<()> {
     if constraints.map_or(0, |c| c.len()) > 10 {
-        return Err(ApiError::invalid("placementConstraints can have at most 10 items."));
+        return Err(ApiError::invalid(
+            "placementConstraints can have at most 10 items.",
+        ));
     }
     if strategies.map_or(0, |s| s.len()) > 5 {
-        return Err(ApiError::invalid("placementStrategy can have at most 5 items."));
+        return Err(ApiError::invalid(
+            "placementStrategy can have at most 5 items.",
+        ));
     }
     Ok(())
 }
@@ -76,19 +81,34 @@ pub fn place(c: &mut ClusterState, req: &TaskRequest, count: usize) -> Placed {
             Unplaceable::NoInstances => None,
         };
         for _ in 0..u.count {
-            failures.push(ecs::Failure { arn: arn.clone(), reason: Some(u.reason.reason().to_string()), detail: None });
+            failures.push(ecs::Failure {
+                arn: arn.clone(),
+                reason: Some(u.reason.reason().to_string()),
+                detail: None,
+            });
         }
         u.reason
     });
-    Placed { instance_ids, failures, unplaced }
+    Placed {
+        instance_ids,
+        failures,
+        unplaced,
+    }
 }
 
 /// Gives a stopped task's resources back to its instance.
-pub fn release(families: &BTreeMap<String, Family>, c: &mut ClusterState, task: &ecs::Task) {
-    let (Some(instance), Some(def)) = (task.container_instance_arn.as_deref(), definition_of(families, task)) else { return };
+pub fn release(families: &Families, c: &mut ClusterState, task: &ecs::Task) {
+    let (Some(instance), Some(def)) = (
+        task.container_instance_arn.as_deref(),
+        definition_of(families, task),
+    ) else {
+        return;
+    };
     let group = task.group.as_deref().unwrap_or_default();
     // Never fails for a task the view holds; a duplicate release is a no-op.
-    let _ = c.view.release(instance, group, &demand(def, task.overrides.as_ref()));
+    let _ = c
+        .view
+        .release(instance, group, &demand(def, task.overrides.as_ref()));
 }
 
 fn integer(resources: &[ecs::Resource], name: &str) -> u32 {
@@ -109,14 +129,24 @@ fn ports<'a>(resources: &'a [ecs::Resource], name: &'a str) -> impl Iterator<Ite
 
 /// The scheduler's record of one container instance, from its stored form
 /// and the tasks placed on it.
-fn instance_entry(families: &BTreeMap<String, Family>, c: &ClusterState, ci: &ecs::ContainerInstance) -> Option<(Instance, TaskGroups)> {
+fn instance_entry(
+    families: &Families,
+    c: &ClusterState,
+    ci: &ecs::ContainerInstance,
+) -> Option<(Instance, TaskGroups)> {
     let arn = ci.container_instance_arn.clone()?;
     let registered = ci.registered_resources.as_deref().unwrap_or_default();
-    let mut inst = Instance::new(arn.clone(), Resources::new(integer(registered, "CPU"), integer(registered, "MEMORY")));
+    let mut inst = Instance::new(
+        arn.clone(),
+        Resources::new(integer(registered, "CPU"), integer(registered, "MEMORY")),
+    );
     inst.ec2_instance_id = ci.ec2_instance_id.clone();
-    inst.status = ci.status.as_deref().and_then(InstanceStatus::parse).unwrap_or(InstanceStatus::Inactive);
+    inst.status = ci.lifecycle();
     inst.agent_connected = ci.agent_connected.unwrap_or(false);
-    inst.agent_version = ci.version_info.as_ref().and_then(|v| v.agent_version.clone());
+    inst.agent_version = ci
+        .version_info
+        .as_ref()
+        .and_then(|v| v.agent_version.clone());
     inst.registered_at = ci.registered_at.unwrap_or(0.0) as i64;
     inst.attributes = ci
         .attributes
@@ -127,8 +157,13 @@ fn instance_entry(families: &BTreeMap<String, Family>, c: &ClusterState, ci: &ec
     inst.used_tcp_ports.extend(ports(registered, "PORTS"));
     inst.used_udp_ports.extend(ports(registered, "PORTS_UDP"));
     let mut groups = TaskGroups::new();
-    for (_, t) in c.tasks_on(&arn).filter(|(_, t)| holds_resources(t)) {
-        let Some(def) = definition_of(families, t) else { continue };
+    for (_, t) in c
+        .tasks_on(&arn)
+        .filter(|(_, t)| t.status().holds_resources())
+    {
+        let Some(def) = definition_of(families, t) else {
+            continue;
+        };
         let d = demand(def, t.overrides.as_ref());
         inst.remaining.cpu = inst.remaining.cpu.saturating_sub(d.cpu);
         inst.remaining.memory = inst.remaining.memory.saturating_sub(d.memory);
@@ -142,9 +177,11 @@ fn instance_entry(families: &BTreeMap<String, Family>, c: &ClusterState, ci: &ec
 
 /// Brings the view's record of instance `id` up to date (or drops it once the
 /// instance is no longer registered).
-pub fn sync_instance(families: &BTreeMap<String, Family>, c: &mut ClusterState, id: &str) {
-    let Some(ci) = c.instances.get(id) else { return };
-    let registered = crate::ecs::instances::is_registered(ci);
+pub fn sync_instance(families: &Families, c: &mut ClusterState, id: &str) {
+    let Some(ci) = c.instances.get(id) else {
+        return;
+    };
+    let registered = ci.is_registered();
     match (registered, instance_entry(families, c, ci)) {
         (true, Some((inst, groups))) => c.view.upsert(inst, groups),
         (_, Some((inst, _))) => {
@@ -154,8 +191,18 @@ pub fn sync_instance(families: &BTreeMap<String, Family>, c: &mut ClusterState, 
     }
 }
 
+/// [`sync_instance`] for an instance named by cluster and id in an account.
+pub fn sync_account_instance(acct: &mut Account, cluster: &str, id: &str) {
+    let Account {
+        clusters, families, ..
+    } = acct;
+    if let Some(c) = clusters.get_mut(cluster) {
+        sync_instance(families, c, id);
+    }
+}
+
 /// Rebuilds the whole view of a cluster (at load).
-pub fn rebuild_view(families: &BTreeMap<String, Family>, c: &mut ClusterState) {
+pub fn rebuild_view(families: &Families, c: &mut ClusterState) {
     c.view = ClusterView::new();
     let ids: Vec<String> = c.instances.keys().cloned().collect();
     for id in ids {
@@ -166,15 +213,27 @@ pub fn rebuild_view(families: &BTreeMap<String, Family>, c: &mut ClusterState) {
 /// The `remainingResources` DescribeContainerInstances shows, from the view.
 pub fn remaining_resources(c: &ClusterState, ci: &ecs::ContainerInstance) -> Vec<ecs::Resource> {
     let registered = ci.registered_resources.clone().unwrap_or_default();
-    let Some((inst, _)) = ci.container_instance_arn.as_deref().and_then(|arn| c.view.get(arn)) else { return registered };
+    let Some((inst, _)) = ci
+        .container_instance_arn
+        .as_deref()
+        .and_then(|arn| c.view.get(arn))
+    else {
+        return registered;
+    };
     registered
         .into_iter()
         .map(|mut r| {
             match r.name.as_deref() {
                 Some("CPU") => r.integer_value = Some(inst.remaining.cpu as i32),
                 Some("MEMORY") => r.integer_value = Some(inst.remaining.memory as i32),
-                Some("PORTS") => r.string_set_value = Some(inst.used_tcp_ports.iter().map(u16::to_string).collect()),
-                Some("PORTS_UDP") => r.string_set_value = Some(inst.used_udp_ports.iter().map(u16::to_string).collect()),
+                Some("PORTS") => {
+                    r.string_set_value =
+                        Some(inst.used_tcp_ports.iter().map(u16::to_string).collect())
+                }
+                Some("PORTS_UDP") => {
+                    r.string_set_value =
+                        Some(inst.used_udp_ports.iter().map(u16::to_string).collect())
+                }
                 _ => {}
             }
             r
@@ -187,11 +246,19 @@ pub struct Filter(Expression);
 
 impl Filter {
     pub fn parse(expression: &str) -> ApiResult<Filter> {
-        Expression::parse(expression).map(Filter).map_err(|e| ApiError::invalid(format!("filter: {e}")))
+        Expression::parse(expression)
+            .map(Filter)
+            .map_err(|e| ApiError::invalid(format!("filter: {e}")))
     }
 
     pub fn matches(&self, c: &ClusterState, ci: &ecs::ContainerInstance) -> bool {
-        let Some((inst, groups)) = ci.container_instance_arn.as_deref().and_then(|arn| c.view.get(arn)) else { return false };
+        let Some((inst, groups)) = ci
+            .container_instance_arn
+            .as_deref()
+            .and_then(|arn| c.view.get(arn))
+        else {
+            return false;
+        };
         self.0.matches(inst, groups)
     }
 }

@@ -7,7 +7,7 @@ use flotilla_model::ecs;
 use flotilla_model::task_definition::{parse_task_cpu, parse_task_memory};
 use flotilla_scheduler::Demand;
 
-use crate::state::Family;
+use super::state::Families;
 
 /// What a task of `def` with `overrides` reserves: the task definition's
 /// demand as ECS computes it, with task-level and container-level cpu/memory
@@ -23,7 +23,12 @@ pub fn demand(def: &ecs::TaskDefinition, overrides: Option<&ecs::TaskOverride>) 
             d.memory = o.memory.clone();
         }
         for co in o.container_overrides.iter().flatten() {
-            let Some(c) = d.container_definitions.iter_mut().flatten().find(|c| c.name.is_some() && c.name == co.name) else {
+            let Some(c) = d
+                .container_definitions
+                .iter_mut()
+                .flatten()
+                .find(|c| c.name.is_some() && c.name == co.name)
+            else {
                 continue;
             };
             if co.cpu.is_some() {
@@ -40,19 +45,30 @@ pub fn demand(def: &ecs::TaskDefinition, overrides: Option<&ecs::TaskOverride>) 
     // Definitions were validated at registration, so this only falls back on
     // a definition stored before a rule changed.
     Demand::of_task_definition(&def).unwrap_or_else(|_| {
-        let cpu = def.cpu.as_deref().and_then(|c| parse_task_cpu(c).ok()).unwrap_or(0);
-        let memory = def.memory.as_deref().and_then(|m| parse_task_memory(m).ok()).unwrap_or(0);
+        let cpu = def
+            .cpu
+            .as_deref()
+            .and_then(|c| parse_task_cpu(c).ok())
+            .unwrap_or(0);
+        let memory = def
+            .memory
+            .as_deref()
+            .and_then(|m| parse_task_memory(m).ok())
+            .unwrap_or(0);
         Demand::new(cpu.max(0) as u32, memory.max(0) as u32)
     })
 }
 
 /// The task definition revision a task runs, if the account still has it.
-pub fn definition_of<'a>(families: &'a std::collections::BTreeMap<String, Family>, task: &ecs::Task) -> Option<&'a ecs::TaskDefinition> {
-    let (family, revision) = flotilla_model::arn::task_definition_parts(task.task_definition_arn.as_deref()?)?;
-    families.get(family)?.revisions.get(&revision).map(|td| &td.definition)
-}
-
-/// A task holds resources from placement until it is STOPPED.
-pub fn holds_resources(task: &ecs::Task) -> bool {
-    task.last_status.as_deref() != Some("STOPPED")
+pub fn definition_of<'a>(
+    families: &'a Families,
+    task: &ecs::Task,
+) -> Option<&'a ecs::TaskDefinition> {
+    let (family, revision) =
+        flotilla_model::arn::task_definition_parts(task.task_definition_arn.as_deref()?)?;
+    families
+        .get(family)?
+        .revisions
+        .get(&revision)
+        .map(|td| &td.definition)
 }

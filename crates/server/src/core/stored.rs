@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 
 use flotilla_model::ecs;
+use flotilla_model::lifecycle::{ContainerStatus, TaskStatus};
 use serde::{Deserialize, Serialize};
 
 /// The first byte of a compressed value; then the LZ4 block with its
@@ -49,12 +50,16 @@ pub fn encode(json: Vec<u8>) -> Vec<u8> {
 pub fn decode(value: &[u8]) -> Result<Cow<'_, [u8]>, String> {
     match value.split_first() {
         Some((&LZ4, block)) => {
-            let claimed = block.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            let claimed = block
+                .get(..4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
             match claimed {
                 Some(n) if n <= MAX_VALUE => {}
                 _ => return Err("compressed value has a damaged length".into()),
             }
-            lz4_flex::decompress_size_prepended(block).map(Cow::Owned).map_err(|e| format!("compressed value is damaged: {e}"))
+            lz4_flex::decompress_size_prepended(block)
+                .map(Cow::Owned)
+                .map_err(|e| format!("compressed value is damaged: {e}"))
         }
         _ => Ok(Cow::Borrowed(value)),
     }
@@ -76,7 +81,7 @@ pub fn decode(value: &[u8]) -> Result<Cow<'_, [u8]>, String> {
 pub struct TaskProgress {
     pub version: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_status: Option<String>,
+    pub last_status: Option<TaskStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,7 +106,7 @@ pub struct ContainerProgress {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_status: Option<String>,
+    pub last_status: Option<ContainerStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -121,7 +126,7 @@ impl TaskProgress {
     pub fn of(task: &ecs::Task) -> TaskProgress {
         TaskProgress {
             version: task.version.unwrap_or(0),
-            last_status: task.last_status.clone(),
+            last_status: task.last_status,
             started_at: task.started_at,
             connectivity: task.connectivity,
             connectivity_at: task.connectivity_at,
@@ -134,7 +139,7 @@ impl TaskProgress {
                 .flatten()
                 .map(|c| ContainerProgress {
                     name: c.name.clone(),
-                    last_status: c.last_status.clone(),
+                    last_status: c.last_status,
                     exit_code: c.exit_code,
                     reason: c.reason.clone(),
                     network_bindings: c.network_bindings.clone(),
@@ -161,7 +166,14 @@ impl TaskProgress {
         task.pull_stopped_at = self.pull_stopped_at;
         task.health_status = self.health_status;
         for p in self.containers {
-            let Some(c) = task.containers.iter_mut().flatten().find(|c| c.name.is_some() && c.name == p.name) else { continue };
+            let Some(c) = task
+                .containers
+                .iter_mut()
+                .flatten()
+                .find(|c| c.name.is_some() && c.name == p.name)
+            else {
+                continue;
+            };
             c.last_status = p.last_status;
             c.exit_code = p.exit_code;
             c.reason = p.reason;
@@ -179,11 +191,20 @@ mod tests {
 
     #[test]
     fn large_values_are_compressed_and_read_back() {
-        let arn = "arn:aws:ecs:us-east-1:111111111111:task/default/0192d3c4e5f6a7b8c9d0e1f2a3b4c5d6";
-        let json = format!(r#"{{"taskArn":"{arn}","containers":[{{"taskArn":"{arn}"}}],"clusterArn":"{arn}"}}"#).into_bytes();
+        let arn =
+            "arn:aws:ecs:us-east-1:111111111111:task/default/0192d3c4e5f6a7b8c9d0e1f2a3b4c5d6";
+        let json = format!(
+            r#"{{"taskArn":"{arn}","containers":[{{"taskArn":"{arn}"}}],"clusterArn":"{arn}"}}"#
+        )
+        .into_bytes();
         let value = encode(json.clone());
         assert_eq!(value[0], LZ4);
-        assert!(value.len() < json.len() * 2 / 3, "{} bytes from {}", value.len(), json.len());
+        assert!(
+            value.len() < json.len() * 2 / 3,
+            "{} bytes from {}",
+            value.len(),
+            json.len()
+        );
         assert_eq!(decode(&value).unwrap().as_ref(), json.as_slice());
     }
 

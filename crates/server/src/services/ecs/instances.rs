@@ -6,27 +6,38 @@
 use flotilla_model::arn;
 use flotilla_model::ecs;
 
-use super::{active_cluster, active_cluster_mut, decode_token, failure, page, page_size, validate_tags, Ctx};
-use crate::error::{ApiError, ApiResult};
-use crate::placement::remaining_resources;
-use crate::state::{ClusterState, Key, State};
+use flotilla_model::lifecycle::{InstanceStatus, TaskStatus};
 
-/// Whether a container instance still counts as registered.
-pub fn is_registered(i: &ecs::ContainerInstance) -> bool {
-    matches!(i.status.as_deref(), Some("ACTIVE" | "DRAINING" | "REGISTERING" | "DEREGISTERING"))
+use super::{
+    active_cluster, active_cluster_mut, decode_token, failure, page, page_size, validate_tags, Ctx,
+};
+use crate::core::instances::put_instance;
+use crate::core::placement::{remaining_resources, Filter};
+use crate::core::state::{ClusterState, State};
+use crate::error::{ApiError, ApiResult};
+
+fn is_registered(i: &ecs::ContainerInstance) -> bool {
+    i.is_registered()
 }
 
 /// The instance as Describe shows it: remaining resources and task counts derived.
-pub fn view(c: &ClusterState, i: &ecs::ContainerInstance, with_tags: bool) -> ecs::ContainerInstance {
+pub fn view(
+    c: &ClusterState,
+    i: &ecs::ContainerInstance,
+    with_tags: bool,
+) -> ecs::ContainerInstance {
     let mut out = i.clone();
     out.remaining_resources = Some(remaining_resources(c, i));
     let arn = i.container_instance_arn.as_deref();
-    let on_it = arn.into_iter().flat_map(|arn| c.tasks_on(arn)).map(|(_, t)| t);
+    let on_it = arn
+        .into_iter()
+        .flat_map(|arn| c.tasks_on(arn))
+        .map(|(_, t)| t);
     let (mut running, mut pending) = (0, 0);
     for t in on_it {
-        match t.last_status.as_deref() {
-            Some("RUNNING") => running += 1,
-            Some("STOPPED") => {}
+        match t.status() {
+            TaskStatus::Running => running += 1,
+            TaskStatus::Stopped => {}
             _ => pending += 1,
         }
     }
@@ -55,7 +66,11 @@ struct IdentityDocument {
 
 fn set_attribute(attrs: &mut Vec<ecs::Attribute>, name: &str, value: Option<String>) {
     attrs.retain(|a| a.name.as_deref() != Some(name));
-    attrs.push(ecs::Attribute { name: Some(name.into()), value, ..Default::default() });
+    attrs.push(ecs::Attribute {
+        name: Some(name.into()),
+        value,
+        ..Default::default()
+    });
 }
 
 fn check_resources(resources: &[ecs::Resource]) -> ApiResult<()> {
@@ -64,13 +79,17 @@ fn check_resources(resources: &[ecs::Resource]) -> ApiResult<()> {
         match name {
             "CPU" | "MEMORY" => {
                 if r.integer_value.unwrap_or(0) < 0 {
-                    return Err(ApiError::invalid(format!("totalResources {name} must not be negative.")));
+                    return Err(ApiError::invalid(format!(
+                        "totalResources {name} must not be negative."
+                    )));
                 }
             }
             "PORTS" | "PORTS_UDP" => {
                 for p in r.string_set_value.iter().flatten() {
                     if p.parse::<u16>().is_err() {
-                        return Err(ApiError::invalid(format!("totalResources {name} holds '{p}', which is not a port number.")));
+                        return Err(ApiError::invalid(format!(
+                            "totalResources {name} holds '{p}', which is not a port number."
+                        )));
                     }
                 }
             }
@@ -88,7 +107,9 @@ pub async fn register(
     let doc: Option<IdentityDocument> = match req.instance_identity_document.as_deref() {
         None | Some("") => None,
         Some(s) => Some(serde_json::from_str(s).map_err(|e| {
-            ApiError::invalid(format!("instanceIdentityDocument is not a valid EC2 instance identity document: {e}"))
+            ApiError::invalid(format!(
+                "instanceIdentityDocument is not a valid EC2 instance identity document: {e}"
+            ))
         })?),
     };
     let resources = req.total_resources.clone().unwrap_or_default();
@@ -120,7 +141,11 @@ pub async fn register(
                 Some(a) => Some(
                     instance_id(ctx, a)
                         .filter(|id| c.instances.contains_key(*id))
-                        .ok_or_else(|| ApiError::invalid(format!("containerInstanceArn {a} is not registered in this cluster.")))?
+                        .ok_or_else(|| {
+                            ApiError::invalid(format!(
+                                "containerInstanceArn {a} is not registered in this cluster."
+                            ))
+                        })?
                         .to_string(),
                 ),
                 None => ec2_id.as_ref().and_then(|e| {
@@ -134,23 +159,42 @@ pub async fn register(
             let previous = existing.and_then(|id| c.instances.get(&id).cloned());
             let instance = ecs::ContainerInstance {
                 container_instance_arn: Some(ctx.scope.container_instance_arn(&cluster_name, &id)),
-                ec2_instance_id: ec2_id.clone().or_else(|| previous.as_ref().and_then(|p| p.ec2_instance_id.clone())),
-                status: Some("ACTIVE".into()),
-                agent_connected: Some(previous.as_ref().and_then(|p| p.agent_connected).unwrap_or(false)),
+                ec2_instance_id: ec2_id
+                    .clone()
+                    .or_else(|| previous.as_ref().and_then(|p| p.ec2_instance_id.clone())),
+                status: Some(InstanceStatus::Active),
+                agent_connected: Some(
+                    previous
+                        .as_ref()
+                        .and_then(|p| p.agent_connected)
+                        .unwrap_or(false),
+                ),
                 registered_resources: Some(resources.clone()),
                 attributes: Some(attributes.clone()),
                 version_info: req.version_info.clone(),
-                registered_at: Some(previous.as_ref().and_then(|p| p.registered_at).unwrap_or(ctx.now)),
+                registered_at: Some(
+                    previous
+                        .as_ref()
+                        .and_then(|p| p.registered_at)
+                        .unwrap_or(ctx.now),
+                ),
                 version: Some(previous.as_ref().and_then(|p| p.version).unwrap_or(0) + 1),
-                tags: Some(if tags.is_empty() { previous.as_ref().and_then(|p| p.tags.clone()).unwrap_or_default() } else { tags.clone() }),
+                tags: Some(if tags.is_empty() {
+                    previous
+                        .as_ref()
+                        .and_then(|p| p.tags.clone())
+                        .unwrap_or_default()
+                } else {
+                    tags.clone()
+                }),
                 attachments: Some(Vec::new()),
                 ..Default::default()
             };
-            tx.put(Key::Instance(&cluster_name, &id), &instance);
-            c.instances.insert(id.clone(), instance.clone());
-            acct.sync_instance(&cluster_name, &id);
+            put_instance(acct, tx, &cluster_name, &id, instance.clone());
             let c = &acct.clusters[&cluster_name];
-            Ok(ecs::RegisterContainerInstanceResponse { container_instance: Some(view(c, &instance, true)) })
+            Ok(ecs::RegisterContainerInstanceResponse {
+                container_instance: Some(view(c, &instance, true)),
+            })
         })
         .await
 }
@@ -170,19 +214,17 @@ pub async fn deregister(
                 .ok_or_else(|| ApiError::invalid(format!("Container instance {reference} is not registered in this cluster.")))?
                 .to_string();
             let arn = c.instances[&id].container_instance_arn.clone();
-            let busy = arn.as_deref().is_some_and(|arn| c.tasks_on(arn).any(|(_, t)| t.last_status.as_deref() != Some("STOPPED")));
+            let busy = arn.as_deref().is_some_and(|arn| c.tasks_on(arn).any(|(_, t)| !t.is_stopped()));
             if busy && !req.force.unwrap_or(false) {
                 return Err(ApiError::invalid(
                     "Found running tasks on the instance. Stop them first, or deregister with force (their containers are then stopped by the agent and services replace them).",
                 ));
             }
-            let Some(i) = c.instances.get_mut(&id) else { return Err(ApiError::server("instance vanished")) };
-            i.status = Some("INACTIVE".into());
+            let mut i = c.instances[&id].clone();
+            i.status = Some(InstanceStatus::Inactive);
             i.agent_connected = Some(false);
             i.version = Some(i.version.unwrap_or(0) + 1);
-            tx.put(Key::Instance(&cluster_name, &id), &*i);
-            let i = i.clone();
-            acct.sync_instance(&cluster_name, &id);
+            put_instance(acct, tx, &cluster_name, &id, i.clone());
             let c = &acct.clusters[&cluster_name];
             Ok(ecs::DeregisterContainerInstanceResponse { container_instance: Some(view(c, &i, true)) })
         })
@@ -195,10 +237,18 @@ pub async fn describe(
     req: ecs::DescribeContainerInstancesRequest,
 ) -> ApiResult<ecs::DescribeContainerInstancesResponse> {
     let refs = req.container_instances.unwrap_or_default();
-    if refs.len() > 100 {
-        return Err(ApiError::invalid("containerInstances can have at most 100 items."));
+    if refs.is_empty() {
+        return Err(ApiError::invalid("Container instance cannot be empty."));
     }
-    let with_tags = req.include.unwrap_or_default().contains(&ecs::ContainerInstanceField::Tags);
+    if refs.len() > 100 {
+        return Err(ApiError::invalid(
+            "containerInstances can have at most 100 items.",
+        ));
+    }
+    let with_tags = req
+        .include
+        .unwrap_or_default()
+        .contains(&ecs::ContainerInstanceField::Tags);
     state.read(&ctx.scope, |acct| {
         let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
         let mut found = Vec::new();
@@ -207,12 +257,19 @@ pub async fn describe(
             match instance_id(ctx, r).and_then(|id| c.instances.get(id)) {
                 Some(i) => found.push(view(c, i, with_tags)),
                 None => {
-                    let arn = if r.starts_with("arn:") { r.clone() } else { ctx.scope.container_instance_arn(c.name(), r) };
+                    let arn = if r.starts_with("arn:") {
+                        r.clone()
+                    } else {
+                        ctx.scope.container_instance_arn(c.name(), r)
+                    };
                     failures.push(failure(arn, "MISSING"));
                 }
             }
         }
-        Ok(ecs::DescribeContainerInstancesResponse { container_instances: Some(found), failures: Some(failures) })
+        Ok(ecs::DescribeContainerInstancesResponse {
+            container_instances: Some(found),
+            failures: Some(failures),
+        })
     })
 }
 
@@ -224,7 +281,7 @@ pub async fn list(
     let size = page_size(req.max_results, 100)?;
     let after = decode_token(req.next_token.as_deref())?;
     let filter = match req.filter.as_deref() {
-        Some(f) => Some(crate::placement::Filter::parse(f)?),
+        Some(f) => Some(Filter::parse(f)?),
         None => None,
     };
     state.read(&ctx.scope, |acct| {
@@ -234,13 +291,19 @@ pub async fn list(
             .iter()
             .filter(|(id, _)| after.as_ref().is_none_or(|a| *id > a))
             .filter(|(_, i)| match req.status {
-                Some(s) => i.status.as_deref() == Some(s.as_str()),
-                None => matches!(i.status.as_deref(), Some("ACTIVE" | "DRAINING")),
+                Some(s) => i.lifecycle().as_str() == s.as_str(),
+                None => matches!(
+                    i.lifecycle(),
+                    InstanceStatus::Active | InstanceStatus::Draining
+                ),
             })
             .filter(|(_, i)| filter.as_ref().is_none_or(|f| f.matches(c, i)))
             .map(|(id, i)| (id, i.container_instance_arn.clone().unwrap_or_default()));
         let (arns, next) = page(items, size);
-        Ok(ecs::ListContainerInstancesResponse { container_instance_arns: Some(arns), next_token: next })
+        Ok(ecs::ListContainerInstancesResponse {
+            container_instance_arns: Some(arns),
+            next_token: next,
+        })
     })
 }
 
@@ -251,15 +314,19 @@ pub async fn update_state(
 ) -> ApiResult<ecs::UpdateContainerInstancesStateResponse> {
     let refs = req.container_instances.unwrap_or_default();
     if refs.len() > 10 {
-        return Err(ApiError::invalid("containerInstances can have at most 10 items."));
+        return Err(ApiError::invalid(
+            "containerInstances can have at most 10 items.",
+        ));
     }
-    let status = match req.status {
-        Some(s @ (ecs::ContainerInstanceStatus::Active | ecs::ContainerInstanceStatus::Draining)) => s,
-        Some(s) => {
-            return Err(ApiError::invalid(format!("Container instances cannot be set to {s}: the status must be ACTIVE or DRAINING.")))
-        }
-        None => return Err(ApiError::invalid("status is required.")),
-    };
+    let status =
+        match req.status {
+            Some(ecs::ContainerInstanceStatus::Active) => InstanceStatus::Active,
+            Some(ecs::ContainerInstanceStatus::Draining) => InstanceStatus::Draining,
+            Some(s) => return Err(ApiError::invalid(format!(
+                "Container instances cannot be set to {s}: the status must be ACTIVE or DRAINING."
+            ))),
+            None => return Err(ApiError::invalid("status is required.")),
+        };
     state
         .write(&ctx.scope, |acct, tx| {
             let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
@@ -267,29 +334,40 @@ pub async fn update_state(
             let mut changed = Vec::new();
             let mut failures = Vec::new();
             for r in &refs {
-                match instance_id(ctx, r).filter(|id| c.instances.get(*id).is_some_and(is_registered)) {
-                    Some(id) => {
-                        let id = id.to_string();
-                        let Some(i) = c.instances.get_mut(&id) else { continue };
-                        if i.status.as_deref() != Some(status.as_str()) {
-                            i.status = Some(status.as_str().into());
-                            i.version = Some(i.version.unwrap_or(0) + 1);
-                            tx.put(Key::Instance(&cluster_name, &id), &*i);
-                        }
-                        changed.push(id);
-                    }
+                match instance_id(ctx, r)
+                    .filter(|id| c.instances.get(*id).is_some_and(is_registered))
+                {
+                    Some(id) => changed.push(id.to_string()),
                     None => {
-                        let arn = if r.starts_with("arn:") { r.clone() } else { ctx.scope.container_instance_arn(&cluster_name, r) };
+                        let arn = if r.starts_with("arn:") {
+                            r.clone()
+                        } else {
+                            ctx.scope.container_instance_arn(&cluster_name, r)
+                        };
                         failures.push(failure(arn, "MISSING"));
                     }
                 }
             }
             for id in &changed {
-                acct.sync_instance(&cluster_name, id);
+                let Some(mut i) = acct.clusters[&cluster_name].instances.get(id).cloned() else {
+                    continue;
+                };
+                if i.lifecycle().can_be_set_to(status) && i.status != Some(status) {
+                    i.status = Some(status);
+                    i.version = Some(i.version.unwrap_or(0) + 1);
+                    put_instance(acct, tx, &cluster_name, id, i);
+                }
             }
             let c = &acct.clusters[&cluster_name];
-            let out = changed.iter().filter_map(|id| c.instances.get(id)).map(|i| view(c, i, false)).collect();
-            Ok(ecs::UpdateContainerInstancesStateResponse { container_instances: Some(out), failures: Some(failures) })
+            let out = changed
+                .iter()
+                .filter_map(|id| c.instances.get(id))
+                .map(|i| view(c, i, false))
+                .collect();
+            Ok(ecs::UpdateContainerInstancesStateResponse {
+                container_instances: Some(out),
+                failures: Some(failures),
+            })
         })
         .await
 }
@@ -299,7 +377,8 @@ pub async fn update_state(
 fn check_attribute(a: &ecs::Attribute) -> ApiResult<()> {
     let name = a.name.as_deref().unwrap_or_default();
     let ok_name = |s: &str, space: bool| {
-        s.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.@/\\:".contains(ch) || (space && ch == ' '))
+        s.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.@/\\:".contains(ch) || (space && ch == ' '))
     };
     if name.is_empty() || name.len() > 128 || !ok_name(name, false) {
         return Err(ApiError::invalid(format!(
@@ -322,7 +401,10 @@ fn check_attribute(a: &ecs::Attribute) -> ApiResult<()> {
 }
 
 fn target_not_found(target: &str) -> ApiError {
-    ApiError::new("TargetNotFoundException", format!("Could not find {target}."))
+    ApiError::new(
+        "TargetNotFoundException",
+        format!("Could not find {target}."),
+    )
 }
 
 /// Applies attribute changes: checks every attribute and target first, then
@@ -335,10 +417,15 @@ async fn change_attributes(
     put: bool,
 ) -> ApiResult<Vec<ecs::Attribute>> {
     if attributes.is_empty() {
-        return Err(ApiError::invalid("attributes must name at least one attribute."));
+        return Err(ApiError::invalid(
+            "attributes must name at least one attribute.",
+        ));
     }
     if put && attributes.len() > 10 {
-        return Err(ApiError::new("AttributeLimitExceededException", "At most 10 attributes can be put in one call."));
+        return Err(ApiError::new(
+            "AttributeLimitExceededException",
+            "At most 10 attributes can be put in one call.",
+        ));
     }
     for a in &attributes {
         check_attribute(a)?;
@@ -349,15 +436,23 @@ async fn change_attributes(
             let cluster_name = c.name().to_string();
             let mut resolved = Vec::with_capacity(attributes.len());
             for a in &attributes {
-                let target = a.target_id.as_deref().ok_or_else(|| ApiError::invalid("targetId is required for each attribute."))?;
+                let target = a
+                    .target_id
+                    .as_deref()
+                    .ok_or_else(|| ApiError::invalid("targetId is required for each attribute."))?;
                 let id = instance_id(ctx, target)
                     .filter(|id| c.instances.get(*id).is_some_and(is_registered))
                     .ok_or_else(|| target_not_found(target))?;
                 resolved.push(id.to_string());
             }
+            // Each target changes once, whatever number of its attributes change.
+            let mut changed: std::collections::BTreeMap<String, ecs::ContainerInstance> =
+                std::collections::BTreeMap::new();
             let mut out = Vec::new();
             for (a, id) in attributes.iter().zip(&resolved) {
-                let Some(i) = c.instances.get_mut(id) else { continue };
+                let i = changed
+                    .entry(id.clone())
+                    .or_insert_with(|| c.instances[id].clone());
                 let attrs = i.attributes.get_or_insert_with(Vec::new);
                 let name = a.name.clone().unwrap_or_default();
                 if put {
@@ -372,24 +467,30 @@ async fn change_attributes(
                     target_id: i.container_instance_arn.clone(),
                 });
             }
-            resolved.sort();
-            resolved.dedup();
-            for id in &resolved {
-                if let Some(i) = c.instances.get(id) {
-                    tx.put(Key::Instance(&cluster_name, id), i);
-                }
-            }
-            for id in &resolved {
-                acct.sync_instance(&cluster_name, id);
+            for (id, i) in changed {
+                put_instance(acct, tx, &cluster_name, &id, i);
             }
             Ok(out)
         })
         .await
 }
 
-pub async fn put_attributes(state: &State, ctx: &Ctx, req: ecs::PutAttributesRequest) -> ApiResult<ecs::PutAttributesResponse> {
-    let attrs = change_attributes(state, ctx, req.cluster, req.attributes.unwrap_or_default(), true).await?;
-    Ok(ecs::PutAttributesResponse { attributes: Some(attrs) })
+pub async fn put_attributes(
+    state: &State,
+    ctx: &Ctx,
+    req: ecs::PutAttributesRequest,
+) -> ApiResult<ecs::PutAttributesResponse> {
+    let attrs = change_attributes(
+        state,
+        ctx,
+        req.cluster,
+        req.attributes.unwrap_or_default(),
+        true,
+    )
+    .await?;
+    Ok(ecs::PutAttributesResponse {
+        attributes: Some(attrs),
+    })
 }
 
 pub async fn delete_attributes(
@@ -397,8 +498,17 @@ pub async fn delete_attributes(
     ctx: &Ctx,
     req: ecs::DeleteAttributesRequest,
 ) -> ApiResult<ecs::DeleteAttributesResponse> {
-    let attrs = change_attributes(state, ctx, req.cluster, req.attributes.unwrap_or_default(), false).await?;
-    Ok(ecs::DeleteAttributesResponse { attributes: Some(attrs) })
+    let attrs = change_attributes(
+        state,
+        ctx,
+        req.cluster,
+        req.attributes.unwrap_or_default(),
+        false,
+    )
+    .await?;
+    Ok(ecs::DeleteAttributesResponse {
+        attributes: Some(attrs),
+    })
 }
 
 pub async fn list_attributes(
@@ -434,7 +544,10 @@ pub async fn list_attributes(
         let mut items: Vec<_> = items.collect();
         items.sort_by(|a, b| a.0.cmp(&b.0));
         let (attributes, next) = page(items.into_iter(), size);
-        Ok(ecs::ListAttributesResponse { attributes: Some(attributes), next_token: next })
+        Ok(ecs::ListAttributesResponse {
+            attributes: Some(attributes),
+            next_token: next,
+        })
     })
 }
 

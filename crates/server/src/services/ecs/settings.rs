@@ -8,16 +8,18 @@
 use flotilla_model::ecs::{self, SettingName};
 
 use super::{decode_token, page, page_size, Ctx};
+use crate::core::state::{Key, State};
 use crate::error::{ApiError, ApiResult};
-use crate::state::{Key, State};
 
 /// AWS's value when nobody has set one.
 fn aws_default(name: SettingName) -> &'static str {
     match name {
-        SettingName::ServiceLongArnFormat | SettingName::TaskLongArnFormat | SettingName::ContainerInstanceLongArnFormat => {
-            "enabled"
-        }
-        SettingName::AwsvpcTrunking | SettingName::ContainerInsights | SettingName::FargateFIPSMode => "disabled",
+        SettingName::ServiceLongArnFormat
+        | SettingName::TaskLongArnFormat
+        | SettingName::ContainerInstanceLongArnFormat => "enabled",
+        SettingName::AwsvpcTrunking
+        | SettingName::ContainerInsights
+        | SettingName::FargateFIPSMode => "disabled",
         SettingName::FargateEventWindows => "disabled",
         SettingName::TagResourceAuthorization => "on",
         SettingName::GuardDutyActivate => "off",
@@ -41,7 +43,10 @@ fn check_value(name: SettingName, value: &str) -> ApiResult<()> {
     if allowed.contains(&value) {
         Ok(())
     } else {
-        Err(ApiError::invalid(format!("Setting {name} cannot be '{value}': it must be one of {}.", allowed.join(", "))))
+        Err(ApiError::invalid(format!(
+            "Setting {name} cannot be '{value}': it must be one of {}.",
+            allowed.join(", ")
+        )))
     }
 }
 
@@ -53,7 +58,13 @@ fn key(name: SettingName, principal: &str) -> String {
     format!("{name}/{principal}")
 }
 
-async fn put(state: &State, ctx: &Ctx, name: SettingName, value: String, principal: String) -> ApiResult<ecs::Setting> {
+async fn put(
+    state: &State,
+    ctx: &Ctx,
+    name: SettingName,
+    value: String,
+    principal: String,
+) -> ApiResult<ecs::Setting> {
     check_value(name, &value)?;
     let setting = ecs::Setting {
         name: Some(name),
@@ -76,10 +87,16 @@ pub async fn put_account_setting(
     ctx: &Ctx,
     req: ecs::PutAccountSettingRequest,
 ) -> ApiResult<ecs::PutAccountSettingResponse> {
-    let (Some(name), Some(value)) = (req.name, req.value) else { return Err(ApiError::invalid("name and value are required.")) };
-    let principal = req.principal_arn.unwrap_or_else(|| ctx.principal_arn.clone());
+    let (Some(name), Some(value)) = (req.name, req.value) else {
+        return Err(ApiError::invalid("name and value are required."));
+    };
+    let principal = req
+        .principal_arn
+        .unwrap_or_else(|| ctx.principal_arn.clone());
     let setting = put(state, ctx, name, value, principal).await?;
-    Ok(ecs::PutAccountSettingResponse { setting: Some(setting) })
+    Ok(ecs::PutAccountSettingResponse {
+        setting: Some(setting),
+    })
 }
 
 pub async fn put_account_setting_default(
@@ -87,9 +104,13 @@ pub async fn put_account_setting_default(
     ctx: &Ctx,
     req: ecs::PutAccountSettingDefaultRequest,
 ) -> ApiResult<ecs::PutAccountSettingDefaultResponse> {
-    let (Some(name), Some(value)) = (req.name, req.value) else { return Err(ApiError::invalid("name and value are required.")) };
+    let (Some(name), Some(value)) = (req.name, req.value) else {
+        return Err(ApiError::invalid("name and value are required."));
+    };
     let setting = put(state, ctx, name, value, root_arn(ctx)).await?;
-    Ok(ecs::PutAccountSettingDefaultResponse { setting: Some(setting) })
+    Ok(ecs::PutAccountSettingDefaultResponse {
+        setting: Some(setting),
+    })
 }
 
 pub async fn delete_account_setting(
@@ -97,8 +118,12 @@ pub async fn delete_account_setting(
     ctx: &Ctx,
     req: ecs::DeleteAccountSettingRequest,
 ) -> ApiResult<ecs::DeleteAccountSettingResponse> {
-    let Some(name) = req.name else { return Err(ApiError::invalid("name is required.")) };
-    let principal = req.principal_arn.unwrap_or_else(|| ctx.principal_arn.clone());
+    let Some(name) = req.name else {
+        return Err(ApiError::invalid("name is required."));
+    };
+    let principal = req
+        .principal_arn
+        .unwrap_or_else(|| ctx.principal_arn.clone());
     state
         .write(&ctx.scope, |acct, tx| {
             let k = key(name, &principal);
@@ -112,7 +137,9 @@ pub async fn delete_account_setting(
                 principal_arn: Some(principal.clone()),
                 r#type: Some(ecs::SettingType::User),
             });
-            Ok(ecs::DeleteAccountSettingResponse { setting: Some(setting) })
+            Ok(ecs::DeleteAccountSettingResponse {
+                setting: Some(setting),
+            })
         })
         .await
 }
@@ -124,7 +151,10 @@ pub async fn list_account_settings(
 ) -> ApiResult<ecs::ListAccountSettingsResponse> {
     let size = page_size(req.max_results, 10)?;
     let after = decode_token(req.next_token.as_deref())?;
-    let principal = req.principal_arn.clone().unwrap_or_else(|| ctx.principal_arn.clone());
+    let principal = req
+        .principal_arn
+        .clone()
+        .unwrap_or_else(|| ctx.principal_arn.clone());
     let root = root_arn(ctx);
     let effective = req.effective_settings.unwrap_or(false);
     let settings: Vec<ecs::Setting> = state.read(&ctx.scope, |acct| {
@@ -137,16 +167,21 @@ pub async fn list_account_settings(
                 if !effective {
                     return own;
                 }
-                own.or_else(|| acct.settings.get(&key(n, &root)).cloned()).or_else(|| {
-                    Some(ecs::Setting {
-                        name: Some(n),
-                        value: Some(aws_default(n).to_string()),
-                        principal_arn: Some(root.clone()),
-                        r#type: Some(ecs::SettingType::AwsManaged),
+                own.or_else(|| acct.settings.get(&key(n, &root)).cloned())
+                    .or_else(|| {
+                        Some(ecs::Setting {
+                            name: Some(n),
+                            value: Some(aws_default(n).to_string()),
+                            principal_arn: Some(root.clone()),
+                            r#type: Some(ecs::SettingType::AwsManaged),
+                        })
                     })
-                })
             })
-            .filter(|s| req.value.as_ref().is_none_or(|v| s.value.as_ref() == Some(v)))
+            .filter(|s| {
+                req.value
+                    .as_ref()
+                    .is_none_or(|v| s.value.as_ref() == Some(v))
+            })
             .collect()
     });
     // Pages resume after a setting name, so list them in name order.
@@ -157,5 +192,8 @@ pub async fn list_account_settings(
         .map(|s| (s.name.map(|n| n.as_str()).unwrap_or_default(), s))
         .filter(|(k, _)| after.as_deref().is_none_or(|a| *k > a));
     let (settings, next) = page(items, size);
-    Ok(ecs::ListAccountSettingsResponse { settings: Some(settings), next_token: next })
+    Ok(ecs::ListAccountSettingsResponse {
+        settings: Some(settings),
+        next_token: next,
+    })
 }

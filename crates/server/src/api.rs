@@ -1,0 +1,233 @@
+//! The contract between the API front and the services it serves.
+//!
+//! The front (`crate::front`) knows HTTP, the wire protocols and SigV4; a
+//! service (`crate::services::*`) knows its operations. Between them:
+//! - [`ServiceDef`]: what a service declares (signing names, protocols,
+//!   target prefix, Query version, CBOR service name, operations, errors);
+//! - [`Call`]: one decoded request for one operation, whichever protocol
+//!   carried it, with the caller's [`Ctx`];
+//! - [`Reply`]: the operation's output, for the front to encode.
+//!
+//! An operation is a function from a typed input to a typed output; it never
+//! sees which protocol carried it (STYLE.md rule 11).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use flotilla_model::arn::Scope;
+use flotilla_model::Shape;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::core::State;
+use crate::error::{ApiError, ApiResult};
+
+/// The AWS wire protocols the front speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `X-Amz-Target`, `application/x-amz-json-1.0`.
+    AwsJson1_0,
+    /// `X-Amz-Target`, `application/x-amz-json-1.1`.
+    AwsJson1_1,
+    /// Form-encoded `Action=…&Version=…`, XML answers.
+    AwsQuery,
+    /// Smithy RPC v2 CBOR: `POST /service/{Service}/operation/{Operation}`.
+    RpcV2Cbor,
+}
+
+/// Who is calling, in which account and region, and when.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub scope: Scope,
+    /// `arn:aws:iam::ACCOUNT:user/NAME`: what `registeredBy`/`createdBy` show.
+    pub principal_arn: String,
+    /// The principal's name in the credentials file.
+    pub principal_name: String,
+    /// The access key the request was signed with.
+    pub access_key_id: String,
+    /// Seconds since the epoch.
+    pub now: f64,
+    /// The base URL clients reached us at (what DiscoverPollEndpoint answers).
+    pub endpoint: String,
+    /// The id the answer carries (`x-amzn-RequestId`, `<RequestId>`).
+    pub request_id: String,
+}
+
+/// Everything the services reach: the cluster state, and later the log and
+/// metric stores. Shared by every request.
+pub struct Env {
+    pub state: Arc<State>,
+}
+
+/// A request's input as the front decoded it.
+pub enum Input<'a> {
+    /// A JSON body (AWS JSON 1.0/1.1): decoded straight into the request type.
+    Json(&'a [u8]),
+    /// A value a codec built from a Query form or a CBOR body, in the JSON
+    /// shape the request type deserializes from.
+    Value(serde_json::Value),
+}
+
+/// How the front wants the output: JSON bytes for the JSON protocols, a
+/// value for the codecs that re-encode it (XML, CBOR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    JsonBytes,
+    Value,
+}
+
+/// One operation call.
+pub struct Call<'a> {
+    pub ctx: Ctx,
+    /// The operation's name as the model spells it (`CreateCluster`).
+    pub operation: &'a str,
+    pub input: Input<'a>,
+    pub encoding: Encoding,
+}
+
+/// An operation's output.
+pub enum Reply {
+    Json(Vec<u8>),
+    Value(serde_json::Value),
+}
+
+impl Call<'_> {
+    /// Decodes the input into `T` and checks the model's rules. Malformed
+    /// JSON and wrong types are `SerializationException` naming the field;
+    /// rule violations are `InvalidParameterException`.
+    pub fn decode<T: DeserializeOwned + Shape>(&self) -> ApiResult<T> {
+        let value: T = match &self.input {
+            Input::Json(body) => decode_json(body)?,
+            Input::Value(v) => serde_path_to_error::deserialize(v).map_err(|e| {
+                let path = e.path().to_string();
+                ApiError::new(
+                    "SerializationException",
+                    format!("Could not read {path}: {}", e.into_inner()),
+                )
+            })?,
+        };
+        value.validate()?;
+        Ok(value)
+    }
+
+    /// Encodes an output as the front asked.
+    pub fn reply<T: Serialize>(&self, out: &T) -> ApiResult<Reply> {
+        let encoded = match self.encoding {
+            Encoding::JsonBytes => serde_json::to_vec(out).map(Reply::Json),
+            Encoding::Value => serde_json::to_value(out).map(Reply::Value),
+        };
+        encoded.map_err(|e| ApiError::server(format!("encoding the response: {e}")))
+    }
+
+    /// The answer to an operation the service does not serve.
+    pub fn unsupported(&self, service: &str) -> ApiError {
+        ApiError::new(
+            "UnknownOperationException",
+            format!(
+                "Operation {} is not supported by Flotilla's {service}.",
+                self.operation
+            ),
+        )
+    }
+}
+
+/// Decodes a JSON body into `T`. Exactly one JSON object: serde would also
+/// take an array for a struct. An empty body is `{}`.
+fn decode_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            "SerializationException",
+            "Could not read the request body: it must be a JSON object.",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path.is_empty() || path == "." {
+            format!("Could not read the request body: {inner}")
+        } else {
+            format!("Could not read {path}: {inner}")
+        };
+        ApiError::new("SerializationException", message)
+    })?;
+    de.end().map_err(|e| {
+        ApiError::new(
+            "SerializationException",
+            format!("Could not read the request body: unexpected data after the JSON object ({e})"),
+        )
+    })?;
+    Ok(value)
+}
+
+/// An operation's future.
+pub type Pending<'a> = Pin<Box<dyn Future<Output = ApiResult<Reply>> + Send + 'a>>;
+
+/// How an error code travels: its HTTP status, and for the Query protocols
+/// its code there and whether the sender is at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorInfo {
+    pub status: u16,
+    /// The code Query clients read, where it differs from the code itself.
+    pub query_code: Option<&'static str>,
+    pub sender_fault: bool,
+}
+
+/// What a service declares to the front.
+pub struct ServiceDef {
+    /// A short name for logs and messages (`ecs`).
+    pub name: &'static str,
+    /// The SigV4 credential-scope service names it answers to.
+    pub signing_names: &'static [&'static str],
+    /// The protocols it accepts, in the model's order of preference.
+    pub protocols: &'static [Protocol],
+    /// The `X-Amz-Target` prefix of its JSON protocol.
+    pub target_prefix: Option<&'static str>,
+    /// The `Version` of its Query protocol, and the XML namespace of answers.
+    pub query: Option<QueryInfo>,
+    /// The service name in RPC v2 CBOR paths.
+    pub cbor_service: Option<&'static str>,
+    /// Runs one operation.
+    pub dispatch: for<'a> fn(&'a Env, Call<'a>) -> Pending<'a>,
+    /// How each of its error codes travels.
+    pub error_info: fn(&str) -> ErrorInfo,
+    /// Whether it names an operation of this service (routing and errors
+    /// need to know before the body is decoded).
+    pub has_operation: fn(&str) -> bool,
+    /// The largest request body it takes, and the error code it refuses a
+    /// larger one with (HTTP 413).
+    pub max_body: usize,
+    pub body_too_large: &'static str,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct QueryInfo {
+    pub version: &'static str,
+    pub xml_namespace: &'static str,
+}
+
+impl ServiceDef {
+    pub fn speaks(&self, protocol: Protocol) -> bool {
+        self.protocols.contains(&protocol)
+    }
+}
+
+/// The default error mapping: 500 for the server's faults, 400 for the
+/// caller's, the code unchanged.
+pub fn default_error_info(code: &str) -> ErrorInfo {
+    let server = matches!(
+        code,
+        "ServerException" | "InternalFailure" | "InternalServiceError" | "InternalServiceException"
+    );
+    ErrorInfo {
+        status: if server { 500 } else { 400 },
+        query_code: None,
+        sender_fault: !server,
+    }
+}

@@ -1,0 +1,30 @@
+//! The domain core: the cluster state and the operations every caller
+//! shares. API handlers (`crate::services`), the agent gateway
+//! (`crate::gateway`) and the controllers (`crate::controllers`) depend on
+//! it; it depends on none of them.
+//!
+//! - [`state`]: every object in memory, written through the store before a
+//!   write is acknowledged; [`load`] rebuilds it at start; [`stored`] is how
+//!   values are encoded.
+//! - [`tasks`]: create tasks, apply agents' reports, request stops.
+//! - [`placement`] and [`resources`]: the bridge to the pure scheduler.
+//! - [`task_definitions`]: which revision a reference names.
+//! - [`services`]: deployments and service events.
+//! - [`events`]: lifecycle events published after each durable commit.
+//!
+//! Lifecycles themselves (statuses and their moves) are in
+//! `flotilla_model::lifecycle`, shared with the agent.
+
+pub mod events;
+pub mod instances;
+pub mod load;
+pub mod placement;
+pub mod resources;
+pub mod services;
+pub mod state;
+pub mod stored;
+pub mod task_definitions;
+pub mod tasks;
+
+pub use load::LoadError;
+pub use state::{now, State};

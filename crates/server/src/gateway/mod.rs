@@ -1,0 +1,50 @@
+//! The gateways: long-lived WebSocket sessions of the parts that run
+//! elsewhere and hold a connection to the control plane. Desired state
+//! flows down to them, observed state flows up (DESIGN.md rule 1).
+//!
+//! - [`agents`]: one session per container instance's agent.
+//!
+//! The sessions are authenticated with SigV4 like API requests, but they are
+//! not API requests: they live outside the front's timeouts and limits.
+
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use flotilla_auth::Credentials;
+
+use crate::core::State;
+
+pub mod agents;
+
+/// What the gateway's sessions share.
+#[derive(Clone)]
+pub struct Gateway {
+    pub state: Arc<State>,
+    pub credentials: Arc<Credentials>,
+    pub sessions: Arc<agents::Sessions>,
+    /// Becomes true when the server is shutting down: sessions end.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The gateway's routes.
+pub fn router(gateway: Gateway) -> Router {
+    Router::new()
+        .route("/v1/agent/connect", axum::routing::get(agents::connect))
+        .with_state(gateway)
+}
+
+/// A refused connection, in the AWS JSON error shape the agents read.
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({ "__type": code, "message": message }).to_string();
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    if let Ok(v) = HeaderValue::from_str(code) {
+        resp.headers_mut().insert("x-amzn-errortype", v);
+    }
+    resp
+}

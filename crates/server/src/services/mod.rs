@@ -1,0 +1,12 @@
+//! The AWS services Flotilla serves, one folder of handlers each. A service
+//! declares itself as an [`api::ServiceDef`](crate::api::ServiceDef); the
+//! front routes by the table below. Adding a service is its own folder and
+//! one line here.
+
+use crate::api::ServiceDef;
+
+pub mod ecs;
+pub mod sts;
+
+/// Every service the front serves.
+pub static ALL: &[&ServiceDef] = &[&ecs::SERVICE, &sts::SERVICE];
