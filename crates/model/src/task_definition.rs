@@ -498,7 +498,7 @@ fn check_names(ctx: &Ctx<'_>) -> Result<()> {
                 return Err(client(
                     Rule::ContainerName,
                     field.clone(),
-                    format!("Container.name should not be null or empty. ({field})"),
+                    "Container.name should not be null or empty.",
                 ))
             }
             Some(n) => n,
@@ -537,7 +537,7 @@ fn check_container(ctx: &Ctx<'_>, i: usize) -> Result<()> {
         return Err(client(
             Rule::ContainerImage,
             format!("{at}.image"),
-            format!("Container.image should not be null or empty. (container '{name}')"),
+            "Container.image should not be null or empty.",
         ));
     }
     if let Some(cpu) = c.cpu {
@@ -1469,7 +1469,12 @@ fn fargate_violation(ctx: &Ctx<'_>) -> Option<TaskDefinitionError> {
         return not("ipcMode".into(), "ipcMode");
     }
     if req.pid_mode == Some(ecs::PidMode::Host) {
-        return not("pidMode".into(), "pidMode 'host'");
+        // AWS's text, verbatim.
+        return Some(client(
+            Rule::LaunchType,
+            "pidMode",
+            "Tasks using the Fargate launch type do not support pidMode 'host'. The supported value for pidMode is 'task'.",
+        ));
     }
     if req
         .placement_constraints
@@ -2000,8 +2005,22 @@ pub fn build_task_definition(
         status: Some(ecs::TaskDefinitionStatus::Active),
         task_definition_arn: Some(arn),
         task_role_arn,
-        volumes: Some(volumes.unwrap_or_default()),
+        volumes: Some(
+            volumes
+                .unwrap_or_default()
+                .into_iter()
+                .map(with_volume_defaults)
+                .collect(),
+        ),
     }
+}
+
+/// An EFS volume's `rootDirectory` is `/` unless given, as ECS returns it.
+fn with_volume_defaults(mut v: ecs::Volume) -> ecs::Volume {
+    if let Some(efs) = v.efs_volume_configuration.as_mut() {
+        efs.root_directory.get_or_insert_with(|| "/".to_string());
+    }
+    v
 }
 
 fn with_container_defaults(

@@ -1443,3 +1443,49 @@ fn build_keeps_what_was_given() {
     );
     assert_eq!(c[1]["essential"], false);
 }
+
+// --- AWS's own words ---------------------------------------------------------
+
+/// Where AWS's message text is known, it is used verbatim (clients and
+/// scripts match on it).
+#[test]
+fn known_aws_messages_are_verbatim() {
+    let mut v = base();
+    c0(&mut v).as_object_mut().unwrap().remove("name");
+    assert_eq!(
+        err(&v).message,
+        "Container.name should not be null or empty."
+    );
+    let mut v = base();
+    c0(&mut v)["image"] = "".into();
+    assert_eq!(
+        err(&v).message,
+        "Container.image should not be null or empty."
+    );
+    let mut v = fargate();
+    v["pidMode"] = "host".into();
+    assert_eq!(
+        err(&v).message,
+        "Tasks using the Fargate launch type do not support pidMode 'host'. The supported value for pidMode is 'task'."
+    );
+}
+
+/// An EFS volume comes back with `rootDirectory` `/` when none was given,
+/// and with its own when one was.
+#[test]
+fn efs_root_directory_defaults_to_slash() {
+    let mut v = base();
+    v["volumes"] = json!([
+        {"name": "data", "efsVolumeConfiguration": {"fileSystemId": "fs-1234"}},
+        {"name": "logs", "efsVolumeConfiguration": {"fileSystemId": "fs-1234", "rootDirectory": "/logs"}}
+    ]);
+    let b = built(&v);
+    assert_eq!(
+        b["volumes"][0]["efsVolumeConfiguration"]["rootDirectory"],
+        "/"
+    );
+    assert_eq!(
+        b["volumes"][1]["efsVolumeConfiguration"]["rootDirectory"],
+        "/logs"
+    );
+}

@@ -318,15 +318,16 @@ pub async fn update_state(
             "containerInstances can have at most 10 items.",
         ));
     }
-    let status =
-        match req.status {
-            Some(ecs::ContainerInstanceStatus::Active) => InstanceStatus::Active,
-            Some(ecs::ContainerInstanceStatus::Draining) => InstanceStatus::Draining,
-            Some(s) => return Err(ApiError::invalid(format!(
+    let status = match req.status {
+        Some(ecs::ContainerInstanceStatus::Active) => InstanceStatus::Active,
+        Some(ecs::ContainerInstanceStatus::Draining) => InstanceStatus::Draining,
+        Some(s) => {
+            return Err(ApiError::invalid(format!(
                 "Container instances cannot be set to {s}: the status must be ACTIVE or DRAINING."
-            ))),
-            None => return Err(ApiError::invalid("status is required.")),
-        };
+            )))
+        }
+        None => return Err(ApiError::invalid("status is required.")),
+    };
     state
         .write(&ctx.scope, |acct, tx| {
             let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
