@@ -102,11 +102,13 @@ pub async fn serve(
         credentials: credentials.clone(),
         services: services::ALL,
     };
+    let sessions = gateway::sessions_runtime()?;
     let gateway = gateway::Gateway {
         state,
         credentials,
         sessions: Default::default(),
         shutdown: stopped,
+        sessions_runtime: sessions.handle().clone(),
     };
     let app = front::router(front, config.limits).merge(gateway::router(gateway));
     let result = axum::serve(listener, app)
@@ -116,6 +118,9 @@ pub async fn serve(
         })
         .await;
     let _ = controllers.await;
+    // The sessions saw the shutdown signal; whatever is left is dropped
+    // without blocking this (async) caller.
+    sessions.shutdown_background();
     result?;
     Ok(())
 }

@@ -138,6 +138,32 @@ async fn spawn_hosts(
     children
 }
 
+/// Every 200 ms while `on`: one CreateService of a task-less service and one
+/// DescribeServices, timed. Returns their latencies.
+async fn api_probe(client: Client, on: Arc<std::sync::atomic::AtomicBool>) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut create, mut describe) = (Vec::new(), Vec::new());
+    let mut n = 0;
+    while on.load(std::sync::atomic::Ordering::Relaxed) {
+        let name = format!("probe-{n:05}");
+        n += 1;
+        let req = ecs::CreateServiceRequest {
+            service_name: Some(name.clone()),
+            task_definition: Some("bench".into()),
+            desired_count: Some(0),
+            ..Default::default()
+        };
+        let sent = Instant::now();
+        let _: ecs::CreateServiceResponse = client.call("CreateService", &req).await.expect("probe service");
+        create.push(sent.elapsed());
+        let req = ecs::DescribeServicesRequest { services: Some(vec![name]), ..Default::default() };
+        let sent = Instant::now();
+        let _: ecs::DescribeServicesResponse = client.call("DescribeServices", &req).await.expect("probe describe");
+        describe.push(sent.elapsed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (create, describe)
+}
+
 /// How many container instances match a Cluster Query Language filter.
 async fn count_instances(client: &Client, filter: &str) -> usize {
     let mut count = 0;
@@ -228,6 +254,12 @@ async fn main() {
         .call("RegisterTaskDefinition", &td)
         .await
         .expect("taskdef");
+
+    // A probe measures the API while the whole run goes on: every 200 ms a
+    // CreateService (of a service with no tasks, so it adds no work) and a
+    // DescribeServices, from their own client, until every task runs.
+    let probing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let probe = tokio::spawn(api_probe(client.clone(), probing.clone()));
 
     // Services are created by concurrent clients, as a deployment tool
     // would; each CreateService is answered once the service is durable.
@@ -326,6 +358,23 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     let secs = all_running.as_secs_f64();
+    probing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (create, describe) = probe.await.expect("probe");
+    println!("  API during the run (a probe every 200 ms until all RUNNING):");
+    for (what, mut l) in [("CreateService", create), ("DescribeServices", describe)] {
+        l.sort();
+        if l.is_empty() {
+            continue;
+        }
+        let p = |q: f64| l[((l.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
+        println!(
+            "    {what}: {} calls, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            l.len(),
+            p(0.5),
+            p(0.99),
+            p(1.0)
+        );
+    }
     println!("  all {total} tasks RUNNING {secs:.1} s after the first CreateService");
     println!(
         "  end to end: {:.0} placements/s (placed and reported RUNNING)",

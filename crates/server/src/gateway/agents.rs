@@ -164,9 +164,13 @@ pub async fn connect(
     let delta = params.delta.as_deref() == Some("1");
     ws.read_buffer_size(flotilla_model::agent::SOCKET_READ_BUFFER)
         .on_upgrade(move |socket| async move {
-            if let Err(e) = session(app, key, delta, socket).await {
-                tracing::debug!(error = %e, "agent session ended");
-            }
+            // The session runs on the sessions' own runtime (see `Gateway::sessions_runtime`).
+            let runtime = app.sessions_runtime.clone();
+            runtime.spawn(async move {
+                if let Err(e) = session(app, key, delta, socket).await {
+                    tracing::debug!(error = %e, "agent session ended");
+                }
+            });
         })
         .into_response()
 }
