@@ -1,0 +1,882 @@
+//! The CloudWatch Logs filter-pattern language: parser and matcher.
+//!
+//! [`FilterPattern::parse`] turns a `filterPattern` into a tree once per
+//! request; [`FilterPattern::matches`] tests one event's message. Parsing
+//! works on any input (bounded nesting, no recursion on input length beyond
+//! [`MAX_DEPTH`], no panics); an invalid pattern is a [`PatternError`],
+//! which the API reports as `InvalidParameterException: Invalid filter
+//! pattern`.
+//!
+//! Supported, after AWS's "Filter pattern syntax" page:
+//! - the empty (or all-blank) pattern matches every event;
+//! - terms (`ERROR`), all of which must appear, case-sensitively, anywhere
+//!   in the message (a term is a substring: `ERROR` matches `ERRORNEOUS`);
+//! - quoted phrases (`"INTERNAL SERVER ERROR"`), with `\"` and `\\` escapes;
+//! - `?term` alternatives: the event matches if any appears. As in AWS, when
+//!   a pattern mixes plain terms and `?` terms, the `?` terms are ignored;
+//! - `-term` exclusions: none may appear;
+//! - `%regex%` terms (a regular expression searched in the message);
+//! - JSON patterns `{ SELECTOR OP VALUE }` on messages that are JSON:
+//!   selectors `$.a.b`, `$.a[0].b`; `=` and `!=` with strings (quoted or
+//!   bare, `*` as a wildcard) or numbers; `<`, `<=`, `>`, `>=` with numbers;
+//!   `IS TRUE`, `IS FALSE`, `IS NULL`, `NOT EXISTS`; `&&`, `||` (`&&` binds
+//!   tighter) and parentheses.
+//!
+//! Not supported yet (an error says so): space-delimited `[a, b, ...]`
+//! patterns and regular expressions inside JSON patterns.
+
+use regex::Regex;
+use serde_json::Value;
+
+/// How deep parentheses may nest in a JSON pattern.
+pub const MAX_DEPTH: usize = 32;
+
+/// Why a pattern is invalid, and where (a character offset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternError {
+    pub reason: String,
+    pub position: usize,
+}
+
+impl std::fmt::Display for PatternError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (at character {})", self.reason, self.position)
+    }
+}
+
+fn err<T>(reason: impl Into<String>, position: usize) -> Result<T, PatternError> {
+    Err(PatternError {
+        reason: reason.into(),
+        position,
+    })
+}
+
+/// A parsed filter pattern.
+#[derive(Debug, Clone)]
+pub struct FilterPattern {
+    kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    All,
+    Terms(Terms),
+    Json(Expr),
+}
+
+#[derive(Debug, Clone)]
+enum Term {
+    Text(String),
+    Regex(Regex),
+}
+
+impl Term {
+    fn found_in(&self, message: &str) -> bool {
+        match self {
+            Term::Text(text) => message.contains(text.as_str()),
+            Term::Regex(re) => re.is_match(message),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Terms {
+    required: Vec<Term>,
+    optional: Vec<Term>,
+    excluded: Vec<Term>,
+}
+
+impl FilterPattern {
+    /// Parses a `filterPattern`.
+    pub fn parse(pattern: &str) -> Result<FilterPattern, PatternError> {
+        let chars: Vec<char> = pattern.chars().collect();
+        let first = chars.iter().position(|c| !c.is_whitespace());
+        let kind = match first {
+            None => Kind::All,
+            Some(i) if chars[i] == '{' => Kind::Json(JsonParser::new(&chars).parse()?),
+            Some(i) if chars[i] == '[' => {
+                return err("space-delimited [ ... ] patterns are not supported yet", i)
+            }
+            Some(_) => Kind::Terms(parse_terms(&chars)?),
+        };
+        Ok(FilterPattern { kind })
+    }
+
+    /// Whether the pattern matches every event (no need to look).
+    pub fn matches_all(&self) -> bool {
+        matches!(self.kind, Kind::All)
+    }
+
+    /// Whether an event with this message matches.
+    pub fn matches(&self, message: &str) -> bool {
+        match &self.kind {
+            Kind::All => true,
+            Kind::Terms(terms) => {
+                let included = if !terms.required.is_empty() {
+                    terms.required.iter().all(|t| t.found_in(message))
+                } else if !terms.optional.is_empty() {
+                    terms.optional.iter().any(|t| t.found_in(message))
+                } else {
+                    true
+                };
+                included && !terms.excluded.iter().any(|t| t.found_in(message))
+            }
+            Kind::Json(expr) => match serde_json::from_str::<Value>(message) {
+                Ok(doc) => expr.eval(&doc),
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+/// Terms, phrases, `?` and `-` prefixes, separated by blanks.
+fn parse_terms(chars: &[char]) -> Result<Terms, PatternError> {
+    let mut terms = Terms::default();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let bucket = match chars[i] {
+            '?' => {
+                i += 1;
+                &mut terms.optional
+            }
+            '-' => {
+                i += 1;
+                &mut terms.excluded
+            }
+            _ => &mut terms.required,
+        };
+        if i >= chars.len() || chars[i].is_whitespace() {
+            return err("an operator '?' or '-' must be followed by a term", start);
+        }
+        let term = if chars[i] == '"' {
+            let (text, next) = quoted(chars, i)?;
+            i = next;
+            if i < chars.len() && !chars[i].is_whitespace() {
+                return err("a quoted phrase must be followed by a blank", i);
+            }
+            if text.is_empty() {
+                return err("empty quoted phrase", start);
+            }
+            Term::Text(text)
+        } else {
+            let word_start = i;
+            while i < chars.len() && !chars[i].is_whitespace() {
+                if chars[i] == '"' {
+                    return err("a quote inside a term: quote the whole term", i);
+                }
+                i += 1;
+            }
+            let word: String = chars[word_start..i].iter().collect();
+            if word.len() >= 2 && word.starts_with('%') && word.ends_with('%') {
+                Term::Regex(regex(&word[1..word.len() - 1], word_start)?)
+            } else {
+                Term::Text(word)
+            }
+        };
+        bucket.push(term);
+    }
+    Ok(terms)
+}
+
+fn regex(source: &str, position: usize) -> Result<Regex, PatternError> {
+    if source.is_empty() {
+        return err("empty regular expression", position);
+    }
+    regex::RegexBuilder::new(source)
+        .size_limit(1 << 20)
+        .nest_limit(MAX_DEPTH as u32)
+        .build()
+        .or_else(|e| err(format!("invalid regular expression: {e}"), position))
+}
+
+/// A quoted string starting at `chars[start] == '"'`: its text and the
+/// index after the closing quote.
+fn quoted(chars: &[char], start: usize) -> Result<(String, usize), PatternError> {
+    let mut text = String::new();
+    let mut i = start + 1;
+    while i < chars.len() {
+        match chars[i] {
+            '"' => return Ok((text, i + 1)),
+            '\\' if i + 1 < chars.len() && matches!(chars[i + 1], '"' | '\\') => {
+                text.push(chars[i + 1]);
+                i += 2;
+            }
+            c => {
+                text.push(c);
+                i += 1;
+            }
+        }
+    }
+    err("unterminated quoted string", start)
+}
+
+/// A JSON pattern's boolean expression.
+#[derive(Debug, Clone)]
+enum Expr {
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Test(Selector, Test),
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Field(String),
+    Index(usize),
+}
+
+#[derive(Debug, Clone)]
+struct Selector(Vec<Step>);
+
+impl Selector {
+    fn resolve<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
+        let mut value = doc;
+        for step in &self.0 {
+            value = match (step, value) {
+                (Step::Field(name), Value::Object(map)) => map.get(name)?,
+                (Step::Index(i), Value::Array(items)) => items.get(*i)?,
+                _ => return None,
+            };
+        }
+        Some(value)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+#[derive(Debug, Clone)]
+enum Literal {
+    /// A number as written (also compared as text against string fields).
+    Number(f64, String),
+    /// A string; `*` matches any run of characters.
+    Text(String),
+}
+
+#[derive(Debug, Clone)]
+enum Test {
+    Compare(Cmp, Literal),
+    IsTrue,
+    IsFalse,
+    IsNull,
+    NotExists,
+}
+
+impl Expr {
+    fn eval(&self, doc: &Value) -> bool {
+        match self {
+            Expr::And(a, b) => a.eval(doc) && b.eval(doc),
+            Expr::Or(a, b) => a.eval(doc) || b.eval(doc),
+            Expr::Test(selector, test) => {
+                let value = selector.resolve(doc);
+                match test {
+                    Test::NotExists => value.is_none(),
+                    Test::IsTrue => value == Some(&Value::Bool(true)),
+                    Test::IsFalse => value == Some(&Value::Bool(false)),
+                    Test::IsNull => value == Some(&Value::Null),
+                    Test::Compare(cmp, literal) => match value {
+                        None => false,
+                        Some(value) => compare(value, *cmp, literal),
+                    },
+                }
+            }
+        }
+    }
+}
+
+fn compare(value: &Value, cmp: Cmp, literal: &Literal) -> bool {
+    match cmp {
+        Cmp::Eq => equals(value, literal),
+        Cmp::Ne => !equals(value, literal),
+        ordering => {
+            let (Literal::Number(n, _), Some(v)) = (literal, value.as_f64()) else {
+                return false;
+            };
+            match ordering {
+                Cmp::Lt => v < *n,
+                Cmp::Le => v <= *n,
+                Cmp::Gt => v > *n,
+                Cmp::Ge => v >= *n,
+                Cmp::Eq | Cmp::Ne => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+fn equals(value: &Value, literal: &Literal) -> bool {
+    let text = match value {
+        Value::String(s) => s.as_str(),
+        Value::Number(n) => {
+            if let (Literal::Number(want, _), Some(have)) = (literal, n.as_f64()) {
+                return have == *want;
+            }
+            return wildcard(literal_text(literal), &n.to_string());
+        }
+        Value::Bool(b) => {
+            return wildcard(literal_text(literal), if *b { "true" } else { "false" });
+        }
+        Value::Null | Value::Array(_) | Value::Object(_) => return false,
+    };
+    wildcard(literal_text(literal), text)
+}
+
+fn literal_text(literal: &Literal) -> &str {
+    match literal {
+        Literal::Number(_, text) | Literal::Text(text) => text,
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` matches any run of
+/// characters (greedy with one backtrack point: linear in practice,
+/// O(n·m) at worst).
+pub fn wildcard(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Open,
+    Close,
+    LParen,
+    RParen,
+    And,
+    Or,
+    Cmp(Cmp),
+    Selector(Vec<StepTok>),
+    Quoted(String),
+    Word(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum StepTok {
+    Field(String),
+    Index(usize),
+}
+
+struct JsonParser {
+    toks: Vec<(Tok, usize)>,
+    pos: usize,
+    end: usize,
+}
+
+fn is_word_char(c: char) -> bool {
+    !c.is_whitespace() && !matches!(c, '(' | ')' | '{' | '}' | '&' | '|' | '=' | '!' | '<' | '>' | '"')
+}
+
+fn is_field_char(c: char) -> bool {
+    is_word_char(c) && !matches!(c, '.' | '[' | ']')
+}
+
+impl JsonParser {
+    fn new(chars: &[char]) -> JsonParser {
+        JsonParser {
+            toks: Vec::new(),
+            pos: 0,
+            end: chars.len(),
+        }
+        .lexed(chars)
+    }
+
+    fn lexed(mut self, chars: &[char]) -> JsonParser {
+        // Lexing errors are kept as a Word token the parser rejects with
+        // its position; simpler than a second error path.
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            let start = i;
+            let tok = match c {
+                c if c.is_whitespace() => {
+                    i += 1;
+                    continue;
+                }
+                '{' => {
+                    i += 1;
+                    Tok::Open
+                }
+                '}' => {
+                    i += 1;
+                    Tok::Close
+                }
+                '(' => {
+                    i += 1;
+                    Tok::LParen
+                }
+                ')' => {
+                    i += 1;
+                    Tok::RParen
+                }
+                '&' if chars.get(i + 1) == Some(&'&') => {
+                    i += 2;
+                    Tok::And
+                }
+                '|' if chars.get(i + 1) == Some(&'|') => {
+                    i += 2;
+                    Tok::Or
+                }
+                '=' => {
+                    i += 1;
+                    Tok::Cmp(Cmp::Eq)
+                }
+                '!' if chars.get(i + 1) == Some(&'=') => {
+                    i += 2;
+                    Tok::Cmp(Cmp::Ne)
+                }
+                '<' | '>' => {
+                    let or_equal = chars.get(i + 1) == Some(&'=');
+                    i += if or_equal { 2 } else { 1 };
+                    Tok::Cmp(match (c, or_equal) {
+                        ('<', false) => Cmp::Lt,
+                        ('<', true) => Cmp::Le,
+                        ('>', false) => Cmp::Gt,
+                        _ => Cmp::Ge,
+                    })
+                }
+                '"' => match quoted(chars, i) {
+                    Ok((text, next)) => {
+                        i = next;
+                        Tok::Quoted(text)
+                    }
+                    Err(_) => {
+                        i = chars.len();
+                        Tok::Word("\"".into())
+                    }
+                },
+                '$' => match selector(chars, i) {
+                    Some((steps, next)) => {
+                        i = next;
+                        Tok::Selector(steps)
+                    }
+                    None => {
+                        i += 1;
+                        Tok::Word("$".into())
+                    }
+                },
+                c if is_word_char(c) => {
+                    while i < chars.len() && is_word_char(chars[i]) {
+                        i += 1;
+                    }
+                    Tok::Word(chars[start..i].iter().collect())
+                }
+                other => {
+                    i += 1;
+                    Tok::Word(other.to_string())
+                }
+            };
+            self.toks.push((tok, start));
+        }
+        self
+    }
+
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos).map(|(t, _)| t)
+    }
+
+    fn here(&self) -> usize {
+        self.toks.get(self.pos).map(|(_, p)| *p).unwrap_or(self.end)
+    }
+
+    fn next(&mut self) -> Option<Tok> {
+        let tok = self.toks.get(self.pos).map(|(t, _)| t.clone());
+        self.pos += 1;
+        tok
+    }
+
+    fn parse(mut self) -> Result<Expr, PatternError> {
+        if self.next() != Some(Tok::Open) {
+            return err("a JSON pattern starts with '{'", 0);
+        }
+        let expr = self.or(0)?;
+        if self.peek() != Some(&Tok::Close) {
+            return err("expected '}' (a JSON pattern must end with '}')", self.here());
+        }
+        self.pos += 1;
+        if self.pos < self.toks.len() {
+            return err("nothing may follow the closing '}'", self.here());
+        }
+        Ok(expr)
+    }
+
+    fn or(&mut self, depth: usize) -> Result<Expr, PatternError> {
+        let mut left = self.and(depth)?;
+        while self.peek() == Some(&Tok::Or) {
+            self.pos += 1;
+            let right = self.and(depth)?;
+            left = Expr::Or(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self, depth: usize) -> Result<Expr, PatternError> {
+        let mut left = self.unary(depth)?;
+        while self.peek() == Some(&Tok::And) {
+            self.pos += 1;
+            let right = self.unary(depth)?;
+            left = Expr::And(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn unary(&mut self, depth: usize) -> Result<Expr, PatternError> {
+        if depth >= MAX_DEPTH {
+            return err("parentheses nest too deeply", self.here());
+        }
+        let at = self.here();
+        match self.next() {
+            Some(Tok::LParen) => {
+                let inner = self.or(depth + 1)?;
+                if self.next() != Some(Tok::RParen) {
+                    return err("expected ')'", at);
+                }
+                Ok(inner)
+            }
+            Some(Tok::Selector(steps)) => {
+                let selector = Selector(
+                    steps
+                        .into_iter()
+                        .map(|s| match s {
+                            StepTok::Field(f) => Step::Field(f),
+                            StepTok::Index(i) => Step::Index(i),
+                        })
+                        .collect(),
+                );
+                let test = self.test()?;
+                Ok(Expr::Test(selector, test))
+            }
+            _ => err("expected a selector such as $.field or '('", at),
+        }
+    }
+
+    fn test(&mut self) -> Result<Test, PatternError> {
+        let at = self.here();
+        match self.next() {
+            Some(Tok::Cmp(cmp)) => {
+                let value_at = self.here();
+                let literal = match self.next() {
+                    Some(Tok::Quoted(text)) => Literal::Text(text),
+                    Some(Tok::Word(word)) => match number(&word) {
+                        Some(n) => Literal::Number(n, word),
+                        None => Literal::Text(word),
+                    },
+                    _ => return err("expected a value after the operator", value_at),
+                };
+                if !matches!(cmp, Cmp::Eq | Cmp::Ne) && !matches!(literal, Literal::Number(..)) {
+                    return err("<, <=, > and >= compare with a number", value_at);
+                }
+                Ok(Test::Compare(cmp, literal))
+            }
+            Some(Tok::Word(word)) if word.eq_ignore_ascii_case("IS") => {
+                let value_at = self.here();
+                match self.next() {
+                    Some(Tok::Word(w)) if w.eq_ignore_ascii_case("TRUE") => Ok(Test::IsTrue),
+                    Some(Tok::Word(w)) if w.eq_ignore_ascii_case("FALSE") => Ok(Test::IsFalse),
+                    Some(Tok::Word(w)) if w.eq_ignore_ascii_case("NULL") => Ok(Test::IsNull),
+                    _ => err("IS takes TRUE, FALSE or NULL", value_at),
+                }
+            }
+            Some(Tok::Word(word)) if word.eq_ignore_ascii_case("NOT") => {
+                let value_at = self.here();
+                match self.next() {
+                    Some(Tok::Word(w)) if w.eq_ignore_ascii_case("EXISTS") => Ok(Test::NotExists),
+                    _ => err("expected EXISTS after NOT", value_at),
+                }
+            }
+            _ => err(
+                "expected an operator (=, !=, <, <=, >, >=, IS, NOT EXISTS) after the selector",
+                at,
+            ),
+        }
+    }
+}
+
+/// A selector `$`, `$.a.b`, `$.a[0]`, `$[1].b` at `chars[start] == '$'`.
+fn selector(chars: &[char], start: usize) -> Option<(Vec<StepTok>, usize)> {
+    let mut steps = Vec::new();
+    let mut i = start + 1;
+    loop {
+        match chars.get(i) {
+            Some('.') => {
+                let from = i + 1;
+                let mut j = from;
+                while j < chars.len() && is_field_char(chars[j]) {
+                    j += 1;
+                }
+                if j == from {
+                    return None;
+                }
+                steps.push(StepTok::Field(chars[from..j].iter().collect()));
+                i = j;
+            }
+            Some('[') => {
+                let from = i + 1;
+                let mut j = from;
+                while j < chars.len() && chars[j].is_ascii_digit() {
+                    j += 1;
+                }
+                if j == from || chars.get(j) != Some(&']') {
+                    return None;
+                }
+                let digits: String = chars[from..j].iter().collect();
+                steps.push(StepTok::Index(digits.parse().ok()?));
+                i = j + 1;
+            }
+            _ => return Some((steps, i)),
+        }
+    }
+}
+
+/// A JSON-style number (`-12`, `3.5`, `1e3`), not `inf`, `nan` or `0x1`.
+fn number(word: &str) -> Option<f64> {
+    let body = word.strip_prefix('-').unwrap_or(word);
+    let first = body.chars().next()?;
+    if !first.is_ascii_digit() {
+        return None;
+    }
+    if !body
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
+    {
+        return None;
+    }
+    word.parse::<f64>().ok().filter(|n| n.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(pattern: &str, message: &str) -> bool {
+        FilterPattern::parse(pattern)
+            .unwrap_or_else(|e| panic!("{pattern:?}: {e}"))
+            .matches(message)
+    }
+
+    fn invalid(pattern: &str) {
+        assert!(
+            FilterPattern::parse(pattern).is_err(),
+            "{pattern:?} should be invalid"
+        );
+    }
+
+    #[test]
+    fn empty_matches_everything() {
+        assert!(m("", "anything"));
+        assert!(m("   ", "anything"));
+        assert!(FilterPattern::parse("").unwrap().matches_all());
+    }
+
+    #[test]
+    fn terms_are_case_sensitive_substrings_and_all_must_appear() {
+        assert!(m("ERROR", "[ERROR 400] BAD REQUEST"));
+        assert!(m("ERROR", "ERRORNEOUS PROGRAM"));
+        assert!(!m("ERROR", "Error: entity not found!"));
+        assert!(!m("ERROR", "rpc error"));
+        assert!(m("ERROR ARGUMENTS", "[ERROR 419] MISSING ARGUMENTS"));
+        assert!(!m("ERROR ARGUMENTS", "[ERROR 400] BAD REQUEST"));
+    }
+
+    #[test]
+    fn quoted_phrases_match_exactly() {
+        assert!(m("\"INTERNAL SERVER ERROR\"", "500 INTERNAL SERVER ERROR here"));
+        assert!(!m("\"INTERNAL SERVER ERROR\"", "INTERNAL ERROR SERVER"));
+        assert!(m("\"ERROR][grpc\"", "2025-03-28 [ERROR][grpc] failed"));
+        assert!(!m("\"ERROR][grpc\"", "[ERROR] [grpc]"));
+        assert!(m(r#""say \"hi\"""#, r#"they say "hi" twice"#));
+    }
+
+    #[test]
+    fn question_mark_terms_are_alternatives() {
+        assert!(m("?BAD ?INVALID", "[ERROR 400] BAD REQUEST"));
+        assert!(m("?BAD ?INVALID", "[ERROR 420] INVALID ARGUMENTS"));
+        assert!(!m("?BAD ?INVALID", "[ERROR 419] MISSING ARGUMENTS"));
+        assert!(m("?\"clean up\" ?xyz", "map clean up"));
+        assert!(!m("?\"clean up\" ?xyz", "map is cleaned up"));
+        // Mixed with plain terms, the alternatives are ignored (AWS does so).
+        assert!(m("ERROR ?WARN", "ERROR only"));
+    }
+
+    #[test]
+    fn minus_terms_exclude() {
+        assert!(m("ERROR -ARGUMENTS", "[ERROR 400] BAD REQUEST"));
+        assert!(!m("ERROR -ARGUMENTS", "[ERROR 420] INVALID ARGUMENTS"));
+        assert!(m("-DEBUG", "INFO started"));
+        assert!(!m("-DEBUG", "DEBUG noise"));
+        assert!(!m("?A ?B -C", "A C"));
+        assert!(m("?A ?B -C", "B"));
+    }
+
+    #[test]
+    fn regex_terms() {
+        assert!(m("%AUTHORIZED%", "[ERROR 401] UNAUTHORIZED REQUEST"));
+        assert!(m("%colou?r%", "the color red"));
+        assert!(!m("%^colou?r%", "the color red"));
+        invalid("%(%");
+    }
+
+    #[test]
+    fn invalid_term_patterns() {
+        invalid("?");
+        invalid("ERROR -");
+        invalid("\"unterminated");
+        invalid("\"\"");
+        invalid("ab\"cd\"");
+        invalid("[a, b]");
+    }
+
+    const DOC: &str = r#"{"eventType":"UpdateTrail","user":{"id":1,"name":"John"},
+        "users":[{"email":"John.Doe@example.com"},{"email":"x@y"}],
+        "latency":512.5,"code":404,"ok":true,"bad":false,"gone":null,
+        "ip":"123.123.4.5","actions":["GET","PUT","DELETE"]}"#;
+
+    #[test]
+    fn json_string_equality_with_wildcards() {
+        assert!(m(r#"{ $.eventType = "UpdateTrail" }"#, DOC));
+        assert!(m("{ $.eventType = UpdateTrail }", DOC));
+        assert!(m(r#"{ $.eventType = "Update*" }"#, DOC));
+        assert!(m(r#"{ $.eventType = "*Trail" }"#, DOC));
+        assert!(!m(r#"{ $.eventType = "Delete*" }"#, DOC));
+        assert!(m("{ $.ip != 10.0.* }", DOC));
+        assert!(!m("{ $.ip != 123.123.* }", DOC));
+        assert!(m(r#"{ $.user.name = "John" }"#, DOC));
+        assert!(!m(r#"{ $.user.name = "john" }"#, DOC));
+        // A missing field neither equals nor differs.
+        assert!(!m(r#"{ $.missing != "x" }"#, DOC));
+    }
+
+    #[test]
+    fn json_numbers() {
+        assert!(m("{ $.code = 404 }", DOC));
+        assert!(m("{ $.code = 4* }", DOC));
+        assert!(m("{ $.code != 500 }", DOC));
+        assert!(m("{ $.latency > 500 }", DOC));
+        assert!(m("{ $.latency >= 512.5 }", DOC));
+        assert!(!m("{ $.latency < 512.5 }", DOC));
+        assert!(m("{ $.latency <= 512.5 }", DOC));
+        assert!(m("{ $.user.id = 1 }", DOC));
+        assert!(m("{ $.user.id = 1.0 }", DOC));
+        assert!(m("{ $.code > -1e3 }", DOC));
+        // A string field is not a number for ordering.
+        assert!(!m("{ $.eventType > 1 }", DOC));
+        invalid("{ $.code > abc }");
+    }
+
+    #[test]
+    fn json_arrays_booleans_null_exists() {
+        assert!(m(r#"{ $.users[0].email = "John.Doe@example.com" }"#, DOC));
+        assert!(m(r#"{ $.users[1].email = "x@y" }"#, DOC));
+        assert!(!m(r#"{ $.users[2].email = "x@y" }"#, DOC));
+        assert!(m(r#"{ $.actions[2] = "DELETE" }"#, DOC));
+        assert!(m("{ $.ok IS TRUE }", DOC));
+        assert!(!m("{ $.ok IS FALSE }", DOC));
+        assert!(m("{ $.bad IS FALSE }", DOC));
+        assert!(m("{ $.gone IS NULL }", DOC));
+        assert!(!m("{ $.missing IS NULL }", DOC));
+        assert!(m("{ $.missing NOT EXISTS }", DOC));
+        assert!(!m("{ $.gone NOT EXISTS }", DOC));
+        assert!(m("{ $.ok is true }", DOC));
+    }
+
+    #[test]
+    fn json_and_or_parentheses() {
+        assert!(m(
+            r#"{ ($.user.id = 1) && ($.users[0].email = "John.Doe@example.com") }"#,
+            DOC
+        ));
+        assert!(m(
+            r#"{ ($.user.id = 2 && $.users[0].email = "nope") || $.actions[2] = "DELETE" }"#,
+            DOC
+        ));
+        assert!(!m(
+            r#"{ ($.user.id = 2 || $.code = 500) && $.ok IS TRUE }"#,
+            DOC
+        ));
+        // && binds tighter than ||.
+        assert!(m("{ $.code = 1 && $.code = 2 || $.ok IS TRUE }", DOC));
+        assert!(!m("{ $.ok IS TRUE && $.code = 1 || $.code = 2 }", DOC));
+    }
+
+    #[test]
+    fn json_patterns_do_not_match_plain_text() {
+        assert!(!m("{ $.a NOT EXISTS }", "not json"));
+        assert!(!m("{ $.a = 1 }", "[1, 2"));
+    }
+
+    #[test]
+    fn invalid_json_patterns() {
+        for p in [
+            "{",
+            "{ }",
+            "{ $.a = 1",
+            "{ $.a = 1 } extra",
+            "{ $.a }",
+            "{ $.a = }",
+            "{ $. = 1 }",
+            "{ $.a[x] = 1 }",
+            "{ $.a IS MAYBE }",
+            "{ $.a NOT THERE }",
+            "{ ($.a = 1 }",
+            "{ $.a = 1 && }",
+            "{ a = 1 }",
+            "{ $.a = \"x }",
+            "{ $.a = 1 & $.b = 2 }",
+        ] {
+            invalid(p);
+        }
+        let deep = format!("{{ {}$.a = 1{} }}", "(".repeat(100), ")".repeat(100));
+        invalid(&deep);
+        let ok = format!("{{ {}$.a = 1{} }}", "(".repeat(10), ")".repeat(10));
+        assert!(FilterPattern::parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard("*", ""));
+        assert!(wildcard("a*b*c", "aXXbYYc"));
+        assert!(!wildcard("a*b*c", "aXXbYY"));
+        assert!(wildcard("**", "x"));
+        assert!(wildcard("é*", "éa"));
+        assert!(!wildcard("", "x"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Any input parses or fails cleanly, and a parsed pattern can be
+        /// evaluated on any message.
+        #[test]
+        fn never_panics(pattern in "[ -~é{}\\[\\]()$.&|!=<>\"%*?-]{0,80}", message in "[ -~]{0,60}") {
+            if let Ok(p) = FilterPattern::parse(&pattern) {
+                let _ = p.matches(&message);
+                let _ = p.matches(DOC);
+            }
+        }
+    }
+}
