@@ -328,6 +328,7 @@ impl Catalog {
             }
         }
         let (range, rejected) = validate::classify(&put.events, now, group.info.retention_days);
+        validate::span(&put.events[range.clone()])?;
         if !range.is_empty() {
             let frame = if range == (0..put.events.len()) {
                 put.frame
@@ -716,6 +717,22 @@ mod tests {
         assert_eq!(stream.first_ts, Some(NOW - HOUR_MS));
         assert_eq!(stream.last_ts, Some(NOW));
         assert_eq!(stream.last_ingestion, Some(NOW));
+    }
+
+    #[test]
+    fn the_24_hour_span_applies_to_the_events_kept() {
+        let mut c = setup();
+        // 15 days apart, but the old one is rejected: the rest spans 0.
+        let events = vec![InputLogEvent::new(NOW - 15 * DAY_MS, "old"), InputLogEvent::new(NOW, "kept")];
+        assert!(run(&mut c, put(None, events)).is_ok());
+        let events = vec![
+            InputLogEvent::new(NOW - 2 * DAY_MS, "a"),
+            InputLogEvent::new(NOW, "b"),
+        ];
+        let e = run(&mut c, put(None, events)).unwrap_err();
+        assert!(e.to_string().contains("cannot span more than 24 hours"), "{e}");
+        let stream = c.group(&scope(), "g").unwrap().stream("s").unwrap();
+        assert_eq!(stream.batches, 1, "a refused batch does not advance the token");
     }
 
     #[test]

@@ -225,9 +225,9 @@ pub fn tags(field: &str, tags: &Tags) -> Result<(), LogsError> {
 
 /// PutLogEvents' rules on the batch as a whole, in the order AWS applies
 /// them: count, size (messages in UTF-8 + 26 bytes each), each message
-/// non-empty and each timestamp ≥ 0, chronological order, and a span of at
-/// most 24 hours. Rules that depend on the clock or the group (too old, too
-/// new, expired) are applied by the writer and reported, not refused.
+/// non-empty and each timestamp ≥ 0, chronological order. Rules that
+/// depend on the clock or the group (too old, too new, expired, and the
+/// 24-hour span of what is kept: [`span`]) are applied by the writer.
 pub fn log_events(events: &[InputLogEvent]) -> Result<(), LogsError> {
     if events.is_empty() {
         return Err(LogsError::constraint(
@@ -267,11 +267,19 @@ pub fn log_events(events: &[InputLogEvent]) -> Result<(), LogsError> {
             "Log events in a single PutLogEvents request must be in chronological order.",
         ));
     }
-    let span = events[events.len() - 1].timestamp - events[0].timestamp;
-    if span > MAX_BATCH_SPAN_MS {
-        return Err(LogsError::invalid(
-            "The batch of log events in a single PutLogEvents request cannot span more than 24 hours.",
-        ));
+    Ok(())
+}
+
+/// The span rule, on the events that are kept (AWS: "for valid events
+/// (within 14 days in the past to 2 hours in future), the time span in a
+/// single batch cannot exceed 24 hours").
+pub fn span(kept: &[InputLogEvent]) -> Result<(), LogsError> {
+    if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
+        if last.timestamp - first.timestamp > MAX_BATCH_SPAN_MS {
+            return Err(LogsError::invalid(
+                "The batch of log events in a single PutLogEvents request cannot span more than 24 hours.",
+            ));
+        }
     }
     Ok(())
 }
@@ -372,9 +380,10 @@ mod tests {
             e.to_string(),
             "Log events in a single PutLogEvents request must be in chronological order."
         );
-        let e = log_events(&[ev(0, "a"), ev(MAX_BATCH_SPAN_MS + 1, "b")]).unwrap_err();
+        let e = span(&[ev(0, "a"), ev(MAX_BATCH_SPAN_MS + 1, "b")]).unwrap_err();
         assert!(e.to_string().contains("cannot span more than 24 hours"));
-        assert!(log_events(&[ev(0, "a"), ev(MAX_BATCH_SPAN_MS, "b")]).is_ok());
+        assert!(span(&[ev(0, "a"), ev(MAX_BATCH_SPAN_MS, "b")]).is_ok());
+        assert!(span(&[]).is_ok());
         assert!(log_events(&[ev(0, "")]).is_err());
         assert!(log_events(&[ev(-1, "a")]).is_err());
         let many: Vec<_> = (0..10_001).map(|i| ev(i, "x")).collect();
