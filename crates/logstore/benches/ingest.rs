@@ -29,7 +29,10 @@ fn scope() -> Scope {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// An access-log-like line of about 75 bytes (10,000 of them plus 26
@@ -90,10 +93,13 @@ fn fsync_ms(dir: &std::path::Path) -> f64 {
 
 async fn setup(store: &LogStore, group: &str, streams: &[String]) {
     store
-        .create_log_group(&scope(), CreateLogGroupRequest {
-            log_group_name: group.into(),
-            ..Default::default()
-        })
+        .create_log_group(
+            &scope(),
+            CreateLogGroupRequest {
+                log_group_name: group.into(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     for s in streams {
@@ -104,12 +110,15 @@ async fn setup(store: &LogStore, group: &str, streams: &[String]) {
 async fn put(store: &LogStore, group: &str, stream: &str, events: Vec<InputLogEvent>) -> Duration {
     let started = Instant::now();
     store
-        .put_log_events(&scope(), PutLogEventsRequest {
-            log_group_name: group.into(),
-            log_stream_name: stream.into(),
-            log_events: events,
-            sequence_token: None,
-        })
+        .put_log_events(
+            &scope(),
+            PutLogEventsRequest {
+                log_group_name: group.into(),
+                log_stream_name: stream.into(),
+                log_events: events,
+                sequence_token: None,
+            },
+        )
         .await
         .unwrap();
     started.elapsed()
@@ -127,7 +136,10 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    println!("fsync of a 4 KiB append in the temp dir: {:.2} ms", fsync_ms(dir.path()));
+    println!(
+        "fsync of a 4 KiB append in the temp dir: {:.2} ms",
+        fsync_ms(dir.path())
+    );
     let store = LogStore::open(dir.path()).unwrap();
 
     runtime.block_on(single_writer(&store, phase));
@@ -140,7 +152,10 @@ fn main() {
         .iter()
         .map(|g| g.stored_bytes.unwrap_or(0) as u64)
         .sum();
-    println!("stored: {:.1} MiB on disk (frames, compressed)", bytes as f64 / (1 << 20) as f64);
+    println!(
+        "stored: {:.1} MiB on disk (frames, compressed)",
+        bytes as f64 / (1 << 20) as f64
+    );
     store.close();
     plain_file(dir.path(), phase);
 }
@@ -157,11 +172,20 @@ async fn single_writer(store: &LogStore, phase: Duration) {
         lines += LINES_PER_BATCH as u64;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    println!("  {:.0} lines/s durable ({lines} lines in {elapsed:.1} s)", lines as f64 / elapsed);
+    println!(
+        "  {:.0} lines/s durable ({lines} lines in {elapsed:.1} s)",
+        lines as f64 / elapsed
+    );
     summary("PutLogEvents", latencies);
 }
 
-async fn concurrent(store: &LogStore, phase: Duration, groups: usize, per_group: usize, batch_lines: usize) {
+async fn concurrent(
+    store: &LogStore,
+    phase: Duration,
+    groups: usize,
+    per_group: usize,
+    batch_lines: usize,
+) {
     let streams = groups * per_group;
     println!(
         "\n{streams} streams in {groups} groups, {batch_lines} lines per PutLogEvents, all at once; meanwhile probes and readers:"
@@ -178,7 +202,8 @@ async fn concurrent(store: &LogStore, phase: Duration, groups: usize, per_group:
     let mut writers = Vec::new();
     for g in 0..groups {
         for s in 0..per_group {
-            let (store, stop, lines, tag) = (store.clone(), stop.clone(), lines.clone(), tag.clone());
+            let (store, stop, lines, tag) =
+                (store.clone(), stop.clone(), lines.clone(), tag.clone());
             writers.push(tokio::spawn(async move {
                 let group = format!("{tag}-{g}");
                 let stream = format!("task/{s}");
@@ -205,15 +230,24 @@ async fn concurrent(store: &LogStore, phase: Duration, groups: usize, per_group:
                 let marker = format!("marker-{i}");
                 let t0 = Instant::now();
                 let ts = now_ms();
-                put(&store, &group, "probe", vec![InputLogEvent::new(ts, marker.clone())]).await;
+                put(
+                    &store,
+                    &group,
+                    "probe",
+                    vec![InputLogEvent::new(ts, marker.clone())],
+                )
+                .await;
                 loop {
                     let out = store
-                        .filter_log_events(&scope(), FilterLogEventsRequest {
-                            log_group_name: Some(group.clone()),
-                            start_time: Some(ts),
-                            filter_pattern: Some(marker.clone()),
-                            ..Default::default()
-                        })
+                        .filter_log_events(
+                            &scope(),
+                            FilterLogEventsRequest {
+                                log_group_name: Some(group.clone()),
+                                start_time: Some(ts),
+                                filter_pattern: Some(marker.clone()),
+                                ..Default::default()
+                            },
+                        )
                         .await
                         .unwrap();
                     if !out.events.is_empty() {
@@ -239,23 +273,29 @@ async fn concurrent(store: &LogStore, phase: Duration, groups: usize, per_group:
             while !stop.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
                 store
-                    .filter_log_events(&scope(), FilterLogEventsRequest {
-                        log_group_name: Some(group.clone()),
-                        start_time: Some(now_ms() - 2_000),
-                        limit: Some(100),
-                        ..Default::default()
-                    })
+                    .filter_log_events(
+                        &scope(),
+                        FilterLogEventsRequest {
+                            log_group_name: Some(group.clone()),
+                            start_time: Some(now_ms() - 2_000),
+                            limit: Some(100),
+                            ..Default::default()
+                        },
+                    )
                     .await
                     .unwrap();
                 filters.push(t0.elapsed());
                 let t0 = Instant::now();
                 store
-                    .get_log_events(&scope(), GetLogEventsRequest {
-                        log_group_name: Some(group.clone()),
-                        log_stream_name: "task/0".into(),
-                        limit: Some(100),
-                        ..Default::default()
-                    })
+                    .get_log_events(
+                        &scope(),
+                        GetLogEventsRequest {
+                            log_group_name: Some(group.clone()),
+                            log_stream_name: "task/0".into(),
+                            limit: Some(100),
+                            ..Default::default()
+                        },
+                    )
                     .await
                     .unwrap();
                 gets.push(t0.elapsed());
@@ -272,11 +312,20 @@ async fn concurrent(store: &LogStore, phase: Duration, groups: usize, per_group:
     }
     let elapsed = started.elapsed().as_secs_f64();
     let total = lines.load(Ordering::Relaxed);
-    println!("  {:.0} lines/s durable ({total} lines in {elapsed:.1} s)", total as f64 / elapsed);
+    println!(
+        "  {:.0} lines/s durable ({total} lines in {elapsed:.1} s)",
+        total as f64 / elapsed
+    );
     summary("PutLogEvents", put_latencies);
-    summary("write-to-searchable (put + FilterLogEvents until found)", probe.await.unwrap());
+    summary(
+        "write-to-searchable (put + FilterLogEvents until found)",
+        probe.await.unwrap(),
+    );
     let (filters, gets) = reader.await.unwrap();
-    summary("FilterLogEvents, last 2 s of a busy group, limit 100", filters);
+    summary(
+        "FilterLogEvents, last 2 s of a busy group, limit 100",
+        filters,
+    );
     summary("GetLogEvents, latest 100 of a busy stream", gets);
 }
 

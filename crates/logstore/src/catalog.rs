@@ -84,7 +84,9 @@ pub struct Group {
 
 impl Group {
     pub fn stream(&self, name: &str) -> Option<&StreamInfo> {
-        self.streams.get(name).and_then(|id| self.stream_data.get(id))
+        self.streams
+            .get(name)
+            .and_then(|id| self.stream_data.get(id))
     }
 
     /// The segment new events go to, if any.
@@ -113,9 +115,15 @@ pub enum Change {
     Group(GroupInfo),
     GroupDeleted(GroupId),
     Stream(StreamInfo),
-    StreamDeleted { group: GroupId, stream: StreamId },
+    StreamDeleted {
+        group: GroupId,
+        stream: StreamId,
+    },
     Segment(SegmentInfo),
-    SegmentDeleted { group: GroupId, segment: SegmentId },
+    SegmentDeleted {
+        group: GroupId,
+        segment: SegmentId,
+    },
     /// The stream has events in the segment (persisted in its own table;
     /// in memory the stream's `segments` carries it).
     Member {
@@ -144,7 +152,9 @@ impl Change {
             Change::StreamDeleted { stream, .. } => ChangeKey::Stream(*stream),
             Change::Segment(s) => ChangeKey::Segment(s.id),
             Change::SegmentDeleted { segment, .. } => ChangeKey::Segment(*segment),
-            Change::Member { stream, segment, .. } => ChangeKey::Member(*stream, *segment),
+            Change::Member {
+                stream, segment, ..
+            } => ChangeKey::Member(*stream, *segment),
         }
     }
 
@@ -281,7 +291,10 @@ impl Catalog {
                     for segments in group.info.purging.values_mut() {
                         segments.remove(segment);
                     }
-                    group.info.purging.retain(|_, segments| !segments.is_empty());
+                    group
+                        .info
+                        .purging
+                        .retain(|_, segments| !segments.is_empty());
                 }
             }
             Change::Member { .. } => {}
@@ -338,7 +351,10 @@ mod tests {
 
         changes.push(Change::GroupDeleted(1));
         let got: Vec<_> = changes.iter().cloned().collect();
-        assert_eq!(got, vec![Change::Group(group_info(3, "b")), Change::GroupDeleted(1)]);
+        assert_eq!(
+            got,
+            vec![Change::Group(group_info(3, "b")), Change::GroupDeleted(1)]
+        );
     }
 
     #[test]
@@ -366,12 +382,18 @@ mod tests {
         assert_eq!(group.active_segment().unwrap().id, 9);
         assert_eq!(group.stored_bytes(), 10);
 
-        catalog.apply(&Change::SegmentDeleted { group: 1, segment: 9 });
+        catalog.apply(&Change::SegmentDeleted {
+            group: 1,
+            segment: 9,
+        });
         let group = catalog.group(&scope, "a").unwrap();
         assert!(group.stream("s").unwrap().segments.is_empty());
         assert!(group.active_segment().is_none());
 
-        catalog.apply(&Change::StreamDeleted { group: 1, stream: 2 });
+        catalog.apply(&Change::StreamDeleted {
+            group: 1,
+            stream: 2,
+        });
         assert!(catalog.group(&scope, "a").unwrap().stream("s").is_none());
         catalog.apply(&Change::GroupDeleted(1));
         assert!(catalog.group(&scope, "a").is_none());

@@ -203,7 +203,11 @@ pub struct DecodedEvent {
 }
 
 /// Decodes a frame of `count` events whose first timestamp is `min_ts`.
-pub fn decode_frame(data: &[u8], min_ts: i64, count: usize) -> Result<Vec<DecodedEvent>, StoreError> {
+pub fn decode_frame(
+    data: &[u8],
+    min_ts: i64,
+    count: usize,
+) -> Result<Vec<DecodedEvent>, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("frame: {what}"));
     let (&format, body) = data.split_first().ok_or_else(|| corrupt("empty"))?;
     let decompressed;
@@ -234,7 +238,10 @@ pub fn decode_frame(data: &[u8], min_ts: i64, count: usize) -> Result<Vec<Decode
             .ok_or_else(|| corrupt("timestamp overflow"))?;
         let len = get_varint(raw, &mut pos).ok_or_else(|| corrupt("length"))?;
         let len = usize::try_from(len).map_err(|_| corrupt("length"))?;
-        let end = pos.checked_add(len).filter(|&e| e <= raw.len()).ok_or_else(|| corrupt("message past the end"))?;
+        let end = pos
+            .checked_add(len)
+            .filter(|&e| e <= raw.len())
+            .ok_or_else(|| corrupt("message past the end"))?;
         let message = std::str::from_utf8(&raw[pos..end])
             .map_err(|_| corrupt("message is not UTF-8"))?
             .to_owned();
@@ -278,11 +285,28 @@ mod tests {
         let data = encode_frame(&small);
         assert_eq!(data[0], FORMAT_RAW);
         let back = decode_frame(&data, 5, 2).unwrap();
-        assert_eq!(back[0], DecodedEvent { ts: 5, message: "a".into() });
-        assert_eq!(back[1], DecodedEvent { ts: 7, message: "é".into() });
+        assert_eq!(
+            back[0],
+            DecodedEvent {
+                ts: 5,
+                message: "a".into()
+            }
+        );
+        assert_eq!(
+            back[1],
+            DecodedEvent {
+                ts: 7,
+                message: "é".into()
+            }
+        );
 
         let big: Vec<_> = (0..1000)
-            .map(|i| InputLogEvent::new(1_700_000_000_000 + i / 10, format!("GET /index.html 200 {i}")))
+            .map(|i| {
+                InputLogEvent::new(
+                    1_700_000_000_000 + i / 10,
+                    format!("GET /index.html 200 {i}"),
+                )
+            })
             .collect();
         let data = encode_frame(&big);
         assert_eq!(data[0], FORMAT_LZ4);
@@ -290,7 +314,10 @@ mod tests {
         assert!(data.len() < raw_size / 2, "{} vs {raw_size}", data.len());
         let back = decode_frame(&data, big[0].timestamp, big.len()).unwrap();
         for (a, b) in big.iter().zip(&back) {
-            assert_eq!((a.timestamp, a.message.as_str()), (b.ts, b.message.as_str()));
+            assert_eq!(
+                (a.timestamp, a.message.as_str()),
+                (b.ts, b.message.as_str())
+            );
         }
     }
 
@@ -322,17 +349,34 @@ mod tests {
         assert!(id.bytes().all(|b| b.is_ascii_digit()));
         for dir in [Direction::Forward, Direction::Backward] {
             assert_eq!(parse_get_token(&get_token(dir, key)), Some((dir, key)));
-            assert_eq!(parse_filter_token(&filter_token(dir, key)), Some((dir, key)));
+            assert_eq!(
+                parse_filter_token(&filter_token(dir, key)),
+                Some((dir, key))
+            );
         }
         assert!(get_token(Direction::Forward, key).starts_with("f/"));
         assert!(get_token(Direction::Backward, key).starts_with("b/"));
-        for bad in ["", "f/", "x/123", "f/12a", "3", "1abc", &format!("f/{}", "9".repeat(56))] {
+        for bad in [
+            "",
+            "f/",
+            "x/123",
+            "f/12a",
+            "3",
+            "1abc",
+            &format!("f/{}", "9".repeat(56)),
+        ] {
             assert_eq!(parse_get_token(bad), None, "{bad}");
             assert_eq!(parse_filter_token(bad), None, "{bad}");
         }
-        assert_eq!(parse_name_token('g', &name_token('g', "/ecs/é")), Some("/ecs/é".into()));
+        assert_eq!(
+            parse_name_token('g', &name_token('g', "/ecs/é")),
+            Some("/ecs/é".into())
+        );
         assert_eq!(parse_name_token('g', "gzz"), None);
-        assert_eq!(parse_time_name_token(&time_name_token(7, "s")), Some((7, "s".into())));
+        assert_eq!(
+            parse_time_name_token(&time_name_token(7, "s")),
+            Some((7, "s".into()))
+        );
         assert_eq!(sequence_token(3, 0), None);
         assert_ne!(sequence_token(3, 1), sequence_token(4, 1));
         assert_eq!(sequence_token(3, 1).unwrap().len(), 56);

@@ -7,7 +7,9 @@
 use std::collections::BTreeSet;
 use std::ops::Range;
 
-use crate::catalog::{Catalog, Change, Changes, GroupId, GroupInfo, SegmentId, SegmentInfo, StreamId, StreamInfo};
+use crate::catalog::{
+    Catalog, Change, Changes, GroupId, GroupInfo, SegmentId, SegmentInfo, StreamId, StreamInfo,
+};
 use crate::codec::{self, sequence_token};
 use crate::error::LogsError;
 use crate::types::{
@@ -335,7 +337,16 @@ impl Catalog {
             } else {
                 codec::encode_frame(&put.events[range.clone()])
             };
-            self.append(round, gid, &mut stream, &put.events, range, frame, now, limits);
+            self.append(
+                round,
+                gid,
+                &mut stream,
+                &put.events,
+                range,
+                frame,
+                now,
+                limits,
+            );
         }
         stream.batches += 1;
         stream.last_hash = Some(put.hash);
@@ -466,7 +477,13 @@ impl Catalog {
 
     /// The idle writer finished deleting a deleted stream's frames from
     /// one segment.
-    pub fn purged(&mut self, round: &mut Round, group: GroupId, stream: StreamId, segment: SegmentId) {
+    pub fn purged(
+        &mut self,
+        round: &mut Round,
+        group: GroupId,
+        stream: StreamId,
+        segment: SegmentId,
+    ) {
         let Some(g) = self.groups.get(&group) else {
             return;
         };
@@ -551,7 +568,11 @@ mod tests {
         })
     }
 
-    fn put_ok(c: &mut Catalog, token: Option<&str>, events: Vec<InputLogEvent>) -> PutLogEventsOutput {
+    fn put_ok(
+        c: &mut Catalog,
+        token: Option<&str>,
+        events: Vec<InputLogEvent>,
+    ) -> PutLogEventsOutput {
         match run(c, put(token, events)).unwrap() {
             Outcome::Put(out) => out,
             other => panic!("{other:?}"),
@@ -696,7 +717,10 @@ mod tests {
             InputLogEvent::new(NOW + 3 * HOUR_MS, "new"),
         ];
         let mut round = Round::default();
-        let out = match c.execute(&mut round, put(None, events), NOW, &limits()).unwrap() {
+        let out = match c
+            .execute(&mut round, put(None, events), NOW, &limits())
+            .unwrap()
+        {
             Outcome::Put(out) => out,
             other => panic!("{other:?}"),
         };
@@ -710,7 +734,10 @@ mod tests {
         );
         assert_eq!(round.frames.len(), 1);
         let frame = &round.frames[0];
-        assert_eq!((frame.count, frame.min_ts, frame.max_ts), (2, NOW - HOUR_MS, NOW));
+        assert_eq!(
+            (frame.count, frame.min_ts, frame.max_ts),
+            (2, NOW - HOUR_MS, NOW)
+        );
         let decoded = codec::decode_frame(&frame.data, frame.min_ts, 2).unwrap();
         assert_eq!(decoded[0].message, "kept 1");
         let stream = c.group(&scope(), "g").unwrap().stream("s").unwrap();
@@ -723,16 +750,25 @@ mod tests {
     fn the_24_hour_span_applies_to_the_events_kept() {
         let mut c = setup();
         // 15 days apart, but the old one is rejected: the rest spans 0.
-        let events = vec![InputLogEvent::new(NOW - 15 * DAY_MS, "old"), InputLogEvent::new(NOW, "kept")];
+        let events = vec![
+            InputLogEvent::new(NOW - 15 * DAY_MS, "old"),
+            InputLogEvent::new(NOW, "kept"),
+        ];
         assert!(run(&mut c, put(None, events)).is_ok());
         let events = vec![
             InputLogEvent::new(NOW - 2 * DAY_MS, "a"),
             InputLogEvent::new(NOW, "b"),
         ];
         let e = run(&mut c, put(None, events)).unwrap_err();
-        assert!(e.to_string().contains("cannot span more than 24 hours"), "{e}");
+        assert!(
+            e.to_string().contains("cannot span more than 24 hours"),
+            "{e}"
+        );
         let stream = c.group(&scope(), "g").unwrap().stream("s").unwrap();
-        assert_eq!(stream.batches, 1, "a refused batch does not advance the token");
+        assert_eq!(
+            stream.batches, 1,
+            "a refused batch does not advance the token"
+        );
     }
 
     #[test]
@@ -740,7 +776,12 @@ mod tests {
         let mut c = setup();
         let mut round = Round::default();
         let out = match c
-            .execute(&mut round, put(None, vec![InputLogEvent::new(0, "ancient")]), NOW, &limits())
+            .execute(
+                &mut round,
+                put(None, vec![InputLogEvent::new(0, "ancient")]),
+                NOW,
+                &limits(),
+            )
             .unwrap()
         {
             Outcome::Put(out) => out,
@@ -748,7 +789,12 @@ mod tests {
         };
         assert!(round.frames.is_empty());
         assert!(out.next_sequence_token.is_some());
-        assert_eq!(out.rejected_log_events_info.unwrap().too_old_log_event_end_index, Some(1));
+        assert_eq!(
+            out.rejected_log_events_info
+                .unwrap()
+                .too_old_log_event_end_index,
+            Some(1)
+        );
     }
 
     #[test]
@@ -759,7 +805,8 @@ mod tests {
         run_at(&mut c, put(None, e()), NOW + 1).unwrap();
         assert_eq!(c.group(&scope(), "g").unwrap().segments.len(), 1);
         let mut round = Round::default();
-        c.execute(&mut round, put(None, e()), NOW + DAY_MS, &limits()).unwrap();
+        c.execute(&mut round, put(None, e()), NOW + DAY_MS, &limits())
+            .unwrap();
         let group = c.group(&scope(), "g").unwrap();
         assert_eq!(group.segments.len(), 2);
         assert_eq!(round.sealed_segments.len(), 1);
@@ -785,9 +832,18 @@ mod tests {
         .unwrap();
         let mut round = Round::default();
         let out = c
-            .execute(&mut round, Command::EnforceRetention { now: NOW + 2 * DAY_MS + 1 }, NOW, &limits())
+            .execute(
+                &mut round,
+                Command::EnforceRetention {
+                    now: NOW + 2 * DAY_MS + 1,
+                },
+                NOW,
+                &limits(),
+            )
             .unwrap();
-        let Outcome::Retention(report) = out else { panic!() };
+        let Outcome::Retention(report) = out else {
+            panic!()
+        };
         assert_eq!(report.segments_deleted, 1);
         assert_eq!(round.removed_segments.len(), 1);
         let group = c.group(&scope(), "g").unwrap();
@@ -796,10 +852,20 @@ mod tests {
         // The expired events of a batch are reported as such.
         let mut round = Round::default();
         let out = c
-            .execute(&mut round, put(None, e(NOW + DAY_MS - 1)), NOW + 2 * DAY_MS, &limits())
+            .execute(
+                &mut round,
+                put(None, e(NOW + DAY_MS - 1)),
+                NOW + 2 * DAY_MS,
+                &limits(),
+            )
             .unwrap();
         let Outcome::Put(out) = out else { panic!() };
-        assert_eq!(out.rejected_log_events_info.unwrap().expired_log_event_end_index, Some(1));
+        assert_eq!(
+            out.rejected_log_events_info
+                .unwrap()
+                .expired_log_event_end_index,
+            Some(1)
+        );
     }
 
     #[test]
@@ -883,7 +949,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code(), "TooManyTagsException");
-        assert_eq!(c.group(&scope(), "g").unwrap().info.tags.len(), 50, "unchanged");
+        assert_eq!(
+            c.group(&scope(), "g").unwrap().info.tags.len(),
+            50,
+            "unchanged"
+        );
         run(
             &mut c,
             Command::Untag {

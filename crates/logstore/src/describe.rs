@@ -101,7 +101,11 @@ fn log_group(scope: &Scope, group: &Group, minimal: bool) -> LogGroup {
         metric_filter_count: (!minimal).then_some(0),
         arn: format!("{arn}:*"),
         stored_bytes: (!minimal).then(|| i64::try_from(group.stored_bytes()).unwrap_or(i64::MAX)),
-        kms_key_id: if minimal { None } else { info.kms_key_id.clone() },
+        kms_key_id: if minimal {
+            None
+        } else {
+            info.kms_key_id.clone()
+        },
         log_group_class: (!minimal).then_some(info.class),
         log_group_arn: (!minimal).then_some(arn),
         deletion_protection_enabled: (!minimal).then_some(info.deletion_protection),
@@ -272,11 +276,10 @@ pub fn log_streams(
             let in_prefix = |name: &&String| name.starts_with(prefix);
             let items: Box<dyn Iterator<Item = (&String, &u64)>> = match (&after, descending) {
                 (None, false) => Box::new(group.streams.range(prefix.to_owned()..)),
-                (Some(a), false) => Box::new(
-                    group
-                        .streams
-                        .range::<String, _>((std::ops::Bound::Excluded(a.clone()), std::ops::Bound::Unbounded)),
-                ),
+                (Some(a), false) => Box::new(group.streams.range::<String, _>((
+                    std::ops::Bound::Excluded(a.clone()),
+                    std::ops::Bound::Unbounded,
+                ))),
                 (None, true) => Box::new(group.streams.iter().rev()),
                 (Some(a), true) => Box::new(group.streams.range::<String, _>(..a.clone()).rev()),
             };
@@ -364,15 +367,29 @@ mod tests {
     fn group_arns() {
         let scope = Scope::new("123456789012", "us-east-1");
         assert_eq!(
-            group_identifier(&scope, "f", "arn:aws:logs:us-east-1:123456789012:log-group:/ecs/a").unwrap(),
+            group_identifier(
+                &scope,
+                "f",
+                "arn:aws:logs:us-east-1:123456789012:log-group:/ecs/a"
+            )
+            .unwrap(),
             "/ecs/a"
         );
         assert_eq!(
-            group_identifier(&scope, "f", "arn:aws:logs:us-east-1:123456789012:log-group:/ecs/a:*").unwrap(),
+            group_identifier(
+                &scope,
+                "f",
+                "arn:aws:logs:us-east-1:123456789012:log-group:/ecs/a:*"
+            )
+            .unwrap(),
             "/ecs/a"
         );
         assert_eq!(group_identifier(&scope, "f", "/ecs/a").unwrap(), "/ecs/a");
-        let other = group_identifier(&scope, "f", "arn:aws:logs:eu-west-1:123456789012:log-group:a");
+        let other = group_identifier(
+            &scope,
+            "f",
+            "arn:aws:logs:eu-west-1:123456789012:log-group:a",
+        );
         assert_eq!(other.unwrap_err().code(), "ResourceNotFoundException");
         for bad in [
             "arn:aws:ecs:us-east-1:123456789012:log-group:a",
@@ -380,7 +397,11 @@ mod tests {
             "arn:aws:logs:us-east-1",
             "arn:aws:logs:us-east-1:123456789012:log-group:",
         ] {
-            assert_eq!(group_identifier(&scope, "f", bad).unwrap_err().code(), "InvalidParameterException", "{bad}");
+            assert_eq!(
+                group_identifier(&scope, "f", bad).unwrap_err().code(),
+                "InvalidParameterException",
+                "{bad}"
+            );
         }
         assert!(tagged_group(&scope, "plain-name").is_err());
         assert!(group_ref(&scope, Some("a"), Some("a")).is_err());

@@ -139,7 +139,10 @@ mod tests {
 
     #[test]
     fn codes_and_messages_are_aws_ones() {
-        assert_eq!(LogsError::group_not_found().code(), "ResourceNotFoundException");
+        assert_eq!(
+            LogsError::group_not_found().code(),
+            "ResourceNotFoundException"
+        );
         assert_eq!(
             LogsError::group_not_found().to_string(),
             "The specified log group does not exist."
@@ -152,7 +155,9 @@ mod tests {
             expected_sequence_token: Some("42".into()),
         };
         assert_eq!(e.code(), "InvalidSequenceTokenException");
-        assert!(e.to_string().ends_with("The next expected sequenceToken is: 42"));
+        assert!(e
+            .to_string()
+            .ends_with("The next expected sequenceToken is: 42"));
         let e = LogsError::DataAlreadyAccepted {
             expected_sequence_token: None,
         };
@@ -160,6 +165,9 @@ mod tests {
         assert!(e.to_string().ends_with("sequenceToken: null"));
         let e = LogsError::unavailable("disk full");
         assert!(e.is_fault());
-        assert!(!e.to_string().contains("disk full"), "internal detail must not leak");
+        assert!(
+            !e.to_string().contains("disk full"),
+            "internal detail must not leak"
+        );
     }
 }

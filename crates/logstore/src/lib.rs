@@ -61,8 +61,8 @@
 //! and the filter-pattern language ([`pattern`]). Departures are listed in
 //! `docs/logstore.md`.
 
-pub mod clock;
 mod catalog;
+pub mod clock;
 mod codec;
 mod commands;
 mod describe;

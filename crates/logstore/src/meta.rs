@@ -131,11 +131,21 @@ pub fn load(conn: &Connection) -> Result<Catalog, StoreError> {
             class: LogGroupClass::parse(&class).unwrap_or_default(),
             deletion_protection: r.get(8)?,
             tags: serde_json::from_str::<Tags>(&tags).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(9, rusqlite::types::Type::Text, Box::new(e))
+                rusqlite::Error::FromSqlConversionFailure(
+                    9,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
             })?,
-            purging: serde_json::from_str::<BTreeMap<u64, BTreeSet<u64>>>(&purging).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, Box::new(e))
-            })?,
+            purging: serde_json::from_str::<BTreeMap<u64, BTreeSet<u64>>>(&purging).map_err(
+                |e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        10,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                },
+            )?,
         })
     })?;
     for group in groups {
@@ -247,9 +257,12 @@ fn write_change(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
                 "DELETE FROM members WHERE segment_id IN (SELECT id FROM segments WHERE group_id = ?1)",
             )?
             .execute([id])?;
-            tx.prepare_cached("DELETE FROM segments WHERE group_id = ?1")?.execute([id])?;
-            tx.prepare_cached("DELETE FROM streams WHERE group_id = ?1")?.execute([id])?;
-            tx.prepare_cached("DELETE FROM groups WHERE id = ?1")?.execute([id])?;
+            tx.prepare_cached("DELETE FROM segments WHERE group_id = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("DELETE FROM streams WHERE group_id = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("DELETE FROM groups WHERE id = ?1")?
+                .execute([id])?;
         }
         Change::Stream(s) => {
             tx.prepare_cached(
@@ -270,8 +283,10 @@ fn write_change(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
             ])?;
         }
         Change::StreamDeleted { stream, .. } => {
-            tx.prepare_cached("DELETE FROM members WHERE stream_id = ?1")?.execute([stream])?;
-            tx.prepare_cached("DELETE FROM streams WHERE id = ?1")?.execute([stream])?;
+            tx.prepare_cached("DELETE FROM members WHERE stream_id = ?1")?
+                .execute([stream])?;
+            tx.prepare_cached("DELETE FROM streams WHERE id = ?1")?
+                .execute([stream])?;
         }
         Change::Segment(s) => {
             tx.prepare_cached(
@@ -280,18 +295,23 @@ fn write_change(tx: &Connection, change: &Change) -> rusqlite::Result<()> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
-                s.id, s.group, s.created, s.min_ts, s.max_ts, s.max_span, s.bytes, s.frames, s.events, s.sealed
+                s.id, s.group, s.created, s.min_ts, s.max_ts, s.max_span, s.bytes, s.frames,
+                s.events, s.sealed
             ])?;
         }
         Change::SegmentDeleted { segment, .. } => {
-            tx.prepare_cached("DELETE FROM members WHERE segment_id = ?1")?.execute([segment])?;
-            tx.prepare_cached("DELETE FROM segments WHERE id = ?1")?.execute([segment])?;
+            tx.prepare_cached("DELETE FROM members WHERE segment_id = ?1")?
+                .execute([segment])?;
+            tx.prepare_cached("DELETE FROM segments WHERE id = ?1")?
+                .execute([segment])?;
         }
         Change::Member {
             stream, segment, ..
         } => {
-            tx.prepare_cached("INSERT OR IGNORE INTO members (stream_id, segment_id) VALUES (?1, ?2)")?
-                .execute(params![stream, segment])?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO members (stream_id, segment_id) VALUES (?1, ?2)",
+            )?
+            .execute(params![stream, segment])?;
         }
     }
     Ok(())

@@ -390,7 +390,11 @@ struct JsonParser {
 }
 
 fn is_word_char(c: char) -> bool {
-    !c.is_whitespace() && !matches!(c, '(' | ')' | '{' | '}' | '&' | '|' | '=' | '!' | '<' | '>' | '"')
+    !c.is_whitespace()
+        && !matches!(
+            c,
+            '(' | ')' | '{' | '}' | '&' | '|' | '=' | '!' | '<' | '>' | '"'
+        )
 }
 
 fn is_field_char(c: char) -> bool {
@@ -517,7 +521,10 @@ impl JsonParser {
         }
         let expr = self.or(0)?;
         if self.peek() != Some(&Tok::Close) {
-            return err("expected '}' (a JSON pattern must end with '}')", self.here());
+            return err(
+                "expected '}' (a JSON pattern must end with '}')",
+                self.here(),
+            );
         }
         self.pos += 1;
         if self.pos < self.toks.len() {
@@ -706,7 +713,10 @@ mod tests {
 
     #[test]
     fn quoted_phrases_match_exactly() {
-        assert!(m("\"INTERNAL SERVER ERROR\"", "500 INTERNAL SERVER ERROR here"));
+        assert!(m(
+            "\"INTERNAL SERVER ERROR\"",
+            "500 INTERNAL SERVER ERROR here"
+        ));
         assert!(!m("\"INTERNAL SERVER ERROR\"", "INTERNAL ERROR SERVER"));
         assert!(m("\"ERROR][grpc\"", "2025-03-28 [ERROR][grpc] failed"));
         assert!(!m("\"ERROR][grpc\"", "[ERROR] [grpc]"));

@@ -227,18 +227,19 @@ pub fn filter_log_events(
         let group = catalog
             .group(scope, &group_name)
             .ok_or_else(LogsError::group_not_found)?;
-        let selected: Option<Vec<&crate::catalog::StreamInfo>> = match (&req.log_stream_names, &req.log_stream_name_prefix) {
-            (Some(names), _) => Some(names.iter().filter_map(|n| group.stream(n)).collect()),
-            (None, Some(prefix)) => Some(
-                group
-                    .streams
-                    .range(prefix.clone()..)
-                    .take_while(|(name, _)| name.starts_with(prefix.as_str()))
-                    .filter_map(|(_, id)| group.stream_data.get(id))
-                    .collect(),
-            ),
-            (None, None) => None,
-        };
+        let selected: Option<Vec<&crate::catalog::StreamInfo>> =
+            match (&req.log_stream_names, &req.log_stream_name_prefix) {
+                (Some(names), _) => Some(names.iter().filter_map(|n| group.stream(n)).collect()),
+                (None, Some(prefix)) => Some(
+                    group
+                        .streams
+                        .range(prefix.clone()..)
+                        .take_while(|(name, _)| name.starts_with(prefix.as_str()))
+                        .filter_map(|(_, id)| group.stream_data.get(id))
+                        .collect(),
+                ),
+                (None, None) => None,
+            };
         let (segments, streams) = match &selected {
             Some(streams) => {
                 let mut ids = BTreeSet::new();

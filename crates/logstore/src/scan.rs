@@ -45,7 +45,12 @@ impl ReaderPool {
         }
     }
 
-    fn take(&self, root: &Path, group: GroupId, seg: SegmentId) -> Result<Option<Connection>, StoreError> {
+    fn take(
+        &self,
+        root: &Path,
+        group: GroupId,
+        seg: SegmentId,
+    ) -> Result<Option<Connection>, StoreError> {
         if let Some(conn) = self.idle.lock().get_mut(&seg).and_then(Vec::pop) {
             return Ok(Some(conn));
         }
@@ -187,7 +192,10 @@ impl<'a> Scanner<'a> {
         };
         if scanner.spec.lower <= scanner.spec.upper {
             for seg in scanner.spec.segments.clone() {
-                if seg.frames == 0 || seg.max_ts < scanner.spec.lower || seg.min_ts > scanner.spec.upper {
+                if seg.frames == 0
+                    || seg.max_ts < scanner.spec.lower
+                    || seg.min_ts > scanner.spec.upper
+                {
                     continue;
                 }
                 let bound = match scanner.spec.direction {
@@ -254,7 +262,11 @@ impl<'a> Scanner<'a> {
                     self.last_key = Some(key);
                     let in_range = key.ts >= self.spec.lower && key.ts <= self.spec.upper;
                     let emit = in_range && self.past_start(key);
-                    let message = if emit { Some(event.message.clone()) } else { None };
+                    let message = if emit {
+                        Some(event.message.clone())
+                    } else {
+                        None
+                    };
                     let stream = frame.meta.stream;
                     let ingestion = frame.meta.ingestion;
                     frame.remaining -= 1;
@@ -327,8 +339,12 @@ impl<'a> Scanner<'a> {
                 return Ok(()); // deleted meanwhile: nothing to read
             };
             let page = match direction {
-                Direction::Forward => segment::frames_forward(conn, &cursor.query, cursor.cursor, FRAME_PAGE)?,
-                Direction::Backward => segment::frames_backward(conn, &cursor.query, cursor.cursor, FRAME_PAGE)?,
+                Direction::Forward => {
+                    segment::frames_forward(conn, &cursor.query, cursor.cursor, FRAME_PAGE)?
+                }
+                Direction::Backward => {
+                    segment::frames_backward(conn, &cursor.query, cursor.cursor, FRAME_PAGE)?
+                }
             };
             cursor.exhausted = page.len() < FRAME_PAGE;
             if let Some(last) = page.last() {
@@ -361,7 +377,9 @@ impl<'a> Scanner<'a> {
     fn frame_bound(&self, frame: &FrameMeta) -> EventKey {
         match self.spec.direction {
             Direction::Forward => EventKey::new(frame.min_ts, frame.seq),
-            Direction::Backward => EventKey::new(frame.max_ts, frame.seq + u64::from(frame.count.max(1)) - 1),
+            Direction::Backward => {
+                EventKey::new(frame.max_ts, frame.seq + u64::from(frame.count.max(1)) - 1)
+            }
         }
     }
 

@@ -69,7 +69,10 @@ pub fn create(root: &Path, group: GroupId, segment: SegmentId) -> Result<Connect
     let conn = Connection::open(&path)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Corrupt(format!("{}: not in WAL mode", path.display())));
+        return Err(StoreError::Corrupt(format!(
+            "{}: not in WAL mode",
+            path.display()
+        )));
     }
     configure(&conn, true)?;
     conn.execute_batch(SCHEMA)?;
@@ -78,7 +81,11 @@ pub fn create(root: &Path, group: GroupId, segment: SegmentId) -> Result<Connect
 }
 
 /// Opens an existing segment for writing.
-pub fn open_writer(root: &Path, group: GroupId, segment: SegmentId) -> Result<Connection, StoreError> {
+pub fn open_writer(
+    root: &Path,
+    group: GroupId,
+    segment: SegmentId,
+) -> Result<Connection, StoreError> {
     let path = path(root, group, segment);
     let conn = Connection::open_with_flags(
         &path,
@@ -90,7 +97,11 @@ pub fn open_writer(root: &Path, group: GroupId, segment: SegmentId) -> Result<Co
 
 /// Opens an existing segment for reading; `None` if it is gone (deleted
 /// by retention or with its group after the reader looked it up).
-pub fn open_reader(root: &Path, group: GroupId, segment: SegmentId) -> Result<Option<Connection>, StoreError> {
+pub fn open_reader(
+    root: &Path,
+    group: GroupId,
+    segment: SegmentId,
+) -> Result<Option<Connection>, StoreError> {
     let path = path(root, group, segment);
     if !path.exists() {
         return Ok(None);
@@ -118,7 +129,15 @@ pub fn insert_frames(conn: &mut Connection, frames: &[&PendingFrame]) -> Result<
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
         for f in frames {
-            stmt.execute(params![f.seq, f.stream, f.min_ts, f.max_ts, f.count, f.ingestion, f.data])?;
+            stmt.execute(params![
+                f.seq,
+                f.stream,
+                f.min_ts,
+                f.max_ts,
+                f.count,
+                f.ingestion,
+                f.data
+            ])?;
         }
     }
     tx.commit()?;
@@ -132,7 +151,11 @@ pub fn purge_uncommitted(conn: &Connection, next_seq: u64) -> Result<usize, Stor
 }
 
 /// Deletes up to `limit` frames of a deleted stream; fewer means done.
-pub fn purge_stream(conn: &Connection, stream: StreamId, limit: usize) -> Result<usize, StoreError> {
+pub fn purge_stream(
+    conn: &Connection,
+    stream: StreamId,
+    limit: usize,
+) -> Result<usize, StoreError> {
     Ok(conn.execute(
         "DELETE FROM frames WHERE seq IN (SELECT seq FROM frames WHERE stream = ?1 LIMIT ?2)",
         params![stream, limit as i64],
@@ -209,7 +232,16 @@ pub fn frames_forward(
         Some(stream) => conn
             .prepare_cached(sql_stream)?
             .query_map(
-                params![lo, q.upper, q.lower, q.visible, cmin, cseq, limit as i64, stream],
+                params![
+                    lo,
+                    q.upper,
+                    q.lower,
+                    q.visible,
+                    cmin,
+                    cseq,
+                    limit as i64,
+                    stream
+                ],
                 frame_meta,
             )?
             .collect::<Result<Vec<_>, _>>()?,
@@ -244,7 +276,16 @@ pub fn frames_backward(
         Some(stream) => conn
             .prepare_cached(sql_stream)?
             .query_map(
-                params![hi, q.upper, q.lower, q.visible, cmax, cseq, limit as i64, stream],
+                params![
+                    hi,
+                    q.upper,
+                    q.lower,
+                    q.visible,
+                    cmax,
+                    cseq,
+                    limit as i64,
+                    stream
+                ],
                 frame_meta,
             )?
             .collect::<Result<Vec<_>, _>>()?,

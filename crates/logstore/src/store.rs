@@ -121,7 +121,11 @@ impl LogStore {
         Ok(Self::open_inner(dir, options, clock)?)
     }
 
-    fn open_inner(dir: &Path, options: StoreOptions, clock: Arc<dyn Clock>) -> Result<LogStore, StoreError> {
+    fn open_inner(
+        dir: &Path,
+        options: StoreOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<LogStore, StoreError> {
         fs::create_dir_all(segment::segments_dir(dir))?;
         segment::sync_dir(dir)?;
         let meta_conn = meta::open(&dir.join("meta.db"))?;
@@ -130,7 +134,10 @@ impl LogStore {
         sweep_orphans(dir, &catalog)?;
         let purged = writer::purge_uncommitted(dir, &catalog)?;
         if purged > 0 {
-            warn!(frames = purged, "deleted frames of a round that never committed (a crash before its commit)");
+            warn!(
+                frames = purged,
+                "deleted frames of a round that never committed (a crash before its commit)"
+            );
         }
         let shared = Arc::new(Shared {
             root: dir.to_owned(),
@@ -140,7 +147,8 @@ impl LogStore {
         });
         let limits = Limits {
             max_groups_per_scope: options.max_log_groups_per_scope,
-            segment_duration_ms: i64::try_from(options.segment_duration.as_millis()).unwrap_or(i64::MAX),
+            segment_duration_ms: i64::try_from(options.segment_duration.as_millis())
+                .unwrap_or(i64::MAX),
             segment_max_bytes: options.segment_max_bytes,
         };
         let (tx, rx) = mpsc::channel();
@@ -195,7 +203,9 @@ impl LogStore {
         if !sent {
             return Err(StoreError::Closed.into());
         }
-        answer.await.unwrap_or_else(|_| Err(StoreError::Closed.into()))
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Closed.into()))
     }
 
     async fn submit_unit(&self, command: Command) -> Result<(), LogsError> {
@@ -203,11 +213,19 @@ impl LogStore {
     }
 
     /// CreateLogGroup.
-    pub async fn create_log_group(&self, scope: &Scope, request: CreateLogGroupRequest) -> Result<(), LogsError> {
+    pub async fn create_log_group(
+        &self,
+        scope: &Scope,
+        request: CreateLogGroupRequest,
+    ) -> Result<(), LogsError> {
         validate::new_log_group_name(&request.log_group_name)?;
         if let Some(kms) = &request.kms_key_id {
             if kms.chars().count() > 256 {
-                return Err(LogsError::constraint("kmsKeyId", kms, "Member must have length less than or equal to 256"));
+                return Err(LogsError::constraint(
+                    "kmsKeyId",
+                    kms,
+                    "Member must have length less than or equal to 256",
+                ));
             }
         }
         if let Some(tags) = &request.tags {
@@ -221,7 +239,11 @@ impl LogStore {
     }
 
     /// DeleteLogGroup: the group, its streams and every event in it.
-    pub async fn delete_log_group(&self, scope: &Scope, log_group_name: &str) -> Result<(), LogsError> {
+    pub async fn delete_log_group(
+        &self,
+        scope: &Scope,
+        log_group_name: &str,
+    ) -> Result<(), LogsError> {
         validate::log_group_name("logGroupName", log_group_name)?;
         self.submit_unit(Command::DeleteGroup {
             scope: scope.clone(),
@@ -257,7 +279,11 @@ impl LogStore {
     }
 
     /// DeleteRetentionPolicy: events never expire again.
-    pub async fn delete_retention_policy(&self, scope: &Scope, log_group_name: &str) -> Result<(), LogsError> {
+    pub async fn delete_retention_policy(
+        &self,
+        scope: &Scope,
+        log_group_name: &str,
+    ) -> Result<(), LogsError> {
         validate::log_group_name("logGroupName", log_group_name)?;
         self.submit_unit(Command::DeleteRetention {
             scope: scope.clone(),
@@ -283,13 +309,23 @@ impl LogStore {
     }
 
     /// TagResource (`resourceArn`: a log group ARN without `:*`).
-    pub async fn tag_resource(&self, scope: &Scope, resource_arn: &str, tags: Tags) -> Result<(), LogsError> {
+    pub async fn tag_resource(
+        &self,
+        scope: &Scope,
+        resource_arn: &str,
+        tags: Tags,
+    ) -> Result<(), LogsError> {
         let name = describe::tagged_group(scope, resource_arn)?;
         self.tag_log_group(scope, &name, tags).await
     }
 
     /// UntagResource.
-    pub async fn untag_resource(&self, scope: &Scope, resource_arn: &str, tag_keys: Vec<String>) -> Result<(), LogsError> {
+    pub async fn untag_resource(
+        &self,
+        scope: &Scope,
+        resource_arn: &str,
+        tag_keys: Vec<String>,
+    ) -> Result<(), LogsError> {
         let name = describe::tagged_group(scope, resource_arn)?;
         if tag_keys.len() > validate::MAX_TAGS {
             return Err(LogsError::constraint(
@@ -302,13 +338,22 @@ impl LogStore {
     }
 
     /// ListTagsForResource.
-    pub fn list_tags_for_resource(&self, scope: &Scope, resource_arn: &str) -> Result<Tags, LogsError> {
+    pub fn list_tags_for_resource(
+        &self,
+        scope: &Scope,
+        resource_arn: &str,
+    ) -> Result<Tags, LogsError> {
         let name = describe::tagged_group(scope, resource_arn)?;
         self.list_tags_log_group(scope, &name)
     }
 
     /// TagLogGroup (deprecated API, same effect as TagResource).
-    pub async fn tag_log_group(&self, scope: &Scope, log_group_name: &str, tags: Tags) -> Result<(), LogsError> {
+    pub async fn tag_log_group(
+        &self,
+        scope: &Scope,
+        log_group_name: &str,
+        tags: Tags,
+    ) -> Result<(), LogsError> {
         validate::log_group_name("logGroupName", log_group_name)?;
         validate::tags("tags", &tags)?;
         self.submit_unit(Command::Tag {
@@ -320,10 +365,19 @@ impl LogStore {
     }
 
     /// UntagLogGroup (deprecated API).
-    pub async fn untag_log_group(&self, scope: &Scope, log_group_name: &str, tags: Vec<String>) -> Result<(), LogsError> {
+    pub async fn untag_log_group(
+        &self,
+        scope: &Scope,
+        log_group_name: &str,
+        tags: Vec<String>,
+    ) -> Result<(), LogsError> {
         validate::log_group_name("logGroupName", log_group_name)?;
         if tags.is_empty() {
-            return Err(LogsError::constraint("tags", "[]", "Member must have length greater than or equal to 1"));
+            return Err(LogsError::constraint(
+                "tags",
+                "[]",
+                "Member must have length greater than or equal to 1",
+            ));
         }
         self.untag(scope, log_group_name, tags).await
     }
@@ -341,13 +395,22 @@ impl LogStore {
     }
 
     /// ListTagsLogGroup (deprecated API).
-    pub fn list_tags_log_group(&self, scope: &Scope, log_group_name: &str) -> Result<Tags, LogsError> {
+    pub fn list_tags_log_group(
+        &self,
+        scope: &Scope,
+        log_group_name: &str,
+    ) -> Result<Tags, LogsError> {
         validate::log_group_name("logGroupName", log_group_name)?;
         describe::tags(&self.inner.shared.published.read(), scope, log_group_name)
     }
 
     /// CreateLogStream.
-    pub async fn create_log_stream(&self, scope: &Scope, log_group_name: &str, log_stream_name: &str) -> Result<(), LogsError> {
+    pub async fn create_log_stream(
+        &self,
+        scope: &Scope,
+        log_group_name: &str,
+        log_stream_name: &str,
+    ) -> Result<(), LogsError> {
         validate::log_group_name("logGroupName", log_group_name)?;
         validate::log_stream_name("logStreamName", log_stream_name)?;
         self.submit_unit(Command::CreateStream {
@@ -369,7 +432,12 @@ impl LogStore {
 
     /// DeleteLogStream: the stream disappears at once; its events are
     /// deleted from the segment files in the background.
-    pub async fn delete_log_stream(&self, scope: &Scope, log_group_name: &str, log_stream_name: &str) -> Result<(), LogsError> {
+    pub async fn delete_log_stream(
+        &self,
+        scope: &Scope,
+        log_group_name: &str,
+        log_stream_name: &str,
+    ) -> Result<(), LogsError> {
         validate::log_group_name("logGroupName", log_group_name)?;
         validate::log_stream_name("logStreamName", log_stream_name)?;
         self.submit_unit(Command::DeleteStream {
@@ -406,12 +474,20 @@ impl LogStore {
         // a runtime thread, and not on the writer's.
         let (hash, frame, events) = if bytes >= 64 << 10 {
             tokio::task::spawn_blocking(move || {
-                (codec::batch_hash(&events), codec::encode_frame(&events), events)
+                (
+                    codec::batch_hash(&events),
+                    codec::encode_frame(&events),
+                    events,
+                )
             })
             .await
             .map_err(join_error)?
         } else {
-            (codec::batch_hash(&events), codec::encode_frame(&events), events)
+            (
+                codec::batch_hash(&events),
+                codec::encode_frame(&events),
+                events,
+            )
         };
         let command = Command::Put(PutCommand {
             scope: scope.clone(),
@@ -424,13 +500,24 @@ impl LogStore {
         });
         match self.submit(command, bytes).await? {
             Outcome::Put(out) => Ok(out),
-            other => Err(LogsError::unavailable(format!("unexpected writer answer {other:?}"))),
+            other => Err(LogsError::unavailable(format!(
+                "unexpected writer answer {other:?}"
+            ))),
         }
     }
 
     /// GetLogEvents.
-    pub async fn get_log_events(&self, scope: &Scope, request: GetLogEventsRequest) -> Result<GetLogEventsOutput, LogsError> {
-        let _slot = self.inner.reads.acquire().await.map_err(|_| LogsError::from(StoreError::Closed))?;
+    pub async fn get_log_events(
+        &self,
+        scope: &Scope,
+        request: GetLogEventsRequest,
+    ) -> Result<GetLogEventsOutput, LogsError> {
+        let _slot = self
+            .inner
+            .reads
+            .acquire()
+            .await
+            .map_err(|_| LogsError::from(StoreError::Closed))?;
         let inner = Arc::clone(&self.inner);
         let scope = scope.clone();
         tokio::task::spawn_blocking(move || read::get_log_events(&inner.shared, &scope, &request))
@@ -445,11 +532,21 @@ impl LogStore {
         scope: &Scope,
         request: FilterLogEventsRequest,
     ) -> Result<FilterLogEventsOutput, LogsError> {
-        let _slot = self.inner.reads.acquire().await.map_err(|_| LogsError::from(StoreError::Closed))?;
+        let _slot = self
+            .inner
+            .reads
+            .acquire()
+            .await
+            .map_err(|_| LogsError::from(StoreError::Closed))?;
         let inner = Arc::clone(&self.inner);
         let scope = scope.clone();
         tokio::task::spawn_blocking(move || {
-            read::filter_log_events(&inner.shared, &scope, &request, inner.options.filter_scan_budget)
+            read::filter_log_events(
+                &inner.shared,
+                &scope,
+                &request,
+                inner.options.filter_scan_budget,
+            )
         })
         .await
         .map_err(join_error)?
@@ -461,7 +558,9 @@ impl LogStore {
     pub async fn enforce_retention(&self, now: i64) -> Result<RetentionReport, LogsError> {
         match self.submit(Command::EnforceRetention { now }, 0).await? {
             Outcome::Retention(report) => Ok(report),
-            other => Err(LogsError::unavailable(format!("unexpected writer answer {other:?}"))),
+            other => Err(LogsError::unavailable(format!(
+                "unexpected writer answer {other:?}"
+            ))),
         }
     }
 }

@@ -123,7 +123,10 @@ pub fn retention_in_days(days: i32) -> Result<(), LogsError> {
     Err(LogsError::constraint(
         "retentionInDays",
         &days.to_string(),
-        &format!("Member must satisfy enum value set: [{}]", allowed.join(", ")),
+        &format!(
+            "Member must satisfy enum value set: [{}]",
+            allowed.join(", ")
+        ),
     ))
 }
 
@@ -260,7 +263,10 @@ pub fn log_events(events: &[InputLogEvent]) -> Result<(), LogsError> {
                 "Member must have length greater than or equal to 1",
             ));
         }
-        timestamp(&format!("logEvents.{}.member.timestamp", i + 1), event.timestamp)?;
+        timestamp(
+            &format!("logEvents.{}.member.timestamp", i + 1),
+            event.timestamp,
+        )?;
     }
     if events.windows(2).any(|w| w[1].timestamp < w[0].timestamp) {
         return Err(LogsError::invalid(
@@ -292,7 +298,10 @@ pub fn classify(
     events: &[InputLogEvent],
     now: i64,
     retention_days: Option<i32>,
-) -> (std::ops::Range<usize>, Option<crate::types::RejectedLogEventsInfo>) {
+) -> (
+    std::ops::Range<usize>,
+    Option<crate::types::RejectedLogEventsInfo>,
+) {
     let too_old = events.partition_point(|e| e.timestamp < now - MAX_AGE_MS);
     let expired = match retention_days {
         Some(days) => events.partition_point(|e| e.timestamp < now - i64::from(days) * DAY_MS),

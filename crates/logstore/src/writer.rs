@@ -149,7 +149,9 @@ impl Writer {
         let mut round = Round::default();
         let mut answers = Vec::with_capacity(batch.len());
         for request in batch {
-            let result = self.working.execute(&mut round, request.command, now, &self.limits);
+            let result = self
+                .working
+                .execute(&mut round, request.command, now, &self.limits);
             answers.push((request.reply, result));
         }
         if !round.is_empty() {
@@ -161,7 +163,11 @@ impl Writer {
                 self.recover(&round);
                 return;
             }
-            trace!(frames = round.frames.len(), requests = answers.len(), "round durable");
+            trace!(
+                frames = round.frames.len(),
+                requests = answers.len(),
+                "round durable"
+            );
         }
         for (reply, result) in answers {
             // The caller may have given up waiting; the write stands.
@@ -250,7 +256,11 @@ impl Writer {
         }
     }
 
-    fn writer_for(&mut self, group: GroupId, seg: SegmentId) -> Result<&mut Connection, StoreError> {
+    fn writer_for(
+        &mut self,
+        group: GroupId,
+        seg: SegmentId,
+    ) -> Result<&mut Connection, StoreError> {
         if !self.writers.contains_key(&seg) {
             let conn = segment::open_writer(&self.shared.root, group, seg)?;
             self.writers.insert(seg, (group, conn));
@@ -305,7 +315,12 @@ impl Writer {
                 self.working.next_seq,
             )?;
             self.publish(&round);
-            debug!(group, stream, segment = seg, "deleted stream's frames purged from a segment");
+            debug!(
+                group,
+                stream,
+                segment = seg,
+                "deleted stream's frames purged from a segment"
+            );
             Ok(())
         })();
         if let Err(e) = result {

@@ -56,10 +56,13 @@ fn crash_child() {
     runtime.block_on(async move {
         let store = LogStore::open(std::path::Path::new(&dir)).unwrap();
         match store
-            .create_log_group(&scope(), CreateLogGroupRequest {
-                log_group_name: "crash".into(),
-                ..Default::default()
-            })
+            .create_log_group(
+                &scope(),
+                CreateLogGroupRequest {
+                    log_group_name: "crash".into(),
+                    ..Default::default()
+                },
+            )
             .await
         {
             Ok(()) => {}
@@ -67,7 +70,10 @@ fn crash_child() {
             Err(e) => panic!("{e}"),
         }
         for s in 0..STREAMS {
-            store.create_log_stream(&scope(), "crash", &stream_name(round, s)).await.unwrap();
+            store
+                .create_log_stream(&scope(), "crash", &stream_name(round, s))
+                .await
+                .unwrap();
         }
         println!("ready");
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -79,12 +85,15 @@ fn crash_child() {
                     let mut n = 0;
                     while Instant::now() < deadline {
                         let out = store
-                            .put_log_events(&scope(), PutLogEventsRequest {
-                                log_group_name: "crash".into(),
-                                log_stream_name: stream_name(round, s),
-                                log_events: batch(base, s, n),
-                                sequence_token: token.clone(),
-                            })
+                            .put_log_events(
+                                &scope(),
+                                PutLogEventsRequest {
+                                    log_group_name: "crash".into(),
+                                    log_stream_name: stream_name(round, s),
+                                    log_events: batch(base, s, n),
+                                    sequence_token: token.clone(),
+                                },
+                            )
                             .await
                             .unwrap();
                         token = out.next_sequence_token;
@@ -106,7 +115,11 @@ fn kill_9_loses_nothing_acknowledged_and_stores_nothing_twice() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let base = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64 - 3_600_000;
+    let base = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 3_600_000;
     let mut seed = base as u64;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -115,7 +128,9 @@ fn kill_9_loses_nothing_acknowledged_and_stores_nothing_twice() {
         .unwrap();
     for round in 0..4 {
         // Vary the moment of the kill: after 10 to ~200 acknowledgements.
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let target = 10 + (seed >> 33) as usize % 190;
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
@@ -179,29 +194,44 @@ fn kill_9_loses_nothing_acknowledged_and_stores_nothing_twice() {
                 let batches = whole_batches(&stored, s);
                 let last_acked = acked.get(&s).map(|(n, _)| *n);
                 if let Some(n) = last_acked {
-                    assert!(batches > n, "stream {s}: acked batch {n} missing ({batches} stored)");
+                    assert!(
+                        batches > n,
+                        "stream {s}: acked batch {n} missing ({batches} stored)"
+                    );
                 }
                 // At most one batch past the last acknowledged (the one in
                 // flight) can be stored.
                 let next = last_acked.map_or(0, |n| n + 1);
-                assert!(batches <= next + 1, "stream {s}: {batches} stored, {next} acked");
+                assert!(
+                    batches <= next + 1,
+                    "stream {s}: {batches} stored, {next} acked"
+                );
                 // Resend the first unacknowledged batch with its token.
                 let token = acked.get(&s).map(|(_, t)| t.clone());
                 let resend = store
-                    .put_log_events(&scope(), PutLogEventsRequest {
-                        log_group_name: "crash".into(),
-                        log_stream_name: stream.clone(),
-                        log_events: batch(base, s, next),
-                        sequence_token: token,
-                    })
+                    .put_log_events(
+                        &scope(),
+                        PutLogEventsRequest {
+                            log_group_name: "crash".into(),
+                            log_stream_name: stream.clone(),
+                            log_events: batch(base, s, next),
+                            sequence_token: token,
+                        },
+                    )
                     .await;
                 match (batches == next + 1, resend) {
                     (true, Err(LogsError::DataAlreadyAccepted { .. })) => {}
                     (false, Ok(_)) => {}
-                    (stored, other) => panic!("stream {s}: in-flight batch stored={stored}, resend gave {other:?}"),
+                    (stored, other) => {
+                        panic!("stream {s}: in-flight batch stored={stored}, resend gave {other:?}")
+                    }
                 }
                 let stored = read_stream(&store, &stream).await;
-                assert_eq!(whole_batches(&stored, s), next + 1, "stream {s}: exactly once after resend");
+                assert_eq!(
+                    whole_batches(&stored, s),
+                    next + 1,
+                    "stream {s}: exactly once after resend"
+                );
             }
             // Across the whole group: no event twice.
             let mut ids = HashSet::new();
@@ -209,16 +239,22 @@ fn kill_9_loses_nothing_acknowledged_and_stores_nothing_twice() {
             let mut token = None;
             loop {
                 let page = store
-                    .filter_log_events(&scope(), FilterLogEventsRequest {
-                        log_group_name: Some("crash".into()),
-                        next_token: token.clone(),
-                        ..Default::default()
-                    })
+                    .filter_log_events(
+                        &scope(),
+                        FilterLogEventsRequest {
+                            log_group_name: Some("crash".into()),
+                            next_token: token.clone(),
+                            ..Default::default()
+                        },
+                    )
                     .await
                     .unwrap();
                 for e in page.events {
                     assert!(ids.insert(e.event_id), "duplicate event id");
-                    assert!(messages.insert((e.log_stream_name, e.message)), "duplicate event");
+                    assert!(
+                        messages.insert((e.log_stream_name, e.message)),
+                        "duplicate event"
+                    );
                 }
                 token = page.next_token;
                 if token.is_none() {
@@ -236,13 +272,16 @@ async fn read_stream(store: &LogStore, stream: &str) -> Vec<String> {
     let mut token: Option<String> = None;
     loop {
         let page = store
-            .get_log_events(&scope(), GetLogEventsRequest {
-                log_group_name: Some("crash".into()),
-                log_stream_name: stream.into(),
-                start_from_head: Some(true),
-                next_token: token.clone(),
-                ..Default::default()
-            })
+            .get_log_events(
+                &scope(),
+                GetLogEventsRequest {
+                    log_group_name: Some("crash".into()),
+                    log_stream_name: stream.into(),
+                    start_from_head: Some(true),
+                    next_token: token.clone(),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         out.extend(page.events.into_iter().map(|e| e.message));
@@ -256,12 +295,19 @@ async fn read_stream(store: &LogStore, stream: &str) -> Vec<String> {
 /// Checks the stream holds batches 0..k, each whole and once, in order;
 /// returns k.
 fn whole_batches(messages: &[String], s: usize) -> usize {
-    assert_eq!(messages.len() % EVENTS, 0, "stream {s}: a partial batch is stored");
+    assert_eq!(
+        messages.len() % EVENTS,
+        0,
+        "stream {s}: a partial batch is stored"
+    );
     let mut per_batch: BTreeMap<usize, usize> = BTreeMap::new();
     for (i, m) in messages.iter().enumerate() {
         let expected_n = i / EVENTS;
         let expected = format!("s{s} b{expected_n} e{} ", i % EVENTS);
-        assert!(m.starts_with(&expected), "stream {s}: event {i} is {m:?}, expected {expected:?}");
+        assert!(
+            m.starts_with(&expected),
+            "stream {s}: event {i} is {m:?}, expected {expected:?}"
+        );
         *per_batch.entry(expected_n).or_default() += 1;
     }
     per_batch.len()

@@ -47,14 +47,22 @@ async fn group(store: &LogStore, name: &str) {
         .unwrap();
 }
 
-async fn put(store: &LogStore, group: &str, stream: &str, events: &[(i64, &str)]) -> PutLogEventsOutput {
+async fn put(
+    store: &LogStore,
+    group: &str,
+    stream: &str,
+    events: &[(i64, &str)],
+) -> PutLogEventsOutput {
     store
         .put_log_events(
             &scope(),
             PutLogEventsRequest {
                 log_group_name: group.into(),
                 log_stream_name: stream.into(),
-                log_events: events.iter().map(|(t, m)| InputLogEvent::new(*t, *m)).collect(),
+                log_events: events
+                    .iter()
+                    .map(|(t, m)| InputLogEvent::new(*t, *m))
+                    .collect(),
                 sequence_token: None,
             },
         )
@@ -100,11 +108,24 @@ async fn log_groups_are_created_described_tagged_and_deleted() {
         .unwrap_err();
     assert!(e.to_string().contains("logGroupName"), "{e}");
 
-    let all = s.describe_log_groups(&scope(), &Default::default()).unwrap();
-    let names: Vec<_> = all.log_groups.iter().map(|g| g.log_group_name.as_str()).collect();
-    assert_eq!(names, ["/ecs/Web-2", "/ecs/web", "/ecs/worker", "app"], "ASCII order");
+    let all = s
+        .describe_log_groups(&scope(), &Default::default())
+        .unwrap();
+    let names: Vec<_> = all
+        .log_groups
+        .iter()
+        .map(|g| g.log_group_name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["/ecs/Web-2", "/ecs/web", "/ecs/worker", "app"],
+        "ASCII order"
+    );
     let g = &all.log_groups[1];
-    assert_eq!(g.arn, "arn:aws:logs:us-east-1:123456789012:log-group:/ecs/web:*");
+    assert_eq!(
+        g.arn,
+        "arn:aws:logs:us-east-1:123456789012:log-group:/ecs/web:*"
+    );
     assert_eq!(
         g.log_group_arn.as_deref(),
         Some("arn:aws:logs:us-east-1:123456789012:log-group:/ecs/web")
@@ -134,9 +155,16 @@ async fn log_groups_are_created_described_tagged_and_deleted() {
             },
         )
         .unwrap();
-    let names: Vec<_> = pattern.log_groups.iter().map(|g| g.log_group_name.as_str()).collect();
+    let names: Vec<_> = pattern
+        .log_groups
+        .iter()
+        .map(|g| g.log_group_name.as_str())
+        .collect();
     assert_eq!(names, ["/ecs/Web-2", "/ecs/web"]);
-    assert_eq!(pattern.log_groups[0].stored_bytes, None, "pattern answers carry fewer fields");
+    assert_eq!(
+        pattern.log_groups[0].stored_bytes, None,
+        "pattern answers carry fewer fields"
+    );
     let both = s.describe_log_groups(
         &scope(),
         &DescribeLogGroupsRequest {
@@ -181,13 +209,23 @@ async fn log_groups_are_created_described_tagged_and_deleted() {
 
     // Another account sees nothing.
     let other = Scope::new("210987654321", "us-east-1");
-    assert!(s.describe_log_groups(&other, &Default::default()).unwrap().log_groups.is_empty());
+    assert!(s
+        .describe_log_groups(&other, &Default::default())
+        .unwrap()
+        .log_groups
+        .is_empty());
 
     // Retention.
     s.put_retention_policy(&scope(), "app", 7).await.unwrap();
-    let e = s.put_retention_policy(&scope(), "app", 8).await.unwrap_err();
+    let e = s
+        .put_retention_policy(&scope(), "app", 8)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "InvalidParameterException");
-    let e = s.put_retention_policy(&scope(), "nope", 7).await.unwrap_err();
+    let e = s
+        .put_retention_policy(&scope(), "nope", 7)
+        .await
+        .unwrap_err();
     assert_eq!(e.to_string(), "The specified log group does not exist.");
     let app = |s: &LogStore| {
         s.describe_log_groups(
@@ -207,25 +245,51 @@ async fn log_groups_are_created_described_tagged_and_deleted() {
 
     // Tags by ARN and by name.
     let arn = "arn:aws:logs:us-east-1:123456789012:log-group:app";
-    s.tag_resource(&scope(), arn, [("team".to_string(), "web".to_string())].into())
-        .await
-        .unwrap();
-    s.tag_log_group(&scope(), "app", [("env".to_string(), "prod".to_string())].into())
-        .await
-        .unwrap();
+    s.tag_resource(
+        &scope(),
+        arn,
+        [("team".to_string(), "web".to_string())].into(),
+    )
+    .await
+    .unwrap();
+    s.tag_log_group(
+        &scope(),
+        "app",
+        [("env".to_string(), "prod".to_string())].into(),
+    )
+    .await
+    .unwrap();
     let tags = s.list_tags_for_resource(&scope(), arn).unwrap();
-    assert_eq!(tags, BTreeMap::from([("env".into(), "prod".into()), ("team".into(), "web".into())]));
-    s.untag_resource(&scope(), arn, vec!["team".into()]).await.unwrap();
+    assert_eq!(
+        tags,
+        BTreeMap::from([("env".into(), "prod".into()), ("team".into(), "web".into())])
+    );
+    s.untag_resource(&scope(), arn, vec!["team".into()])
+        .await
+        .unwrap();
     assert_eq!(s.list_tags_log_group(&scope(), "app").unwrap().len(), 1);
     let e = s
-        .list_tags_for_resource(&scope(), "arn:aws:logs:us-east-1:123456789012:log-group:nope")
+        .list_tags_for_resource(
+            &scope(),
+            "arn:aws:logs:us-east-1:123456789012:log-group:nope",
+        )
         .unwrap_err();
     assert_eq!(e.code(), "ResourceNotFoundException");
 
     // Deletion, with and without protection.
-    s.put_log_group_deletion_protection(&scope(), "app", true).await.unwrap();
-    assert_eq!(s.delete_log_group(&scope(), "app").await.unwrap_err().code(), "ValidationException");
-    s.put_log_group_deletion_protection(&scope(), arn, false).await.unwrap();
+    s.put_log_group_deletion_protection(&scope(), "app", true)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.delete_log_group(&scope(), "app")
+            .await
+            .unwrap_err()
+            .code(),
+        "ValidationException"
+    );
+    s.put_log_group_deletion_protection(&scope(), arn, false)
+        .await
+        .unwrap();
     s.delete_log_group(&scope(), "app").await.unwrap();
     let e = s.delete_log_group(&scope(), "app").await.unwrap_err();
     assert_eq!(e.to_string(), "The specified log group does not exist.");
@@ -243,7 +307,10 @@ async fn log_streams_are_described_by_name_and_by_last_event_time() {
     assert_eq!(e.code(), "ResourceAlreadyExistsException");
     let e = s.create_log_stream(&scope(), "g", "x:y").await.unwrap_err();
     assert_eq!(e.code(), "InvalidParameterException");
-    let e = s.create_log_stream(&scope(), "nope", "a").await.unwrap_err();
+    let e = s
+        .create_log_stream(&scope(), "nope", "a")
+        .await
+        .unwrap_err();
     assert_eq!(e.to_string(), "The specified log group does not exist.");
 
     let out = put(s, "g", "c/1", &[(NOW - 30, "x"), (NOW - 20, "y")]).await;
@@ -254,7 +321,11 @@ async fn log_streams_are_described_by_name_and_by_last_event_time() {
         log_group_name: Some("g".into()),
         ..Default::default()
     });
-    let names: Vec<_> = by_name.log_streams.iter().map(|s| s.log_stream_name.as_str()).collect();
+    let names: Vec<_> = by_name
+        .log_streams
+        .iter()
+        .map(|s| s.log_stream_name.as_str())
+        .collect();
     assert_eq!(names, ["a", "b", "c/1", "c/2"]);
     let c1 = &by_name.log_streams[2];
     assert_eq!(c1.first_event_timestamp, Some(NOW - 30));
@@ -263,8 +334,14 @@ async fn log_streams_are_described_by_name_and_by_last_event_time() {
     assert_eq!(c1.creation_time, NOW);
     assert_eq!(c1.upload_sequence_token, out.next_sequence_token);
     assert_eq!(c1.stored_bytes, 0);
-    assert_eq!(c1.arn, "arn:aws:logs:us-east-1:123456789012:log-group:g:log-stream:c/1");
-    assert_eq!(by_name.log_streams[1].upload_sequence_token, None, "no batch yet");
+    assert_eq!(
+        c1.arn,
+        "arn:aws:logs:us-east-1:123456789012:log-group:g:log-stream:c/1"
+    );
+    assert_eq!(
+        by_name.log_streams[1].upload_sequence_token, None,
+        "no batch yet"
+    );
 
     let prefixed = describe(DescribeLogStreamsRequest {
         log_group_identifier: Some("arn:aws:logs:us-east-1:123456789012:log-group:g".into()),
@@ -272,7 +349,11 @@ async fn log_streams_are_described_by_name_and_by_last_event_time() {
         descending: Some(true),
         ..Default::default()
     });
-    let names: Vec<_> = prefixed.log_streams.iter().map(|s| s.log_stream_name.as_str()).collect();
+    let names: Vec<_> = prefixed
+        .log_streams
+        .iter()
+        .map(|s| s.log_stream_name.as_str())
+        .collect();
     assert_eq!(names, ["c/2", "c/1"]);
 
     let by_time = describe(DescribeLogStreamsRequest {
@@ -281,7 +362,11 @@ async fn log_streams_are_described_by_name_and_by_last_event_time() {
         descending: Some(true),
         ..Default::default()
     });
-    let names: Vec<_> = by_time.log_streams.iter().map(|s| s.log_stream_name.as_str()).collect();
+    let names: Vec<_> = by_time
+        .log_streams
+        .iter()
+        .map(|s| s.log_stream_name.as_str())
+        .collect();
     assert_eq!(&names[..2], ["a", "c/1"], "latest event first");
 
     // Paging by time, one at a time, visits every stream once.
@@ -333,19 +418,32 @@ async fn put_log_events_errors_name_the_rule() {
         sequence_token: None,
     };
     let e = s
-        .put_log_events(&scope(), req("nope", "s", vec![InputLogEvent::new(NOW, "x")]))
+        .put_log_events(
+            &scope(),
+            req("nope", "s", vec![InputLogEvent::new(NOW, "x")]),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.to_string(), "The specified log group does not exist.");
     let e = s
-        .put_log_events(&scope(), req("g", "nope", vec![InputLogEvent::new(NOW, "x")]))
+        .put_log_events(
+            &scope(),
+            req("g", "nope", vec![InputLogEvent::new(NOW, "x")]),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.to_string(), "The specified log stream does not exist.");
     let e = s
         .put_log_events(
             &scope(),
-            req("g", "s", vec![InputLogEvent::new(NOW, "b"), InputLogEvent::new(NOW - 1, "a")]),
+            req(
+                "g",
+                "s",
+                vec![
+                    InputLogEvent::new(NOW, "b"),
+                    InputLogEvent::new(NOW - 1, "a"),
+                ],
+            ),
         )
         .await
         .unwrap_err();
@@ -371,10 +469,13 @@ async fn put_log_events_errors_name_the_rule() {
     let info = out.rejected_log_events_info.unwrap();
     assert_eq!(info.too_old_log_event_end_index, Some(1));
     assert_eq!(info.too_new_log_event_start_index, Some(2));
-    let got = get(s, GetLogEventsRequest {
-        start_from_head: Some(true),
-        ..get_req()
-    })
+    let got = get(
+        s,
+        GetLogEventsRequest {
+            start_from_head: Some(true),
+            ..get_req()
+        },
+    )
     .await;
     assert_eq!(got.events.len(), 1);
     assert_eq!(got.events[0].message, "kept");
@@ -401,23 +502,37 @@ async fn get_log_events_pages_forward_and_back_like_aws() {
     // 25 events in three batches; the last batch starts before the second
     // ends, so frames overlap in time and the merge must interleave them.
     let batch = |range: std::ops::Range<i64>| -> Vec<(i64, String)> {
-        range.map(|i| (NOW - 1000 + i * 10, format!("event {i:02}"))).collect()
+        range
+            .map(|i| (NOW - 1000 + i * 10, format!("event {i:02}")))
+            .collect()
     };
-    for (i, b) in [batch(0..10), batch(10..20), batch(20..25)].into_iter().enumerate() {
+    for (i, b) in [batch(0..10), batch(10..20), batch(20..25)]
+        .into_iter()
+        .enumerate()
+    {
         let events: Vec<(i64, &str)> = b.iter().map(|(t, m)| (*t, m.as_str())).collect();
         let _ = i;
         put(s, "g", "s", &events).await;
     }
     put(s, "g", "s", &[(NOW - 1000 + 195, "event 19b")]).await;
     let expected: Vec<String> = {
-        let mut v: Vec<(i64, String)> = (0..25).map(|i| (NOW - 1000 + i * 10, format!("event {i:02}"))).collect();
+        let mut v: Vec<(i64, String)> = (0..25)
+            .map(|i| (NOW - 1000 + i * 10, format!("event {i:02}")))
+            .collect();
         v.push((NOW - 1000 + 195, "event 19b".into()));
         v.sort();
         v.into_iter().map(|(_, m)| m).collect()
     };
 
     // Default: the latest events, in ascending order.
-    let tail = get(s, GetLogEventsRequest { limit: Some(5), ..get_req() }).await;
+    let tail = get(
+        s,
+        GetLogEventsRequest {
+            limit: Some(5),
+            ..get_req()
+        },
+    )
+    .await;
     let msgs: Vec<_> = tail.events.iter().map(|e| e.message.clone()).collect();
     assert_eq!(msgs, expected[21..]);
     assert!(tail.next_forward_token.starts_with("f/"));
@@ -428,11 +543,14 @@ async fn get_log_events_pages_forward_and_back_like_aws() {
     let mut pages = vec![msgs];
     let mut token = tail.next_backward_token.clone();
     for _ in 0..20 {
-        let page = get(s, GetLogEventsRequest {
-            limit: Some(5),
-            next_token: Some(token.clone()),
-            ..get_req()
-        })
+        let page = get(
+            s,
+            GetLogEventsRequest {
+                limit: Some(5),
+                next_token: Some(token.clone()),
+                ..get_req()
+            },
+        )
         .await;
         if page.next_backward_token == token {
             assert!(page.events.is_empty());
@@ -448,12 +566,15 @@ async fn get_log_events_pages_forward_and_back_like_aws() {
     let mut all = Vec::new();
     let mut token: Option<String> = None;
     for _ in 0..20 {
-        let page = get(s, GetLogEventsRequest {
-            limit: Some(7),
-            start_from_head: Some(true),
-            next_token: token.clone(),
-            ..get_req()
-        })
+        let page = get(
+            s,
+            GetLogEventsRequest {
+                limit: Some(7),
+                start_from_head: Some(true),
+                next_token: token.clone(),
+                ..get_req()
+            },
+        )
         .await;
         all.extend(page.events.iter().map(|e| e.message.clone()));
         if token.as_deref() == Some(page.next_forward_token.as_str()) {
@@ -465,39 +586,51 @@ async fn get_log_events_pages_forward_and_back_like_aws() {
 
     // An event appended later is found from the last forward token.
     put(s, "g", "s", &[(NOW, "later")]).await;
-    let page = get(s, GetLogEventsRequest {
-        start_from_head: Some(true),
-        next_token: token.clone(),
-        ..get_req()
-    })
+    let page = get(
+        s,
+        GetLogEventsRequest {
+            start_from_head: Some(true),
+            next_token: token.clone(),
+            ..get_req()
+        },
+    )
     .await;
     assert_eq!(page.events.len(), 1);
     assert_eq!(page.events[0].message, "later");
 
     // startTime inclusive, endTime exclusive.
-    let window = get(s, GetLogEventsRequest {
-        start_time: Some(NOW - 1000 + 20),
-        end_time: Some(NOW - 1000 + 50),
-        start_from_head: Some(true),
-        ..get_req()
-    })
+    let window = get(
+        s,
+        GetLogEventsRequest {
+            start_time: Some(NOW - 1000 + 20),
+            end_time: Some(NOW - 1000 + 50),
+            start_from_head: Some(true),
+            ..get_req()
+        },
+    )
     .await;
     let msgs: Vec<_> = window.events.iter().map(|e| e.message.as_str()).collect();
     assert_eq!(msgs, ["event 02", "event 03", "event 04"]);
 
     let e = s
-        .get_log_events(&scope(), GetLogEventsRequest {
-            next_token: Some("f/garbage".into()),
-            ..get_req()
-        })
+        .get_log_events(
+            &scope(),
+            GetLogEventsRequest {
+                next_token: Some("f/garbage".into()),
+                ..get_req()
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code(), "InvalidParameterException");
     let e = s
-        .get_log_events(&scope(), GetLogEventsRequest {
-            log_stream_name: "nope".into(),
-            ..get_req()
-        })
+        .get_log_events(
+            &scope(),
+            GetLogEventsRequest {
+                log_stream_name: "nope".into(),
+                ..get_req()
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(e.to_string(), "The specified log stream does not exist.");
@@ -511,67 +644,121 @@ async fn filter_log_events_interleaves_streams_with_stable_ids() {
     for stream in ["app/a", "app/b", "other"] {
         s.create_log_stream(&scope(), "g", stream).await.unwrap();
     }
-    put(s, "g", "app/a", &[(NOW - 50, "a1 INFO"), (NOW - 30, "a2 ERROR disk"), (NOW - 10, "a3 INFO")]).await;
-    put(s, "g", "app/b", &[(NOW - 40, "b1 ERROR net"), (NOW - 20, "b2 INFO")]).await;
-    put(s, "g", "other", &[(NOW - 35, r#"{"level":"ERROR","code":500}"#)]).await;
+    put(
+        s,
+        "g",
+        "app/a",
+        &[
+            (NOW - 50, "a1 INFO"),
+            (NOW - 30, "a2 ERROR disk"),
+            (NOW - 10, "a3 INFO"),
+        ],
+    )
+    .await;
+    put(
+        s,
+        "g",
+        "app/b",
+        &[(NOW - 40, "b1 ERROR net"), (NOW - 20, "b2 INFO")],
+    )
+    .await;
+    put(
+        s,
+        "g",
+        "other",
+        &[(NOW - 35, r#"{"level":"ERROR","code":500}"#)],
+    )
+    .await;
 
-    let all = filter(s, FilterLogEventsRequest {
-        log_group_name: Some("g".into()),
-        ..Default::default()
-    })
+    let all = filter(
+        s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            ..Default::default()
+        },
+    )
     .await;
     assert_eq!(
         messages_of(&all.events),
-        ["a1 INFO", "b1 ERROR net", r#"{"level":"ERROR","code":500}"#, "a2 ERROR disk", "b2 INFO", "a3 INFO"]
+        [
+            "a1 INFO",
+            "b1 ERROR net",
+            r#"{"level":"ERROR","code":500}"#,
+            "a2 ERROR disk",
+            "b2 INFO",
+            "a3 INFO"
+        ]
     );
     assert_eq!(all.next_token, None);
     assert_eq!(all.events[1].log_stream_name, "app/b");
     let ids: HashSet<_> = all.events.iter().map(|e| e.event_id.clone()).collect();
     assert_eq!(ids.len(), 6, "unique ids");
 
-    let errors = filter(s, FilterLogEventsRequest {
-        log_group_name: Some("g".into()),
-        filter_pattern: Some("ERROR".into()),
-        ..Default::default()
-    })
+    let errors = filter(
+        s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            filter_pattern: Some("ERROR".into()),
+            ..Default::default()
+        },
+    )
     .await;
     assert_eq!(errors.events.len(), 3);
-    let json = filter(s, FilterLogEventsRequest {
-        log_group_name: Some("g".into()),
-        filter_pattern: Some("{ $.code >= 500 }".into()),
-        ..Default::default()
-    })
+    let json = filter(
+        s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            filter_pattern: Some("{ $.code >= 500 }".into()),
+            ..Default::default()
+        },
+    )
     .await;
     assert_eq!(json.events.len(), 1);
     assert_eq!(json.events[0].log_stream_name, "other");
-    let prefixed = filter(s, FilterLogEventsRequest {
-        log_group_name: Some("g".into()),
-        log_stream_name_prefix: Some("app/".into()),
-        filter_pattern: Some("ERROR".into()),
-        ..Default::default()
-    })
+    let prefixed = filter(
+        s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            log_stream_name_prefix: Some("app/".into()),
+            filter_pattern: Some("ERROR".into()),
+            ..Default::default()
+        },
+    )
     .await;
-    assert_eq!(messages_of(&prefixed.events), ["b1 ERROR net", "a2 ERROR disk"]);
-    let named = filter(s, FilterLogEventsRequest {
-        log_group_name: Some("g".into()),
-        log_stream_names: Some(vec!["app/a".into(), "missing".into()]),
-        start_time: Some(NOW - 30),
-        end_time: Some(NOW - 10),
-        ..Default::default()
-    })
+    assert_eq!(
+        messages_of(&prefixed.events),
+        ["b1 ERROR net", "a2 ERROR disk"]
+    );
+    let named = filter(
+        s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            log_stream_names: Some(vec!["app/a".into(), "missing".into()]),
+            start_time: Some(NOW - 30),
+            end_time: Some(NOW - 10),
+            ..Default::default()
+        },
+    )
     .await;
-    assert_eq!(messages_of(&named.events), ["a2 ERROR disk", "a3 INFO"], "both ends inclusive");
+    assert_eq!(
+        messages_of(&named.events),
+        ["a2 ERROR disk", "a3 INFO"],
+        "both ends inclusive"
+    );
 
     // Paging by two: the same events, the same ids.
     let mut paged = Vec::new();
     let mut token = None;
     for _ in 0..10 {
-        let page = filter(s, FilterLogEventsRequest {
-            log_group_name: Some("g".into()),
-            limit: Some(2),
-            next_token: token.clone(),
-            ..Default::default()
-        })
+        let page = filter(
+            s,
+            FilterLogEventsRequest {
+                log_group_name: Some("g".into()),
+                limit: Some(2),
+                next_token: token.clone(),
+                ..Default::default()
+            },
+        )
         .await;
         paged.extend(page.events);
         token = page.next_token;
@@ -582,12 +769,15 @@ async fn filter_log_events_interleaves_streams_with_stable_ids() {
     assert_eq!(paged, all.events);
 
     // Newest first.
-    let newest = filter(s, FilterLogEventsRequest {
-        log_group_name: Some("g".into()),
-        start_from_head: Some(false),
-        limit: Some(2),
-        ..Default::default()
-    })
+    let newest = filter(
+        s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            start_from_head: Some(false),
+            limit: Some(2),
+            ..Default::default()
+        },
+    )
     .await;
     assert_eq!(messages_of(&newest.events), ["a3 INFO", "b2 INFO"]);
 
@@ -617,14 +807,20 @@ async fn filter_log_events_interleaves_streams_with_stable_ids() {
             "ResourceNotFoundException",
         ),
     ] {
-        assert_eq!(s.filter_log_events(&scope(), req).await.unwrap_err().code(), code);
+        assert_eq!(
+            s.filter_log_events(&scope(), req).await.unwrap_err().code(),
+            code
+        );
     }
     let e = s
-        .filter_log_events(&scope(), FilterLogEventsRequest {
-            log_group_name: Some("g".into()),
-            filter_pattern: Some("{ $.a = ".into()),
-            ..Default::default()
-        })
+        .filter_log_events(
+            &scope(),
+            FilterLogEventsRequest {
+                log_group_name: Some("g".into()),
+                filter_pattern: Some("{ $.a = ".into()),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert!(e.to_string().starts_with("Invalid filter pattern"), "{e}");
@@ -652,16 +848,21 @@ async fn a_tail_follower_sees_every_event_once() {
         written += 3;
         let mut token = None;
         loop {
-            let page = filter(s, FilterLogEventsRequest {
-                log_group_name: Some("g".into()),
-                start_time: Some(newest.as_ref().map_or(NOW - 600_000, |(t, _)| *t)),
-                next_token: token.clone(),
-                limit: Some(2),
-                ..Default::default()
-            })
+            let page = filter(
+                s,
+                FilterLogEventsRequest {
+                    log_group_name: Some("g".into()),
+                    start_time: Some(newest.as_ref().map_or(NOW - 600_000, |(t, _)| *t)),
+                    next_token: token.clone(),
+                    limit: Some(2),
+                    ..Default::default()
+                },
+            )
             .await;
             for e in page.events {
-                let dup = newest.as_ref().is_some_and(|(t, ids)| *t == e.timestamp && ids.contains(&e.event_id));
+                let dup = newest
+                    .as_ref()
+                    .is_some_and(|(t, ids)| *t == e.timestamp && ids.contains(&e.event_id));
                 if dup {
                     continue;
                 }
@@ -693,43 +894,61 @@ async fn everything_survives_a_reopen() {
         let s = LogStore::open_with(dir.path(), StoreOptions::default(), clock.clone()).unwrap();
         group(&s, "g").await;
         s.create_log_stream(&scope(), "g", "s").await.unwrap();
-        s.tag_log_group(&scope(), "g", [("k".to_string(), "v".to_string())].into()).await.unwrap();
+        s.tag_log_group(&scope(), "g", [("k".to_string(), "v".to_string())].into())
+            .await
+            .unwrap();
         s.put_retention_policy(&scope(), "g", 30).await.unwrap();
         let out = put(&s, "g", "s", &[(NOW - 2, "one"), (NOW - 1, "two")]).await;
-        let all = filter(&s, FilterLogEventsRequest {
-            log_group_name: Some("g".into()),
-            ..Default::default()
-        })
+        let all = filter(
+            &s,
+            FilterLogEventsRequest {
+                log_group_name: Some("g".into()),
+                ..Default::default()
+            },
+        )
         .await;
         s.close();
         (out.next_sequence_token.unwrap(), all.events)
     };
     let s = LogStore::open_with(dir.path(), StoreOptions::default(), clock).unwrap();
-    let all = filter(&s, FilterLogEventsRequest {
-        log_group_name: Some("g".into()),
-        ..Default::default()
-    })
+    let all = filter(
+        &s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            ..Default::default()
+        },
+    )
     .await;
     assert_eq!(all.events, ids, "same events, same ids");
     assert_eq!(s.list_tags_log_group(&scope(), "g").unwrap().len(), 1);
-    let g = s.describe_log_groups(&scope(), &Default::default()).unwrap().log_groups.remove(0);
+    let g = s
+        .describe_log_groups(&scope(), &Default::default())
+        .unwrap()
+        .log_groups
+        .remove(0);
     assert_eq!(g.retention_in_days, Some(30));
     assert!(g.stored_bytes.unwrap() > 0);
     // The token chain carries on.
     let out = s
-        .put_log_events(&scope(), PutLogEventsRequest {
-            log_group_name: "g".into(),
-            log_stream_name: "s".into(),
-            log_events: vec![InputLogEvent::new(NOW, "three")],
-            sequence_token: Some(token.clone()),
-        })
+        .put_log_events(
+            &scope(),
+            PutLogEventsRequest {
+                log_group_name: "g".into(),
+                log_stream_name: "s".into(),
+                log_events: vec![InputLogEvent::new(NOW, "three")],
+                sequence_token: Some(token.clone()),
+            },
+        )
         .await
         .unwrap();
     assert_ne!(out.next_sequence_token.as_deref(), Some(token.as_str()));
-    let all = filter(&s, FilterLogEventsRequest {
-        log_group_name: Some("g".into()),
-        ..Default::default()
-    })
+    let all = filter(
+        &s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            ..Default::default()
+        },
+    )
     .await;
     assert_eq!(messages_of(&all.events), ["one", "two", "three"]);
 }
@@ -753,11 +972,22 @@ async fn retention_deletes_whole_segment_files_and_hides_expired_events() {
         std::fs::read_dir(&seg_dir)
             .unwrap()
             .flat_map(|g| std::fs::read_dir(g.unwrap().path()).unwrap())
-            .filter(|f| f.as_ref().unwrap().path().extension().is_some_and(|e| e == "db"))
+            .filter(|f| {
+                f.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|e| e == "db")
+            })
             .count()
     };
     assert_eq!(count_files(), 3);
-    let before = s.describe_log_groups(&scope(), &Default::default()).unwrap().log_groups[0].stored_bytes.unwrap();
+    let before = s
+        .describe_log_groups(&scope(), &Default::default())
+        .unwrap()
+        .log_groups[0]
+        .stored_bytes
+        .unwrap();
 
     // Without a policy nothing expires.
     let report = s.enforce_retention(NOW + 10 * DAY).await.unwrap();
@@ -767,24 +997,35 @@ async fn retention_deletes_whole_segment_files_and_hides_expired_events() {
     let now = NOW + 2 * DAY + 1;
     f.clock.set(now);
     // Day 0 is hidden as soon as it is older than the retention period.
-    let all = filter(s, FilterLogEventsRequest {
-        log_group_name: Some("g".into()),
-        ..Default::default()
-    })
+    let all = filter(
+        s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            ..Default::default()
+        },
+    )
     .await;
     assert_eq!(messages_of(&all.events), ["day 2"]);
     let report = s.enforce_retention(now).await.unwrap();
     assert_eq!(report.segments_deleted, 2);
     assert!(report.bytes_deleted > 0);
     assert_eq!(count_files(), 1, "whole files deleted");
-    let after = s.describe_log_groups(&scope(), &Default::default()).unwrap().log_groups[0].stored_bytes.unwrap();
+    let after = s
+        .describe_log_groups(&scope(), &Default::default())
+        .unwrap()
+        .log_groups[0]
+        .stored_bytes
+        .unwrap();
     assert_eq!(after, before - report.bytes_deleted as i64);
     // Writing goes on in a fresh segment when the active one expired.
     put(s, "g", "s", &[(now, "fresh")]).await;
-    let all = filter(s, FilterLogEventsRequest {
-        log_group_name: Some("g".into()),
-        ..Default::default()
-    })
+    let all = filter(
+        s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            ..Default::default()
+        },
+    )
     .await;
     assert_eq!(messages_of(&all.events), ["day 2", "fresh"]);
 }
@@ -801,18 +1042,24 @@ async fn a_deleted_stream_vanishes_and_its_frames_are_purged() {
     }
     put(s, "g", "keep", &[(NOW, "kept")]).await;
     s.delete_log_stream(&scope(), "g", "s").await.unwrap();
-    let all = filter(s, FilterLogEventsRequest {
-        log_group_name: Some("g".into()),
-        ..Default::default()
-    })
+    let all = filter(
+        s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            ..Default::default()
+        },
+    )
     .await;
     assert_eq!(messages_of(&all.events), ["kept"]);
     // A new stream of the same name starts empty.
     s.create_log_stream(&scope(), "g", "s").await.unwrap();
-    let got = get(s, GetLogEventsRequest {
-        start_from_head: Some(true),
-        ..get_req()
-    })
+    let got = get(
+        s,
+        GetLogEventsRequest {
+            start_from_head: Some(true),
+            ..get_req()
+        },
+    )
     .await;
     assert!(got.events.is_empty());
     // The idle writer deletes the frames; the segment shrinks to the kept one.
@@ -838,8 +1085,11 @@ async fn a_deleted_stream_vanishes_and_its_frames_are_purged() {
 /// crate's own dependency through a dev helper is not public, so count
 /// with a plain query through `rusqlite` from the workspace.
 fn rusqlite_count(db: &std::path::Path) -> usize {
-    let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    conn.query_row("SELECT count(*) FROM frames", [], |r| r.get::<_, i64>(0)).unwrap() as usize
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    conn.query_row("SELECT count(*) FROM frames", [], |r| r.get::<_, i64>(0))
+        .unwrap() as usize
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -851,7 +1101,9 @@ async fn concurrent_writers_and_readers() {
     const BATCHES: usize = 40;
     const PER_BATCH: usize = 50;
     for i in 0..STREAMS {
-        s.create_log_stream(&scope(), "g", &format!("s{i}")).await.unwrap();
+        s.create_log_stream(&scope(), "g", &format!("s{i}"))
+            .await
+            .unwrap();
     }
     let writers: Vec<_> = (0..STREAMS)
         .map(|i| {
@@ -860,15 +1112,23 @@ async fn concurrent_writers_and_readers() {
                 let mut token: Option<String> = None;
                 for b in 0..BATCHES {
                     let events = (0..PER_BATCH)
-                        .map(|e| InputLogEvent::new(NOW - 100_000 + (b * PER_BATCH + e) as i64, format!("s{i} b{b} e{e}")))
+                        .map(|e| {
+                            InputLogEvent::new(
+                                NOW - 100_000 + (b * PER_BATCH + e) as i64,
+                                format!("s{i} b{b} e{e}"),
+                            )
+                        })
                         .collect();
                     let out = s
-                        .put_log_events(&scope(), PutLogEventsRequest {
-                            log_group_name: "g".into(),
-                            log_stream_name: format!("s{i}"),
-                            log_events: events,
-                            sequence_token: token.clone(),
-                        })
+                        .put_log_events(
+                            &scope(),
+                            PutLogEventsRequest {
+                                log_group_name: "g".into(),
+                                log_stream_name: format!("s{i}"),
+                                log_events: events,
+                                sequence_token: token.clone(),
+                            },
+                        )
                         .await
                         .unwrap();
                     token = out.next_sequence_token;
@@ -883,14 +1143,21 @@ async fn concurrent_writers_and_readers() {
             let mut polls = 0;
             loop {
                 let out = s
-                    .filter_log_events(&scope(), FilterLogEventsRequest {
-                        log_group_name: Some("g".into()),
-                        log_stream_names: Some(vec!["s0".into()]),
-                        ..Default::default()
-                    })
+                    .filter_log_events(
+                        &scope(),
+                        FilterLogEventsRequest {
+                            log_group_name: Some("g".into()),
+                            log_stream_names: Some(vec!["s0".into()]),
+                            ..Default::default()
+                        },
+                    )
                     .await
                     .unwrap();
-                assert_eq!(out.events.len() % PER_BATCH, 0, "a batch is visible whole or not at all");
+                assert_eq!(
+                    out.events.len() % PER_BATCH,
+                    0,
+                    "a batch is visible whole or not at all"
+                );
                 for w in out.events.windows(2) {
                     assert!(w[0].timestamp <= w[1].timestamp);
                 }
@@ -910,12 +1177,15 @@ async fn concurrent_writers_and_readers() {
     let mut last = (i64::MIN, String::new());
     for _ in 0..100 {
         let page = s
-            .filter_log_events(&scope(), FilterLogEventsRequest {
-                log_group_name: Some("g".into()),
-                next_token: token.clone(),
-                limit: Some(1000),
-                ..Default::default()
-            })
+            .filter_log_events(
+                &scope(),
+                FilterLogEventsRequest {
+                    log_group_name: Some("g".into()),
+                    next_token: token.clone(),
+                    limit: Some(1000),
+                    ..Default::default()
+                },
+            )
             .await
             .unwrap();
         for e in &page.events {
@@ -931,13 +1201,19 @@ async fn concurrent_writers_and_readers() {
     }
     assert_eq!(total, STREAMS * BATCHES * PER_BATCH);
     let streams = s
-        .describe_log_streams(&scope(), &DescribeLogStreamsRequest {
-            log_group_name: Some("g".into()),
-            ..Default::default()
-        })
+        .describe_log_streams(
+            &scope(),
+            &DescribeLogStreamsRequest {
+                log_group_name: Some("g".into()),
+                ..Default::default()
+            },
+        )
         .unwrap();
     for st in streams.log_streams {
         assert_eq!(st.first_event_timestamp, Some(NOW - 100_000));
-        assert_eq!(st.last_event_timestamp, Some(NOW - 100_000 + (BATCHES * PER_BATCH) as i64 - 1));
+        assert_eq!(
+            st.last_event_timestamp,
+            Some(NOW - 100_000 + (BATCHES * PER_BATCH) as i64 - 1)
+        );
     }
 }
