@@ -22,8 +22,18 @@
 //!   `IS TRUE`, `IS FALSE`, `IS NULL`, `NOT EXISTS`; `&&`, `||` (`&&` binds
 //!   tighter) and parentheses.
 //!
-//! Not supported yet (an error says so): space-delimited `[a, b, ...]`
-//! patterns and regular expressions inside JSON patterns.
+//! - space-delimited patterns `[ip, user, ..., status = 4*, bytes > 1000]`:
+//!   the message is split into fields at blanks (a field in double quotes
+//!   or square brackets may hold blanks; the delimiters are not part of its
+//!   value); each name takes one field, `...` any number of them, and
+//!   without `...` the counts must agree. A field's condition tests that
+//!   field: `=`, `!=` (strings with `*` wildcards, or numbers), `<`, `<=`,
+//!   `>`, `>=` (numbers), combined with `&&` and `||`
+//!   (`status = 4* || status = 5*`).
+//!
+//! Not supported yet (an error says so): regular expressions inside JSON
+//! and space-delimited patterns, and space-delimited conditions that test
+//! another field than their own.
 
 use regex::Regex;
 use serde_json::Value;
@@ -62,6 +72,7 @@ enum Kind {
     All,
     Terms(Terms),
     Json(Expr),
+    Delimited(Vec<Slot>),
 }
 
 #[derive(Debug, Clone)]
@@ -94,9 +105,7 @@ impl FilterPattern {
         let kind = match first {
             None => Kind::All,
             Some(i) if chars[i] == '{' => Kind::Json(JsonParser::new(&chars).parse()?),
-            Some(i) if chars[i] == '[' => {
-                return err("space-delimited [ ... ] patterns are not supported yet", i)
-            }
+            Some(i) if chars[i] == '[' => Kind::Delimited(parse_delimited(&chars, i)?),
             Some(_) => Kind::Terms(parse_terms(&chars)?),
         };
         Ok(FilterPattern { kind })
@@ -125,6 +134,7 @@ impl FilterPattern {
                 Ok(doc) => expr.eval(&doc),
                 Err(_) => false,
             },
+            Kind::Delimited(slots) => delimited_match(slots, &split_fields(message)),
         }
     }
 }
@@ -163,6 +173,16 @@ fn parse_terms(chars: &[char]) -> Result<Terms, PatternError> {
                 return err("empty quoted phrase", start);
             }
             Term::Text(text)
+        } else if chars[i] == '%' && chars[i + 1..].contains(&'%') {
+            // A regular expression runs to the next '%', blanks included.
+            let end = i + 1 + chars[i + 1..].iter().position(|&c| c == '%').unwrap_or(0);
+            let source: String = chars[i + 1..end].iter().collect();
+            let term = Term::Regex(regex(&source, i)?);
+            i = end + 1;
+            if i < chars.len() && !chars[i].is_whitespace() {
+                return err("a regular expression must be followed by a blank", i);
+            }
+            term
         } else {
             let word_start = i;
             while i < chars.len() && !chars[i].is_whitespace() {
@@ -171,12 +191,7 @@ fn parse_terms(chars: &[char]) -> Result<Terms, PatternError> {
                 }
                 i += 1;
             }
-            let word: String = chars[word_start..i].iter().collect();
-            if word.len() >= 2 && word.starts_with('%') && word.ends_with('%') {
-                Term::Regex(regex(&word[1..word.len() - 1], word_start)?)
-            } else {
-                Term::Text(word)
-            }
+            Term::Text(chars[word_start..i].iter().collect())
         };
         bucket.push(term);
     }
@@ -661,6 +676,202 @@ fn selector(chars: &[char], start: usize) -> Option<(Vec<StepTok>, usize)> {
     }
 }
 
+/// One item of a space-delimited pattern.
+#[derive(Debug, Clone)]
+enum Slot {
+    /// `...`: any number of fields.
+    Any,
+    /// One field; it matches if any of the `||` alternatives (each a list
+    /// of `&&` conditions) holds, or always when there are none.
+    Field(Vec<Vec<(Cmp, Literal)>>),
+}
+
+fn parse_delimited(chars: &[char], open: usize) -> Result<Vec<Slot>, PatternError> {
+    let close = chars
+        .iter()
+        .rposition(|c| !c.is_whitespace())
+        .filter(|&i| chars[i] == ']' && i > open)
+        .ok_or(PatternError {
+            reason: "a space-delimited pattern must end with ']'".into(),
+            position: chars.len(),
+        })?;
+    // Items are separated by commas outside double quotes.
+    let mut items = Vec::new();
+    let mut start = open + 1;
+    let mut quoted = false;
+    for i in open + 1..close {
+        match chars[i] {
+            '"' => quoted = !quoted,
+            '\\' if quoted => {}
+            ',' if !quoted => {
+                items.push((start, i));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if quoted {
+        return err("unterminated quoted string", start);
+    }
+    items.push((start, close));
+    let mut slots = Vec::new();
+    for (from, to) in items {
+        slots.push(parse_slot(&chars[from..to], from)?);
+    }
+    if slots.len() == 1
+        && matches!(&slots[0], Slot::Field(c) if c.is_empty())
+        && chars[open + 1..close].iter().all(|c| c.is_whitespace())
+    {
+        return err("an empty space-delimited pattern", open);
+    }
+    Ok(slots)
+}
+
+fn parse_slot(item: &[char], offset: usize) -> Result<Slot, PatternError> {
+    let text: String = item.iter().collect();
+    if text.trim() == "..." {
+        return Ok(Slot::Any);
+    }
+    let lexed = JsonParser::new(item);
+    let toks: Vec<(Tok, usize)> = lexed
+        .toks
+        .into_iter()
+        .map(|(t, p)| (t, p + offset))
+        .collect();
+    let Some((Tok::Word(name), _)) = toks.first() else {
+        return err(
+            "each item of a space-delimited pattern starts with a field name or is '...'",
+            offset,
+        );
+    };
+    let name = name.clone();
+    let mut alternatives: Vec<Vec<(Cmp, Literal)>> = Vec::new();
+    let mut current: Vec<(Cmp, Literal)> = Vec::new();
+    let mut i = 1;
+    if i == toks.len() {
+        return Ok(Slot::Field(alternatives));
+    }
+    loop {
+        let at = toks.get(i).map_or(offset + item.len(), |t| t.1);
+        let Some((Tok::Cmp(cmp), _)) = toks.get(i) else {
+            return err(
+                "expected an operator (=, !=, <, <=, >, >=) after the field name",
+                at,
+            );
+        };
+        let value_at = toks.get(i + 1).map_or(offset + item.len(), |t| t.1);
+        let literal = match toks.get(i + 1) {
+            Some((Tok::Quoted(text), _)) => Literal::Text(text.clone()),
+            Some((Tok::Word(word), _)) => match number(word) {
+                Some(n) => Literal::Number(n, word.clone()),
+                None => Literal::Text(word.clone()),
+            },
+            _ => return err("expected a value after the operator", value_at),
+        };
+        if !matches!(cmp, Cmp::Eq | Cmp::Ne) && !matches!(literal, Literal::Number(..)) {
+            return err("<, <=, > and >= compare with a number", value_at);
+        }
+        current.push((*cmp, literal));
+        i += 2;
+        match toks.get(i) {
+            None => break,
+            Some((Tok::And, _)) | Some((Tok::Or, _)) => {
+                if matches!(toks[i].0, Tok::Or) {
+                    alternatives.push(std::mem::take(&mut current));
+                }
+                match toks.get(i + 1) {
+                    Some((Tok::Word(w), _)) if *w == name => i += 2,
+                    Some((_, p)) => {
+                        return err(
+                            format!("a condition here may only test its own field '{name}'"),
+                            *p,
+                        )
+                    }
+                    None => return err("a condition is missing after && or ||", toks[i].1),
+                }
+            }
+            Some((_, p)) => return err("expected && or || between conditions", *p),
+        }
+    }
+    alternatives.push(current);
+    Ok(Slot::Field(alternatives))
+}
+
+/// A message's fields: runs of non-blank characters, where a run that
+/// starts with `"` or `[` extends to the closing `"` or `]`.
+fn split_fields(message: &str) -> Vec<&str> {
+    let mut fields = Vec::new();
+    let mut rest = message.trim_start();
+    while !rest.is_empty() {
+        let (field, next) = match rest.as_bytes()[0] {
+            b'"' => match rest[1..].find('"') {
+                Some(end) => (&rest[1..1 + end], &rest[end + 2..]),
+                None => (&rest[1..], ""),
+            },
+            b'[' => match rest[1..].find(']') {
+                Some(end) => (&rest[1..1 + end], &rest[end + 2..]),
+                None => (&rest[1..], ""),
+            },
+            _ => match rest.find(char::is_whitespace) {
+                Some(end) => (&rest[..end], &rest[end..]),
+                None => (rest, ""),
+            },
+        };
+        fields.push(field);
+        rest = next.trim_start();
+    }
+    fields
+}
+
+fn slot_matches(conditions: &[Vec<(Cmp, Literal)>], field: &str) -> bool {
+    if conditions.is_empty() {
+        return true;
+    }
+    let value = match number(field) {
+        Some(n) => {
+            serde_json::Number::from_f64(n).map_or(Value::String(field.to_owned()), Value::Number)
+        }
+        None => Value::String(field.to_owned()),
+    };
+    conditions.iter().any(|all| {
+        all.iter().all(|(cmp, literal)| match (cmp, &value) {
+            // Text equality compares the field as written ("007" = 007 as text too).
+            (Cmp::Eq | Cmp::Ne, Value::Number(_)) if matches!(literal, Literal::Text(_)) => {
+                (*cmp == Cmp::Eq) == wildcard(literal_text(literal), field)
+            }
+            _ => compare(&value, *cmp, literal),
+        })
+    })
+}
+
+/// Whether the fields line up with the slots (`...` takes any number).
+fn delimited_match(slots: &[Slot], fields: &[&str]) -> bool {
+    // reachable[j]: the slots so far can consume exactly the first j fields.
+    let mut reachable = vec![false; fields.len() + 1];
+    reachable[0] = true;
+    for slot in slots {
+        let mut next = vec![false; fields.len() + 1];
+        match slot {
+            Slot::Any => {
+                let mut seen = false;
+                for j in 0..=fields.len() {
+                    seen |= reachable[j];
+                    next[j] = seen;
+                }
+            }
+            Slot::Field(conditions) => {
+                for j in 0..fields.len() {
+                    if reachable[j] && slot_matches(conditions, fields[j]) {
+                        next[j + 1] = true;
+                    }
+                }
+            }
+        }
+        reachable = next;
+    }
+    reachable[fields.len()]
+}
+
 /// A JSON-style number (`-12`, `3.5`, `1e3`), not `inf`, `nan` or `0x1`.
 fn number(word: &str) -> Option<f64> {
     let body = word.strip_prefix('-').unwrap_or(word);
@@ -749,6 +960,8 @@ mod tests {
         assert!(m("%AUTHORIZED%", "[ERROR 401] UNAUTHORIZED REQUEST"));
         assert!(m("%colou?r%", "the color red"));
         assert!(!m("%^colou?r%", "the color red"));
+        assert!(m("%POST /[a-z]% -DEBUG", "POST /y done"));
+        assert!(m("100%", "100% done"), "a lone % is text");
         invalid("%(%");
     }
 
@@ -759,7 +972,76 @@ mod tests {
         invalid("\"unterminated");
         invalid("\"\"");
         invalid("ab\"cd\"");
-        invalid("[a, b]");
+    }
+
+    const ACCESS: &str =
+        r#"127.0.0.1 - frank [10/Oct/2000:13:25:15 -0700] "GET /apache_pb.gif HTTP/1.0" 404 1534"#;
+
+    #[test]
+    fn space_delimited_fields_and_ellipsis() {
+        assert!(m(
+            "[ip, user, username, timestamp, request, status_code, bytes]",
+            ACCESS
+        ));
+        assert!(
+            !m(
+                "[ip, user, username, timestamp, request, status_code]",
+                ACCESS
+            ),
+            "count must agree"
+        );
+        assert!(m("[..., status_code, bytes]", ACCESS));
+        assert!(m("[ip, ...]", ACCESS));
+        assert!(m("[ip, ..., bytes]", ACCESS));
+        assert!(m("[...]", ACCESS));
+        assert!(m("[ip = 127.0.0.1, ...]", ACCESS));
+        assert!(m(r#"[ip, user, username = "frank", ...]"#, ACCESS));
+        assert!(
+            m(
+                "[ip, user, username, timestamp = 10/Oct/2000*, ...]",
+                ACCESS
+            ),
+            "brackets group a field"
+        );
+        assert!(
+            m(
+                r#"[ip, user, username, timestamp, request = "GET *gif*", ...]"#,
+                ACCESS
+            ),
+            "quotes group a field"
+        );
+        assert!(m("[..., status_code = 4*, bytes]", ACCESS));
+        assert!(!m("[..., status_code = 5*, bytes]", ACCESS));
+        assert!(m(
+            "[..., status_code = 5* || status_code = 4*, bytes]",
+            ACCESS
+        ));
+        assert!(m(
+            "[..., status_code >= 400 && status_code < 500, bytes > 1000]",
+            ACCESS
+        ));
+        assert!(!m("[..., status_code != 404, bytes]", ACCESS));
+        assert!(m("[w1 = ERROR, ...]", "ERROR something broke"));
+        assert!(!m("[w1 = ERROR, ...]", "INFO fine ERROR"));
+        assert!(m("[w1, w2]", "a  b"));
+        assert!(!m("[w1, w2]", ""));
+    }
+
+    #[test]
+    fn invalid_space_delimited_patterns() {
+        for p in [
+            "[a, b",
+            "[]",
+            "[a = ]",
+            "[a b]",
+            "[a, b > x]",
+            "[a = 1 && b = 2]",
+            "[a = 1 ||]",
+            "[= 1]",
+            r#"[a = "x]"#,
+        ] {
+            invalid(p);
+        }
     }
 
     const DOC: &str = r#"{"eventType":"UpdateTrail","user":{"id":1,"name":"John"},

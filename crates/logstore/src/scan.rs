@@ -173,9 +173,9 @@ pub struct Scanner<'a> {
     spec: ScanSpec,
     heap: BinaryHeap<Reverse<Entry>>,
     conns: HashMap<SegmentId, Connection>,
-    /// Events looked at (emitted or skipped), for the caller's budget.
+    /// Events returned so far, for the caller's budget.
     pub examined: usize,
-    /// The key of the last event looked at.
+    /// The key of the last event returned.
     pub last_key: Option<EventKey>,
 }
 
@@ -258,10 +258,13 @@ impl<'a> Scanner<'a> {
                         self.heap.clear();
                         return Ok(None);
                     }
-                    self.examined += 1;
-                    self.last_key = Some(key);
                     let in_range = key.ts >= self.spec.lower && key.ts <= self.spec.upper;
                     let emit = in_range && self.past_start(key);
+                    if emit {
+                        // Skipping up to the resume point is not progress.
+                        self.examined += 1;
+                        self.last_key = Some(key);
+                    }
                     let message = if emit {
                         Some(event.message.clone())
                     } else {

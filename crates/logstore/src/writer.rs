@@ -19,7 +19,7 @@
 //! When idle, the writer deletes the frames of deleted streams, a few at a
 //! time, so a deleted stream's data does not wait for retention.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
@@ -30,7 +30,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 use tracing::{debug, error, trace, warn};
 
-use crate::catalog::{Catalog, GroupId, SegmentId, StreamId};
+use crate::catalog::{Catalog, Change, GroupId, SegmentId, StreamId};
 use crate::clock::Clock;
 use crate::commands::{Command, Limits, Outcome, PendingFrame, Round};
 use crate::error::{LogsError, StoreError};
@@ -71,6 +71,9 @@ pub struct Writer {
     writers: HashMap<SegmentId, (GroupId, Connection)>,
     /// Set after an idle purge step failed: retry later, not in a loop.
     purge_backoff: bool,
+    /// Groups with deleted streams whose frames remain, so finding purge
+    /// work does not walk every group on every round.
+    purging: HashSet<GroupId>,
 }
 
 impl Writer {
@@ -86,11 +89,17 @@ impl Writer {
         Writer {
             shared,
             meta,
-            working,
             limits,
             max_round_requests,
             max_round_bytes,
             queue,
+            purging: working
+                .groups
+                .values()
+                .filter(|g| !g.info.purging.is_empty())
+                .map(|g| g.info.id)
+                .collect(),
+            working,
             writers: HashMap::new(),
             purge_backoff: false,
         }
@@ -207,7 +216,21 @@ impl Writer {
         Ok(())
     }
 
-    fn publish(&self, round: &Round) {
+    fn publish(&mut self, round: &Round) {
+        for change in round.changes.iter() {
+            match change {
+                Change::Group(info) if !info.purging.is_empty() => {
+                    self.purging.insert(info.id);
+                }
+                Change::Group(info) => {
+                    self.purging.remove(&info.id);
+                }
+                Change::GroupDeleted(id) => {
+                    self.purging.remove(id);
+                }
+                _ => {}
+            }
+        }
         let mut published = self.shared.published.write();
         for change in round.changes.iter() {
             published.apply(change);
@@ -250,8 +273,7 @@ impl Writer {
             }
         }
         if self.writers.len() > MAX_OPEN_SEGMENTS {
-            let active: std::collections::HashSet<SegmentId> =
-                round.frames.iter().map(|f| f.segment).collect();
+            let active: HashSet<SegmentId> = round.frames.iter().map(|f| f.segment).collect();
             self.writers.retain(|seg, _| active.contains(seg));
         }
     }
@@ -283,11 +305,12 @@ impl Writer {
     }
 
     fn purge_work(&self) -> Option<(GroupId, StreamId, SegmentId)> {
-        self.working.groups.values().find_map(|g| {
+        self.purging.iter().find_map(|id| {
+            let g = self.working.groups.get(id)?;
             g.info
                 .purging
                 .iter()
-                .find_map(|(stream, segs)| segs.first().map(|seg| (g.info.id, *stream, *seg)))
+                .find_map(|(stream, segs)| segs.first().map(|seg| (*id, *stream, *seg)))
         })
     }
 

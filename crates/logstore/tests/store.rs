@@ -1217,3 +1217,209 @@ async fn concurrent_writers_and_readers() {
         );
     }
 }
+
+/// A selective pattern over many events: pages stop at the scan budget
+/// with a token (possibly empty, as AWS allows), and paging finds all.
+#[tokio::test]
+async fn filter_pages_stop_at_the_scan_budget_and_resume() {
+    let f = open_with(StoreOptions {
+        filter_scan_budget: 50,
+        ..Default::default()
+    });
+    let s = &f.store;
+    group(s, "g").await;
+    s.create_log_stream(&scope(), "g", "s").await.unwrap();
+    let events: Vec<(i64, String)> = (0..300)
+        .map(|i| {
+            (
+                NOW - 1000 + i,
+                if i % 100 == 99 {
+                    format!("needle {i}")
+                } else {
+                    format!("hay {i}")
+                },
+            )
+        })
+        .collect();
+    let refs: Vec<(i64, &str)> = events.iter().map(|(t, m)| (*t, m.as_str())).collect();
+    put(s, "g", "s", &refs).await;
+    let mut found = Vec::new();
+    let mut pages = 0;
+    let mut token = None;
+    loop {
+        let page = filter(
+            s,
+            FilterLogEventsRequest {
+                log_group_name: Some("g".into()),
+                filter_pattern: Some("needle".into()),
+                next_token: token.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+        pages += 1;
+        found.extend(page.events.into_iter().map(|e| e.message));
+        token = page.next_token;
+        if token.is_none() || pages > 100 {
+            break;
+        }
+    }
+    assert_eq!(found, ["needle 99", "needle 199", "needle 299"]);
+    assert!(pages >= 6, "300 events at 50 a page: {pages} pages");
+}
+
+#[tokio::test]
+async fn get_log_events_pages_hold_at_most_one_megabyte() {
+    let f = open();
+    let s = &f.store;
+    group(s, "g").await;
+    s.create_log_stream(&scope(), "g", "s").await.unwrap();
+    let big = "x".repeat(100_000);
+    for i in 0..3 {
+        let events: Vec<(i64, &str)> = (0..8)
+            .map(|j| (NOW - 100 + i * 10 + j, big.as_str()))
+            .collect();
+        put(s, "g", "s", &events).await;
+    }
+    let page = get(
+        s,
+        GetLogEventsRequest {
+            start_from_head: Some(true),
+            ..get_req()
+        },
+    )
+    .await;
+    let bytes: usize = page.events.iter().map(|e| e.message.len() + 26).sum();
+    assert!(
+        bytes <= 1_048_576 && page.events.len() == 10,
+        "{} events, {bytes} bytes",
+        page.events.len()
+    );
+    let rest = get(
+        s,
+        GetLogEventsRequest {
+            start_from_head: Some(true),
+            next_token: Some(page.next_forward_token),
+            ..get_req()
+        },
+    )
+    .await;
+    assert_eq!(rest.events.len(), 10);
+}
+
+#[tokio::test]
+async fn describe_log_groups_by_identifiers_and_class() {
+    let f = open();
+    let s = &f.store;
+    group(s, "a").await;
+    group(s, "b").await;
+    s.create_log_group(
+        &scope(),
+        CreateLogGroupRequest {
+            log_group_name: "ia".into(),
+            log_group_class: Some(LogGroupClass::InfrequentAccess),
+            kms_key_id: Some("arn:aws:kms:us-east-1:123456789012:key/1".into()),
+            tags: Some([("k".to_string(), "v".to_string())].into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let out = s
+        .describe_log_groups(
+            &scope(),
+            &DescribeLogGroupsRequest {
+                log_group_identifiers: Some(vec![
+                    "a".into(),
+                    "arn:aws:logs:us-east-1:123456789012:log-group:ia".into(),
+                    "missing".into(),
+                ]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let names: Vec<_> = out
+        .log_groups
+        .iter()
+        .map(|g| g.log_group_name.as_str())
+        .collect();
+    assert_eq!(names, ["a", "ia"]);
+    assert_eq!(
+        out.log_groups[1].kms_key_id.as_deref(),
+        Some("arn:aws:kms:us-east-1:123456789012:key/1")
+    );
+    let ia = s
+        .describe_log_groups(
+            &scope(),
+            &DescribeLogGroupsRequest {
+                log_group_class: Some(LogGroupClass::Essentials),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        ia.log_groups.len(),
+        1,
+        "INFREQUENT_ACCESS and ESSENTIALS go together"
+    );
+    assert_eq!(s.list_tags_log_group(&scope(), "ia").unwrap().len(), 1);
+    let e = s
+        .create_log_group(
+            &scope(),
+            CreateLogGroupRequest {
+                log_group_name: "aws/reserved".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "InvalidParameterException");
+}
+
+#[tokio::test]
+async fn space_delimited_and_regex_patterns_through_filter() {
+    let f = open();
+    let s = &f.store;
+    group(s, "g").await;
+    s.create_log_stream(&scope(), "g", "s").await.unwrap();
+    put(
+        s,
+        "g",
+        "s",
+        &[
+            (
+                NOW - 3,
+                r#"10.0.0.1 - - [06/Dec/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 512"#,
+            ),
+            (
+                NOW - 2,
+                r#"10.0.0.2 - - [06/Dec/2026:10:00:01 +0000] "GET /x HTTP/1.1" 404 10"#,
+            ),
+            (
+                NOW - 1,
+                r#"10.0.0.3 - - [06/Dec/2026:10:00:02 +0000] "POST /y HTTP/1.1" 503 0"#,
+            ),
+        ],
+    )
+    .await;
+    let errors = filter(
+        s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            filter_pattern: Some("[ip, ident, user, time, request, status >= 400, bytes]".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(errors.events.len(), 2);
+    let posts = filter(
+        s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            filter_pattern: Some("%POST /[a-z]%".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(posts.events.len(), 1);
+}
