@@ -699,8 +699,8 @@ fn parse_delimited(chars: &[char], open: usize) -> Result<Vec<Slot>, PatternErro
     let mut items = Vec::new();
     let mut start = open + 1;
     let mut quoted = false;
-    for i in open + 1..close {
-        match chars[i] {
+    for (i, &c) in chars.iter().enumerate().take(close).skip(open + 1) {
+        match c {
             '"' => quoted = !quoted,
             '\\' if quoted => {}
             ',' if !quoted => {
