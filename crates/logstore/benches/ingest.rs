@@ -4,9 +4,10 @@
 //! 1. the fsync cost of the temp directory's disk, for scale;
 //! 2. lines/s from one writer sending agent-sized batches (10,000 lines,
 //!    under 1 MiB) to one stream, and the PutLogEvents latency;
-//! 3. lines/s from many concurrent streams (several groups), with
-//!    meanwhile: the write-to-searchable latency (a marker line appended,
-//!    then FilterLogEvents polled until it returns it), and the latency of
+//! 3. lines/s from many concurrent streams (several groups), flat out and
+//!    then paced at the target of 100,000 lines/s, with meanwhile:
+//!    the write-to-searchable latency (a marker line appended, then
+//!    FilterLogEvents polled until it returns it), and the latency of
 //!    tail-like FilterLogEvents and GetLogEvents calls;
 //! 4. the same lines appended to a plain file with one fdatasync per
 //!    batch: the floor any durable shipper pays (Fluent Bit and Vector are
@@ -143,8 +144,9 @@ fn main() {
     let store = LogStore::open(dir.path()).unwrap();
 
     runtime.block_on(single_writer(&store, phase));
-    runtime.block_on(concurrent(&store, phase, 4, 8, 1000));
-    runtime.block_on(concurrent(&store, phase, 4, 8, LINES_PER_BATCH));
+    runtime.block_on(concurrent(&store, phase, 4, 8, 1000, None));
+    runtime.block_on(concurrent(&store, phase, 4, 8, LINES_PER_BATCH, None));
+    runtime.block_on(concurrent(&store, phase, 4, 8, 1000, Some(100_000)));
     let bytes: u64 = store
         .describe_log_groups(&scope(), &Default::default())
         .unwrap()
@@ -185,12 +187,23 @@ async fn concurrent(
     groups: usize,
     per_group: usize,
     batch_lines: usize,
+    lines_per_second: Option<u64>,
 ) {
     let streams = groups * per_group;
+    let pace = match lines_per_second {
+        Some(rate) => format!("paced at {rate} lines/s in total"),
+        None => "flat out".to_string(),
+    };
     println!(
-        "\n{streams} streams in {groups} groups, {batch_lines} lines per PutLogEvents, all at once; meanwhile probes and readers:"
+        "\n{streams} streams in {groups} groups, {batch_lines} lines per PutLogEvents, {pace}; meanwhile probes and readers:"
     );
-    let tag = format!("c{batch_lines}");
+    // Each stream sends one batch per interval to make up the total rate.
+    let interval = lines_per_second
+        .map(|rate| Duration::from_secs_f64(batch_lines as f64 * streams as f64 / rate as f64));
+    let tag = format!(
+        "c{batch_lines}{}",
+        lines_per_second.map_or(String::new(), |r| format!("r{r}"))
+    );
     for g in 0..groups {
         let names: Vec<String> = (0..per_group).map(|s| format!("task/{s}")).collect();
         setup(store, &format!("{tag}-{g}"), &names).await;
@@ -209,7 +222,15 @@ async fn concurrent(
                 let stream = format!("task/{s}");
                 let mut n = 0u64;
                 let mut latencies = Vec::new();
+                let mut ticker = interval.map(|i| {
+                    let mut t = tokio::time::interval(i);
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                });
                 while !stop.load(Ordering::Relaxed) {
+                    if let Some(t) = &mut ticker {
+                        t.tick().await;
+                    }
                     let events = batch(g * 100 + s, n, batch_lines);
                     latencies.push(put(&store, &group, &stream, events).await);
                     n += batch_lines as u64;

@@ -201,9 +201,31 @@ impl Writer {
                 })
                 .push(frame);
         }
-        for (group, seg) in order {
-            let conn = self.writer_for(group, seg)?;
-            segment::insert_frames(conn, &by_segment[&seg])?;
+        for &(group, seg) in &order {
+            self.writer_for(group, seg)?;
+        }
+        if order.len() == 1 {
+            let conn = &mut self.writers.get_mut(&order[0].1).expect("opened above").1;
+            segment::insert_frames(conn, &by_segment[&order[0].1])?;
+        } else {
+            // Each segment is its own file and fsync: commit them side by
+            // side, so a round waits for about one sync, not one per group.
+            let segments: Vec<(&mut Connection, &Vec<&PendingFrame>)> = self
+                .writers
+                .iter_mut()
+                .filter_map(|(seg, (_, conn))| by_segment.get(seg).map(|frames| (conn, frames)))
+                .collect();
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = segments
+                    .into_iter()
+                    .map(|(conn, frames)| scope.spawn(move || segment::insert_frames(conn, frames)))
+                    .collect();
+                handles.into_iter().try_for_each(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(StoreError::Corrupt("segment commit thread panicked".into()))
+                    })
+                })
+            })?;
         }
         meta::persist(
             &mut self.meta,

@@ -28,6 +28,12 @@ fn stream_name(round: usize, s: usize) -> String {
     format!("r{round}/s{s}")
 }
 
+/// Streams are spread over two groups, so that a round commits two
+/// segment files and a kill can fall between them.
+fn group_name(s: usize) -> String {
+    format!("crash-{}", s % 2)
+}
+
 /// Batch `n` of a stream: the same events every time it is built.
 fn batch(base: i64, s: usize, n: usize) -> Vec<InputLogEvent> {
     (0..EVENTS)
@@ -55,23 +61,20 @@ fn crash_child() {
         .unwrap();
     runtime.block_on(async move {
         let store = LogStore::open(std::path::Path::new(&dir)).unwrap();
-        match store
-            .create_log_group(
-                &scope(),
-                CreateLogGroupRequest {
-                    log_group_name: "crash".into(),
-                    ..Default::default()
-                },
-            )
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if e.code() == "ResourceAlreadyExistsException" => {}
-            Err(e) => panic!("{e}"),
+        for g in 0..2 {
+            let request = CreateLogGroupRequest {
+                log_group_name: group_name(g),
+                ..Default::default()
+            };
+            match store.create_log_group(&scope(), request).await {
+                Ok(()) => {}
+                Err(e) if e.code() == "ResourceAlreadyExistsException" => {}
+                Err(e) => panic!("{e}"),
+            }
         }
         for s in 0..STREAMS {
             store
-                .create_log_stream(&scope(), "crash", &stream_name(round, s))
+                .create_log_stream(&scope(), &group_name(s), &stream_name(round, s))
                 .await
                 .unwrap();
         }
@@ -88,7 +91,7 @@ fn crash_child() {
                             .put_log_events(
                                 &scope(),
                                 PutLogEventsRequest {
-                                    log_group_name: "crash".into(),
+                                    log_group_name: group_name(s),
                                     log_stream_name: stream_name(round, s),
                                     log_events: batch(base, s, n),
                                     sequence_token: token.clone(),
@@ -190,7 +193,7 @@ fn kill_9_loses_nothing_acknowledged_and_stores_nothing_twice() {
             let store = LogStore::open(dir.path()).unwrap();
             for s in 0..STREAMS {
                 let stream = stream_name(round, s);
-                let stored = read_stream(&store, &stream).await;
+                let stored = read_stream(&store, s, &stream).await;
                 let batches = whole_batches(&stored, s);
                 let last_acked = acked.get(&s).map(|(n, _)| *n);
                 if let Some(n) = last_acked {
@@ -212,7 +215,7 @@ fn kill_9_loses_nothing_acknowledged_and_stores_nothing_twice() {
                     .put_log_events(
                         &scope(),
                         PutLogEventsRequest {
-                            log_group_name: "crash".into(),
+                            log_group_name: group_name(s),
                             log_stream_name: stream.clone(),
                             log_events: batch(base, s, next),
                             sequence_token: token,
@@ -226,39 +229,41 @@ fn kill_9_loses_nothing_acknowledged_and_stores_nothing_twice() {
                         panic!("stream {s}: in-flight batch stored={stored}, resend gave {other:?}")
                     }
                 }
-                let stored = read_stream(&store, &stream).await;
+                let stored = read_stream(&store, s, &stream).await;
                 assert_eq!(
                     whole_batches(&stored, s),
                     next + 1,
                     "stream {s}: exactly once after resend"
                 );
             }
-            // Across the whole group: no event twice.
+            // Across each whole group: no event twice.
             let mut ids = HashSet::new();
             let mut messages = HashSet::new();
-            let mut token = None;
-            loop {
-                let page = store
-                    .filter_log_events(
-                        &scope(),
-                        FilterLogEventsRequest {
-                            log_group_name: Some("crash".into()),
-                            next_token: token.clone(),
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .unwrap();
-                for e in page.events {
-                    assert!(ids.insert(e.event_id), "duplicate event id");
-                    assert!(
-                        messages.insert((e.log_stream_name, e.message)),
-                        "duplicate event"
-                    );
-                }
-                token = page.next_token;
-                if token.is_none() {
-                    break;
+            for g in 0..2 {
+                let mut token = None;
+                loop {
+                    let page = store
+                        .filter_log_events(
+                            &scope(),
+                            FilterLogEventsRequest {
+                                log_group_name: Some(group_name(g)),
+                                next_token: token.clone(),
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .unwrap();
+                    for e in page.events {
+                        assert!(ids.insert(e.event_id), "duplicate event id");
+                        assert!(
+                            messages.insert((e.log_stream_name, e.message)),
+                            "duplicate event"
+                        );
+                    }
+                    token = page.next_token;
+                    if token.is_none() {
+                        break;
+                    }
                 }
             }
             store.close();
@@ -267,7 +272,7 @@ fn kill_9_loses_nothing_acknowledged_and_stores_nothing_twice() {
 }
 
 /// Every message of a stream, oldest first.
-async fn read_stream(store: &LogStore, stream: &str) -> Vec<String> {
+async fn read_stream(store: &LogStore, s: usize, stream: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -275,7 +280,7 @@ async fn read_stream(store: &LogStore, stream: &str) -> Vec<String> {
             .get_log_events(
                 &scope(),
                 GetLogEventsRequest {
-                    log_group_name: Some("crash".into()),
+                    log_group_name: Some(group_name(s)),
                     log_stream_name: stream.into(),
                     start_from_head: Some(true),
                     next_token: token.clone(),
