@@ -80,6 +80,9 @@ struct Inner {
     queue: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     reads: Semaphore,
+    /// Batches being hashed and compressed at once: bounded, so a flood of
+    /// writes cannot crowd readers off the CPU.
+    encodes: Semaphore,
     options: StoreOptions,
 }
 
@@ -172,6 +175,9 @@ impl LogStore {
                 queue: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(handle)),
                 reads: Semaphore::new(options.concurrent_reads.max(1)),
+                encodes: Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                ),
                 options,
             }),
         })
@@ -473,6 +479,12 @@ impl LogStore {
         // Hashing and compressing a large batch takes milliseconds: not on
         // a runtime thread, and not on the writer's.
         let (hash, frame, events) = if bytes >= 64 << 10 {
+            let _slot = self
+                .inner
+                .encodes
+                .acquire()
+                .await
+                .map_err(|_| LogsError::from(StoreError::Closed))?;
             tokio::task::spawn_blocking(move || {
                 (
                     codec::batch_hash(&events),
