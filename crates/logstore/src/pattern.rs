@@ -1168,6 +1168,17 @@ mod tests {
             if let Ok(p) = FilterPattern::parse(&pattern) {
                 let _ = p.matches(&message);
                 let _ = p.matches(DOC);
+                let _ = p.matches(ACCESS);
+            }
+        }
+
+        /// Any Unicode at all, in patterns and messages.
+        #[test]
+        fn never_panics_on_any_text(pattern in "\\PC{0,40}", message in "\\PC{0,40}") {
+            for p in [pattern.clone(), format!("{{{pattern}}}"), format!("[{pattern}]"), format!("%{pattern}%")] {
+                if let Ok(p) = FilterPattern::parse(&p) {
+                    let _ = p.matches(&message);
+                }
             }
         }
     }

@@ -429,7 +429,10 @@ impl<'a> Scanner<'a> {
 impl Drop for Scanner<'_> {
     fn drop(&mut self) {
         for (seg, conn) in self.conns.drain() {
-            self.pool.give_back(seg, conn);
+            // A segment deleted during the scan is not pooled again.
+            if segment::path(self.root, self.spec.group, seg).exists() {
+                self.pool.give_back(seg, conn);
+            }
         }
     }
 }

@@ -1423,3 +1423,179 @@ async fn space_delimited_and_regex_patterns_through_filter() {
     .await;
     assert_eq!(posts.events.len(), 1);
 }
+
+mod model {
+    //! Random batches over several streams and segments, read back every
+    //! way, against a sorted list.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    struct Batch {
+        stream: usize,
+        start: i64,
+        count: usize,
+        step: i64,
+        roll: bool,
+    }
+
+    fn batches() -> impl Strategy<Value = Vec<Batch>> {
+        proptest::collection::vec(
+            (
+                0usize..3,
+                0i64..400,
+                1usize..12,
+                0i64..30,
+                proptest::bool::weighted(0.2),
+            )
+                .prop_map(|(stream, start, count, step, roll)| Batch {
+                    stream,
+                    start,
+                    count,
+                    step,
+                    roll,
+                }),
+            1..25,
+        )
+    }
+
+    /// (timestamp, stream, message) in the order readers must return them.
+    type Event = (i64, usize, String);
+
+    async fn all_filter(s: &LogStore, req: FilterLogEventsRequest) -> Vec<FilteredLogEvent> {
+        let mut out = Vec::new();
+        let mut token = None;
+        for _ in 0..1000 {
+            let page = s
+                .filter_log_events(
+                    &scope(),
+                    FilterLogEventsRequest {
+                        next_token: token.clone(),
+                        ..req.clone()
+                    },
+                )
+                .await
+                .unwrap();
+            out.extend(page.events);
+            token = page.next_token;
+            if token.is_none() {
+                return out;
+            }
+        }
+        panic!("paging did not end");
+    }
+
+    async fn all_get(s: &LogStore, stream: &str, limit: i32, forward: bool) -> Vec<String> {
+        let req = GetLogEventsRequest {
+            log_group_name: Some("g".into()),
+            log_stream_name: stream.into(),
+            limit: Some(limit),
+            start_from_head: Some(forward),
+            ..Default::default()
+        };
+        let mut pages: Vec<Vec<String>> = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..1000 {
+            let page = s
+                .get_log_events(
+                    &scope(),
+                    GetLogEventsRequest {
+                        next_token: token.clone(),
+                        ..req.clone()
+                    },
+                )
+                .await
+                .unwrap();
+            let next = if forward {
+                page.next_forward_token
+            } else {
+                page.next_backward_token
+            };
+            pages.push(page.events.into_iter().map(|e| e.message).collect());
+            if token.as_deref() == Some(next.as_str()) {
+                if !forward {
+                    pages.reverse();
+                }
+                return pages.concat();
+            }
+            token = Some(next);
+        }
+        panic!("paging did not end");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn every_read_agrees_with_a_sorted_model(batches in batches(), limit in 1i32..9, window in (0i64..700, 0i64..700)) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let f = open_with(StoreOptions {
+                    segment_duration: Duration::from_secs(1),
+                    ..Default::default()
+                });
+                let s = &f.store;
+                group(s, "g").await;
+                for i in 0..3 {
+                    s.create_log_stream(&scope(), "g", &format!("s{i}")).await.unwrap();
+                }
+                let mut model: Vec<Event> = Vec::new();
+                for (b, batch) in batches.iter().enumerate() {
+                    if batch.roll {
+                        f.clock.advance(2_000); // the next batch opens a new segment
+                    }
+                    let events: Vec<(i64, String)> = (0..batch.count)
+                        .map(|i| (NOW - 1000 + batch.start + i as i64 * batch.step, format!("b{b} e{i}")))
+                        .collect();
+                    let refs: Vec<(i64, &str)> = events.iter().map(|(t, m)| (*t, m.as_str())).collect();
+                    put(s, "g", &format!("s{}", batch.stream), &refs).await;
+                    model.extend(events.into_iter().map(|(t, m)| (t, batch.stream, m)));
+                }
+                // Sequence numbers follow put order, so a stable sort by
+                // timestamp is the readers' (timestamp, sequence) order.
+                model.sort_by_key(|e| e.0);
+                let msgs = |events: &[Event]| events.iter().map(|e| e.2.clone()).collect::<Vec<_>>();
+
+                let got = all_filter(s, FilterLogEventsRequest {
+                    log_group_name: Some("g".into()),
+                    limit: Some(limit),
+                    ..Default::default()
+                })
+                .await;
+                assert_eq!(got.iter().map(|e| e.message.clone()).collect::<Vec<_>>(), msgs(&model));
+                let ids: HashSet<_> = got.iter().map(|e| &e.event_id).collect();
+                assert_eq!(ids.len(), model.len());
+
+                let newest = all_filter(s, FilterLogEventsRequest {
+                    log_group_name: Some("g".into()),
+                    limit: Some(limit),
+                    start_from_head: Some(false),
+                    ..Default::default()
+                })
+                .await;
+                let mut reversed = msgs(&model);
+                reversed.reverse();
+                assert_eq!(newest.iter().map(|e| e.message.clone()).collect::<Vec<_>>(), reversed);
+
+                let (a, b) = (NOW - 1000 + window.0.min(window.1), NOW - 1000 + window.0.max(window.1));
+                let windowed = all_filter(s, FilterLogEventsRequest {
+                    log_group_name: Some("g".into()),
+                    log_stream_names: Some(vec!["s1".into()]),
+                    start_time: Some(a),
+                    end_time: Some(b),
+                    limit: Some(limit),
+                    ..Default::default()
+                })
+                .await;
+                let expected: Vec<Event> = model.iter().filter(|e| e.1 == 1 && e.0 >= a && e.0 <= b).cloned().collect();
+                assert_eq!(windowed.iter().map(|e| e.message.clone()).collect::<Vec<_>>(), msgs(&expected));
+
+                for stream in 0..3 {
+                    let expected: Vec<Event> = model.iter().filter(|e| e.1 == stream).cloned().collect();
+                    let name = format!("s{stream}");
+                    assert_eq!(all_get(s, &name, limit, true).await, msgs(&expected), "forward {name}");
+                    assert_eq!(all_get(s, &name, limit, false).await, msgs(&expected), "backward {name}");
+                }
+            });
+        }
+    }
+}
