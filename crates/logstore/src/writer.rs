@@ -42,6 +42,8 @@ use crate::segment;
 const PURGE_BATCH: usize = 256;
 /// Writer connections kept open beyond the ones a round uses.
 const MAX_OPEN_SEGMENTS: usize = 128;
+/// Segment files a round commits at once (one thread each).
+const MAX_PARALLEL_COMMITS: usize = 16;
 
 /// What the store's handle and the writer share.
 pub struct Shared {
@@ -210,22 +212,29 @@ impl Writer {
         } else {
             // Each segment is its own file and fsync: commit them side by
             // side, so a round waits for about one sync, not one per group.
-            let segments: Vec<(&mut Connection, &Vec<&PendingFrame>)> = self
+            let mut segments: Vec<(&mut Connection, &Vec<&PendingFrame>)> = self
                 .writers
                 .iter_mut()
                 .filter_map(|(seg, (_, conn))| by_segment.get(seg).map(|frames| (conn, frames)))
                 .collect();
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = segments
-                    .into_iter()
-                    .map(|(conn, frames)| scope.spawn(move || segment::insert_frames(conn, frames)))
+            while !segments.is_empty() {
+                let wave: Vec<_> = segments
+                    .drain(..segments.len().min(MAX_PARALLEL_COMMITS))
                     .collect();
-                handles.into_iter().try_for_each(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(StoreError::Corrupt("segment commit thread panicked".into()))
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = wave
+                        .into_iter()
+                        .map(|(conn, frames)| {
+                            scope.spawn(move || segment::insert_frames(conn, frames))
+                        })
+                        .collect();
+                    handles.into_iter().try_for_each(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(StoreError::Corrupt("segment commit thread panicked".into()))
+                        })
                     })
-                })
-            })?;
+                })?;
+            }
         }
         meta::persist(
             &mut self.meta,
