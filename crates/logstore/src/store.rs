@@ -147,6 +147,8 @@ impl LogStore {
             published: RwLock::new(catalog.clone()),
             readers: ReaderPool::new(options.reader_pool_size),
             clock,
+            #[cfg(test)]
+            fail_next_commit: Default::default(),
         });
         let limits = Limits {
             max_groups_per_scope: options.max_log_groups_per_scope,
@@ -628,5 +630,157 @@ fn remove_path(path: &Path) -> std::io::Result<()> {
         fs::remove_dir_all(path)
     } else {
         fs::remove_file(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::sync::atomic::Ordering;
+
+    const NOW: i64 = 1_750_000_000_000;
+
+    fn frames_in(dir: &Path) -> usize {
+        let mut count = 0;
+        for group in fs::read_dir(segment::segments_dir(dir)).unwrap() {
+            for file in fs::read_dir(group.unwrap().path()).unwrap() {
+                let path = file.unwrap().path();
+                if path.extension().is_some_and(|e| e == "db") {
+                    let conn = rusqlite::Connection::open(&path).unwrap();
+                    count += conn
+                        .query_row("SELECT count(*) FROM frames", [], |r| r.get::<_, i64>(0))
+                        .unwrap() as usize;
+                }
+            }
+        }
+        count
+    }
+
+    /// A round whose metadata commit fails after its frames reached the
+    /// segment files: every caller gets ServiceUnavailable, nothing of the
+    /// round is visible or kept, and the store carries on (the sequence
+    /// numbers the round used are used again without conflict).
+    #[tokio::test]
+    async fn a_failed_round_is_undone_and_the_store_carries_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(NOW));
+        let options = StoreOptions {
+            segment_duration: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let store = LogStore::open_with(dir.path(), options, clock.clone()).unwrap();
+        let scope = Scope::new("123456789012", "us-east-1");
+        for g in ["a", "b"] {
+            store
+                .create_log_group(
+                    &scope,
+                    CreateLogGroupRequest {
+                        log_group_name: g.into(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            store.create_log_stream(&scope, g, "s").await.unwrap();
+        }
+        let put = |group: &str, message: &str, token: Option<String>| PutLogEventsRequest {
+            log_group_name: group.into(),
+            log_stream_name: "s".into(),
+            log_events: vec![InputLogEvent::new(NOW, message)],
+            sequence_token: token,
+        };
+        let first = store
+            .put_log_events(&scope, put("a", "kept", None))
+            .await
+            .unwrap();
+        assert_eq!(frames_in(dir.path()), 1);
+
+        // The failing round also rolls group a to a new segment file.
+        clock.advance(2 * 3_600_000);
+        let group_a = store
+            .inner
+            .shared
+            .published
+            .read()
+            .group(&scope, "a")
+            .unwrap()
+            .info
+            .id;
+        let files = || {
+            fs::read_dir(segment::group_dir(dir.path(), group_a))
+                .unwrap()
+                .filter(|f| {
+                    f.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|e| e == "db")
+                })
+                .count()
+        };
+        let before = files();
+        store
+            .inner
+            .shared
+            .fail_next_commit
+            .store(true, Ordering::SeqCst);
+        let e = store
+            .put_log_events(&scope, put("a", "lost", first.next_sequence_token.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "ServiceUnavailableException");
+        assert_eq!(
+            frames_in(dir.path()),
+            1,
+            "the failed round's frame is deleted"
+        );
+        assert_eq!(files(), before, "and its new segment file");
+
+        // The token did not advance; the same request now succeeds.
+        let retry = store
+            .put_log_events(
+                &scope,
+                put("a", "retried", first.next_sequence_token.clone()),
+            )
+            .await
+            .unwrap();
+        store
+            .put_log_events(&scope, put("b", "other group", None))
+            .await
+            .unwrap();
+        assert_ne!(retry.next_sequence_token, first.next_sequence_token);
+        let got = store
+            .filter_log_events(
+                &scope,
+                FilterLogEventsRequest {
+                    log_group_name: Some("a".into()),
+                    start_time: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let messages: Vec<_> = got.events.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(messages, ["kept", "retried"]);
+        store.close();
+
+        // And a reopen agrees.
+        let store = LogStore::open(dir.path()).unwrap();
+        let streams = store
+            .describe_log_streams(
+                &scope,
+                &DescribeLogStreamsRequest {
+                    log_group_name: Some("a".into()),
+
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            streams.log_streams[0].upload_sequence_token,
+            retry.next_sequence_token
+        );
+        assert_eq!(frames_in(dir.path()), 3);
     }
 }

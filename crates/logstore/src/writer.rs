@@ -52,6 +52,10 @@ pub struct Shared {
     pub published: RwLock<Catalog>,
     pub readers: ReaderPool,
     pub clock: Arc<dyn Clock>,
+    /// Makes the next metadata commit fail (after the segment commits),
+    /// to test recovery.
+    #[cfg(test)]
+    pub fail_next_commit: std::sync::atomic::AtomicBool,
 }
 
 pub struct Request {
@@ -168,10 +172,11 @@ impl Writer {
         if !round.is_empty() {
             if let Err(err) = self.commit(&round) {
                 error!(error = %err, requests = answers.len(), "log store round failed; failing its requests");
+                // Undo first, so that a caller's retry meets the durable state.
+                self.recover(&round);
                 for (reply, _) in answers {
                     let _ = reply.send(Err(LogsError::unavailable(&err)));
                 }
-                self.recover(&round);
                 return;
             }
             trace!(
@@ -235,6 +240,16 @@ impl Writer {
                     })
                 })?;
             }
+        }
+        #[cfg(test)]
+        if self
+            .shared
+            .fail_next_commit
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Corrupt(
+                "injected metadata commit failure".into(),
+            ));
         }
         meta::persist(
             &mut self.meta,
