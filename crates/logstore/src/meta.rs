@@ -74,11 +74,23 @@ COMMIT;
 const SCHEMA_VERSION: i64 = 1;
 
 /// Opens `path` for writing: WAL, and `synchronous = FULL` so that a
-/// commit is on disk when it returns.
+/// commit is on disk when it returns. The connection keeps an exclusive
+/// lock on the file for its whole life (only the writer ever opens it), so
+/// a second process opening the same store fails instead of interleaving
+/// its rounds with ours.
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    conn.busy_timeout(Duration::from_millis(500))?;
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy) => StoreError::Corrupt(format!(
+                "{}: the log store is open in another process",
+                path.display()
+            )),
+            _ => e.into(),
+        })?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Corrupt(format!(
             "{}: SQLite would not switch to WAL mode",

@@ -1599,3 +1599,17 @@ mod model {
         }
     }
 }
+
+#[test]
+fn a_store_opens_once_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = LogStore::open(dir.path()).unwrap();
+    let second = LogStore::open(dir.path());
+    let Err(LogsError::ServiceUnavailable { detail }) = second else {
+        panic!("a second open of the same directory must fail");
+    };
+    assert!(detail.contains("open in another process"), "{detail}");
+    first.close();
+    drop(first);
+    LogStore::open(dir.path()).unwrap();
+}
