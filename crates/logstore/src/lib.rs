@@ -44,10 +44,12 @@
 //! - *Readers never wait for the writer:* they read a catalog published
 //!   only after each commit (a short lock, never held across I/O) and the
 //!   segment files through their own connections (WAL snapshots).
-//! - *Throughput:* callers hash and compress their batch before queuing;
-//!   the writer takes every queued request into one round, so syncs are
-//!   shared by all waiting writers (one per touched segment plus one for
-//!   the metadata).
+//! - *Throughput:* callers hash and compress their batch before queuing
+//!   (on the blocking pool, a few at a time); the writer takes every queued
+//!   request into one round, so syncs are shared by all waiting writers: the
+//!   touched segments' side by side, then the metadata's.
+//! - *One process per store:* the writer holds an exclusive lock on
+//!   `meta.db`.
 //!
 //! # CloudWatch Logs semantics kept
 //!
