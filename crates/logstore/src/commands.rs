@@ -122,7 +122,7 @@ pub struct Round {
     /// Segments that stop taking writes (their writer connections close).
     pub sealed_segments: Vec<(GroupId, SegmentId)>,
     /// Directories and files to remove once the round is durable.
-    pub removed_groups: Vec<GroupId>,
+    pub removed_groups: Vec<(GroupId, Vec<SegmentId>)>,
     pub removed_segments: Vec<(GroupId, SegmentId)>,
 }
 
@@ -192,8 +192,9 @@ impl Catalog {
                         ),
                     });
                 }
+                let segments = self.groups[&id].segments.keys().copied().collect();
                 self.record(round, Change::GroupDeleted(id));
-                round.removed_groups.push(id);
+                round.removed_groups.push((id, segments));
                 Ok(Outcome::Done)
             }
             Command::PutRetention { scope, name, days } => {

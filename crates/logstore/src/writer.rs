@@ -293,16 +293,13 @@ impl Writer {
                 }
             }
         }
-        for &group in &round.removed_groups {
-            let segs: Vec<SegmentId> = self
-                .writers
-                .iter()
-                .filter(|(_, (g, _))| *g == group)
-                .map(|(s, _)| *s)
-                .collect();
-            for seg in segs {
-                self.writers.remove(&seg);
-                self.shared.readers.forget(seg);
+        for (group, segments) in &round.removed_groups {
+            let group = *group;
+            // Segments created in this round are not in the list; their
+            // writer connections are found by group.
+            self.writers.retain(|_, (g, _)| *g != group);
+            for seg in segments {
+                self.shared.readers.forget(*seg);
             }
             let dir = segment::group_dir(&self.shared.root, group);
             if let Err(e) = std::fs::remove_dir_all(&dir) {

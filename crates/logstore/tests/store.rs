@@ -1613,3 +1613,69 @@ fn a_store_opens_once_at_a_time() {
     drop(first);
     LogStore::open(dir.path()).unwrap();
 }
+
+#[tokio::test]
+async fn deleting_a_group_removes_its_files_and_a_namesake_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LogStore::open(dir.path()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    group(&s, "g").await;
+    s.create_log_stream(&scope(), "g", "s").await.unwrap();
+    put(&s, "g", "s", &[(now, "old life")]).await;
+    // Read once so that the readers' pool holds a connection to the segment.
+    let before = filter(
+        &s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(before.events.len(), 1);
+    let groups = || {
+        std::fs::read_dir(dir.path().join("segments"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(groups(), 1);
+    s.delete_log_group(&scope(), "g").await.unwrap();
+    assert_eq!(groups(), 0, "the group's directory is gone");
+    let e = s
+        .filter_log_events(
+            &scope(),
+            FilterLogEventsRequest {
+                log_group_name: Some("g".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "The specified log group does not exist.");
+    group(&s, "g").await;
+    s.create_log_stream(&scope(), "g", "s").await.unwrap();
+    put(&s, "g", "s", &[(now, "new life")]).await;
+    let after = filter(
+        &s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(messages_of(&after.events), ["new life"]);
+    s.close();
+    drop(s);
+    let s = LogStore::open(dir.path()).unwrap();
+    let again = filter(
+        &s,
+        FilterLogEventsRequest {
+            log_group_name: Some("g".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(again.events, after.events);
+}
