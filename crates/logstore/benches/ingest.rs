@@ -9,6 +9,7 @@
 //!    the write-to-searchable latency (a marker line appended, then
 //!    FilterLogEvents polled until it returns it), and the latency of
 //!    tail-like FilterLogEvents and GetLogEvents calls;
+//!    and many streams sending small batches (PutLogEvents calls/s);
 //! 4. the same lines appended to a plain file with one fdatasync per
 //!    batch: the floor any durable shipper pays (Fluent Bit and Vector are
 //!    not installable here to compare with).
@@ -147,6 +148,8 @@ fn main() {
     runtime.block_on(concurrent(&store, phase, 4, 8, 1000, None));
     runtime.block_on(concurrent(&store, phase, 4, 8, LINES_PER_BATCH, None));
     runtime.block_on(concurrent(&store, phase, 4, 8, 1000, Some(100_000)));
+    // Many small calls: what thousands of quiet containers look like.
+    runtime.block_on(concurrent(&store, phase, 16, 16, 10, None));
     let bytes: u64 = store
         .describe_log_groups(&scope(), &Default::default())
         .unwrap()
@@ -334,8 +337,9 @@ async fn concurrent(
     let elapsed = started.elapsed().as_secs_f64();
     let total = lines.load(Ordering::Relaxed);
     println!(
-        "  {:.0} lines/s durable ({total} lines in {elapsed:.1} s)",
-        total as f64 / elapsed
+        "  {:.0} lines/s durable ({total} lines in {elapsed:.1} s), {:.0} PutLogEvents/s",
+        total as f64 / elapsed,
+        put_latencies.len() as f64 / elapsed
     );
     summary("PutLogEvents", put_latencies);
     summary(
