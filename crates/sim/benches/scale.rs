@@ -140,7 +140,10 @@ async fn spawn_hosts(
 
 /// Every 200 ms while `on`: one CreateService of a task-less service and one
 /// DescribeServices, timed. Returns their latencies.
-async fn api_probe(client: Client, on: Arc<std::sync::atomic::AtomicBool>) -> (Vec<Duration>, Vec<Duration>) {
+async fn api_probe(
+    client: Client,
+    on: Arc<std::sync::atomic::AtomicBool>,
+) -> (Vec<Duration>, Vec<Duration>) {
     let (mut create, mut describe) = (Vec::new(), Vec::new());
     let mut n = 0;
     while on.load(std::sync::atomic::Ordering::Relaxed) {
@@ -153,11 +156,20 @@ async fn api_probe(client: Client, on: Arc<std::sync::atomic::AtomicBool>) -> (V
             ..Default::default()
         };
         let sent = Instant::now();
-        let _: ecs::CreateServiceResponse = client.call("CreateService", &req).await.expect("probe service");
+        let _: ecs::CreateServiceResponse = client
+            .call("CreateService", &req)
+            .await
+            .expect("probe service");
         create.push(sent.elapsed());
-        let req = ecs::DescribeServicesRequest { services: Some(vec![name]), ..Default::default() };
+        let req = ecs::DescribeServicesRequest {
+            services: Some(vec![name]),
+            ..Default::default()
+        };
         let sent = Instant::now();
-        let _: ecs::DescribeServicesResponse = client.call("DescribeServices", &req).await.expect("probe describe");
+        let _: ecs::DescribeServicesResponse = client
+            .call("DescribeServices", &req)
+            .await
+            .expect("probe describe");
         describe.push(sent.elapsed());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

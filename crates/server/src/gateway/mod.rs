@@ -39,7 +39,11 @@ pub struct Gateway {
 /// The runtime the sessions run on: two worker threads (the machine this is
 /// measured on has two cores; more threads only add switching).
 pub fn sessions_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("flotilla-sessions").enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("flotilla-sessions")
+        .enable_all()
+        .build()
 }
 
 /// The gateway's routes.
