@@ -208,10 +208,12 @@ impl Db {
                     [SCHEMA_VERSION],
                 )?;
             }
-            Some(v) if v > SCHEMA_VERSION => return Err(MetricsError::Internal(format!(
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(MetricsError::Internal(format!(
                 "{}: schema version {v} is newer than this Flotilla understands ({SCHEMA_VERSION})",
                 path.display()
-            ))),
+            )))
+            }
             Some(_) => {}
         }
         sync_parent_dir(path)?;

@@ -485,9 +485,11 @@ impl AlarmFilter {
         let limit = match input.max_records {
             None => 50,
             Some(n @ 1..=100) => n as usize,
-            Some(n) => return Err(MetricsError::invalid(format!(
+            Some(n) => {
+                return Err(MetricsError::invalid(format!(
                 "The value {n} for parameter MaxRecords is invalid. It must be between 1 and 100."
-            ))),
+            )))
+            }
         };
         let after = match &input.next_token {
             None => None,
