@@ -26,7 +26,10 @@
 //! - `meta(k, v)`: the tier floors (see `tiers`) and the schema version;
 //! - `series(id, account, region, namespace, name, dims, last_ts)`;
 //! - one table per tier partition (`raw_N`, `m1_N`, `m5_N`, `h1_N`) with
-//!   `(series, ts, unit, count, sum, min, max, dist)`;
+//!   `(series, ts, unit, count, sum, min, max, dist)`; `raw` rows also carry
+//!   `seq`, the batch that wrote them (raw rows are appended, the others
+//!   merged);
+//! - `meta` also holds `seq`, the last batch number.
 //! - `alarms(account, region, name, body)`: each alarm as JSON;
 //! - `history(id, account, region, alarm_name, alarm_type, ts, kind,
 //!   summary, data)`: alarm history, kept 30 days.
@@ -196,6 +199,9 @@ impl Db {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "cache_size", -16384)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // Checkpoints run on their own thread (see `Checkpointer`), not
+        // inside the writer's COMMIT, where they would stall every caller.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.set_prepared_statement_cache_capacity(256);
         conn.execute_batch(SCHEMA)?;
         let version: Option<i64> = conn
@@ -248,6 +254,10 @@ impl Db {
             conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM series", [], |r| {
                 r.get(0)
             })?;
+        let seq: i64 = conn
+            .query_row("SELECT v FROM meta WHERE k = 'seq'", [], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
         let tables = list_tables(&conn)?;
         info!(
             path = %path.display(),
@@ -259,13 +269,16 @@ impl Db {
             catalog: RwLock::new(catalog),
         });
         let (queue, jobs) = mpsc::channel();
+        let checkpointer = Checkpointer::start(path)?;
         let writer = Writer {
+            checkpointer,
             conn,
             jobs,
             shared: Arc::clone(&shared),
             floors,
             tables,
             next_series,
+            seq,
             deferred: None,
         };
         let handle = std::thread::Builder::new()
@@ -383,15 +396,48 @@ fn list_tables(conn: &Connection) -> Result<BTreeMap<Tier, BTreeSet<i64>>> {
     Ok(tables)
 }
 
-fn create_table_sql(table: &str) -> String {
+fn create_table_sql(tier: Tier, table: &str) -> String {
+    let (seq, key) = if tier == Tier::Raw {
+        ("seq INTEGER NOT NULL,", "series, ts, unit, seq")
+    } else {
+        ("", "series, ts, unit")
+    };
     format!(
         "CREATE TABLE IF NOT EXISTS {table} (
-            series INTEGER NOT NULL, ts INTEGER NOT NULL, unit INTEGER NOT NULL,
+            series INTEGER NOT NULL, ts INTEGER NOT NULL, unit INTEGER NOT NULL, {seq}
             count REAL NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
             dist BLOB,
-            PRIMARY KEY (series, ts, unit)
+            PRIMARY KEY ({key})
         ) WITHOUT ROWID"
     )
+}
+
+/// Appends a row to a `raw` table.
+fn append_row(
+    conn: &Connection,
+    table: &str,
+    key: (SeriesId, i64, i64),
+    seq: i64,
+    aggregate: &Aggregate,
+) -> Result<()> {
+    let mut insert = conn.prepare_cached(&format!(
+        "INSERT INTO {table} (series, ts, unit, seq, count, sum, min, max, dist)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    ))?;
+    let mut stored = aggregate.clone();
+    stored.compress();
+    insert.execute(params![
+        key.0,
+        key.1,
+        key.2,
+        seq,
+        stored.count,
+        stored.sum,
+        stored.min,
+        stored.max,
+        dist_to_blob(&stored.dist)
+    ])?;
+    Ok(())
 }
 
 /// Adds `aggregate` to the row (series, ts, unit) of `table`, creating it.
@@ -461,12 +507,15 @@ fn row_aggregate(first: usize) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Resul
 
 /// The writer thread's state.
 struct Writer {
+    checkpointer: Checkpointer,
     conn: Connection,
     jobs: mpsc::Receiver<Job>,
     shared: Arc<Shared>,
     floors: Floors,
     tables: BTreeMap<Tier, BTreeSet<i64>>,
     next_series: SeriesId,
+    /// The number of the last batch that appended `raw` rows.
+    seq: i64,
     /// A maintenance job drained while gathering a batch, run after it.
     deferred: Option<Job>,
 }
@@ -489,12 +538,14 @@ impl Writer {
                     Err(_) => break,
                 },
             };
+            self.checkpointer.restart_wal_if_due(&self.conn);
             if let Job::Maintain { now, reply } = first {
                 let result = self.maintain(now);
                 if let Err(e) = &result {
                     error!(error = %e, "metric store maintenance failed");
                 }
                 let _ = reply.send(result);
+                self.checkpointer.wake();
                 continue;
             }
             let mut batch = vec![first];
@@ -513,13 +564,16 @@ impl Writer {
                 }
             }
             self.commit_batch(batch);
+            self.checkpointer.wake();
         }
+        self.checkpointer.stop();
         debug!("metric store writer stopped: queue closed and empty");
     }
 
     fn commit_batch(&mut self, batch: Vec<Job>) {
         let tables_before = self.tables.clone();
         let next_series_before = self.next_series;
+        let seq_before = self.seq;
         let mut publish = Publish::default();
         let mut replies = Vec::with_capacity(batch.len());
         let mut work = Vec::with_capacity(batch.len());
@@ -575,6 +629,7 @@ impl Writer {
                 error!(error = %e, jobs = replies.len(), "metric store batch failed and was rolled back");
                 self.tables = tables_before;
                 self.next_series = next_series_before;
+                self.seq = seq_before;
                 for reply in replies {
                     let _ = reply.send(Err(MetricsError::Internal(e.to_string())));
                 }
@@ -624,9 +679,7 @@ impl Writer {
                             }
                         }
                     };
-                    let Some(tier) =
-                        crate::tiers::route(sample.ts, sample.high_resolution, &self.floors)
-                    else {
+                    let Some(tier) = crate::tiers::route(sample.ts, &self.floors) else {
                         warn!(
                             ts = sample.ts,
                             "sample older than every retained tier dropped"
@@ -660,10 +713,8 @@ impl Writer {
                     .new_series
                     .push((*id, scope.clone(), Arc::clone(metric), last_ts));
             }
+            // (New series are not in the catalog yet: their row has it.)
             for (id, ts) in &publish.touched {
-                if new_ids.values().any(|n| n == id) {
-                    continue;
-                }
                 if let Some(entry) = catalog.entry(*id) {
                     if *ts >= entry.persisted_last_ts + LAST_TS_SLACK_MS {
                         tx.prepare_cached("UPDATE series SET last_ts = ?2 WHERE id = ?1")?
@@ -673,13 +724,24 @@ impl Writer {
                 }
             }
         }
+        if rows.keys().any(|k| k.0 == Tier::Raw) {
+            self.seq += 1;
+            tx.execute(
+                "INSERT INTO meta (k, v) VALUES ('seq', ?1) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+                [self.seq],
+            )?;
+        }
         for ((tier, id, ts, unit), aggregate) in &rows {
             let partition = tier.partition_of(*ts);
             let table = tier.table(partition);
             if self.tables.entry(*tier).or_default().insert(partition) {
-                tx.execute_batch(&create_table_sql(&table))?;
+                tx.execute_batch(&create_table_sql(*tier, &table))?;
             }
-            merge_row(&tx, &table, *id, *ts, *unit, aggregate)?;
+            if *tier == Tier::Raw {
+                append_row(&tx, &table, (*id, *ts, *unit), self.seq, aggregate)?;
+            } else {
+                merge_row(&tx, &table, *id, *ts, *unit, aggregate)?;
+            }
         }
         for (_, ops, _) in work.iter() {
             for op in ops {
@@ -739,18 +801,30 @@ impl Writer {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut created = Vec::new();
         if tier.next().is_some() {
-            let rows: Vec<(SeriesId, i64, i64, Aggregate)> = {
+            // The key of a raw row includes the batch that wrote it.
+            let (key, key_width) = if tier == Tier::Raw {
+                ("series, ts, unit, seq", 4)
+            } else {
+                ("series, ts, unit", 3)
+            };
+            let rows: Vec<(SeriesId, i64, i64, i64, Aggregate)> = {
                 let mut stmt = tx.prepare(&format!(
-                    "SELECT series, ts, unit, count, sum, min, max, dist FROM {table}
-                     ORDER BY series, ts, unit LIMIT ?1"
+                    "SELECT {key}, count, sum, min, max, dist FROM {table} ORDER BY {key} LIMIT ?1"
                 ))?;
                 let read = stmt.query_map([MAINTENANCE_STEP_ROWS as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, row_aggregate(3)(r)?))
+                    let seq = if key_width == 4 { r.get(3)? } else { 0 };
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        seq,
+                        row_aggregate(key_width)(r)?,
+                    ))
                 })?;
                 read.collect::<rusqlite::Result<_>>()?
             };
             let mut merged: BTreeMap<(Tier, SeriesId, i64, i64), Aggregate> = BTreeMap::new();
-            for (series, ts, unit, aggregate) in &rows {
+            for (series, ts, unit, _, aggregate) in &rows {
                 // The next tier that still keeps this time; none: it expires.
                 let Some(target) = Tier::ALL
                     .into_iter()
@@ -767,16 +841,25 @@ impl Writer {
             for ((target, series, ts, unit), aggregate) in &merged {
                 let p = target.partition_of(*ts);
                 if self.tables.entry(*target).or_default().insert(p) {
-                    tx.execute_batch(&create_table_sql(&target.table(p)))?;
+                    tx.execute_batch(&create_table_sql(*target, &target.table(p)))?;
                     created.push((*target, p));
                 }
                 merge_row(&tx, &target.table(p), *series, *ts, *unit, aggregate)?;
             }
-            if let Some((series, ts, unit, _)) = rows.last() {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE (series, ts, unit) <= (?1, ?2, ?3)"),
-                    params![series, ts, unit],
-                )?;
+            if let Some((series, ts, unit, seq, _)) = rows.last() {
+                if key_width == 4 {
+                    tx.execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE (series, ts, unit, seq) <= (?1, ?2, ?3, ?4)"
+                        ),
+                        params![series, ts, unit, seq],
+                    )?;
+                } else {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE (series, ts, unit) <= (?1, ?2, ?3)"),
+                        params![series, ts, unit],
+                    )?;
+                }
             }
             step.rows_rolled = rows.len();
             if rows.len() == MAINTENANCE_STEP_ROWS {
@@ -906,12 +989,10 @@ impl Reader {
             self.tables = list_tables(&tx)?;
             self.schema_version = version;
         }
-        let mut snapshot = Snapshot {
+        let result = f(&mut Snapshot {
             conn: &tx,
             tables: &self.tables,
-        };
-        let result = f(&mut snapshot);
-        drop(snapshot);
+        });
         tx.finish()?;
         result
     }
@@ -1014,4 +1095,99 @@ impl Snapshot<'_> {
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
+}
+
+/// Once a checkpoint finds the WAL this long (16 MiB of 4 KiB pages), it is
+/// time to start the WAL over.
+const WAL_RESTART_FRAMES: u64 = 4096;
+
+/// Copies WAL frames into the database file on its own thread and
+/// connection, so that a commit costs a WAL append and one fsync, not the
+/// occasional multi-megabyte copy and database fsync. (The same design as
+/// `flotilla-store`'s.)
+///
+/// SQLite starts the WAL over only when a write begins with every frame
+/// checkpointed, which a background checkpoint never achieves against a busy
+/// writer, so once the WAL is long the background thread stands aside and
+/// the writer, between two batches, checkpoints the few frames left.
+struct Checkpointer {
+    wake: mpsc::SyncSender<()>,
+    /// Set by the background thread when the WAL is long; cleared by the
+    /// writer once it has checkpointed.
+    restart_due: Arc<std::sync::atomic::AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer> {
+        use std::sync::atomic::Ordering;
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // A checkpoint's own syncs follow the setting of its connection.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let (wake, woken) = mpsc::sync_channel(1);
+        let restart_due = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let due = Arc::clone(&restart_due);
+        let thread = std::thread::Builder::new()
+            .name("flotilla-metrics-checkpoint".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    if due.load(Ordering::Acquire) {
+                        continue; // the writer's turn
+                    }
+                    match checkpoint(&conn) {
+                        Ok((log, _)) if log >= WAL_RESTART_FRAMES => due.store(true, Ordering::Release),
+                        Ok(_) => {}
+                        Err(e) => warn!(error = %e, "background checkpoint failed; the WAL still holds the data"),
+                    }
+                }
+            })?;
+        Ok(Checkpointer {
+            wake,
+            restart_due,
+            thread,
+        })
+    }
+
+    /// After each batch: one pending wake-up is enough.
+    fn wake(&self) {
+        let _ = self.wake.try_send(());
+    }
+
+    /// Before each batch, on the writer's connection.
+    fn restart_wal_if_due(&self, conn: &Connection) {
+        use std::sync::atomic::Ordering;
+        if !self.restart_due.load(Ordering::Acquire) {
+            return;
+        }
+        match checkpoint(conn) {
+            Ok((log, done)) => debug!(
+                frames = log,
+                checkpointed = done,
+                "WAL checkpointed by the writer"
+            ),
+            Err(e) => warn!(error = %e, "checkpoint failed; the WAL still holds the data"),
+        }
+        self.restart_due.store(false, Ordering::Release);
+    }
+
+    fn stop(self) {
+        drop(self.wake);
+        if self.thread.join().is_err() {
+            error!("metric store checkpoint thread panicked");
+        }
+    }
+}
+
+/// A passive checkpoint (it never waits for the writer): the WAL's length and
+/// how much of it is now in the database file, in frames.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        let log: i64 = r.get(1)?;
+        let done: i64 = r.get(2)?;
+        Ok((
+            u64::try_from(log).unwrap_or(0),
+            u64::try_from(done).unwrap_or(0),
+        ))
+    })
 }

@@ -84,7 +84,6 @@ pub(crate) struct Sample {
     pub metric: Arc<MetricId>,
     /// Milliseconds, aligned to the second (high resolution) or minute.
     pub ts: i64,
-    pub high_resolution: bool,
     pub unit: StandardUnit,
     pub aggregate: Aggregate,
 }
@@ -243,7 +242,6 @@ fn validate_datum(
     Ok(Some(Sample {
         metric,
         ts: ts.floor_to(resolution).millis(),
-        high_resolution,
         unit: datum.unit.unwrap_or(StandardUnit::None),
         aggregate,
     }))
@@ -292,7 +290,6 @@ mod tests {
         let samples = validate(&put(vec![d]), now(), Caller::User).unwrap();
         assert_eq!(samples.len(), 1);
         assert_eq!(samples[0].ts, now().minus_secs(120).millis());
-        assert!(!samples[0].high_resolution);
         assert_eq!(samples[0].unit, StandardUnit::None);
         assert_eq!(samples[0].aggregate, Aggregate::single(3.5));
     }
@@ -303,7 +300,6 @@ mod tests {
         d.storage_resolution = Some(1);
         d.timestamp = Some(Timestamp(now().millis() - 1_500));
         let samples = validate(&put(vec![d]), now(), Caller::User).unwrap();
-        assert!(samples[0].high_resolution);
         assert_eq!(samples[0].ts, now().millis() - 2_000);
     }
 

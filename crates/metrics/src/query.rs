@@ -303,14 +303,15 @@ fn check_times(start: Option<Timestamp>, end: Option<Timestamp>) -> Result<(Time
 /// "1,441" — how AWS writes datapoint counts in its messages.
 fn thousands(n: i64) -> String {
     let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
+    let mut groups: Vec<&str> = Vec::new();
+    let mut end = digits.len();
+    while end > 0 {
+        let start = end.saturating_sub(3);
+        groups.push(&digits[start..end]);
+        end = start;
     }
-    out
+    groups.reverse();
+    groups.join(",")
 }
 
 pub(crate) fn get_metric_statistics(
@@ -569,6 +570,17 @@ pub(crate) fn evaluation_order(
     Ok(order)
 }
 
+/// The time range of a set of queries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub now: Timestamp,
+    /// Round the start as CloudWatch rounds a request's `StartTime` (false
+    /// for alarms, whose ranges are aligned already).
+    pub round: bool,
+}
+
 /// Results of every query of a request, by index (arrays give several
 /// series for one query).
 pub(crate) fn run_queries(
@@ -576,11 +588,14 @@ pub(crate) fn run_queries(
     scope: &Scope,
     queries: &[MetricDataQuery],
     compiled: &[Compiled],
-    start: Timestamp,
-    end: Timestamp,
-    now: Timestamp,
-    round: bool,
+    window: Window,
 ) -> Result<Vec<Vec<Series>>> {
+    let Window {
+        start,
+        end,
+        now,
+        round,
+    } = window;
     let order = evaluation_order(queries, compiled)?;
     let mut results: Vec<Option<Value>> = vec![None; compiled.len()];
     let label_of = |i: usize| -> String {
@@ -734,16 +749,13 @@ pub(crate) fn get_metric_data(
         None => 0,
         Some(token) => decode_gmd_token(token, fingerprint)?,
     };
-    let results = run_queries(
-        db,
-        scope,
-        &input.metric_data_queries,
-        &compiled,
+    let window = Window {
         start,
         end,
         now,
-        true,
-    )?;
+        round: true,
+    };
+    let results = run_queries(db, scope, &input.metric_data_queries, &compiled, window)?;
     let descending =
         input.scan_by.unwrap_or(ScanBy::TimestampDescending) == ScanBy::TimestampDescending;
     let mut out = Vec::new();

@@ -815,16 +815,14 @@ impl MetricStore {
                 .collect())
         } else {
             let compiled = compiled_metrics(scope, alarm)?;
-            let results = query::run_queries(
-                &self.inner.db,
-                scope,
-                &alarm.metrics,
-                &compiled,
-                Timestamp(buckets.start),
-                at,
+            let window = query::Window {
+                start: Timestamp(buckets.start),
+                end: at,
                 now,
-                false,
-            )?;
+                round: false,
+            };
+            let results =
+                query::run_queries(&self.inner.db, scope, &alarm.metrics, &compiled, window)?;
             let returned = alarm
                 .metrics
                 .iter()

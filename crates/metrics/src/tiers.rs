@@ -2,10 +2,16 @@
 //!
 //! | tier  | resolution | partition | kept (then rolled into the next tier) |
 //! |-------|-----------:|----------:|---------------------------------------|
-//! | `raw` | 1 s        | 1 hour    | 3 hours (high-resolution data only)   |
+//! | `raw` | as written | 10 min    | 3 hours                               |
 //! | `m1`  | 60 s       | 1 day     | 15 days                               |
 //! | `m5`  | 300 s      | 7 days    | 63 days                               |
 //! | `h1`  | 3600 s     | 35 days   | 455 days, then deleted                |
+//!
+//! `raw` holds data as written (high-resolution data at its second,
+//! standard data at its minute), appended: one row per series, timestamp,
+//! unit and write batch, so a busy series costs an insert per batch instead
+//! of rewriting a growing row; the coarser tiers hold one merged row per
+//! series, timestamp and unit.
 //!
 //! Each partition is its own SQLite table (`m1_20615`: the 20,615th day since
 //! the epoch), so retention drops whole tables instead of deleting rows.
@@ -57,9 +63,12 @@ impl Tier {
         }
     }
 
+    /// `raw` partitions are short: rows are ordered by series, so a batch
+    /// that touches many series dirties a page per series of the current
+    /// partition, and a small partition has few pages.
     pub fn partition_ms(self) -> i64 {
         match self {
-            Tier::Raw => HOUR,
+            Tier::Raw => 10 * MINUTE,
             Tier::M1 => DAY,
             Tier::M5 => 7 * DAY,
             Tier::H1 => 35 * DAY,
@@ -121,15 +130,10 @@ impl Tier {
 /// The floor of every tier, in milliseconds.
 pub(crate) type Floors = [i64; 4];
 
-/// The tier a sample at `ts` is written to: high-resolution samples start at
-/// `raw`, standard ones at `m1`; a sample older than a tier's floor goes to
-/// the next. `None`: older than everything retained.
-pub(crate) fn route(ts: i64, high_resolution: bool, floors: &Floors) -> Option<Tier> {
-    let first = if high_resolution { Tier::Raw } else { Tier::M1 };
-    Tier::ALL
-        .into_iter()
-        .filter(|t| *t >= first)
-        .find(|t| ts >= floors[t.index()])
+/// The tier a sample at `ts` is written to: the first whose floor it is not
+/// older than. `None`: older than everything retained.
+pub(crate) fn route(ts: i64, floors: &Floors) -> Option<Tier> {
+    Tier::ALL.into_iter().find(|t| ts >= floors[t.index()])
 }
 
 /// CloudWatch's rule for which periods return data of a given age: any
@@ -190,23 +194,23 @@ mod tests {
     #[test]
     fn floors_keep_each_tier_for_its_retention() {
         let now = Timestamp(100 * DAY + 5 * HOUR + 30 * MINUTE);
-        // Raw keeps 3 h: the oldest kept sample is at 2:30, in the 2:00 hour.
-        assert_eq!(Tier::Raw.floor_at(now), 100 * DAY + 2 * HOUR);
+        // Raw keeps 3 h: the oldest kept sample is at 2:30, in the partition
+        // of 2:30 to 2:40.
+        assert_eq!(Tier::Raw.floor_at(now), 100 * DAY + 2 * HOUR + 30 * MINUTE);
         assert_eq!(Tier::M1.floor_at(now), 85 * DAY);
         // 7-day partitions: day 37 lies in the partition starting at day 35.
         assert_eq!(Tier::M5.floor_at(now), 35 * DAY);
     }
 
     #[test]
-    fn samples_route_by_resolution_and_age() {
+    fn samples_route_by_age() {
         let floors: Floors = [3 * DAY, 2 * DAY, DAY, 0];
-        assert_eq!(route(4 * DAY, true, &floors), Some(Tier::Raw));
-        assert_eq!(route(4 * DAY, false, &floors), Some(Tier::M1));
-        assert_eq!(route(5 * DAY / 2, true, &floors), Some(Tier::M1));
-        assert_eq!(route(3 * DAY / 2, true, &floors), Some(Tier::M5));
-        assert_eq!(route(DAY / 2, false, &floors), Some(Tier::H1));
+        assert_eq!(route(4 * DAY, &floors), Some(Tier::Raw));
+        assert_eq!(route(5 * DAY / 2, &floors), Some(Tier::M1));
+        assert_eq!(route(3 * DAY / 2, &floors), Some(Tier::M5));
+        assert_eq!(route(DAY / 2, &floors), Some(Tier::H1));
         let none: Floors = [i64::MAX; 4];
-        assert_eq!(route(0, false, &none), None);
+        assert_eq!(route(0, &none), None);
     }
 
     #[test]
