@@ -590,6 +590,18 @@ pub(crate) fn run_queries(
     compiled: &[Compiled],
     window: Window,
 ) -> Result<Vec<Vec<Series>>> {
+    db.read(|snap| run_queries_in(db, snap, scope, queries, compiled, window))
+}
+
+/// [`run_queries`] within a read snapshot the caller holds.
+pub(crate) fn run_queries_in(
+    db: &Db,
+    snap: &Snapshot<'_>,
+    scope: &Scope,
+    queries: &[MetricDataQuery],
+    compiled: &[Compiled],
+    window: Window,
+) -> Result<Vec<Vec<Series>>> {
     let Window {
         start,
         end,
@@ -607,7 +619,7 @@ pub(crate) fn run_queries(
                 Compiled::Expression { .. } => queries[i].id.clone(),
             })
     };
-    db.read(|snap| {
+    {
         for &i in &order {
             let value = match &compiled[i] {
                 Compiled::Metric {
@@ -676,8 +688,7 @@ pub(crate) fn run_queries(
             };
             results[i] = Some(value);
         }
-        Ok(())
-    })?;
+    }
     Ok(results
         .into_iter()
         .map(|v| match v {

@@ -30,7 +30,7 @@ use crate::alarm::{
     DescribeAlarmHistoryOutput, DescribeAlarmsForMetricInput, DescribeAlarmsInput,
     DescribeAlarmsOutput, MetricAlarm, PutMetricAlarmInput, SetAlarmStateInput,
 };
-use crate::db::{AlarmOp, Db, HistoryRecord, MaintenanceStep};
+use crate::db::{AlarmOp, Db, HistoryRecord, MaintenanceStep, Snapshot};
 use crate::error::{check_count, check_len, MetricsError, Result};
 use crate::ingest::{self, Caller, PutMetricDataInput};
 use crate::query::{
@@ -317,7 +317,11 @@ impl MetricStore {
         )];
         let cadence = cadence_secs(alarm.period_secs());
         let at = boundary(now, cadence);
-        let evaluation = match self.slots(scope, &alarm, at, now) {
+        let slots = self
+            .inner
+            .db
+            .read(|snap| self.slots(snap, scope, &alarm, at, now));
+        let evaluation = match slots {
             Ok(slots) => evaluate(&alarm, &slots, now),
             Err(e) => {
                 warn!(alarm = alarm.alarm_name, error = %e, "first evaluation failed; the alarm is evaluated again when due");
@@ -725,18 +729,22 @@ impl MetricStore {
             }
         }
         let store = self.clone();
+        // One read snapshot for every due alarm: they all see the same data.
         let results = tokio::task::spawn_blocking(move || {
-            work.into_iter()
-                .map(|(key, alarm, at)| {
-                    let evaluation = store
-                        .slots(&key.0, &alarm, at, now)
-                        .map(|slots| evaluate(&alarm, &slots, now));
-                    (key, alarm, evaluation)
-                })
-                .collect::<Vec<_>>()
+            store.inner.db.read(|snap| {
+                Ok(work
+                    .into_iter()
+                    .map(|(key, alarm, at)| {
+                        let evaluation = store
+                            .slots(snap, &key.0, &alarm, at, now)
+                            .map(|slots| evaluate(&alarm, &slots, now));
+                        (key, alarm, evaluation)
+                    })
+                    .collect::<Vec<_>>())
+            })
         })
         .await
-        .map_err(|e| MetricsError::Internal(format!("alarm evaluation task failed: {e}")))?;
+        .map_err(|e| MetricsError::Internal(format!("alarm evaluation task failed: {e}")))??;
 
         let guard = Arc::clone(&self.inner.alarm_lock).lock_owned().await;
         let mut changes = Vec::new();
@@ -775,6 +783,7 @@ impl MetricStore {
     /// periods ending at `at`, oldest first.
     fn slots(
         &self,
+        snap: &Snapshot<'_>,
         scope: &Scope,
         alarm: &MetricAlarm,
         at: Timestamp,
@@ -795,10 +804,7 @@ impl MetricStore {
             };
             let id = self.inner.db.shared.catalog.read().get(scope, &metric);
             let rows = match id {
-                Some(id) => self
-                    .inner
-                    .db
-                    .read(|snap| snap.rows(id, buckets.start, buckets.end()))?,
+                Some(id) => snap.rows(id, buckets.start, buckets.end())?,
                 None => Vec::new(),
             };
             let merged = bucketize(&rows, &buckets, alarm.unit, false, now);
@@ -821,8 +827,14 @@ impl MetricStore {
                 now,
                 round: false,
             };
-            let results =
-                query::run_queries(&self.inner.db, scope, &alarm.metrics, &compiled, window)?;
+            let results = query::run_queries_in(
+                &self.inner.db,
+                snap,
+                scope,
+                &alarm.metrics,
+                &compiled,
+                window,
+            )?;
             let returned = alarm
                 .metrics
                 .iter()
