@@ -13,7 +13,7 @@
 //! commit), so a change is always computed from the latest state and is
 //! visible only once it is on disk, even if the caller stops waiting.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -73,6 +73,11 @@ struct Inner {
     /// Serializes alarm changes (see the module docs).
     alarm_lock: Arc<tokio::sync::Mutex<()>>,
     schedule_changed: Arc<Notify>,
+    /// When each alarm last handed out actions (a transition or a repeat of
+    /// its Auto Scaling actions). Memory only: after a restart an alarm
+    /// that stays in ALARM repeats its Auto Scaling actions at once, which
+    /// also covers a transition whose delivery the crash interrupted.
+    invoked: Mutex<HashMap<AlarmKey, Timestamp>>,
     options: MetricStoreOptions,
 }
 
@@ -116,6 +121,7 @@ impl MetricStore {
                 schedule: Arc::new(Mutex::new(schedule)),
                 alarm_lock: Arc::new(tokio::sync::Mutex::new(())),
                 schedule_changed: Arc::new(Notify::new()),
+                invoked: Mutex::new(HashMap::new()),
                 options,
             }),
         })
@@ -268,6 +274,12 @@ impl MetricStore {
         self.inner.db.write_alarms(ops, Some(then)).await?;
         if notify {
             self.inner.schedule_changed.notify_waiters();
+        }
+        if !transitions.is_empty() {
+            let mut invoked = self.inner.invoked.lock();
+            for t in &transitions {
+                invoked.insert((t.scope.clone(), t.alarm_name.clone()), t.at);
+            }
         }
         Ok(transitions)
     }
@@ -748,6 +760,7 @@ impl MetricStore {
 
         let guard = Arc::clone(&self.inner.alarm_lock).lock_owned().await;
         let mut changes = Vec::new();
+        let mut repeats = Vec::new();
         {
             let table = self.inner.alarms.read();
             for (key, snapshot, evaluation) in results {
@@ -762,21 +775,83 @@ impl MetricStore {
                 if table.get(&key.0).and_then(|m| m.get(&key.1)) != Some(&snapshot) {
                     continue;
                 }
-                if let Some((alarm, mut ops, transition)) =
-                    apply_evaluation(&key.0, &snapshot, evaluation, now)
-                {
-                    ops.insert(0, put_op(&key.0, &alarm)?);
-                    changes.push(Change {
-                        key,
-                        alarm,
-                        ops,
-                        transition,
-                    });
+                // What this evaluation saw, for a repeat of the actions.
+                let fresh = match &evaluation {
+                    Evaluation::Set(o) => Some(o.clone()),
+                    Evaluation::Keep => None,
+                };
+                match apply_evaluation(&key.0, &snapshot, evaluation, now) {
+                    Some((alarm, mut ops, transition)) => {
+                        if transition.is_none() {
+                            repeats.extend(self.repeat(&key, &alarm, fresh, now));
+                        }
+                        ops.insert(0, put_op(&key.0, &alarm)?);
+                        changes.push(Change {
+                            key,
+                            alarm,
+                            ops,
+                            transition,
+                        });
+                    }
+                    None => repeats.extend(self.repeat(&key, &snapshot, fresh, now)),
                 }
             }
         }
-        self.commit(guard, changes, Vec::new(), Vec::new(), Vec::new())
-            .await
+        let mut transitions = self
+            .commit(guard, changes, Vec::new(), Vec::new(), Vec::new())
+            .await?;
+        transitions.extend(repeats);
+        Ok(transitions)
+    }
+
+    /// The Auto Scaling actions of an alarm that stays in its state, if a
+    /// minute has passed since it last handed out actions, with the values
+    /// of the evaluation that just ran (step scaling measures the breach
+    /// from them).
+    fn repeat(
+        &self,
+        key: &AlarmKey,
+        alarm: &MetricAlarm,
+        fresh: Option<crate::alarm::evaluate::Outcome>,
+        now: Timestamp,
+    ) -> Option<AlarmTransition> {
+        if !alarm.actions_enabled {
+            return None;
+        }
+        let actions: Vec<String> = alarm
+            .actions_for(alarm.state_value)
+            .iter()
+            .filter(|a| alarm::is_auto_scaling_action(a))
+            .cloned()
+            .collect();
+        if actions.is_empty() {
+            return None;
+        }
+        let mut invoked = self.inner.invoked.lock();
+        if invoked
+            .get(key)
+            .is_some_and(|last| now < last.plus_secs(60))
+        {
+            return None;
+        }
+        invoked.insert(key.clone(), now);
+        Some(AlarmTransition {
+            scope: key.0.clone(),
+            alarm_name: alarm.alarm_name.clone(),
+            alarm_arn: alarm.alarm_arn.clone(),
+            old_state: alarm.state_value,
+            new_state: alarm.state_value,
+            reason: alarm.state_reason.clone(),
+            reason_data: fresh
+                .as_ref()
+                .map(|o| o.reason_data.clone())
+                .or_else(|| alarm.state_reason_data.clone()),
+            threshold: alarm.threshold,
+            recent_datapoints: fresh.map(|o| o.recent).unwrap_or_default(),
+            actions,
+            at: now,
+            repeat: true,
+        })
     }
 
     /// The evaluation range of `alarm` as of the boundary `at`: N + 2

@@ -104,6 +104,7 @@ async fn a_high_resolution_alarm_fires_and_clears_at_exactly_the_right_evaluatio
     assert_eq!(store.next_evaluation(), Some(t0().plus_secs(10)));
 
     let mut transitions = Vec::new();
+    let mut repeats = Vec::new();
     let mut evaluations = 0;
     for s in 0..=180 {
         let now = t0().plus_secs(s);
@@ -124,7 +125,11 @@ async fn a_high_resolution_alarm_fires_and_clears_at_exactly_the_right_evaluatio
                         .await
                         .unwrap();
                 }
-                transitions.push(t);
+                if t.repeat {
+                    repeats.push(t);
+                } else {
+                    transitions.push(t);
+                }
             }
             assert_eq!(
                 store.next_evaluation(),
@@ -134,6 +139,23 @@ async fn a_high_resolution_alarm_fires_and_clears_at_exactly_the_right_evaluatio
         }
     }
     assert_eq!(evaluations, 18);
+    // OK since 10:00:10 with a scale-in policy among its OK actions: the
+    // Auto Scaling action is invoked again a minute later; in ALARM from
+    // 10:01:30 to 10:02:10, less than a minute, no repeat.
+    let repeated: Vec<(i64, StateValue, Vec<String>)> = repeats
+        .iter()
+        .map(|t| {
+            (
+                (t.at.millis() - t0().millis()) / 1000,
+                t.new_state,
+                t.actions.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        repeated,
+        vec![(70, StateValue::Ok, vec![SCALE_IN.to_string()])]
+    );
     let seen: Vec<(i64, StateValue, StateValue)> = transitions
         .iter()
         .map(|t| {
@@ -193,6 +215,11 @@ async fn a_high_resolution_alarm_fires_and_clears_at_exactly_the_right_evaluatio
             ),
             (
                 10,
+                action,
+                format!("Successfully executed action {SCALE_IN}")
+            ),
+            (
+                70,
                 action,
                 format!("Successfully executed action {SCALE_IN}")
             ),
@@ -293,11 +320,8 @@ async fn set_alarm_state_holds_until_the_next_evaluation() {
         describe(&store, "latency-high").state_reason,
         "testing the rollback"
     );
-    assert!(store
-        .evaluate_due(due.plus_secs(60))
-        .await
-        .unwrap()
-        .is_empty());
+    let later = store.evaluate_due(due.plus_secs(60)).await.unwrap();
+    assert!(later.iter().all(|t| t.repeat), "no state change: {later:?}");
     assert!(describe(&store, "latency-high")
         .state_reason
         .starts_with("Threshold Crossed: "));
@@ -806,4 +830,58 @@ async fn the_alarm_quota_is_enforced() {
         )
         .await
         .unwrap();
+}
+
+/// CloudWatch invokes Auto Scaling actions (and only those) again once a
+/// minute while the alarm stays in the state.
+#[tokio::test]
+async fn auto_scaling_actions_repeat_every_minute_while_the_state_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let topic = "arn:aws:sns:us-east-1:111122223333:pager";
+    let mut input = alarm_input("hot", 60);
+    input.alarm_actions = vec![SCALE_OUT.into(), topic.into()];
+    input.evaluation_periods = Some(1);
+    let start = t0();
+    put_value(&store, "Latency", 99.0, start.minus_secs(30), false).await;
+    let first = store
+        .put_metric_alarm(&scope(), &input, start)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.actions,
+        vec![SCALE_OUT.to_string(), topic.to_string()]
+    );
+    let mut seen = Vec::new();
+    for minute in 1..=4 {
+        let now = start.plus_secs(60 * minute);
+        put_value(&store, "Latency", 99.0, now.minus_secs(30), false).await;
+        for t in store.evaluate_due(now).await.unwrap() {
+            assert!(t.repeat);
+            assert_eq!(t.new_state, StateValue::Alarm);
+            assert_eq!(t.recent_datapoints, vec![99.0]);
+            seen.push((minute, t.actions));
+        }
+    }
+    let scale_out = vec![SCALE_OUT.to_string()];
+    assert_eq!(
+        seen,
+        vec![
+            (1, scale_out.clone()),
+            (2, scale_out.clone()),
+            (3, scale_out.clone()),
+            (4, scale_out)
+        ]
+    );
+    // Repeats write nothing.
+    assert_eq!(history(&store, "hot").len(), 2);
+    // Not with actions disabled.
+    store
+        .set_alarm_actions_enabled(&scope(), &["hot".into()], false)
+        .await
+        .unwrap();
+    let now = start.plus_secs(300);
+    put_value(&store, "Latency", 99.0, now.minus_secs(30), false).await;
+    assert!(store.evaluate_due(now).await.unwrap().is_empty());
 }

@@ -642,6 +642,11 @@ pub struct AlarmTransition {
     /// disabled.
     pub actions: Vec<String>,
     pub at: Timestamp,
+    /// The state did not change: the alarm stays in it, and `actions` are
+    /// its Auto Scaling actions, invoked again. CloudWatch repeats Auto
+    /// Scaling actions (only those) once a minute while the alarm stays in
+    /// the state; nothing is written for a repeat.
+    pub repeat: bool,
 }
 
 impl AlarmTransition {
@@ -668,8 +673,15 @@ impl AlarmTransition {
                 Vec::new()
             },
             at,
+            repeat: false,
         }
     }
+}
+
+/// Whether an action names an Auto Scaling policy (EC2 Auto Scaling and
+/// Application Auto Scaling policies share the `autoscaling` service).
+pub fn is_auto_scaling_action(action: &str) -> bool {
+    action.starts_with("arn:aws:autoscaling:")
 }
 
 /// How a delivered action went (reported by the server).
