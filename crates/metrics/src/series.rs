@@ -165,8 +165,7 @@ impl Catalog {
         }
     }
 
-    /// Raises a series' newest timestamp; returns whether the stored copy is
-    /// now a minute or more behind (and should be rewritten).
+    /// Raises a series' newest timestamp (after a durable write).
     pub fn touch(&mut self, id: SeriesId, ts: i64) {
         if let Some(entry) = self.entries.get_mut(&id) {
             entry.last_ts = entry.last_ts.max(ts);

@@ -373,7 +373,7 @@ impl MetricStore {
     ) -> Result<DescribeAlarmsOutput> {
         let filter = AlarmFilter::new(input)?;
         let table = self.inner.alarms.read();
-        let mut metric_alarms = Vec::new();
+        let mut metric_alarms: Vec<MetricAlarm> = Vec::new();
         let mut next_token = None;
         if let Some(by_name) = table.get(scope) {
             use std::ops::Bound;
@@ -381,15 +381,14 @@ impl MetricStore {
                 Some(name) => Bound::Excluded(name.clone()),
                 None => Bound::Unbounded,
             };
-            for (name, alarm) in by_name.range::<String, _>((lower, Bound::Unbounded)) {
+            for (_, alarm) in by_name.range::<String, _>((lower, Bound::Unbounded)) {
                 if !filter.matches(alarm) {
                     continue;
                 }
                 if metric_alarms.len() == filter.limit {
+                    // The page is full and another alarm matches.
                     next_token = Some(AlarmFilter::token_after(
-                        &metric_alarms
-                            .last()
-                            .map_or(name.clone(), |a: &MetricAlarm| a.alarm_name.clone()),
+                        &metric_alarms[filter.limit - 1].alarm_name,
                     ));
                     break;
                 }

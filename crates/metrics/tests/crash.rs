@@ -79,14 +79,50 @@ fn crash_child() {
                 }
             }));
         }
+        // And alarms, acknowledged the same way, as task ALARM_TASK.
+        let alarms = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..MAX_PER_TASK {
+                alarms
+                    .put_metric_alarm(&scope(), &alarm(i), t0())
+                    .await
+                    .unwrap();
+                let mut out = std::io::stdout().lock();
+                if writeln!(out, "ACK {ALARM_TASK} {i}")
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
+                    std::process::exit(1);
+                }
+            }
+        }));
         for task in tasks {
             task.await.unwrap();
         }
     });
 }
 
+/// The "task" whose acknowledgements are alarms.
+const ALARM_TASK: usize = 1000;
+
+fn alarm(i: i64) -> PutMetricAlarmInput {
+    PutMetricAlarmInput {
+        alarm_name: format!("crash-{i:05}"),
+        metric_name: Some("task-00".into()),
+        namespace: Some("Crash".into()),
+        statistic: Some(Statistic::Sum),
+        dimensions: vec![Dimension::new("Test", "crash")],
+        period: Some(60),
+        evaluation_periods: Some(1),
+        threshold: Some(1.0),
+        comparison_operator: Some(ComparisonOperator::GreaterThanThreshold),
+        ..Default::default()
+    }
+}
+
 #[test]
 fn kill_9_while_writing_loses_no_acknowledged_datapoint() {
+    let mut alarms_verified = 0;
     for kill_after in [25, 400, 2500] {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("metrics.db");
@@ -122,8 +158,12 @@ fn kill_9_while_writing_loses_no_acknowledged_datapoint() {
             acked.extend(line.ok().as_deref().and_then(parse_ack));
         }
         child.wait().unwrap();
-        verify(&db, &acked);
+        alarms_verified += verify(&db, &acked);
     }
+    assert!(
+        alarms_verified > 0,
+        "no alarm was acknowledged before a kill"
+    );
 }
 
 fn parse_ack(line: &str) -> Option<(usize, i64)> {
@@ -131,14 +171,47 @@ fn parse_ack(line: &str) -> Option<(usize, i64)> {
     Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
 }
 
-/// Every acknowledged datapoint is there, once, with its value.
-fn verify(db: &Path, acked: &[(usize, i64)]) {
+/// Every acknowledged datapoint is there, once, with its value; every
+/// acknowledged alarm is there with its history.
+fn verify(db: &Path, acked: &[(usize, i64)]) -> usize {
+    let (alarms, acked): (Vec<(usize, i64)>, Vec<(usize, i64)>) =
+        acked.iter().partition(|(task, _)| *task == ALARM_TASK);
     let mut highest: BTreeMap<usize, i64> = BTreeMap::new();
-    for (task, i) in acked {
+    for (task, i) in &acked {
         let h = highest.entry(*task).or_insert(*i);
         *h = (*h).max(*i);
     }
     let store = MetricStore::open(db, MetricStoreOptions::default()).unwrap();
+    for (_, i) in &alarms {
+        let name = format!("crash-{i:05}");
+        let input = DescribeAlarmsInput {
+            alarm_names: vec![name.clone()],
+            ..Default::default()
+        };
+        assert_eq!(
+            store
+                .describe_alarms(&scope(), &input)
+                .unwrap()
+                .metric_alarms
+                .len(),
+            1,
+            "alarm {name} lost"
+        );
+        let history = DescribeAlarmHistoryInput {
+            alarm_name: Some(name.clone()),
+            ..Default::default()
+        };
+        let items = store
+            .describe_alarm_history(&scope(), &history)
+            .unwrap()
+            .alarm_history_items;
+        assert!(
+            items
+                .iter()
+                .any(|h| h.history_summary == format!("Alarm \"{name}\" created")),
+            "{name}: {items:?}"
+        );
+    }
     for (task, top) in &highest {
         let input = GetMetricDataInput {
             metric_data_queries: vec![MetricDataQuery {
@@ -193,4 +266,5 @@ fn verify(db: &Path, acked: &[(usize, i64)]) {
             assert_eq!(((t.millis() - t0().millis()) / 1000) as f64, *v);
         }
     }
+    alarms.len()
 }
