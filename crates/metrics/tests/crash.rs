@@ -174,8 +174,8 @@ fn parse_ack(line: &str) -> Option<(usize, i64)> {
 /// Every acknowledged datapoint is there, once, with its value; every
 /// acknowledged alarm is there with its history.
 fn verify(db: &Path, acked: &[(usize, i64)]) -> usize {
-    let (alarms, acked): (Vec<(usize, i64)>, Vec<(usize, i64)>) =
-        acked.iter().partition(|(task, _)| *task == ALARM_TASK);
+    type Acks = Vec<(usize, i64)>;
+    let (alarms, acked): (Acks, Acks) = acked.iter().partition(|(task, _)| *task == ALARM_TASK);
     let mut highest: BTreeMap<usize, i64> = BTreeMap::new();
     for (task, i) in &acked {
         let h = highest.entry(*task).or_insert(*i);
