@@ -333,7 +333,7 @@ fn reason(
             plural(f, "missing datapoint", "missing datapoints"),
             was(f)
         );
-        if parts.is_empty() {
+        if used.is_empty() {
             parts.push(format!(
                 "no datapoints were received for {} and {missing}",
                 plural(f, "period", "periods")

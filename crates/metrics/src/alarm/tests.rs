@@ -329,6 +329,19 @@ fn missing_datapoints_filled_as_breaching_are_named_in_the_reason() {
 }
 
 #[test]
+fn a_breach_made_of_missing_datapoints_says_so() {
+    // 2 of 3, "- - - - 0" with missing data breaching: ALARM on the two
+    // missing periods alone.
+    let alarm = alarm_with(3, 2, TreatMissingData::Breaching, StateValue::Ok);
+    let o = outcome(evaluate(&alarm, &slots("- - - - 0"), t0()));
+    assert_eq!(o.state, StateValue::Alarm);
+    assert_eq!(
+        o.reason,
+        "Threshold Crossed: 2 missing datapoints were treated as [Breaching]."
+    );
+}
+
+#[test]
 fn state_reason_data_is_cloudwatch_json() {
     let alarm = alarm_with(3, 3, TreatMissingData::Missing, StateValue::Ok);
     let o = outcome(evaluate(&alarm, &slots("0 X - X X"), t0().plus_secs(600)));
