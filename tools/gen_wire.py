@@ -27,6 +27,21 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "crates/model/aws/ecs-2014-11-13.json"
 OUT = ROOT / "crates/model/src/ecs_wire.rs"
 
+# Members the ECS model types as plain strings although their values form a
+# lifecycle: the generated types use the hand-written enums of
+# `crates/model/src/lifecycle.rs` (same wire values), so no code compares
+# status strings. Only shapes the server produces are refined; requests keep
+# the strings clients send and are parsed where they are handled.
+REFINED = {
+    ("Task", "lastStatus"): "crate::lifecycle::TaskStatus",
+    ("Task", "desiredStatus"): "DesiredStatus",
+    ("Container", "lastStatus"): "crate::lifecycle::ContainerStatus",
+    ("ContainerInstance", "status"): "crate::lifecycle::InstanceStatus",
+    ("Service", "status"): "crate::lifecycle::ServiceStatus",
+    ("Deployment", "status"): "crate::lifecycle::DeploymentStatus",
+    ("Cluster", "status"): "crate::lifecycle::ClusterStatus",
+}
+
 RUST_KEYWORDS = {
     "type", "match", "ref", "self", "struct", "enum", "fn", "mod", "use", "loop",
     "move", "box", "where", "impl", "trait", "in", "for", "let", "const", "static",
@@ -144,7 +159,7 @@ def generate(model: dict) -> str:
             out.append("#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]")
             out.append(f"pub struct {name} {{")
             for mname, m in s["members"].items():
-                rt = rust_type(shapes, m["shape"])
+                rt = REFINED.get((name, mname)) or rust_type(shapes, m["shape"])
                 out.append(f"    #[serde(rename = \"{mname}\", default, skip_serializing_if = \"Option::is_none\")]")
                 out.append(f"    pub {snake(mname)}: Option<{rt}>,")
             out.append("}")
@@ -152,7 +167,7 @@ def generate(model: dict) -> str:
             body = []
             for mname, m in s["members"].items():
                 field = snake(mname)
-                checks = limit_checks(shapes, m["shape"], "v", mname)
+                checks = [] if (name, mname) in REFINED else limit_checks(shapes, m["shape"], "v", mname)
                 recurse = shapes[m["shape"]]["type"] in ("structure", "list", "map")
                 if mname in required and not checks and not recurse:
                     body.append(f"if self.{field}.is_none() {{ return Err(ShapeViolation::new(at.field(\"{mname}\"), \"is required\")); }}")

@@ -1153,7 +1153,7 @@ pub struct Cluster {
     )]
     pub statistics: Option<Vec<KeyValuePair>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<crate::lifecycle::ClusterStatus>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
 }
@@ -1418,7 +1418,7 @@ pub struct Container {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub last_status: Option<String>,
+    pub last_status: Option<crate::lifecycle::ContainerStatus>,
     #[serde(
         rename = "managedAgents",
         default,
@@ -1925,7 +1925,7 @@ pub struct ContainerInstance {
     )]
     pub running_tasks_count: Option<i32>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<crate::lifecycle::InstanceStatus>,
     #[serde(
         rename = "statusReason",
         default,
@@ -4545,7 +4545,7 @@ pub struct Deployment {
     )]
     pub service_connect_resources: Option<Vec<ServiceConnectServiceResource>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<crate::lifecycle::DeploymentStatus>,
     #[serde(
         rename = "taskDefinition",
         default,
@@ -11325,7 +11325,7 @@ pub struct Service {
     )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<crate::lifecycle::ServiceStatus>,
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(
@@ -13168,7 +13168,7 @@ pub struct Task {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub desired_status: Option<String>,
+    pub desired_status: Option<DesiredStatus>,
     #[serde(
         rename = "enableExecuteCommand",
         default,
@@ -13212,7 +13212,7 @@ pub struct Task {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub last_status: Option<String>,
+    pub last_status: Option<crate::lifecycle::TaskStatus>,
     #[serde(
         rename = "launchType",
         default,

@@ -12,6 +12,7 @@
 
 pub mod agent;
 pub mod arn;
+pub mod lifecycle;
 pub mod shape;
 pub mod task_definition;
 
