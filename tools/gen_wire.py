@@ -20,7 +20,8 @@ is one line here and a rerun.
 What comes out, one module per service (`crates/model/src/wire/<module>.rs`):
 - structure (and union) -> `pub struct` with every member `Option<_>` (AWS
   treats absent and null alike) and the member name in `#[serde(rename)]`,
-  so the JSON protocols decode straight into it;
+  so the JSON protocols decode straight into it (a union's check demands
+  exactly one member);
 - string with `enum` -> `pub enum` with the exact wire values;
 - list -> `Vec<_>`, map -> `BTreeMap<String, _>`, timestamp -> `f64` epoch
   seconds, blob -> `String` (base64), document -> `serde_json::Value`;
@@ -278,6 +279,11 @@ def gen_types(svc: Service, shapes: dict, names: list) -> list:
             out.append("}")
             out.append(f"impl Shape for {name} {{")
             body = []
+            if s.get("union"):
+                # A union sets exactly one member.
+                count = " + ".join(f"self.{snake(m)}.is_some() as usize" for m in s["members"])
+                names = ", ".join(s["members"])
+                body.append(f"if {count} != 1 {{ return Err(ShapeViolation::new(*at, \"must set exactly one of {names}\")); }}")
             for mname, m in s["members"].items():
                 field = snake(mname)
                 target = shapes[m["shape"]]
@@ -317,6 +323,7 @@ def schema_kind(shapes: dict, index: dict, name: str) -> str:
     if is_document(s):
         return "ShapeKind::Document"
     if t == "structure":
+        kind = "Union" if s.get("union") else "Structure"
         members = []
         for mname, m in s["members"].items():
             target = index[m["shape"]]
@@ -325,7 +332,7 @@ def schema_kind(shapes: dict, index: dict, name: str) -> str:
                 members.append(f"member_as({rs(mname)}, {rs(xml)}, {target})")
             else:
                 members.append(f"member({rs(mname)}, {target})")
-        return f"ShapeKind::Structure(&[{', '.join(members)}])"
+        return f"ShapeKind::{kind}(&[{', '.join(members)}])"
     if t == "list":
         m = s["member"]
         named = f"Some({rs(m['locationName'])})" if "locationName" in m else "None"

@@ -17,7 +17,7 @@ fn every_shape_link_points_inside_its_table() {
                 );
             }
             match s.kind {
-                ShapeKind::Structure(members) => {
+                ShapeKind::Structure(members) | ShapeKind::Union(members) => {
                     for m in members {
                         assert!((m.target.0 as usize) < n, "{}.{}", s.name, m.name);
                     }
@@ -166,7 +166,7 @@ fn members_keep_their_location_names() {
     // check the rule on the table itself: a member's XML name defaults to its name.
     for svc in SERVICES {
         for s in svc.shapes {
-            if let ShapeKind::Structure(members) = s.kind {
+            if let Some(members) = s.kind.members() {
                 for m in members {
                     assert!(!m.xml_name.is_empty());
                 }
@@ -191,4 +191,25 @@ fn documents_keep_whatever_json_they_hold() {
     let back: ecs::HookDetails =
         serde_json::from_str(&serde_json::to_string(&hook).unwrap()).unwrap();
     assert_eq!(back, hook);
+}
+
+#[test]
+fn a_union_sets_exactly_one_member() {
+    use flotilla_model::Shape;
+    let none = cloudwatch::EvaluationWindow::default();
+    let err = none.validate().unwrap_err();
+    assert_eq!(
+        (err.field.as_str(), err.rule.as_str()),
+        ("", "must set exactly one of WallClockWindow, SlidingWindow")
+    );
+    let two: cloudwatch::EvaluationWindow =
+        serde_json::from_value(serde_json::json!({"WallClockWindow": {}, "SlidingWindow": {}}))
+            .unwrap();
+    assert!(two.validate().is_err());
+    let one: cloudwatch::EvaluationWindow =
+        serde_json::from_value(serde_json::json!({"SlidingWindow": {}})).unwrap();
+    // Past the union rule; whatever else fails is inside the member.
+    assert!(one
+        .validate()
+        .map_or_else(|e| e.field.starts_with("SlidingWindow"), |()| true));
 }

@@ -1247,6 +1247,12 @@ pub struct EvaluationCriteria {
 }
 impl Shape for EvaluationCriteria {
     fn check(&self, at: &ShapePath<'_>) -> Result<(), ShapeViolation> {
+        if self.prom_ql_criteria.is_some() as usize != 1 {
+            return Err(ShapeViolation::new(
+                *at,
+                "must set exactly one of PromQLCriteria",
+            ));
+        }
         if let Some(v) = &self.prom_ql_criteria {
             v.check(&at.field("PromQLCriteria"))?;
         }
@@ -1306,6 +1312,12 @@ pub struct EvaluationWindow {
 }
 impl Shape for EvaluationWindow {
     fn check(&self, at: &ShapePath<'_>) -> Result<(), ShapeViolation> {
+        if self.wall_clock_window.is_some() as usize + self.sliding_window.is_some() as usize != 1 {
+            return Err(ShapeViolation::new(
+                *at,
+                "must set exactly one of WallClockWindow, SlidingWindow",
+            ));
+        }
         if let Some(v) = &self.wall_clock_window {
             v.check(&at.field("WallClockWindow"))?;
         }
@@ -4215,7 +4227,7 @@ static SHAPES: [ShapeSchema; 164] = [
     shape("EvaluateLowSampleCountPercentile", ShapeKind::String),
     shape(
         "EvaluationCriteria",
-        ShapeKind::Structure(&[member("PromQLCriteria", 16)]),
+        ShapeKind::Union(&[member("PromQLCriteria", 16)]),
     ),
     shape("EvaluationInterval", ShapeKind::Integer),
     shape("EvaluationPeriods", ShapeKind::Integer),
@@ -4225,7 +4237,7 @@ static SHAPES: [ShapeSchema; 164] = [
     ),
     shape(
         "EvaluationWindow",
-        ShapeKind::Structure(&[member("WallClockWindow", 161), member("SlidingWindow", 132)]),
+        ShapeKind::Union(&[member("WallClockWindow", 161), member("SlidingWindow", 132)]),
     ),
     shape("ExtendedStatistic", ShapeKind::String),
     shape("ExtendedStatistics", list(70, None, false)),

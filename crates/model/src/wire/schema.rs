@@ -81,6 +81,16 @@ pub struct ServiceSchema {
     pub errors: &'static [ErrorSchema],
 }
 
+impl ShapeKind {
+    /// The members of a structure or union.
+    pub fn members(&self) -> Option<&'static [MemberSchema]> {
+        match *self {
+            ShapeKind::Structure(m) | ShapeKind::Union(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
 impl ServiceSchema {
     pub fn shape(&self, id: ShapeId) -> &'static ShapeSchema {
         &self.shapes[id.0 as usize]
@@ -139,9 +149,12 @@ pub struct ShapeSchema {
 /// What a shape is on the wire.
 #[derive(Debug, Clone, Copy)]
 pub enum ShapeKind {
-    /// A structure (or a union, which travels the same way), members in the
-    /// model's order: the order XML responses are written in.
+    /// A structure, members in the model's order: the order XML responses
+    /// are written in.
     Structure(&'static [MemberSchema]),
+    /// A union: a structure of which exactly one member is set. It travels
+    /// as a structure in every protocol.
+    Union(&'static [MemberSchema]),
     List(ListSchema),
     Map(MapSchema),
     String,
