@@ -282,10 +282,15 @@ impl Decoder<'_> {
                         .and_then(|n| n.value)
                         .ok_or_else(|| DecodeError::new(k_key.as_str(), "is missing."))?;
                     let v_key = join(&entry_key, map.value_name);
-                    let Some(v_node) = entry.children.get(map.value_name) else {
-                        return Err(DecodeError::new(v_key, "is missing."));
+                    let value = match entry.children.get(map.value_name) {
+                        Some(v_node) => self.value(map.value, v_node, &v_key)?,
+                        // A structure with no member set sends no parameter.
+                        None if self.service.shape(map.value).kind.members().is_some() => {
+                            Some(Value::Object(Map::new()))
+                        }
+                        None => return Err(DecodeError::new(v_key, "is missing.")),
                     };
-                    if let Some(v) = self.value(map.value, v_node, &v_key)? {
+                    if let Some(v) = value {
                         if out.insert(k.to_string(), v).is_some() {
                             return Err(DecodeError::new(k_key, format!("repeats the key '{k}'.")));
                         }
