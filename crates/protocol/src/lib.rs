@@ -200,3 +200,83 @@ pub mod common {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_model::wire::{cloudwatch, ecs};
+    use serde_json::json;
+
+    #[test]
+    fn replies_carry_each_protocols_headers() {
+        let svc = &cloudwatch::SERVICE;
+        let delete = cloudwatch::Operation::DeleteAlarms.schema();
+        let r = output_reply(Protocol::RpcV2Cbor, svc, delete, &json!({}), "rid").unwrap();
+        assert_eq!((r.status, r.body.len()), (200, 0), "no output, no body");
+        assert_eq!(r.header("content-type"), None);
+        assert_eq!(r.header("Smithy-Protocol"), Some("rpc-v2-cbor"));
+        assert_eq!(r.header("x-amzn-requestid"), Some("rid"));
+
+        let list = cloudwatch::Operation::ListMetrics.schema();
+        let r = output_reply(
+            Protocol::RpcV2Cbor,
+            svc,
+            list,
+            &json!({"Metrics": []}),
+            "rid",
+        )
+        .unwrap();
+        assert_eq!(r.header("content-type"), Some("application/cbor"));
+        let r = output_reply(
+            Protocol::AwsQuery,
+            svc,
+            list,
+            &json!({"Metrics": []}),
+            "rid",
+        )
+        .unwrap();
+        assert_eq!(r.header("content-type"), Some("text/xml"));
+        assert_eq!(r.header("smithy-protocol"), None);
+
+        let e = cloudwatch::Exception::InvalidParameterValueException.schema();
+        for p in [Protocol::AwsJson1_0, Protocol::RpcV2Cbor] {
+            let r = error_reply(p, svc, e, "bad", "rid");
+            assert_eq!(r.status, 400);
+            assert_eq!(
+                r.header("x-amzn-query-error"),
+                Some("InvalidParameterValue;Sender"),
+                "{p:?}"
+            );
+        }
+        let r = error_reply(Protocol::AwsQuery, svc, e, "bad", "rid");
+        assert_eq!(
+            r.header("x-amzn-query-error"),
+            None,
+            "Query carries the code in the body"
+        );
+
+        let e = ecs::Exception::ServerException.schema();
+        let r = error_reply(Protocol::AwsJson1_1, &ecs::SERVICE, e, "oops", "rid");
+        assert_eq!(r.status, 500);
+        assert_eq!(r.header("x-amzn-errortype"), Some("ServerException"));
+        assert_eq!(
+            r.header("x-amzn-query-error"),
+            None,
+            "ECS is not query-compatible"
+        );
+        assert_eq!(r.header("content-type"), Some("application/x-amz-json-1.1"));
+        assert_eq!(
+            String::from_utf8(r.body).unwrap(),
+            r#"{"__type":"ServerException","message":"oops"}"#
+        );
+
+        assert_eq!(
+            common::malformed_request(Protocol::AwsQuery).code,
+            "ValidationError"
+        );
+        assert_eq!(
+            common::unknown_operation(Protocol::RpcV2Cbor).code,
+            "UnknownOperationException"
+        );
+    }
+}
