@@ -1,21 +1,39 @@
 #!/usr/bin/env python3
-"""Generate Rust wire types from an AWS service model (botocore JSON).
+"""Generate Rust wire types from AWS service models (botocore JSON).
 
-    python3 tools/gen_wire.py            # rewrite crates/model/src/ecs_wire.rs
-    python3 tools/gen_wire.py --check    # exit 1 if the committed file is stale
+    python3 tools/gen_wire.py            # rewrite crates/model/src/wire/*.rs
+    python3 tools/gen_wire.py --check    # exit 1 if a committed file is stale
+    python3 tools/gen_wire.py --stats    # print shapes and lines per service
 
 Why generated: the service model is the contract, field by field (DESIGN.md).
-Hand-writing 370 structures would drift from it; generating keeps every name,
-enum value, `required` member and min/max limit exactly as AWS publishes them.
+Hand-writing hundreds of structures would drift from it; generating keeps
+every name, enum value, `required` member and min/max limit exactly as AWS
+publishes them.
 
-What comes out, for every shape reachable from the model:
-- structure -> `pub struct` with every member `Option<_>` (AWS treats absent and
-  null alike) and the wire name in `#[serde(rename)]`;
+The services are the table `SERVICES` below: each names its vendored model
+(`crates/model/aws/`), the operations Flotilla serves (None: all of them) and
+the service's Smithy shape id, which botocore's models do not carry. Only the
+shapes reachable from those operations' inputs and outputs are generated (the
+rest of a model costs compile time and serves nothing); adding an operation
+is one line here and a rerun.
+
+What comes out, one module per service (`crates/model/src/wire/<module>.rs`):
+- structure (and union) -> `pub struct` with every member `Option<_>` (AWS
+  treats absent and null alike) and the member name in `#[serde(rename)]`,
+  so the JSON protocols decode straight into it (a union's check demands
+  exactly one member);
 - string with `enum` -> `pub enum` with the exact wire values;
-- list -> `Vec<_>`, map -> `BTreeMap<String, _>`, timestamp -> `f64` epoch secs;
-- `impl Shape` that checks `required` members and the model's min/max limits,
-  naming the offending field path (`containerDefinitions[0].cpu`);
-- `Operation`: every operation name with its input shape.
+- list -> `Vec<_>`, map -> `BTreeMap<String, _>`, timestamp -> `f64` epoch
+  seconds, blob -> `String` (base64), document -> `serde_json::Value`;
+- `impl Shape` that checks `required` members and the model's min/max
+  limits, naming the offending field path (`containerDefinitions[0].cpu`);
+- `Operation`: every served operation, with its schema (input, output,
+  Query result wrapper, errors);
+- `Exception`: every error those operations may return, with the code,
+  HTTP status and fault each protocol sends;
+- `SERVICE`: the service's metadata and a compact table of every generated
+  shape (`wire::schema`), which the codecs of `flotilla-protocol` walk for
+  the protocols serde alone cannot speak (Query/XML, RPC v2 CBOR).
 """
 import json
 import re
@@ -24,8 +42,18 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MODEL = ROOT / "crates/model/aws/ecs-2014-11-13.json"
-OUT = ROOT / "crates/model/src/ecs_wire.rs"
+MODELS = ROOT / "crates/model/aws"
+OUT_DIR = ROOT / "crates/model/src/wire"
+
+
+class Service:
+    def __init__(self, module, model, shape_id, operations=None, refined=None):
+        self.module = module          # Rust module name
+        self.model = model            # file under crates/model/aws/
+        self.shape_id = shape_id      # absolute Smithy service shape id
+        self.operations = operations  # served operations; None = all
+        self.refined = refined or {}
+
 
 # Members the ECS model types as plain strings although their values form a
 # lifecycle: the generated types use the hand-written enums of
@@ -41,6 +69,40 @@ REFINED = {
     ("Deployment", "status"): "crate::lifecycle::DeploymentStatus",
     ("Cluster", "status"): "crate::lifecycle::ClusterStatus",
 }
+
+SERVICES = [
+    Service("ecs", "ecs-2014-11-13.json",
+            "com.amazonaws.ecs#AmazonEC2ContainerServiceV20141113", refined=REFINED),
+    # Every ELBv2 operation: the load-balancer issue needs nearly all of them.
+    Service("elbv2", "elasticloadbalancingv2-2015-12-01.json",
+            "com.amazonaws.elasticloadbalancingv2#ElasticLoadBalancing_v10"),
+    # What the logs issue names, plus what Terraform's aws_cloudwatch_log_group
+    # calls (the *LogGroup tag operations are the older spelling it still uses).
+    Service("logs", "logs-2014-03-28.json", "com.amazonaws.cloudwatchlogs#Logs_20140328", [
+        "CreateLogGroup", "DeleteLogGroup", "DescribeLogGroups",
+        "PutRetentionPolicy", "DeleteRetentionPolicy",
+        "TagResource", "UntagResource", "ListTagsForResource",
+        "TagLogGroup", "UntagLogGroup", "ListTagsLogGroup",
+        "CreateLogStream", "DescribeLogStreams", "DeleteLogStream",
+        "PutLogEvents", "GetLogEvents", "FilterLogEvents",
+    ]),
+    # Metrics and alarms; dashboards, insight rules, metric streams and
+    # anomaly detectors are not served.
+    Service("cloudwatch", "monitoring-2010-08-01.json",
+            "com.amazonaws.cloudwatch#GraniteServiceVersion20100801", [
+        "PutMetricData", "GetMetricStatistics", "GetMetricData", "ListMetrics",
+        "PutMetricAlarm", "DescribeAlarms", "DescribeAlarmsForMetric", "DeleteAlarms",
+        "SetAlarmState", "EnableAlarmActions", "DisableAlarmActions", "DescribeAlarmHistory",
+        "TagResource", "UntagResource", "ListTagsForResource",
+    ]),
+    Service("autoscaling", "application-autoscaling-2016-02-06.json",
+            "com.amazonaws.applicationautoscaling#AnyScaleFrontendService"),
+    # GetCallerIdentity is what deployment tools call to check credentials;
+    # AssumeRole and GetSessionToken cost a dozen small shapes.
+    Service("sts", "sts-2011-06-15.json",
+            "com.amazonaws.sts#AWSSecurityTokenServiceV20110615",
+            ["GetCallerIdentity", "AssumeRole", "GetSessionToken"]),
+]
 
 RUST_KEYWORDS = {
     "type", "match", "ref", "self", "struct", "enum", "fn", "mod", "use", "loop",
@@ -66,9 +128,20 @@ def variant(value: str) -> str:
     return "V" + v if v[0].isdigit() else v
 
 
+def rs(s: str) -> str:
+    """A Rust string literal."""
+    return json.dumps(s)
+
+
+def is_document(s) -> bool:
+    return s["type"] == "structure" and s.get("document")
+
+
 def rust_type(shapes, name: str) -> str:
     s = shapes[name]
     t = s["type"]
+    if is_document(s):
+        return name
     if t == "structure":
         return name
     if t == "string":
@@ -77,17 +150,17 @@ def rust_type(shapes, name: str) -> str:
         return f"Vec<{rust_type(shapes, s['member']['shape'])}>"
     if t == "map":
         return f"BTreeMap<String, {rust_type(shapes, s['value']['shape'])}>"
-    return {"integer": "i32", "long": "i64", "double": "f64", "boolean": "bool",
-            "timestamp": "f64", "blob": "String"}[t]
+    return {"integer": "i32", "long": "i64", "double": "f64", "float": "f64", "boolean": "bool",
+            "timestamp": "f64", "blob": "String", "byte": "i32", "short": "i32"}[t]
 
 
-def limit_checks(shapes, target: str, expr: str, field: str) -> list:
+def limit_checks(shapes, target: str, field: str) -> list:
     """Checks of the model's min/max on the member's own shape."""
     s = shapes[target]
     t = s["type"]
     lines = []
     lo, hi = s.get("min"), s.get("max")
-    if t in ("integer", "long", "double"):
+    if t in ("integer", "long", "double", "float", "byte", "short"):
         if lo is not None:
             lines.append(f"if *v < {lo} as _ {{ return Err(ShapeViolation::new(at.field(\"{field}\"), \"must be at least {lo}\")); }}")
         if hi is not None:
@@ -105,23 +178,64 @@ def limit_checks(shapes, target: str, expr: str, field: str) -> list:
     return lines
 
 
-def generate(model: dict) -> str:
+def served_operations(svc: Service, model: dict) -> list:
+    ops = svc.operations if svc.operations is not None else list(model["operations"])
+    missing = [o for o in ops if o not in model["operations"]]
+    if missing:
+        raise SystemExit(f"{svc.module}: operations not in the model: {missing}")
+    return sorted(ops)
+
+
+def reachable(model: dict, ops: list):
+    """The shapes reachable from the operations' inputs and outputs, and the
+    error shapes they list."""
     shapes = model["shapes"]
-    out = [
-        "// @generated by tools/gen_wire.py from crates/model/aws/ecs-2014-11-13.json.",
-        "// Do not edit by hand: change the generator and run it again.",
-        "#![allow(clippy::all, missing_docs)]",
-        "",
-        "use std::collections::BTreeMap;",
-        "",
-        "use serde::{Deserialize, Serialize};",
-        "",
-        "use crate::shape::{Shape, ShapePath, ShapeViolation};",
-        "",
-    ]
-    for name in sorted(shapes):
+    seen = set()
+
+    def walk(name):
+        if name in seen:
+            return
+        seen.add(name)
         s = shapes[name]
-        if s["type"] == "string" and "enum" in s:
+        for k in ("member", "key", "value"):
+            if k in s:
+                walk(s[k]["shape"])
+        for m in s.get("members", {}).values():
+            walk(m["shape"])
+
+    errors = set()
+    for o in ops:
+        op = model["operations"][o]
+        for k in ("input", "output"):
+            if k in op:
+                walk(op[k]["shape"])
+        for e in op.get("errors", []):
+            errors.add(e["shape"])
+    return sorted(seen), sorted(errors)
+
+
+def error_info(name: str, s: dict):
+    err = s.get("error", {})
+    code = err.get("code", name)
+    status = err.get("httpStatusCode", 500 if s.get("fault") else 400)
+    if s.get("fault"):
+        fault = "Receiver"
+    elif err.get("senderFault"):
+        fault = "Sender"
+    else:
+        fault = "Receiver" if status >= 500 else "Sender"
+    return code, status, fault
+
+
+def gen_types(svc: Service, shapes: dict, names: list) -> list:
+    out = []
+    for name in names:
+        s = shapes[name]
+        if is_document(s):
+            out.append(f"/// A free-form JSON document (`{name}`).")
+            out.append(f"pub type {name} = serde_json::Value;")
+            out.append("")
+        elif s["type"] == "string" and "enum" in s:
             values = s["enum"]
             variants = [variant(v) for v in values]
             seen = {}
@@ -132,7 +246,7 @@ def generate(model: dict) -> str:
             out.append("#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]")
             out.append(f"pub enum {name} {{")
             for v, r in zip(values, variants):
-                out.append(f"    #[serde(rename = {json.dumps(v)})]")
+                out.append(f"    #[serde(rename = {rs(v)})]")
                 out.append(f"    {r},")
             out.append("}")
             out.append(f"impl {name} {{")
@@ -141,7 +255,7 @@ def generate(model: dict) -> str:
             out.append("    pub fn as_str(self) -> &'static str {")
             out.append("        match self {")
             for v, r in zip(values, variants):
-                out.append(f"            {name}::{r} => {json.dumps(v)},")
+                out.append(f"            {name}::{r} => {rs(v)},")
             out.append("        }")
             out.append("    }")
             out.append("    /// Parses a wire value; `None` for a value the model does not list.")
@@ -159,16 +273,22 @@ def generate(model: dict) -> str:
             out.append("#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]")
             out.append(f"pub struct {name} {{")
             for mname, m in s["members"].items():
-                rt = REFINED.get((name, mname)) or rust_type(shapes, m["shape"])
+                rt = svc.refined.get((name, mname)) or rust_type(shapes, m["shape"])
                 out.append(f"    #[serde(rename = \"{mname}\", default, skip_serializing_if = \"Option::is_none\")]")
                 out.append(f"    pub {snake(mname)}: Option<{rt}>,")
             out.append("}")
             out.append(f"impl Shape for {name} {{")
             body = []
+            if s.get("union"):
+                # A union sets exactly one member.
+                count = " + ".join(f"self.{snake(m)}.is_some() as usize" for m in s["members"])
+                names = ", ".join(s["members"])
+                body.append(f"if {count} != 1 {{ return Err(ShapeViolation::new(*at, \"must set exactly one of {names}\")); }}")
             for mname, m in s["members"].items():
                 field = snake(mname)
-                checks = [] if (name, mname) in REFINED else limit_checks(shapes, m["shape"], "v", mname)
-                recurse = shapes[m["shape"]]["type"] in ("structure", "list", "map")
+                target = shapes[m["shape"]]
+                checks = [] if (name, mname) in svc.refined else limit_checks(shapes, m["shape"], mname)
+                recurse = target["type"] in ("structure", "list", "map") and not is_document(target)
                 if mname in required and not checks and not recurse:
                     body.append(f"if self.{field}.is_none() {{ return Err(ShapeViolation::new(at.field(\"{mname}\"), \"is required\")); }}")
                     continue
@@ -193,8 +313,94 @@ def generate(model: dict) -> str:
                 out.append("    }")
             out.append("}")
             out.append("")
-    ops = sorted(model["operations"])
-    out.append("/// Every operation of the service, by its wire name.")
+    return out
+
+
+def schema_kind(shapes: dict, index: dict, name: str) -> str:
+    """The `ShapeKind` of one shape in the run-time table."""
+    s = shapes[name]
+    t = s["type"]
+    if is_document(s):
+        return "ShapeKind::Document"
+    if t == "structure":
+        kind = "Union" if s.get("union") else "Structure"
+        members = []
+        for mname, m in s["members"].items():
+            target = index[m["shape"]]
+            xml = m.get("locationName")
+            if xml and xml != mname:
+                members.append(f"member_as({rs(mname)}, {rs(xml)}, {target})")
+            else:
+                members.append(f"member({rs(mname)}, {target})")
+        return f"ShapeKind::{kind}(&[{', '.join(members)}])"
+    if t == "list":
+        m = s["member"]
+        named = f"Some({rs(m['locationName'])})" if "locationName" in m else "None"
+        return f"list({index[m['shape']]}, {named}, {str(bool(s.get('flattened'))).lower()})"
+    if t == "map":
+        k, v = s["key"], s["value"]
+        kn, vn = k.get("locationName", "key"), v.get("locationName", "value")
+        names = "None" if (kn, vn) == ("key", "value") else f"Some(({rs(kn)}, {rs(vn)}))"
+        return f"map({index[k['shape']]}, {index[v['shape']]}, {names}, {str(bool(s.get('flattened'))).lower()})"
+    if t == "string":
+        if "enum" in s:
+            return f"ShapeKind::Enum(&[{', '.join(rs(v) for v in s['enum'])}])"
+        return "ShapeKind::String"
+    if t == "timestamp":
+        fmt = s.get("timestampFormat")
+        fmts = {None: "None", "iso8601": "Some(TimestampFormat::Iso8601)",
+                "unixTimestamp": "Some(TimestampFormat::EpochSeconds)", "rfc822": "Some(TimestampFormat::Rfc822)"}
+        return f"ShapeKind::Timestamp({fmts[fmt]})"
+    return {"integer": "ShapeKind::Integer", "byte": "ShapeKind::Integer", "short": "ShapeKind::Integer",
+            "long": "ShapeKind::Long", "float": "ShapeKind::Float", "double": "ShapeKind::Double",
+            "boolean": "ShapeKind::Boolean", "blob": "ShapeKind::Blob"}[t]
+
+
+PROTOCOLS = {"query": "Protocol::AwsQuery", "smithy-rpc-v2-cbor": "Protocol::RpcV2Cbor"}
+
+
+def protocols(meta: dict) -> list:
+    out = []
+    for p in meta.get("protocols") or [meta["protocol"]]:
+        if p == "json":
+            out.append("Protocol::AwsJson1_0" if meta.get("jsonVersion") == "1.0" else "Protocol::AwsJson1_1")
+        elif p in PROTOCOLS:
+            out.append(PROTOCOLS[p])
+        else:
+            raise SystemExit(f"unsupported protocol {p}")
+    return out
+
+
+def generate(svc: Service, model: dict) -> str:
+    shapes = model["shapes"]
+    meta = model["metadata"]
+    ops = served_operations(svc, model)
+    names, errors = reachable(model, ops)
+    index = {n: i for i, n in enumerate(names)}
+    if len(names) > 65535:
+        raise SystemExit(f"{svc.module}: too many shapes for a u16 id")
+    error_index = {e: i for i, e in enumerate(errors)}
+
+    out = [
+        f"// @generated by tools/gen_wire.py from crates/model/aws/{svc.model}.",
+        "// Do not edit by hand: change the generator and run it again.",
+        "#![allow(clippy::all, missing_docs)]",
+        "",
+    ]
+    types = gen_types(svc, shapes, names)
+    if any("BTreeMap<" in line for line in types):
+        out += ["use std::collections::BTreeMap;", ""]
+    out += [
+        "use serde::{Deserialize, Serialize};",
+        "",
+        "use crate::shape::{Shape, ShapePath, ShapeViolation};",
+        "use crate::wire::schema::*;",
+        "",
+    ]
+    out += types
+
+    # Operations.
+    out.append("/// Every operation Flotilla serves for this service, by its wire name.")
     out.append("#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]")
     out.append("pub enum Operation {")
     for o in ops:
@@ -203,37 +409,113 @@ def generate(model: dict) -> str:
     out.append("impl Operation {")
     out.append(f"    pub const ALL: &'static [Operation] = &[{', '.join('Operation::' + o for o in ops)}];")
     out.append("    pub fn name(self) -> &'static str {")
-    out.append("        match self {")
-    for o in ops:
-        out.append(f"            Operation::{o} => \"{o}\",")
-    out.append("        }")
+    out.append("        self.schema().name")
     out.append("    }")
-    out.append("    /// Looks an operation up by the name after the `X-Amz-Target` prefix.")
+    out.append("    /// Looks an operation up by its wire name (after the `X-Amz-Target`")
+    out.append("    /// prefix, the Query `Action`, or the RPC v2 path's operation).")
     out.append("    pub fn from_name(name: &str) -> Option<Self> {")
-    out.append("        Self::ALL.iter().copied().find(|o| o.name() == name)")
+    out.append("        OPERATIONS.binary_search_by(|o| o.name.cmp(name)).ok().map(|i| Self::ALL[i])")
+    out.append("    }")
+    out.append("    /// Input and output shapes, Query result wrapper and errors.")
+    out.append("    pub fn schema(self) -> &'static OperationSchema {")
+    out.append("        &OPERATIONS[self as usize]")
     out.append("    }")
     out.append("}")
     out.append("")
-    out.append(f"/// The `X-Amz-Target` prefix of this service.")
-    out.append(f"pub const TARGET_PREFIX: &str = \"{model['metadata']['targetPrefix']}\";")
+
+    # Errors.
+    out.append("/// Every error the served operations may return, by shape name.")
+    out.append("#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]")
+    out.append("pub enum Exception {")
+    for e in errors:
+        out.append(f"    {e},")
+    out.append("}")
+    out.append("impl Exception {")
+    out.append(f"    pub const ALL: &'static [Exception] = &[{', '.join('Exception::' + e for e in errors)}];")
+    out.append("    /// The code, HTTP status and fault each protocol sends.")
+    out.append("    pub fn schema(self) -> &'static ErrorSchema {")
+    out.append("        &ERRORS[self as usize]")
+    out.append("    }")
+    out.append("}")
+    out.append("")
+
+    if "targetPrefix" in meta:
+        out.append("/// The `X-Amz-Target` prefix of this service.")
+        out.append(f"pub const TARGET_PREFIX: &str = {rs(meta['targetPrefix'])};")
+        out.append("")
+
+    opt = lambda v: f"Some({rs(v)})" if v is not None else "None"
+    out.append("/// The service's names, protocols, shapes, operations and errors.")
+    out.append("pub static SERVICE: ServiceSchema = ServiceSchema {")
+    out.append(f"    module: {rs(svc.module)},")
+    out.append(f"    service_id: {rs(meta['serviceId'])},")
+    out.append(f"    signing_name: {rs(meta.get('signingName') or meta['endpointPrefix'])},")
+    out.append(f"    api_version: {rs(meta['apiVersion'])},")
+    out.append(f"    protocols: &[{', '.join(protocols(meta))}],")
+    out.append(f"    target_prefix: {opt(meta.get('targetPrefix'))},")
+    out.append(f"    xml_namespace: {opt(meta.get('xmlNamespace'))},")
+    out.append(f"    shape_id: {rs(svc.shape_id)},")
+    out.append(f"    query_compatible: {str('awsQueryCompatible' in meta).lower()},")
+    out.append("    shapes: &SHAPES,")
+    out.append("    operations: &OPERATIONS,")
+    out.append("    errors: &ERRORS,")
+    out.append("};")
+    out.append("")
+    out.append(f"static SHAPES: [ShapeSchema; {len(names)}] = [")
+    for n in names:
+        out.append(f"    shape({rs(n)}, {schema_kind(shapes, index, n)}),")
+    out.append("];")
+    out.append("")
+    out.append(f"static OPERATIONS: [OperationSchema; {len(ops)}] = [")
+    for o in ops:
+        op = model["operations"][o]
+        inp = str(index[op["input"]["shape"]]) if "input" in op else None
+        outp = str(index[op["output"]["shape"]]) if "output" in op else None
+        wrapper = op.get("output", {}).get("resultWrapper")
+        errs = ", ".join(str(error_index[e["shape"]]) for e in op.get("errors", []))
+        out.append(f"    operation({rs(o)}, {f'Some({inp})' if inp else 'None'}, {f'Some({outp})' if outp else 'None'}, {opt(wrapper)}, &[{errs}]),")
+    out.append("];")
+    out.append("")
+    out.append(f"static ERRORS: [ErrorSchema; {len(errors)}] = [")
+    for e in errors:
+        code, status, fault = error_info(e, shapes[e])
+        out.append(f"    error({rs(e)}, {rs(code)}, {status}, Fault::{fault}),")
+    out.append("];")
     return "\n".join(out) + "\n"
 
 
+def rustfmt(code: str) -> str:
+    return subprocess.run(["rustfmt", "--edition", "2021", "--emit", "stdout"],
+                          input=code, capture_output=True, text=True, check=True).stdout
+
+
 def main() -> int:
-    model = json.loads(MODEL.read_text())
-    code = generate(model)
-    try:
-        code = subprocess.run(["rustfmt", "--edition", "2021", "--emit", "stdout"],
-                              input=code, capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as e:
-        print(f"rustfmt failed: {e}", file=sys.stderr)
-        return 2
-    if "--check" in sys.argv:
-        if OUT.read_text() != code:
-            print(f"{OUT} is stale: run python3 tools/gen_wire.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(code)
+    check = "--check" in sys.argv
+    stale = []
+    for svc in SERVICES:
+        model = json.loads((MODELS / svc.model).read_text())
+        try:
+            code = rustfmt(generate(svc, model))
+        except (OSError, subprocess.CalledProcessError) as e:
+            print(f"rustfmt failed on {svc.module}: {e}", file=sys.stderr)
+            return 2
+        out = OUT_DIR / f"{svc.module}.rs"
+        if "--stats" in sys.argv:
+            ops = served_operations(svc, model)
+            names, errors = reachable(model, ops)
+            structs = sum(1 for n in names if model["shapes"][n]["type"] == "structure")
+            enums = sum(1 for n in names if "enum" in model["shapes"][n])
+            print(f"{svc.module:12} {len(ops):3} operations {len(names):4} shapes "
+                  f"({structs} structures, {enums} enums) {len(errors):3} errors "
+                  f"{code.count(chr(10)):6} lines")
+        if check:
+            if not out.exists() or out.read_text() != code:
+                stale.append(str(out.relative_to(ROOT)))
+        elif "--stats" not in sys.argv:
+            out.write_text(code)
+    if stale:
+        print(f"stale: {', '.join(stale)}: run python3 tools/gen_wire.py", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -16,15 +16,24 @@
 //!   container instance and a task definition, so valid-looking requests
 //!   reach deep into the handlers.
 //!
+//! - [`protocol_one`]: the AWS protocol codecs of `flotilla-protocol` (Query
+//!   forms, RPC v2 CBOR bodies) for any served operation of any service,
+//!   with their round trip checked; its input names the operation on a first
+//!   line (see `src/protocol.rs`).
+//!
 //! Run (nightly + cargo-fuzz):
 //! ```text
 //! cd fuzz && cargo +nightly fuzz run decode -- -max_total_time=300
 //! cd fuzz && cargo +nightly fuzz run dispatch -- -max_total_time=300
+//! cd fuzz && cargo +nightly fuzz run protocol -- -max_total_time=300
 //! ```
 //! Without nightly: `cargo run --release --bin replay -- [SECONDS]` feeds the
 //! seed corpus and random mutations of it through the same two functions.
 
 use std::sync::{Arc, OnceLock};
+
+mod protocol;
+pub use protocol::protocol_one;
 
 use flotilla_model::ecs::{self, Operation};
 use flotilla_server::ecs::{decode, Ctx};

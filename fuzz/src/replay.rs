@@ -1,6 +1,6 @@
 //! The fuzz targets without libFuzzer (stable toolchain, no sanitizer): feeds
 //! every seed in `corpus/*/` and then random mutations of them through
-//! `decode_one` and `dispatch_one` for SECONDS (default 60). A panic aborts
+//! `decode_one`, `dispatch_one` and `protocol_one` for SECONDS (default 60). A panic aborts
 //! with the input printed.
 //!
 //! ```text
@@ -15,7 +15,7 @@ fn main() {
     let secs: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(60);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let mut seeds: Vec<Vec<u8>> = Vec::new();
-    for target in ["decode", "dispatch"] {
+    for target in ["decode", "dispatch", "protocol"] {
         if let Ok(entries) = std::fs::read_dir(dir.join(target)) {
             for e in entries.flatten() {
                 seeds.push(std::fs::read(e.path()).unwrap());
@@ -30,6 +30,7 @@ fn main() {
         let r = std::panic::catch_unwind(|| {
             flotilla_fuzz::decode_one(input);
             flotilla_fuzz::dispatch_one(input);
+            flotilla_fuzz::protocol_one(input);
         });
         if r.is_err() {
             eprintln!("PANIC on input {:?}", String::from_utf8_lossy(input));

@@ -72,6 +72,8 @@ impl Shape for bool {}
 impl Shape for i32 {}
 impl Shape for i64 {}
 impl Shape for f64 {}
+/// A free-form document: the model sets no rules inside it.
+impl Shape for serde_json::Value {}
 
 impl<T: Shape> Shape for Vec<T> {
     fn check(&self, at: &ShapePath<'_>) -> Result<(), ShapeViolation> {
