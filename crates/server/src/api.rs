@@ -23,18 +23,7 @@ use serde::Serialize;
 use crate::core::State;
 use crate::error::{ApiError, ApiResult};
 
-/// The AWS wire protocols the front speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// `X-Amz-Target`, `application/x-amz-json-1.0`.
-    AwsJson1_0,
-    /// `X-Amz-Target`, `application/x-amz-json-1.1`.
-    AwsJson1_1,
-    /// Form-encoded `Action=…&Version=…`, XML answers.
-    AwsQuery,
-    /// Smithy RPC v2 CBOR: `POST /service/{Service}/operation/{Operation}`.
-    RpcV2Cbor,
-}
+pub use flotilla_model::wire::schema::{ErrorSchema, OperationSchema, Protocol, ServiceSchema};
 
 /// Who is calling, in which account and region, and when.
 #[derive(Debug, Clone)]
@@ -80,8 +69,8 @@ pub enum Encoding {
 /// One operation call.
 pub struct Call<'a> {
     pub ctx: Ctx,
-    /// The operation's name as the model spells it (`CreateCluster`).
-    pub operation: &'a str,
+    /// The operation, as the service's model defines it.
+    pub operation: &'static OperationSchema,
     pub input: Input<'a>,
     pub encoding: Encoding,
 }
@@ -120,13 +109,18 @@ impl Call<'_> {
         encoded.map_err(|e| ApiError::server(format!("encoding the response: {e}")))
     }
 
-    /// The answer to an operation the service does not serve.
+    /// The operation's name as the model spells it (`CreateCluster`).
+    pub fn name(&self) -> &'static str {
+        self.operation.name
+    }
+
+    /// The answer to an operation the model has but Flotilla does not serve.
     pub fn unsupported(&self, service: &str) -> ApiError {
         ApiError::new(
             "UnknownOperationException",
             format!(
                 "Operation {} is not supported by Flotilla's {service}.",
-                self.operation
+                self.operation.name
             ),
         )
     }
@@ -169,65 +163,46 @@ fn decode_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
 /// An operation's future.
 pub type Pending<'a> = Pin<Box<dyn Future<Output = ApiResult<Reply>> + Send + 'a>>;
 
-/// How an error code travels: its HTTP status, and for the Query protocols
-/// its code there and whether the sender is at fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ErrorInfo {
-    pub status: u16,
-    /// The code Query clients read, where it differs from the code itself.
-    pub query_code: Option<&'static str>,
-    pub sender_fault: bool,
-}
-
-/// What a service declares to the front.
+/// What a service declares to the front: its model's schema (signing name,
+/// protocols, JSON target prefix, Query version and namespace, CBOR service
+/// name, operations, errors — all generated from the AWS model) and how to
+/// run an operation.
 pub struct ServiceDef {
-    /// A short name for logs and messages (`ecs`).
-    pub name: &'static str,
-    /// The SigV4 credential-scope service names it answers to.
-    pub signing_names: &'static [&'static str],
-    /// The protocols it accepts, in the model's order of preference.
-    pub protocols: &'static [Protocol],
-    /// The `X-Amz-Target` prefix of its JSON protocol.
-    pub target_prefix: Option<&'static str>,
-    /// The `Version` of its Query protocol, and the XML namespace of answers.
-    pub query: Option<QueryInfo>,
-    /// The service name in RPC v2 CBOR paths.
-    pub cbor_service: Option<&'static str>,
+    pub schema: &'static ServiceSchema,
     /// Runs one operation.
     pub dispatch: for<'a> fn(&'a Env, Call<'a>) -> Pending<'a>,
-    /// How each of its error codes travels.
-    pub error_info: fn(&str) -> ErrorInfo,
-    /// Whether it names an operation of this service (routing and errors
-    /// need to know before the body is decoded).
-    pub has_operation: fn(&str) -> bool,
     /// The largest request body it takes, and the error code it refuses a
     /// larger one with (HTTP 413).
     pub max_body: usize,
     pub body_too_large: &'static str,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct QueryInfo {
-    pub version: &'static str,
-    pub xml_namespace: &'static str,
-}
-
 impl ServiceDef {
+    /// A short name for logs and messages (`ecs`).
+    pub fn name(&self) -> &'static str {
+        self.schema.module
+    }
+
     pub fn speaks(&self, protocol: Protocol) -> bool {
-        self.protocols.contains(&protocol)
+        self.schema.speaks(protocol)
+    }
+
+    /// How `code` travels for this service: the model's error of that name
+    /// or Query code (its status and fault), else a common error — 500 for
+    /// the server's faults, 400 for the caller's.
+    pub fn error_schema(&self, code: &'static str) -> ErrorSchema {
+        match self.schema.error(code) {
+            Some(e) => *e,
+            None => common_error(code),
+        }
     }
 }
 
-/// The default error mapping: 500 for the server's faults, 400 for the
-/// caller's, the code unchanged.
-pub fn default_error_info(code: &str) -> ErrorInfo {
+/// An error no model lists, by its code.
+pub fn common_error(code: &'static str) -> ErrorSchema {
     let server = matches!(
         code,
         "ServerException" | "InternalFailure" | "InternalServiceError" | "InternalServiceException"
     );
-    ErrorInfo {
-        status: if server { 500 } else { 400 },
-        query_code: None,
-        sender_fault: !server,
-    }
+    ErrorSchema::common(code, if server { 500 } else { 400 })
 }

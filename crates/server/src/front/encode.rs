@@ -1,34 +1,26 @@
-//! Answers in the protocol the client spoke: success bodies and, in one
-//! place, errors — the HTTP status and code from the service's error table,
-//! the body in the protocol's error shape.
+//! Answers in the protocol the client spoke, through `flotilla-protocol`:
+//! success bodies and, in one place, errors — the HTTP status and code from
+//! the service's error table (generated from its model), the body and
+//! headers in the protocol's error shape.
 
 use axum::body::Body;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use flotilla_protocol as wire;
 
-use crate::api::{default_error_info, ErrorInfo, Protocol, Reply, ServiceDef};
+use crate::api::{common_error, ErrorSchema, OperationSchema, Protocol, Reply, ServiceDef};
 use crate::error::ApiError;
 
-fn content_type(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::AwsJson1_0 => "application/x-amz-json-1.0",
-        Protocol::AwsJson1_1 => "application/x-amz-json-1.1",
-        Protocol::AwsQuery => "text/xml",
-        Protocol::RpcV2Cbor => "application/cbor",
-    }
-}
-
-fn with_headers(mut resp: Response, protocol: Protocol, request_id: &str) -> Response {
+/// The HTTP response of a protocol reply.
+fn respond(reply: wire::Reply) -> Response {
+    let mut resp = Response::new(Body::from(reply.body));
+    *resp.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
-    h.insert(
-        "content-type",
-        HeaderValue::from_static(content_type(protocol)),
-    );
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-amzn-requestid", v);
-    }
-    if protocol == Protocol::RpcV2Cbor {
-        h.insert("smithy-protocol", HeaderValue::from_static("rpc-v2-cbor"));
+    for (name, value) in reply.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
     }
     resp
 }
@@ -36,48 +28,72 @@ fn with_headers(mut resp: Response, protocol: Protocol, request_id: &str) -> Res
 /// A successful answer.
 pub fn success(
     protocol: Protocol,
-    _service: &ServiceDef,
-    _operation: &str,
+    service: &ServiceDef,
+    op: &OperationSchema,
     request_id: &str,
     reply: Reply,
 ) -> Response {
-    let body = match reply {
-        Reply::Json(bytes) => bytes,
-        Reply::Value(v) => serde_json::to_vec(&v).unwrap_or_default(),
+    let encoded = match reply {
+        Reply::Json(bytes) => Ok(wire::json_reply(protocol, bytes, request_id)),
+        Reply::Value(value) => wire::output_reply(protocol, service.schema, op, &value, request_id),
     };
-    with_headers(Response::new(Body::from(body)), protocol, request_id)
+    match encoded {
+        Ok(reply) => respond(reply),
+        Err(e) => {
+            tracing::error!(error = %e, op = op.name, "could not encode a response");
+            let e = ApiError::new(
+                wire::common::INTERNAL_FAILURE.code,
+                "The response could not be encoded.",
+            );
+            error(protocol, Some(service), request_id, &e)
+        }
+    }
 }
 
-/// How `e` travels for `service` (or, before a service is known, by default).
-fn info(service: Option<&ServiceDef>, e: &ApiError) -> ErrorInfo {
-    service.map_or_else(|| default_error_info(e.code), |s| (s.error_info)(e.code))
-}
-
-/// An error answer, with the status the service's error table gives.
+/// An error answer, with the status the service's error table gives (or,
+/// before a service is known, the common errors').
 pub fn error(
     protocol: Protocol,
     service: Option<&ServiceDef>,
     request_id: &str,
     e: &ApiError,
 ) -> Response {
-    let status = StatusCode::from_u16(info(service, e).status).unwrap_or(StatusCode::BAD_REQUEST);
-    error_with_status(protocol, service, request_id, e, status)
+    let schema = service.map_or_else(|| common_error(e.code), |s| s.error_schema(e.code));
+    error_as(protocol, service, request_id, &schema, &e.message)
 }
 
 /// An error answer with a status decided by the front (authentication,
 /// body too large, load shedding).
 pub fn error_with_status(
     protocol: Protocol,
-    _service: Option<&ServiceDef>,
+    service: Option<&ServiceDef>,
     request_id: &str,
     e: &ApiError,
     status: StatusCode,
 ) -> Response {
-    let code = e.code;
-    let body = serde_json::json!({ "__type": code, "message": e.message }).to_string();
-    let mut resp = with_headers((status, body).into_response(), protocol, request_id);
-    if let Ok(v) = HeaderValue::from_str(code) {
-        resp.headers_mut().insert("x-amzn-errortype", v);
+    let mut schema = service.map_or_else(|| common_error(e.code), |s| s.error_schema(e.code));
+    schema.status = status.as_u16();
+    error_as(protocol, service, request_id, &schema, &e.message)
+}
+
+fn error_as(
+    protocol: Protocol,
+    service: Option<&ServiceDef>,
+    request_id: &str,
+    schema: &ErrorSchema,
+    message: &str,
+) -> Response {
+    // Before routing, the protocol's own shape with no service's extras
+    // (ECS's schema serves: it is query-compatible with nothing).
+    let service_schema = service.map_or(&flotilla_model::wire::ecs::SERVICE, |s| s.schema);
+    let mut reply = wire::error_reply(protocol, service_schema, schema, message, request_id);
+    // JSON errors name the code in the header too, for the SDKs that read it there.
+    if matches!(protocol, Protocol::AwsJson1_0 | Protocol::AwsJson1_1)
+        && reply.header("x-amzn-errortype").is_none()
+    {
+        reply
+            .headers
+            .push(("x-amzn-errortype", schema.shape.to_string()));
     }
-    resp
+    respond(reply)
 }

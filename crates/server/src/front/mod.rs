@@ -27,10 +27,13 @@ use axum::Router;
 use flotilla_auth::{Credentials, RequestParts};
 use flotilla_model::arn::Scope;
 
-use crate::api::{Call, Ctx, Encoding, Env, Input, Protocol, ServiceDef};
+use flotilla_protocol::cbor::RpcPath;
+
+use crate::api::{Call, Ctx, Encoding, Env, Input, OperationSchema, Protocol, ServiceDef};
 use crate::core::now;
 use crate::error::ApiError;
 
+mod body;
 pub mod encode;
 pub mod layers;
 pub mod protocol;
@@ -79,11 +82,13 @@ async fn serve(
     };
     // The service, where the headers or the path name it (a Query request
     // names it only in its signature).
+    let rpc_path = RpcPath::parse(uri.path());
     let named = match protocol {
         Protocol::AwsJson1_0 | Protocol::AwsJson1_1 => protocol::json_target(&headers)
-            .and_then(|(prefix, _)| protocol::find_service(front.services, protocol, prefix)),
-        Protocol::RpcV2Cbor => protocol::cbor_route(uri.path())
-            .and_then(|(name, _)| protocol::find_service(front.services, protocol, name)),
+            .and_then(|(prefix, _)| protocol::json_service(front.services, protocol, prefix)),
+        Protocol::RpcV2Cbor => rpc_path
+            .as_ref()
+            .and_then(|p| protocol::cbor_service(front.services, p)),
         Protocol::AwsQuery => None,
     };
     let limit = named.map_or_else(
@@ -139,66 +144,58 @@ async fn serve(
             ),
         );
     }
-    // Which service and operation, and the input as the protocol carries it.
-    let routed = match protocol {
-        Protocol::AwsJson1_0 | Protocol::AwsJson1_1 => named
-            .zip(protocol::json_target(&headers))
-            .map(|(s, (_, op))| (s, op.to_string(), Input::Json(&body))),
-        Protocol::RpcV2Cbor => named
-            .zip(protocol::cbor_route(uri.path()))
-            .map(|(s, (_, op))| (s, op.to_string(), Input::Json(&body))),
-        Protocol::AwsQuery => protocol::find_service(front.services, protocol, &caller.service)
-            .map(|s| (s, String::new(), Input::Json(&body))),
+    let service = match protocol {
+        Protocol::AwsQuery => protocol::query_service(front.services, &caller.service),
+        _ => named,
     };
-    let unknown = |what: String| {
-        ApiError::new(
-            "UnknownOperationException",
-            format!("Unknown operation {what}."),
-        )
-    };
-    let target = || {
-        format!(
-            "'{}'",
-            headers
-                .get("x-amz-target")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-        )
-    };
-    let Some((service, operation, input)) = routed else {
+    let Some(service) = service else {
         let what = match protocol {
-            Protocol::AwsJson1_0 | Protocol::AwsJson1_1 => target(),
+            Protocol::AwsJson1_0 | Protocol::AwsJson1_1 => target(&headers),
             Protocol::RpcV2Cbor => format!("'{}'", uri.path()),
             Protocol::AwsQuery => format!("for service '{}'", caller.service),
         };
-        return answer(None, unknown(what));
+        return answer(
+            None,
+            ApiError::new(
+                "UnknownOperationException",
+                format!("Unknown operation {what}."),
+            ),
+        );
+    };
+    // CloudWatch's SDKs compress large bodies (`Content-Encoding: gzip`).
+    let body = match body::inflate(&headers, body, service.max_body) {
+        Ok(body) => body,
+        Err(body::TooLarge) => return too_large(Some(service), service.max_body),
     };
     if body.len() > service.max_body {
         return too_large(Some(service), service.max_body);
     }
-    let (operation, input) = match decode_input(protocol, service, &operation, input) {
-        Ok(decoded) => decoded,
-        Err(e) => return answer(Some(service), e),
-    };
-    if !service.signing_names.contains(&caller.service.as_str()) {
+    if caller.service != service.schema.signing_name {
         return answer(
             Some(service),
             ApiError::new(
                 "InvalidSignatureException",
                 format!(
                     "Credential should be scoped to correct service: '{}', not '{}'.",
-                    service.signing_names[0], caller.service
+                    service.schema.signing_name, caller.service
                 ),
             ),
         );
     }
-    if !(service.has_operation)(&operation) {
-        let what = match protocol {
-            Protocol::AwsJson1_0 | Protocol::AwsJson1_1 => target(),
-            _ => format!("'{operation}'"),
-        };
-        return answer(Some(service), unknown(what));
-    }
+    let query_string = uri.query().unwrap_or("").to_string();
+    let decoded = decode_input(
+        protocol,
+        service,
+        &headers,
+        rpc_path.as_ref(),
+        &body,
+        &method,
+        &query_string,
+    );
+    let (op, input) = match decoded {
+        Ok(decoded) => decoded,
+        Err(e) => return answer(Some(service), e),
+    };
     let host = headers
         .get("host")
         .and_then(|v| v.to_str().ok())
@@ -218,32 +215,106 @@ async fn serve(
         Protocol::AwsQuery | Protocol::RpcV2Cbor => Encoding::Value,
     };
     let span =
-        tracing::debug_span!("api", service = service.name, op = %operation, request_id = %rid);
+        tracing::debug_span!("api", service = service.name(), op = op.name, request_id = %rid);
     let _enter = span.enter();
     let call = Call {
         ctx,
-        operation: &operation,
+        operation: op,
         input,
         encoding,
     };
     match (service.dispatch)(&front.env, call).await {
-        Ok(reply) => encode::success(protocol, service, &operation, &rid, reply),
+        Ok(reply) => encode::success(protocol, service, op, &rid, reply),
         Err(e) => answer(Some(service), e),
     }
 }
 
-/// The operation's name and its input, in the form the service decodes.
+/// `'Prefix.Operation'` as the request's `X-Amz-Target` says it.
+fn target(headers: &HeaderMap) -> String {
+    format!(
+        "'{}'",
+        headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    )
+}
+
+/// The operation and its input, in the form the service decodes: JSON
+/// bodies as they are (serde reads them straight into the request type),
+/// Query forms and CBOR bodies through the codecs into a JSON value.
 fn decode_input<'a>(
     protocol: Protocol,
     service: &ServiceDef,
-    operation: &str,
-    input: Input<'a>,
-) -> Result<(String, Input<'a>), ApiError> {
+    headers: &HeaderMap,
+    rpc_path: Option<&RpcPath<'_>>,
+    body: &'a [u8],
+    method: &Method,
+    query_string: &str,
+) -> Result<(&'static OperationSchema, Input<'a>), ApiError> {
+    let schema = service.schema;
+    let malformed = |e: flotilla_protocol::DecodeError| {
+        ApiError::new(
+            flotilla_protocol::common::malformed_request(protocol).code,
+            e.to_string(),
+        )
+    };
     match protocol {
-        Protocol::AwsJson1_0 | Protocol::AwsJson1_1 => Ok((operation.to_string(), input)),
-        Protocol::AwsQuery | Protocol::RpcV2Cbor => Err(ApiError::new(
-            "UnknownOperationException",
-            format!("{} is not served over {protocol:?} yet.", service.name),
-        )),
+        Protocol::AwsJson1_0 | Protocol::AwsJson1_1 => {
+            let name = protocol::json_target(headers)
+                .map(|(_, op)| op)
+                .unwrap_or_default();
+            let op = schema.operation(name).ok_or_else(|| {
+                ApiError::new(
+                    "UnknownOperationException",
+                    format!("Unknown operation {}.", target(headers)),
+                )
+            })?;
+            Ok((op, Input::Json(body)))
+        }
+        Protocol::RpcV2Cbor => {
+            if headers.contains_key("x-amz-target") || headers.contains_key("x-amzn-target") {
+                return Err(ApiError::new(
+                    "SerializationException",
+                    "An RPC v2 CBOR request must not carry X-Amz-Target.",
+                ));
+            }
+            let name = rpc_path.map(|p| p.operation).unwrap_or_default();
+            let op = schema.operation(name).ok_or_else(|| {
+                ApiError::new(
+                    "UnknownOperationException",
+                    format!("Unknown operation '{name}'."),
+                )
+            })?;
+            let value =
+                flotilla_protocol::cbor::decode_input(schema, op, body).map_err(malformed)?;
+            Ok((op, Input::Value(value)))
+        }
+        Protocol::AwsQuery => {
+            let encoded = if method == Method::GET {
+                query_string.as_bytes()
+            } else {
+                body
+            };
+            let form = flotilla_protocol::Form::parse(encoded).map_err(malformed)?;
+            let action = form.action().ok_or_else(|| {
+                ApiError::new(
+                    "MissingAction",
+                    "The request must contain the parameter Action.",
+                )
+            })?;
+            let op = schema.operation(action).ok_or_else(|| {
+                ApiError::new(
+                    "InvalidAction",
+                    format!(
+                        "Could not find operation {action} for version {}.",
+                        schema.api_version
+                    ),
+                )
+            })?;
+            let value =
+                flotilla_protocol::query::decode_input(schema, op, &form).map_err(malformed)?;
+            Ok((op, Input::Value(value)))
+        }
     }
 }

@@ -12,6 +12,8 @@
 
 use axum::http::{HeaderMap, Method};
 
+use flotilla_protocol::cbor::RpcPath;
+
 use crate::api::{Protocol, ServiceDef};
 
 /// The protocol a request speaks, from its method, path and headers alone
@@ -43,35 +45,45 @@ pub fn detect(method: &Method, path: &str, headers: &HeaderMap) -> Protocol {
     Protocol::AwsJson1_1
 }
 
-/// For RPC v2 CBOR: `(Service, Operation)` from the path.
-pub fn cbor_route(path: &str) -> Option<(&str, &str)> {
-    let rest = path.strip_prefix("/service/")?;
-    let (service, rest) = rest.split_once('/')?;
-    let op = rest.strip_prefix("operation/")?;
-    (!service.is_empty() && !op.is_empty() && !op.contains('/')).then_some((service, op))
-}
-
 /// For AWS JSON: `(prefix, Operation)` from `X-Amz-Target`.
 pub fn json_target(headers: &HeaderMap) -> Option<(&str, &str)> {
     let target = headers.get("x-amz-target")?.to_str().ok()?;
     target.rsplit_once('.')
 }
 
-/// The service a request is for, by protocol: the JSON target prefix, the
-/// CBOR path's service, or (Query) the signing name.
-pub fn find_service(
+/// The service a JSON request is for, by its target prefix.
+pub fn json_service(
     services: &[&'static ServiceDef],
     protocol: Protocol,
-    key: &str,
+    prefix: &str,
 ) -> Option<&'static ServiceDef> {
-    services.iter().copied().find(|s| {
-        s.speaks(protocol)
-            && match protocol {
-                Protocol::AwsJson1_0 | Protocol::AwsJson1_1 => s.target_prefix == Some(key),
-                Protocol::RpcV2Cbor => s.cbor_service == Some(key),
-                Protocol::AwsQuery => s.signing_names.contains(&key),
-            }
-    })
+    services
+        .iter()
+        .copied()
+        .find(|s| s.speaks(protocol) && s.schema.target_prefix == Some(prefix))
+}
+
+/// The service a CBOR request is for, by its path.
+pub fn cbor_service(
+    services: &[&'static ServiceDef],
+    path: &RpcPath<'_>,
+) -> Option<&'static ServiceDef> {
+    services
+        .iter()
+        .copied()
+        .find(|s| s.speaks(Protocol::RpcV2Cbor) && path.names(s.schema))
+}
+
+/// The service a Query request is for, by the SigV4 credential scope's
+/// service: `Action` alone is ambiguous across Query services.
+pub fn query_service(
+    services: &[&'static ServiceDef],
+    signing_name: &str,
+) -> Option<&'static ServiceDef> {
+    services
+        .iter()
+        .copied()
+        .find(|s| s.speaks(Protocol::AwsQuery) && s.schema.signing_name == signing_name)
 }
 
 #[cfg(test)]
@@ -133,11 +145,5 @@ mod tests {
             ),
             Protocol::RpcV2Cbor
         );
-        assert_eq!(
-            cbor_route("/service/Granite/operation/ListMetrics"),
-            Some(("Granite", "ListMetrics"))
-        );
-        assert_eq!(cbor_route("/service/Granite/ListMetrics"), None);
-        assert_eq!(cbor_route("/service//operation/X"), None);
     }
 }

@@ -8,7 +8,7 @@ use base64::Engine;
 use flotilla_model::arn::{self, Scope};
 use flotilla_model::ecs::{self, Operation};
 
-use crate::api::{self, Call, Env, Protocol, Reply, ServiceDef};
+use crate::api::{self, Call, Env, Reply, ServiceDef};
 use crate::core::state::{Account, ClusterState};
 use crate::error::{ApiError, ApiResult};
 
@@ -25,28 +25,18 @@ pub use tags::validate_tags;
 
 /// Amazon ECS: AWS JSON 1.1, signed as `ecs`.
 pub static SERVICE: ServiceDef = ServiceDef {
-    name: "ecs",
-    signing_names: &["ecs"],
-    protocols: &[Protocol::AwsJson1_1],
-    target_prefix: Some(ecs::TARGET_PREFIX),
-    query: None,
-    cbor_service: None,
+    schema: &ecs::SERVICE,
     dispatch: |env, call| Box::pin(dispatch(env, call)),
-    error_info: api::default_error_info,
     // ECS's largest requests (a RegisterTaskDefinition with many
     // containers) are far below 1 MiB.
     max_body: 1024 * 1024,
     body_too_large: "ClientException",
-    has_operation: |name| Operation::from_name(name).is_some(),
 };
 
 /// Runs one ECS operation.
 async fn dispatch(env: &Env, call: Call<'_>) -> ApiResult<Reply> {
-    let Some(op) = Operation::from_name(call.operation) else {
-        return Err(ApiError::new(
-            "UnknownOperationException",
-            format!("Unknown operation '{}'.", call.operation),
-        ));
+    let Some(op) = Operation::from_name(call.name()) else {
+        return Err(call.unsupported("ECS"));
     };
     let state = &*env.state;
     let ctx = &call.ctx;

@@ -1,43 +1,32 @@
 //! AWS STS: `GetCallerIdentity`, which deployment tools call to check their
 //! credentials. It answers for the principal that signed the request.
 
-use crate::api::{self, Call, Env, Protocol, Reply, ServiceDef};
-use crate::error::{ApiError, ApiResult};
+use flotilla_model::wire::sts;
+
+use crate::api::{Call, Env, Reply, ServiceDef};
+use crate::error::ApiResult;
 
 /// AWS STS: the Query protocol, signed as `sts`.
 pub static SERVICE: ServiceDef = ServiceDef {
-    name: "sts",
-    signing_names: &["sts"],
-    protocols: &[Protocol::AwsQuery],
-    target_prefix: None,
-    query: Some(api::QueryInfo {
-        version: "2011-06-15",
-        xml_namespace: "https://sts.amazonaws.com/doc/2011-06-15/",
-    }),
-    cbor_service: None,
+    schema: &sts::SERVICE,
     dispatch: |env, call| Box::pin(dispatch(env, call)),
-    error_info: api::default_error_info,
     max_body: 64 * 1024,
-    body_too_large: "InvalidParameterValue",
-    has_operation: |name| name == "GetCallerIdentity",
+    body_too_large: "ValidationError",
 };
 
 async fn dispatch(_env: &Env, call: Call<'_>) -> ApiResult<Reply> {
-    match call.operation {
-        "GetCallerIdentity" => {
+    match sts::Operation::from_name(call.name()) {
+        Some(sts::Operation::GetCallerIdentity) => {
+            let _: sts::GetCallerIdentityRequest = call.decode()?;
             let ctx = &call.ctx;
-            // The user id of an IAM user is its unique id; Flotilla's
-            // principals have their access key id as the closest stable one.
-            let out = serde_json::json!({
-                "UserId": ctx.access_key_id,
-                "Account": ctx.scope.account,
-                "Arn": ctx.principal_arn,
-            });
-            call.reply(&out)
+            // An IAM user's `UserId` is its unique id; the access key id is
+            // the stable, unique id a Flotilla principal has.
+            call.reply(&sts::GetCallerIdentityResponse {
+                user_id: Some(ctx.access_key_id.clone()),
+                account: Some(ctx.scope.account.clone()),
+                arn: Some(ctx.principal_arn.clone()),
+            })
         }
-        other => Err(ApiError::new(
-            "InvalidAction",
-            format!("Could not find operation {other} for version 2011-06-15."),
-        )),
+        _ => Err(call.unsupported("STS")),
     }
 }
