@@ -5,13 +5,13 @@
 //! `flotilla_model::ecs::Operation::ALL` (modulo its length), the rest is the
 //! request body.
 //!
-//! - [`decode_one`]: the body through `flotilla_server::ecs::decode` into the
+//! - [`decode_one`]: the body through `flotilla_server::api::decode_json_input` into the
 //!   operation's request type (JSON decoding plus the model's shape rules);
 //!   for RegisterTaskDefinition on through the task definition rules and the
 //!   builder; and the same bytes as an `Authorization` header
 //!   (`flotilla_auth::parse_authorization`), a credential scope, a
 //!   pagination token and a Cluster Query Language expression.
-//! - [`dispatch_one`]: the body through `flotilla_server::ecs::dispatch`, the
+//! - [`dispatch_one`]: the body through `flotilla_server::api::call_json` (ECS), the
 //!   whole handler, over an in-memory state seeded with a cluster, a
 //!   container instance and a task definition, so valid-looking requests
 //!   reach deep into the handlers.
@@ -36,7 +36,8 @@ mod protocol;
 pub use protocol::protocol_one;
 
 use flotilla_model::ecs::{self, Operation};
-use flotilla_server::ecs::{decode, Ctx};
+use flotilla_server::api::{call_json, decode_json_input as decode, Ctx, Env};
+use flotilla_server::services::ecs::SERVICE as ECS;
 use flotilla_server::State;
 
 /// The operation an input names, and its body.
@@ -55,50 +56,130 @@ macro_rules! decode_ops {
 }
 
 macro_rules! paste_req {
-    (CreateCluster) => { ecs::CreateClusterRequest };
-    (DescribeClusters) => { ecs::DescribeClustersRequest };
-    (ListClusters) => { ecs::ListClustersRequest };
-    (UpdateCluster) => { ecs::UpdateClusterRequest };
-    (UpdateClusterSettings) => { ecs::UpdateClusterSettingsRequest };
-    (DeleteCluster) => { ecs::DeleteClusterRequest };
-    (DescribeTaskDefinition) => { ecs::DescribeTaskDefinitionRequest };
-    (ListTaskDefinitions) => { ecs::ListTaskDefinitionsRequest };
-    (ListTaskDefinitionFamilies) => { ecs::ListTaskDefinitionFamiliesRequest };
-    (DeregisterTaskDefinition) => { ecs::DeregisterTaskDefinitionRequest };
-    (DeleteTaskDefinitions) => { ecs::DeleteTaskDefinitionsRequest };
-    (RegisterContainerInstance) => { ecs::RegisterContainerInstanceRequest };
-    (DeregisterContainerInstance) => { ecs::DeregisterContainerInstanceRequest };
-    (DescribeContainerInstances) => { ecs::DescribeContainerInstancesRequest };
-    (ListContainerInstances) => { ecs::ListContainerInstancesRequest };
-    (UpdateContainerInstancesState) => { ecs::UpdateContainerInstancesStateRequest };
-    (PutAttributes) => { ecs::PutAttributesRequest };
-    (DeleteAttributes) => { ecs::DeleteAttributesRequest };
-    (ListAttributes) => { ecs::ListAttributesRequest };
-    (DiscoverPollEndpoint) => { ecs::DiscoverPollEndpointRequest };
-    (RunTask) => { ecs::RunTaskRequest };
-    (StartTask) => { ecs::StartTaskRequest };
-    (StopTask) => { ecs::StopTaskRequest };
-    (DescribeTasks) => { ecs::DescribeTasksRequest };
-    (ListTasks) => { ecs::ListTasksRequest };
-    (SubmitTaskStateChange) => { ecs::SubmitTaskStateChangeRequest };
-    (SubmitContainerStateChange) => { ecs::SubmitContainerStateChangeRequest };
-    (CreateService) => { ecs::CreateServiceRequest };
-    (UpdateService) => { ecs::UpdateServiceRequest };
-    (DescribeServices) => { ecs::DescribeServicesRequest };
-    (ListServices) => { ecs::ListServicesRequest };
-    (DeleteService) => { ecs::DeleteServiceRequest };
-    (TagResource) => { ecs::TagResourceRequest };
-    (UntagResource) => { ecs::UntagResourceRequest };
-    (ListTagsForResource) => { ecs::ListTagsForResourceRequest };
-    (PutAccountSetting) => { ecs::PutAccountSettingRequest };
-    (PutAccountSettingDefault) => { ecs::PutAccountSettingDefaultRequest };
-    (DeleteAccountSetting) => { ecs::DeleteAccountSettingRequest };
-    (ListAccountSettings) => { ecs::ListAccountSettingsRequest };
+    (CreateCluster) => {
+        ecs::CreateClusterRequest
+    };
+    (DescribeClusters) => {
+        ecs::DescribeClustersRequest
+    };
+    (ListClusters) => {
+        ecs::ListClustersRequest
+    };
+    (UpdateCluster) => {
+        ecs::UpdateClusterRequest
+    };
+    (UpdateClusterSettings) => {
+        ecs::UpdateClusterSettingsRequest
+    };
+    (DeleteCluster) => {
+        ecs::DeleteClusterRequest
+    };
+    (DescribeTaskDefinition) => {
+        ecs::DescribeTaskDefinitionRequest
+    };
+    (ListTaskDefinitions) => {
+        ecs::ListTaskDefinitionsRequest
+    };
+    (ListTaskDefinitionFamilies) => {
+        ecs::ListTaskDefinitionFamiliesRequest
+    };
+    (DeregisterTaskDefinition) => {
+        ecs::DeregisterTaskDefinitionRequest
+    };
+    (DeleteTaskDefinitions) => {
+        ecs::DeleteTaskDefinitionsRequest
+    };
+    (RegisterContainerInstance) => {
+        ecs::RegisterContainerInstanceRequest
+    };
+    (DeregisterContainerInstance) => {
+        ecs::DeregisterContainerInstanceRequest
+    };
+    (DescribeContainerInstances) => {
+        ecs::DescribeContainerInstancesRequest
+    };
+    (ListContainerInstances) => {
+        ecs::ListContainerInstancesRequest
+    };
+    (UpdateContainerInstancesState) => {
+        ecs::UpdateContainerInstancesStateRequest
+    };
+    (PutAttributes) => {
+        ecs::PutAttributesRequest
+    };
+    (DeleteAttributes) => {
+        ecs::DeleteAttributesRequest
+    };
+    (ListAttributes) => {
+        ecs::ListAttributesRequest
+    };
+    (DiscoverPollEndpoint) => {
+        ecs::DiscoverPollEndpointRequest
+    };
+    (RunTask) => {
+        ecs::RunTaskRequest
+    };
+    (StartTask) => {
+        ecs::StartTaskRequest
+    };
+    (StopTask) => {
+        ecs::StopTaskRequest
+    };
+    (DescribeTasks) => {
+        ecs::DescribeTasksRequest
+    };
+    (ListTasks) => {
+        ecs::ListTasksRequest
+    };
+    (SubmitTaskStateChange) => {
+        ecs::SubmitTaskStateChangeRequest
+    };
+    (SubmitContainerStateChange) => {
+        ecs::SubmitContainerStateChangeRequest
+    };
+    (CreateService) => {
+        ecs::CreateServiceRequest
+    };
+    (UpdateService) => {
+        ecs::UpdateServiceRequest
+    };
+    (DescribeServices) => {
+        ecs::DescribeServicesRequest
+    };
+    (ListServices) => {
+        ecs::ListServicesRequest
+    };
+    (DeleteService) => {
+        ecs::DeleteServiceRequest
+    };
+    (TagResource) => {
+        ecs::TagResourceRequest
+    };
+    (UntagResource) => {
+        ecs::UntagResourceRequest
+    };
+    (ListTagsForResource) => {
+        ecs::ListTagsForResourceRequest
+    };
+    (PutAccountSetting) => {
+        ecs::PutAccountSettingRequest
+    };
+    (PutAccountSettingDefault) => {
+        ecs::PutAccountSettingDefaultRequest
+    };
+    (DeleteAccountSetting) => {
+        ecs::DeleteAccountSettingRequest
+    };
+    (ListAccountSettings) => {
+        ecs::ListAccountSettingsRequest
+    };
 }
 
 /// Decoding and validation, without state.
 pub fn decode_one(data: &[u8]) {
-    let Some((op, body)) = split(data) else { return };
+    let Some((op, body)) = split(data) else {
+        return;
+    };
     if op == Operation::RegisterTaskDefinition {
         if let Ok(req) = decode::<ecs::RegisterTaskDefinitionRequest>(body) {
             use flotilla_model::task_definition as td;
@@ -118,21 +199,53 @@ pub fn decode_one(data: &[u8]) {
         }
     } else {
         decode_ops!(
-            op, body,
-            CreateCluster, DescribeClusters, ListClusters, UpdateCluster, UpdateClusterSettings, DeleteCluster,
-            DescribeTaskDefinition, ListTaskDefinitions, ListTaskDefinitionFamilies, DeregisterTaskDefinition,
-            DeleteTaskDefinitions, RegisterContainerInstance, DeregisterContainerInstance, DescribeContainerInstances,
-            ListContainerInstances, UpdateContainerInstancesState, PutAttributes, DeleteAttributes, ListAttributes,
-            DiscoverPollEndpoint, RunTask, StartTask, StopTask, DescribeTasks, ListTasks, SubmitTaskStateChange,
-            SubmitContainerStateChange, CreateService, UpdateService, DescribeServices, ListServices, DeleteService,
-            TagResource, UntagResource, ListTagsForResource, PutAccountSetting, PutAccountSettingDefault,
-            DeleteAccountSetting, ListAccountSettings,
+            op,
+            body,
+            CreateCluster,
+            DescribeClusters,
+            ListClusters,
+            UpdateCluster,
+            UpdateClusterSettings,
+            DeleteCluster,
+            DescribeTaskDefinition,
+            ListTaskDefinitions,
+            ListTaskDefinitionFamilies,
+            DeregisterTaskDefinition,
+            DeleteTaskDefinitions,
+            RegisterContainerInstance,
+            DeregisterContainerInstance,
+            DescribeContainerInstances,
+            ListContainerInstances,
+            UpdateContainerInstancesState,
+            PutAttributes,
+            DeleteAttributes,
+            ListAttributes,
+            DiscoverPollEndpoint,
+            RunTask,
+            StartTask,
+            StopTask,
+            DescribeTasks,
+            ListTasks,
+            SubmitTaskStateChange,
+            SubmitContainerStateChange,
+            CreateService,
+            UpdateService,
+            DescribeServices,
+            ListServices,
+            DeleteService,
+            TagResource,
+            UntagResource,
+            ListTagsForResource,
+            PutAccountSetting,
+            PutAccountSettingDefault,
+            DeleteAccountSetting,
+            ListAccountSettings,
         );
     }
     if let Ok(text) = std::str::from_utf8(body) {
         let _ = flotilla_auth::parse_authorization(text);
         let _ = flotilla_auth::CredentialScope::parse(text);
-        let _ = flotilla_server::ecs::decode_token(Some(text));
+        let _ = flotilla_server::services::ecs::decode_token(Some(text));
         let _ = flotilla_scheduler::Expression::parse(text);
         let _ = flotilla_model::task_definition::parse_task_cpu(text);
         let _ = flotilla_model::task_definition::parse_task_memory(text);
@@ -141,7 +254,7 @@ pub fn decode_one(data: &[u8]) {
 
 struct Fixture {
     runtime: tokio::runtime::Runtime,
-    state: std::sync::Mutex<(Arc<State>, u32)>,
+    state: std::sync::Mutex<(Arc<Env>, u32)>,
 }
 
 const ACCOUNT: &str = "123456789012";
@@ -150,19 +263,26 @@ fn ctx() -> Ctx {
     Ctx {
         scope: flotilla_model::arn::Scope::new(ACCOUNT, "us-east-1"),
         principal_arn: format!("arn:aws:iam::{ACCOUNT}:user/fuzz"),
+        principal_name: "fuzz".into(),
+        access_key_id: "AKIAFUZZ000000000001".into(),
         now: 1_767_225_600.0,
         endpoint: "http://127.0.0.1:1".into(),
+        request_id: "fuzz".into(),
     }
 }
 
 /// A fresh state holding cluster `default` and `prod`, a container instance
 /// in `prod` and task definition `web:1`.
-fn seeded(runtime: &tokio::runtime::Runtime) -> Arc<State> {
-    let state = State::open(Arc::new(flotilla_store::memory::MemoryStore::new())).expect("open state");
-    let ctx = ctx();
+fn seeded(runtime: &tokio::runtime::Runtime) -> Arc<Env> {
+    let state =
+        State::open(Arc::new(flotilla_store::memory::MemoryStore::new())).expect("open state");
+    let env = Arc::new(Env { state });
     let seed: &[(Operation, &str)] = &[
         (Operation::CreateCluster, r#"{}"#),
-        (Operation::CreateCluster, r#"{"clusterName":"prod","tags":[{"key":"k","value":"v"}]}"#),
+        (
+            Operation::CreateCluster,
+            r#"{"clusterName":"prod","tags":[{"key":"k","value":"v"}]}"#,
+        ),
         (
             Operation::RegisterTaskDefinition,
             r#"{"family":"web","containerDefinitions":[{"name":"app","image":"i","memory":64,"portMappings":[{"containerPort":80,"hostPort":8080}]}]}"#,
@@ -174,25 +294,35 @@ fn seeded(runtime: &tokio::runtime::Runtime) -> Arc<State> {
     ];
     runtime.block_on(async {
         for (op, body) in seed {
-            flotilla_server::ecs::dispatch(&state, &ctx, *op, body.as_bytes()).await.expect("seed");
+            call_json(&env, &ECS, op.name(), ctx(), body.as_bytes())
+                .await
+                .expect("seed");
         }
     });
-    state
+    env
 }
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let state = seeded(&runtime);
-        Fixture { runtime, state: std::sync::Mutex::new((state, 0)) }
+        Fixture {
+            runtime,
+            state: std::sync::Mutex::new((state, 0)),
+        }
     })
 }
 
 /// One whole operation over a seeded in-memory state. Errors are fine;
 /// panics and 500s for bad input are not.
 pub fn dispatch_one(data: &[u8]) {
-    let Some((op, body)) = split(data) else { return };
+    let Some((op, body)) = split(data) else {
+        return;
+    };
     let f = fixture();
     let state = {
         let mut guard = f.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -203,10 +333,17 @@ pub fn dispatch_one(data: &[u8]) {
         }
         guard.0.clone()
     };
-    let ctx = ctx();
-    let result = f.runtime.block_on(flotilla_server::ecs::dispatch(&state, &ctx, op, body));
+    let result = f
+        .runtime
+        .block_on(call_json(&state, &ECS, op.name(), ctx(), body));
     if let Err(e) = result {
         // A ServerException is our fault: bad input must be a client error.
-        assert_ne!(e.code, "ServerException", "{op:?} answered 500 to {:?}: {}", String::from_utf8_lossy(body), e.message);
+        assert_ne!(
+            e.code,
+            "ServerException",
+            "{op:?} answered 500 to {:?}: {}",
+            String::from_utf8_lossy(body),
+            e.message
+        );
     }
 }

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 
 fn main() {
-    let secs: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(60);
+    let secs: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     let mut seeds: Vec<Vec<u8>> = Vec::new();
     for target in ["decode", "dispatch", "protocol"] {
@@ -23,7 +26,12 @@ fn main() {
         }
     }
     assert!(!seeds.is_empty(), "no seeds under {}", dir.display());
-    let mut rng = rand::rngs::StdRng::seed_from_u64(std::env::var("SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(1));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(
+        std::env::var("SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1),
+    );
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut n = 0u64;
     let run = |input: &[u8]| {

@@ -126,6 +126,40 @@ impl Call<'_> {
     }
 }
 
+/// Decodes a JSON request body into `T` and checks the model's rules, as
+/// the front does for the JSON protocols.
+pub fn decode_json_input<T: DeserializeOwned + Shape>(body: &[u8]) -> ApiResult<T> {
+    let value: T = decode_json(body)?;
+    value.validate()?;
+    Ok(value)
+}
+
+/// Runs `operation` of `service` on a JSON body, as the front does for the
+/// JSON protocols after authentication (for benchmarks and fuzzing, which
+/// skip HTTP). An operation the model does not have is
+/// `UnknownOperationException`.
+pub async fn call_json(
+    env: &Env,
+    service: &ServiceDef,
+    operation: &str,
+    ctx: Ctx,
+    body: &[u8],
+) -> ApiResult<Reply> {
+    let Some(op) = service.schema.operation(operation) else {
+        return Err(ApiError::new(
+            "UnknownOperationException",
+            format!("Unknown operation '{operation}'."),
+        ));
+    };
+    let call = Call {
+        ctx,
+        operation: op,
+        input: Input::Json(body),
+        encoding: Encoding::JsonBytes,
+    };
+    (service.dispatch)(env, call).await
+}
+
 /// Decodes a JSON body into `T`. Exactly one JSON object: serde would also
 /// take an array for a struct. An empty body is `{}`.
 fn decode_json<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
