@@ -455,7 +455,7 @@ async fn sim(args: SimArgs) -> anyhow::Result<()> {
     // About ten progress lines for a big fleet, one for a small one.
     let every = (count / 10).max(100);
     let progress = |done: usize, total: usize| {
-        if done % every == 0 || done == total {
+        if done.is_multiple_of(every) || done == total {
             eprintln!("registered {done}/{total} hosts");
         }
     };

@@ -655,7 +655,7 @@ async fn container_instances_attributes_and_state() {
         .send()
         .await
         .unwrap();
-    assert_eq!(listed.container_instance_arns(), &[arn.clone()]);
+    assert_eq!(listed.container_instance_arns(), std::slice::from_ref(&arn));
     let listed = ecs
         .list_container_instances()
         .cluster("hosts")

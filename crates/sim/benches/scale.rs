@@ -293,7 +293,7 @@ async fn main() {
                 let _: ecs::CreateServiceResponse =
                     client.call("CreateService", &req).await.expect("service");
                 let done = created.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if done % 100 == 0 {
+                if done.is_multiple_of(100) {
                     println!(
                         "  … {done}/{services} services created after {:.1} s",
                         t.elapsed().as_secs_f64()

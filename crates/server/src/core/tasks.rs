@@ -204,7 +204,7 @@ pub fn apply_task_change(
     let reference = req.task.as_deref().unwrap_or_default();
     let cluster_name = c.name().to_string();
     let id = name_from_ref(reference, "task")
-        .filter(|id| c.tasks.contains_key(*id))
+        .filter(|id| c.tasks.contains_key(id))
         .ok_or_else(|| ApiError::invalid("The referenced task was not found."))?
         .to_string();
     let reported = match req.status.as_deref() {

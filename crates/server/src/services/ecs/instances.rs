@@ -77,12 +77,10 @@ fn check_resources(resources: &[ecs::Resource]) -> ApiResult<()> {
     for r in resources {
         let name = r.name.as_deref().unwrap_or_default();
         match name {
-            "CPU" | "MEMORY" => {
-                if r.integer_value.unwrap_or(0) < 0 {
-                    return Err(ApiError::invalid(format!(
-                        "totalResources {name} must not be negative."
-                    )));
-                }
+            "CPU" | "MEMORY" if r.integer_value.unwrap_or(0) < 0 => {
+                return Err(ApiError::invalid(format!(
+                    "totalResources {name} must not be negative."
+                )));
             }
             "PORTS" | "PORTS_UDP" => {
                 for p in r.string_set_value.iter().flatten() {

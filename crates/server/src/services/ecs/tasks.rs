@@ -283,7 +283,7 @@ pub async fn stop_task(
             let id = ctx
                 .scope
                 .name_from_ref(&reference, "task")
-                .filter(|id| c.tasks.contains_key(*id))
+                .filter(|id| c.tasks.contains_key(id))
                 .ok_or_else(|| ApiError::invalid("The referenced task was not found."))?
                 .to_string();
             request_stop(
