@@ -363,3 +363,155 @@ fn apply_container_change(task: &mut ecs::Task, change: &ecs::ContainerStateChan
     }
     changed
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use flotilla_model::arn::Scope;
+    use flotilla_model::lifecycle::{ClusterStatus, InstanceStatus};
+    use flotilla_store::memory::MemoryStore;
+
+    use super::*;
+    use crate::core::events::{InstanceRef, Published, TaskRef};
+    use crate::core::instances::put_instance;
+    use crate::core::state::{Account, Key};
+    use crate::core::State;
+
+    const CLUSTER: &str = "default";
+    const TASK: &str = "0123456789abcdef0123456789abcdef";
+
+    fn report(status: &str, health: Option<ecs::HealthStatus>) -> TaskStateChange {
+        TaskStateChange {
+            submit: ecs::SubmitTaskStateChangeRequest {
+                task: Some(TASK.into()),
+                status: Some(status.into()),
+                ..Default::default()
+            },
+            health_status: health,
+            ..Default::default()
+        }
+    }
+
+    async fn apply(state: &State, scope: &Scope, change: TaskStateChange) {
+        state
+            .write(scope, |acct, tx| {
+                let Account {
+                    clusters, families, ..
+                } = acct;
+                apply_task_change(
+                    families,
+                    clusters.get_mut(CLUSTER).unwrap(),
+                    tx,
+                    1.0,
+                    &change,
+                )
+                .map(|_| ())
+            })
+            .await
+            .unwrap();
+    }
+
+    /// The core tells subscribers what happened to tasks and instances, once
+    /// it is durable, in order; and builds no events while nobody listens.
+    #[tokio::test]
+    async fn lifecycle_events_are_published_after_each_commit() {
+        let state = State::open(Arc::new(MemoryStore::new())).unwrap();
+        let scope = Scope::new("111111111111", "us-east-1");
+        let instance_arn = scope.container_instance_arn(CLUSTER, "i1");
+        // Set up before subscribing: nothing is recorded for it.
+        state
+            .write(&scope, |acct, tx| {
+                let c = acct.clusters.entry(CLUSTER.into()).or_default();
+                c.cluster = ecs::Cluster {
+                    cluster_name: Some(CLUSTER.into()),
+                    status: Some(ClusterStatus::Active),
+                    ..Default::default()
+                };
+                tx.put(Key::Cluster(CLUSTER), &c.cluster);
+                let instance = ecs::ContainerInstance {
+                    container_instance_arn: Some(instance_arn.clone()),
+                    status: Some(InstanceStatus::Active),
+                    ..Default::default()
+                };
+                put_instance(acct, tx, CLUSTER, "i1", instance);
+                let task = ecs::Task {
+                    task_arn: Some(scope.task_arn(CLUSTER, TASK)),
+                    container_instance_arn: Some(instance_arn.clone()),
+                    last_status: Some(TaskStatus::Pending),
+                    desired_status: Some(ecs::DesiredStatus::Running),
+                    ..Default::default()
+                };
+                insert_tasks(
+                    acct.clusters.get_mut(CLUSTER).unwrap(),
+                    tx,
+                    vec![(TASK.into(), task)],
+                );
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let mut events = state.subscribe_events();
+        apply(
+            &state,
+            &scope,
+            report("RUNNING", Some(ecs::HealthStatus::Healthy)),
+        )
+        .await;
+        state
+            .write(&scope, |acct, tx| {
+                let Account {
+                    clusters, families, ..
+                } = acct;
+                let c = clusters.get_mut(CLUSTER).unwrap();
+                assert!(request_stop(
+                    families,
+                    c,
+                    tx,
+                    TASK,
+                    2.0,
+                    ecs::TaskStopCode::UserInitiated,
+                    "by hand".into()
+                ));
+                let mut i = c.instances["i1"].clone();
+                i.status = Some(InstanceStatus::Draining);
+                put_instance(acct, tx, CLUSTER, "i1", i);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        apply(&state, &scope, report("STOPPED", None)).await;
+        // A report that changes nothing publishes nothing.
+        apply(&state, &scope, report("STOPPED", None)).await;
+
+        let task = TaskRef {
+            cluster: CLUSTER.into(),
+            id: TASK.into(),
+        };
+        let instance = InstanceRef {
+            cluster: CLUSTER.into(),
+            id: "i1".into(),
+        };
+        let mut got: Vec<Event> = Vec::new();
+        while let Ok(published) = events.try_recv() {
+            let Published {
+                scope: s, events, ..
+            } = &*published;
+            assert_eq!(s, &scope);
+            got.extend(events.iter().cloned());
+        }
+        assert_eq!(
+            got,
+            vec![
+                Event::TaskRunning { task: task.clone() },
+                Event::TaskHealth {
+                    task: task.clone(),
+                    health: ecs::HealthStatus::Healthy
+                },
+                Event::TaskStopRequested { task: task.clone() },
+                Event::InstanceDraining { instance },
+                Event::TaskStopped { task },
+            ]
+        );
+    }
+}
