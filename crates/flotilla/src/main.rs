@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -15,7 +14,6 @@ use flotilla_auth::{Credentials, Principal};
 use flotilla_client::Client;
 use flotilla_model::ecs;
 use flotilla_sim::{Behaviour, HostSpec};
-use flotilla_store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -199,7 +197,7 @@ fn main() -> anyhow::Result<()> {
 /// A control plane ready to serve: its listener, store and credentials.
 struct ServerSetup {
     listener: TcpListener,
-    store: SqliteStore,
+    stores: flotilla_server::Stores,
     credentials: Credentials,
     /// The generated development principal, when no credentials file was given.
     dev_principal: Option<Principal>,
@@ -215,14 +213,13 @@ impl ServerSetup {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let (credentials, dev_principal) = credentials(credentials_file, data_dir, listen)?;
-        let store = flotilla_server::open_store(&data_dir.join("flotilla.db"))
-            .context("opening the store")?;
+        let stores = flotilla_server::Stores::open(data_dir).context("opening the stores")?;
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
         Ok(ServerSetup {
             listener,
-            store,
+            stores,
             credentials,
             dev_principal,
         })
@@ -244,13 +241,7 @@ impl ServerSetup {
     }
 
     async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        flotilla_server::run(
-            self.listener,
-            Arc::new(self.store),
-            self.credentials,
-            shutdown,
-        )
-        .await
+        flotilla_server::run(self.listener, self.stores, self.credentials, shutdown).await
     }
 }
 

@@ -72,6 +72,8 @@ impl Env {
         let guard = ContainerGuard::new(&docker, LABEL_CLUSTER, &cluster).await;
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("flotilla.db")).unwrap();
+        let stores =
+            flotilla_server::Stores::with_state(dir.path(), Arc::new(store)).expect("stores");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let config = flotilla_server::Config {
@@ -83,7 +85,7 @@ impl Env {
         };
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            flotilla_server::run_with(listener, Arc::new(store), credentials(), config, async {
+            flotilla_server::run_with(listener, stores, credentials(), config, async {
                 let _ = rx.await;
             })
             .await

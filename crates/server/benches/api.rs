@@ -140,6 +140,7 @@ async fn bench() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = flotilla_server::open_store(&dir.path().join("flotilla.db")).unwrap();
+    let stores = flotilla_server::Stores::with_state(dir.path(), Arc::new(store)).expect("stores");
     let creds = Credentials::from_toml(&format!(
         "[[principal]]\nname = \"bench\"\naccess_key_id = \"{KEY}\"\nsecret_access_key = \"{SECRET}\"\naccount_id = \"123456789012\"\n"
     ))
@@ -148,7 +149,7 @@ async fn bench() {
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        flotilla_server::run(listener, Arc::new(store), creds, async {
+        flotilla_server::run(listener, stores, creds, async {
             let _ = stop_rx.await;
         })
         .await

@@ -43,10 +43,12 @@ pub struct Ctx {
     pub request_id: String,
 }
 
-/// Everything the services reach: the cluster state, and later the log and
-/// metric stores. Shared by every request.
+/// Everything the services and controllers reach: the cluster state, and
+/// the log and metric stores. Shared by every request.
 pub struct Env {
     pub state: Arc<State>,
+    pub logs: flotilla_logstore::LogStore,
+    pub metrics: flotilla_metrics::MetricStore,
 }
 
 /// A request's input as the front decoded it.

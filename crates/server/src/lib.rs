@@ -36,6 +36,37 @@ pub struct Config {
     pub limits: front::layers::Limits,
 }
 
+/// Everything the control plane keeps on disk, each apart so that none slows
+/// another: the cluster state (the `Store`, SQLite by default), CloudWatch
+/// Logs (`flotilla-logstore`: a chatty container never touches the cluster
+/// store) and CloudWatch metrics and alarms (`flotilla-metrics`).
+pub struct Stores {
+    pub state: Arc<dyn Store>,
+    pub logs: flotilla_logstore::LogStore,
+    pub metrics: flotilla_metrics::MetricStore,
+}
+
+impl Stores {
+    /// Opens (creating if needed) every store under `data_dir`:
+    /// `flotilla.db`, `logs/` and `metrics.db`.
+    pub fn open(data_dir: &std::path::Path) -> anyhow::Result<Stores> {
+        let state = open_store(&data_dir.join("flotilla.db"))?;
+        Stores::with_state(data_dir, Arc::new(state))
+    }
+
+    /// The stores under `data_dir`, with `state` as the cluster store.
+    pub fn with_state(data_dir: &std::path::Path, state: Arc<dyn Store>) -> anyhow::Result<Stores> {
+        let logs = flotilla_logstore::LogStore::open(&data_dir.join("logs"))?;
+        let metrics =
+            flotilla_metrics::MetricStore::open(&data_dir.join("metrics.db"), Default::default())?;
+        Ok(Stores {
+            state,
+            logs,
+            metrics,
+        })
+    }
+}
+
 /// Opens (creating if needed) the server's SQLite store at `path`.
 ///
 /// The server keeps no change log: it never watches the store from a past
@@ -53,36 +84,47 @@ pub fn open_store(
 }
 
 /// Serves the API on `listener` until `shutdown` resolves. The state is
-/// rebuilt from `store` first.
+/// rebuilt from the stores first.
 pub async fn run(
     listener: TcpListener,
-    store: Arc<dyn Store>,
+    stores: Stores,
     credentials: Credentials,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    run_with(listener, store, credentials, Config::default(), shutdown).await
+    run_with(listener, stores, credentials, Config::default(), shutdown).await
 }
 
 /// [`run`] with explicit settings.
 pub async fn run_with(
     listener: TcpListener,
-    store: Arc<dyn Store>,
+    stores: Stores,
     credentials: Credentials,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = State::open(store)?;
-    serve(listener, state, credentials, config, shutdown).await
+    let state = State::open(stores.state)?;
+    let env = Arc::new(api::Env {
+        state,
+        logs: stores.logs,
+        metrics: stores.metrics,
+    });
+    let result = serve(listener, env.clone(), credentials, config, shutdown).await;
+    // Every caller is gone: the stores finish what is queued and let go of
+    // their files (a restarted server may open them at once).
+    env.logs.close();
+    env.metrics.close();
+    result
 }
 
 /// Serves the API and runs the controllers over an already opened state.
 pub async fn serve(
     listener: TcpListener,
-    state: Arc<State>,
+    env: Arc<api::Env>,
     credentials: Credentials,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let state = env.state.clone();
     // One signal stops the HTTP server, the agent sessions and the controllers.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -94,9 +136,6 @@ pub async fn serve(
         until_stopped(stopped.clone()),
     ));
     let credentials = Arc::new(credentials);
-    let env = Arc::new(api::Env {
-        state: state.clone(),
-    });
     let front = front::Front {
         env,
         credentials: credentials.clone(),

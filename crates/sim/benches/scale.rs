@@ -215,6 +215,7 @@ async fn main() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let store = flotilla_server::open_store(&dir.path().join("flotilla.db")).expect("store");
+    let stores = flotilla_server::Stores::with_state(dir.path(), Arc::new(store)).expect("stores");
     let creds = flotilla_auth::Credentials::from_toml(
         "[[principal]]\nname = \"bench\"\naccess_key_id = \"AKIABENCH00000000001\"\nsecret_access_key = \"bench-secret\"\naccount_id = \"111111111111\"\n",
     )
@@ -224,14 +225,9 @@ async fn main() {
         .expect("bind");
     let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(flotilla_server::run(
-        listener,
-        Arc::new(store),
-        creds,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let server = tokio::spawn(flotilla_server::run(listener, stores, creds, async {
+        let _ = stopped.await;
+    }));
     let client = Client::ecs(
         &endpoint,
         "AKIABENCH00000000001",

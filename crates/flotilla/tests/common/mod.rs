@@ -60,11 +60,13 @@ impl Env {
         let guard = ContainerGuard::new(&docker, LABEL_CLUSTER, &cluster).await;
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("flotilla.db")).unwrap();
+        let stores =
+            flotilla_server::Stores::with_state(dir.path(), Arc::new(store)).expect("stores");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            flotilla_server::run(listener, Arc::new(store), credentials(), async {
+            flotilla_server::run(listener, stores, credentials(), async {
                 let _ = rx.await;
             })
             .await

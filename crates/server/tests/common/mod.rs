@@ -80,13 +80,15 @@ impl TestServer {
 
     pub async fn start_in_with(data_dir: PathBuf, config: flotilla_server::Config) -> TestServer {
         let store = SqliteStore::open(&data_dir.join("flotilla.db")).expect("open store");
+        let stores =
+            flotilla_server::Stores::with_state(&data_dir, Arc::new(store)).expect("stores");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
-            flotilla_server::run_with(listener, Arc::new(store), credentials(), config, async {
+            flotilla_server::run_with(listener, stores, credentials(), config, async {
                 let _ = rx.await;
             })
             .await
