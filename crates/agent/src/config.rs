@@ -30,11 +30,12 @@ pub struct AgentConfig {
     pub cleanup_delay: Duration,
     /// Registry credentials (ECS_ENGINE_AUTH_TYPE / ECS_ENGINE_AUTH_DATA).
     pub registry_auth: BTreeMap<String, RegistryAuth>,
-    /// Port of the task metadata endpoint on the Docker bridge gateway;
-    /// 0 picks a free one (fine for tests, but then containers adopted by a
-    /// restarted agent keep a stale URL). Agents sharing one engine need
-    /// distinct ports.
-    pub metadata_port: u16,
+    /// Port of the task metadata endpoint on the Docker bridge gateway
+    /// (`--metadata-port`); `Some(0)` picks a free one each run (fine for
+    /// tests, but then containers adopted by a restarted agent keep a stale
+    /// URL). `None` applies the rule in [`crate::host`]: 51679 for the only
+    /// agent of a machine, a remembered free port for each of several.
+    pub metadata_port: Option<u16>,
 }
 
 impl Default for AgentConfig {
@@ -50,7 +51,7 @@ impl Default for AgentConfig {
             start_timeout: Duration::from_secs(180),
             cleanup_delay: Duration::from_secs(3 * 3600),
             registry_auth: BTreeMap::new(),
-            metadata_port: 51679,
+            metadata_port: None,
         }
     }
 }

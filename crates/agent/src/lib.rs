@@ -17,6 +17,8 @@
 //!   real one, bollard) and [`fake`] (in memory, for engine tests);
 //! - [`metadata`]: the task metadata endpoint v4;
 //! - [`config`]: ecs.config keys, resources and attributes to register;
+//! - [`state_dir`]: the agent's state folder, locked so that two agents
+//!   never share one (and with it an identity);
 //! - [`testing`]: the `flotilla-test` image and clean-up helpers for tests
 //!   that run real containers.
 //!
@@ -33,6 +35,7 @@ pub mod host;
 pub mod metadata;
 pub mod runtime;
 pub mod spec;
+pub mod state_dir;
 pub mod task;
 pub mod testing;
 

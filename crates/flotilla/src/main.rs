@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use flotilla_agent::config::{apply_ecs_config, apply_vars, AgentConfig};
+use flotilla_agent::state_dir::{default_state_dir, DEFAULT_STATE_ROOT};
 use flotilla_agent::HostAgent;
 use flotilla_auth::{Credentials, Principal};
 use flotilla_client::Client;
@@ -78,9 +79,13 @@ struct AgentArgs {
     cluster: Option<String>,
     #[command(flatten)]
     host: HostArgs,
-    /// Where the agent remembers its container instance ARN.
-    #[arg(long, default_value = "/var/lib/flotilla-agent")]
-    data_dir: PathBuf,
+    /// The agent's state folder (its container instance ARN, metadata
+    /// port, log shipping positions), locked while the agent runs. Default:
+    /// /var/lib/flotilla-agent, or /var/lib/flotilla-agent/HOST-IP with
+    /// --host-ip, so agents sharing a machine keep apart. $STATE_DIRECTORY
+    /// (systemd's StateDirectory=) replaces /var/lib/flotilla-agent.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// The ECS agent's configuration file; its keys that apply are read
     /// (ECS_CLUSTER, ECS_RESERVED_MEMORY, ECS_INSTANCE_ATTRIBUTES, …).
     #[arg(long, default_value = DEFAULT_ECS_CONFIG)]
@@ -100,8 +105,10 @@ struct HostArgs {
     /// A custom attribute of the container instance (repeatable).
     #[arg(long = "attribute", value_name = "K=V", value_parser = parse_attribute)]
     attributes: Vec<(String, String)>,
-    /// Port of the task metadata endpoint on the Docker bridge gateway
-    /// (agents sharing a machine need distinct ports; 0 picks a free one).
+    /// Port of the task metadata endpoint on the Docker bridge gateway.
+    /// Default: 51679 without --host-ip; with it, a free port picked at the
+    /// first start and remembered in the state folder (so agents sharing a
+    /// machine never clash). 0 picks a new free port every start.
     #[arg(long)]
     metadata_port: Option<u16>,
 }
@@ -285,9 +292,17 @@ fn agent_config(
     }
     config.attributes.extend(host.attributes.iter().cloned());
     if let Some(port) = host.metadata_port {
-        config.metadata_port = port;
+        config.metadata_port = Some(port);
     }
     Ok(config)
+}
+
+/// Where agents keep their state folders: systemd's $STATE_DIRECTORY (its
+/// first entry) when set, else /var/lib/flotilla-agent.
+fn state_root() -> PathBuf {
+    std::env::var_os("STATE_DIRECTORY")
+        .and_then(|v| v.to_str().and_then(|s| s.split(':').next()).filter(|s| !s.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_ROOT))
 }
 
 /// The environment variables whose names `keep` accepts.
@@ -329,8 +344,11 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let explicit_config = args.ecs_config != Path::new(DEFAULT_ECS_CONFIG);
     let config = agent_config(args.cluster, &args.host, Some(&args.ecs_config), explicit_config)?;
     let client = client_from_env(&args.endpoint, &config.region)?;
+    // Keyed by the address as parsed, so `--host-ip` spellings of one address share a folder.
+    let host_ip = args.host.host_ip.is_some().then(|| config.host_ip.clone());
+    let data_dir = args.data_dir.unwrap_or_else(|| default_state_dir(&state_root(), host_ip.as_deref()));
     let stopped = stop_on_signal();
-    let host = match HostAgent::register(client, config, &args.data_dir, wait(stopped.clone())).await {
+    let host = match HostAgent::register(client, config, &data_dir, wait(stopped.clone())).await {
         Err(flotilla_agent::host::HostError::Interrupted) => return Ok(()),
         r => r?,
     };
@@ -389,7 +407,7 @@ async fn sim(args: SimArgs) -> anyhow::Result<()> {
     // About ten progress lines for a big fleet, one for a small one.
     let every = (count / 10).max(100);
     let progress = |done: usize, total: usize| {
-        if done % every == 0 || done == total {
+        if done.is_multiple_of(every) || done == total {
             eprintln!("registered {done}/{total} hosts");
         }
     };
