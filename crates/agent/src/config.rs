@@ -36,6 +36,10 @@ pub struct AgentConfig {
     /// URL). `None` applies the rule in [`crate::host`]: 51679 for the only
     /// agent of a machine, a remembered free port for each of several.
     pub metadata_port: Option<u16>,
+    /// How often running containers' CPU and memory are sampled and sent
+    /// (`--stats-interval`, ECS_POLLING_METRICS_WAIT_DURATION); `None`
+    /// turns sampling off (ECS_DISABLE_METRICS=true).
+    pub stats_interval: Option<Duration>,
 }
 
 impl Default for AgentConfig {
@@ -52,9 +56,13 @@ impl Default for AgentConfig {
             cleanup_delay: Duration::from_secs(3 * 3600),
             registry_auth: BTreeMap::new(),
             metadata_port: None,
+            stats_interval: Some(DEFAULT_STATS_INTERVAL),
         }
     }
 }
+
+/// How often containers are sampled unless told otherwise.
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A bad ecs.config value, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -168,6 +176,20 @@ pub fn apply_vars(
             *slot = parse_duration(v)
                 .ok_or_else(|| err(key, "must be a duration such as 30s, 5m or 3h"))?;
         }
+    }
+    if let Some(v) = get("ECS_POLLING_METRICS_WAIT_DURATION") {
+        let d = parse_duration(v).filter(|d| !d.is_zero()).ok_or_else(|| {
+            err(
+                "ECS_POLLING_METRICS_WAIT_DURATION",
+                "must be a positive duration such as 1s or 10s",
+            )
+        })?;
+        config.stats_interval = Some(d);
+    }
+    match get("ECS_DISABLE_METRICS") {
+        Some("true") => config.stats_interval = None,
+        Some("false") | None => {}
+        Some(_) => return Err(err("ECS_DISABLE_METRICS", "must be true or false")),
     }
     if let Some(v) = get("ECS_INSTANCE_ATTRIBUTES") {
         let map: BTreeMap<String, String> = serde_json::from_str(v).map_err(|e| {
@@ -387,6 +409,7 @@ ECS_INSTANCE_ATTRIBUTES={"stack": "blue", "tier": "web"}
 ECS_ENGINE_AUTH_TYPE=dockercfg
 ECS_ENGINE_AUTH_DATA={"https://index.docker.io/v1/": {"auth": "dXNlcjpwYXNz", "email": "a@b"}}
 ECS_AVAILABILITY_ZONE=us-east-1a
+ECS_POLLING_METRICS_WAIT_DURATION=1s
 UNKNOWN_KEY=whatever
 "#;
         apply_ecs_config(&mut c, text).unwrap();
@@ -396,6 +419,9 @@ UNKNOWN_KEY=whatever
         assert_eq!(c.cleanup_delay, Duration::from_secs(5400));
         assert_eq!(c.attributes["stack"], "blue");
         assert_eq!(c.availability_zone.as_deref(), Some("us-east-1a"));
+        assert_eq!(c.stats_interval, Some(Duration::from_secs(1)));
+        apply_ecs_config(&mut c, "ECS_DISABLE_METRICS=true").unwrap();
+        assert_eq!(c.stats_interval, None);
         let auth = auth_for_image(&c.registry_auth, "nginx:latest").unwrap();
         assert_eq!(
             (auth.username.as_deref(), auth.password.as_deref()),
@@ -411,6 +437,8 @@ UNKNOWN_KEY=whatever
         assert_eq!(e.key, "ECS_RESERVED_MEMORY");
         let e = apply_ecs_config(&mut c, "ECS_INSTANCE_ATTRIBUTES=[1]").unwrap_err();
         assert_eq!(e.key, "ECS_INSTANCE_ATTRIBUTES");
+        let e = apply_ecs_config(&mut c, "ECS_POLLING_METRICS_WAIT_DURATION=0s").unwrap_err();
+        assert_eq!(e.key, "ECS_POLLING_METRICS_WAIT_DURATION");
     }
 
     #[test]

@@ -480,9 +480,12 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn stats(&self, id: &str) -> RuntimeResult<serde_json::Value> {
+        // One shot: answer with the current reading at once, instead of
+        // waiting a second for a second reading (`precpu_stats`); the
+        // sampler keeps the previous reading itself (see crate::stats).
         let options = StatsOptions {
             stream: false,
-            one_shot: false,
+            one_shot: true,
         };
         let mut s = self.docker.stats(id, Some(options));
         match s.next().await {

@@ -53,6 +53,9 @@ pub struct EngineConfig {
     pub cleanup_delay: Duration,
     /// Registry credentials by registry (ECS_ENGINE_AUTH_DATA).
     pub registry_auth: BTreeMap<String, RegistryAuth>,
+    /// How often running containers are sampled for the control plane
+    /// ([`crate::stats`]); `None`: never.
+    pub stats_interval: Option<Duration>,
 }
 
 impl EngineConfig {
@@ -68,6 +71,7 @@ impl EngineConfig {
             start_timeout: Duration::from_secs(180),
             cleanup_delay: Duration::from_secs(3 * 3600),
             registry_auth: BTreeMap::new(),
+            stats_interval: None,
         }
     }
 }

@@ -16,6 +16,8 @@
 //! - [`runtime`]: the narrow container-engine trait, with [`docker`] (the
 //!   real one, bollard) and [`fake`] (in memory, for engine tests);
 //! - [`metadata`]: the task metadata endpoint v4;
+//! - [`stats`]: CPU and memory samples of running containers, sent to the
+//!   control plane at a fixed interval;
 //! - [`config`]: ecs.config keys, resources and attributes to register;
 //! - [`state_dir`]: the agent's state folder, locked so that two agents
 //!   never share one (and with it an identity);
@@ -36,6 +38,7 @@ pub mod metadata;
 pub mod runtime;
 pub mod spec;
 pub mod state_dir;
+pub mod stats;
 pub mod task;
 pub mod testing;
 

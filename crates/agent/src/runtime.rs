@@ -235,6 +235,7 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// on. The stream ends or errs when the engine connection breaks.
     fn events(&self, key: &str, value: &str) -> BoxStream<'static, RuntimeResult<RuntimeEvent>>;
     /// One sample of the engine's resource statistics for a container, in
-    /// Docker's stats JSON (what the task metadata endpoint serves).
+    /// Docker's stats JSON (what the task metadata endpoint serves), taken
+    /// at once: `precpu_stats` may be empty (see [`crate::stats`]).
     fn stats(&self, id: &str) -> impl Future<Output = RuntimeResult<serde_json::Value>> + Send;
 }

@@ -111,6 +111,11 @@ struct HostArgs {
     /// machine never clash). 0 picks a new free port every start.
     #[arg(long)]
     metadata_port: Option<u16>,
+    /// How often running containers' CPU and memory are sampled and sent to
+    /// the control plane (e.g. 1s, 5s; 0 turns sampling off). Default 5s,
+    /// or ECS_POLLING_METRICS_WAIT_DURATION.
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    stats_interval: Option<Interval>,
 }
 
 #[derive(clap::Args)]
@@ -170,6 +175,16 @@ fn parse_attribute(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("'{s}' is not K=V")),
     }
+}
+
+/// An interval flag: a duration, or off (`0`).
+#[derive(Clone, Copy)]
+struct Interval(Option<std::time::Duration>);
+
+/// A duration such as `1s` or `500ms`; zero means off.
+fn parse_interval(s: &str) -> Result<Interval, String> {
+    let d = flotilla_agent::config::parse_duration(s).ok_or_else(|| format!("'{s}' is not a duration such as 1s, 5s or 500ms"))?;
+    Ok(Interval((!d.is_zero()).then_some(d)))
 }
 
 fn parse_zone(s: &str) -> Result<String, String> {
@@ -293,6 +308,9 @@ fn agent_config(
     config.attributes.extend(host.attributes.iter().cloned());
     if let Some(port) = host.metadata_port {
         config.metadata_port = Some(port);
+    }
+    if let Some(Interval(interval)) = host.stats_interval {
+        config.stats_interval = interval;
     }
     Ok(config)
 }

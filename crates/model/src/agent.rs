@@ -9,7 +9,10 @@
 //!   (`SubmitTaskStateChange`, `SubmitContainerStateChange`) or batched on this
 //!   connection as [`AgentMessage::StateChanges`] (what `flotilla sim` uses to
 //!   report thousands of tasks a second);
-//! - heartbeats in both directions drive `agentConnected`.
+//! - heartbeats in both directions drive `agentConnected`;
+//! - the agent samples its running containers' CPU and memory at a fixed
+//!   interval and sends them as [`AgentMessage::Stats`] (what CloudWatch's
+//!   `AWS/ECS` metrics are computed from).
 //!
 //! Messages are JSON text frames, externally tagged by `type`.
 
@@ -41,13 +44,20 @@ pub struct DesiredTask {
 pub enum ServerMessage {
     /// The complete desired set for this instance. Tasks absent from the set
     /// and tasks whose `desiredStatus` is STOPPED must be stopped.
-    Desired { version: u64, tasks: Vec<DesiredTask> },
+    Desired {
+        version: u64,
+        tasks: Vec<DesiredTask>,
+    },
     /// What changed in the desired set since the previous message on this
     /// connection: tasks added or changed (whole), and ARNs of tasks no
     /// longer in the set. Sent only to agents that connect with `delta=1`,
     /// and never as a connection's first message. At thousands of tasks per
     /// host this is what keeps the gateway's traffic proportional to change.
-    DesiredDelta { version: u64, upsert: Vec<DesiredTask>, remove: Vec<String> },
+    DesiredDelta {
+        version: u64,
+        upsert: Vec<DesiredTask>,
+        remove: Vec<String>,
+    },
     /// Answer to [`AgentMessage::Heartbeat`].
     HeartbeatAck,
 }
@@ -58,9 +68,48 @@ pub enum ServerMessage {
 pub enum AgentMessage {
     Heartbeat,
     /// The agent has applied desired set `version`.
-    Applied { version: u64 },
+    Applied {
+        version: u64,
+    },
     /// Observed task changes, each the latest state of one task.
-    StateChanges { changes: Vec<TaskStateChange> },
+    StateChanges {
+        changes: Vec<TaskStateChange>,
+    },
+    /// Resource use of the instance's running tasks, one sample per running
+    /// container, taken at the agent's stats interval. Best effort: samples
+    /// taken while disconnected are dropped, not resent.
+    Stats {
+        samples: Vec<TaskStats>,
+    },
+}
+
+/// One task's containers as sampled at one tick of the agent's stats loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStats {
+    pub task_arn: String,
+    pub containers: Vec<ContainerStats>,
+}
+
+/// One container's resource use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStats {
+    /// The container's name in the task definition.
+    pub container_name: String,
+    /// CPU used on average over `interval`, in ECS CPU units (1024 per
+    /// core): Docker's `cpu_delta / system_cpu_delta × online_cpus × 1024`
+    /// between this sample and the one before. Above the container's `cpu`
+    /// when it uses more than it reserved.
+    pub cpu_units: f64,
+    /// Memory in use, MiB: usage less the inactive file cache, as `docker
+    /// stats` shows it.
+    pub memory_mib: f64,
+    /// When Docker took the sample, epoch seconds.
+    pub timestamp: f64,
+    /// Seconds between the previous sample and this one: the span
+    /// `cpu_units` averages over.
+    pub interval: f64,
 }
 
 /// One observed change of a task, for the control plane.
@@ -94,6 +143,10 @@ impl TaskStateChange {
     }
 
     pub fn container(&self, name: &str) -> Option<&ecs::ContainerStateChange> {
-        self.submit.containers.iter().flatten().find(|c| c.container_name.as_deref() == Some(name))
+        self.submit
+            .containers
+            .iter()
+            .flatten()
+            .find(|c| c.container_name.as_deref() == Some(name))
     }
 }
