@@ -89,6 +89,9 @@ impl EngineConfig {
             cleanup_delay: config.cleanup_delay,
             registry_auth: config.registry_auth.clone(),
             stats_interval: config.stats_interval,
+            // Set by whoever has a sink for them (HostAgent: the control
+            // plane's CloudWatch Logs API).
+            logs: None,
         }
     }
 }

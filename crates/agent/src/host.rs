@@ -30,10 +30,14 @@ use crate::control::{self, bind_metadata, AgentError};
 use crate::docker::DockerRuntime;
 use crate::engine::EngineConfig;
 use crate::gateway::{GatewayConfig, WsControlPlane};
+use crate::logs::{HttpLogSink, LogShipping};
 use crate::state_dir::{write_atomic, StateDir, StateDirError};
 
 /// The file in the data directory that remembers the registration.
 pub const STATE_FILE: &str = "instance.json";
+
+/// The folder in the state folder where log shipping keeps its place.
+pub const LOGS_DIR: &str = "logs";
 
 /// ECS's port for the task metadata endpoint: the only agent of a machine
 /// uses it.
@@ -205,8 +209,14 @@ impl HostAgent {
     /// Runs until `shutdown`. Containers keep running afterwards; the next
     /// agent on this data directory adopts them.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), HostError> {
-        let engine =
+        let mut engine =
             EngineConfig::from_agent(&self.config, &self.instance_arn, Some(self.metadata_base));
+        // awslogs output goes to the control plane's CloudWatch Logs API
+        // (or a container's awslogs-endpoint), signed as this agent.
+        engine.logs = Some(LogShipping {
+            sink: Arc::new(HttpLogSink::new(&self.client)),
+            state_dir: self.state.path().join(LOGS_DIR),
+        });
         let gateway = WsControlPlane::start(GatewayConfig::new(
             self.client,
             &self.config.cluster,

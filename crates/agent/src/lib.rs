@@ -15,6 +15,8 @@
 //! - [`spec`]: ECS container definition → container create spec (pure);
 //! - [`runtime`]: the narrow container-engine trait, with [`docker`] (the
 //!   real one, bollard) and [`fake`] (in memory, for engine tests);
+//! - [`logs`]: the awslogs log driver: containers' output shipped to
+//!   CloudWatch Logs exactly once;
 //! - [`metadata`]: the task metadata endpoint v4;
 //! - [`stats`]: CPU and memory samples of running containers, sent to the
 //!   control plane at a fixed interval;
@@ -34,6 +36,7 @@ pub mod engine;
 pub mod fake;
 pub mod gateway;
 pub mod host;
+pub mod logs;
 pub mod metadata;
 pub mod runtime;
 pub mod spec;
