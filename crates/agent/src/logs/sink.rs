@@ -87,6 +87,11 @@ pub trait LogSink: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<PutOutcome, SinkError>>;
 }
 
+/// How long a call may take before it counts as unanswered (and is retried:
+/// a PutLogEvents resent with the same token is recognised if the first
+/// one was accepted after all).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The CloudWatch Logs API, signed with the agent's credentials.
 #[derive(Clone)]
 pub struct HttpLogSink {
@@ -117,10 +122,14 @@ impl HttpLogSink {
         op: &str,
         body: serde_json::Value,
     ) -> Result<serde_json::Value, SinkError> {
-        self.client_for(target)
-            .call(op, &body)
-            .await
-            .map_err(sink_error)
+        let client = self.client_for(target);
+        match tokio::time::timeout(REQUEST_TIMEOUT, client.call(op, &body)).await {
+            Ok(answer) => answer.map_err(sink_error),
+            Err(_) => Err(SinkError::Unavailable(format!(
+                "{op}: no answer from {} within {REQUEST_TIMEOUT:?}",
+                client.endpoint()
+            ))),
+        }
     }
 }
 
