@@ -359,6 +359,10 @@ pub fn attributes(config: &AgentConfig, docker_api_version: &str) -> Vec<ecs::At
         "com.amazonaws.ecs.capability.logging-driver.json-file",
         "com.amazonaws.ecs.capability.logging-driver.syslog",
         "com.amazonaws.ecs.capability.logging-driver.none",
+        // The agent ships awslogs output itself (crate::logs), with its own
+        // credentials, so also for tasks that name an execution role.
+        "com.amazonaws.ecs.capability.logging-driver.awslogs",
+        "ecs.capability.execution-role-awslogs",
         "ecs.capability.container-health-check",
         "ecs.capability.container-ordering",
         "ecs.capability.docker-plugin.local",
@@ -472,6 +476,7 @@ UNKNOWN_KEY=whatever
             "ecs.cpu-architecture",
             "ecs.capability.container-health-check",
             "com.amazonaws.ecs.capability.logging-driver.json-file",
+            "com.amazonaws.ecs.capability.logging-driver.awslogs",
             "com.amazonaws.ecs.capability.docker-remote-api.1.41",
             "com.amazonaws.ecs.capability.docker-remote-api.1.17",
             "stack",
