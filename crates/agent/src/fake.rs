@@ -41,6 +41,8 @@ struct State {
     next_port: u16,
     /// Logged output by container id.
     logs: BTreeMap<String, Vec<LogRecord>>,
+    /// Records handed to log readers so far.
+    log_records_read: u64,
 }
 
 #[derive(Clone)]
@@ -87,6 +89,11 @@ impl FakeRuntime {
             .map(|r| r.timestamp)
             .unwrap_or(0);
         self.write_log_at(id, stream, now.max(last + 1), bytes);
+    }
+
+    /// How many log records readers have taken (to see back-pressure).
+    pub fn log_records_read(&self) -> u64 {
+        self.lock().log_records_read
     }
 
     /// Like [`write_log`](Self::write_log) with a given timestamp (records
@@ -409,7 +416,8 @@ impl ContainerRuntime for FakeRuntime {
             loop {
                 f.changed.borrow_and_update();
                 {
-                    let st = f.fake.lock();
+                    let mut guard = f.fake.lock();
+                    let st = &mut *guard;
                     let Some(c) = st.containers.iter().find(|c| c.id == f.id) else {
                         return Some((Err(not_found(&f.id)), None));
                     };
@@ -418,7 +426,8 @@ impl ContainerRuntime for FakeRuntime {
                         f.next += 1;
                         if r.timestamp >= f.since_ns {
                             let r = r.clone();
-                            drop(st);
+                            st.log_records_read += 1;
+                            drop(guard);
                             return Some((Ok(r), Some(f)));
                         }
                     }

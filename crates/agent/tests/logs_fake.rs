@@ -48,7 +48,7 @@ fn start(
     Engine::start(Arc::new(fake.clone()), config, MetadataIndex::new())
 }
 
-/// Polls `f` every 10 ms for up to 10 s.
+/// Polls `f` every 10 ms for up to 30 s.
 async fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
@@ -70,9 +70,12 @@ fn messages(sink: &MemoryLogSink, group: &str, stream: &str) -> Vec<String> {
         .collect()
 }
 
+/// The app container's id, once it runs.
 async fn container_id(fake: &FakeRuntime) -> String {
     until("the container to start", || {
-        fake.by_name("app").map(|c| c.id)
+        fake.by_name("app")
+            .filter(|c| c.state == flotilla_agent::runtime::RunState::Running)
+            .map(|c| c.id)
     })
     .await
 }
@@ -373,4 +376,153 @@ async fn blocking_mode_waits_for_the_sink_and_non_blocking_drops_the_oldest() {
         }
         drop(engine);
     }
+}
+
+/// The control plane stores a batch and dies before it answers: the agent
+/// sends it again with the same token, and it is recognised.
+#[tokio::test]
+async fn a_lost_answer_is_resent_and_recognised() {
+    let (fake, sink, dir) = (
+        FakeRuntime::new(),
+        MemoryLogSink::new(),
+        tempfile::tempdir().unwrap(),
+    );
+    fake.add_image("img");
+    sink.create_group("g");
+    let (engine, _changes) = start(&fake, &sink, dir.path());
+    engine
+        .set_desired(
+            1,
+            vec![task(json!({"awslogs-group": "g", "awslogs-stream": "s"}))],
+        )
+        .await
+        .unwrap();
+    let id = container_id(&fake).await;
+    sink.inject(Fault::LoseAnswer);
+    fake.write_log(&id, OutputStream::Stdout, b"one\n");
+    until("the resend", || {
+        (sink.counts().already_accepted == 1).then_some(())
+    })
+    .await;
+    fake.write_log(&id, OutputStream::Stdout, b"two\n");
+    until("two lines", || {
+        (messages(&sink, "g", "s").len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(messages(&sink, "g", "s"), ["one", "two"]);
+    drop(engine);
+}
+
+/// Blocking mode: while the sink is away the agent stops reading (the rest
+/// waits in the container's log), then ships everything.
+#[tokio::test]
+async fn blocking_mode_stops_reading_while_the_sink_is_away() {
+    const LINES: u64 = 40_000;
+    let (fake, sink, dir) = (
+        FakeRuntime::new(),
+        MemoryLogSink::new(),
+        tempfile::tempdir().unwrap(),
+    );
+    fake.add_image("img");
+    sink.create_group("g");
+    let (engine, _changes) = start(&fake, &sink, dir.path());
+    engine
+        .set_desired(
+            1,
+            vec![task(
+                json!({"awslogs-group": "g", "awslogs-stream": "s", "mode": "blocking"}),
+            )],
+        )
+        .await
+        .unwrap();
+    let id = container_id(&fake).await;
+    sink.pause();
+    let line = "y".repeat(100);
+    for i in 0..LINES {
+        fake.write_log(
+            &id,
+            OutputStream::Stdout,
+            format!("{i:06} {line}\n").as_bytes(),
+        );
+    }
+    // 127 bytes an event: the queue (2 MiB) holds about 16,500 besides the
+    // one batch in flight; the reader stops there.
+    until("the reader to fill its queue", || {
+        (fake.log_records_read() > 15_000).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let read = fake.log_records_read();
+    assert!(read < 20_000, "the reader kept reading: {read} records");
+    sink.resume();
+    let got = until("every line", || {
+        let m = messages(&sink, "g", "s");
+        (m.len() as u64 >= LINES).then_some(m)
+    })
+    .await;
+    assert_eq!(got.len() as u64, LINES);
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order, once each");
+    drop(engine);
+}
+
+/// A task stopped while its output was not all shipped, then the agent
+/// restarted: the control plane no longer lists the task, and the agent
+/// ships the rest before it removes the containers.
+#[tokio::test]
+async fn containers_of_a_forgotten_task_are_drained_before_removal() {
+    let (fake, sink, dir) = (
+        FakeRuntime::new(),
+        MemoryLogSink::new(),
+        tempfile::tempdir().unwrap(),
+    );
+    fake.add_image("img");
+    sink.create_group("g");
+    let (engine, mut changes) = start(&fake, &sink, dir.path());
+    engine
+        .set_desired(
+            1,
+            vec![task(json!({"awslogs-group": "g", "awslogs-stream": "s"}))],
+        )
+        .await
+        .unwrap();
+    let id = container_id(&fake).await;
+    sink.pause();
+    for i in 0..5 {
+        fake.write_log(
+            &id,
+            OutputStream::Stderr,
+            format!("last words {i}\n").as_bytes(),
+        );
+    }
+    fake.exit(&id, 1);
+    loop {
+        let c = tokio::time::timeout(Duration::from_secs(5), changes.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if c.status() == "STOPPED" {
+            break;
+        }
+    }
+    drop(engine);
+    sink.resume();
+    // The control plane has the STOPPED report: its desired set is empty.
+    let (engine, _changes) = start(&fake, &sink, dir.path());
+    engine.set_desired(2, vec![]).await.unwrap();
+    until("removal", || {
+        fake.containers().iter().all(|c| c.removed).then_some(())
+    })
+    .await;
+    let want: Vec<String> = (0..5).map(|i| format!("last words {i}")).collect();
+    assert_eq!(
+        messages(&sink, "g", "s"),
+        want,
+        "shipped before the container went"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "checkpoint removed"
+    );
+    drop(engine);
 }

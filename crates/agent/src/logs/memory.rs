@@ -53,6 +53,8 @@ struct State {
     /// group → stream name → stream
     groups: BTreeMap<String, BTreeMap<String, Stream>>,
     faults: VecDeque<Fault>,
+    /// While set, every PutLogEvents is refused as unreachable.
+    paused: bool,
     counts: Counts,
     next_token: u64,
 }
@@ -84,6 +86,15 @@ impl MemoryLogSink {
     /// Queues a fault for a coming PutLogEvents call.
     pub fn inject(&self, fault: Fault) {
         self.lock().faults.push_back(fault);
+    }
+
+    /// Refuses every PutLogEvents as unreachable until [`resume`](Self::resume).
+    pub fn pause(&self) {
+        self.lock().paused = true;
+    }
+
+    pub fn resume(&self) {
+        self.lock().paused = false;
     }
 
     /// Faults queued and not yet played.
@@ -132,6 +143,10 @@ impl MemoryLogSink {
         let st = &mut *st;
         if let Err(e) = check_batch(events) {
             return (Err(e), None);
+        }
+        if st.paused {
+            st.counts.unavailable += 1;
+            return (Err(SinkError::Unavailable("paused".into())), None);
         }
         let fault = st.faults.pop_front();
         if fault == Some(Fault::Unavailable) {

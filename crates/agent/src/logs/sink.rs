@@ -158,6 +158,12 @@ fn sink_error(e: ClientError) -> SinkError {
                 "ThrottlingException" | "ServiceUnavailableException" | "RequestTimeout" => {
                     SinkError::Unavailable(format!("{code}: {message}"))
                 }
+                // The endpoint does not serve CloudWatch Logs (yet): like a
+                // service that is down, wait for it (the lines wait in the
+                // container's log file) rather than fail the container.
+                "UnknownOperationException" => SinkError::Unavailable(format!(
+                    "the endpoint does not serve CloudWatch Logs: {code}: {message}"
+                )),
                 _ if status >= 500 || status == 429 => {
                     SinkError::Unavailable(format!("HTTP {status} {code}: {message}"))
                 }
