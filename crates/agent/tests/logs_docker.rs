@@ -229,3 +229,24 @@ async fn multiline_events_join_lines_and_long_lines_come_back_whole() {
     );
     drop(engine);
 }
+
+/// 200,000 lines as fast as the container can print them: the agent falls
+/// behind (blocking mode stops reading at its queue limit), the container
+/// exits meanwhile, and Docker ends the follow early; the agent reads the
+/// stopped container's log again until nothing new comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_that_writes_faster_than_the_agent_ships_is_shipped_whole() {
+    const N: usize = 100_000;
+    let h = harness("logs-many").await;
+    let t = task("many", &["lines", "100000"], json!({}));
+    let stream = stream_of(&t);
+    let (engine, mut changes) = h.start();
+    engine.set_desired(1, vec![t]).await.unwrap();
+    stopped(&mut changes).await;
+    until("every line", Duration::from_secs(120), || {
+        (h.sink.event_count("/ecs/test", &stream) >= 2 * N).then_some(())
+    })
+    .await;
+    assert_exactly_once(&h.messages(&stream), N);
+    drop(engine);
+}

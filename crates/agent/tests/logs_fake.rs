@@ -526,3 +526,40 @@ async fn containers_of_a_forgotten_task_are_drained_before_removal() {
     );
     drop(engine);
 }
+
+/// 100,000 events go out in batches of at most 10,000 (the sink refuses
+/// bigger ones), all of them, in order.
+#[tokio::test]
+async fn many_short_lines_go_out_in_batches_within_the_limits() {
+    const LINES: usize = 100_000;
+    let (fake, sink, dir) = (
+        FakeRuntime::new(),
+        MemoryLogSink::new(),
+        tempfile::tempdir().unwrap(),
+    );
+    fake.add_image("img");
+    sink.create_group("g");
+    let (engine, _changes) = start(&fake, &sink, dir.path());
+    engine
+        .set_desired(
+            1,
+            vec![task(
+                json!({"awslogs-group": "g", "awslogs-stream": "s", "mode": "blocking"}),
+            )],
+        )
+        .await
+        .unwrap();
+    let id = container_id(&fake).await;
+    for i in 0..LINES {
+        fake.write_log(&id, OutputStream::Stdout, format!("{i:06}\n").as_bytes());
+    }
+    until("every line", || {
+        (sink.event_count("g", "s") >= LINES).then_some(())
+    })
+    .await;
+    let got = messages(&sink, "g", "s");
+    assert_eq!(got.len(), LINES);
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order, once each");
+    assert!(sink.counts().accepted >= 10, "{:?}", sink.counts());
+    drop(engine);
+}

@@ -129,6 +129,15 @@ impl MemoryLogSink {
             .unwrap_or_default()
     }
 
+    /// How many events a stream holds (cheaper than [`events`](Self::events)).
+    pub fn event_count(&self, group: &str, stream: &str) -> usize {
+        self.lock()
+            .groups
+            .get(group)
+            .and_then(|g| g.get(stream))
+            .map_or(0, |s| s.events.len())
+    }
+
     pub fn counts(&self) -> Counts {
         self.lock().counts
     }

@@ -373,6 +373,10 @@ impl<R: ContainerRuntime> Run<R> {
         let mut sending: Option<BoxFuture<'static, Checkpoint>> = None;
         let mut reader = Some(self.runtime.logs(&self.id, cp.shipped.replay_from()));
         let mut reopen_at: Option<Instant> = None;
+        // Records this read of the output admitted: a read that ends with
+        // the container stopped is trusted to have reached the end only if
+        // it found nothing new (see below).
+        let mut admitted = 0u64;
         let mut ended = false;
         let mut dropped = cp.dropped;
         let flush_ms = options.flush_interval.as_millis() as i64;
@@ -417,6 +421,7 @@ impl<R: ContainerRuntime> Run<R> {
                 item = next_record(&mut reader), if room && reading => match item {
                     Some(Ok(record)) => {
                         if let Some(position) = cursor.admit(record.stream, record.timestamp) {
+                            admitted += 1;
                             assembler.push(&record, position, &mut fresh);
                         }
                     }
@@ -436,6 +441,13 @@ impl<R: ContainerRuntime> Run<R> {
                             Ok(info) if info.state == RunState::Running => {
                                 reopen_at = Some(Instant::now() + Duration::from_millis(200));
                             }
+                            // Docker (20.10 at least) may end a follow
+                            // early when the container stops while the
+                            // reader is behind. Reading a stopped
+                            // container's log does not follow: it goes to
+                            // the end. So read again until a read finds
+                            // nothing new.
+                            Ok(_) if admitted > 0 => reopen_at = Some(Instant::now()),
                             Ok(_) | Err(RuntimeError::NotFound(_)) => {
                                 ended = true;
                                 assembler.finish(&mut fresh);
@@ -461,6 +473,7 @@ impl<R: ContainerRuntime> Run<R> {
                 }
                 _ = tokio::time::sleep_until(reopen_at.unwrap_or(far)), if reopening => {
                     reopen_at = None;
+                    admitted = 0;
                     cursor.reread();
                     reader = Some(self.runtime.logs(&self.id, cursor.consumed().replay_from()));
                 }
