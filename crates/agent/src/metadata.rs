@@ -134,11 +134,11 @@ impl MetadataIndex {
         out
     }
 
-    pub(crate) fn put_stats(&self, docker_id: &str, sample: Value) {
+    pub(crate) fn put_stats(&self, task_arn: &str, docker_id: &str, sample: Value) {
         if let Ok(mut idx) = self.inner.write() {
             // Only for containers still known (a task removed meanwhile
             // must not leave its samples behind).
-            let known = idx.tasks.values().any(|t| {
+            let known = idx.tasks.get(task_arn).is_some_and(|t| {
                 t.containers
                     .iter()
                     .any(|c| c.docker_id.as_deref() == Some(docker_id))

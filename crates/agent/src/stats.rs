@@ -209,7 +209,8 @@ impl<R: ContainerRuntime> Sampler<R> {
                 }
                 _ => raw.clone(),
             };
-            self.index.put_stats(&target.docker_id, published);
+            self.index
+                .put_stats(&target.task_arn, &target.docker_id, published);
             seen.insert(target.docker_id, Previous { sample, raw });
         }
         // Containers no longer running are forgotten.
