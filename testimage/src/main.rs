@@ -12,6 +12,10 @@
 //! | `fetch-env VAR [SUFFIX] [EXPECT]` | like `fetch`, with the URL taken from the environment variable VAR plus SUFFIX |
 //! | `env` | prints the environment and exits 0 |
 //! | `health-ok` / `health-fail` | exit 0 / 1 (for health-check commands) |
+//! | `burn N` | N threads spin on the CPU forever; exits 0 on SIGTERM |
+//! | `hold MIB` | allocates MIB MiB, writes to every page, sleeps forever; exits 0 on SIGTERM |
+//! | `lines N [INTERVAL_MS]` | prints `out I` to stdout and `err I` to stderr for I in 1..=N, INTERVAL_MS apart (default 0), then exits 0 |
+//! | `echo LINE…` | prints each argument as one line to stdout, then exits 0 |
 //!
 //! Only the standard library, and IP literals only (no resolver), so the
 //! binary links statically with glibc and runs in a `FROM scratch` image.
@@ -43,6 +47,13 @@ fn on_sigterm_exit() {
 fn ignore_sigterm() {
     unsafe {
         signal(SIGTERM, SIG_IGN);
+    }
+}
+
+fn spin() {
+    let mut x: u64 = 1;
+    loop {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
     }
 }
 
@@ -180,6 +191,49 @@ fn main() {
         }
         Some("health-ok") => exit(0),
         Some("health-fail") => exit(1),
+        Some("burn") => {
+            on_sigterm_exit();
+            let threads = arg(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+            for _ in 0..threads {
+                std::thread::spawn(spin);
+            }
+            sleep_forever()
+        }
+        Some("hold") => {
+            on_sigterm_exit();
+            let mib: usize = arg(1).and_then(|s| s.parse().ok()).unwrap_or(64);
+            let mut memory = vec![0u8; mib << 20];
+            // Untouched pages are not resident: write one byte per page.
+            for page in memory.chunks_mut(4096) {
+                page[0] = 1;
+            }
+            std::hint::black_box(&memory);
+            sleep_forever()
+        }
+        Some("lines") => {
+            let n: u64 = arg(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+            let interval = arg(2).and_then(|s| s.parse().ok()).unwrap_or(0);
+            on_sigterm_exit();
+            let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+            for i in 1..=n {
+                // One write per line: each is its own log record.
+                let _ = out.write_all(format!("out {i}\n").as_bytes());
+                let _ = out.flush();
+                let _ = err.write_all(format!("err {i}\n").as_bytes());
+                if interval > 0 {
+                    std::thread::sleep(Duration::from_millis(interval));
+                }
+            }
+            exit(0)
+        }
+        Some("echo") => {
+            let mut out = std::io::stdout().lock();
+            for line in &args[1..] {
+                let _ = out.write_all(format!("{line}\n").as_bytes());
+                let _ = out.flush();
+            }
+            exit(0)
+        }
         other => {
             eprintln!("testprog: unknown mode {other:?}; see testimage/src/main.rs");
             exit(64)

@@ -30,11 +30,16 @@ pub struct AgentConfig {
     pub cleanup_delay: Duration,
     /// Registry credentials (ECS_ENGINE_AUTH_TYPE / ECS_ENGINE_AUTH_DATA).
     pub registry_auth: BTreeMap<String, RegistryAuth>,
-    /// Port of the task metadata endpoint on the Docker bridge gateway;
-    /// 0 picks a free one (fine for tests, but then containers adopted by a
-    /// restarted agent keep a stale URL). Agents sharing one engine need
-    /// distinct ports.
-    pub metadata_port: u16,
+    /// Port of the task metadata endpoint on the Docker bridge gateway
+    /// (`--metadata-port`); `Some(0)` picks a free one each run (fine for
+    /// tests, but then containers adopted by a restarted agent keep a stale
+    /// URL). `None` applies the rule in [`crate::host`]: 51679 for the only
+    /// agent of a machine, a remembered free port for each of several.
+    pub metadata_port: Option<u16>,
+    /// How often running containers' CPU and memory are sampled and sent
+    /// (`--stats-interval`, ECS_POLLING_METRICS_WAIT_DURATION); `None`
+    /// turns sampling off (ECS_DISABLE_METRICS=true).
+    pub stats_interval: Option<Duration>,
 }
 
 impl Default for AgentConfig {
@@ -50,10 +55,14 @@ impl Default for AgentConfig {
             start_timeout: Duration::from_secs(180),
             cleanup_delay: Duration::from_secs(3 * 3600),
             registry_auth: BTreeMap::new(),
-            metadata_port: 51679,
+            metadata_port: None,
+            stats_interval: Some(DEFAULT_STATS_INTERVAL),
         }
     }
 }
+
+/// How often containers are sampled unless told otherwise.
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A bad ecs.config value, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -167,6 +176,20 @@ pub fn apply_vars(
             *slot = parse_duration(v)
                 .ok_or_else(|| err(key, "must be a duration such as 30s, 5m or 3h"))?;
         }
+    }
+    if let Some(v) = get("ECS_POLLING_METRICS_WAIT_DURATION") {
+        let d = parse_duration(v).filter(|d| !d.is_zero()).ok_or_else(|| {
+            err(
+                "ECS_POLLING_METRICS_WAIT_DURATION",
+                "must be a positive duration such as 1s or 10s",
+            )
+        })?;
+        config.stats_interval = Some(d);
+    }
+    match get("ECS_DISABLE_METRICS") {
+        Some("true") => config.stats_interval = None,
+        Some("false") | None => {}
+        Some(_) => return Err(err("ECS_DISABLE_METRICS", "must be true or false")),
     }
     if let Some(v) = get("ECS_INSTANCE_ATTRIBUTES") {
         let map: BTreeMap<String, String> = serde_json::from_str(v).map_err(|e| {
@@ -336,6 +359,10 @@ pub fn attributes(config: &AgentConfig, docker_api_version: &str) -> Vec<ecs::At
         "com.amazonaws.ecs.capability.logging-driver.json-file",
         "com.amazonaws.ecs.capability.logging-driver.syslog",
         "com.amazonaws.ecs.capability.logging-driver.none",
+        // The agent ships awslogs output itself (crate::logs), with its own
+        // credentials, so also for tasks that name an execution role.
+        "com.amazonaws.ecs.capability.logging-driver.awslogs",
+        "ecs.capability.execution-role-awslogs",
         "ecs.capability.container-health-check",
         "ecs.capability.container-ordering",
         "ecs.capability.docker-plugin.local",
@@ -386,6 +413,7 @@ ECS_INSTANCE_ATTRIBUTES={"stack": "blue", "tier": "web"}
 ECS_ENGINE_AUTH_TYPE=dockercfg
 ECS_ENGINE_AUTH_DATA={"https://index.docker.io/v1/": {"auth": "dXNlcjpwYXNz", "email": "a@b"}}
 ECS_AVAILABILITY_ZONE=us-east-1a
+ECS_POLLING_METRICS_WAIT_DURATION=1s
 UNKNOWN_KEY=whatever
 "#;
         apply_ecs_config(&mut c, text).unwrap();
@@ -395,6 +423,9 @@ UNKNOWN_KEY=whatever
         assert_eq!(c.cleanup_delay, Duration::from_secs(5400));
         assert_eq!(c.attributes["stack"], "blue");
         assert_eq!(c.availability_zone.as_deref(), Some("us-east-1a"));
+        assert_eq!(c.stats_interval, Some(Duration::from_secs(1)));
+        apply_ecs_config(&mut c, "ECS_DISABLE_METRICS=true").unwrap();
+        assert_eq!(c.stats_interval, None);
         let auth = auth_for_image(&c.registry_auth, "nginx:latest").unwrap();
         assert_eq!(
             (auth.username.as_deref(), auth.password.as_deref()),
@@ -410,6 +441,8 @@ UNKNOWN_KEY=whatever
         assert_eq!(e.key, "ECS_RESERVED_MEMORY");
         let e = apply_ecs_config(&mut c, "ECS_INSTANCE_ATTRIBUTES=[1]").unwrap_err();
         assert_eq!(e.key, "ECS_INSTANCE_ATTRIBUTES");
+        let e = apply_ecs_config(&mut c, "ECS_POLLING_METRICS_WAIT_DURATION=0s").unwrap_err();
+        assert_eq!(e.key, "ECS_POLLING_METRICS_WAIT_DURATION");
     }
 
     #[test]
@@ -443,6 +476,7 @@ UNKNOWN_KEY=whatever
             "ecs.cpu-architecture",
             "ecs.capability.container-health-check",
             "com.amazonaws.ecs.capability.logging-driver.json-file",
+            "com.amazonaws.ecs.capability.logging-driver.awslogs",
             "com.amazonaws.ecs.capability.docker-remote-api.1.41",
             "com.amazonaws.ecs.capability.docker-remote-api.1.17",
             "stack",

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use flotilla_model::agent::DesiredTask;
+use flotilla_model::agent::{DesiredTask, TaskStats};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -51,6 +51,12 @@ pub trait ControlPlane: Send {
         &mut self,
         version: u64,
     ) -> impl Future<Output = Result<(), ControlPlaneError>> + Send;
+    /// Delivers one tick of container stats. Best effort: the agent does
+    /// not keep samples that fail to go out.
+    fn send_stats(
+        &mut self,
+        samples: Vec<TaskStats>,
+    ) -> impl Future<Output = Result<(), ControlPlaneError>> + Send;
 }
 
 /// Errors that end [`run`].
@@ -82,6 +88,10 @@ impl EngineConfig {
             start_timeout: config.start_timeout,
             cleanup_delay: config.cleanup_delay,
             registry_auth: config.registry_auth.clone(),
+            stats_interval: config.stats_interval,
+            // Set by whoever has a sink for them (HostAgent: the control
+            // plane's CloudWatch Logs API).
+            logs: None,
         }
     }
 }
@@ -102,7 +112,8 @@ pub async fn bind_metadata(
 /// Runs the agent until `shutdown` completes or the control plane closes:
 /// starts the task engine (which adopts this instance's containers), serves
 /// the metadata endpoint on `metadata` if given, feeds desired sets to the
-/// engine and state changes to the control plane.
+/// engine and state changes to the control plane, and samples container
+/// stats every `config.stats_interval` if set.
 ///
 /// Returning leaves containers running, as a killed agent would; the next
 /// run adopts them.
@@ -114,6 +125,17 @@ pub async fn run<R: ContainerRuntime, C: ControlPlane>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), AgentError> {
     let index = MetadataIndex::new();
+    // Dropped (which ends the sampler) when this function returns.
+    let (stats_tx, mut stats) = mpsc::channel(2);
+    let sampling = config.stats_interval.is_some();
+    if let Some(interval) = config.stats_interval {
+        tokio::spawn(crate::stats::run(
+            runtime.clone(),
+            index.clone(),
+            interval,
+            stats_tx,
+        ));
+    }
     let (engine, mut changes) = Engine::start(runtime.clone(), config, index.clone());
     let (stop_metadata, metadata_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(listener) = metadata {
@@ -166,6 +188,11 @@ pub async fn run<R: ContainerRuntime, C: ControlPlane>(
                 }
                 None => break Err(EngineStopped.into()),
             },
+            Some(samples) = stats.recv(), if sampling => {
+                if let Err(e) = control.send_stats(samples).await {
+                    tracing::debug!(error = %e, "container stats dropped");
+                }
+            }
         }
     };
     let _ = stop_metadata.send(());
@@ -190,6 +217,7 @@ async fn flush<C: ControlPlane>(control: &mut C, pending: &mut BTreeMap<String, 
 pub enum AgentOutput {
     Changes(Vec<TaskStateChange>),
     Applied(u64),
+    Stats(Vec<TaskStats>),
 }
 
 /// A [`ControlPlane`] over in-process channels.
@@ -233,6 +261,12 @@ impl ControlPlane for ChannelControlPlane {
     async fn applied(&mut self, version: u64) -> Result<(), ControlPlaneError> {
         self.output
             .send(AgentOutput::Applied(version))
+            .map_err(|_| ControlPlaneError("receiver dropped".into()))
+    }
+
+    async fn send_stats(&mut self, samples: Vec<TaskStats>) -> Result<(), ControlPlaneError> {
+        self.output
+            .send(AgentOutput::Stats(samples))
             .map_err(|_| ControlPlaneError("receiver dropped".into()))
     }
 }

@@ -4,22 +4,23 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bollard::auth::DockerCredentials;
+use bollard::container::LogOutput;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HealthConfig,
     HealthStatusEnum, HostConfig, HostConfigLogConfig, PortBinding, ResourcesUlimits,
     VolumeCreateOptions,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions,
+    CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions, LogsOptions,
     RemoveContainerOptions, RemoveVolumeOptions, StatsOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::stream::{BoxStream, StreamExt};
 
 use crate::runtime::{
-    BoundPort, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerSummary, Health,
-    NetworkInfo, Protocol, RegistryAuth, RunState, RuntimeError, RuntimeEvent, RuntimeResult,
-    VolumeSpec,
+    BoundPort, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerSummary, Health, LogRecord,
+    NetworkInfo, OutputStream, Protocol, RegistryAuth, RunState, RuntimeError, RuntimeEvent,
+    RuntimeResult, VolumeSpec,
 };
 
 /// The real runtime: one Docker Engine.
@@ -480,9 +481,12 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn stats(&self, id: &str) -> RuntimeResult<serde_json::Value> {
+        // One shot: answer with the current reading at once, instead of
+        // waiting a second for a second reading (`precpu_stats`); the
+        // sampler keeps the previous reading itself (see crate::stats).
         let options = StatsOptions {
             stream: false,
-            one_shot: false,
+            one_shot: true,
         };
         let mut s = self.docker.stats(id, Some(options));
         match s.next().await {
@@ -497,6 +501,57 @@ impl ContainerRuntime for DockerRuntime {
             }),
         }
     }
+
+    fn logs(&self, id: &str, since: i64) -> BoxStream<'static, RuntimeResult<LogRecord>> {
+        let options = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            // The API takes whole seconds; callers skip what they have seen.
+            since: i32::try_from(since).unwrap_or(i32::MAX),
+            timestamps: true,
+            ..Default::default()
+        };
+        self.docker
+            .logs(id, Some(options))
+            .filter_map(|item| async move {
+                match item {
+                    Ok(output) => log_record(output).transpose(),
+                    Err(e) => Some(Err(engine("logs", e))),
+                }
+            })
+            .boxed()
+    }
+}
+
+/// One frame of `GET /containers/{id}/logs?timestamps=1`: the engine's
+/// RFC 3339 timestamp (nanoseconds), a space, then the logged bytes.
+fn log_record(output: LogOutput) -> RuntimeResult<Option<LogRecord>> {
+    let (stream, message) = match output {
+        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+            (OutputStream::Stdout, message)
+        }
+        LogOutput::StdErr { message } => (OutputStream::Stderr, message),
+        LogOutput::StdIn { .. } => return Ok(None),
+    };
+    let bad = || RuntimeError::Engine {
+        op: "logs",
+        message: format!(
+            "a log record without a timestamp: {:?}",
+            String::from_utf8_lossy(&message[..message.len().min(64)])
+        ),
+    };
+    let space = message.iter().position(|b| *b == b' ').ok_or_else(bad)?;
+    let stamp = std::str::from_utf8(&message[..space]).map_err(|_| bad())?;
+    let timestamp =
+        time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| bad())?
+            .unix_timestamp_nanos();
+    Ok(Some(LogRecord {
+        stream,
+        timestamp: i64::try_from(timestamp).map_err(|_| bad())?,
+        bytes: message.slice(space + 1..),
+    }))
 }
 
 /// `repo[:tag]` or `repo@digest` → (repo, tag-or-digest), defaulting to
@@ -529,5 +584,32 @@ mod tests {
             ("reg:5000/team/app", "v2")
         );
         assert_eq!(split_image("app@sha256:abc"), ("app", "sha256:abc"));
+    }
+
+    #[test]
+    fn reads_log_frames_with_their_timestamps() {
+        let frame = |s: &'static str| bytes::Bytes::from_static(s.as_bytes());
+        let r = log_record(LogOutput::StdErr {
+            message: frame("2024-05-01T10:00:00.123456789Z hello world\n"),
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.stream, OutputStream::Stderr);
+        assert_eq!(r.timestamp, 1_714_557_600_123_456_789);
+        assert_eq!(&r.bytes[..], b"hello world\n");
+        // A piece of a long line has no newline; it stays as it is.
+        let r = log_record(LogOutput::StdOut {
+            message: frame("2024-05-01T10:00:00Z part"),
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (r.stream, &r.bytes[..]),
+            (OutputStream::Stdout, &b"part"[..])
+        );
+        assert!(log_record(LogOutput::StdOut {
+            message: frame("no-timestamp")
+        })
+        .is_err());
     }
 }

@@ -24,6 +24,7 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use crate::logs::{LogShipper, LogShipping};
 use crate::metadata::MetadataIndex;
 use crate::runtime::{ContainerRuntime, ContainerSummary, RegistryAuth};
 use crate::spec::{LABEL_CONTAINER_NAME, LABEL_INSTANCE, LABEL_TASK_ARN};
@@ -53,6 +54,12 @@ pub struct EngineConfig {
     pub cleanup_delay: Duration,
     /// Registry credentials by registry (ECS_ENGINE_AUTH_DATA).
     pub registry_auth: BTreeMap<String, RegistryAuth>,
+    /// How often running containers are sampled for the control plane
+    /// ([`crate::stats`]); `None`: never.
+    pub stats_interval: Option<Duration>,
+    /// Where awslogs containers' output goes ([`crate::logs`]); `None`:
+    /// nowhere (their output stays in Docker's json-file log).
+    pub logs: Option<LogShipping>,
 }
 
 impl EngineConfig {
@@ -68,6 +75,8 @@ impl EngineConfig {
             start_timeout: Duration::from_secs(180),
             cleanup_delay: Duration::from_secs(3 * 3600),
             registry_auth: BTreeMap::new(),
+            stats_interval: None,
+            logs: None,
         }
     }
 }
@@ -93,6 +102,8 @@ pub(crate) struct Shared<R> {
     /// The last change each task reported (what a resync re-sends).
     pub last: Mutex<HashMap<String, TaskStateChange>>,
     pub metadata: MetadataIndex,
+    /// Ships awslogs containers' output, if the engine was given a sink.
+    pub logs: Option<LogShipper<R>>,
 }
 
 /// A handle on a running engine. Dropping every handle stops the engine's
@@ -116,12 +127,17 @@ impl Engine {
     ) -> (Engine, StateChanges) {
         let (reports, changes) = mpsc::unbounded_channel();
         let (commands, rx) = mpsc::channel(16);
+        let logs = config
+            .logs
+            .as_ref()
+            .map(|l| LogShipper::new(runtime.clone(), l, &config.region));
         let shared = Arc::new(Shared {
             runtime,
             config,
             reports,
             last: Mutex::new(HashMap::new()),
             metadata,
+            logs,
         });
         tokio::spawn(supervise(shared, rx));
         (Engine { commands }, changes)
@@ -245,6 +261,9 @@ async fn list_own<R: ContainerRuntime>(
         .await
     {
         Ok(list) => {
+            if let Some(logs) = &shared.logs {
+                logs.sweep(&list.iter().map(|c| c.id.clone()).collect());
+            }
             for c in list {
                 if let Some(arn) = c.labels.get(LABEL_TASK_ARN).cloned() {
                     by_task.entry(arn).or_default().push(c);
@@ -335,11 +354,20 @@ impl<R: ContainerRuntime> Supervisor<R> {
                         .get(LABEL_CONTAINER_NAME)
                         .cloned()
                         .unwrap_or_default();
+                    // Its awslogs output may not all be shipped yet (the
+                    // agent stopped in between): finish that first.
+                    let draining = shared.logs.as_ref().filter(|l| l.resume(&c.id));
                     if let Err(e) = shared.runtime.stop(&c.id, shared.config.stop_timeout).await {
                         tracing::warn!(task = %arn, container = %name, error = %e, "stop failed");
                     }
+                    if let Some(logs) = draining {
+                        logs.drained(&c.id).await;
+                    }
                     if let Err(e) = shared.runtime.remove(&c.id).await {
                         tracing::warn!(task = %arn, container = %name, error = %e, "remove failed");
+                    }
+                    if let Some(logs) = &shared.logs {
+                        logs.forget(&c.id);
                     }
                 }
             });

@@ -1,17 +1,17 @@
 //! An in-memory [`ContainerRuntime`] for testing the engine without Docker:
 //! containers are records, events are a broadcast channel, and the test
-//! plays the containers' part (`exit`, `set_health`).
+//! plays the containers' part (`exit`, `set_health`, `write_log`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures_util::stream::{BoxStream, StreamExt};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::runtime::{
-    BoundPort, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerSummary, Health,
-    RegistryAuth, RunState, RuntimeError, RuntimeEvent, RuntimeResult, VolumeSpec,
+    BoundPort, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerSummary, Health, LogRecord,
+    OutputStream, RegistryAuth, RunState, RuntimeError, RuntimeEvent, RuntimeResult, VolumeSpec,
 };
 
 #[derive(Debug, Clone)]
@@ -39,12 +39,19 @@ struct State {
     volumes: BTreeSet<String>,
     seq: u64,
     next_port: u16,
+    /// Logged output by container id.
+    logs: BTreeMap<String, Vec<LogRecord>>,
+    /// Records handed to log readers so far.
+    log_records_read: u64,
 }
 
 #[derive(Clone)]
 pub struct FakeRuntime {
     state: Arc<Mutex<State>>,
     events: broadcast::Sender<RuntimeEvent>,
+    /// Bumped whenever output is logged or a container changes, so log
+    /// followers look again.
+    changed: watch::Sender<u64>,
 }
 
 impl Default for FakeRuntime {
@@ -63,7 +70,45 @@ impl FakeRuntime {
         FakeRuntime {
             state: Arc::new(Mutex::new(state)),
             events,
+            changed: watch::channel(0).0,
         }
+    }
+
+    /// The container logs `bytes` on `stream` as one record, timestamped
+    /// now (strictly after its previous record).
+    pub fn write_log(&self, id: &str, stream: OutputStream, bytes: &[u8]) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        let last = self
+            .lock()
+            .logs
+            .get(id)
+            .and_then(|l| l.last())
+            .map(|r| r.timestamp)
+            .unwrap_or(0);
+        self.write_log_at(id, stream, now.max(last + 1), bytes);
+    }
+
+    /// How many log records readers have taken (to see back-pressure).
+    pub fn log_records_read(&self) -> u64 {
+        self.lock().log_records_read
+    }
+
+    /// Like [`write_log`](Self::write_log) with a given timestamp (records
+    /// may share one, as they can in Docker).
+    pub fn write_log_at(&self, id: &str, stream: OutputStream, timestamp: i64, bytes: &[u8]) {
+        self.lock()
+            .logs
+            .entry(id.to_string())
+            .or_default()
+            .push(LogRecord {
+                stream,
+                timestamp,
+                bytes: bytes::Bytes::copy_from_slice(bytes),
+            });
+        self.changed.send_modify(|n| *n += 1);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -107,6 +152,7 @@ impl FakeRuntime {
     }
 
     fn emit(&self, c: &FakeContainer, action: &str) {
+        self.changed.send_modify(|n| *n += 1);
         let _ = self.events.send(RuntimeEvent {
             id: c.id.clone(),
             action: action.to_string(),
@@ -348,5 +394,52 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn stats(&self, id: &str) -> RuntimeResult<serde_json::Value> {
         Ok(serde_json::json!({ "id": id, "fake": true }))
+    }
+
+    fn logs(&self, id: &str, since: i64) -> BoxStream<'static, RuntimeResult<LogRecord>> {
+        struct Follow {
+            fake: FakeRuntime,
+            id: String,
+            next: usize,
+            since_ns: i64,
+            changed: watch::Receiver<u64>,
+        }
+        let follow = Follow {
+            fake: self.clone(),
+            id: id.to_string(),
+            next: 0,
+            since_ns: since.saturating_mul(1_000_000_000),
+            changed: self.changed.subscribe(),
+        };
+        futures_util::stream::unfold(Some(follow), |f| async move {
+            let mut f = f?;
+            loop {
+                f.changed.borrow_and_update();
+                {
+                    let mut guard = f.fake.lock();
+                    let st = &mut *guard;
+                    let Some(c) = st.containers.iter().find(|c| c.id == f.id) else {
+                        return Some((Err(not_found(&f.id)), None));
+                    };
+                    let records = st.logs.get(&f.id).map(Vec::as_slice).unwrap_or(&[]);
+                    while let Some(r) = records.get(f.next) {
+                        f.next += 1;
+                        if r.timestamp >= f.since_ns {
+                            let r = r.clone();
+                            st.log_records_read += 1;
+                            drop(guard);
+                            return Some((Ok(r), Some(f)));
+                        }
+                    }
+                    if c.state != RunState::Running || c.removed {
+                        return None;
+                    }
+                }
+                if f.changed.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .boxed()
     }
 }

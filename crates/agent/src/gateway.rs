@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flotilla_client::Client;
-use flotilla_model::agent::{AgentMessage, DesiredTask, ServerMessage};
+use flotilla_model::agent::{AgentMessage, DesiredTask, ServerMessage, TaskStats};
 use futures_util::{SinkExt, StreamExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use tokio::net::TcpStream;
@@ -196,6 +196,10 @@ impl ControlPlane for WsControlPlane {
 
     async fn applied(&mut self, version: u64) -> Result<(), ControlPlaneError> {
         self.deliver(AgentMessage::Applied { version }).await
+    }
+
+    async fn send_stats(&mut self, samples: Vec<TaskStats>) -> Result<(), ControlPlaneError> {
+        self.deliver(AgentMessage::Stats { samples }).await
     }
 }
 

@@ -1,8 +1,19 @@
 //! An agent on a real host, as `flotilla agent` and `flotilla dev` run it:
-//! register the container instance with the ECS API (once, remembering the
-//! ARN in the data directory so a restarted agent comes back as the same
-//! instance and adopts its containers), then run the main loop over the
-//! gateway connection.
+//! lock its state folder ([`StateDir`]), register the container instance
+//! with the ECS API (once, remembering the ARN in the folder so a restarted
+//! agent comes back as the same instance and adopts its containers), then
+//! run the main loop over the gateway connection.
+//!
+//! Where the task metadata endpoint listens: on the Docker bridge gateway
+//! (see [`crate::metadata`]), the one address of the host that every
+//! bridge-mode container reaches whatever `--host-ip` says (127.0.0.x would
+//! be the container's own loopback). Agents that share a machine share
+//! that address, so they are kept apart by port:
+//! - `--metadata-port N` (`AgentConfig::metadata_port`) is used as given;
+//! - the only agent of a machine (no `--host-ip`) takes ECS's 51679;
+//! - an agent given `--host-ip` lets the kernel pick a free port the first
+//!   time and remembers it in its state folder, so containers it adopts
+//!   after a restart keep a working `ECS_CONTAINER_METADATA_URI_V4`.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -19,9 +30,18 @@ use crate::control::{self, bind_metadata, AgentError};
 use crate::docker::DockerRuntime;
 use crate::engine::EngineConfig;
 use crate::gateway::{GatewayConfig, WsControlPlane};
+use crate::logs::{HttpLogSink, LogShipping};
+use crate::state_dir::{write_atomic, StateDir, StateDirError};
 
 /// The file in the data directory that remembers the registration.
 pub const STATE_FILE: &str = "instance.json";
+
+/// The folder in the state folder where log shipping keeps its place.
+pub const LOGS_DIR: &str = "logs";
+
+/// ECS's port for the task metadata endpoint: the only agent of a machine
+/// uses it.
+pub const DEFAULT_METADATA_PORT: u16 = 51679;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -30,6 +50,8 @@ pub enum HostError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    StateDir(#[from] StateDirError),
     #[error("registering the container instance in cluster {cluster}: {source}")]
     Register {
         cluster: String,
@@ -52,6 +74,13 @@ pub struct SavedInstance {
     /// The endpoint it was registered with (informational).
     #[serde(default)]
     pub endpoint: String,
+    /// The address host ports were bound on (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+    /// The task metadata endpoint's port, which the instance's containers
+    /// hold in their environment: reused by the next run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_port: Option<u16>,
 }
 
 impl SavedInstance {
@@ -66,18 +95,26 @@ impl SavedInstance {
         }
     }
 
-    /// Written to a temporary file and renamed, so a crash never leaves a
-    /// half-written file behind.
+    /// Written to a temporary file, synced and renamed, so a crash never
+    /// leaves a half-written file behind.
     pub fn save(&self, data_dir: &Path) -> Result<(), HostError> {
         let io = |source| HostError::DataDir {
             path: data_dir.to_path_buf(),
             source,
         };
         std::fs::create_dir_all(data_dir).map_err(io)?;
-        let tmp = data_dir.join(format!("{STATE_FILE}.tmp"));
         let text = serde_json::to_string_pretty(self).expect("serializable");
-        std::fs::write(&tmp, text).map_err(io)?;
-        std::fs::rename(&tmp, data_dir.join(STATE_FILE)).map_err(io)
+        write_atomic(data_dir, STATE_FILE, text.as_bytes()).map_err(io)
+    }
+}
+
+/// The metadata endpoint's port for this run (see the module docs).
+fn metadata_port(config: &AgentConfig, saved: Option<&SavedInstance>) -> u16 {
+    match config.metadata_port {
+        Some(port) => port,
+        None if config.host_ip == "0.0.0.0" => DEFAULT_METADATA_PORT,
+        // 0: the kernel picks one, remembered once registered.
+        None => saved.and_then(|s| s.metadata_port).unwrap_or(0),
     }
 }
 
@@ -89,29 +126,32 @@ pub struct HostAgent {
     instance_arn: String,
     metadata: TcpListener,
     metadata_base: String,
+    /// Locked for as long as the agent runs.
+    state: StateDir,
 }
 
 impl HostAgent {
-    /// Connects to Docker, binds the task metadata endpoint and registers
-    /// (or re-registers) the container instance. Retries while the server
-    /// cannot be reached, until `shutdown`; an answer from the server that
-    /// refuses the registration is an error.
+    /// Locks the state folder `data_dir` (refused if another agent holds
+    /// it), connects to Docker, binds the task metadata endpoint and
+    /// registers (or re-registers) the container instance. Retries while
+    /// the server cannot be reached, until `shutdown`; an answer from the
+    /// server that refuses the registration is an error.
     pub async fn register(
         client: Client,
         config: AgentConfig,
         data_dir: &Path,
         shutdown: impl Future<Output = ()>,
     ) -> Result<HostAgent, HostError> {
+        let state = StateDir::open(data_dir)?;
+        let previous = SavedInstance::load(data_dir);
         let docker = DockerRuntime::connect().await.map_err(AgentError::from)?;
-        let (metadata, metadata_base) = bind_metadata(&docker, config.metadata_port)
+        let port = metadata_port(&config, previous.as_ref());
+        let (metadata, metadata_base) = bind_metadata(&docker, port)
             .await
-            .map_err(|source| HostError::Metadata {
-                port: config.metadata_port,
-                source,
-            })?;
+            .map_err(|source| HostError::Metadata { port, source })?;
         let metadata_port = metadata.local_addr().map(|a| a.port()).unwrap_or(0);
         let request = registration(&config, &docker, metadata_port).await?;
-        let saved = SavedInstance::load(data_dir).filter(|s| s.cluster == config.cluster);
+        let saved = previous.filter(|s| s.cluster == config.cluster);
         let register = async {
             let mut delay = Duration::from_millis(100);
             loop {
@@ -136,9 +176,11 @@ impl HostAgent {
             cluster: config.cluster.clone(),
             container_instance_arn: instance_arn.clone(),
             endpoint: client.endpoint().to_string(),
+            host_ip: Some(config.host_ip.clone()),
+            metadata_port: Some(metadata_port),
         }
         .save(data_dir)?;
-        tracing::info!(instance = %instance_arn, cluster = %config.cluster, "registered");
+        tracing::info!(instance = %instance_arn, cluster = %config.cluster, metadata = %metadata_base, "registered");
         Ok(HostAgent {
             client,
             config,
@@ -146,6 +188,7 @@ impl HostAgent {
             instance_arn,
             metadata,
             metadata_base,
+            state,
         })
     }
 
@@ -153,11 +196,27 @@ impl HostAgent {
         &self.instance_arn
     }
 
+    /// `http://ADDR:PORT/v4`: where the task metadata endpoint listens.
+    pub fn metadata_base(&self) -> &str {
+        &self.metadata_base
+    }
+
+    /// The (locked) state folder.
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
     /// Runs until `shutdown`. Containers keep running afterwards; the next
     /// agent on this data directory adopts them.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), HostError> {
-        let engine =
+        let mut engine =
             EngineConfig::from_agent(&self.config, &self.instance_arn, Some(self.metadata_base));
+        // awslogs output goes to the control plane's CloudWatch Logs API
+        // (or a container's awslogs-endpoint), signed as this agent.
+        engine.logs = Some(LogShipping {
+            sink: Arc::new(HttpLogSink::new(&self.client)),
+            state_dir: self.state.path().join(LOGS_DIR),
+        });
         let gateway = WsControlPlane::start(GatewayConfig::new(
             self.client,
             &self.config.cluster,
@@ -259,10 +318,40 @@ mod tests {
             cluster: "c".into(),
             container_instance_arn: "arn:aws:ecs:us-east-1:0:container-instance/c/x".into(),
             endpoint: "http://127.0.0.1:1".into(),
+            host_ip: Some("127.0.0.2".into()),
+            metadata_port: Some(40001),
         };
         s.save(&dir.path().join("nested")).unwrap();
         assert_eq!(SavedInstance::load(&dir.path().join("nested")), Some(s));
         std::fs::write(dir.path().join(STATE_FILE), "not json").unwrap();
         assert_eq!(SavedInstance::load(dir.path()), None);
+        // Files written before the port was remembered still load.
+        std::fs::write(
+            dir.path().join(STATE_FILE),
+            r#"{"cluster": "c", "containerInstanceArn": "arn"}"#,
+        )
+        .unwrap();
+        assert_eq!(SavedInstance::load(dir.path()).unwrap().metadata_port, None);
+    }
+
+    #[test]
+    fn metadata_port_rule() {
+        let mut config = AgentConfig::default();
+        let saved = SavedInstance {
+            cluster: "c".into(),
+            container_instance_arn: "arn".into(),
+            endpoint: String::new(),
+            host_ip: None,
+            metadata_port: Some(40001),
+        };
+        // The only agent of the machine: ECS's port.
+        assert_eq!(metadata_port(&config, Some(&saved)), DEFAULT_METADATA_PORT);
+        // One of several: the port it had, else one the kernel picks.
+        config.host_ip = "127.0.0.2".into();
+        assert_eq!(metadata_port(&config, Some(&saved)), 40001);
+        assert_eq!(metadata_port(&config, None), 0);
+        // Told: as told.
+        config.metadata_port = Some(6000);
+        assert_eq!(metadata_port(&config, Some(&saved)), 6000);
     }
 }

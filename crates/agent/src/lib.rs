@@ -15,8 +15,14 @@
 //! - [`spec`]: ECS container definition → container create spec (pure);
 //! - [`runtime`]: the narrow container-engine trait, with [`docker`] (the
 //!   real one, bollard) and [`fake`] (in memory, for engine tests);
+//! - [`logs`]: the awslogs log driver: containers' output shipped to
+//!   CloudWatch Logs exactly once;
 //! - [`metadata`]: the task metadata endpoint v4;
+//! - [`stats`]: CPU and memory samples of running containers, sent to the
+//!   control plane at a fixed interval;
 //! - [`config`]: ecs.config keys, resources and attributes to register;
+//! - [`state_dir`]: the agent's state folder, locked so that two agents
+//!   never share one (and with it an identity);
 //! - [`testing`]: the `flotilla-test` image and clean-up helpers for tests
 //!   that run real containers.
 //!
@@ -30,9 +36,12 @@ pub mod engine;
 pub mod fake;
 pub mod gateway;
 pub mod host;
+pub mod logs;
 pub mod metadata;
 pub mod runtime;
 pub mod spec;
+pub mod state_dir;
+pub mod stats;
 pub mod task;
 pub mod testing;
 

@@ -14,7 +14,9 @@
 //!
 //! Routes: `/v4/TOKEN` (this container), `/v4/TOKEN/task`,
 //! `/v4/TOKEN/stats` (Docker stats JSON), `/v4/TOKEN/task/stats` (Docker
-//! stats by container id). PascalCase JSON as ECS serves it.
+//! stats by container id). PascalCase JSON as ECS serves it. Stats come
+//! from the agent's sampler ([`crate::stats`]) when it has sampled the
+//! container, else from Docker at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -76,6 +78,8 @@ struct Index {
     /// token → (task ARN, container name)
     tokens: HashMap<String, (String, String)>,
     tasks: HashMap<String, TaskMeta>,
+    /// The latest stats sample by Docker id (see [`crate::stats`]).
+    stats: HashMap<String, Value>,
 }
 
 /// The engine's tasks as the metadata endpoint sees them. Cheap to clone.
@@ -102,8 +106,52 @@ impl MetadataIndex {
     pub(crate) fn remove(&self, task_arn: &str) {
         if let Ok(mut idx) = self.inner.write() {
             idx.tokens.retain(|_, (arn, _)| arn != task_arn);
-            idx.tasks.remove(task_arn);
+            if let Some(task) = idx.tasks.remove(task_arn) {
+                for id in task.containers.iter().filter_map(|c| c.docker_id.as_ref()) {
+                    idx.stats.remove(id);
+                }
+            }
         }
+    }
+
+    /// Every container the engine reports RUNNING, for the stats sampler.
+    pub fn running_containers(&self) -> Vec<crate::stats::Target> {
+        let Ok(idx) = self.inner.read() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for task in idx.tasks.values() {
+            for c in &task.containers {
+                if let (Some(id), "RUNNING") = (&c.docker_id, c.known_status.as_str()) {
+                    out.push(crate::stats::Target {
+                        task_arn: task.task_arn.clone(),
+                        container_name: c.name.clone(),
+                        docker_id: id.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    pub(crate) fn put_stats(&self, task_arn: &str, docker_id: &str, sample: Value) {
+        if let Ok(mut idx) = self.inner.write() {
+            // Only for containers still known (a task removed meanwhile
+            // must not leave its samples behind).
+            let known = idx.tasks.get(task_arn).is_some_and(|t| {
+                t.containers
+                    .iter()
+                    .any(|c| c.docker_id.as_deref() == Some(docker_id))
+            });
+            if known {
+                idx.stats.insert(docker_id.to_string(), sample);
+            }
+        }
+    }
+
+    /// The latest sample the stats sampler took of a container.
+    pub fn stats(&self, docker_id: &str) -> Option<Value> {
+        self.inner.read().ok()?.stats.get(docker_id).cloned()
     }
 
     /// The task and container name a token belongs to.
@@ -188,6 +236,9 @@ async fn container_stats<R: ContainerRuntime>(
     else {
         return Json(Value::Null).into_response();
     };
+    if let Some(sample) = s.index.stats(&id) {
+        return Json(sample).into_response();
+    }
     match s.runtime.stats(&id).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => (
@@ -208,7 +259,10 @@ async fn task_stats<R: ContainerRuntime>(
     let mut out = Map::new();
     for c in &task.containers {
         if let Some(id) = &c.docker_id {
-            let v = s.runtime.stats(id).await.unwrap_or(Value::Null);
+            let v = match s.index.stats(id) {
+                Some(sample) => sample,
+                None => s.runtime.stats(id).await.unwrap_or(Value::Null),
+            };
             out.insert(id.clone(), v);
         }
     }

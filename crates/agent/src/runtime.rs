@@ -186,6 +186,24 @@ pub struct RuntimeEvent {
     pub labels: BTreeMap<String, String>,
 }
 
+/// Which output of a container a log record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// One record of a container's output as the engine logged it: a line with
+/// its newline, or a piece of a longer line (without one; Docker splits
+/// lines at 16 KiB, and the last output of a container may lack a newline).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    pub stream: OutputStream,
+    /// When the engine received it, nanoseconds since the epoch.
+    pub timestamp: i64,
+    pub bytes: bytes::Bytes,
+}
+
 /// Registry credentials for a pull (Docker's X-Registry-Auth).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RegistryAuth {
@@ -235,6 +253,13 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// on. The stream ends or errs when the engine connection breaks.
     fn events(&self, key: &str, value: &str) -> BoxStream<'static, RuntimeResult<RuntimeEvent>>;
     /// One sample of the engine's resource statistics for a container, in
-    /// Docker's stats JSON (what the task metadata endpoint serves).
+    /// Docker's stats JSON (what the task metadata endpoint serves), taken
+    /// at once: `precpu_stats` may be empty (see [`crate::stats`]).
     fn stats(&self, id: &str) -> impl Future<Output = RuntimeResult<serde_json::Value>> + Send;
+    /// The container's logged output, stdout and stderr in the order the
+    /// engine logged them, from the records of second `since` (epoch
+    /// seconds; 0: from the start) on, following new output while the
+    /// container runs. Ends after the last record once the container is not
+    /// running (or at once if it never ran).
+    fn logs(&self, id: &str, since: i64) -> BoxStream<'static, RuntimeResult<LogRecord>>;
 }

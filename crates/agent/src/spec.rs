@@ -399,12 +399,15 @@ pub fn container_spec(
     }
     let log = def.log_configuration.as_ref().and_then(|l| {
         let driver = l.log_driver?.as_str();
-        // Drivers that need an AWS service are left to the engine's default
-        // driver (logs stay readable with `docker logs`).
-        if matches!(driver, "awslogs" | "awsfirelens" | "splunk") {
-            None
-        } else {
-            Some((driver.to_string(), l.options.clone().unwrap_or_default()))
+        match driver {
+            // The agent ships awslogs output itself (crate::logs), reading
+            // it back from a local driver; its options are the agent's.
+            "awslogs" => Some((crate::logs::LOCAL_DRIVER.to_string(), BTreeMap::new())),
+            // Drivers that need a service Flotilla does not have are left
+            // to the engine's default driver (logs stay readable with
+            // `docker logs`).
+            "awsfirelens" | "splunk" => None,
+            _ => Some((driver.to_string(), l.options.clone().unwrap_or_default())),
         }
     });
 
@@ -593,6 +596,20 @@ mod tests {
             (Duration::from_secs(5), Duration::from_secs(5), 3)
         );
         assert_eq!(s.stop_timeout, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn awslogs_containers_log_locally_for_the_agent_to_ship() {
+        let def = container(serde_json::json!({"name": "a", "image": "i",
+            "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "g"}}}));
+        let s = container_spec(&ctx(), &def, &BTreeMap::new(), &BTreeMap::new(), "t").unwrap();
+        assert_eq!(s.log_driver.as_deref(), Some("json-file"));
+        assert!(s.log_options.is_empty(), "{:?}", s.log_options);
+        let def = container(serde_json::json!({"name": "a", "image": "i",
+            "logConfiguration": {"logDriver": "syslog", "options": {"tag": "x"}}}));
+        let s = container_spec(&ctx(), &def, &BTreeMap::new(), &BTreeMap::new(), "t").unwrap();
+        assert_eq!(s.log_driver.as_deref(), Some("syslog"));
+        assert_eq!(s.log_options["tag"], "x");
     }
 
     #[test]

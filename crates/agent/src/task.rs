@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::engine::{EngineConfig, Shared, TaskStateChange};
+use crate::logs::options::OptionsError;
+use crate::logs::AwsLogsOptions;
 use crate::metadata::{ContainerMeta, TaskMeta};
 use crate::runtime::{
     BoundPort, ContainerInfo, ContainerRuntime, ContainerSummary, Health, RunState, RuntimeError,
@@ -329,6 +331,13 @@ impl<R: ContainerRuntime> Runner<R> {
                 c.token = token;
             }
             tracing::info!(task = %self.ctx.task_arn, container = %name, id = %summary.id, "adopted container");
+            // Carry on shipping its awslogs output from where it was.
+            if let (Some(logs), Some((raw, Ok(options)))) =
+                (&self.shared.logs, awslogs(&self.containers[i].def))
+            {
+                let target = logs.target(&options, name, self.ctx.task_id(), &summary.id);
+                logs.follow(&summary.id, Some((target, raw)));
+            }
         }
     }
 
@@ -722,18 +731,52 @@ impl<R: ContainerRuntime> Runner<R> {
                     return self.container_failed(i, format!("CannotCreateContainerError: {e}"))
                 }
             };
+        let awslogs = match awslogs(&c.def) {
+            Some((_, Err(e))) => {
+                return self.container_failed(i, format!("CannotCreateContainerError: {e}"))
+            }
+            Some((raw, Ok(options))) => Some((raw, options)),
+            None => None,
+        };
         let rt = self.shared.runtime.clone();
         let id = match rt.create(&spec).await {
             Ok(id) => id,
             Err(e) => return self.container_failed(i, format!("CannotCreateContainerError: {e}")),
         };
         self.containers[i].id = Some(id.clone());
+        // Its log stream exists and is recorded before it can write a line.
+        let ship = match (&awslogs, &self.shared.logs) {
+            (Some((raw, options)), Some(logs)) => {
+                let target =
+                    logs.target(options, &self.containers[i].name, self.ctx.task_id(), &id);
+                if let Err(e) = logs.prepare(&id, &target, raw, options).await {
+                    return self.container_failed(
+                        i,
+                        format!(
+                            "CannotStartContainerError: failed to initialize logging driver: {e}"
+                        ),
+                    );
+                }
+                true
+            }
+            (Some(_), None) => {
+                tracing::warn!(task = %self.ctx.task_arn, container = %self.containers[i].name,
+                    "awslogs requested, but this agent ships no logs: the output stays in Docker's json-file log");
+                false
+            }
+            (None, _) => false,
+        };
         // The process may ask the metadata endpoint about itself the moment
         // it starts: publish its entry first.
         self.shared.metadata.put(self.meta());
         if let Err(e) = rt.start(&id).await {
             self.refresh(i).await;
             return self.container_failed(i, format!("CannotStartContainerError: {e}"));
+        }
+        if ship {
+            if let Some(logs) = &self.shared.logs {
+                logs.follow(&id, None);
+            }
         }
         tracing::debug!(task = %self.ctx.task_arn, container = %self.containers[i].name, id = %id, "container started");
         self.refresh(i).await;
@@ -941,10 +984,17 @@ impl<R: ContainerRuntime> Runner<R> {
         let rt = self.shared.runtime.clone();
         for c in &self.containers {
             if let Some(id) = &c.id {
+                // Everything it wrote is shipped before it goes.
+                if let Some(logs) = &self.shared.logs {
+                    logs.drained(id).await;
+                }
                 if let Err(e) = rt.remove(id).await {
                     if !matches!(e, RuntimeError::NotFound(_)) {
                         tracing::warn!(task = %self.ctx.task_arn, container = %c.name, error = %e, "remove failed");
                     }
+                }
+                if let Some(logs) = &self.shared.logs {
+                    logs.forget(id);
                 }
             }
         }
@@ -968,6 +1018,23 @@ enum Deps {
     Ready,
     Wait,
     Never(String),
+}
+
+/// The container's awslogs options (raw, and checked) if it uses that
+/// log driver.
+fn awslogs(
+    def: &ecs::ContainerDefinition,
+) -> Option<(
+    BTreeMap<String, String>,
+    Result<AwsLogsOptions, OptionsError>,
+)> {
+    let l = def.log_configuration.as_ref()?;
+    if l.log_driver?.as_str() != "awslogs" {
+        return None;
+    }
+    let raw = l.options.clone().unwrap_or_default();
+    let parsed = AwsLogsOptions::parse(&raw);
+    Some((raw, parsed))
 }
 
 fn binding(p: &BoundPort) -> ecs::NetworkBinding {

@@ -56,6 +56,7 @@ async fn run_applies_desired_sets_and_reports_changes() {
             AgentOutput::Changes(changes) => {
                 running |= changes.iter().any(|c| c.status() == "RUNNING")
             }
+            AgentOutput::Stats(s) => panic!("stats sent with sampling off: {s:?}"),
         }
     }
 

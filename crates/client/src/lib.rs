@@ -2,6 +2,12 @@
 //! official SigV4 signer (`aws-sigv4`). The agent and `flotilla sim` talk to
 //! the control plane through it, and tests use it to send requests an SDK
 //! would refuse to build (wrong types, unknown operations, bad signatures).
+//!
+//! A client speaks to one service: ECS by default ([`Client::ecs`]);
+//! [`Client::for_service`] gives the same credentials for another JSON
+//! service (its signing name and `X-Amz-Target` prefix, e.g. CloudWatch
+//! Logs: `logs`, [`LOGS_TARGET_PREFIX`]), and [`Client::with_endpoint`] /
+//! [`Client::with_region`] point it elsewhere.
 
 use std::time::SystemTime;
 
@@ -21,15 +27,21 @@ use serde::Serialize;
 
 /// The ECS `X-Amz-Target` prefix.
 pub const ECS_TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113";
+/// CloudWatch Logs' `X-Amz-Target` prefix (signing name `logs`).
+pub const LOGS_TARGET_PREFIX: &str = "Logs_20140328";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The service answered with an AWS error.
+    /// The service answered with an AWS error. `code` is the bare error
+    /// name (`ResourceNotFoundException`); `body` is the whole error
+    /// document, for errors that carry more than a message (e.g.
+    /// CloudWatch Logs' `expectedSequenceToken`).
     #[error("{code}: {message}")]
     Api {
         status: u16,
         code: String,
         message: String,
+        body: serde_json::Value,
     },
     #[error("transport: {0}")]
     Transport(String),
@@ -64,12 +76,24 @@ impl RawResponse {
     }
 }
 
+/// The bare error name from an AWS JSON error's `__type` or
+/// `X-Amzn-ErrorType`, which may carry a namespace
+/// (`com.amazonaws.logs#ResourceNotFoundException`) or a suffix
+/// (`ResourceNotFoundException:http://…`).
+pub fn error_code(raw: &str) -> &str {
+    let name = raw.rsplit('#').next().unwrap_or(raw);
+    name.split(':').next().unwrap_or(name)
+}
+
 /// Signs and sends AWS JSON 1.1 requests to one endpoint.
 #[derive(Clone)]
 pub struct Client {
     endpoint: String,
     region: String,
+    /// SigV4 signing name (`ecs`, `logs`, …).
     service: String,
+    /// `X-Amz-Target` prefix of the service's operations.
+    target_prefix: String,
     credentials: Credentials,
     http: HyperClient<HttpConnector, Full<Bytes>>,
 }
@@ -88,6 +112,7 @@ impl Client {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             region: region.to_string(),
             service: "ecs".to_string(),
+            target_prefix: ECS_TARGET_PREFIX.to_string(),
             credentials: Credentials::new(access_key_id, secret_access_key, None, None, "flotilla"),
             http: HyperClient::builder(hyper_util::rt::TokioExecutor::new()).build(connector),
         }
@@ -97,23 +122,60 @@ impl Client {
         &self.endpoint
     }
 
-    /// Calls ECS operation `op` with a typed request and decodes the answer.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// The same credentials, endpoint and region for another AWS JSON 1.1
+    /// service: `signing_name` for SigV4's credential scope, and the
+    /// `X-Amz-Target` prefix its operations carry.
+    pub fn for_service(&self, signing_name: &str, target_prefix: &str) -> Client {
+        Client {
+            service: signing_name.to_string(),
+            target_prefix: target_prefix.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// The same client signing for `region`.
+    pub fn with_region(&self, region: &str) -> Client {
+        Client {
+            region: region.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// The same client sending to `endpoint` (`http://host:port`).
+    pub fn with_endpoint(&self, endpoint: &str) -> Client {
+        Client {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// Calls operation `op` of this client's service with a typed request
+    /// and decodes the answer.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         op: &str,
         req: &Req,
     ) -> Result<Resp, ClientError> {
         let body = serde_json::to_vec(req)?;
-        let raw = self.raw(&format!("{ECS_TARGET_PREFIX}.{op}"), body).await?;
+        let raw = self
+            .raw(&format!("{}.{op}", self.target_prefix), body)
+            .await?;
         if raw.status != 200 {
             let v = raw.json();
             let code = raw
                 .error_type
-                .clone()
-                .or_else(|| v.get("__type").and_then(|t| t.as_str()).map(str::to_string))
+                .as_deref()
+                .or_else(|| v.get("__type").and_then(|t| t.as_str()))
+                .map(|c| error_code(c).to_string())
                 .unwrap_or_else(|| "Unknown".into());
+            // Services spell it `message` or `Message`.
             let message = v
                 .get("message")
+                .or_else(|| v.get("Message"))
                 .and_then(|m| m.as_str())
                 .unwrap_or_default()
                 .to_string();
@@ -121,6 +183,7 @@ impl Client {
                 status: raw.status,
                 code,
                 message,
+                body: v,
             });
         }
         Ok(serde_json::from_slice(&raw.body)?)
@@ -264,5 +327,59 @@ impl Client {
             request_id,
             body,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_lose_namespace_and_suffix() {
+        assert_eq!(
+            error_code("ResourceNotFoundException"),
+            "ResourceNotFoundException"
+        );
+        assert_eq!(
+            error_code("com.amazonaws.logs#DataAlreadyAcceptedException"),
+            "DataAlreadyAcceptedException"
+        );
+        assert_eq!(
+            error_code("InvalidSequenceTokenException:http://internal.amazon.com/"),
+            "InvalidSequenceTokenException"
+        );
+    }
+
+    #[test]
+    fn a_client_for_another_service_keeps_credentials_and_signs_for_it() {
+        let ecs = Client::ecs("http://127.0.0.1:9/", "AKID", "secret", "us-east-1");
+        let logs = ecs
+            .for_service("logs", LOGS_TARGET_PREFIX)
+            .with_region("eu-west-1")
+            .with_endpoint("http://127.0.0.2:9");
+        assert_eq!(
+            (logs.endpoint(), logs.region()),
+            ("http://127.0.0.2:9", "eu-west-1")
+        );
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri("http://127.0.0.2:9/")
+            .body(b"{}".to_vec())
+            .unwrap();
+        logs.sign(
+            &mut req,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        )
+        .unwrap();
+        let auth = req.headers()["authorization"].to_str().unwrap();
+        assert!(
+            auth.contains("Credential=AKID/20231114/eu-west-1/logs/aws4_request"),
+            "{auth}"
+        );
+        assert_eq!(
+            ecs.endpoint(),
+            "http://127.0.0.1:9",
+            "the original is unchanged"
+        );
     }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use flotilla_agent::config::{apply_ecs_config, apply_vars, AgentConfig};
+use flotilla_agent::state_dir::{default_state_dir, DEFAULT_STATE_ROOT};
 use flotilla_agent::HostAgent;
 use flotilla_auth::{Credentials, Principal};
 use flotilla_client::Client;
@@ -80,9 +81,13 @@ struct AgentArgs {
     cluster: Option<String>,
     #[command(flatten)]
     host: HostArgs,
-    /// Where the agent remembers its container instance ARN.
-    #[arg(long, default_value = "/var/lib/flotilla-agent")]
-    data_dir: PathBuf,
+    /// The agent's state folder (its container instance ARN, metadata
+    /// port, log shipping positions), locked while the agent runs. Default:
+    /// /var/lib/flotilla-agent, or /var/lib/flotilla-agent/HOST-IP with
+    /// --host-ip, so agents sharing a machine keep apart. $STATE_DIRECTORY
+    /// (systemd's StateDirectory=) replaces /var/lib/flotilla-agent.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// The ECS agent's configuration file; its keys that apply are read
     /// (ECS_CLUSTER, ECS_RESERVED_MEMORY, ECS_INSTANCE_ATTRIBUTES, …).
     #[arg(long, default_value = DEFAULT_ECS_CONFIG)]
@@ -102,10 +107,17 @@ struct HostArgs {
     /// A custom attribute of the container instance (repeatable).
     #[arg(long = "attribute", value_name = "K=V", value_parser = parse_attribute)]
     attributes: Vec<(String, String)>,
-    /// Port of the task metadata endpoint on the Docker bridge gateway
-    /// (agents sharing a machine need distinct ports; 0 picks a free one).
+    /// Port of the task metadata endpoint on the Docker bridge gateway.
+    /// Default: 51679 without --host-ip; with it, a free port picked at the
+    /// first start and remembered in the state folder (so agents sharing a
+    /// machine never clash). 0 picks a new free port every start.
     #[arg(long)]
     metadata_port: Option<u16>,
+    /// How often running containers' CPU and memory are sampled and sent to
+    /// the control plane (e.g. 1s, 5s; 0 turns sampling off). Default 5s,
+    /// or ECS_POLLING_METRICS_WAIT_DURATION.
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    stats_interval: Option<Interval>,
 }
 
 #[derive(clap::Args)]
@@ -165,6 +177,17 @@ fn parse_attribute(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("'{s}' is not K=V")),
     }
+}
+
+/// An interval flag: a duration, or off (`0`).
+#[derive(Clone, Copy)]
+struct Interval(Option<std::time::Duration>);
+
+/// A duration such as `1s` or `500ms`; zero means off.
+fn parse_interval(s: &str) -> Result<Interval, String> {
+    let d = flotilla_agent::config::parse_duration(s)
+        .ok_or_else(|| format!("'{s}' is not a duration such as 1s, 5s or 500ms"))?;
+    Ok(Interval((!d.is_zero()).then_some(d)))
 }
 
 fn parse_zone(s: &str) -> Result<String, String> {
@@ -318,9 +341,25 @@ fn agent_config(
     }
     config.attributes.extend(host.attributes.iter().cloned());
     if let Some(port) = host.metadata_port {
-        config.metadata_port = port;
+        config.metadata_port = Some(port);
+    }
+    if let Some(Interval(interval)) = host.stats_interval {
+        config.stats_interval = interval;
     }
     Ok(config)
+}
+
+/// Where agents keep their state folders: systemd's $STATE_DIRECTORY (its
+/// first entry) when set, else /var/lib/flotilla-agent.
+fn state_root() -> PathBuf {
+    std::env::var_os("STATE_DIRECTORY")
+        .and_then(|v| {
+            v.to_str()
+                .and_then(|s| s.split(':').next())
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_ROOT))
 }
 
 /// The environment variables whose names `keep` accepts.
@@ -368,12 +407,16 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         explicit_config,
     )?;
     let client = client_from_env(&args.endpoint, &config.region)?;
+    // Keyed by the address as parsed, so `--host-ip` spellings of one address share a folder.
+    let host_ip = args.host.host_ip.is_some().then(|| config.host_ip.clone());
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| default_state_dir(&state_root(), host_ip.as_deref()));
     let stopped = stop_on_signal();
-    let host =
-        match HostAgent::register(client, config, &args.data_dir, wait(stopped.clone())).await {
-            Err(flotilla_agent::host::HostError::Interrupted) => return Ok(()),
-            r => r?,
-        };
+    let host = match HostAgent::register(client, config, &data_dir, wait(stopped.clone())).await {
+        Err(flotilla_agent::host::HostError::Interrupted) => return Ok(()),
+        r => r?,
+    };
     eprintln!("Flotilla agent running as {}", host.instance_arn());
     host.run(wait(stopped)).await?;
     Ok(())

@@ -9,7 +9,10 @@
 //!   (`SubmitTaskStateChange`, `SubmitContainerStateChange`) or batched on this
 //!   connection as [`AgentMessage::StateChanges`] (what `flotilla sim` uses to
 //!   report thousands of tasks a second);
-//! - heartbeats in both directions drive `agentConnected`.
+//! - heartbeats in both directions drive `agentConnected`;
+//! - the agent samples its running containers' CPU and memory at a fixed
+//!   interval and sends them as [`AgentMessage::Stats`] (what CloudWatch's
+//!   `AWS/ECS` metrics are computed from).
 //!
 //! Messages are JSON text frames, externally tagged by `type`.
 
@@ -72,6 +75,41 @@ pub enum AgentMessage {
     StateChanges {
         changes: Vec<TaskStateChange>,
     },
+    /// Resource use of the instance's running tasks, one sample per running
+    /// container, taken at the agent's stats interval. Best effort: samples
+    /// taken while disconnected are dropped, not resent.
+    Stats {
+        samples: Vec<TaskStats>,
+    },
+}
+
+/// One task's containers as sampled at one tick of the agent's stats loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStats {
+    pub task_arn: String,
+    pub containers: Vec<ContainerStats>,
+}
+
+/// One container's resource use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStats {
+    /// The container's name in the task definition.
+    pub container_name: String,
+    /// CPU used on average over `interval`, in ECS CPU units (1024 per
+    /// core): Docker's `cpu_delta / system_cpu_delta × online_cpus × 1024`
+    /// between this sample and the one before. Above the container's `cpu`
+    /// when it uses more than it reserved.
+    pub cpu_units: f64,
+    /// Memory in use, MiB: usage less the inactive file cache, as `docker
+    /// stats` shows it.
+    pub memory_mib: f64,
+    /// When Docker took the sample, epoch seconds.
+    pub timestamp: f64,
+    /// Seconds between the previous sample and this one: the span
+    /// `cpu_units` averages over.
+    pub interval: f64,
 }
 
 /// One observed change of a task, for the control plane.

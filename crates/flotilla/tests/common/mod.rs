@@ -101,7 +101,7 @@ impl Env {
         let mut config = AgentConfig {
             cluster: self.cluster.clone(),
             host_ip: host_ip.to_string(),
-            metadata_port: 0,
+            metadata_port: Some(0),
             stop_timeout: Duration::from_secs(3),
             ..Default::default()
         };

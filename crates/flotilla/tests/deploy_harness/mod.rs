@@ -144,7 +144,7 @@ impl Env {
             cluster: self.cluster.clone(),
             host_ip: format!("127.0.0.{}", i + 2),
             availability_zone: Some(zone),
-            metadata_port: 0,
+            metadata_port: Some(0),
             stop_timeout: STOP_TIMEOUT,
             ..Default::default()
         };

@@ -565,6 +565,10 @@ async fn handle<'a>(
         AgentMessage::Applied { version } => {
             tracing::trace!(instance = %key.id, version, "agent applied desired set")
         }
+        // Container stats: not stored yet (the metric store will take them).
+        AgentMessage::Stats { samples } => {
+            tracing::trace!(instance = %key.id, tasks = samples.len(), "agent stats")
+        }
         AgentMessage::StateChanges { changes } => {
             // Waiting for room, this session's own queued reports are seen
             // through: their permits come back only once they are polled.
