@@ -38,7 +38,6 @@ pub use protocol::protocol_one;
 use flotilla_model::ecs::{self, Operation};
 use flotilla_server::api::{call_json, decode_json_input as decode, Ctx, Env};
 use flotilla_server::services::ecs::SERVICE as ECS;
-use flotilla_server::State;
 
 /// The operation an input names, and its body.
 pub fn split(data: &[u8]) -> Option<(Operation, &[u8])> {
@@ -274,9 +273,16 @@ fn ctx() -> Ctx {
 /// A fresh state holding cluster `default` and `prod`, a container instance
 /// in `prod` and task definition `web:1`.
 fn seeded(runtime: &tokio::runtime::Runtime) -> Arc<Env> {
-    let state =
-        State::open(Arc::new(flotilla_store::memory::MemoryStore::new())).expect("open state");
-    let env = Arc::new(Env { state });
+    // The log and metric stores want files: a directory kept for the run.
+    let dir = std::env::temp_dir().join(format!(
+        "flotilla-fuzz-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).expect("fuzz data dir");
+    let memory = Arc::new(flotilla_store::memory::MemoryStore::new());
+    let stores = flotilla_server::Stores::with_state(&dir, memory).expect("stores");
+    let env = flotilla_server::open_env(stores).expect("open state");
     let seed: &[(Operation, &str)] = &[
         (Operation::CreateCluster, r#"{}"#),
         (
@@ -300,6 +306,13 @@ fn seeded(runtime: &tokio::runtime::Runtime) -> Arc<Env> {
         }
     });
     env
+}
+
+/// A fresh suffix per seeded state (a state is reseeded now and then).
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
 }
 
 fn fixture() -> &'static Fixture {

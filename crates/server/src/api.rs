@@ -49,7 +49,19 @@ pub struct Env {
     pub state: Arc<State>,
     pub logs: flotilla_logstore::LogStore,
     pub metrics: flotilla_metrics::MetricStore,
+    /// Alarm state changes whose actions are to run (and CloudWatch's
+    /// once-a-minute repeats of Auto Scaling actions), as the alarm
+    /// controller publishes them once durable. The consumers of an action
+    /// (Application Auto Scaling policies by ARN; deployments watching alarm
+    /// names) subscribe and record each delivery with
+    /// `MetricStore::record_action`. A subscriber that lags re-reads the
+    /// alarms' states (`MetricStore::describe_alarms`): this is a hint, the
+    /// metric store holds the truth.
+    pub alarm_actions: tokio::sync::broadcast::Sender<Arc<flotilla_metrics::AlarmTransition>>,
 }
+
+/// How many alarm transitions a subscriber may fall behind by.
+pub const ALARM_ACTIONS_CAPACITY: usize = 1024;
 
 /// A request's input as the front decoded it.
 pub enum Input<'a> {

@@ -102,18 +102,26 @@ pub async fn run_with(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = State::open(stores.state)?;
-    let env = Arc::new(api::Env {
-        state,
-        logs: stores.logs,
-        metrics: stores.metrics,
-    });
+    let env = open_env(stores)?;
     let result = serve(listener, env.clone(), credentials, config, shutdown).await;
     // Every caller is gone: the stores finish what is queued and let go of
     // their files (a restarted server may open them at once).
     env.logs.close();
     env.metrics.close();
     result
+}
+
+/// What every request and controller shares, over `stores`: the cluster
+/// state rebuilt from its store, and the other stores as they are.
+pub fn open_env(stores: Stores) -> anyhow::Result<Arc<api::Env>> {
+    let state = State::open(stores.state)?;
+    let (alarm_actions, _) = tokio::sync::broadcast::channel(api::ALARM_ACTIONS_CAPACITY);
+    Ok(Arc::new(api::Env {
+        state,
+        logs: stores.logs,
+        metrics: stores.metrics,
+        alarm_actions,
+    }))
 }
 
 /// Serves the API and runs the controllers over an already opened state.
