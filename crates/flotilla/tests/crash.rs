@@ -289,6 +289,22 @@ async fn acknowledged_writes_survive_sigkill() {
         let writers: Vec<_> = (0..WRITERS)
             .map(|w| tokio::spawn(writer(server.client.clone(), round, w, acked.clone())))
             .collect();
+        // The kill comes `kill_after` after this round's first acknowledged
+        // write of each kind (on a busy machine the first ones may take a
+        // while), so every round kills a burst already under way.
+        let counts = || {
+            let a = acked.lock().unwrap();
+            (a.clusters.len(), a.definitions.len())
+        };
+        let at_start = counts();
+        let waiting = Instant::now();
+        while waiting.elapsed() < Duration::from_secs(30) {
+            let now = counts();
+            if now.0 > at_start.0 && now.1 > at_start.1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         tokio::time::sleep(Duration::from_millis(kill_after)).await;
         server.kill();
         let mut attempted = 0;
