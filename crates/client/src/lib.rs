@@ -67,6 +67,9 @@ pub struct RawResponse {
     pub status: u16,
     pub error_type: Option<String>,
     pub request_id: Option<String>,
+    /// Every header of the answer (protocol tests read `content-type`,
+    /// `smithy-protocol`, `x-amzn-query-error`).
+    pub headers: http::HeaderMap,
     pub body: Bytes,
 }
 
@@ -315,6 +318,7 @@ impl Client {
         };
         let error_type = header("x-amzn-errortype");
         let request_id = header("x-amzn-requestid");
+        let headers = resp.headers().clone();
         let body = resp
             .into_body()
             .collect()
@@ -325,6 +329,7 @@ impl Client {
             status,
             error_type,
             request_id,
+            headers,
             body,
         })
     }

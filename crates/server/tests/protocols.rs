@@ -144,3 +144,56 @@ async fn unknown_services_and_operations_are_parseable_errors() {
         run.stderr
     );
 }
+
+/// RPC v2 CBOR: a service Flotilla does not serve (Cloud Map lists CBOR
+/// first) and an operation a served service lacks are answered in CBOR, with
+/// the protocol's header, and never as JSON.
+#[tokio::test]
+async fn unknown_cbor_services_and_operations_are_cbor_errors() {
+    let server = TestServer::start().await;
+    let base = server.raw(&ALICE);
+    for (signing, path) in [
+        (
+            "servicediscovery",
+            "/service/Route53AutoNaming_v20170314/operation/ListNamespaces",
+        ),
+        (
+            "monitoring",
+            "/service/GraniteServiceVersion20100801/operation/NoSuchOperation",
+        ),
+    ] {
+        let c = base.for_service(signing, "");
+        let mut req = axum::http::Request::builder()
+            .method("POST")
+            .uri(format!("{}{path}", server.endpoint))
+            .header("smithy-protocol", "rpc-v2-cbor")
+            .header("content-type", "application/cbor")
+            .header("accept", "application/cbor")
+            .body(vec![0xa0]) // an empty CBOR map
+            .unwrap();
+        c.sign(&mut req, std::time::SystemTime::now()).unwrap();
+        let r = c.send(req).await.unwrap();
+        assert_eq!(r.status, 400, "{path}");
+        assert_eq!(
+            r.headers
+                .get("smithy-protocol")
+                .and_then(|v| v.to_str().ok()),
+            Some("rpc-v2-cbor"),
+            "{path}"
+        );
+        assert_eq!(
+            r.headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/cbor"),
+            "{path}"
+        );
+        // A CBOR map (major type 5) naming the error, not a JSON document.
+        assert_eq!(
+            r.body.first().map(|b| b >> 5),
+            Some(5),
+            "{path}: {:?}",
+            r.body
+        );
+        let text = String::from_utf8_lossy(&r.body);
+        assert!(text.contains("UnknownOperationException"), "{path}: {text}");
+    }
+}
