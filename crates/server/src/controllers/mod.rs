@@ -94,9 +94,7 @@ pub async fn run(
                 until_stopped()
             ),
             runtime::run(
-                retention::Retention {
-                    stopped_tasks: config.stopped_task_retention
-                },
+                retention::Retention::new(&state, config.stopped_task_retention),
                 &state,
                 schedule.clone(),
                 until_stopped()

@@ -3,6 +3,7 @@
 //! that one pass never holds the state lock for long.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_model::arn::Scope;
@@ -14,7 +15,21 @@ use crate::core::State;
 const PER_PASS: usize = 10_000;
 
 pub struct Retention {
-    pub stopped_tasks: Duration,
+    state: Arc<State>,
+    stopped_tasks: Duration,
+    /// The accounts already scheduled: a new account is reconciled at the
+    /// first write that creates it, not at the next full resync.
+    known: BTreeSet<Scope>,
+}
+
+impl Retention {
+    pub fn new(state: &Arc<State>, stopped_tasks: Duration) -> Self {
+        Retention {
+            state: state.clone(),
+            stopped_tasks,
+            known: BTreeSet::new(),
+        }
+    }
 }
 
 impl Controller for Retention {
@@ -26,11 +41,20 @@ impl Controller for Retention {
     }
 
     fn touched(&mut self) -> BTreeSet<Scope> {
-        BTreeSet::new()
+        let new: BTreeSet<Scope> = self
+            .state
+            .scopes()
+            .into_iter()
+            .filter(|s| !self.known.contains(s))
+            .collect();
+        self.known.extend(new.iter().cloned());
+        new
     }
 
     fn all(&mut self, state: &State) -> BTreeSet<Scope> {
-        state.scopes().into_iter().collect()
+        let all: BTreeSet<Scope> = state.scopes().into_iter().collect();
+        self.known.clone_from(&all);
+        all
     }
 
     async fn reconcile(
