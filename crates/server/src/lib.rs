@@ -20,6 +20,7 @@ use flotilla_store::Store;
 use tokio::net::TcpListener;
 
 pub mod api;
+pub mod background;
 pub mod controllers;
 pub mod core;
 pub mod error;
@@ -138,7 +139,9 @@ pub async fn serve(
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let controllers = tokio::spawn(controllers::run(
+    // Sessions and controllers run below the API (see `background`).
+    let background = background::runtime()?;
+    let controllers = background.spawn(controllers::run(
         state.clone(),
         config.controllers,
         until_stopped(stopped.clone()),
@@ -149,13 +152,12 @@ pub async fn serve(
         credentials: credentials.clone(),
         services: services::ALL,
     };
-    let sessions = gateway::sessions_runtime()?;
     let gateway = gateway::Gateway {
         state,
         credentials,
         sessions: Default::default(),
         shutdown: stopped,
-        sessions_runtime: sessions.handle().clone(),
+        sessions_runtime: background.handle().clone(),
     };
     let app = front::router(front, config.limits).merge(gateway::router(gateway));
     let result = axum::serve(listener, app)
@@ -167,7 +169,7 @@ pub async fn serve(
     let _ = controllers.await;
     // The sessions saw the shutdown signal; whatever is left is dropped
     // without blocking this (async) caller.
-    sessions.shutdown_background();
+    background.shutdown_background();
     result?;
     Ok(())
 }

@@ -16,7 +16,9 @@ use crate::core::state::{Account, ServiceKey, State, Tx};
 /// How much one lock hold may do (tasks looked at plus store writes
 /// queued) before it lets readers and other writers in. It also bounds a
 /// commit's size, and so how long an API write queued behind it waits.
-const BATCH_WORK: usize = 4_000;
+/// At 4,000 a hold took hundreds of milliseconds during a large placement,
+/// and every API request (reads too) waited that long.
+const BATCH_WORK: usize = 1_000;
 
 /// How many batches may wait for durability at once before the controller
 /// waits for the oldest: the store's queue stays short.

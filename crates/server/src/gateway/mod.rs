@@ -26,24 +26,9 @@ pub struct Gateway {
     pub sessions: Arc<agents::Sessions>,
     /// Becomes true when the server is shutting down: sessions end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
-    /// Where sessions run: a runtime of their own, apart from the API's.
-    /// Ten thousand agents' sessions are ten thousand tasks; on the API's
-    /// runtime a request's task waited in the same run queue behind them
-    /// (tokio has no priorities), and CreateService took 8–15 s at p99
-    /// during a million-task placement. On their own threads the operating
-    /// system shares the cores between the two, and the API's threads,
-    /// mostly idle, are scheduled as soon as a request arrives.
+    /// Where sessions run: the background runtime, below the API (see
+    /// `crate::background`).
     pub sessions_runtime: tokio::runtime::Handle,
-}
-
-/// The runtime the sessions run on: two worker threads (the machine this is
-/// measured on has two cores; more threads only add switching).
-pub fn sessions_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("flotilla-sessions")
-        .enable_all()
-        .build()
 }
 
 /// The gateway's routes.
