@@ -16,6 +16,7 @@
 
 pub mod agent;
 pub mod arn;
+pub mod lb;
 pub mod lifecycle;
 pub mod shape;
 pub mod task_definition;
