@@ -11,6 +11,7 @@
 //! - [`task_definitions`]: which revision a reference names.
 //! - [`services`]: deployments and service events.
 //! - [`events`]: lifecycle events published after each durable commit.
+//! - [`usage`]: `AWS/ECS` CPU and memory utilization from agents' stats.
 //!
 //! Lifecycles themselves (statuses and their moves) are in
 //! `flotilla_model::lifecycle`, shared with the agent.
@@ -25,6 +26,7 @@ pub mod state;
 pub mod stored;
 pub mod task_definitions;
 pub mod tasks;
+pub mod usage;
 
 pub use load::LoadError;
 pub use state::{now, State};
