@@ -109,6 +109,8 @@ pub struct SimAgent {
     pub instance_arn: String,
     behaviour: Arc<Mutex<Behaviour>>,
     handle: JoinHandle<()>,
+    /// The connection's outgoing messages, for [`SimAgent::send`].
+    out: tokio::sync::mpsc::UnboundedSender<AgentMessage>,
 }
 
 /// What a new simulated host looks like.
@@ -199,17 +201,32 @@ impl SimAgent {
                 ))
             })??;
         let behaviour = Arc::new(Mutex::new(behaviour));
-        let handle = tokio::spawn(converse(ws, first, behaviour.clone()));
+        let (out, outgoing) = tokio::sync::mpsc::unbounded_channel::<AgentMessage>();
+        let handle = tokio::spawn(converse(
+            ws,
+            first,
+            behaviour.clone(),
+            out.clone(),
+            outgoing,
+        ));
         Ok(SimAgent {
             instance_arn,
             behaviour,
             handle,
+            out,
         })
     }
 
     /// Changes how tasks started from now on behave.
     pub fn set_behaviour(&self, behaviour: Behaviour) {
         *self.behaviour.lock().unwrap_or_else(|e| e.into_inner()) = behaviour;
+    }
+
+    /// Sends a message of the test's choosing on the host's connection
+    /// (e.g. [`AgentMessage::Stats`]: simulated tasks use no resources, so
+    /// a test says what they use). False once the connection is gone.
+    pub fn send(&self, msg: AgentMessage) -> bool {
+        self.out.send(msg).is_ok()
     }
 
     /// Drops the connection, as a host that vanished would.
@@ -266,9 +283,14 @@ async fn first_text(ws: &mut Ws) -> Result<String, SimError> {
 /// the host always keeps reading: were both ends to stop reading while their
 /// writes wait for the other (the gateway pushing a large desired set while
 /// the host reports a large batch), neither would ever finish.
-async fn converse(ws: Ws, first: String, behaviour: Arc<Mutex<Behaviour>>) {
+async fn converse(
+    ws: Ws,
+    first: String,
+    behaviour: Arc<Mutex<Behaviour>>,
+    out: tokio::sync::mpsc::UnboundedSender<AgentMessage>,
+    mut outgoing: tokio::sync::mpsc::UnboundedReceiver<AgentMessage>,
+) {
     let (mut sink, mut stream) = ws.split();
-    let (out, mut outgoing) = tokio::sync::mpsc::unbounded_channel::<AgentMessage>();
     let writer = tokio::spawn(async move {
         while let Some(msg) = outgoing.recv().await {
             let Ok(text) = serde_json::to_string(&msg) else {
