@@ -30,9 +30,8 @@ fn not_supported(field: &str, why: &str) -> ApiError {
 
 pub async fn put_metric_alarm(env: &Env, call: &Call<'_>) -> ApiResult<Reply> {
     let req: cw::PutMetricAlarmInput = decode(call)?;
-    // Alarm kinds Flotilla cannot evaluate are refused rather than stored
-    // and silently never evaluated. `ActionConfiguration` (tag propagation
-    // to actions' targets) has nothing to act on and is ignored.
+    // What Flotilla cannot honour is refused rather than stored and
+    // silently never applied.
     if req.evaluation_criteria.is_some() {
         return Err(not_supported(
             "EvaluationCriteria",
@@ -49,6 +48,12 @@ pub async fn put_metric_alarm(env: &Env, call: &Call<'_>) -> ApiResult<Reply> {
         return Err(not_supported(
             "WarmUpConfiguration",
             "alarms are evaluated from their creation.",
+        ));
+    }
+    if req.action_configuration.is_some() {
+        return Err(not_supported(
+            "ActionConfiguration",
+            "alarm tags are not propagated to the targets of actions.",
         ));
     }
     let input = m::PutMetricAlarmInput {
