@@ -437,6 +437,49 @@ async fn cli_bad_input_gets_the_models_errors() {
     .await;
     assert!(e.contains("Period"), "{e}");
 
+    // A value outside the model's enum names the member and the values.
+    let e = fails(
+        &server,
+        &[
+            "get-metric-statistics",
+            "--namespace",
+            "Flotilla/Test",
+            "--metric-name",
+            "Latency",
+            "--start-time",
+            &start,
+            "--end-time",
+            &end,
+            "--period",
+            "60",
+            "--statistics",
+            "Median",
+        ],
+        "InvalidParameterValue",
+    )
+    .await;
+    assert!(
+        e.contains("Statistics.member.1") && e.contains("SampleCount"),
+        "{e}"
+    );
+    let e = fails(
+        &server,
+        &[
+            "put-metric-data",
+            "--namespace",
+            "Flotilla/Test",
+            "--metric-name",
+            "Latency",
+            "--value",
+            "1",
+            "--unit",
+            "Furlongs",
+        ],
+        "InvalidParameterValue",
+    )
+    .await;
+    assert!(e.contains("Unit"), "{e}");
+
     let e = fails(
         &server,
         &[

@@ -2,12 +2,13 @@
 //! last tick into `AWS/ECS` `CPUUtilization` and `MemoryUtilization`
 //! datapoints (see `crate::core::usage` for the definition).
 //!
-//! Every [`FLUSH_EVERY`] it takes what the gateway gathered, reads each
-//! cluster's tasks once, and writes one datapoint per metric for the
-//! cluster (`ClusterName`) and for each service with reporting tasks
-//! (`ClusterName`, `ServiceName`), timestamped at the flush. They are
-//! stored at high resolution (`StorageResolution` 1): 1-minute statistics
-//! (what ECS publishes) aggregate them, and high-resolution alarms (auto
+//! Every [`FLUSH_EVERY`] (halfway through each 10 s of the wall clock) it
+//! takes what the gateway gathered, reads each cluster's tasks once, and
+//! writes one datapoint per metric for the cluster (`ClusterName`) and for
+//! each service with reporting tasks (`ClusterName`, `ServiceName`),
+//! timestamped at the flush. They are stored at high resolution
+//! (`StorageResolution` 1): 1-minute statistics (what ECS publishes)
+//! aggregate them, and high-resolution alarms (auto
 //! scaling's target tracking on 10 s periods) see each of them.
 
 use std::sync::Arc;
@@ -32,12 +33,9 @@ pub async fn run(
     usage: Arc<Usage>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let mut ticks = tokio::time::interval(FLUSH_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await;
     let work = async {
         loop {
-            ticks.tick().await;
+            tokio::time::sleep(until_next_flush(Timestamp::now())).await;
             flush(&env, &usage, Timestamp::now()).await;
         }
     };
@@ -45,6 +43,17 @@ pub async fn run(
         _ = work => {}
         _ = shutdown => {}
     }
+}
+
+/// Flushes happen halfway through each [`FLUSH_EVERY`] period of the wall
+/// clock (at :05, :15, …), so every 10 s alarm period holds exactly one
+/// datapoint however the flushes jitter, and the evaluation at the period's
+/// end finds it written 5 s before.
+fn until_next_flush(now: Timestamp) -> Duration {
+    let every = FLUSH_EVERY.as_millis() as i64;
+    let phase = every / 2;
+    let next = (now.millis() - phase).div_euclid(every) * every + every + phase;
+    Duration::from_millis(u64::try_from(next - now.millis()).unwrap_or(0))
 }
 
 /// Writes the datapoints of everything gathered since the last flush.
@@ -86,5 +95,19 @@ pub async fn flush(env: &Env, usage: &Usage, now: Timestamp) {
                 tracing::warn!(cluster, error = %e, "could not write ECS utilization");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flushes_fall_mid_period() {
+        let at = |ms| until_next_flush(Timestamp(ms)).as_millis();
+        assert_eq!(at(1_000_000), 5_000);
+        assert_eq!(at(1_004_999), 1);
+        assert_eq!(at(1_005_000), 10_000);
+        assert_eq!(at(1_009_000), 6_000);
     }
 }
