@@ -26,6 +26,7 @@ pub mod core;
 pub mod error;
 pub mod front;
 pub mod gateway;
+pub mod prometheus;
 pub mod services;
 
 pub use crate::core::State;
@@ -157,6 +158,7 @@ pub async fn serve(
         usage.clone(),
         until_stopped(stopped.clone()),
     ));
+    let scrape = prometheus::router(env.clone(), usage.clone());
     let credentials = Arc::new(credentials);
     let front = front::Front {
         env,
@@ -171,7 +173,9 @@ pub async fn serve(
         sessions_runtime: background.handle().clone(),
         usage,
     };
-    let app = front::router(front, config.limits).merge(gateway::router(gateway));
+    let app = front::router(front, config.limits)
+        .merge(gateway::router(gateway))
+        .merge(scrape);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -419,6 +419,32 @@ async fn ecs_utilization_comes_from_agents_stats() {
         .await
         .expect_err("reserved namespace");
     assert!(format!("{err:?}").contains("InvalidParameterValue"));
+
+    // The Prometheus endpoint counts them (no signature needed).
+    let req = axum::http::Request::builder()
+        .method("GET")
+        .uri(format!("{}/metrics", server.endpoint))
+        .body(Vec::new())
+        .unwrap();
+    let r = raw.send(req).await.unwrap();
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    assert_eq!(r.status, 200, "{text}");
+    let figure = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing: {text}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        figure("flotilla_agent_task_stats_received_total") >= 4.0,
+        "{text}"
+    );
+    assert!(
+        figure("flotilla_ecs_utilization_datapoints_total") >= 4.0,
+        "{text}"
+    );
+    assert_eq!(figure("flotilla_cloudwatch_metric_series"), 4.0, "{text}");
     drop(host);
     server.stop().await;
 }

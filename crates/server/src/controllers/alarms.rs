@@ -18,9 +18,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_metrics::{AlarmTransition, Timestamp};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use flotilla_metrics::Timestamp;
 
 use crate::api::Env;
+use crate::core::alarm_actions::publish;
+
+/// How late (ms) the last due evaluation ran after its boundary, for
+/// `GET /metrics`: what a saturated machine costs alarms.
+pub static LAST_DELAY_MS: AtomicU64 = AtomicU64::new(0);
 
 /// How often the metric store is rolled up and expired.
 pub const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
@@ -36,15 +43,6 @@ pub async fn run(env: Arc<Env>, shutdown: impl std::future::Future<Output = ()>)
     }
 }
 
-/// Publishes transitions to the subscribers of `alarm_actions`. Nobody
-/// listening is fine: the store holds the state.
-pub fn publish(env: &Env, transitions: impl IntoIterator<Item = AlarmTransition>) {
-    for t in transitions {
-        tracing::debug!(alarm = t.alarm_name, from = %t.old_state, to = %t.new_state, repeat = t.repeat, "alarm transition");
-        let _ = env.alarm_actions.send(Arc::new(t));
-    }
-}
-
 async fn evaluate(env: &Env) {
     let changed = env.metrics.schedule_changed();
     loop {
@@ -54,9 +52,13 @@ async fn evaluate(env: &Env) {
         tokio::pin!(notified);
         notified.as_mut().enable();
         let now = Timestamp::now();
+        if let Some(due) = env.metrics.next_evaluation().filter(|d| *d <= now) {
+            let late = u64::try_from(now.millis() - due.millis()).unwrap_or(0);
+            LAST_DELAY_MS.store(late, Ordering::Relaxed);
+        }
         let wait = match env.metrics.evaluate_due(now).await {
             Ok(transitions) => {
-                publish(env, transitions);
+                publish(&env.alarm_actions, transitions);
                 until(env.metrics.next_evaluation())
             }
             Err(e) => {

@@ -24,6 +24,9 @@ use crate::core::usage::{shapes, utilization, Usage};
 /// 10 s high-resolution alarm period holds one datapoint.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(10);
 
+/// Datapoints written since the process started (`GET /metrics`).
+pub static WRITTEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The namespace ECS publishes in.
 pub const NAMESPACE: &str = "AWS/ECS";
 
@@ -87,12 +90,15 @@ pub async fn flush(env: &Env, usage: &Usage, now: Timestamp) {
                 namespace: NAMESPACE.into(),
                 metric_data: chunk.to_vec(),
             };
-            if let Err(e) = env
+            match env
                 .metrics
                 .put_internal_metric_data(&scope, &input, now)
                 .await
             {
-                tracing::warn!(cluster, error = %e, "could not write ECS utilization");
+                Ok(()) => {
+                    WRITTEN.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(cluster, error = %e, "could not write ECS utilization"),
             }
         }
     }

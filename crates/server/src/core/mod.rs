@@ -16,6 +16,7 @@
 //! Lifecycles themselves (statuses and their moves) are in
 //! `flotilla_model::lifecycle`, shared with the agent.
 
+pub mod alarm_actions;
 pub mod events;
 pub mod instances;
 pub mod load;

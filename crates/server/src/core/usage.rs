@@ -50,6 +50,8 @@ pub type Samples = HashMap<(Scope, String), HashMap<String, TaskUse>>;
 #[derive(Default)]
 pub struct Usage {
     pending: Mutex<Samples>,
+    /// Task samples received since the process started (`GET /metrics`).
+    pub received: std::sync::atomic::AtomicU64,
 }
 
 /// Tasks one cluster may hold samples for between two flushes: a bound on
@@ -63,6 +65,8 @@ impl Usage {
         if samples.is_empty() {
             return;
         }
+        self.received
+            .fetch_add(samples.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let mut pending = self.pending.lock();
         let tasks = pending
             .entry((scope.clone(), cluster.to_string()))

@@ -6,8 +6,6 @@
 //! alarm at once; SetAlarmState) is published on `Env::alarm_actions` once
 //! durable, as the alarm controller publishes the evaluations' changes.
 
-use std::sync::Arc;
-
 use flotilla_metrics as m;
 use flotilla_model::wire::cloudwatch as cw;
 
@@ -16,9 +14,7 @@ use crate::api::{Call, Env, Reply};
 use crate::error::{ApiError, ApiResult};
 
 fn publish(env: &Env, transition: Option<m::AlarmTransition>) {
-    if let Some(t) = transition {
-        let _ = env.alarm_actions.send(Arc::new(t));
-    }
+    crate::core::alarm_actions::publish(&env.alarm_actions, transition);
 }
 
 fn not_supported(field: &str, why: &str) -> ApiError {
