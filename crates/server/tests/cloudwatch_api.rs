@@ -585,9 +585,10 @@ async fn cli_bad_input_gets_the_models_errors() {
     .await;
 }
 
-/// Records the `smithy-protocol` header of each request the SDK sends.
+/// Records the `smithy-protocol` and `content-encoding` headers of each
+/// request the SDK sends.
 #[derive(Debug, Default, Clone)]
-struct SeenProtocol(Arc<Mutex<Vec<String>>>);
+struct SeenProtocol(Arc<Mutex<Vec<(String, String)>>>);
 
 impl Intercept for SeenProtocol {
     fn name(&self) -> &'static str {
@@ -600,13 +601,13 @@ impl Intercept for SeenProtocol {
         _: &RuntimeComponents,
         _: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let header = context
-            .request()
-            .headers()
-            .get("smithy-protocol")
+        let headers = context.request().headers();
+        let protocol = headers.get("smithy-protocol").unwrap_or("none").to_string();
+        let encoding = headers
+            .get("content-encoding")
             .unwrap_or("none")
             .to_string();
-        self.0.lock().unwrap().push(header);
+        self.0.lock().unwrap().push((protocol, encoding));
         Ok(())
     }
 }
@@ -732,9 +733,81 @@ async fn sdk_speaks_cbor_for_metrics_and_alarms() {
     let seen = seen.0.lock().unwrap().clone();
     assert!(!seen.is_empty());
     assert!(
-        seen.iter().all(|p| p == "rpc-v2-cbor"),
+        seen.iter().all(|(p, _)| p == "rpc-v2-cbor"),
         "the SDK did not speak CBOR: {seen:?}"
     );
+}
+
+/// A full PutMetricData batch (1,000 metrics, which the SDK gzips) is taken
+/// whole; one over the limit is refused and writes nothing.
+#[tokio::test]
+async fn sdk_full_batches_are_compressed_and_bounded() {
+    let server = TestServer::start().await;
+    let seen = SeenProtocol::default();
+    let client = sdk(&server, &seen);
+    let datum = |i: usize| {
+        cwt::MetricDatum::builder()
+            .metric_name("Batch")
+            .dimensions(
+                cwt::Dimension::builder()
+                    .name("Shard")
+                    .value(format!("shard-{i:04}"))
+                    .build(),
+            )
+            .value(i as f64)
+            .build()
+    };
+    let full: Vec<_> = (0..1000).map(datum).collect();
+    client
+        .put_metric_data()
+        .namespace("Flotilla/Batch")
+        .set_metric_data(Some(full))
+        .send()
+        .await
+        .expect("a batch of 1,000");
+    let mut listed = 0;
+    let mut token = None;
+    for _ in 0..10 {
+        let page = client
+            .list_metrics()
+            .namespace("Flotilla/Batch")
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap();
+        listed += page.metrics().len();
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(listed, 1000);
+    assert!(
+        seen.0.lock().unwrap()[0].1 == "gzip",
+        "the SDK sent the batch uncompressed: {seen:?}"
+    );
+    let over: Vec<_> = (1000..2001).map(datum).collect();
+    let err = client
+        .put_metric_data()
+        .namespace("Flotilla/Batch")
+        .set_metric_data(Some(over))
+        .send()
+        .await
+        .expect_err("1,001 metrics");
+    assert_eq!(err.code(), Some("InvalidParameterValue"), "{err:?}");
+    let page = client
+        .list_metrics()
+        .namespace("Flotilla/Batch")
+        .dimensions(
+            cwt::DimensionFilter::builder()
+                .name("Shard")
+                .value("shard-1500")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(page.metrics().is_empty(), "the refused batch wrote nothing");
 }
 
 /// The Query protocol (what older SDKs send): a signed form, XML back,
