@@ -17,7 +17,7 @@ use common::{eventually, ALICE, REGION};
 use flotilla_metrics::{AlarmTransition, StateValue};
 use flotilla_model::agent::{AgentMessage, ContainerStats, TaskStats};
 use flotilla_server::api::Env;
-use flotilla_sim::{Behaviour, HostSpec, SimAgent};
+use flotilla_sim::{Behaviour, HostSpec, SimAgent, TaskUsage};
 use flotilla_store::sqlite::SqliteStore;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -445,6 +445,92 @@ async fn ecs_utilization_comes_from_agents_stats() {
         "{text}"
     );
     assert_eq!(figure("flotilla_cloudwatch_metric_series"), 4.0, "{text}");
+    drop(host);
+    server.stop().await;
+}
+
+/// Simulated hosts report what a test says their tasks use, on their own
+/// and for tasks started later: what auto scaling tests drive load with.
+#[tokio::test]
+async fn sim_hosts_report_the_usage_they_are_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path()).await;
+    let ecs = server.ecs();
+    ecs.create_cluster().send().await.unwrap();
+    let raw =
+        flotilla_client::Client::ecs(&server.endpoint, ALICE.access_key_id, ALICE.secret, REGION);
+    let host = SimAgent::start(
+        &raw,
+        HostSpec::new("default", 4096, 8192),
+        Behaviour::default(),
+    )
+    .await
+    .expect("sim host");
+    host.set_usage(
+        "api",
+        Some(TaskUsage {
+            cpu_units: 768.0,
+            memory_mib: 256.0,
+        }),
+    );
+    ecs.register_task_definition()
+        .family("api")
+        .cpu("512")
+        .memory("1024")
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("app")
+                .image("flotilla-test:latest")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    ecs.create_service()
+        .service_name("api")
+        .task_definition("api")
+        .desired_count(2)
+        .send()
+        .await
+        .unwrap();
+    let cw = server.cloudwatch();
+    let start = DateTime::from_secs(now_secs() as i64 - 300);
+    let end = DateTime::from_secs(now_secs() as i64 + 300);
+    let dims = vec![
+        cwt::Dimension::builder()
+            .name("ClusterName")
+            .value("default")
+            .build(),
+        cwt::Dimension::builder()
+            .name("ServiceName")
+            .value("api")
+            .build(),
+    ];
+    let (cpu, memory) = eventually(90, "api utilization", || {
+        let cw = cw.clone();
+        let dims = dims.clone();
+        async move {
+            let get = |metric: &'static str| {
+                cw.get_metric_statistics()
+                    .namespace("AWS/ECS")
+                    .metric_name(metric)
+                    .set_dimensions(Some(dims.clone()))
+                    .start_time(start)
+                    .end_time(end)
+                    .period(60)
+                    .statistics(cwt::Statistic::Average)
+                    .send()
+            };
+            let cpu = get("CPUUtilization").await.ok()?;
+            let memory = get("MemoryUtilization").await.ok()?;
+            Some((
+                cpu.datapoints().first()?.average()?,
+                memory.datapoints().first()?.average()?,
+            ))
+        }
+    })
+    .await;
+    assert_eq!((cpu, memory), (150.0, 25.0));
     drop(host);
     server.stop().await;
 }
