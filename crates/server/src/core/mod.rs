@@ -11,7 +11,8 @@
 //! - [`task_definitions`]: which revision a reference names.
 //! - [`services`]: deployments and service events.
 //! - [`events`]: lifecycle events published after each durable commit.
-//! - [`usage`]: `AWS/ECS` CPU and memory utilization from agents' stats.
+//! - [`usage`]: `AWS/ECS` CPU and memory utilization from agents' stats;
+//!   [`alarm_actions`]: publishing alarm state changes to their consumers.
 //!
 //! Lifecycles themselves (statuses and their moves) are in
 //! `flotilla_model::lifecycle`, shared with the agent.
