@@ -26,6 +26,7 @@ pub mod core;
 pub mod error;
 pub mod front;
 pub mod gateway;
+pub mod prometheus;
 pub mod services;
 
 pub use crate::core::State;
@@ -146,6 +147,18 @@ pub async fn serve(
         config.controllers,
         until_stopped(stopped.clone()),
     ));
+    // CloudWatch: alarms on time, and AWS/ECS utilization from agents' stats.
+    let usage = Arc::new(core::usage::Usage::default());
+    let alarms = background.spawn(controllers::alarms::run(
+        env.clone(),
+        until_stopped(stopped.clone()),
+    ));
+    let usage_flush = background.spawn(controllers::usage::run(
+        env.clone(),
+        usage.clone(),
+        until_stopped(stopped.clone()),
+    ));
+    let scrape = prometheus::router(env.clone(), usage.clone());
     let credentials = Arc::new(credentials);
     let front = front::Front {
         env,
@@ -158,8 +171,11 @@ pub async fn serve(
         sessions: Default::default(),
         shutdown: stopped,
         sessions_runtime: background.handle().clone(),
+        usage,
     };
-    let app = front::router(front, config.limits).merge(gateway::router(gateway));
+    let app = front::router(front, config.limits)
+        .merge(gateway::router(gateway))
+        .merge(scrape);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -167,6 +183,7 @@ pub async fn serve(
         })
         .await;
     let _ = controllers.await;
+    let _ = tokio::join!(alarms, usage_flush);
     // The sessions saw the shutdown signal; whatever is left is dropped
     // without blocking this (async) caller.
     background.shutdown_background();

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flotilla_client::Client;
-use flotilla_model::agent::{AgentMessage, TaskStateChange};
+use flotilla_model::agent::{AgentMessage, ContainerStats, TaskStateChange, TaskStats};
 use flotilla_model::ecs;
 use flotilla_model::lifecycle::TaskStatus;
 use futures_util::{SinkExt, StreamExt, TryStreamExt};
@@ -35,6 +35,21 @@ pub struct Behaviour {
     /// Tasks of these families report HEALTHY once RUNNING.
     pub healthy_families: Vec<String>,
 }
+
+/// What each simulated task of a family uses, as its host reports it in
+/// container stats every [`STATS_INTERVAL`] (the control plane turns them
+/// into `AWS/ECS` utilization). Simulated tasks run nothing, so a test
+/// says what they use; a family with no usage set sends no stats.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TaskUsage {
+    /// CPU units (1,024 per core) the task uses.
+    pub cpu_units: f64,
+    /// MiB the task uses.
+    pub memory_mib: f64,
+}
+
+/// How often a simulated host sends stats: the real agent's default.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -109,6 +124,10 @@ pub struct SimAgent {
     pub instance_arn: String,
     behaviour: Arc<Mutex<Behaviour>>,
     handle: JoinHandle<()>,
+    /// The connection's outgoing messages, for [`SimAgent::send`].
+    out: tokio::sync::mpsc::UnboundedSender<AgentMessage>,
+    /// Usage by task definition family, for [`SimAgent::set_usage`].
+    usage: Arc<Mutex<BTreeMap<String, TaskUsage>>>,
 }
 
 /// What a new simulated host looks like.
@@ -199,17 +218,46 @@ impl SimAgent {
                 ))
             })??;
         let behaviour = Arc::new(Mutex::new(behaviour));
-        let handle = tokio::spawn(converse(ws, first, behaviour.clone()));
+        let (out, outgoing) = tokio::sync::mpsc::unbounded_channel::<AgentMessage>();
+        let usage = Arc::new(Mutex::new(BTreeMap::new()));
+        let handle = tokio::spawn(converse(
+            ws,
+            first,
+            behaviour.clone(),
+            usage.clone(),
+            out.clone(),
+            outgoing,
+        ));
         Ok(SimAgent {
             instance_arn,
             behaviour,
             handle,
+            out,
+            usage,
         })
     }
 
     /// Changes how tasks started from now on behave.
     pub fn set_behaviour(&self, behaviour: Behaviour) {
         *self.behaviour.lock().unwrap_or_else(|e| e.into_inner()) = behaviour;
+    }
+
+    /// Sets what each running task of `family` on this host uses (`None`:
+    /// it sends no stats); reported from the next stats tick on, for tasks
+    /// already running and tasks started later.
+    pub fn set_usage(&self, family: &str, usage: Option<TaskUsage>) {
+        let mut by_family = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        match usage {
+            Some(u) => by_family.insert(family.to_string(), u),
+            None => by_family.remove(family),
+        };
+    }
+
+    /// Sends a message of the test's choosing on the host's connection
+    /// (e.g. [`AgentMessage::Stats`]: simulated tasks use no resources, so
+    /// a test says what they use). False once the connection is gone.
+    pub fn send(&self, msg: AgentMessage) -> bool {
+        self.out.send(msg).is_ok()
     }
 
     /// Drops the connection, as a host that vanished would.
@@ -237,6 +285,14 @@ fn encode(s: &str) -> String {
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A task the simulated host has reported: its state, and what its stats
+/// name (the family, shared between tasks, and its first container).
+struct Tracked {
+    state: Reported,
+    family: Arc<str>,
+    container: Arc<str>,
+}
 
 /// What the simulated host has reported for each task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,9 +322,15 @@ async fn first_text(ws: &mut Ws) -> Result<String, SimError> {
 /// the host always keeps reading: were both ends to stop reading while their
 /// writes wait for the other (the gateway pushing a large desired set while
 /// the host reports a large batch), neither would ever finish.
-async fn converse(ws: Ws, first: String, behaviour: Arc<Mutex<Behaviour>>) {
+async fn converse(
+    ws: Ws,
+    first: String,
+    behaviour: Arc<Mutex<Behaviour>>,
+    usage: Arc<Mutex<BTreeMap<String, TaskUsage>>>,
+    out: tokio::sync::mpsc::UnboundedSender<AgentMessage>,
+    mut outgoing: tokio::sync::mpsc::UnboundedReceiver<AgentMessage>,
+) {
     let (mut sink, mut stream) = ws.split();
-    let (out, mut outgoing) = tokio::sync::mpsc::unbounded_channel::<AgentMessage>();
     let writer = tokio::spawn(async move {
         while let Some(msg) = outgoing.recv().await {
             let Ok(text) = serde_json::to_string(&msg) else {
@@ -279,20 +341,28 @@ async fn converse(ws: Ws, first: String, behaviour: Arc<Mutex<Behaviour>>) {
             }
         }
     });
-    let mut reported: HashMap<String, Reported> = HashMap::new();
+    let mut reported: HashMap<String, Tracked> = HashMap::new();
+    let mut families: HashMap<String, Arc<str>> = HashMap::new();
     let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
-    if answer(&out, &first, &mut reported, &behaviour).is_ok() {
+    let mut stats = tokio::time::interval(STATS_INTERVAL);
+    if answer(&out, &first, &mut reported, &mut families, &behaviour).is_ok() {
         loop {
             tokio::select! {
                 _ = heartbeat.tick() => {
                     if out.send(AgentMessage::Heartbeat).is_err() { break; }
+                }
+                _ = stats.tick() => {
+                    let usage = usage.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    if let Some(msg) = stats_message(&reported, &usage) {
+                        if out.send(msg).is_err() { break; }
+                    }
                 }
                 msg = stream.next() => {
                     let Some(Ok(Message::Text(text))) = msg else {
                         if matches!(msg, Some(Ok(_))) { continue; }
                         break;
                     };
-                    if answer(&out, text.as_str(), &mut reported, &behaviour).is_err() { break; }
+                    if answer(&out, text.as_str(), &mut reported, &mut families, &behaviour).is_err() { break; }
                 }
             }
         }
@@ -349,7 +419,8 @@ struct SeenDefinition {
 fn answer(
     out: &tokio::sync::mpsc::UnboundedSender<AgentMessage>,
     text: &str,
-    reported: &mut HashMap<String, Reported>,
+    reported: &mut HashMap<String, Tracked>,
+    families: &mut HashMap<String, Arc<str>>,
     behaviour: &Mutex<Behaviour>,
 ) -> Result<(), ()> {
     // Simulated hosts ask for deltas: a full set first, then what changed.
@@ -379,10 +450,33 @@ fn answer(
         } else {
             Reported::Running
         };
-        if reported.get(&arn) == Some(&want) || reported.get(&arn) == Some(&Reported::Stopped) {
+        let known = reported.get(&arn).map(|t| t.state);
+        if known == Some(want) || known == Some(Reported::Stopped) {
             continue;
         }
-        reported.insert(arn.clone(), want);
+        // Families are shared: one allocation per family a host sees.
+        let family_name = match families.get(&family) {
+            Some(f) => f.clone(),
+            None => {
+                let f: Arc<str> = family.as_str().into();
+                families.insert(family.clone(), f.clone());
+                f
+            }
+        };
+        let container = d
+            .task
+            .containers
+            .first()
+            .and_then(|c| c.name.as_deref())
+            .unwrap_or_default();
+        reported.insert(
+            arn.clone(),
+            Tracked {
+                state: want,
+                family: family_name,
+                container: container.into(),
+            },
+        );
         changes.push(report(&d.task, want, fail && !stop, &b, &family));
     }
     if !changes.is_empty() {
@@ -390,6 +484,39 @@ fn answer(
             .map_err(|_| ())?;
     }
     out.send(AgentMessage::Applied { version }).map_err(|_| ())
+}
+
+/// One tick's stats: every running task of a family with usage set, all of
+/// the task's use on its first container.
+fn stats_message(
+    reported: &HashMap<String, Tracked>,
+    usage: &BTreeMap<String, TaskUsage>,
+) -> Option<AgentMessage> {
+    if usage.is_empty() {
+        return None;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let samples: Vec<TaskStats> = reported
+        .iter()
+        .filter(|(_, t)| t.state == Reported::Running)
+        .filter_map(|(arn, t)| {
+            let u = usage.get(&*t.family)?;
+            Some(TaskStats {
+                task_arn: arn.clone(),
+                containers: vec![ContainerStats {
+                    container_name: t.container.to_string(),
+                    cpu_units: u.cpu_units,
+                    memory_mib: u.memory_mib,
+                    timestamp: now,
+                    interval: STATS_INTERVAL.as_secs_f64(),
+                }],
+            })
+        })
+        .collect();
+    (!samples.is_empty()).then_some(AgentMessage::Stats { samples })
 }
 
 fn report(

@@ -17,12 +17,14 @@ use std::time::Duration;
 
 use crate::core::State;
 
+pub mod alarms;
 pub mod batches;
 pub mod daemon;
 pub mod lost_hosts;
 pub mod retention;
 pub mod runtime;
 pub mod services;
+pub mod usage;
 
 /// Controller timings.
 #[derive(Debug, Clone)]

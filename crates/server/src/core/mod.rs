@@ -11,10 +11,13 @@
 //! - [`task_definitions`]: which revision a reference names.
 //! - [`services`]: deployments and service events.
 //! - [`events`]: lifecycle events published after each durable commit.
+//! - [`usage`]: `AWS/ECS` CPU and memory utilization from agents' stats;
+//!   [`alarm_actions`]: publishing alarm state changes to their consumers.
 //!
 //! Lifecycles themselves (statuses and their moves) are in
 //! `flotilla_model::lifecycle`, shared with the agent.
 
+pub mod alarm_actions;
 pub mod events;
 pub mod instances;
 pub mod load;
@@ -25,6 +28,7 @@ pub mod state;
 pub mod stored;
 pub mod task_definitions;
 pub mod tasks;
+pub mod usage;
 
 pub use load::LoadError;
 pub use state::{now, State};

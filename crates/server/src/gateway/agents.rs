@@ -565,9 +565,11 @@ async fn handle<'a>(
         AgentMessage::Applied { version } => {
             tracing::trace!(instance = %key.id, version, "agent applied desired set")
         }
-        // Container stats: not stored yet (the metric store will take them).
+        // Container stats: gathered in memory, written as AWS/ECS metrics
+        // by the usage controller (`crate::controllers::usage`).
         AgentMessage::Stats { samples } => {
-            tracing::trace!(instance = %key.id, tasks = samples.len(), "agent stats")
+            tracing::trace!(instance = %key.id, tasks = samples.len(), "agent stats");
+            app.usage.record(&key.scope, &key.cluster, &samples);
         }
         AgentMessage::StateChanges { changes } => {
             // Waiting for room, this session's own queued reports are seen

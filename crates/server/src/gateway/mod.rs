@@ -29,6 +29,8 @@ pub struct Gateway {
     /// Where sessions run: the background runtime, below the API (see
     /// `crate::background`).
     pub sessions_runtime: tokio::runtime::Handle,
+    /// Where agents' container stats go (`AWS/ECS` utilization).
+    pub usage: Arc<crate::core::usage::Usage>,
 }
 
 /// The gateway's routes.
