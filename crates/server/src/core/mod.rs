@@ -11,10 +11,13 @@
 //! - [`task_definitions`]: which revision a reference names.
 //! - [`services`]: deployments and service events.
 //! - [`events`]: lifecycle events published after each durable commit.
+//! - [`autoscaling`]: Application Auto Scaling's targets, policies,
+//!   scheduled actions and activities, and what a policy decides.
 //!
 //! Lifecycles themselves (statuses and their moves) are in
 //! `flotilla_model::lifecycle`, shared with the agent.
 
+pub mod autoscaling;
 pub mod events;
 pub mod instances;
 pub mod load;
