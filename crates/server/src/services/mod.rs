@@ -5,8 +5,9 @@
 
 use crate::api::ServiceDef;
 
+pub mod autoscaling;
 pub mod ecs;
 pub mod sts;
 
 /// Every service the front serves.
-pub static ALL: &[&ServiceDef] = &[&ecs::SERVICE, &sts::SERVICE];
+pub static ALL: &[&ServiceDef] = &[&ecs::SERVICE, &sts::SERVICE, &autoscaling::SERVICE];
