@@ -146,6 +146,10 @@ pub async fn serve(
         config.controllers,
         until_stopped(stopped.clone()),
     ));
+    let autoscaling = background.spawn(controllers::autoscaling::run(
+        env.clone(),
+        until_stopped(stopped.clone()),
+    ));
     let credentials = Arc::new(credentials);
     let front = front::Front {
         env,
@@ -167,6 +171,7 @@ pub async fn serve(
         })
         .await;
     let _ = controllers.await;
+    let _ = autoscaling.await;
     // The sessions saw the shutdown signal; whatever is left is dropped
     // without blocking this (async) caller.
     background.shutdown_background();
