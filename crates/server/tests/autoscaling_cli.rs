@@ -708,12 +708,54 @@ async fn a_step_policy_scales_when_an_alarm_naming_it_fires() {
     assert_eq!(t.actions, vec![policy_arn.clone()]);
     publish(&server, t);
     running(&server, 2).await;
-    // Evaluated data 180 (Maximum): a breach of 80, the second step: +2 on
-    // top of what the cooldown's scale-out started from (1), so 3.
-    publish(
-        &server,
-        transition("queue-deep", 100.0, vec![120.0, 180.0], &policy_arn),
-    );
+    // A custom metric fed by PutMetricData, and a second alarm on it: its
+    // first evaluation sees 180 (Maximum), a breach of 80, the second step:
+    // +2 on top of what the cooldown's scale-out started from (1), so 3.
+    let now = Timestamp::now();
+    server
+        .env
+        .metrics
+        .put_metric_data(
+            &scope(),
+            &flotilla_metrics::PutMetricDataInput {
+                namespace: "MyApp".into(),
+                metric_data: vec![flotilla_metrics::MetricDatum {
+                    metric_name: "QueueDepth".into(),
+                    timestamp: Some(now.minus_secs(90)),
+                    values: vec![120.0, 180.0],
+                    ..Default::default()
+                }],
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let t = server
+        .env
+        .metrics
+        .put_metric_alarm(
+            &scope(),
+            &PutMetricAlarmInput {
+                alarm_name: "queue-deeper".into(),
+                alarm_actions: vec![policy_arn.clone()],
+                namespace: Some("MyApp".into()),
+                metric_name: Some("QueueDepth".into()),
+                statistic: Some(Statistic::Maximum),
+                period: Some(60),
+                evaluation_periods: Some(3),
+                datapoints_to_alarm: Some(1),
+                threshold: Some(100.0),
+                comparison_operator: Some(ComparisonOperator::GreaterThanOrEqualToThreshold),
+                ..Default::default()
+            },
+            now,
+        )
+        .await
+        .unwrap()
+        .expect("the first evaluation goes to ALARM");
+    assert_eq!(t.new_state, StateValue::Alarm, "{t:?}");
+    assert!(t.recent_datapoints.contains(&180.0), "{t:?}");
+    publish(&server, t);
     running(&server, 3).await;
 
     let acts = activities(&server).await;
@@ -727,6 +769,10 @@ async fn a_step_policy_scales_when_an_alarm_naming_it_fires() {
     );
     assert_eq!(
         acts[0]["Cause"],
+        "monitor alarm queue-deeper in state ALARM triggered policy queue-depth"
+    );
+    assert_eq!(
+        acts[1]["Cause"],
         "monitor alarm queue-deep in state ALARM triggered policy queue-depth"
     );
 

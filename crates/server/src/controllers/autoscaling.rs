@@ -4,8 +4,8 @@
 //! - **Alarms.** It subscribes to `Env::alarm_actions` (alarm transitions
 //!   the alarm controller publishes once durable, and CloudWatch's
 //!   once-a-minute repeats of Auto Scaling actions while an alarm stays in
-//!   ALARM). For a transition into ALARM, each action that is a scaling
-//!   policy's ARN runs that policy (`core::autoscaling::run_policy`) and the
+//!   a state). Each action of the new state that is a scaling policy's ARN
+//!   runs that policy (`core::autoscaling::run_policy`) and the
 //!   delivery is recorded in the alarm's history
 //!   (`MetricStore::record_action`). The channel is a hint: a subscriber
 //!   that fell behind re-reads, for every policy, the state of the alarms
@@ -94,11 +94,10 @@ async fn run_due(env: &Env) {
     }
 }
 
-/// Runs the policies a transition into ALARM names.
+/// Runs the policies a transition names among its new state's actions
+/// (a step policy may sit in `OKActions` too; target tracking's alarms name
+/// theirs only in `AlarmActions`).
 async fn on_transition(env: &Env, t: &AlarmTransition) {
-    if t.new_state != StateValue::Alarm {
-        return;
-    }
     for action in t
         .actions
         .iter()
@@ -106,6 +105,7 @@ async fn on_transition(env: &Env, t: &AlarmTransition) {
     {
         let trigger = Trigger {
             alarm: &t.alarm_name,
+            state: t.new_state.as_str(),
             threshold: t.threshold,
             datapoints: &t.recent_datapoints,
         };

@@ -319,8 +319,12 @@ impl ScheduledAction {
 /// Why a capacity changes, for the activity that records it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cause {
-    /// An alarm in ALARM triggered a policy.
-    Alarm { alarm: String, policy: String },
+    /// An alarm entering (or staying in) `state` triggered a policy.
+    Alarm {
+        alarm: String,
+        state: String,
+        policy: String,
+    },
     /// A scheduled action ran.
     Scheduled { action: String },
     /// RegisterScalableTarget moved the bounds past the capacity.
@@ -331,9 +335,11 @@ impl Cause {
     /// As Application Auto Scaling words an activity's `Cause`.
     pub fn text(&self) -> String {
         match self {
-            Cause::Alarm { alarm, policy } => {
-                format!("monitor alarm {alarm} in state ALARM triggered policy {policy}")
-            }
+            Cause::Alarm {
+                alarm,
+                state,
+                policy,
+            } => format!("monitor alarm {alarm} in state {state} triggered policy {policy}"),
             Cause::Scheduled { action } => format!("scheduled action name {action} was triggered"),
             Cause::Bounds { min, max } => {
                 format!("minimum capacity was set to {min} and maximum capacity was set to {max}")
@@ -485,6 +491,8 @@ pub fn record_not_scaled(
 #[derive(Debug, Clone, Copy)]
 pub struct Trigger<'a> {
     pub alarm: &'a str,
+    /// The alarm's state (`ALARM`, or another whose actions name the policy).
+    pub state: &'a str,
     pub threshold: f64,
     pub datapoints: &'a [f64],
 }
@@ -500,7 +508,7 @@ pub enum Ran {
     Held(&'static str),
 }
 
-/// Runs the policy `policy_arn` names because `trigger` is in ALARM: the
+/// Runs the policy `policy_arn` names because `trigger` fired it: the
 /// decision of [`policy`], then the capacity change, the policy's
 /// cooldowns and the activity. `Err` says why it could not run (the
 /// policy or the service is gone), for the alarm's action history.
@@ -576,6 +584,7 @@ pub fn run_policy(
     };
     let cause = Cause::Alarm {
         alarm: trigger.alarm.to_string(),
+        state: trigger.state.to_string(),
         policy: name.to_string(),
     };
     let (resource_id, name) = (resource_id.to_string(), name.to_string());
