@@ -83,6 +83,11 @@
 //!    with scale-in protection ([`Task::protected_until`] in the future)
 //!    are never chosen: with too few unprotected keepers the service keeps
 //!    more than `desired` until a protection ends ([`Plan::wake_at`]).
+//!    Deployments wait for protected tasks too (ECS: protection guards
+//!    "scale-in events from Service Auto Scaling or deployments"): a
+//!    protected healthy retiree is not stopped, so the rollout completes
+//!    once its protection ends or is removed; one that is not healthy is
+//!    replaced as usual.
 //!
 //! **Cannot make progress.** When the PRIMARY could start tasks, the service
 //! has not converged, the plan starts and stops nothing and nothing is under
@@ -567,7 +572,12 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
         let mut healthy_retirees = Vec::new();
         for &i in &retirees {
             if is_healthy(&tasks[i]) {
-                healthy_retirees.push(i);
+                // Scale-in protection holds deployments back too: a
+                // protected task stays until its protection ends.
+                match tasks[i].protected_until.filter(|until| *until > now) {
+                    Some(until) => plan.wake_at = earliest(plan.wake_at, until),
+                    None => healthy_retirees.push(i),
+                }
             } else {
                 stops.push((i, retire_reason(&tasks[i])));
                 stopped[i] = true;

@@ -886,3 +886,19 @@ fn scale_in_never_chooses_protected_tasks() {
     let plan = reconcile(&s, 101.0);
     assert_eq!(plan.stop.len(), 2);
 }
+
+#[test]
+fn a_rollout_waits_for_protected_old_tasks() {
+    let mut s = rollout(100, 200);
+    s.tasks[0].protected_until = Some(500.0);
+    for i in 1..=4 {
+        s.tasks.push(running(&format!("new{i}"), "d2"));
+    }
+    let plan = reconcile(&s, 0.0);
+    let stopped = stopped_ids(&plan);
+    assert_eq!(stopped.len(), 3, "{stopped:?}");
+    assert!(!stopped.contains(&"old1"), "the protected one stays");
+    assert_eq!(plan.wake_at, Some(500.0));
+    let plan = reconcile(&s, 501.0);
+    assert!(stopped_ids(&plan).contains(&"old1"));
+}

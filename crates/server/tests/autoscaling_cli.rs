@@ -352,6 +352,23 @@ async fn bad_input_gets_the_models_errors_and_changes_nothing() {
         "ValidationException",
     )
     .await;
+    // A DAEMON service has no desired count to scale.
+    server
+        .sdk(&ALICE)
+        .create_service()
+        .service_name("agentd")
+        .task_definition("web")
+        .scheduling_strategy(aws_sdk_ecs::types::SchedulingStrategy::Daemon)
+        .send()
+        .await
+        .unwrap();
+    let msg = fails(
+        &server,
+        &reg("service/default/agentd", "1", "2"),
+        "ValidationException",
+    )
+    .await;
+    assert!(msg.contains("DAEMON"), "{msg}");
     let out = ok(
         &server,
         &["describe-scalable-targets", "--service-namespace", "ecs"],

@@ -191,7 +191,8 @@ pub fn check_dimension(
     Ok(())
 }
 
-/// The desired count of the ACTIVE service a resource id names.
+/// The desired count of the ACTIVE REPLICA service a resource id names (a
+/// DAEMON service has no desired count to scale).
 pub fn service_capacity(acct: &Account, resource_id: &str) -> Option<i32> {
     let (cluster, service) = parse_resource_id(resource_id).ok()?;
     let svc = acct
@@ -200,7 +201,13 @@ pub fn service_capacity(acct: &Account, resource_id: &str) -> Option<i32> {
         .filter(|c| c.is_active())?
         .services
         .get(service)?;
-    (svc.lifecycle() == ServiceStatus::Active).then(|| svc.desired_count.unwrap_or(0))
+    (svc.lifecycle() == ServiceStatus::Active && !is_daemon(svc))
+        .then(|| svc.desired_count.unwrap_or(0))
+}
+
+/// Whether a service is a DAEMON service (one task per instance).
+pub fn is_daemon(svc: &flotilla_model::ecs::Service) -> bool {
+    svc.scheduling_strategy == Some(flotilla_model::ecs::SchedulingStrategy::Daemon)
 }
 
 /// `arn:aws:application-autoscaling:REGION:ACCOUNT:scalable-target/ID`.
@@ -414,7 +421,7 @@ pub fn set_capacity(
             let svc = c
                 .services
                 .get_mut(service)
-                .filter(|s| s.lifecycle() == ServiceStatus::Active)?;
+                .filter(|s| s.lifecycle() == ServiceStatus::Active && !is_daemon(s))?;
             super::services::set_desired_count(svc, to, now);
             tx.put(Key::Service(cluster, service), &*svc);
             Some(())

@@ -169,7 +169,17 @@ async fn register_scalable_target(
     env.state
         .write(scope, |acct, tx| {
             let Some(current) = core::service_capacity(acct, &rid) else {
-                return Err(validation(format!("ECS service doesn't exist: {rid}")));
+                let (cluster, service) = core::parse_resource_id(&rid)?;
+                let daemon = acct
+                    .clusters
+                    .get(cluster)
+                    .and_then(|c| c.services.get(service))
+                    .is_some_and(core::is_daemon);
+                return Err(validation(if daemon {
+                    format!("{rid} is a DAEMON service: it runs one task per container instance and has no desired count to scale.")
+                } else {
+                    format!("ECS service doesn't exist: {rid}")
+                }));
             };
             let existing = acct.autoscaling.targets.get(&rid).cloned();
             let mut target = match existing {
