@@ -195,3 +195,157 @@ async fn resync(env: &Env) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use flotilla_metrics::{
+        ComparisonOperator, PutMetricAlarmInput, SetAlarmStateInput, Statistic,
+    };
+    use flotilla_model::arn::Scope;
+    use flotilla_model::ecs;
+    use flotilla_model::lifecycle::{ClusterStatus, ServiceStatus};
+    use flotilla_model::wire::autoscaling as wire;
+    use flotilla_store::memory::MemoryStore;
+
+    use super::*;
+    use crate::core::autoscaling::{Policy, Target};
+    use crate::core::State;
+
+    /// A subscriber that fell behind re-reads the alarms: a step policy
+    /// whose alarm is in ALARM runs, and the delivery is in the alarm's
+    /// history, though no transition was ever received.
+    #[tokio::test]
+    async fn after_lag_alarms_in_alarm_run_their_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alarm_actions, _) = tokio::sync::broadcast::channel(8);
+        let env = Env {
+            state: State::open(Arc::new(MemoryStore::new())).unwrap(),
+            logs: flotilla_logstore::LogStore::open(&dir.path().join("logs")).unwrap(),
+            metrics: flotilla_metrics::MetricStore::open(
+                &dir.path().join("metrics.db"),
+                Default::default(),
+            )
+            .unwrap(),
+            alarm_actions,
+        };
+        let scope = Scope::new("111111111111", "us-east-1");
+        let rid = "service/default/web";
+        let arn = core::policy_arn(&scope, rid, "up");
+        let policy = Policy {
+            name: "up".into(),
+            arn: arn.clone(),
+            policy_type: wire::PolicyType::StepScaling,
+            creation_time: 0.0,
+            step: Some(wire::StepScalingPolicyConfiguration {
+                adjustment_type: Some(wire::AdjustmentType::ChangeInCapacity),
+                step_adjustments: Some(vec![wire::StepAdjustment {
+                    metric_interval_lower_bound: Some(0.0),
+                    metric_interval_upper_bound: None,
+                    scaling_adjustment: Some(2),
+                }]),
+                ..Default::default()
+            }),
+            target_tracking: None,
+            alarms: Vec::new(),
+            cooldowns: Default::default(),
+        };
+        env.state
+            .write(&scope, |acct, _| {
+                let c = acct.clusters.entry("default".into()).or_default();
+                c.cluster = ecs::Cluster {
+                    cluster_name: Some("default".into()),
+                    status: Some(ClusterStatus::Active),
+                    ..Default::default()
+                };
+                c.services.insert(
+                    "web".into(),
+                    ecs::Service {
+                        service_name: Some("web".into()),
+                        status: Some(ServiceStatus::Active),
+                        desired_count: Some(1),
+                        ..Default::default()
+                    },
+                );
+                acct.autoscaling.targets.insert(
+                    rid.into(),
+                    Target {
+                        resource_id: rid.into(),
+                        min_capacity: 1,
+                        max_capacity: 5,
+                        policies: BTreeMap::from([("up".to_string(), policy)]),
+                        ..Default::default()
+                    },
+                );
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let now = Timestamp::now();
+        env.metrics
+            .put_metric_alarm(
+                &scope,
+                &PutMetricAlarmInput {
+                    alarm_name: "busy".into(),
+                    alarm_actions: vec![arn.clone()],
+                    namespace: Some("App".into()),
+                    metric_name: Some("Load".into()),
+                    statistic: Some(Statistic::Average),
+                    period: Some(60),
+                    evaluation_periods: Some(1),
+                    threshold: Some(1.0),
+                    comparison_operator: Some(ComparisonOperator::GreaterThanThreshold),
+                    ..Default::default()
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        let set = |state| SetAlarmStateInput {
+            alarm_name: "busy".into(),
+            state_value: state,
+            state_reason: "test".into(),
+            state_reason_data: None,
+        };
+        env.metrics
+            .set_alarm_state(&scope, &set(StateValue::Alarm), now)
+            .await
+            .unwrap();
+
+        resync(&env).await;
+        let (desired, activities) = env.state.read(&scope, |acct| {
+            (
+                acct.clusters["default"].services["web"].desired_count,
+                acct.autoscaling.activities.get(rid).map_or(0, |a| a.len()),
+            )
+        });
+        assert_eq!(desired, Some(3));
+        assert_eq!(activities, 1);
+        let history = env
+            .metrics
+            .describe_alarm_history(
+                &scope,
+                &flotilla_metrics::DescribeAlarmHistoryInput {
+                    alarm_name: Some("busy".into()),
+                    history_item_type: Some(flotilla_metrics::HistoryItemType::Action),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(history.alarm_history_items.len(), 1);
+
+        // An alarm back to OK is not run again.
+        env.metrics
+            .set_alarm_state(&scope, &set(StateValue::Ok), now)
+            .await
+            .unwrap();
+        resync(&env).await;
+        let desired = env.state.read(&scope, |acct| {
+            acct.clusters["default"].services["web"].desired_count
+        });
+        assert_eq!(desired, Some(3));
+        env.metrics.close();
+        env.logs.close();
+    }
+}
