@@ -723,6 +723,22 @@ async fn a_step_policy_scales_when_an_alarm_naming_it_fires() {
         .unwrap()
         .expect("a transition");
     assert_eq!(t.actions, vec![policy_arn.clone()]);
+    // DescribeScalingPolicies lists the alarm that names the step policy.
+    let described = ok(
+        &server,
+        &[
+            "describe-scaling-policies",
+            "--service-namespace",
+            "ecs",
+            "--policy-names",
+            "queue-depth",
+        ],
+    )
+    .await;
+    assert_eq!(
+        described["ScalingPolicies"][0]["Alarms"][0]["AlarmName"],
+        "queue-deep"
+    );
     publish(&server, t);
     running(&server, 2).await;
     // A custom metric fed by PutMetricData, and a second alarm on it: its

@@ -627,6 +627,32 @@ async fn describe_scaling_policies(
             });
         page(items, req.next_token.as_deref(), size)
     })?;
+    // A step policy's alarms are the user's alarms that name it, as AWS
+    // lists them.
+    let policies = policies
+        .into_iter()
+        .map(|mut p| {
+            if p.policy_type == Some(wire::PolicyType::StepScaling) {
+                let input = flotilla_metrics::DescribeAlarmsInput {
+                    action_prefix: p.policy_arn.clone(),
+                    max_records: Some(100),
+                    ..Default::default()
+                };
+                if let Ok(out) = env.metrics.describe_alarms(&ctx.scope, &input) {
+                    let named: Vec<wire::Alarm> = out
+                        .metric_alarms
+                        .into_iter()
+                        .map(|a| wire::Alarm {
+                            alarm_name: Some(a.alarm_name),
+                            alarm_arn: Some(a.alarm_arn),
+                        })
+                        .collect();
+                    p.alarms = (!named.is_empty()).then_some(named);
+                }
+            }
+            p
+        })
+        .collect();
     Ok(wire::DescribeScalingPoliciesResponse {
         scaling_policies: Some(policies),
         next_token,
