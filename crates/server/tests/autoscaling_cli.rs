@@ -27,6 +27,15 @@ async fn aas(server: &TestServer, args: &[&str]) -> (bool, Value, String) {
 }
 
 async fn cli(server: &TestServer, service: &str, args: &[&str]) -> (bool, Value, String) {
+    cli_as(server, &ALICE, service, args).await
+}
+
+async fn cli_as(
+    server: &TestServer,
+    who: &common::Principal,
+    service: &str,
+    args: &[&str],
+) -> (bool, Value, String) {
     let aws = std::env::var("FLOTILLA_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
     let out = tokio::process::Command::new(aws)
         .arg(service)
@@ -39,8 +48,8 @@ async fn cli(server: &TestServer, service: &str, args: &[&str]) -> (bool, Value,
             "--region",
             REGION,
         ])
-        .env("AWS_ACCESS_KEY_ID", ALICE.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", ALICE.secret)
+        .env("AWS_ACCESS_KEY_ID", who.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", who.secret)
         .env_remove("AWS_SESSION_TOKEN")
         .env_remove("AWS_PROFILE")
         .env("AWS_CONFIG_FILE", "/dev/null")
@@ -284,7 +293,38 @@ async fn register_describe_tag_and_deregister() {
     .await;
     let tags = ok(&server, &["list-tags-for-resource", "--resource-arn", &arn]).await;
     assert_eq!(tags["Tags"], serde_json::json!({"team": "web"}));
-    let unknown = format!("{}0", &arn[..arn.len() - 1]);
+    // Another account sees none of it, and has no such service.
+    let (ok_, bobs, err) = cli_as(
+        &server,
+        &common::BOB,
+        "application-autoscaling",
+        &["describe-scalable-targets", "--service-namespace", "ecs"],
+    )
+    .await;
+    assert!(ok_, "{err}");
+    assert_eq!(bobs["ScalableTargets"], serde_json::json!([]));
+    let (ok_, _, err) = cli_as(
+        &server,
+        &common::BOB,
+        "application-autoscaling",
+        &[
+            "register-scalable-target",
+            "--service-namespace",
+            "ecs",
+            "--scalable-dimension",
+            "ecs:service:DesiredCount",
+            "--resource-id",
+            RESOURCE,
+            "--min-capacity",
+            "1",
+            "--max-capacity",
+            "2",
+        ],
+    )
+    .await;
+    assert!(!ok_ && err.contains("(ValidationException)"), "{err}");
+    let other = if arn.ends_with('0') { '1' } else { '0' };
+    let unknown = format!("{}{other}", &arn[..arn.len() - 1]);
     fails(
         &server,
         &["list-tags-for-resource", "--resource-arn", &unknown],
