@@ -920,8 +920,9 @@ async fn a_scheduled_action_runs_on_time_and_suspension_is_honoured() {
             .await
         }
     };
-    let schedule = at(4);
+    let schedule = at(6);
     put("morning", schedule.clone(), "MinCapacity=3,MaxCapacity=10").await;
+    let stored_at = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
     let described = ok(
         &server,
         &["describe-scheduled-actions", "--service-namespace", "ecs"],
@@ -962,9 +963,14 @@ async fn a_scheduled_action_runs_on_time_and_suspension_is_honoured() {
         .as_millisecond() as f64
         / 1000.0;
     // Flotilla aims at a second; the bound is generous for a loaded machine.
+    // (A CLI so slow that the action was stored after its time runs it at
+    // once: nothing to measure then.)
     let late = started["StartTime"].as_f64().unwrap() - scheduled_for;
     eprintln!("the scheduled action ran {late:.3} s after its time");
-    assert!((0.0..5.0).contains(&late), "ran {late:.3} s after its time");
+    assert!(late >= 0.0, "ran {:.3} s before its time", -late);
+    if stored_at < scheduled_for {
+        assert!(late < 5.0, "ran {late:.3} s after its time");
+    }
 
     // With scheduled scaling suspended, a lower max does nothing.
     ok(
