@@ -86,8 +86,8 @@
 //!    Deployments wait for protected tasks too (ECS: protection guards
 //!    "scale-in events from Service Auto Scaling or deployments"): a
 //!    protected healthy retiree is not stopped, so the rollout completes
-//!    once its protection ends or is removed; one that is not healthy is
-//!    replaced as usual.
+//!    once its protection ends or is removed; one that is not healthy, or
+//!    sits on a DRAINING instance, is replaced as usual.
 //!
 //! **Cannot make progress.** When the PRIMARY could start tasks, the service
 //! has not converged, the plan starts and stops nothing and nothing is under
@@ -573,8 +573,12 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
         for &i in &retirees {
             if is_healthy(&tasks[i]) {
                 // Scale-in protection holds deployments back too: a
-                // protected task stays until its protection ends.
-                match tasks[i].protected_until.filter(|until| *until > now) {
+                // protected task stays until its protection ends (not on a
+                // DRAINING instance, which ECS empties whatever runs there).
+                let held = tasks[i]
+                    .protected_until
+                    .filter(|until| *until > now && !tasks[i].on_draining_instance);
+                match held {
                     Some(until) => plan.wake_at = earliest(plan.wake_at, until),
                     None => healthy_retirees.push(i),
                 }

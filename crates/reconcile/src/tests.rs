@@ -902,3 +902,15 @@ fn a_rollout_waits_for_protected_old_tasks() {
     let plan = reconcile(&s, 501.0);
     assert!(stopped_ids(&plan).contains(&"old1"));
 }
+
+#[test]
+fn protection_does_not_hold_a_task_on_a_draining_instance() {
+    let mut s = rollout(100, 200);
+    s.tasks[0].protected_until = Some(500.0);
+    s.tasks[0].on_draining_instance = true;
+    for i in 1..=4 {
+        s.tasks.push(running(&format!("new{i}"), "d2"));
+    }
+    let plan = reconcile(&s, 0.0);
+    assert!(stopped_ids(&plan).contains(&"old1"), "{:?}", plan.stop);
+}
