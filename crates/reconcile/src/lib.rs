@@ -79,7 +79,15 @@
 //!    started. ECS documents no health rule for scale-in, so health only
 //!    breaks ties; the floor still applies: a healthy task it cannot spare
 //!    is passed over for the next task in that order that is not healthy.
-//!    The order is [`flotilla_scheduler::choose_tasks_to_stop`]'s.
+//!    The order is [`flotilla_scheduler::choose_tasks_to_stop`]'s. Tasks
+//!    with scale-in protection ([`Task::protected_until`] in the future)
+//!    are never chosen: with too few unprotected keepers the service keeps
+//!    more than `desired` until a protection ends ([`Plan::wake_at`]).
+//!    Deployments wait for protected tasks too (ECS: protection guards
+//!    "scale-in events from Service Auto Scaling or deployments"): a
+//!    protected healthy retiree is not stopped, so the rollout completes
+//!    once its protection ends or is removed; one that is not healthy, or
+//!    sits on a DRAINING instance, is replaced as usual.
 //!
 //! **Cannot make progress.** When the PRIMARY could start tasks, the service
 //! has not converged, the plan starts and stops nothing and nothing is under
@@ -264,6 +272,9 @@ pub struct Task {
     /// restart backoff: failures without it are counted by the circuit breaker
     /// but cannot delay a restart.
     pub stopped_at: Option<Time>,
+    /// Task scale-in protection (UpdateTaskProtection) lasts until then:
+    /// until it expires the task is never chosen to stop for a scale-in.
+    pub protected_until: Option<Time>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -561,7 +572,16 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
         let mut healthy_retirees = Vec::new();
         for &i in &retirees {
             if is_healthy(&tasks[i]) {
-                healthy_retirees.push(i);
+                // Scale-in protection holds deployments back too: a
+                // protected task stays until its protection ends (not on a
+                // DRAINING instance, which ECS empties whatever runs there).
+                let held = tasks[i]
+                    .protected_until
+                    .filter(|until| *until > now && !tasks[i].on_draining_instance);
+                match held {
+                    Some(until) => plan.wake_at = earliest(plan.wake_at, until),
+                    None => healthy_retirees.push(i),
+                }
             } else {
                 stops.push((i, retire_reason(&tasks[i])));
                 stopped[i] = true;
@@ -613,8 +633,25 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
         // spare is passed over for the next one in that order that is not
         // healthy.
         let excess = (keepers.len() as i64 - i64::from(desired)).max(0) as usize;
+        // Protected tasks are never chosen (ECS: "the service scheduler
+        // only terminates unprotected tasks"); the plan wakes when the
+        // first protection that holds a scale-in back runs out.
+        let protected = |t: &Task| t.protected_until.is_some_and(|until| until > now);
+        let unprotected: Vec<usize> = keepers
+            .iter()
+            .copied()
+            .filter(|&i| !protected(&tasks[i]))
+            .collect();
+        if excess > 0 && unprotected.len() < keepers.len() {
+            for &i in &keepers {
+                if let Some(until) = tasks[i].protected_until.filter(|u| *u > now) {
+                    plan.wake_at = earliest(plan.wake_at, until);
+                }
+            }
+        }
+        let excess = excess.min(unprotected.len());
         if excess > 0 {
-            let mut order = keepers.clone();
+            let mut order = unprotected;
             order.sort_by(|&a, &b| {
                 let (ta, tb) = (&tasks[a], &tasks[b]);
                 let key = |t: &Task| (is_healthy(t), t.phase == TaskPhase::Running);

@@ -35,6 +35,7 @@ fn task(id: &str, deployment: &str, phase: TaskPhase) -> Task {
         stop_cause: None,
         on_draining_instance: false,
         stopped_at: None,
+        protected_until: None,
         instance: "i1".into(),
         zone: Some("a".into()),
     }
@@ -847,4 +848,69 @@ fn updates_only_for_deployments_that_changed() {
     s.deployments[0].desired_count = 4;
     let plan = reconcile(&s, 0.0);
     assert!(plan.update.is_empty(), "{:?}", plan.update);
+}
+
+#[test]
+fn scale_in_never_chooses_protected_tasks() {
+    let protect = |mut t: Task, until: Time| {
+        t.protected_until = Some(until);
+        t
+    };
+    let s = settled(
+        1,
+        0,
+        200,
+        vec![
+            protect(running("a", "d1"), 100.0),
+            protect(running("b", "d1"), 100.0),
+            running("c", "d1"),
+        ],
+    );
+    let plan = reconcile(&s, 10.0);
+    assert_eq!(
+        stopped_ids(&plan),
+        vec!["c"],
+        "only the unprotected one goes"
+    );
+    assert_eq!(plan.wake_at, Some(100.0), "again when the protection ends");
+    assert!(!plan.steady);
+    assert!(
+        !plan
+            .events
+            .iter()
+            .any(|e| e.contains("cannot make progress")),
+        "{:?}",
+        plan.events
+    );
+    // Once it has expired, a protected task is like any other.
+    let plan = reconcile(&s, 101.0);
+    assert_eq!(plan.stop.len(), 2);
+}
+
+#[test]
+fn a_rollout_waits_for_protected_old_tasks() {
+    let mut s = rollout(100, 200);
+    s.tasks[0].protected_until = Some(500.0);
+    for i in 1..=4 {
+        s.tasks.push(running(&format!("new{i}"), "d2"));
+    }
+    let plan = reconcile(&s, 0.0);
+    let stopped = stopped_ids(&plan);
+    assert_eq!(stopped.len(), 3, "{stopped:?}");
+    assert!(!stopped.contains(&"old1"), "the protected one stays");
+    assert_eq!(plan.wake_at, Some(500.0));
+    let plan = reconcile(&s, 501.0);
+    assert!(stopped_ids(&plan).contains(&"old1"));
+}
+
+#[test]
+fn protection_does_not_hold_a_task_on_a_draining_instance() {
+    let mut s = rollout(100, 200);
+    s.tasks[0].protected_until = Some(500.0);
+    s.tasks[0].on_draining_instance = true;
+    for i in 1..=4 {
+        s.tasks.push(running(&format!("new{i}"), "d2"));
+    }
+    let plan = reconcile(&s, 0.0);
+    assert!(stopped_ids(&plan).contains(&"old1"), "{:?}", plan.stop);
 }

@@ -143,6 +143,7 @@ impl Sim {
             stop_cause: None,
             on_draining_instance: false,
             stopped_at: None,
+            protected_until: None,
             // Round robin over four instances in two zones.
             instance: format!("i{}", self.next_task % 4),
             zone: Some(["a", "b"][(self.next_task % 2) as usize].into()),
@@ -418,6 +419,7 @@ fn placed(k: usize, zone: Option<u8>, instance: u8, pending: bool, started: Time
         stop_cause: None,
         on_draining_instance: false,
         stopped_at: None,
+        protected_until: None,
         // Instances belong to one zone: the zone is part of the name.
         instance: format!("{}/i{instance}", zone.as_deref().unwrap_or("none")),
         zone,

@@ -159,6 +159,10 @@ pub async fn serve(
         until_stopped(stopped.clone()),
     ));
     let scrape = prometheus::router(env.clone(), usage.clone());
+    let autoscaling = background.spawn(controllers::autoscaling::run(
+        env.clone(),
+        until_stopped(stopped.clone()),
+    ));
     let credentials = Arc::new(credentials);
     let front = front::Front {
         env,
@@ -183,7 +187,7 @@ pub async fn serve(
         })
         .await;
     let _ = controllers.await;
-    let _ = tokio::join!(alarms, usage_flush);
+    let _ = tokio::join!(alarms, usage_flush, autoscaling);
     // The sessions saw the shutdown signal; whatever is left is dropped
     // without blocking this (async) caller.
     background.shutdown_background();

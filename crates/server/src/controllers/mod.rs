@@ -7,7 +7,10 @@
 //!   circuit breaker), decisions by `flotilla_reconcile::reconcile`;
 //! - [`daemon`]: DAEMON services, decisions by `flotilla_reconcile::daemon`;
 //! - [`lost_hosts`]: tasks of instances whose agent stayed away;
-//! - [`retention`]: forgetting old STOPPED tasks.
+//! - [`retention`]: forgetting old STOPPED tasks;
+//! - [`autoscaling`]: Application Auto Scaling's policies (on alarm
+//!   actions) and scheduled actions; it has a loop of its own (it is woken
+//!   by alarm transitions, not by state changes), run beside these.
 //!
 //! Controllers act as themselves: they call the domain core
 //! (`crate::core`) directly, never through an API principal.
@@ -18,6 +21,7 @@ use std::time::Duration;
 use crate::core::State;
 
 pub mod alarms;
+pub mod autoscaling;
 pub mod batches;
 pub mod daemon;
 pub mod lost_hosts;

@@ -170,6 +170,11 @@ fn snapshot(
                         .is_some_and(|a| draining.contains(a)),
                 instance: t.container_instance_arn.clone().unwrap_or_default(),
                 zone: t.availability_zone.clone(),
+                protected_until: t
+                    .task_arn
+                    .as_deref()
+                    .and_then(|arn| c.task_protection.get(arn.rsplit('/').next().unwrap_or(arn)))
+                    .copied(),
             }
         })
         .collect();

@@ -101,6 +101,9 @@ fn load_one(
             rest,
             value,
         ),
+        super::autoscaling::NAMESPACE => {
+            super::autoscaling::load(db.accounts.entry(scope).or_default(), kind, rest, value)
+        }
         other => Err(format!("unknown namespace {other}")),
     }
 }
@@ -182,6 +185,15 @@ fn load_ecs(
                 .or_default()
                 .service_meta
                 .insert(name, meta);
+        }
+        "taskprotection" => {
+            let (cluster, id) = split2(rest)?;
+            let until: f64 = serde_json::from_slice(value).map_err(de)?;
+            acct.clusters
+                .entry(cluster)
+                .or_default()
+                .task_protection
+                .insert(id, until);
         }
         "setting" => {
             let s: ecs::Setting = serde_json::from_slice(value).map_err(de)?;

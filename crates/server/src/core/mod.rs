@@ -13,11 +13,14 @@
 //! - [`events`]: lifecycle events published after each durable commit.
 //! - [`usage`]: `AWS/ECS` CPU and memory utilization from agents' stats;
 //!   [`alarm_actions`]: publishing alarm state changes to their consumers.
+//! - [`autoscaling`]: Application Auto Scaling's targets, policies,
+//!   scheduled actions and activities, and what a policy decides.
 //!
 //! Lifecycles themselves (statuses and their moves) are in
 //! `flotilla_model::lifecycle`, shared with the agent.
 
 pub mod alarm_actions;
+pub mod autoscaling;
 pub mod events;
 pub mod instances;
 pub mod load;

@@ -50,6 +50,23 @@ pub fn start_deployment(svc: &mut ecs::Service, now: f64, deployment: ecs::Deplo
     deployments.insert(0, deployment);
 }
 
+/// Sets a service's desired count as UpdateService does: the PRIMARY
+/// deployment follows it, the other deployments are left alone, and the
+/// service controller starts or stops the tasks (and says so in the
+/// service's events). Application Auto Scaling scales services this way.
+pub fn set_desired_count(svc: &mut ecs::Service, desired: i32, now: f64) {
+    svc.desired_count = Some(desired);
+    if let Some(primary) = svc
+        .deployments
+        .iter_mut()
+        .flatten()
+        .find(|d| d.status == Some(DeploymentStatus::Primary))
+    {
+        primary.desired_count = Some(desired);
+        primary.updated_at = Some(now);
+    }
+}
+
 /// Task ids an event names; the rest are counted. A 1,000-task start that
 /// named every task put 45 KB into the service record (rewritten with it)
 /// and into every DescribeServices answer.

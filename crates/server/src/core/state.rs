@@ -37,6 +37,9 @@ pub struct Account {
     pub families: Families,
     /// Account-level defaults set with PutAccountSettingDefault / PutAccountSetting.
     pub settings: BTreeMap<String, ecs::Setting>,
+    /// Application Auto Scaling's scalable targets, policies, scheduled
+    /// actions and activities.
+    pub autoscaling: super::autoscaling::Scaling,
 }
 
 /// A cluster and the objects that live in it.
@@ -59,6 +62,9 @@ pub struct ClusterState {
     /// ListTasks pages through them without scanning (neither ever changes).
     tasks_by_started_by: HashMap<String, BTreeSet<String>>,
     tasks_by_family: HashMap<String, BTreeSet<String>>,
+    /// Task scale-in protection (UpdateTaskProtection): when it expires, by
+    /// task id. A service's scale-in never chooses a task protected now.
+    pub task_protection: BTreeMap<String, f64>,
     /// Services by name; a deleted service stays INACTIVE until its name is reused.
     pub services: BTreeMap<String, ecs::Service>,
     /// What the service controller remembers about each service beyond its
@@ -96,6 +102,7 @@ impl ClusterState {
 
     /// Forgets a task (retention of STOPPED tasks has passed).
     pub fn remove_task(&mut self, id: &str) -> Option<ecs::Task> {
+        self.task_protection.remove(id);
         let (slot, task) = self.tasks.remove(id)?;
         unindex(
             &mut self.tasks_by_instance,
@@ -359,12 +366,19 @@ pub enum Key<'a> {
     TaskProgress(&'a str, &'a str),
     Service(&'a str, &'a str),
     ServiceMeta(&'a str, &'a str),
+    /// A task's scale-in protection: when it expires.
+    TaskProtection(&'a str, &'a str),
     Setting(&'a str),
+    /// An Application Auto Scaling target (by resource id) with its
+    /// policies and scheduled actions.
+    ScalableTarget(&'a str),
+    /// A scaling activity (resource id, activity id).
+    ScalingActivity(&'a str, &'a str),
 }
 
 /// The first segment of every key: which part of the domain owns it. The
 /// state loads each namespace it knows (see `super::load`).
-pub const NAMESPACES: &[&str] = &[Key::ECS];
+pub const NAMESPACES: &[&str] = &[Key::ECS, super::autoscaling::NAMESPACE];
 
 impl Key<'_> {
     const ECS: &'static str = "ecs";
@@ -379,7 +393,9 @@ impl Key<'_> {
             | Key::TaskProgress(..)
             | Key::Service(..)
             | Key::ServiceMeta(..)
+            | Key::TaskProtection(..)
             | Key::Setting(_) => Key::ECS,
+            Key::ScalableTarget(_) | Key::ScalingActivity(..) => super::autoscaling::NAMESPACE,
         }
     }
 
@@ -404,7 +420,10 @@ impl Key<'_> {
             Key::TaskProgress(c, id) => write!(key, "taskprogress/{c}/{id}"),
             Key::Service(c, n) => write!(key, "service/{c}/{n}"),
             Key::ServiceMeta(c, n) => write!(key, "servicemeta/{c}/{n}"),
+            Key::TaskProtection(c, id) => write!(key, "taskprotection/{c}/{id}"),
             Key::Setting(n) => write!(key, "setting/{n}"),
+            Key::ScalableTarget(r) => write!(key, "target/{r}"),
+            Key::ScalingActivity(r, id) => write!(key, "activity/{r}/{id}"),
         };
         key
     }
@@ -456,10 +475,11 @@ impl Tx<'_> {
         self.wake_service_of(cluster, task);
     }
 
-    /// Forgets a task and its progress record.
+    /// Forgets a task, its progress record and its scale-in protection.
     pub fn delete_task(&mut self, cluster: &str, id: &str) {
         self.delete(Key::Task(cluster, id));
         self.delete(Key::TaskProgress(cluster, id));
+        self.delete(Key::TaskProtection(cluster, id));
     }
 
     fn wake_service_of(&mut self, cluster: &str, task: &ecs::Task) {
@@ -481,6 +501,13 @@ impl Tx<'_> {
         }
         self.services
             .push((self.scope.clone(), cluster.to_string(), service.to_string()));
+    }
+
+    /// Wakes the service controller for a service, though nothing of the
+    /// service itself is written (a task's scale-in protection changed).
+    pub fn touch_service(&mut self, cluster: &str, name: &str) {
+        self.services
+            .push((self.scope.clone(), cluster.to_string(), name.to_string()));
     }
 
     pub fn put<T: Serialize>(&mut self, key: Key<'_>, value: &T) {

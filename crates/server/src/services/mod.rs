@@ -5,9 +5,15 @@
 
 use crate::api::ServiceDef;
 
+pub mod autoscaling;
 pub mod cloudwatch;
 pub mod ecs;
 pub mod sts;
 
 /// Every service the front serves.
-pub static ALL: &[&ServiceDef] = &[&ecs::SERVICE, &sts::SERVICE, &cloudwatch::SERVICE];
+pub static ALL: &[&ServiceDef] = &[
+    &ecs::SERVICE,
+    &sts::SERVICE,
+    &cloudwatch::SERVICE,
+    &autoscaling::SERVICE,
+];

@@ -49,6 +49,9 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub endpoint: String,
     pub data_dir: PathBuf,
+    /// What the server's requests and controllers share: its state, log
+    /// and metric stores, and the alarm actions channel.
+    pub env: Arc<flotilla_server::api::Env>,
     _dir: Option<tempfile::TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
@@ -87,17 +90,24 @@ impl TestServer {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
+        // As `run_with`, with the env kept for the test.
+        let env = flotilla_server::open_env(stores).expect("env");
+        let served = env.clone();
         let handle = tokio::spawn(async move {
-            flotilla_server::run_with(listener, stores, credentials(), config, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("server");
+            let result =
+                flotilla_server::serve(listener, served.clone(), credentials(), config, async {
+                    let _ = rx.await;
+                })
+                .await;
+            served.logs.close();
+            served.metrics.close();
+            result.expect("server");
         });
         TestServer {
             addr,
             endpoint: format!("http://{addr}"),
             data_dir,
+            env,
             _dir: None,
             shutdown: Some(tx),
             handle: Some(handle),

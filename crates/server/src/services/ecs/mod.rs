@@ -14,6 +14,7 @@ use crate::error::{ApiError, ApiResult};
 
 mod clusters;
 mod instances;
+mod protection;
 mod services;
 mod settings;
 mod tags;
@@ -89,6 +90,8 @@ async fn dispatch(env: &Env, call: Call<'_>) -> ApiResult<Reply> {
         PutAccountSettingDefault => settings::put_account_setting_default,
         DeleteAccountSetting => settings::delete_account_setting,
         ListAccountSettings => settings::list_account_settings,
+        UpdateTaskProtection => protection::update_task_protection,
+        GetTaskProtection => protection::get_task_protection,
     }
 }
 

@@ -13,7 +13,7 @@ use super::{
     validate_tags, Ctx,
 };
 use crate::core::placement::{self, check_limits, PlacementRequest};
-use crate::core::services::{new_deployment, start_deployment};
+use crate::core::services::{new_deployment, set_desired_count, start_deployment};
 use crate::core::state::{Key, State};
 use crate::core::task_definitions::{resolve, resolve_active};
 use crate::error::{ApiError, ApiResult};
@@ -365,11 +365,9 @@ pub async fn update_service(
                 let td = svc.task_definition.clone().unwrap_or_default();
                 let deployment = new_deployment(ctx.now, &td, desired, svc.launch_type);
                 start_deployment(svc, ctx.now, deployment);
-            } else if let Some(primary) =
-                svc.deployments.iter_mut().flatten().find(|d| d.status == Some(flotilla_model::lifecycle::DeploymentStatus::Primary))
-            {
-                primary.desired_count = Some(desired);
-                primary.updated_at = Some(ctx.now);
+            } else {
+                // The same change Application Auto Scaling makes.
+                set_desired_count(svc, desired, ctx.now);
             }
             tx.put(Key::Service(&cluster_name, name), &*svc);
             Ok(ecs::UpdateServiceResponse { service: Some(svc.clone()) })
