@@ -1,0 +1,269 @@
+//! CloudWatch Logs end to end: the control plane in-process, two agents
+//! on the real Docker Engine, and tasks of the `flotilla-test` image whose
+//! task definition says `awslogs` with no endpoint of its own, so the
+//! agents ship to the control plane's Logs API. Every line arrives once,
+//! in order, in the stream `PREFIX/CONTAINER/TASK-ID`, and is read back
+//! with the real AWS CLI: `filter-log-events` (v1) shows both tasks'
+//! lines, `get-log-events` pages forward and back in order, and
+//! `aws logs tail` (v2) shows them too.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{container, wait_for, Env, KEY, REGION, SECRET};
+use serde_json::{json, Value};
+
+const GROUP: &str = "/ecs/e2e-logsapi";
+const LINES: usize = 150;
+
+/// Runs `aws logs ARGS… --output json` (v1, `$FLOTILLA_TEST_AWS_CLI`).
+async fn aws_logs(env: &Env, args: &[&str]) -> Value {
+    let exe = std::env::var("FLOTILLA_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
+    let out = cli(&exe, env, args)
+        .args(["--output", "json"])
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("the AWS CLI ({exe}) must be installed: run scripts/test ({e})")
+        });
+    assert!(
+        out.status.success(),
+        "aws logs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from the AWS CLI")
+}
+
+fn cli(exe: &str, env: &Env, args: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(exe);
+    c.arg("logs")
+        .args(args)
+        .args(["--endpoint-url", &env.endpoint, "--region", REGION])
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_PAGER", "")
+        .kill_on_drop(true);
+    c
+}
+
+fn messages(v: &Value) -> Vec<String> {
+    v["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no events in {v}"))
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// What `lines N` prints on one of its outputs: `out 1` … `out N`.
+fn expected(prefix: &str) -> Vec<String> {
+    (1..=LINES).map(|i| format!("{prefix} {i}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awslogs_lines_reach_the_logs_api_and_read_back_with_the_cli() {
+    let env = Env::start("e2e-logsapi").await;
+    let a = env.agent("a", "127.0.0.2").await;
+    let b = env.agent("b", "127.0.0.3").await;
+    env.wait_connected(&a.arn, true).await;
+    env.wait_connected(&b.arn, true).await;
+
+    let mut app = container("app", &["lines", &LINES.to_string(), "5"]);
+    app["logConfiguration"] = json!({"logDriver": "awslogs", "options": {
+        "awslogs-group": GROUP, "awslogs-region": REGION, "awslogs-stream-prefix": "web",
+        "awslogs-create-group": "true", "mode": "blocking"}});
+    let td = env
+        .register_task_definition("e2e-logsapi", json!([app]))
+        .await;
+    let v = env
+        .call(
+            "RunTask",
+            json!({"cluster": env.cluster, "taskDefinition": td, "count": 2,
+                "placementConstraints": [{"type": "distinctInstance"}]}),
+        )
+        .await;
+    assert_eq!(v["failures"], json!([]), "{v}");
+    let tasks: Vec<String> = v["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["taskArn"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tasks.len(), 2);
+    let streams: Vec<String> = tasks
+        .iter()
+        .map(|t| format!("web/app/{}", t.rsplit('/').next().unwrap()))
+        .collect();
+    for t in &tasks {
+        env.wait_task(t, "STOPPED").await;
+    }
+
+    // Every line of both tasks, shipped by both agents (lines of a
+    // container that exited are shipped after it stops).
+    let all = wait_for(
+        "every line in the Logs API",
+        Duration::from_secs(90),
+        || async {
+            let v = aws_logs(&env, &["filter-log-events", "--log-group-name", GROUP]).await;
+            (messages(&v).len() >= 4 * LINES).then_some(v)
+        },
+    )
+    .await;
+    assert_eq!(messages(&all).len(), 4 * LINES, "no line twice");
+    for stream in &streams {
+        let of_stream: Vec<String> = all["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["logStreamName"] == stream.as_str())
+            .map(|e| e["message"].as_str().unwrap().to_string())
+            .collect();
+        for prefix in ["out", "err"] {
+            let lines: Vec<String> = of_stream
+                .iter()
+                .filter(|m| m.starts_with(prefix))
+                .cloned()
+                .collect();
+            assert_eq!(
+                lines,
+                expected(prefix),
+                "{stream}: every {prefix} line once, in order"
+            );
+        }
+    }
+    // Interleaved in timestamp order across both streams.
+    let stamps: Vec<i64> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["timestamp"].as_i64().unwrap())
+        .collect();
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "time order");
+    let described = aws_logs(&env, &["describe-log-streams", "--log-group-name", GROUP]).await;
+    let mut names: Vec<String> = described["logStreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["logStreamName"].as_str().unwrap().to_string())
+        .collect();
+    let mut want = streams.clone();
+    want.sort();
+    names.sort();
+    assert_eq!(
+        names, want,
+        "one stream per task, named PREFIX/CONTAINER/TASK-ID"
+    );
+
+    // A filter pattern over both tasks: `out 7` of each, and nothing else.
+    let seven = aws_logs(
+        &env,
+        &[
+            "filter-log-events",
+            "--log-group-name",
+            GROUP,
+            "--filter-pattern",
+            "\"out 7\"",
+        ],
+    )
+    .await;
+    let mut found = messages(&seven);
+    found.sort();
+    found.dedup();
+    assert!(found.iter().all(|m| m.starts_with("out 7")), "{found:?}");
+    assert_eq!(messages(&seven).iter().filter(|m| *m == "out 7").count(), 2);
+
+    // get-log-events pages forward from the head, 50 at a time, in order,
+    // then back again with the backward tokens.
+    let stream = &streams[0];
+    let page = |token: Option<String>| {
+        let stream = stream.clone();
+        let env = &env;
+        async move {
+            let mut args = vec![
+                "get-log-events".to_string(),
+                "--no-paginate".into(),
+                "--log-group-name".into(),
+                GROUP.into(),
+                "--log-stream-name".into(),
+                stream,
+                "--limit".into(),
+                "50".into(),
+            ];
+            match token {
+                Some(t) => args.extend(["--next-token".into(), t]),
+                None => args.push("--start-from-head".into()),
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            aws_logs(env, &args).await
+        }
+    };
+    let mut forward: Vec<String> = Vec::new();
+    let mut backward_tokens = Vec::new();
+    let mut token = None;
+    for _ in 0..20 {
+        let v = page(token.clone()).await;
+        let got = messages(&v);
+        let next = v["nextForwardToken"].as_str().unwrap().to_string();
+        if got.is_empty() {
+            assert_eq!(Some(next), token, "the end: the same token back");
+            break;
+        }
+        assert!(got.len() <= 50);
+        backward_tokens.push(v["nextBackwardToken"].as_str().unwrap().to_string());
+        forward.extend(got);
+        token = Some(next);
+    }
+    assert_eq!(forward.len(), 2 * LINES);
+    let in_stream: Vec<String> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["logStreamName"] == stream.as_str())
+        .map(|e| e["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        forward, in_stream,
+        "get-log-events agrees with filter-log-events"
+    );
+    // The last page's backward token gives the page before it.
+    let last_back = backward_tokens.last().unwrap().clone();
+    let before = messages(&page(Some(last_back)).await);
+    let n = backward_tokens.len();
+    assert_eq!(before, forward[(n - 2) * 50..(n - 1) * 50], "a page back");
+
+    // aws logs tail (v2): both tasks' lines.
+    let v2 = std::env::var("FLOTILLA_TEST_AWS_CLI_V2").unwrap_or_else(|_| "/usr/bin/aws".into());
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        cli(
+            &v2,
+            &env,
+            &[
+                "tail", GROUP, "--since", "1h", "--format", "short", "--color", "off",
+            ],
+        )
+        .output(),
+    )
+    .await
+    .expect("aws logs tail finished")
+    .unwrap_or_else(|e| {
+        panic!("`aws logs tail` needs the AWS CLI v2 at {v2} (run scripts/test): {e}")
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 4 * LINES, "{text}");
+    assert_eq!(text.lines().filter(|l| l.ends_with(" out 1")).count(), 2);
+
+    a.stop().await;
+    b.stop().await;
+    env.stop().await;
+}
