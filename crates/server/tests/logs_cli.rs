@@ -619,6 +619,20 @@ async fn log_streams_ordered_by_name_or_last_event() {
     .await
     .error("InvalidParameterException");
     assert!(e.contains("orderBy") || e.contains("LastEventTime"), "{e}");
+    let e = logs(
+        s,
+        &ALICE,
+        &[
+            "describe-log-streams",
+            "--log-group-name",
+            g,
+            "--order-by",
+            "Size",
+        ],
+    )
+    .await
+    .error("InvalidParameterException");
+    assert!(e.contains("orderBy") && e.contains("LastEventTime"), "{e}");
     // Paged one at a time by the CLI's paginator.
     let paged = logs(
         s,

@@ -41,7 +41,7 @@ async fn dispatch(env: &Env, call: Call<'_>) -> ApiResult<Reply> {
     macro_rules! ops {
         ($($name:ident => $handler:path),* $(,)?) => {
             match op {
-                $(Operation::$name => call.reply(&$handler(store, &scope, call.decode()?).await?),)*
+                $(Operation::$name => call.reply(&$handler(store, &scope, decode(&call)?).await?),)*
             }
         };
     }
@@ -64,6 +64,19 @@ async fn dispatch(env: &Env, call: Call<'_>) -> ApiResult<Reply> {
         GetLogEvents => events::get_log_events,
         FilterLogEvents => events::filter_log_events,
     }
+}
+
+/// Decodes the request. A value outside an enum's set is a model rule
+/// broken, InvalidParameterException as CloudWatch Logs answers it, not a
+/// body that cannot be read.
+fn decode<T: serde::de::DeserializeOwned + flotilla_model::Shape>(call: &Call<'_>) -> ApiResult<T> {
+    call.decode().map_err(|e| {
+        if e.code == "SerializationException" && e.message.contains("unknown variant") {
+            ApiError::invalid(e.message)
+        } else {
+            e
+        }
+    })
 }
 
 /// The store's scope of a caller: its account and the signature's region.
