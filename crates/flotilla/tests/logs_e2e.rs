@@ -136,6 +136,26 @@ async fn awslogs_lines_reach_the_logs_api_and_read_back_with_the_cli() {
             );
         }
     }
+    // Write-to-searchable: an event's `timestamp` is when the container
+    // wrote the line (Docker's), its `ingestionTime` when the store took it
+    // (durable and searchable a commit later). Printed, not asserted: the
+    // machine is shared.
+    let mut lag: Vec<i64> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["ingestionTime"].as_i64().unwrap() - e["timestamp"].as_i64().unwrap())
+        .collect();
+    lag.sort_unstable();
+    let pct = |p: f64| lag[((lag.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "write-to-searchable over {} lines: p50 {} ms, p99 {} ms, max {} ms",
+        lag.len(),
+        pct(0.5),
+        pct(0.99),
+        lag[lag.len() - 1]
+    );
+    assert!(lag[0] >= 0, "ingested before written? {lag:?}");
     // Interleaved in timestamp order across both streams.
     let stamps: Vec<i64> = all["events"]
         .as_array()
