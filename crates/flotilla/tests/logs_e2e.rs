@@ -287,3 +287,148 @@ async fn awslogs_lines_reach_the_logs_api_and_read_back_with_the_cli() {
     b.stop().await;
     env.stop().await;
 }
+
+/// A service of two tasks on two agents, running: `aws logs tail --follow`
+/// (v2) prints both tasks' lines as they are written, none twice, and
+/// `filter-log-events` by stream prefix finds both streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_follow_shows_both_tasks_of_a_service() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let env = Env::start("e2e-logstail").await;
+    let a = env.agent("a", "127.0.0.2").await;
+    let b = env.agent("b", "127.0.0.3").await;
+    env.wait_connected(&a.arn, true).await;
+    env.wait_connected(&b.arn, true).await;
+    let group = "/ecs/e2e-logstail";
+    // 20 lines a second on each output for over an hour: running throughout.
+    let mut app = container("app", &["lines", "100000", "50"]);
+    app["logConfiguration"] = json!({"logDriver": "awslogs", "options": {
+        "awslogs-group": group, "awslogs-region": REGION, "awslogs-stream-prefix": "svc",
+        "awslogs-create-group": "true", "mode": "non-blocking"}});
+    let td = env
+        .register_task_definition("e2e-logstail", json!([app]))
+        .await;
+    env.call(
+        "CreateService",
+        json!({"cluster": env.cluster, "serviceName": "web", "taskDefinition": td,
+            "desiredCount": 2, "placementConstraints": [{"type": "distinctInstance"}]}),
+    )
+    .await;
+    let tasks: Vec<String> = wait_for("two RUNNING tasks", Duration::from_secs(90), || async {
+        let v = env
+            .call(
+                "ListTasks",
+                json!({"cluster": env.cluster, "serviceName": "web", "desiredStatus": "RUNNING"}),
+            )
+            .await;
+        let arns: Vec<String> = v["taskArns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect();
+        if arns.len() != 2 {
+            return None;
+        }
+        for arn in &arns {
+            if env.task(arn).await["lastStatus"] != "RUNNING" {
+                return None;
+            }
+        }
+        Some(arns)
+    })
+    .await;
+    let streams: Vec<String> = tasks
+        .iter()
+        .map(|t| format!("svc/app/{}", t.rsplit('/').next().unwrap()))
+        .collect();
+
+    let v2 = std::env::var("FLOTILLA_TEST_AWS_CLI_V2").unwrap_or_else(|_| "/usr/bin/aws".into());
+    let mut child = cli(
+        &v2,
+        &env,
+        &[
+            "tail", group, "--follow", "--since", "10m", "--color", "off",
+        ],
+    )
+    .env("PYTHONUNBUFFERED", "1")
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap_or_else(|e| panic!("`aws logs tail` needs the AWS CLI v2 at {v2}: {e}"));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut seen: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    while streams.iter().any(|s| seen.get(s).map_or(0, Vec::len) < 40) {
+        let line = match tokio::time::timeout_at(deadline, lines.next_line()).await {
+            Ok(Ok(Some(line))) => line,
+            other => {
+                panic!("aws logs tail --follow stopped or timed out ({other:?}); seen {seen:?}")
+            }
+        };
+        // detailed format: TIMESTAMP STREAM MESSAGE
+        let mut parts = line.splitn(3, ' ');
+        let (_ts, stream, message) = (parts.next(), parts.next(), parts.next());
+        let (Some(stream), Some(message)) = (stream, message) else {
+            panic!("unexpected tail line {line:?}");
+        };
+        seen.entry(stream.to_string())
+            .or_default()
+            .push(message.to_string());
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let mut printed: Vec<&String> = seen.keys().collect();
+    printed.sort();
+    let mut want: Vec<&String> = streams.iter().collect();
+    want.sort();
+    assert_eq!(printed, want, "both tasks' streams, nothing else");
+    for (stream, messages) in &seen {
+        let mut unique = messages.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            messages.len(),
+            "{stream}: a line printed twice"
+        );
+        assert!(messages
+            .iter()
+            .all(|m| m.starts_with("out ") || m.starts_with("err ")));
+    }
+    let found = aws_logs(
+        &env,
+        &[
+            "filter-log-events",
+            "--log-group-name",
+            group,
+            "--log-stream-name-prefix",
+            "svc/app/",
+            "--filter-pattern",
+            "\"out 1\"",
+            "--max-items",
+            "1000",
+        ],
+    )
+    .await;
+    let mut streams_found: Vec<String> = found["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["logStreamName"].as_str().unwrap().to_string())
+        .collect();
+    streams_found.sort();
+    streams_found.dedup();
+    assert_eq!(streams_found.len(), 2, "{found}");
+
+    env.call(
+        "DeleteService",
+        json!({"cluster": env.cluster, "service": "web", "force": true}),
+    )
+    .await;
+    a.stop().await;
+    b.stop().await;
+    env.stop().await;
+}
