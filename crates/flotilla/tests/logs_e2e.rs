@@ -5,7 +5,8 @@
 //! in order, in the stream `PREFIX/CONTAINER/TASK-ID`, and is read back
 //! with the real AWS CLI: `filter-log-events` (v1) shows both tasks'
 //! lines, `get-log-events` pages forward and back in order, and
-//! `aws logs tail` (v2) shows them too.
+//! `aws logs tail` (v2) shows them too; `aws logs tail --follow` on a
+//! running service; an agent killed with SIGKILL while shipping.
 
 mod common;
 
@@ -431,4 +432,86 @@ async fn tail_follow_shows_both_tasks_of_a_service() {
     a.stop().await;
     b.stop().await;
     env.stop().await;
+}
+
+/// A `flotilla agent` process killed with SIGKILL while it ships to the
+/// control plane's Logs API, then started again: every line is there
+/// exactly once (the resent batch is recognised by its sequence token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_agent_loses_and_repeats_no_line() {
+    use common::data_dir;
+    use flotilla_agent::host::SavedInstance;
+
+    const N: usize = 400;
+    let env = Env::start("e2e-logskill").await;
+    let group = "/ecs/e2e-logskill";
+    let dir = data_dir(&env, "agent");
+    let mut agent = env.agent_process(&dir, "127.0.0.1");
+    let arn = wait_for("the agent to register", Duration::from_secs(30), || async {
+        SavedInstance::load(&dir).map(|s| s.container_instance_arn)
+    })
+    .await;
+    env.wait_connected(&arn, true).await;
+    let mut app = container("app", &["lines", &N.to_string(), "10"]);
+    app["logConfiguration"] = json!({"logDriver": "awslogs", "options": {
+        "awslogs-group": group, "awslogs-region": REGION, "awslogs-stream-prefix": "k",
+        "awslogs-create-group": "true", "mode": "blocking"}});
+    let td = env
+        .register_task_definition("e2e-logskill", json!([app]))
+        .await;
+    let task = env.run_task(&td, 1).await.remove(0);
+    let stream = format!("k/app/{}", task.rsplit('/').next().unwrap());
+    let count = |v: &Value| messages(v).len();
+    wait_for(
+        "some lines in the Logs API",
+        Duration::from_secs(60),
+        || async {
+            let got = aws_logs(
+                &env,
+                &["describe-log-groups", "--log-group-name-prefix", group],
+            )
+            .await;
+            if got["logGroups"].as_array().is_none_or(Vec::is_empty) {
+                return None;
+            }
+            (count(&stream_events(&env, group, &stream).await) >= 100).then_some(())
+        },
+    )
+    .await;
+    agent.kill9();
+    env.wait_connected(&arn, false).await;
+    let _agent = env.agent_process(&dir, "127.0.0.1");
+    env.wait_task(&task, "STOPPED").await;
+    let all = wait_for("every line", Duration::from_secs(90), || async {
+        let v = stream_events(&env, group, &stream).await;
+        (count(&v) >= 2 * N).then_some(v)
+    })
+    .await;
+    let got = messages(&all);
+    for prefix in ["out", "err"] {
+        let lines: Vec<String> = got
+            .iter()
+            .filter(|m| m.starts_with(prefix))
+            .cloned()
+            .collect();
+        let want: Vec<String> = (1..=N).map(|i| format!("{prefix} {i}")).collect();
+        assert_eq!(lines, want, "{prefix}: every line once, in order");
+    }
+    assert_eq!(got.len(), 2 * N);
+    env.stop().await;
+}
+
+/// Every event of one stream, through `aws logs filter-log-events`.
+async fn stream_events(env: &Env, group: &str, stream: &str) -> Value {
+    aws_logs(
+        env,
+        &[
+            "filter-log-events",
+            "--log-group-name",
+            group,
+            "--log-stream-names",
+            stream,
+        ],
+    )
+    .await
 }
