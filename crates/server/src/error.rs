@@ -2,7 +2,10 @@
 //!
 //! Handlers return [`ApiError`]; the HTTP front turns it into
 //! `{"__type": CODE, "message": MESSAGE}` with the `X-Amzn-ErrorType` header,
-//! HTTP 400 for client errors and 500 for `ServerException`.
+//! HTTP 400 for client errors and 500 for `ServerException`. An error shape
+//! with members beyond `message` (CloudWatch Logs'
+//! `expectedSequenceToken`, `resourceName`) carries them in
+//! [`ApiError::fields`]; the JSON protocols put them beside `message`.
 
 use flotilla_model::ShapeViolation;
 
@@ -13,6 +16,9 @@ use flotilla_model::ShapeViolation;
 pub struct ApiError {
     pub code: &'static str,
     pub message: String,
+    /// The error shape's other members, by their model names (string
+    /// members only: no error Flotilla sends has another kind).
+    pub fields: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -20,7 +26,14 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            fields: Vec::new(),
         }
+    }
+
+    /// The same error with the member `name` of its shape set to `value`.
+    pub fn with_field(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.fields.push((name, value.into()));
+        self
     }
 
     /// `ClientException`: the request cannot be served as asked.

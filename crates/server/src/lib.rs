@@ -144,6 +144,7 @@ pub async fn serve(
     let background = background::runtime()?;
     let controllers = background.spawn(controllers::run(
         state.clone(),
+        env.logs.clone(),
         config.controllers,
         until_stopped(stopped.clone()),
     ));

@@ -11,6 +11,7 @@
 //! - [`autoscaling`]: Application Auto Scaling's policies (on alarm
 //!   actions) and scheduled actions; it has a loop of its own (it is woken
 //!   by alarm transitions, not by state changes), run beside these.
+//! - [`log_retention`]: CloudWatch Logs retention policies (the log store).
 //!
 //! Controllers act as themselves: they call the domain core
 //! (`crate::core`) directly, never through an API principal.
@@ -24,6 +25,7 @@ pub mod alarms;
 pub mod autoscaling;
 pub mod batches;
 pub mod daemon;
+pub mod log_retention;
 pub mod lost_hosts;
 pub mod retention;
 pub mod runtime;
@@ -47,6 +49,8 @@ pub struct ControllerConfig {
     /// The first retry of a failed reconcile; doubles up to `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// How often log segments past their group's retention are deleted.
+    pub log_retention_interval: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -57,13 +61,16 @@ impl Default for ControllerConfig {
             stopped_task_retention: Duration::from_secs(3600),
             backoff_min: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
+            log_retention_interval: Duration::from_secs(600),
         }
     }
 }
 
-/// Runs every controller until `shutdown` resolves.
+/// Runs every controller until `shutdown` resolves. `logs` is the log
+/// store, for the log retention controller.
 pub async fn run(
     state: Arc<State>,
+    logs: flotilla_logstore::LogStore,
     config: ControllerConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -101,6 +108,12 @@ pub async fn run(
             ),
             runtime::run(
                 retention::Retention::new(&state, config.stopped_task_retention),
+                &state,
+                schedule.clone(),
+                until_stopped()
+            ),
+            runtime::run(
+                log_retention::LogRetention::new(logs, config.log_retention_interval),
                 &state,
                 schedule.clone(),
                 until_stopped()

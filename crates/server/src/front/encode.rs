@@ -59,7 +59,7 @@ pub fn error(
     e: &ApiError,
 ) -> Response {
     let schema = service.map_or_else(|| common_error(e.code), |s| s.error_schema(e.code));
-    error_as(protocol, service, request_id, &schema, &e.message)
+    error_as(protocol, service, request_id, &schema, e)
 }
 
 /// An error answer with a status decided by the front (authentication,
@@ -73,7 +73,7 @@ pub fn error_with_status(
 ) -> Response {
     let mut schema = service.map_or_else(|| common_error(e.code), |s| s.error_schema(e.code));
     schema.status = status.as_u16();
-    error_as(protocol, service, request_id, &schema, &e.message)
+    error_as(protocol, service, request_id, &schema, e)
 }
 
 fn error_as(
@@ -81,19 +81,34 @@ fn error_as(
     service: Option<&ServiceDef>,
     request_id: &str,
     schema: &ErrorSchema,
-    message: &str,
+    e: &ApiError,
 ) -> Response {
     // Before routing, the protocol's own shape with no service's extras
     // (ECS's schema serves: it is query-compatible with nothing).
     let service_schema = service.map_or(&flotilla_model::wire::ecs::SERVICE, |s| s.schema);
-    let mut reply = wire::error_reply(protocol, service_schema, schema, message, request_id);
+    let mut reply = wire::error_reply(protocol, service_schema, schema, &e.message, request_id);
+    let json = matches!(protocol, Protocol::AwsJson1_0 | Protocol::AwsJson1_1);
     // JSON errors name the code in the header too, for the SDKs that read it there.
-    if matches!(protocol, Protocol::AwsJson1_0 | Protocol::AwsJson1_1)
-        && reply.header("x-amzn-errortype").is_none()
-    {
+    if json && reply.header("x-amzn-errortype").is_none() {
         reply
             .headers
             .push(("x-amzn-errortype", schema.shape.to_string()));
     }
+    if json && !e.fields.is_empty() {
+        add_fields(&mut reply.body, &e.fields);
+    }
     respond(reply)
+}
+
+/// Puts an error's other members beside `message` in a JSON error body.
+/// (The one service whose errors have such members, CloudWatch Logs,
+/// speaks only JSON; other protocols would send `message` alone.)
+fn add_fields(body: &mut Vec<u8>, fields: &[(&'static str, String)]) {
+    let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(body) else {
+        return;
+    };
+    for (name, value) in fields {
+        object.insert((*name).to_string(), value.clone().into());
+    }
+    *body = serde_json::Value::Object(object).to_string().into_bytes();
 }

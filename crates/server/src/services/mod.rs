@@ -8,6 +8,7 @@ use crate::api::ServiceDef;
 pub mod autoscaling;
 pub mod cloudwatch;
 pub mod ecs;
+pub mod logs;
 pub mod sts;
 
 /// Every service the front serves.
@@ -16,4 +17,5 @@ pub static ALL: &[&ServiceDef] = &[
     &sts::SERVICE,
     &cloudwatch::SERVICE,
     &autoscaling::SERVICE,
+    &logs::SERVICE,
 ];
