@@ -101,6 +101,10 @@ fn load_one(
             rest,
             value,
         ),
+        "elbv2" => {
+            let _ = rest;
+            super::lb::load(&mut db.accounts.entry(scope).or_default().lb, kind, value)
+        }
         other => Err(format!("unknown namespace {other}")),
     }
 }

@@ -11,12 +11,15 @@
 //! - [`task_definitions`]: which revision a reference names.
 //! - [`services`]: deployments and service events.
 //! - [`events`]: lifecycle events published after each durable commit.
+//! - [`lb`]: ELBv2's load balancers, target groups and nodes, and ECS
+//!   services' tasks as targets.
 //!
 //! Lifecycles themselves (statuses and their moves) are in
 //! `flotilla_model::lifecycle`, shared with the agent.
 
 pub mod events;
 pub mod instances;
+pub mod lb;
 pub mod load;
 pub mod placement;
 pub mod resources;

@@ -37,6 +37,8 @@ pub struct Account {
     pub families: Families,
     /// Account-level defaults set with PutAccountSettingDefault / PutAccountSetting.
     pub settings: BTreeMap<String, ecs::Setting>,
+    /// Load balancers, target groups and their nodes (ELBv2).
+    pub lb: super::lb::LbAccount,
 }
 
 /// A cluster and the objects that live in it.
@@ -360,14 +362,17 @@ pub enum Key<'a> {
     Service(&'a str, &'a str),
     ServiceMeta(&'a str, &'a str),
     Setting(&'a str),
+    /// An ELBv2 object: kind and id (see `super::lb`).
+    Elbv2(&'static str, &'a str),
 }
 
 /// The first segment of every key: which part of the domain owns it. The
 /// state loads each namespace it knows (see `super::load`).
-pub const NAMESPACES: &[&str] = &[Key::ECS];
+pub const NAMESPACES: &[&str] = &[Key::ECS, Key::ELBV2];
 
 impl Key<'_> {
     const ECS: &'static str = "ecs";
+    const ELBV2: &'static str = "elbv2";
 
     fn namespace(&self) -> &'static str {
         match self {
@@ -380,6 +385,7 @@ impl Key<'_> {
             | Key::Service(..)
             | Key::ServiceMeta(..)
             | Key::Setting(_) => Key::ECS,
+            Key::Elbv2(..) => Key::ELBV2,
         }
     }
 
@@ -405,6 +411,7 @@ impl Key<'_> {
             Key::Service(c, n) => write!(key, "service/{c}/{n}"),
             Key::ServiceMeta(c, n) => write!(key, "servicemeta/{c}/{n}"),
             Key::Setting(n) => write!(key, "setting/{n}"),
+            Key::Elbv2(kind, id) => write!(key, "{kind}/{id}"),
         };
         key
     }

@@ -1,0 +1,2 @@
+//! ECS services behind target groups: a service's RUNNING tasks are its
+//! targets.

@@ -1,0 +1,390 @@
+//! Load-balancer nodes: which load balancers each serves, the complete
+//! configuration it is sent ([`NodeConfig`]), and what it reports back.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use flotilla_model::lb::{
+    Action, Condition, HealthCheckConfig, ListenerConfig, LoadBalancerKind, NodeConfig,
+    ObservedHealth, Protocol, RuleConfig, TargetConfig, TargetGroupConfig, TargetHealthReport,
+    TargetState, WeightedTargetGroup,
+};
+use flotilla_model::wire::elbv2::{self, ActionTypeEnum, LoadBalancerStateEnum, ProtocolEnum};
+
+use super::load_balancers::{assign_addresses, idle_timeout};
+use super::{put_lb, put_node, LbAccount, LbNode, ObservedTarget, StoredTargetGroup};
+use crate::core::state::Tx;
+
+/// A node connected with these addresses: they are recorded, load
+/// balancers on addresses it no longer has are moved, and load balancers
+/// waiting for an address get one.
+pub fn connected(lb: &mut LbAccount, tx: &mut Tx<'_>, name: &str, addresses: Vec<IpAddr>) {
+    let node = lb.nodes.entry(name.to_string()).or_insert_with(|| LbNode {
+        name: name.to_string(),
+        ..Default::default()
+    });
+    node.connected = true;
+    if node.addresses != addresses {
+        node.addresses = addresses.clone();
+        put_node(tx, node);
+    }
+    // Another node may have claimed one of these addresses before: the
+    // latest to connect with it holds it.
+    for other in lb.nodes.values_mut().filter(|n| n.name != name) {
+        let before = other.addresses.len();
+        other.addresses.retain(|a| !addresses.contains(a));
+        if other.addresses.len() != before {
+            put_node(tx, other);
+        }
+    }
+    for l in lb.load_balancers.values_mut() {
+        let moved = match (&l.node, l.address) {
+            (Some(n), Some(a)) if n == name => !addresses.contains(&a),
+            (Some(_), Some(a)) => addresses.contains(&a),
+            _ => false,
+        };
+        if moved {
+            l.node = None;
+            l.address = None;
+            l.load_balancer.dns_name = None;
+            set_state(l, LoadBalancerStateEnum::Provisioning);
+            put_lb(tx, l);
+        }
+    }
+    assign_addresses(lb, tx);
+}
+
+/// The node's session ended: its load balancers keep their addresses (it
+/// will be back), and its health reports no longer stand.
+pub fn disconnected(lb: &mut LbAccount, name: &str) {
+    if let Some(n) = lb.nodes.get_mut(name) {
+        n.connected = false;
+    }
+    let groups: BTreeSet<String> = config_for(lb, name, 0.0)
+        .target_groups
+        .into_keys()
+        .collect();
+    lb.health.retain(|(g, _, _), _| !groups.contains(g));
+}
+
+fn set_state(l: &mut super::StoredLoadBalancer, code: LoadBalancerStateEnum) {
+    l.load_balancer.state = Some(elbv2::LoadBalancerState {
+        code: Some(code),
+        reason: None,
+    });
+}
+
+/// The load balancers served by `node`.
+pub fn load_balancers_on(lb: &LbAccount, node: &str) -> Vec<String> {
+    lb.load_balancers
+        .values()
+        .filter(|l| l.node.as_deref() == Some(node) && l.address.is_some())
+        .map(|l| l.arn().to_string())
+        .collect()
+}
+
+/// The node applied a configuration holding `served`: those of them still
+/// on this node are active.
+pub fn applied(lb: &mut LbAccount, tx: &mut Tx<'_>, node: &str, served: &[String]) {
+    for arn in served {
+        let Some(l) = lb.load_balancers.get_mut(arn) else {
+            continue;
+        };
+        if l.node.as_deref() == Some(node) && l.state() == LoadBalancerStateEnum::Provisioning {
+            set_state(l, LoadBalancerStateEnum::Active);
+            put_lb(tx, l);
+        }
+    }
+}
+
+/// Health reports of a node (for groups it serves; others are ignored).
+/// Returns the targets that turned unhealthy.
+pub fn report_health(
+    lb: &mut LbAccount,
+    node: &str,
+    reports: Vec<TargetHealthReport>,
+    now: f64,
+) -> usize {
+    let served: BTreeSet<String> = config_for(lb, node, now)
+        .target_groups
+        .into_keys()
+        .collect();
+    let mut unhealthy = 0;
+    for r in reports {
+        if !served.contains(&r.target_group_arn) {
+            continue;
+        }
+        let key = (r.target_group_arn, r.target_id, r.port);
+        let since = match lb.health.get(&key) {
+            Some(o) if o.health == r.health => o.since,
+            _ => now,
+        };
+        if r.health == ObservedHealth::Unhealthy && since == now {
+            unhealthy += 1;
+        }
+        lb.health.insert(
+            key,
+            ObservedTarget {
+                health: r.health,
+                reason: r.reason,
+                description: r.description,
+                since,
+            },
+        );
+    }
+    unhealthy
+}
+
+fn protocol(p: Option<ProtocolEnum>) -> Protocol {
+    match p {
+        Some(ProtocolEnum::Tcp) => Protocol::Tcp,
+        _ => Protocol::Http,
+    }
+}
+
+/// One wire action as the node runs it (`None`: an action Flotilla does not
+/// run, refused at the API).
+fn action(a: &elbv2::Action) -> Option<Action> {
+    match a.r#type? {
+        ActionTypeEnum::Forward => {
+            let f = a.forward_config.as_ref();
+            let mut groups: Vec<WeightedTargetGroup> = f
+                .and_then(|f| f.target_groups.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|t| {
+                    Some(WeightedTargetGroup {
+                        target_group_arn: t.target_group_arn.clone()?,
+                        weight: t.weight.unwrap_or(1).max(0) as u32,
+                    })
+                })
+                .collect();
+            if groups.is_empty() {
+                groups.push(WeightedTargetGroup {
+                    target_group_arn: a.target_group_arn.clone()?,
+                    weight: 1,
+                });
+            }
+            let stickiness_secs = f
+                .and_then(|f| f.target_group_stickiness_config.as_ref())
+                .filter(|s| s.enabled == Some(true))
+                .and_then(|s| s.duration_seconds)
+                .map(|d| d.max(0) as u32);
+            Some(Action::Forward {
+                target_groups: groups,
+                stickiness_secs,
+            })
+        }
+        ActionTypeEnum::FixedResponse => {
+            let c = a.fixed_response_config.as_ref()?;
+            Some(Action::FixedResponse {
+                status_code: c.status_code.as_deref()?.parse().ok()?,
+                content_type: c.content_type.clone(),
+                body: c.message_body.clone(),
+            })
+        }
+        ActionTypeEnum::Redirect => {
+            let c = a.redirect_config.as_ref()?;
+            Some(Action::Redirect {
+                protocol: c.protocol.clone().unwrap_or_else(|| "#{protocol}".into()),
+                host: c.host.clone().unwrap_or_else(|| "#{host}".into()),
+                port: c.port.clone().unwrap_or_else(|| "#{port}".into()),
+                path: c.path.clone().unwrap_or_else(|| "/#{path}".into()),
+                query: c.query.clone().unwrap_or_else(|| "#{query}".into()),
+                status_code: match c.status_code {
+                    Some(elbv2::RedirectActionStatusCodeEnum::Http301) => 301,
+                    _ => 302,
+                },
+            })
+        }
+        _ => None,
+    }
+}
+
+fn condition(c: &elbv2::RuleCondition) -> Option<Condition> {
+    let values = |cfg: Option<&Vec<String>>| cfg.or(c.values.as_ref()).cloned().unwrap_or_default();
+    Some(match c.field.as_deref()? {
+        "path-pattern" => Condition::PathPattern {
+            values: values(
+                c.path_pattern_config
+                    .as_ref()
+                    .and_then(|p| p.values.as_ref()),
+            ),
+        },
+        "host-header" => Condition::HostHeader {
+            values: values(
+                c.host_header_config
+                    .as_ref()
+                    .and_then(|p| p.values.as_ref()),
+            ),
+        },
+        "http-header" => {
+            let h = c.http_header_config.as_ref()?;
+            Condition::HttpHeader {
+                name: h.http_header_name.clone()?,
+                values: h.values.clone().unwrap_or_default(),
+            }
+        }
+        "http-request-method" => Condition::HttpRequestMethod {
+            values: c
+                .http_request_method_config
+                .as_ref()?
+                .values
+                .clone()
+                .unwrap_or_default(),
+        },
+        "query-string" => Condition::QueryString {
+            values: c
+                .query_string_config
+                .as_ref()?
+                .values
+                .iter()
+                .flatten()
+                .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+                .collect(),
+        },
+        "source-ip" => Condition::SourceIp {
+            values: c
+                .source_ip_config
+                .as_ref()?
+                .values
+                .clone()
+                .unwrap_or_default(),
+        },
+        _ => return None,
+    })
+}
+
+fn target_group(tg: &StoredTargetGroup, now: f64) -> TargetGroupConfig {
+    let t = &tg.target_group;
+    let stickiness_secs = (tg.attribute("stickiness.enabled").as_deref() == Some("true")
+        && tg.attribute("stickiness.type").as_deref() == Some("lb_cookie"))
+    .then(|| {
+        tg.attribute("stickiness.lb_cookie.duration_seconds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(86400)
+    });
+    TargetGroupConfig {
+        target_group_arn: tg.arn().to_string(),
+        name: tg.name().to_string(),
+        protocol: protocol(t.protocol),
+        targets: tg
+            .targets
+            .iter()
+            .filter(|x| x.draining_until.is_none_or(|u| u > now))
+            .map(|x| TargetConfig {
+                id: x.id.clone(),
+                address: x.address,
+                port: x.port,
+                state: match x.draining_until {
+                    Some(until) => TargetState::Draining { until },
+                    None => TargetState::Active,
+                },
+                registered_at: x.registered_at,
+            })
+            .collect(),
+        health_check: HealthCheckConfig {
+            enabled: t.health_check_enabled.unwrap_or(true),
+            protocol: protocol(t.health_check_protocol),
+            port: t.health_check_port.as_deref().and_then(|p| p.parse().ok()),
+            path: t.health_check_path.clone().unwrap_or_else(|| "/".into()),
+            interval_secs: t.health_check_interval_seconds.unwrap_or(30).max(1) as u32,
+            timeout_secs: t.health_check_timeout_seconds.unwrap_or(5).max(1) as u32,
+            healthy_threshold: t.healthy_threshold_count.unwrap_or(5).max(1) as u32,
+            unhealthy_threshold: t.unhealthy_threshold_count.unwrap_or(2).max(1) as u32,
+            matcher: t
+                .matcher
+                .as_ref()
+                .and_then(|m| m.http_code.clone())
+                .unwrap_or_else(|| "200".into()),
+        },
+        deregistration_delay_secs: tg.deregistration_delay(),
+        slow_start_secs: tg
+            .attribute("slow_start.duration_seconds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        stickiness_secs,
+    }
+}
+
+/// The complete configuration of `node`: every listener of the load
+/// balancers it serves, and every target group they reach.
+pub fn config_for(lb: &LbAccount, node: &str, now: f64) -> NodeConfig {
+    let mut config = NodeConfig::default();
+    for l in lb
+        .load_balancers
+        .values()
+        .filter(|l| l.node.as_deref() == Some(node))
+    {
+        let Some(address) = l.address else { continue };
+        let kind = match l.kind() {
+            elbv2::LoadBalancerTypeEnum::Network => LoadBalancerKind::Network,
+            _ => LoadBalancerKind::Application,
+        };
+        let mut listeners: Vec<&super::StoredListener> = lb
+            .listeners
+            .values()
+            .filter(|x| x.load_balancer_arn() == l.arn())
+            .collect();
+        listeners.sort_by_key(|x| x.listener.port);
+        for x in listeners {
+            let mut rules: Vec<&super::StoredRule> = lb
+                .rules
+                .values()
+                .filter(|r| r.listener_arn == x.arn())
+                .collect();
+            rules.sort_by_key(|r| r.priority());
+            let rules: Vec<RuleConfig> = rules
+                .into_iter()
+                .map(|r| RuleConfig {
+                    rule_arn: r.rule.rule_arn.clone().unwrap_or_default(),
+                    priority: r.priority(),
+                    conditions: r
+                        .rule
+                        .conditions
+                        .iter()
+                        .flatten()
+                        .filter_map(condition)
+                        .collect(),
+                    actions: r.rule.actions.iter().flatten().filter_map(action).collect(),
+                })
+                .collect();
+            let default_actions: Vec<Action> = x
+                .listener
+                .default_actions
+                .iter()
+                .flatten()
+                .filter_map(action)
+                .collect();
+            for a in rules
+                .iter()
+                .flat_map(|r| r.actions.iter())
+                .chain(default_actions.iter())
+            {
+                if let Action::Forward { target_groups, .. } = a {
+                    for g in target_groups {
+                        if let Some(tg) = lb.target_groups.get(&g.target_group_arn) {
+                            config
+                                .target_groups
+                                .entry(g.target_group_arn.clone())
+                                .or_insert_with(|| target_group(tg, now));
+                        }
+                    }
+                }
+            }
+            config.listeners.push(ListenerConfig {
+                listener_arn: x.arn().to_string(),
+                load_balancer_arn: l.arn().to_string(),
+                load_balancer_name: l.name().to_string(),
+                kind,
+                address,
+                port: x.listener.port.unwrap_or(80).clamp(1, 65535) as u16,
+                protocol: protocol(x.listener.protocol),
+                idle_timeout_secs: idle_timeout(l),
+                rules,
+                default_actions,
+            });
+        }
+    }
+    config
+}
