@@ -147,6 +147,7 @@ pub async fn serve(
         until_stopped(stopped.clone()),
     ));
     let credentials = Arc::new(credentials);
+    let metrics = env.metrics.clone();
     let front = front::Front {
         env,
         credentials: credentials.clone(),
@@ -156,6 +157,8 @@ pub async fn serve(
         state,
         credentials,
         sessions: Default::default(),
+        lb_sessions: Default::default(),
+        metrics,
         shutdown: stopped,
         sessions_runtime: background.handle().clone(),
     };

@@ -6,7 +6,8 @@
 use crate::api::ServiceDef;
 
 pub mod ecs;
+pub mod elbv2;
 pub mod sts;
 
 /// Every service the front serves.
-pub static ALL: &[&ServiceDef] = &[&ecs::SERVICE, &sts::SERVICE];
+pub static ALL: &[&ServiceDef] = &[&ecs::SERVICE, &sts::SERVICE, &elbv2::SERVICE];
