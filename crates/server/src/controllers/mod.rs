@@ -7,7 +7,8 @@
 //!   circuit breaker), decisions by `flotilla_reconcile::reconcile`;
 //! - [`daemon`]: DAEMON services, decisions by `flotilla_reconcile::daemon`;
 //! - [`lost_hosts`]: tasks of instances whose agent stayed away;
-//! - [`retention`]: forgetting old STOPPED tasks.
+//! - [`retention`]: forgetting old STOPPED tasks;
+//! - [`lb_targets`]: ECS services' tasks as load-balancer targets.
 //!
 //! Controllers act as themselves: they call the domain core
 //! (`crate::core`) directly, never through an API principal.
@@ -19,6 +20,7 @@ use crate::core::State;
 
 pub mod batches;
 pub mod daemon;
+pub mod lb_targets;
 pub mod lost_hosts;
 pub mod retention;
 pub mod runtime;
@@ -95,6 +97,12 @@ pub async fn run(
             ),
             runtime::run(
                 retention::Retention::new(&state, config.stopped_task_retention),
+                &state,
+                schedule.clone(),
+                until_stopped()
+            ),
+            runtime::run(
+                lb_targets::LbTargets::new(&state),
                 &state,
                 schedule.clone(),
                 until_stopped()

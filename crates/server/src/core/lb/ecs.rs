@@ -1,2 +1,292 @@
 //! ECS services behind target groups: a service's RUNNING tasks are its
 //! targets.
+//!
+//! - CreateService/UpdateService check `loadBalancers` as ECS does
+//!   ([`check_load_balancers`]).
+//! - [`sync`] keeps each group in step with the service's tasks: a task
+//!   RUNNING (and not asked to stop) is registered, with the host port
+//!   Docker bound for the container port (target type `instance`: the
+//!   container instance's id; type `ip`: the host address the port is bound
+//!   on, since tasks are reached on their host); a task asked to stop, or
+//!   gone, is deregistered and drains. Each change is a service event in
+//!   ECS's words.
+//! - A task whose target the load balancer reports unhealthy after the
+//!   service's `healthCheckGracePeriodSeconds` is stopped ("Task failed ELB
+//!   health checks in (target-group …)") and the service controller
+//!   replaces it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use flotilla_model::ecs;
+use flotilla_model::lb::ObservedHealth;
+use flotilla_model::lifecycle::{ServiceStatus, TaskStatus};
+use flotilla_model::wire::elbv2::TargetTypeEnum;
+
+use super::target_groups::{self, NewTarget};
+use super::LbAccount;
+use crate::core::services::push_event;
+use crate::core::state::{Account, Key, Tx};
+use crate::error::{ApiError, ApiResult};
+
+/// Target groups per service (ECS's limit).
+pub const MAX_PER_SERVICE: usize = 5;
+
+/// Checks a service's `loadBalancers` against its task definition and the
+/// account's target groups.
+pub fn check_load_balancers(
+    lb: &LbAccount,
+    definition: &ecs::TaskDefinition,
+    entries: &[ecs::LoadBalancer],
+) -> ApiResult<()> {
+    if entries.len() > MAX_PER_SERVICE {
+        return Err(ApiError::invalid(format!(
+            "loadBalancers can have at most {MAX_PER_SERVICE} target groups."
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    for e in entries {
+        if e.load_balancer_name.is_some() {
+            return Err(ApiError::invalid(
+                "loadBalancerName is for Classic Load Balancers, which Flotilla does not have: name a targetGroupArn.",
+            ));
+        }
+        let Some(arn) = e.target_group_arn.as_deref() else {
+            return Err(ApiError::invalid(
+                "targetGroupArn is required for each loadBalancers entry.",
+            ));
+        };
+        let tg = lb.target_groups.get(arn).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "Unable to validate the specified targetGroupArn: target group {arn} does not exist."
+            ))
+        })?;
+        if super::load_balancers_of(lb, arn).is_empty() {
+            return Err(ApiError::invalid(format!(
+                "The target group with targetGroupArn {arn} does not have an associated load balancer."
+            )));
+        }
+        let name = e.container_name.as_deref().unwrap_or_default();
+        let Some(port) = e.container_port else {
+            return Err(ApiError::invalid(
+                "containerPort is required for each loadBalancers entry.",
+            ));
+        };
+        let container = definition
+            .container_definitions
+            .iter()
+            .flatten()
+            .find(|c| c.name.as_deref() == Some(name))
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "The container {name} does not exist in the task definition."
+                ))
+            })?;
+        let maps = container
+            .port_mappings
+            .iter()
+            .flatten()
+            .any(|m| m.container_port == Some(port));
+        if !maps {
+            return Err(ApiError::invalid(format!(
+                "The container {name} did not have a container port {port} defined."
+            )));
+        }
+        if !seen.insert((arn.to_string(), name.to_string(), port)) {
+            return Err(ApiError::invalid(format!(
+                "The target group {arn} is given more than once for container {name} port {port}."
+            )));
+        }
+        let _ = tg;
+    }
+    Ok(())
+}
+
+/// The target a task stands for in a group: where its container port is
+/// bound on its host.
+fn task_target(
+    task: &ecs::Task,
+    target_type: TargetTypeEnum,
+    container: &str,
+    port: i32,
+) -> Option<NewTarget> {
+    let binding = task
+        .containers
+        .iter()
+        .flatten()
+        .filter(|c| c.name.as_deref() == Some(container))
+        .flat_map(|c| c.network_bindings.iter().flatten())
+        .find(|b| b.container_port == Some(port) && b.host_port.is_some())?;
+    let host_port = u16::try_from(binding.host_port?).ok()?;
+    let address = binding
+        .bind_ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<IpAddr>().ok())
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let id = match target_type {
+        TargetTypeEnum::Ip => address.to_string(),
+        _ => task
+            .container_instance_arn
+            .as_deref()?
+            .rsplit('/')
+            .next()?
+            .to_string(),
+    };
+    Some(NewTarget {
+        id,
+        port: host_port,
+        address,
+        availability_zone: None,
+        task_arn: task.task_arn.clone(),
+    })
+}
+
+/// One pass: every ECS service's targets in step with its tasks, draining
+/// targets forgotten once drained, unhealthy tasks stopped. Returns when it
+/// wants to look again (the next end of a draining, or soon while any
+/// service is behind a load balancer, to see health reports).
+pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
+    let Account {
+        clusters,
+        families,
+        lb,
+        ..
+    } = acct;
+    let mut next = target_groups::expire_draining(lb, tx, now);
+    for c in clusters.values_mut() {
+        let cluster = c.name().to_string();
+        let names: Vec<String> = c
+            .services
+            .iter()
+            .filter(|(_, s)| {
+                s.lifecycle() != ServiceStatus::Inactive
+                    && s.load_balancers.as_ref().is_some_and(|l| !l.is_empty())
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            next = Some(next.map_or(now + 2.0, |n: f64| n.min(now + 2.0)));
+            let svc = &c.services[&name];
+            let entries = svc.load_balancers.clone().unwrap_or_default();
+            let grace = f64::from(svc.health_check_grace_period_seconds.unwrap_or(0));
+            let group = format!("service:{name}");
+            // The service's tasks: (id, arn, wanted as a target, started).
+            let tasks: Vec<(String, ecs::Task)> = c
+                .tasks_in_group(&group)
+                .map(|(id, t)| (id.clone(), t.clone()))
+                .collect();
+            let mine: BTreeSet<String> = tasks
+                .iter()
+                .filter_map(|(_, t)| t.task_arn.clone())
+                .collect();
+            let mut events = Vec::new();
+            let mut unhealthy: BTreeMap<String, String> = BTreeMap::new();
+            for e in &entries {
+                let (Some(tg_arn), Some(container), Some(port)) = (
+                    e.target_group_arn.as_deref(),
+                    e.container_name.as_deref(),
+                    e.container_port,
+                ) else {
+                    continue;
+                };
+                let Some(tg) = lb.target_groups.get(tg_arn) else {
+                    continue;
+                };
+                let target_type = tg.target_type();
+                let wanted: Vec<NewTarget> = tasks
+                    .iter()
+                    .filter(|(_, t)| {
+                        t.last_status == Some(TaskStatus::Running) && !t.stop_requested()
+                    })
+                    .filter_map(|(_, t)| task_target(t, target_type, container, port))
+                    .collect();
+                let wanted_tasks: BTreeSet<String> =
+                    wanted.iter().filter_map(|n| n.task_arn.clone()).collect();
+                let fresh: Vec<NewTarget> = wanted
+                    .into_iter()
+                    .filter(|n| {
+                        !tg.targets.iter().any(|t| {
+                            t.id == n.id
+                                && t.port == n.port
+                                && !t.is_draining()
+                                && t.task_arn == n.task_arn
+                        })
+                    })
+                    .collect();
+                let leaving: Vec<(String, Option<u16>)> = tg
+                    .targets
+                    .iter()
+                    .filter(|t| !t.is_draining())
+                    .filter(|t| {
+                        t.task_arn
+                            .as_deref()
+                            .is_some_and(|a| mine.contains(a) && !wanted_tasks.contains(a))
+                    })
+                    .map(|t| (t.id.clone(), Some(t.port)))
+                    .collect();
+                // Unhealthy after the grace period: the task is replaced.
+                for t in tg.targets.iter().filter(|t| !t.is_draining()) {
+                    let Some(task_arn) = t.task_arn.as_deref() else {
+                        continue;
+                    };
+                    let Some((id, task)) = tasks
+                        .iter()
+                        .find(|(_, x)| x.task_arn.as_deref() == Some(task_arn))
+                    else {
+                        continue;
+                    };
+                    let observed = lb.health.get(&(tg_arn.to_string(), t.id.clone(), t.port));
+                    let started = task.started_at.unwrap_or(now);
+                    if observed.is_some_and(|o| o.health == ObservedHealth::Unhealthy)
+                        && now >= started + grace
+                        && !task.stop_requested()
+                    {
+                        unhealthy.insert(id.clone(), tg_arn.to_string());
+                    }
+                }
+                let n_fresh = fresh.len();
+                if n_fresh > 0
+                    && target_groups::register(lb, tx, tg_arn, fresh, now).is_ok()
+                {
+                    events.push(format!(
+                        "(service {name}) registered {n_fresh} targets in (target-group {tg_arn})"
+                    ));
+                }
+                let n_leaving = leaving.len();
+                if n_leaving > 0
+                    && target_groups::deregister(lb, tx, tg_arn, &leaving, now).is_ok()
+                {
+                    events.push(format!(
+                        "(service {name}) deregistered {n_leaving} targets in (target-group {tg_arn})"
+                    ));
+                }
+            }
+            for (id, tg_arn) in &unhealthy {
+                let reason = format!("Task failed ELB health checks in (target-group {tg_arn})");
+                if crate::core::tasks::request_stop(
+                    families,
+                    c,
+                    tx,
+                    id,
+                    now,
+                    ecs::TaskStopCode::ServiceSchedulerInitiated,
+                    reason,
+                ) {
+                    events.push(format!(
+                        "(service {name}) (task {id}) failed ELB health checks in (target-group {tg_arn})."
+                    ));
+                }
+            }
+            if !events.is_empty() {
+                if let Some(svc) = c.services.get_mut(&name) {
+                    for e in events {
+                        push_event(svc, now, e);
+                    }
+                    tx.put(Key::Service(&cluster, &name), &*svc);
+                }
+            }
+        }
+    }
+    next
+}
