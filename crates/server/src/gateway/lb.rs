@@ -210,7 +210,10 @@ async fn serve(
     let (scope, node) = (&key.0, key.1.as_str());
     let mut shutdown = app.shutdown.clone();
     let mut changes = app.state.subscribe();
-    let mut sent: Option<NodeConfig> = None;
+    // The configuration last sent, and the load balancers it stood for (a
+    // load balancer without listeners adds nothing to the configuration,
+    // but its node must still confirm it to make it active).
+    let mut sent: Option<(NodeConfig, Vec<String>)> = None;
     let mut version = 0u64;
     // Versions sent and the load balancers each held, until applied.
     let mut pending: BTreeMap<u64, Vec<String>> = BTreeMap::new();
@@ -227,20 +230,23 @@ async fn serve(
                 nodes::load_balancers_on(&acct.lb, node),
             )
         });
-        if sent.as_ref() != Some(&config) {
+        let unchanged = sent
+            .as_ref()
+            .is_some_and(|(c, s)| c == &config && s == &served);
+        if !unchanged {
             version = app.state.revision().max(version + 1);
             let text = serde_json::to_string(&ControlMessage::Config {
                 version,
                 config: config.clone(),
             })?;
             socket.send(Message::Text(text.into())).await?;
-            pending.insert(version, served);
+            pending.insert(version, served.clone());
             // Only the latest few matter; a node that never applies must not
             // grow this.
             while pending.len() > 16 {
                 pending.pop_first();
             }
-            sent = Some(config);
+            sent = Some((config, served));
         }
         tokio::select! {
             biased;
