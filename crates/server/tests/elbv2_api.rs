@@ -23,7 +23,14 @@ async fn elb(server: &TestServer, who: &common::Principal, args: &[&str]) -> (bo
     let out = tokio::process::Command::new(aws)
         .arg("elbv2")
         .args(args)
-        .args(["--output", "json", "--endpoint-url", &server.endpoint, "--region", REGION])
+        .args([
+            "--output",
+            "json",
+            "--endpoint-url",
+            &server.endpoint,
+            "--region",
+            REGION,
+        ])
         .env("AWS_ACCESS_KEY_ID", who.access_key_id)
         .env("AWS_SECRET_ACCESS_KEY", who.secret)
         .env_remove("AWS_SESSION_TOKEN")
@@ -36,7 +43,11 @@ async fn elb(server: &TestServer, who: &common::Principal, args: &[&str]) -> (bo
         .expect("the AWS CLI must be installed: run the tests with scripts/test");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let json = serde_json::from_str(&stdout).unwrap_or(Value::String(stdout));
-    (out.status.success(), json, String::from_utf8_lossy(&out.stderr).to_string())
+    (
+        out.status.success(),
+        json,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 /// Runs a command that must succeed.
@@ -49,7 +60,10 @@ async fn ok(server: &TestServer, args: &[&str]) -> Value {
 /// Runs a command that must fail with `code`.
 async fn fails(server: &TestServer, args: &[&str], code: &str) -> String {
     let (success, out, err) = elb(server, &ALICE, args).await;
-    assert!(!success, "aws elbv2 {args:?} should have failed with {code}: {out}");
+    assert!(
+        !success,
+        "aws elbv2 {args:?} should have failed with {code}: {out}"
+    );
     assert!(
         err.contains(&format!("({code})")),
         "aws elbv2 {args:?}: expected {code}, got: {err}"
@@ -125,7 +139,8 @@ impl TestNode {
                 port,
                 health,
                 reason: reason.map(str::to_string),
-                description: reason.map(|_| "Health checks failed with these codes: [500]".to_string()),
+                description: reason
+                    .map(|_| "Health checks failed with these codes: [500]".to_string()),
             }],
         });
     }
@@ -138,7 +153,12 @@ impl Drop for TestNode {
 }
 
 async fn health_of(server: &TestServer, tg: &str) -> Value {
-    ok(server, &["describe-target-health", "--target-group-arn", tg]).await["TargetHealthDescriptions"].clone()
+    ok(
+        server,
+        &["describe-target-health", "--target-group-arn", tg],
+    )
+    .await["TargetHealthDescriptions"]
+        .clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,15 +169,25 @@ async fn load_balancer_lifecycle_through_the_cli() {
     let lb = ok(
         &server,
         &[
-            "create-load-balancer", "--name", "web", "--subnets", "subnet-1", "subnet-2",
-            "--security-groups", "sg-1", "--tags", "Key=team,Value=blue",
+            "create-load-balancer",
+            "--name",
+            "web",
+            "--subnets",
+            "subnet-1",
+            "subnet-2",
+            "--security-groups",
+            "sg-1",
+            "--tags",
+            "Key=team,Value=blue",
         ],
     )
     .await["LoadBalancers"][0]
         .clone();
     let lb_arn = s(&lb["LoadBalancerArn"]);
     assert!(
-        lb_arn.starts_with("arn:aws:elasticloadbalancing:us-east-1:111111111111:loadbalancer/app/web/"),
+        lb_arn.starts_with(
+            "arn:aws:elasticloadbalancing:us-east-1:111111111111:loadbalancer/app/web/"
+        ),
         "{lb_arn}"
     );
     assert_eq!(lb["Type"], "application");
@@ -170,17 +200,39 @@ async fn load_balancer_lifecycle_through_the_cli() {
     assert_eq!(s(&again["LoadBalancers"][0]["LoadBalancerArn"]), lb_arn);
 
     // Active once the node applied a configuration holding it.
-    ok(&server, &["wait", "load-balancer-available", "--load-balancer-arns", &lb_arn]).await;
+    ok(
+        &server,
+        &[
+            "wait",
+            "load-balancer-available",
+            "--load-balancer-arns",
+            &lb_arn,
+        ],
+    )
+    .await;
     let described = ok(&server, &["describe-load-balancers", "--names", "web"]).await;
     assert_eq!(described["LoadBalancers"][0]["State"]["Code"], "active");
 
     // A second load balancer gets the node's other address.
-    let nlb = ok(&server, &["create-load-balancer", "--name", "tcp", "--type", "network"]).await["LoadBalancers"][0].clone();
+    let nlb = ok(
+        &server,
+        &["create-load-balancer", "--name", "tcp", "--type", "network"],
+    )
+    .await["LoadBalancers"][0]
+        .clone();
     assert_eq!(nlb["DNSName"], "127.0.0.52");
     assert!(s(&nlb["LoadBalancerArn"]).contains(":loadbalancer/net/tcp/"));
 
     // Attributes.
-    let attrs = ok(&server, &["describe-load-balancer-attributes", "--load-balancer-arn", &lb_arn]).await;
+    let attrs = ok(
+        &server,
+        &[
+            "describe-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+        ],
+    )
+    .await;
     let value = |attrs: &Value, key: &str| {
         attrs["Attributes"]
             .as_array()
@@ -189,24 +241,46 @@ async fn load_balancer_lifecycle_through_the_cli() {
             .find(|a| a["Key"] == key)
             .map(|a| s(&a["Value"]))
     };
-    assert_eq!(value(&attrs, "idle_timeout.timeout_seconds").as_deref(), Some("60"));
-    assert_eq!(value(&attrs, "deletion_protection.enabled").as_deref(), Some("false"));
+    assert_eq!(
+        value(&attrs, "idle_timeout.timeout_seconds").as_deref(),
+        Some("60")
+    );
+    assert_eq!(
+        value(&attrs, "deletion_protection.enabled").as_deref(),
+        Some("false")
+    );
     let attrs = ok(
         &server,
         &[
-            "modify-load-balancer-attributes", "--load-balancer-arn", &lb_arn, "--attributes",
-            "Key=idle_timeout.timeout_seconds,Value=120", "Key=routing.http2.enabled,Value=false",
+            "modify-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--attributes",
+            "Key=idle_timeout.timeout_seconds,Value=120",
+            "Key=routing.http2.enabled,Value=false",
         ],
     )
     .await;
-    assert_eq!(value(&attrs, "idle_timeout.timeout_seconds").as_deref(), Some("120"));
+    assert_eq!(
+        value(&attrs, "idle_timeout.timeout_seconds").as_deref(),
+        Some("120")
+    );
 
     // A target group with ELBv2's health-check defaults.
     let tg = ok(
         &server,
         &[
-            "create-target-group", "--name", "web-tg", "--protocol", "HTTP", "--port", "8080",
-            "--vpc-id", "vpc-1", "--target-type", "ip",
+            "create-target-group",
+            "--name",
+            "web-tg",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "8080",
+            "--vpc-id",
+            "vpc-1",
+            "--target-type",
+            "ip",
         ],
     )
     .await["TargetGroups"][0]
@@ -223,33 +297,80 @@ async fn load_balancer_lifecycle_through_the_cli() {
     assert_eq!(tg["Matcher"]["HttpCode"], "200");
     let tcp_tg = ok(
         &server,
-        &["create-target-group", "--name", "tcp-tg", "--protocol", "TCP", "--port", "9000", "--target-type", "ip"],
+        &[
+            "create-target-group",
+            "--name",
+            "tcp-tg",
+            "--protocol",
+            "TCP",
+            "--port",
+            "9000",
+            "--target-type",
+            "ip",
+        ],
     )
     .await["TargetGroups"][0]
         .clone();
     assert_eq!(tcp_tg["HealthCheckProtocol"], "TCP");
     assert_eq!(tcp_tg["HealthCheckTimeoutSeconds"], 10);
-    let tg_attrs = ok(&server, &["describe-target-group-attributes", "--target-group-arn", &tg_arn]).await;
-    assert_eq!(value(&tg_attrs, "deregistration_delay.timeout_seconds").as_deref(), Some("300"));
-    assert_eq!(value(&tg_attrs, "stickiness.type").as_deref(), Some("lb_cookie"));
+    let tg_attrs = ok(
+        &server,
+        &[
+            "describe-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+        ],
+    )
+    .await;
+    assert_eq!(
+        value(&tg_attrs, "deregistration_delay.timeout_seconds").as_deref(),
+        Some("300")
+    );
+    assert_eq!(
+        value(&tg_attrs, "stickiness.type").as_deref(),
+        Some("lb_cookie")
+    );
     ok(
         &server,
         &[
-            "modify-target-group-attributes", "--target-group-arn", &tg_arn, "--attributes",
-            "Key=deregistration_delay.timeout_seconds,Value=2", "Key=stickiness.enabled,Value=true",
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=2",
+            "Key=stickiness.enabled,Value=true",
             "Key=stickiness.lb_cookie.duration_seconds,Value=60",
         ],
     )
     .await;
     let modified = ok(
         &server,
-        &["modify-target-group", "--target-group-arn", &tg_arn, "--health-check-path", "/health", "--matcher", "HttpCode=200-299"],
+        &[
+            "modify-target-group",
+            "--target-group-arn",
+            &tg_arn,
+            "--health-check-path",
+            "/health",
+            "--matcher",
+            "HttpCode=200-299",
+        ],
     )
     .await;
     assert_eq!(modified["TargetGroups"][0]["HealthCheckPath"], "/health");
 
     // Targets of an unused group are `unused`.
-    ok(&server, &["register-targets", "--target-group-arn", &tg_arn, "--targets", "Id=127.0.0.1,Port=8081", "Id=127.0.0.1,Port=8082"]).await;
+    ok(
+        &server,
+        &[
+            "register-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=127.0.0.1,Port=8081",
+            "Id=127.0.0.1,Port=8082",
+        ],
+    )
+    .await;
     let h = health_of(&server, &tg_arn).await;
     assert_eq!(h.as_array().unwrap().len(), 2);
     assert_eq!(h[0]["TargetHealth"]["State"], "unused");
@@ -259,19 +380,36 @@ async fn load_balancer_lifecycle_through_the_cli() {
     let listener = ok(
         &server,
         &[
-            "create-listener", "--load-balancer-arn", &lb_arn, "--protocol", "HTTP", "--port", "80",
-            "--default-actions", &format!("Type=forward,TargetGroupArn={tg_arn}"),
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
         ],
     )
     .await["Listeners"][0]
         .clone();
     let listener_arn = s(&listener["ListenerArn"]);
-    assert!(listener_arn.contains(":listener/app/web/"), "{listener_arn}");
+    assert!(
+        listener_arn.contains(":listener/app/web/"),
+        "{listener_arn}"
+    );
     let h = health_of(&server, &tg_arn).await;
     assert_eq!(h[0]["TargetHealth"]["State"], "initial");
     assert_eq!(h[0]["TargetHealth"]["Reason"], "Elb.RegistrationInProgress");
-    let tg_now = ok(&server, &["describe-target-groups", "--target-group-arns", &tg_arn]).await;
-    assert_eq!(tg_now["TargetGroups"][0]["LoadBalancerArns"][0], lb_arn.as_str());
+    let tg_now = ok(
+        &server,
+        &["describe-target-groups", "--target-group-arns", &tg_arn],
+    )
+    .await;
+    assert_eq!(
+        tg_now["TargetGroups"][0]["LoadBalancerArns"][0],
+        lb_arn.as_str()
+    );
 
     // The node is sent a configuration with the listener on its address.
     let (_, config) = eventually(30, "a config with the listener", || {
@@ -291,23 +429,50 @@ async fn load_balancer_lifecycle_through_the_cli() {
 
     // Health as the node reports it.
     node.report(&tg_arn, "127.0.0.1", 8081, ObservedHealth::Healthy, None);
-    node.report(&tg_arn, "127.0.0.1", 8082, ObservedHealth::Unhealthy, Some("Target.ResponseCodeMismatch"));
+    node.report(
+        &tg_arn,
+        "127.0.0.1",
+        8082,
+        ObservedHealth::Unhealthy,
+        Some("Target.ResponseCodeMismatch"),
+    );
     eventually(30, "the node's health reports", || async {
         let h = health_of(&server, &tg_arn).await;
-        (h[0]["TargetHealth"]["State"] == "healthy" && h[1]["TargetHealth"]["State"] == "unhealthy").then_some(())
+        (h[0]["TargetHealth"]["State"] == "healthy" && h[1]["TargetHealth"]["State"] == "unhealthy")
+            .then_some(())
     })
     .await;
     let h = health_of(&server, &tg_arn).await;
-    assert_eq!(h[1]["TargetHealth"]["Reason"], "Target.ResponseCodeMismatch");
-    ok(&server, &["wait", "target-in-service", "--target-group-arn", &tg_arn, "--targets", "Id=127.0.0.1,Port=8081"]).await;
+    assert_eq!(
+        h[1]["TargetHealth"]["Reason"],
+        "Target.ResponseCodeMismatch"
+    );
+    ok(
+        &server,
+        &[
+            "wait",
+            "target-in-service",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=127.0.0.1,Port=8081",
+        ],
+    )
+    .await;
 
     // Rules: path and host conditions, fixed-response and redirect actions.
     let rule = ok(
         &server,
         &[
-            "create-rule", "--listener-arn", &listener_arn, "--priority", "10",
-            "--conditions", "Field=path-pattern,Values=/api/*",
-            "--actions", &format!("Type=forward,TargetGroupArn={tg_arn}"),
+            "create-rule",
+            "--listener-arn",
+            &listener_arn,
+            "--priority",
+            "10",
+            "--conditions",
+            "Field=path-pattern,Values=/api/*",
+            "--actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
         ],
     )
     .await["Rules"][0]
@@ -339,9 +504,15 @@ async fn load_balancer_lifecycle_through_the_cli() {
     fails(
         &server,
         &[
-            "create-rule", "--listener-arn", &listener_arn, "--priority", "10",
-            "--conditions", "Field=path-pattern,Values=/other",
-            "--actions", &format!("Type=forward,TargetGroupArn={tg_arn}"),
+            "create-rule",
+            "--listener-arn",
+            &listener_arn,
+            "--priority",
+            "10",
+            "--conditions",
+            "Field=path-pattern,Values=/other",
+            "--actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
         ],
         "PriorityInUse",
     )
@@ -349,13 +520,19 @@ async fn load_balancer_lifecycle_through_the_cli() {
     ok(
         &server,
         &[
-            "set-rule-priorities", "--rule-priorities",
+            "set-rule-priorities",
+            "--rule-priorities",
             &format!("RuleArn={rule_arn},Priority=20"),
             &format!("RuleArn={},Priority=10", s(&fixed["RuleArn"])),
         ],
     )
     .await;
-    let rules = ok(&server, &["describe-rules", "--listener-arn", &listener_arn]).await["Rules"].clone();
+    let rules = ok(
+        &server,
+        &["describe-rules", "--listener-arn", &listener_arn],
+    )
+    .await["Rules"]
+        .clone();
     let rules = rules.as_array().unwrap();
     assert_eq!(rules.len(), 4);
     assert_eq!(s(&rules[0]["RuleArn"]), s(&fixed["RuleArn"]));
@@ -365,7 +542,11 @@ async fn load_balancer_lifecycle_through_the_cli() {
     ok(
         &server,
         &[
-            "modify-rule", "--rule-arn", &rule_arn, "--conditions", "Field=path-pattern,Values=/v2/*",
+            "modify-rule",
+            "--rule-arn",
+            &rule_arn,
+            "--conditions",
+            "Field=path-pattern,Values=/v2/*",
         ],
     )
     .await;
@@ -376,27 +557,48 @@ async fn load_balancer_lifecycle_through_the_cli() {
                 c.listeners.iter().any(|l| {
                     l.rules.len() == 3
                         && l.rules[1].conditions
-                            == vec![flotilla_model::lb::Condition::PathPattern { values: vec!["/v2/*".into()] }]
+                            == vec![flotilla_model::lb::Condition::PathPattern {
+                                values: vec!["/v2/*".into()],
+                            }]
                 })
             })
         }
     })
     .await;
     let rules = &config.listeners[0].rules;
-    assert_eq!(rules.iter().map(|r| r.priority).collect::<Vec<_>>(), vec![10, 20, 30]);
+    assert_eq!(
+        rules.iter().map(|r| r.priority).collect::<Vec<_>>(),
+        vec![10, 20, 30]
+    );
     assert!(matches!(
         rules[0].actions[0],
-        flotilla_model::lb::Action::FixedResponse { status_code: 404, .. }
+        flotilla_model::lb::Action::FixedResponse {
+            status_code: 404,
+            ..
+        }
     ));
     assert!(matches!(
         rules[2].actions[0],
-        flotilla_model::lb::Action::Redirect { status_code: 301, .. }
+        flotilla_model::lb::Action::Redirect {
+            status_code: 301,
+            ..
+        }
     ));
 
     // Weighted forward between two groups, with stickiness.
     let tg2 = ok(
         &server,
-        &["create-target-group", "--name", "web-tg-2", "--protocol", "HTTP", "--port", "8080", "--target-type", "ip"],
+        &[
+            "create-target-group",
+            "--name",
+            "web-tg-2",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "8080",
+            "--target-type",
+            "ip",
+        ],
     )
     .await["TargetGroups"][0]["TargetGroupArn"]
         .clone();
@@ -409,33 +611,121 @@ async fn load_balancer_lifecycle_through_the_cli() {
         ],
     )
     .await;
-    let listeners = ok(&server, &["describe-listeners", "--load-balancer-arn", &lb_arn]).await;
+    let listeners = ok(
+        &server,
+        &["describe-listeners", "--load-balancer-arn", &lb_arn],
+    )
+    .await;
     let fc = &listeners["Listeners"][0]["DefaultActions"][0]["ForwardConfig"];
     assert_eq!(fc["TargetGroups"][1]["Weight"], 20);
     assert_eq!(fc["TargetGroupStickinessConfig"]["DurationSeconds"], 300);
 
     // Tags on every kind of resource.
-    ok(&server, &["add-tags", "--resource-arns", &lb_arn, &tg_arn, &listener_arn, &rule_arn, "--tags", "Key=env,Value=test"]).await;
-    let tags = ok(&server, &["describe-tags", "--resource-arns", &lb_arn, &rule_arn]).await;
-    assert_eq!(tags["TagDescriptions"][0]["Tags"].as_array().unwrap().len(), 2);
+    ok(
+        &server,
+        &[
+            "add-tags",
+            "--resource-arns",
+            &lb_arn,
+            &tg_arn,
+            &listener_arn,
+            &rule_arn,
+            "--tags",
+            "Key=env,Value=test",
+        ],
+    )
+    .await;
+    let tags = ok(
+        &server,
+        &["describe-tags", "--resource-arns", &lb_arn, &rule_arn],
+    )
+    .await;
+    assert_eq!(
+        tags["TagDescriptions"][0]["Tags"].as_array().unwrap().len(),
+        2
+    );
     assert_eq!(tags["TagDescriptions"][1]["Tags"][0]["Key"], "env");
-    ok(&server, &["remove-tags", "--resource-arns", &lb_arn, "--tag-keys", "team"]).await;
+    ok(
+        &server,
+        &[
+            "remove-tags",
+            "--resource-arns",
+            &lb_arn,
+            "--tag-keys",
+            "team",
+        ],
+    )
+    .await;
     let tags = ok(&server, &["describe-tags", "--resource-arns", &lb_arn]).await;
-    assert_eq!(tags["TagDescriptions"][0]["Tags"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        tags["TagDescriptions"][0]["Tags"].as_array().unwrap().len(),
+        1
+    );
 
     // Deregistration: draining for the delay, then gone.
-    ok(&server, &["deregister-targets", "--target-group-arn", &tg_arn, "--targets", "Id=127.0.0.1,Port=8081"]).await;
-    let h = ok(&server, &["describe-target-health", "--target-group-arn", &tg_arn, "--targets", "Id=127.0.0.1,Port=8081"]).await;
-    assert_eq!(h["TargetHealthDescriptions"][0]["TargetHealth"]["State"], "draining");
-    assert_eq!(h["TargetHealthDescriptions"][0]["TargetHealth"]["Reason"], "Target.DeregistrationInProgress");
+    ok(
+        &server,
+        &[
+            "deregister-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=127.0.0.1,Port=8081",
+        ],
+    )
+    .await;
+    let h = ok(
+        &server,
+        &[
+            "describe-target-health",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=127.0.0.1,Port=8081",
+        ],
+    )
+    .await;
+    assert_eq!(
+        h["TargetHealthDescriptions"][0]["TargetHealth"]["State"],
+        "draining"
+    );
+    assert_eq!(
+        h["TargetHealthDescriptions"][0]["TargetHealth"]["Reason"],
+        "Target.DeregistrationInProgress"
+    );
     let (_, config) = node.latest().unwrap();
     assert!(config.target_groups[&tg_arn]
         .targets
         .iter()
-        .any(|t| t.port == 8081 && matches!(t.state, flotilla_model::lb::TargetState::Draining { .. })));
-    ok(&server, &["wait", "target-deregistered", "--target-group-arn", &tg_arn, "--targets", "Id=127.0.0.1,Port=8081"]).await;
-    let h = ok(&server, &["describe-target-health", "--target-group-arn", &tg_arn, "--targets", "Id=127.0.0.1,Port=8081"]).await;
-    assert_eq!(h["TargetHealthDescriptions"][0]["TargetHealth"]["Reason"], "Target.NotRegistered");
+        .any(|t| t.port == 8081
+            && matches!(t.state, flotilla_model::lb::TargetState::Draining { .. })));
+    ok(
+        &server,
+        &[
+            "wait",
+            "target-deregistered",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=127.0.0.1,Port=8081",
+        ],
+    )
+    .await;
+    let h = ok(
+        &server,
+        &[
+            "describe-target-health",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=127.0.0.1,Port=8081",
+        ],
+    )
+    .await;
+    assert_eq!(
+        h["TargetHealthDescriptions"][0]["TargetHealth"]["Reason"],
+        "Target.NotRegistered"
+    );
 
     // Another account sees none of it.
     let (success, out, _) = elb(&server, &BOB, &["describe-load-balancers"]).await;
@@ -444,20 +734,48 @@ async fn load_balancer_lifecycle_through_the_cli() {
 
     // Deleting: a group in use cannot go; the load balancer takes its
     // listeners and rules with it.
-    fails(&server, &["delete-target-group", "--target-group-arn", &tg_arn], "ResourceInUse").await;
+    fails(
+        &server,
+        &["delete-target-group", "--target-group-arn", &tg_arn],
+        "ResourceInUse",
+    )
+    .await;
     ok(&server, &["delete-rule", "--rule-arn", &rule_arn]).await;
-    ok(&server, &["delete-load-balancer", "--load-balancer-arn", &lb_arn]).await;
-    fails(&server, &["describe-listeners", "--listener-arns", &listener_arn], "ListenerNotFound").await;
-    ok(&server, &["delete-target-group", "--target-group-arn", &tg_arn]).await;
+    ok(
+        &server,
+        &["delete-load-balancer", "--load-balancer-arn", &lb_arn],
+    )
+    .await;
+    fails(
+        &server,
+        &["describe-listeners", "--listener-arns", &listener_arn],
+        "ListenerNotFound",
+    )
+    .await;
+    ok(
+        &server,
+        &["delete-target-group", "--target-group-arn", &tg_arn],
+    )
+    .await;
     let left = ok(&server, &["describe-target-groups"]).await;
     assert_eq!(left["TargetGroups"].as_array().unwrap().len(), 2);
-    eventually(30, "the node's config without the deleted load balancer", || {
-        let latest = node.latest();
-        async move { latest.filter(|(_, c)| c.listeners.is_empty()).map(|_| ()) }
-    })
+    eventually(
+        30,
+        "the node's config without the deleted load balancer",
+        || {
+            let latest = node.latest();
+            async move { latest.filter(|(_, c)| c.listeners.is_empty()).map(|_| ()) }
+        },
+    )
     .await;
     // Versions only rise.
-    let versions: Vec<u64> = node.configs.lock().unwrap().iter().map(|(v, _)| *v).collect();
+    let versions: Vec<u64> = node
+        .configs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(v, _)| *v)
+        .collect();
     assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
     server.stop().await;
 }
@@ -465,48 +783,187 @@ async fn load_balancer_lifecycle_through_the_cli() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_elbv2_errors_and_changes_nothing() {
     let server = TestServer::start().await;
-    let lb_arn = s(&ok(&server, &["create-load-balancer", "--name", "errs"]).await["LoadBalancers"][0]["LoadBalancerArn"]);
+    let lb_arn = s(
+        &ok(&server, &["create-load-balancer", "--name", "errs"]).await["LoadBalancers"][0]
+            ["LoadBalancerArn"],
+    );
     let tg_arn = s(&ok(
         &server,
-        &["create-target-group", "--name", "errs-tg", "--protocol", "HTTP", "--port", "80", "--target-type", "ip"],
+        &[
+            "create-target-group",
+            "--name",
+            "errs-tg",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--target-type",
+            "ip",
+        ],
     )
     .await["TargetGroups"][0]["TargetGroupArn"]);
 
-    fails(&server, &["create-load-balancer", "--name", "errs", "--scheme", "internal"], "DuplicateLoadBalancerName").await;
-    fails(&server, &["create-load-balancer", "--name", "bad-"], "ValidationError").await;
-    fails(&server, &["create-load-balancer", "--name", &"x".repeat(33)], "ValidationError").await;
-    fails(&server, &["create-load-balancer", "--name", "a_b"], "ValidationError").await;
     fails(
         &server,
-        &["create-target-group", "--name", "errs-tg", "--protocol", "HTTP", "--port", "81", "--target-type", "ip"],
+        &[
+            "create-load-balancer",
+            "--name",
+            "errs",
+            "--scheme",
+            "internal",
+        ],
+        "DuplicateLoadBalancerName",
+    )
+    .await;
+    fails(
+        &server,
+        &["create-load-balancer", "--name", "bad-"],
+        "ValidationError",
+    )
+    .await;
+    fails(
+        &server,
+        &["create-load-balancer", "--name", &"x".repeat(33)],
+        "ValidationError",
+    )
+    .await;
+    fails(
+        &server,
+        &["create-load-balancer", "--name", "a_b"],
+        "ValidationError",
+    )
+    .await;
+    fails(
+        &server,
+        &[
+            "create-target-group",
+            "--name",
+            "errs-tg",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "81",
+            "--target-type",
+            "ip",
+        ],
         "DuplicateTargetGroupName",
     )
     .await;
     for bad in [
-        vec!["--health-check-interval-seconds", "10", "--health-check-timeout-seconds", "10"],
+        vec![
+            "--health-check-interval-seconds",
+            "10",
+            "--health-check-timeout-seconds",
+            "10",
+        ],
         vec!["--matcher", "HttpCode=600"],
         vec!["--health-check-path", "no-slash"],
     ] {
-        let mut args = vec!["create-target-group", "--name", "hc", "--protocol", "HTTP", "--port", "80"];
+        let mut args = vec![
+            "create-target-group",
+            "--name",
+            "hc",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+        ];
         args.extend(bad);
         fails(&server, &args, "ValidationError").await;
     }
-    fails(&server, &["create-target-group", "--name", "hc", "--port", "80"], "ValidationError").await;
-    fails(&server, &["create-target-group", "--name", "hc", "--protocol", "HTTPS", "--port", "443"], "UnsupportedProtocol").await;
-    let missing_tg = tg_arn.replace("errs-tg", "nope");
-    let missing_lb = lb_arn.replace("/errs/", "/nope/");
-    fails(&server, &["describe-target-groups", "--target-group-arns", &missing_tg], "TargetGroupNotFound").await;
-    fails(&server, &["describe-target-groups", "--names", "nope"], "TargetGroupNotFound").await;
-    fails(&server, &["describe-load-balancers", "--load-balancer-arns", &missing_lb], "LoadBalancerNotFound").await;
-    fails(&server, &["describe-load-balancers", "--names", "nope"], "LoadBalancerNotFound").await;
-    fails(&server, &["delete-load-balancer", "--load-balancer-arn", &missing_lb], "LoadBalancerNotFound").await;
-    fails(&server, &["describe-target-health", "--target-group-arn", &missing_tg], "TargetGroupNotFound").await;
-    fails(&server, &["register-targets", "--target-group-arn", &tg_arn, "--targets", "Id=not-an-ip"], "InvalidTarget").await;
-    fails(&server, &["deregister-targets", "--target-group-arn", &tg_arn, "--targets", "Id=10.0.0.1"], "InvalidTarget").await;
+    fails(
+        &server,
+        &["create-target-group", "--name", "hc", "--port", "80"],
+        "ValidationError",
+    )
+    .await;
     fails(
         &server,
         &[
-            "modify-load-balancer-attributes", "--load-balancer-arn", &lb_arn, "--attributes",
+            "create-target-group",
+            "--name",
+            "hc",
+            "--protocol",
+            "HTTPS",
+            "--port",
+            "443",
+        ],
+        "UnsupportedProtocol",
+    )
+    .await;
+    let missing_tg = tg_arn.replace("errs-tg", "nope");
+    let missing_lb = lb_arn.replace("/errs/", "/nope/");
+    fails(
+        &server,
+        &["describe-target-groups", "--target-group-arns", &missing_tg],
+        "TargetGroupNotFound",
+    )
+    .await;
+    fails(
+        &server,
+        &["describe-target-groups", "--names", "nope"],
+        "TargetGroupNotFound",
+    )
+    .await;
+    fails(
+        &server,
+        &[
+            "describe-load-balancers",
+            "--load-balancer-arns",
+            &missing_lb,
+        ],
+        "LoadBalancerNotFound",
+    )
+    .await;
+    fails(
+        &server,
+        &["describe-load-balancers", "--names", "nope"],
+        "LoadBalancerNotFound",
+    )
+    .await;
+    fails(
+        &server,
+        &["delete-load-balancer", "--load-balancer-arn", &missing_lb],
+        "LoadBalancerNotFound",
+    )
+    .await;
+    fails(
+        &server,
+        &["describe-target-health", "--target-group-arn", &missing_tg],
+        "TargetGroupNotFound",
+    )
+    .await;
+    fails(
+        &server,
+        &[
+            "register-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=not-an-ip",
+        ],
+        "InvalidTarget",
+    )
+    .await;
+    fails(
+        &server,
+        &[
+            "deregister-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=10.0.0.1",
+        ],
+        "InvalidTarget",
+    )
+    .await;
+    fails(
+        &server,
+        &[
+            "modify-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--attributes",
             "Key=idle_timeout.timeout_seconds,Value=0",
         ],
         "ValidationError",
@@ -514,14 +971,23 @@ async fn bad_input_gets_elbv2_errors_and_changes_nothing() {
     .await;
     fails(
         &server,
-        &["modify-load-balancer-attributes", "--load-balancer-arn", &lb_arn, "--attributes", "Key=no.such.key,Value=1"],
+        &[
+            "modify-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--attributes",
+            "Key=no.such.key,Value=1",
+        ],
         "ValidationError",
     )
     .await;
     fails(
         &server,
         &[
-            "modify-target-group-attributes", "--target-group-arn", &tg_arn, "--attributes",
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
             "Key=deregistration_delay.timeout_seconds,Value=3601",
         ],
         "ValidationError",
@@ -529,15 +995,28 @@ async fn bad_input_gets_elbv2_errors_and_changes_nothing() {
     .await;
     fails(
         &server,
-        &["modify-target-group-attributes", "--target-group-arn", &tg_arn, "--attributes", "Key=slow_start.duration_seconds,Value=10"],
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=slow_start.duration_seconds,Value=10",
+        ],
         "ValidationError",
     )
     .await;
     fails(
         &server,
         &[
-            "create-listener", "--load-balancer-arn", &missing_lb, "--protocol", "HTTP", "--port", "80",
-            "--default-actions", &format!("Type=forward,TargetGroupArn={tg_arn}"),
+            "create-listener",
+            "--load-balancer-arn",
+            &missing_lb,
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
         ],
         "LoadBalancerNotFound",
     )
@@ -545,8 +1024,15 @@ async fn bad_input_gets_elbv2_errors_and_changes_nothing() {
     fails(
         &server,
         &[
-            "create-listener", "--load-balancer-arn", &lb_arn, "--protocol", "HTTP", "--port", "80",
-            "--default-actions", &format!("Type=forward,TargetGroupArn={missing_tg}"),
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={missing_tg}"),
         ],
         "TargetGroupNotFound",
     )
@@ -554,8 +1040,15 @@ async fn bad_input_gets_elbv2_errors_and_changes_nothing() {
     fails(
         &server,
         &[
-            "create-listener", "--load-balancer-arn", &lb_arn, "--protocol", "TCP", "--port", "80",
-            "--default-actions", &format!("Type=forward,TargetGroupArn={tg_arn}"),
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "TCP",
+            "--port",
+            "80",
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
         ],
         "UnsupportedProtocol",
     )
@@ -563,16 +1056,30 @@ async fn bad_input_gets_elbv2_errors_and_changes_nothing() {
     let listener_arn = s(&ok(
         &server,
         &[
-            "create-listener", "--load-balancer-arn", &lb_arn, "--protocol", "HTTP", "--port", "80",
-            "--default-actions", &format!("Type=forward,TargetGroupArn={tg_arn}"),
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
         ],
     )
     .await["Listeners"][0]["ListenerArn"]);
     fails(
         &server,
         &[
-            "create-listener", "--load-balancer-arn", &lb_arn, "--protocol", "HTTP", "--port", "80",
-            "--default-actions", r#"[{"Type":"fixed-response","FixedResponseConfig":{"StatusCode":"200"}}]"#,
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--default-actions",
+            r#"[{"Type":"fixed-response","FixedResponseConfig":{"StatusCode":"200"}}]"#,
         ],
         "DuplicateListener",
     )
@@ -580,9 +1087,15 @@ async fn bad_input_gets_elbv2_errors_and_changes_nothing() {
     fails(
         &server,
         &[
-            "create-rule", "--listener-arn", &listener_arn, "--priority", "1",
-            "--conditions", "Field=nope,Values=x",
-            "--actions", &format!("Type=forward,TargetGroupArn={tg_arn}"),
+            "create-rule",
+            "--listener-arn",
+            &listener_arn,
+            "--priority",
+            "1",
+            "--conditions",
+            "Field=nope,Values=x",
+            "--actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
         ],
         "ValidationError",
     )
@@ -590,19 +1103,65 @@ async fn bad_input_gets_elbv2_errors_and_changes_nothing() {
     fails(
         &server,
         &[
-            "create-rule", "--listener-arn", &listener_arn, "--priority", "1",
-            "--conditions", "Field=path-pattern,Values=/a,/b,/c,/d,/e,/f",
-            "--actions", &format!("Type=forward,TargetGroupArn={tg_arn}"),
+            "create-rule",
+            "--listener-arn",
+            &listener_arn,
+            "--priority",
+            "1",
+            "--conditions",
+            "Field=path-pattern,Values=/a,/b,/c,/d,/e,/f",
+            "--actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
         ],
         "ValidationError",
     )
     .await;
-    let default_rule = s(&ok(&server, &["describe-rules", "--listener-arn", &listener_arn]).await["Rules"][0]["RuleArn"]);
-    fails(&server, &["delete-rule", "--rule-arn", &default_rule], "OperationNotPermitted").await;
-    fails(&server, &["delete-rule", "--rule-arn", &format!("{default_rule}0")], "RuleNotFound").await;
-    fails(&server, &["delete-listener", "--listener-arn", &format!("{listener_arn}0")], "ListenerNotFound").await;
-    fails(&server, &["delete-target-group", "--target-group-arn", &tg_arn], "ResourceInUse").await;
-    fails(&server, &["add-tags", "--resource-arns", &lb_arn, "--tags", "Key=a,Value=1", "Key=a,Value=2"], "DuplicateTagKeys").await;
+    let default_rule = s(&ok(
+        &server,
+        &["describe-rules", "--listener-arn", &listener_arn],
+    )
+    .await["Rules"][0]["RuleArn"]);
+    fails(
+        &server,
+        &["delete-rule", "--rule-arn", &default_rule],
+        "OperationNotPermitted",
+    )
+    .await;
+    fails(
+        &server,
+        &["delete-rule", "--rule-arn", &format!("{default_rule}0")],
+        "RuleNotFound",
+    )
+    .await;
+    fails(
+        &server,
+        &[
+            "delete-listener",
+            "--listener-arn",
+            &format!("{listener_arn}0"),
+        ],
+        "ListenerNotFound",
+    )
+    .await;
+    fails(
+        &server,
+        &["delete-target-group", "--target-group-arn", &tg_arn],
+        "ResourceInUse",
+    )
+    .await;
+    fails(
+        &server,
+        &[
+            "add-tags",
+            "--resource-arns",
+            &lb_arn,
+            "--tags",
+            "Key=a,Value=1",
+            "Key=a,Value=2",
+        ],
+        "DuplicateTagKeys",
+    )
+    .await;
     let many: Vec<String> = (0..51).map(|i| format!("Key=k{i},Value=v")).collect();
     let mut args = vec!["add-tags", "--resource-arns", &lb_arn, "--tags"];
     args.extend(many.iter().map(String::as_str));
@@ -611,10 +1170,21 @@ async fn bad_input_gets_elbv2_errors_and_changes_nothing() {
     // Deletion protection.
     ok(
         &server,
-        &["modify-load-balancer-attributes", "--load-balancer-arn", &lb_arn, "--attributes", "Key=deletion_protection.enabled,Value=true"],
+        &[
+            "modify-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--attributes",
+            "Key=deletion_protection.enabled,Value=true",
+        ],
     )
     .await;
-    fails(&server, &["delete-load-balancer", "--load-balancer-arn", &lb_arn], "OperationNotPermitted").await;
+    fails(
+        &server,
+        &["delete-load-balancer", "--load-balancer-arn", &lb_arn],
+        "OperationNotPermitted",
+    )
+    .await;
 
     // Nothing above changed anything.
     let lbs = ok(&server, &["describe-load-balancers"]).await;
@@ -622,7 +1192,10 @@ async fn bad_input_gets_elbv2_errors_and_changes_nothing() {
     let tgs = ok(&server, &["describe-target-groups"]).await;
     assert_eq!(tgs["TargetGroups"].as_array().unwrap().len(), 1);
     let tags = ok(&server, &["describe-tags", "--resource-arns", &lb_arn]).await;
-    assert_eq!(tags["TagDescriptions"][0]["Tags"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        tags["TagDescriptions"][0]["Tags"].as_array().unwrap().len(),
+        0
+    );
     let h = health_of(&server, &tg_arn).await;
     assert_eq!(h.as_array().unwrap().len(), 0);
     server.stop().await;
@@ -632,41 +1205,104 @@ async fn bad_input_gets_elbv2_errors_and_changes_nothing() {
 async fn load_balancers_survive_a_restart() {
     let server = TestServer::start().await;
     let node = TestNode::connect(&server, "node-1", "127.0.0.61").await;
-    let lb_arn = s(&ok(&server, &["create-load-balancer", "--name", "durable"]).await["LoadBalancers"][0]["LoadBalancerArn"]);
+    let lb_arn = s(
+        &ok(&server, &["create-load-balancer", "--name", "durable"]).await["LoadBalancers"][0]
+            ["LoadBalancerArn"],
+    );
     let tg_arn = s(&ok(
         &server,
-        &["create-target-group", "--name", "durable-tg", "--protocol", "HTTP", "--port", "80", "--target-type", "ip"],
+        &[
+            "create-target-group",
+            "--name",
+            "durable-tg",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--target-type",
+            "ip",
+        ],
     )
     .await["TargetGroups"][0]["TargetGroupArn"]);
-    ok(&server, &["register-targets", "--target-group-arn", &tg_arn, "--targets", "Id=127.0.0.1,Port=8000"]).await;
+    ok(
+        &server,
+        &[
+            "register-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=127.0.0.1,Port=8000",
+        ],
+    )
+    .await;
     let listener_arn = s(&ok(
         &server,
         &[
-            "create-listener", "--load-balancer-arn", &lb_arn, "--protocol", "HTTP", "--port", "8080",
-            "--default-actions", &format!("Type=forward,TargetGroupArn={tg_arn}"),
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            "8080",
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
         ],
     )
     .await["Listeners"][0]["ListenerArn"]);
     ok(
         &server,
         &[
-            "create-rule", "--listener-arn", &listener_arn, "--priority", "5",
-            "--conditions", "Field=path-pattern,Values=/x", "--actions",
+            "create-rule",
+            "--listener-arn",
+            &listener_arn,
+            "--priority",
+            "5",
+            "--conditions",
+            "Field=path-pattern,Values=/x",
+            "--actions",
             r#"[{"Type":"fixed-response","FixedResponseConfig":{"StatusCode":"503"}}]"#,
         ],
     )
     .await;
     ok(
         &server,
-        &["modify-target-group-attributes", "--target-group-arn", &tg_arn, "--attributes", "Key=deregistration_delay.timeout_seconds,Value=7"],
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=7",
+        ],
     )
     .await;
-    ok(&server, &["wait", "load-balancer-available", "--load-balancer-arns", &lb_arn]).await;
+    ok(
+        &server,
+        &[
+            "wait",
+            "load-balancer-available",
+            "--load-balancer-arns",
+            &lb_arn,
+        ],
+    )
+    .await;
     let before = (
         ok(&server, &["describe-load-balancers"]).await,
         ok(&server, &["describe-target-groups"]).await,
-        ok(&server, &["describe-rules", "--listener-arn", &listener_arn]).await,
-        ok(&server, &["describe-target-group-attributes", "--target-group-arn", &tg_arn]).await,
+        ok(
+            &server,
+            &["describe-rules", "--listener-arn", &listener_arn],
+        )
+        .await,
+        ok(
+            &server,
+            &[
+                "describe-target-group-attributes",
+                "--target-group-arn",
+                &tg_arn,
+            ],
+        )
+        .await,
     );
     let version_before = node.latest().unwrap().0;
     drop(node);
@@ -676,8 +1312,20 @@ async fn load_balancers_survive_a_restart() {
     let after = (
         ok(&server, &["describe-load-balancers"]).await,
         ok(&server, &["describe-target-groups"]).await,
-        ok(&server, &["describe-rules", "--listener-arn", &listener_arn]).await,
-        ok(&server, &["describe-target-group-attributes", "--target-group-arn", &tg_arn]).await,
+        ok(
+            &server,
+            &["describe-rules", "--listener-arn", &listener_arn],
+        )
+        .await,
+        ok(
+            &server,
+            &[
+                "describe-target-group-attributes",
+                "--target-group-arn",
+                &tg_arn,
+            ],
+        )
+        .await,
     );
     assert_eq!(before, after);
     let h = health_of(&server, &tg_arn).await;
@@ -689,9 +1337,312 @@ async fn load_balancers_survive_a_restart() {
         async move { latest }
     })
     .await;
-    assert!(version >= version_before, "{version} after {version_before}");
+    assert!(
+        version >= version_before,
+        "{version} after {version_before}"
+    );
     assert_eq!(config.listeners[0].address.to_string(), "127.0.0.61");
     assert_eq!(config.listeners[0].rules.len(), 1);
     drop(node);
     drop(dir);
+}
+
+/// An ECS service behind a target group, on simulated hosts that report
+/// dynamic host ports: its RUNNING tasks are registered (instance id and
+/// host port), a task the load balancer finds unhealthy is replaced, and
+/// scaling in deregisters and drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecs_service_tasks_are_registered_replaced_and_drained() {
+    use aws_sdk_ecs::types::{ContainerDefinition, LoadBalancer, PortMapping};
+    use flotilla_sim::{Behaviour, HostSpec, SimAgent};
+
+    let server = TestServer::start().await;
+    let node = TestNode::connect(&server, "node-1", "127.0.0.71").await;
+    let ecs = server.sdk(&ALICE);
+    ecs.create_cluster().send().await.unwrap();
+    let client = server.raw(&ALICE);
+    let mut hosts = Vec::new();
+    for _ in 0..2 {
+        let spec = HostSpec::new("default", 2048, 4096);
+        hosts.push(
+            SimAgent::start(&client, spec, Behaviour::default())
+                .await
+                .unwrap(),
+        );
+    }
+    let instance_ids: Vec<String> = hosts
+        .iter()
+        .map(|h| h.instance_arn.rsplit('/').next().unwrap().to_string())
+        .collect();
+    let td = ecs
+        .register_task_definition()
+        .family("web")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("app")
+                .image("flotilla-test:latest")
+                .memory(128)
+                .port_mappings(
+                    PortMapping::builder()
+                        .container_port(80)
+                        .host_port(0)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .task_definition
+        .unwrap()
+        .task_definition_arn
+        .unwrap();
+    let lb_arn = s(
+        &ok(&server, &["create-load-balancer", "--name", "svc"]).await["LoadBalancers"][0]
+            ["LoadBalancerArn"],
+    );
+    let tg_arn = s(&ok(
+        &server,
+        &[
+            "create-target-group",
+            "--name",
+            "svc-tg",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--target-type",
+            "instance",
+        ],
+    )
+    .await["TargetGroups"][0]["TargetGroupArn"]);
+    ok(
+        &server,
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=1",
+        ],
+    )
+    .await;
+
+    let create = |container: &str, port: i32, name: &str| {
+        ecs.create_service()
+            .service_name(name)
+            .task_definition(&td)
+            .desired_count(2)
+            .health_check_grace_period_seconds(0)
+            .load_balancers(
+                LoadBalancer::builder()
+                    .target_group_arn(&tg_arn)
+                    .container_name(container)
+                    .container_port(port)
+                    .build(),
+            )
+            .send()
+    };
+    let message = |e: aws_sdk_ecs::error::SdkError<
+        aws_sdk_ecs::operation::create_service::CreateServiceError,
+    >| {
+        let e = e.into_service_error();
+        assert!(e.is_invalid_parameter_exception(), "{e:?}");
+        e.meta().message().unwrap_or_default().to_string()
+    };
+    // No load balancer forwards to the group yet.
+    let m = message(create("app", 80, "web").await.unwrap_err());
+    assert!(
+        m.contains("does not have an associated load balancer"),
+        "{m}"
+    );
+    ok(
+        &server,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+    )
+    .await;
+    let m = message(create("nope", 80, "web").await.unwrap_err());
+    assert!(
+        m.contains("The container nope does not exist in the task definition"),
+        "{m}"
+    );
+    let m = message(create("app", 81, "web").await.unwrap_err());
+    assert!(m.contains("did not have a container port 81"), "{m}");
+
+    create("app", 80, "web").await.expect("the service");
+    let targets = eventually(60, "two targets registered", || async {
+        let h = health_of(&server, &tg_arn).await;
+        let targets: Vec<(String, u16)> = h
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["TargetHealth"]["State"] != "draining")
+            .map(|d| {
+                (
+                    s(&d["Target"]["Id"]),
+                    d["Target"]["Port"].as_u64().unwrap() as u16,
+                )
+            })
+            .collect();
+        (targets.len() == 2).then_some(targets)
+    })
+    .await;
+    for (id, port) in &targets {
+        assert!(
+            instance_ids.contains(id),
+            "{id} is not a container instance id"
+        );
+        assert!(*port >= 32768, "{port} is not the dynamic host port");
+    }
+    let events = |svc: &aws_sdk_ecs::types::Service| -> Vec<String> {
+        svc.events()
+            .iter()
+            .filter_map(|e| e.message().map(str::to_string))
+            .collect()
+    };
+    let svc = ecs
+        .describe_services()
+        .services("web")
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .clone();
+    assert!(
+        events(&svc)
+            .iter()
+            .any(|e| e.starts_with("(service web) registered")
+                && e.contains(&format!("(target-group {tg_arn})"))),
+        "{:?}",
+        events(&svc)
+    );
+    // The node is sent the targets.
+    eventually(30, "the targets in the node's config", || {
+        let latest = node.latest();
+        let tg_arn = tg_arn.clone();
+        async move {
+            latest
+                .filter(|(_, c)| {
+                    c.target_groups
+                        .get(&tg_arn)
+                        .is_some_and(|g| g.targets.len() == 2)
+                })
+                .map(|_| ())
+        }
+    })
+    .await;
+
+    // One target fails its health checks: its task is replaced.
+    let (bad_id, bad_port) = targets[0].clone();
+    node.report(
+        &tg_arn,
+        &bad_id,
+        bad_port,
+        ObservedHealth::Unhealthy,
+        Some("Target.ResponseCodeMismatch"),
+    );
+    node.report(
+        &tg_arn,
+        &targets[1].0,
+        targets[1].1,
+        ObservedHealth::Healthy,
+        None,
+    );
+    let stopped = eventually(60, "the unhealthy task stopped", || async {
+        let list = ecs
+            .list_tasks()
+            .service_name("web")
+            .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
+            .send()
+            .await
+            .unwrap();
+        if list.task_arns().is_empty() {
+            return None;
+        }
+        let d = ecs
+            .describe_tasks()
+            .set_tasks(Some(list.task_arns().to_vec()))
+            .send()
+            .await
+            .unwrap();
+        d.tasks().first().cloned()
+    })
+    .await;
+    assert_eq!(
+        stopped.stopped_reason(),
+        Some(format!("Task failed ELB health checks in (target-group {tg_arn})").as_str())
+    );
+    eventually(
+        60,
+        "the replacement registered and the old target drained",
+        || async {
+            let h = health_of(&server, &tg_arn).await;
+            let live: Vec<(String, u16)> = h
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["TargetHealth"]["State"] != "draining")
+                .map(|d| {
+                    (
+                        s(&d["Target"]["Id"]),
+                        d["Target"]["Port"].as_u64().unwrap() as u16,
+                    )
+                })
+                .collect();
+            (live.len() == 2 && !live.contains(&(bad_id.clone(), bad_port))).then_some(())
+        },
+    )
+    .await;
+
+    // The group is in use by the service (and its listener).
+    fails(
+        &server,
+        &["delete-target-group", "--target-group-arn", &tg_arn],
+        "ResourceInUse",
+    )
+    .await;
+
+    // Scaling in deregisters; the targets drain, then are gone.
+    ecs.update_service()
+        .service("web")
+        .desired_count(0)
+        .send()
+        .await
+        .unwrap();
+    eventually(60, "every target drained away", || async {
+        health_of(&server, &tg_arn)
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let svc = ecs
+        .describe_services()
+        .services("web")
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .clone();
+    assert!(
+        events(&svc)
+            .iter()
+            .any(|e| e.starts_with("(service web) deregistered")),
+        "{:?}",
+        events(&svc)
+    );
+    drop(hosts);
+    server.stop().await;
 }

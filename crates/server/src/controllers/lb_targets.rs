@@ -35,18 +35,29 @@ impl Controller for LbTargets {
     }
 
     fn touched(&mut self) -> BTreeSet<Scope> {
-        self.services.take().into_iter().map(|(s, _, _)| s).collect()
+        self.services
+            .take()
+            .into_iter()
+            .map(|(s, _, _)| s)
+            .collect()
     }
 
     fn all(&mut self, state: &State) -> BTreeSet<Scope> {
         state.scopes().into_iter().collect()
     }
 
-    async fn reconcile(&mut self, state: &State, keys: BTreeSet<Scope>, now: f64) -> Vec<(Scope, Next)> {
+    async fn reconcile(
+        &mut self,
+        state: &State,
+        keys: BTreeSet<Scope>,
+        now: f64,
+    ) -> Vec<(Scope, Next)> {
         let mut out = Vec::new();
         for scope in keys {
             let result = state
-                .write(&scope, |acct, tx| Ok(crate::core::lb::ecs::sync(acct, tx, now)))
+                .write(&scope, |acct, tx| {
+                    Ok(crate::core::lb::ecs::sync(acct, tx, now))
+                })
                 .await;
             let next = match result {
                 Ok(Some(at)) => Next::At(at.max(now + 0.1)),

@@ -86,8 +86,7 @@ pub struct ConnectParams {
 fn valid_node_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 255
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
@@ -314,11 +313,17 @@ async fn handle(
                 .await?;
         }
         NodeMessage::Metrics { samples } => {
-            let inputs = app.state.read(scope, |acct| metric_data(&acct.lb, node, &samples));
+            let inputs = app
+                .state
+                .read(scope, |acct| metric_data(&acct.lb, node, &samples));
             for input in inputs {
                 if let Err(e) = app
                     .metrics
-                    .put_internal_metric_data(scope, &input, Timestamp::from_secs_f64(now()).unwrap_or(Timestamp(0)))
+                    .put_internal_metric_data(
+                        scope,
+                        &input,
+                        Timestamp::from_secs_f64(now()).unwrap_or(Timestamp(0)),
+                    )
                     .await
                 {
                     tracing::debug!(error = %e, "could not store load balancer metrics");
@@ -441,7 +446,10 @@ fn metric_data(
         }
     }
     let mut out = Vec::new();
-    for (namespace, data) in [("AWS/ApplicationELB", app_data), ("AWS/NetworkELB", net_data)] {
+    for (namespace, data) in [
+        ("AWS/ApplicationELB", app_data),
+        ("AWS/NetworkELB", net_data),
+    ] {
         for chunk in data.chunks(flotilla_metrics::MAX_METRICS_PER_CALL) {
             out.push(PutMetricDataInput {
                 namespace: namespace.to_string(),

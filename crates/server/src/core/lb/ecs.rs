@@ -246,16 +246,13 @@ pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
                     }
                 }
                 let n_fresh = fresh.len();
-                if n_fresh > 0
-                    && target_groups::register(lb, tx, tg_arn, fresh, now).is_ok()
-                {
+                if n_fresh > 0 && target_groups::register(lb, tx, tg_arn, fresh, now).is_ok() {
                     events.push(format!(
                         "(service {name}) registered {n_fresh} targets in (target-group {tg_arn})"
                     ));
                 }
                 let n_leaving = leaving.len();
-                if n_leaving > 0
-                    && target_groups::deregister(lb, tx, tg_arn, &leaving, now).is_ok()
+                if n_leaving > 0 && target_groups::deregister(lb, tx, tg_arn, &leaving, now).is_ok()
                 {
                     events.push(format!(
                         "(service {name}) deregistered {n_leaving} targets in (target-group {tg_arn})"

@@ -73,7 +73,9 @@ async fn dispatch(env: &Env, call: Call<'_>) -> ApiResult<Reply> {
             let input: elbv2::DeleteLoadBalancerInput = decode(&call)?;
             let arn = required(&input.load_balancer_arn, "LoadBalancerArn")?;
             state
-                .write(&scope, |acct, tx| load_balancers::delete(&mut acct.lb, tx, arn))
+                .write(&scope, |acct, tx| {
+                    load_balancers::delete(&mut acct.lb, tx, arn)
+                })
                 .await?;
             call.reply(&elbv2::DeleteLoadBalancerOutput {})
         }
@@ -132,7 +134,9 @@ async fn dispatch(env: &Env, call: Call<'_>) -> ApiResult<Reply> {
             let input: elbv2::ModifyTargetGroupInput = decode(&call)?;
             required(&input.target_group_arn, "TargetGroupArn")?;
             let tg = state
-                .write(&scope, |acct, tx| target_groups::modify(&mut acct.lb, tx, input))
+                .write(&scope, |acct, tx| {
+                    target_groups::modify(&mut acct.lb, tx, input)
+                })
                 .await?;
             call.reply(&elbv2::ModifyTargetGroupOutput {
                 target_groups: Some(vec![tg]),
@@ -266,7 +270,9 @@ async fn dispatch(env: &Env, call: Call<'_>) -> ApiResult<Reply> {
             let input: elbv2::CreateRuleInput = decode(&call)?;
             required(&input.listener_arn, "ListenerArn")?;
             let rule = state
-                .write(&scope, |acct, tx| listeners::create_rule(&mut acct.lb, tx, input))
+                .write(&scope, |acct, tx| {
+                    listeners::create_rule(&mut acct.lb, tx, input)
+                })
                 .await?;
             call.reply(&elbv2::CreateRuleOutput {
                 rules: Some(vec![rule]),
@@ -291,7 +297,9 @@ async fn dispatch(env: &Env, call: Call<'_>) -> ApiResult<Reply> {
             let input: elbv2::ModifyRuleInput = decode(&call)?;
             required(&input.rule_arn, "RuleArn")?;
             let rule = state
-                .write(&scope, |acct, tx| listeners::modify_rule(&mut acct.lb, tx, input))
+                .write(&scope, |acct, tx| {
+                    listeners::modify_rule(&mut acct.lb, tx, input)
+                })
                 .await?;
             call.reply(&elbv2::ModifyRuleOutput {
                 rules: Some(vec![rule]),
@@ -301,7 +309,9 @@ async fn dispatch(env: &Env, call: Call<'_>) -> ApiResult<Reply> {
             let input: elbv2::DeleteRuleInput = decode(&call)?;
             let arn = required(&input.rule_arn, "RuleArn")?;
             state
-                .write(&scope, |acct, tx| listeners::delete_rule(&mut acct.lb, tx, arn))
+                .write(&scope, |acct, tx| {
+                    listeners::delete_rule(&mut acct.lb, tx, arn)
+                })
                 .await?;
             call.reply(&elbv2::DeleteRuleOutput {})
         }
@@ -311,7 +321,12 @@ async fn dispatch(env: &Env, call: Call<'_>) -> ApiResult<Reply> {
                 .rule_priorities
                 .iter()
                 .flatten()
-                .map(|p| (p.rule_arn.clone().unwrap_or_default(), p.priority.unwrap_or(0)))
+                .map(|p| {
+                    (
+                        p.rule_arn.clone().unwrap_or_default(),
+                        p.priority.unwrap_or(0),
+                    )
+                })
                 .collect();
             if pairs.is_empty() {
                 return Err(validation("RulePriorities is required"));
@@ -329,7 +344,9 @@ async fn dispatch(env: &Env, call: Call<'_>) -> ApiResult<Reply> {
             let tags = input.tags.clone().unwrap_or_default();
             state
                 .write(&scope, |acct, tx| {
-                    lb::retag(&mut acct.lb, tx, &resources, |old| lb::merge_tags(old, &tags))
+                    lb::retag(&mut acct.lb, tx, &resources, |old| {
+                        lb::merge_tags(old, &tags)
+                    })
                 })
                 .await?;
             call.reply(&elbv2::AddTagsOutput {})
@@ -379,8 +396,14 @@ async fn dispatch(env: &Env, call: Call<'_>) -> ApiResult<Reply> {
                     limit("application-load-balancers", 50),
                     limit("network-load-balancers", 50),
                     limit("target-groups", 3000),
-                    limit("targets-per-application-load-balancer", target_groups::MAX_TARGETS),
-                    limit("listeners-per-application-load-balancer", listeners::MAX_LISTENERS),
+                    limit(
+                        "targets-per-application-load-balancer",
+                        target_groups::MAX_TARGETS,
+                    ),
+                    limit(
+                        "listeners-per-application-load-balancer",
+                        listeners::MAX_LISTENERS,
+                    ),
                     limit("rules-per-application-load-balancer", listeners::MAX_RULES),
                 ]),
                 next_marker: None,
