@@ -362,7 +362,10 @@ static NEXT_HOST_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU
 
 /// The network bindings a RUNNING container reports: its port mappings on
 /// loopback, dynamic ones at a fresh port.
-fn bindings(definition: &SeenDefinition, container: Option<&str>) -> Option<Vec<ecs::NetworkBinding>> {
+fn bindings(
+    definition: &SeenDefinition,
+    container: Option<&str>,
+) -> Option<Vec<ecs::NetworkBinding>> {
     let def = definition
         .container_definitions
         .iter()
@@ -432,7 +435,14 @@ fn answer(
             continue;
         }
         reported.insert(arn.clone(), want);
-        changes.push(report(&d.task, &d.definition, want, fail && !stop, &b, &family));
+        changes.push(report(
+            &d.task,
+            &d.definition,
+            want,
+            fail && !stop,
+            &b,
+            &family,
+        ));
     }
     if !changes.is_empty() {
         out.send(AgentMessage::StateChanges { changes })
