@@ -102,6 +102,46 @@ pub fn check_load_balancers(
     Ok(())
 }
 
+/// Writes a task again (unchanged) so that its agent's session looks at it.
+fn wake_task(
+    clusters: &BTreeMap<String, crate::core::state::ClusterState>,
+    lb: &LbAccount,
+    tx: &mut Tx<'_>,
+    arn: &str,
+) {
+    let Some((cluster, _)) = arn
+        .split_once(":task/")
+        .and_then(|(_, rest)| rest.split_once('/'))
+    else {
+        return;
+    };
+    if let Some(c) = clusters.get(cluster) {
+        wake_in(c, cluster, lb, tx, arn);
+    }
+}
+
+/// [`wake_task`] for a task of cluster `c` (named `cluster`): only a task
+/// asked to stop and no longer a target of any group.
+fn wake_in(
+    c: &crate::core::state::ClusterState,
+    cluster: &str,
+    lb: &LbAccount,
+    tx: &mut Tx<'_>,
+    arn: &str,
+) {
+    if crate::core::lb::is_target(lb, arn) {
+        return;
+    }
+    let Some(id) = arn.rsplit('/').next() else {
+        return;
+    };
+    if let Some(task) = c.tasks.get(id) {
+        if task.stop_requested() && !task.is_stopped() {
+            tx.put_task(cluster, id, task);
+        }
+    }
+}
+
 /// The target a task stands for in a group: where its container port is
 /// bound on its host.
 fn task_target(
@@ -153,7 +193,13 @@ pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
         lb,
         ..
     } = acct;
-    let mut next = target_groups::expire_draining(lb, tx, now);
+    let (mut next, drained) = target_groups::expire_draining(lb, tx, now);
+    // A drained task that was asked to stop was held running for the
+    // draining (see `crate::gateway::agents`): writing it again wakes its
+    // agent's session, which now sends the stop.
+    for arn in drained {
+        wake_task(clusters, lb, tx, &arn);
+    }
     for c in clusters.values_mut() {
         let cluster = c.name().to_string();
         let names: Vec<String> = c
@@ -225,6 +271,13 @@ pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
                     })
                     .map(|t| (t.id.clone(), Some(t.port)))
                     .collect();
+                let leaving_tasks: Vec<String> = tg
+                    .targets
+                    .iter()
+                    .filter(|t| !t.is_draining())
+                    .filter_map(|t| t.task_arn.clone())
+                    .filter(|a| mine.contains(a) && !wanted_tasks.contains(a))
+                    .collect();
                 // Unhealthy after the grace period: the task is replaced.
                 for t in tg.targets.iter().filter(|t| !t.is_draining()) {
                     let Some(task_arn) = t.task_arn.as_deref() else {
@@ -257,6 +310,10 @@ pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
                     events.push(format!(
                         "(service {name}) deregistered {n_leaving} targets in (target-group {tg_arn})"
                     ));
+                    // Deregistered at once (no delay): nothing holds them now.
+                    for arn in &leaving_tasks {
+                        wake_in(c, &cluster, lb, tx, arn);
+                    }
                 }
             }
             for (id, tg_arn) in &unhealthy {
@@ -284,6 +341,48 @@ pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
                 }
             }
         }
+    }
+    // Targets of tasks that stopped, are stopping or are gone, whichever
+    // service (if any) registered them: a service whose load balancers were
+    // changed away no longer looks after its old groups.
+    let stale: Vec<(String, String, u16)> = lb
+        .target_groups
+        .values()
+        .flat_map(|g| {
+            g.targets
+                .iter()
+                .filter(|t| !t.is_draining())
+                .filter_map(|t| Some((g.arn().to_string(), t, t.task_arn.as_deref()?)))
+                .collect::<Vec<_>>()
+        })
+        .filter(|(_, _, arn)| {
+            let task = arn
+                .split_once(":task/")
+                .and_then(|(_, rest)| rest.split_once('/'))
+                .and_then(|(cluster, id)| clusters.get(cluster)?.tasks.get(id));
+            task.is_none_or(|t| t.stop_requested() || t.is_stopped())
+        })
+        .map(|(g, t, _)| (g, t.id.clone(), t.port))
+        .collect();
+    for (g, id, port) in stale {
+        let task = lb.target_groups.get(&g).and_then(|tg| {
+            tg.targets
+                .iter()
+                .find(|t| t.id == id && t.port == port)
+                .and_then(|t| t.task_arn.clone())
+        });
+        let _ = target_groups::deregister(lb, tx, &g, &[(id, Some(port))], now);
+        if let Some(arn) = task {
+            wake_task(clusters, lb, tx, &arn);
+        }
+    }
+    // Wake again when the next draining ends, wherever it began.
+    for until in lb
+        .target_groups
+        .values()
+        .flat_map(|g| g.targets.iter().filter_map(|t| t.draining_until))
+    {
+        next = Some(next.map_or(until, |n: f64| n.min(until)));
     }
     next
 }

@@ -522,6 +522,16 @@ pub fn load_balancers_of(lb: &LbAccount, tg: &str) -> Vec<String> {
     out
 }
 
+/// Whether an ECS task is a target of any group (registered or draining):
+/// such a task asked to stop keeps running until it is drained.
+pub fn is_target(lb: &LbAccount, task_arn: &str) -> bool {
+    lb.target_groups.values().any(|g| {
+        g.targets
+            .iter()
+            .any(|t| t.task_arn.as_deref() == Some(task_arn))
+    })
+}
+
 /// Pages a list by ELBv2's `Marker` (an offset we hand out) and `PageSize`.
 pub fn page<T>(
     items: Vec<T>,

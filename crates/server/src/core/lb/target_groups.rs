@@ -733,13 +733,23 @@ pub fn deregister(
 }
 
 /// Forgets targets whose draining has ended; returns when the next one
-/// ends.
-pub fn expire_draining(lb: &mut LbAccount, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
+/// ends, and the ECS tasks whose targets were forgotten.
+pub fn expire_draining(
+    lb: &mut LbAccount,
+    tx: &mut Tx<'_>,
+    now: f64,
+) -> (Option<f64>, Vec<String>) {
     let mut next: Option<f64> = None;
+    let mut drained = Vec::new();
     for tg in lb.target_groups.values_mut() {
         let before = tg.targets.len();
-        tg.targets
-            .retain(|t| t.draining_until.is_none_or(|until| until > now));
+        tg.targets.retain(|t| {
+            let keep = t.draining_until.is_none_or(|until| until > now);
+            if !keep {
+                drained.extend(t.task_arn.clone());
+            }
+            keep
+        });
         if tg.targets.len() != before {
             let arn = tg.arn().to_string();
             let left: Vec<(String, u16)> =
@@ -754,7 +764,7 @@ pub fn expire_draining(lb: &mut LbAccount, tx: &mut Tx<'_>, now: f64) -> Option<
             }
         }
     }
-    next
+    (next, drained)
 }
 
 /// A target's health as DescribeTargetHealth tells it.
