@@ -1631,63 +1631,66 @@ async fn ecs_service_tasks_are_registered_replaced_and_drained() {
         .send()
         .await
         .unwrap();
-    eventually(
-        60,
-        "both targets draining while their tasks still run",
-        || async {
-            // Tasks first: if the targets are still draining afterwards, the
-            // tasks were read while they drained.
-            let list = ecs
-                .list_tasks()
-                .service_name("web")
-                .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
+    // The tasks of the service that are asked to stop (not the one replaced
+    // for failing its health checks), and how many targets are draining.
+    let stopping_and_draining = || async {
+        let list = ecs
+            .list_tasks()
+            .service_name("web")
+            .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
+            .send()
+            .await
+            .unwrap();
+        let arns = list.task_arns().to_vec();
+        let tasks: Vec<aws_sdk_ecs::types::Task> = if arns.is_empty() {
+            Vec::new()
+        } else {
+            ecs.describe_tasks()
+                .set_tasks(Some(arns))
                 .send()
                 .await
-                .unwrap();
-            let arns = list.task_arns().to_vec();
-            let tasks: Vec<aws_sdk_ecs::types::Task> = if arns.is_empty() {
-                Vec::new()
-            } else {
-                ecs.describe_tasks()
-                    .set_tasks(Some(arns))
-                    .send()
-                    .await
-                    .unwrap()
-                    .tasks()
-                    .to_vec()
-            };
-            // The task replaced for failing its health checks is not one of them.
-            let tasks: Vec<_> = tasks
-                .into_iter()
-                .filter(|t| {
-                    !t.stopped_reason()
-                        .unwrap_or_default()
-                        .starts_with("Task failed ELB")
-                })
-                .collect();
-            let h = health_of(&server, &tg_arn).await;
-            let draining = h
-                .as_array()
                 .unwrap()
-                .iter()
-                .filter(|d| d["TargetHealth"]["State"] == "draining")
-                .count();
-            if draining < 2 {
-                return None;
-            }
-            assert_eq!(tasks.len(), 2);
-            for t in &tasks {
-                assert_eq!(t.desired_status(), Some("STOPPED"));
-                assert_eq!(
-                    t.last_status(),
-                    Some("RUNNING"),
-                    "a task stopped before its target drained"
-                );
-            }
-            Some(())
-        },
-    )
+                .tasks()
+                .to_vec()
+        };
+        let tasks: Vec<_> = tasks
+            .into_iter()
+            .filter(|t| {
+                !t.stopped_reason()
+                    .unwrap_or_default()
+                    .starts_with("Task failed ELB")
+            })
+            .collect();
+        // Read after the tasks: if they still drain, the tasks were read
+        // while they drained.
+        let h = health_of(&server, &tg_arn).await;
+        let draining = h
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["TargetHealth"]["State"] == "draining")
+            .count();
+        (tasks, draining)
+    };
+    eventually(60, "both targets draining", || async {
+        (stopping_and_draining().await.1 == 2).then_some(())
+    })
     .await;
+    // Long enough for an agent told to stop to have stopped; well within
+    // the 8 s of draining.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (tasks, draining) = stopping_and_draining().await;
+    if draining == 2 {
+        assert_eq!(tasks.len(), 2);
+        for t in &tasks {
+            assert_eq!(t.desired_status(), Some("STOPPED"));
+            assert_eq!(
+                t.last_status(),
+                Some("RUNNING"),
+                "a task stopped before its target drained"
+            );
+        }
+    }
     eventually(60, "every target drained away", || async {
         health_of(&server, &tg_arn)
             .await
