@@ -1542,6 +1542,23 @@ async fn ecs_service_tasks_are_registered_replaced_and_drained() {
     })
     .await;
 
+    // Behind a load balancer a task is healthy only once its targets are:
+    // nothing has been reported yet, so the rollout is not complete.
+    let rollout = |svc: &aws_sdk_ecs::types::Service| {
+        svc.deployments()[0]
+            .rollout_state()
+            .map(|r| r.as_str().to_string())
+    };
+    let svc = ecs
+        .describe_services()
+        .services("web")
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .clone();
+    assert_eq!(rollout(&svc).as_deref(), Some("IN_PROGRESS"));
+
     // One target fails its health checks: its task is replaced.
     let (bad_id, bad_port) = targets[0].clone();
     node.report(
@@ -1602,6 +1619,33 @@ async fn ecs_service_tasks_are_registered_replaced_and_drained() {
             (live.len() == 2 && !live.contains(&(bad_id.clone(), bad_port))).then_some(())
         },
     )
+    .await;
+
+    // Once every target is healthy, the deployment completes.
+    let h = health_of(&server, &tg_arn).await;
+    for d in h.as_array().unwrap() {
+        if d["TargetHealth"]["State"] != "draining" {
+            let port = d["Target"]["Port"].as_u64().unwrap() as u16;
+            node.report(
+                &tg_arn,
+                &s(&d["Target"]["Id"]),
+                port,
+                ObservedHealth::Healthy,
+                None,
+            );
+        }
+    }
+    eventually(60, "the deployment COMPLETED", || async {
+        let svc = ecs
+            .describe_services()
+            .services("web")
+            .send()
+            .await
+            .unwrap()
+            .services()[0]
+            .clone();
+        (rollout(&svc).as_deref() == Some("COMPLETED")).then_some(())
+    })
     .await;
 
     // The group is in use by the service (and its listener).

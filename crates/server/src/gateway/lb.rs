@@ -306,8 +306,9 @@ async fn handle(
         NodeMessage::Health { reports } => {
             let t = now();
             app.state
-                .write(scope, |acct, _| {
-                    nodes::report_health(&mut acct.lb, node, reports, t);
+                .write(scope, |acct, tx| {
+                    let changed = nodes::report_health(&mut acct.lb, node, reports, t);
+                    crate::core::lb::ecs::touch_services(acct, tx, &changed);
                     Ok(())
                 })
                 .await?;

@@ -102,6 +102,88 @@ pub fn check_load_balancers(
     Ok(())
 }
 
+/// How the load balancers see a service's task: `None` when the service
+/// has no target group; `Healthy` when in every group of the service a
+/// target of the task is reported healthy; `Unhealthy` when one is
+/// reported unhealthy; else `Initial` (not registered or not checked yet).
+/// A rolling deployment counts a task as healthy only on `Healthy` (ECS:
+/// "with a load balancer, when its targets are healthy").
+pub fn task_health(lb: &LbAccount, svc: &ecs::Service, task: &ecs::Task) -> Option<ObservedHealth> {
+    let entries = svc.load_balancers.as_deref().filter(|l| !l.is_empty())?;
+    let arn = task.task_arn.as_deref()?;
+    let mut all_healthy = true;
+    for e in entries {
+        let Some(tg) = e
+            .target_group_arn
+            .as_deref()
+            .and_then(|g| lb.target_groups.get(g))
+        else {
+            continue;
+        };
+        let target = tg
+            .targets
+            .iter()
+            .find(|t| !t.is_draining() && t.task_arn.as_deref() == Some(arn));
+        let Some(t) = target else {
+            all_healthy = false;
+            continue;
+        };
+        // A group without health checks takes the target as it is.
+        if tg.target_group.health_check_enabled == Some(false) {
+            continue;
+        }
+        match lb
+            .health
+            .get(&(tg.arn().to_string(), t.id.clone(), t.port))
+            .map(|o| o.health)
+        {
+            Some(ObservedHealth::Healthy) => {}
+            Some(ObservedHealth::Unhealthy) => return Some(ObservedHealth::Unhealthy),
+            _ => all_healthy = false,
+        }
+    }
+    Some(if all_healthy {
+        ObservedHealth::Healthy
+    } else {
+        ObservedHealth::Initial
+    })
+}
+
+/// After health reports changed the health of these tasks' targets: their
+/// services are written again, so the service controller (which counts a
+/// task healthy by its targets) looks at them at once.
+pub fn touch_services(acct: &mut Account, tx: &mut Tx<'_>, task_arns: &[String]) {
+    let mut touched = BTreeSet::new();
+    for arn in task_arns {
+        let Some((cluster, id)) = arn
+            .split_once(":task/")
+            .and_then(|(_, rest)| rest.split_once('/'))
+        else {
+            continue;
+        };
+        let Some(c) = acct.clusters.get(cluster) else {
+            continue;
+        };
+        let Some(service) = c
+            .tasks
+            .get(id)
+            .and_then(|t| t.group.as_deref()?.strip_prefix("service:"))
+        else {
+            continue;
+        };
+        touched.insert((cluster.to_string(), service.to_string()));
+    }
+    for (cluster, service) in touched {
+        if let Some(svc) = acct
+            .clusters
+            .get(&cluster)
+            .and_then(|c| c.services.get(&service))
+        {
+            tx.put(Key::Service(&cluster, &service), svc);
+        }
+    }
+}
+
 /// Writes a task again (unchanged) so that its agent's session looks at it.
 fn wake_task(
     clusters: &BTreeMap<String, crate::core::state::ClusterState>,

@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use flotilla_model::lb::{
-    Action, Condition, HealthCheckConfig, ListenerConfig, LoadBalancerKind, NodeConfig,
-    ObservedHealth, Protocol, RuleConfig, TargetConfig, TargetGroupConfig, TargetHealthReport,
-    TargetState, WeightedTargetGroup,
+    Action, Condition, HealthCheckConfig, ListenerConfig, LoadBalancerKind, NodeConfig, Protocol,
+    RuleConfig, TargetConfig, TargetGroupConfig, TargetHealthReport, TargetState,
+    WeightedTargetGroup,
 };
 use flotilla_model::wire::elbv2::{self, ActionTypeEnum, LoadBalancerStateEnum, ProtocolEnum};
 
@@ -98,18 +98,18 @@ pub fn applied(lb: &mut LbAccount, tx: &mut Tx<'_>, node: &str, served: &[String
 }
 
 /// Health reports of a node (for groups it serves; others are ignored).
-/// Returns the targets that turned unhealthy.
+/// Returns the ECS tasks whose targets' health changed.
 pub fn report_health(
     lb: &mut LbAccount,
     node: &str,
     reports: Vec<TargetHealthReport>,
     now: f64,
-) -> usize {
+) -> Vec<String> {
     let served: BTreeSet<String> = config_for(lb, node, now)
         .target_groups
         .into_keys()
         .collect();
-    let mut unhealthy = 0;
+    let mut changed = Vec::new();
     for r in reports {
         if !served.contains(&r.target_group_arn) {
             continue;
@@ -117,11 +117,17 @@ pub fn report_health(
         let key = (r.target_group_arn, r.target_id, r.port);
         let since = match lb.health.get(&key) {
             Some(o) if o.health == r.health => o.since,
-            _ => now,
+            _ => {
+                let task = lb.target_groups.get(&key.0).and_then(|g| {
+                    g.targets
+                        .iter()
+                        .find(|t| t.id == key.1 && t.port == key.2)
+                        .and_then(|t| t.task_arn.clone())
+                });
+                changed.extend(task);
+                now
+            }
         };
-        if r.health == ObservedHealth::Unhealthy && since == now {
-            unhealthy += 1;
-        }
         lb.health.insert(
             key,
             ObservedTarget {
@@ -132,7 +138,7 @@ pub fn report_health(
             },
         );
     }
-    unhealthy
+    changed
 }
 
 fn protocol(p: Option<ProtocolEnum>) -> Protocol {
