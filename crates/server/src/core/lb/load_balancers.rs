@@ -1,12 +1,12 @@
 //! Load balancers: creation, attributes, deletion, and which node address
 //! serves each one.
 //!
-//! Address mapping: each load balancer gets one address of one registered
-//! node that no other load balancer of any account holds… within the
-//! account and region (nodes connect with an account's credentials and
-//! serve only its load balancers). The address is kept while the node is
-//! away, so the load balancer's `DNSName` never changes under its users; it
-//! changes only when the node comes back without that address.
+//! Address mapping: each load balancer gets one address of one connected
+//! node that no other load balancer of the account and region holds (nodes
+//! connect with an account's credentials and serve only its load
+//! balancers). The address is kept while the node is away, so the load
+//! balancer's `DNSName` never changes under its users; it changes only when
+//! the node comes back without that address (see `super::nodes`).
 
 use flotilla_model::arn::Scope;
 use flotilla_model::wire::elbv2::{
