@@ -54,6 +54,11 @@ impl Controller for LbTargets {
     ) -> Vec<(Scope, Next)> {
         let mut out = Vec::new();
         for scope in keys {
+            // Most accounts have no target group: no write lock for them.
+            if state.read(&scope, |acct| acct.lb.target_groups.is_empty()) {
+                out.push((scope, Next::Idle));
+                continue;
+            }
             let result = state
                 .write(&scope, |acct, tx| {
                     Ok(crate::core::lb::ecs::sync(acct, tx, now))

@@ -394,3 +394,224 @@ pub fn config_for(lb: &LbAccount, node: &str, now: f64) -> NodeConfig {
     }
     config
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use flotilla_model::arn::Scope;
+    use flotilla_model::lb::{Action, TargetState};
+    use flotilla_model::wire::elbv2 as w;
+    use flotilla_store::memory::MemoryStore;
+
+    use super::*;
+    use crate::core::lb::{listeners, load_balancers, target_groups};
+    use crate::core::State;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    async fn create_lb(state: &State, scope: &Scope, name: &str) -> String {
+        let new = load_balancers::NewLoadBalancer::from_input(w::CreateLoadBalancerInput {
+            name: Some(name.into()),
+            ..Default::default()
+        })
+        .unwrap();
+        state
+            .write(scope, |acct, tx| {
+                load_balancers::create(&mut acct.lb, tx, scope, new, 1.0)
+            })
+            .await
+            .unwrap()
+            .arn()
+            .to_string()
+    }
+
+    /// Each load balancer gets its own address; one waits without an
+    /// address until a node brings one; addresses survive a restart and
+    /// move only when the node comes back without them.
+    #[tokio::test]
+    async fn load_balancers_get_free_addresses_that_stick() {
+        let store = Arc::new(MemoryStore::new());
+        let scope = Scope::new("111111111111", "us-east-1");
+        let state = State::open(store.clone()).unwrap();
+        state
+            .write(&scope, |acct, tx| {
+                connected(
+                    &mut acct.lb,
+                    tx,
+                    "n1",
+                    vec![ip("127.0.0.2"), ip("127.0.0.3")],
+                );
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let a = create_lb(&state, &scope, "a").await;
+        let b = create_lb(&state, &scope, "b").await;
+        let c = create_lb(&state, &scope, "c").await;
+        let address = |state: &State, arn: &str| {
+            state.read(&scope, |acct| acct.lb.load_balancers[arn].address)
+        };
+        assert_eq!(address(&state, &a), Some(ip("127.0.0.2")));
+        assert_eq!(address(&state, &b), Some(ip("127.0.0.3")));
+        assert_eq!(address(&state, &c), None);
+
+        // A restart keeps them; the node reconnecting with a new address
+        // serves the waiting one.
+        let state = State::open(store.clone()).unwrap();
+        assert_eq!(address(&state, &a), Some(ip("127.0.0.2")));
+        state
+            .write(&scope, |acct, tx| {
+                connected(
+                    &mut acct.lb,
+                    tx,
+                    "n1",
+                    vec![ip("127.0.0.3"), ip("127.0.0.4")],
+                );
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // `a` lost its address and waits; `c` (older than nothing) gets the new one.
+        assert_eq!(address(&state, &b), Some(ip("127.0.0.3")));
+        let got: Vec<Option<IpAddr>> = [&a, &c].iter().map(|x| address(&state, x)).collect();
+        assert!(
+            got.contains(&Some(ip("127.0.0.4"))) && got.contains(&None),
+            "{got:?}"
+        );
+        // Deleting a load balancer frees its address for the one waiting.
+        let holder = if got[0].is_some() { &a } else { &c };
+        let waiting = if got[0].is_some() { &c } else { &a };
+        state
+            .write(&scope, |acct, tx| {
+                load_balancers::delete(&mut acct.lb, tx, holder)
+            })
+            .await
+            .unwrap();
+        assert_eq!(address(&state, waiting), Some(ip("127.0.0.4")));
+    }
+
+    /// A node's configuration: its load balancers' listeners with rules in
+    /// priority order, and the groups they reach with active and draining
+    /// targets (drained ones left out).
+    #[tokio::test]
+    async fn a_node_config_holds_what_it_serves() {
+        let store = Arc::new(MemoryStore::new());
+        let scope = Scope::new("111111111111", "us-east-1");
+        let state = State::open(store).unwrap();
+        state
+            .write(&scope, |acct, tx| {
+                connected(&mut acct.lb, tx, "n1", vec![ip("127.0.0.2")]);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let lb = create_lb(&state, &scope, "web").await;
+        let config = state.read(&scope, |acct| config_for(&acct.lb, "n1", 10.0));
+        assert!(config.listeners.is_empty());
+        assert_eq!(
+            state.read(&scope, |acct| load_balancers_on(&acct.lb, "n1")),
+            vec![lb.clone()]
+        );
+        let tg = state
+            .write(&scope, |acct, tx| {
+                let tg = target_groups::create(
+                    &mut acct.lb,
+                    tx,
+                    &scope,
+                    w::CreateTargetGroupInput {
+                        name: Some("tg".into()),
+                        protocol: Some(w::ProtocolEnum::Http),
+                        port: Some(80),
+                        target_type: Some(w::TargetTypeEnum::Ip),
+                        ..Default::default()
+                    },
+                )?;
+                let arn = tg.arn().to_string();
+                let new = target_groups::resolve_targets(
+                    acct,
+                    &arn,
+                    &[
+                        w::TargetDescription {
+                            id: Some("127.0.0.9".into()),
+                            port: Some(8001),
+                            ..Default::default()
+                        },
+                        w::TargetDescription {
+                            id: Some("127.0.0.9".into()),
+                            port: Some(8002),
+                            ..Default::default()
+                        },
+                    ],
+                )?;
+                target_groups::register(&mut acct.lb, tx, &arn, new, 1.0)?;
+                target_groups::deregister(
+                    &mut acct.lb,
+                    tx,
+                    &arn,
+                    &[("127.0.0.9".into(), Some(8002))],
+                    5.0,
+                )?;
+                let forward = w::Action {
+                    r#type: Some(w::ActionTypeEnum::Forward),
+                    target_group_arn: Some(arn.clone()),
+                    ..Default::default()
+                };
+                let l = listeners::create_listener(
+                    &mut acct.lb,
+                    tx,
+                    &scope,
+                    w::CreateListenerInput {
+                        load_balancer_arn: Some(lb.clone()),
+                        protocol: Some(w::ProtocolEnum::Http),
+                        port: Some(80),
+                        default_actions: Some(vec![forward.clone()]),
+                        ..Default::default()
+                    },
+                )?;
+                for p in [30, 10] {
+                    listeners::create_rule(
+                        &mut acct.lb,
+                        tx,
+                        w::CreateRuleInput {
+                            listener_arn: Some(l.arn().to_string()),
+                            priority: Some(p),
+                            conditions: Some(vec![w::RuleCondition {
+                                field: Some("path-pattern".into()),
+                                values: Some(vec![format!("/{p}/*")]),
+                                ..Default::default()
+                            }]),
+                            actions: Some(vec![forward.clone()]),
+                            ..Default::default()
+                        },
+                    )?;
+                }
+                Ok(arn)
+            })
+            .await
+            .unwrap();
+        // The default delay is 300 s: at 10 s the second target drains.
+        let config = state.read(&scope, |acct| config_for(&acct.lb, "n1", 10.0));
+        assert_eq!(config.listeners.len(), 1);
+        let l = &config.listeners[0];
+        assert_eq!((l.address, l.port), (ip("127.0.0.2"), 80));
+        assert_eq!(
+            l.rules.iter().map(|r| r.priority).collect::<Vec<_>>(),
+            vec![10, 30]
+        );
+        assert!(
+            matches!(&l.default_actions[0], Action::Forward { target_groups, .. } if target_groups[0].target_group_arn == tg)
+        );
+        let targets = &config.target_groups[&tg].targets;
+        assert_eq!(targets.len(), 2);
+        assert_eq!(targets[0].state, TargetState::Active);
+        assert_eq!(targets[1].state, TargetState::Draining { until: 305.0 });
+        // After the delay it is gone; another node serves nothing.
+        let config = state.read(&scope, |acct| config_for(&acct.lb, "n1", 400.0));
+        assert_eq!(config.target_groups[&tg].targets.len(), 1);
+        let other = state.read(&scope, |acct| config_for(&acct.lb, "n2", 10.0));
+        assert!(other.listeners.is_empty() && other.target_groups.is_empty());
+    }
+}
