@@ -185,7 +185,7 @@ pub fn touch_services(acct: &mut Account, tx: &mut Tx<'_>, task_arns: &[String])
 }
 
 /// Writes a task again (unchanged) so that its agent's session looks at it.
-fn wake_task(
+pub(crate) fn wake_task(
     clusters: &BTreeMap<String, crate::core::state::ClusterState>,
     lb: &LbAccount,
     tx: &mut Tx<'_>,

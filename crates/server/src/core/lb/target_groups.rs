@@ -453,9 +453,16 @@ pub fn delete(acct: &mut Account, tx: &mut Tx<'_>, arn: &str) -> ApiResult<()> {
             format!("Target group '{arn}' is currently in use by {user}"),
         ));
     }
-    acct.lb.target_groups.remove(arn);
+    let removed = acct.lb.target_groups.remove(arn);
     acct.lb.health.retain(|(g, _, _), _| g != arn);
     super::delete(tx, super::KIND_TG, arn);
+    // Tasks held running while they were its targets get their stop now.
+    for task in removed
+        .iter()
+        .flat_map(|g| g.targets.iter().filter_map(|t| t.task_arn.as_deref()))
+    {
+        super::ecs::wake_task(&acct.clusters, &acct.lb, tx, task);
+    }
     Ok(())
 }
 
@@ -730,6 +737,35 @@ pub fn deregister(
         put_tg(tx, tg);
     }
     Ok(changed)
+}
+
+/// DeregisterTargets from the API: [`deregister`], and an ECS task that
+/// was held running while it was a target (see `super::ecs`) and is no
+/// longer one (a delay of 0) gets its stop now.
+pub fn deregister_and_wake(
+    acct: &mut Account,
+    tx: &mut Tx<'_>,
+    arn: &str,
+    targets: &[(String, Option<u16>)],
+    now: f64,
+) -> ApiResult<usize> {
+    let tasks: Vec<String> = acct
+        .lb
+        .target_groups
+        .get(arn)
+        .map(|g| {
+            g.targets
+                .iter()
+                .filter(|t| targets.iter().any(|(id, _)| id == &t.id))
+                .filter_map(|t| t.task_arn.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let n = deregister(&mut acct.lb, tx, arn, targets, now)?;
+    for task in &tasks {
+        super::ecs::wake_task(&acct.clusters, &acct.lb, tx, task);
+    }
+    Ok(n)
 }
 
 /// Forgets targets whose draining has ended; returns when the next one

@@ -201,7 +201,7 @@ async fn dispatch(env: &Env, call: Call<'_>) -> ApiResult<Reply> {
                 .collect();
             state
                 .write(&scope, |acct, tx| {
-                    target_groups::deregister(&mut acct.lb, tx, arn, &targets, now)
+                    target_groups::deregister_and_wake(acct, tx, arn, &targets, now)
                 })
                 .await?;
             call.reply(&elbv2::DeregisterTargetsOutput {})
