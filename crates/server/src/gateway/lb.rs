@@ -460,3 +460,100 @@ fn metric_data(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use flotilla_model::wire::elbv2 as w;
+
+    use super::*;
+    use crate::core::lb::{LbAccount, StoredLoadBalancer, StoredTargetGroup};
+
+    fn sample(lb: &str, tg: Option<&str>) -> LbMetrics {
+        LbMetrics {
+            load_balancer_arn: lb.into(),
+            target_group_arn: tg.map(str::to_string),
+            start: 1_700_000_000.0,
+            end: 1_700_000_060.0,
+            request_count: 10,
+            target_2xx: 9,
+            target_3xx: 0,
+            target_4xx: 0,
+            target_5xx: 1,
+            elb_5xx: 2,
+            target_response_time_sum: 0.5,
+            target_response_count: 10,
+            healthy_hosts: 2,
+            unhealthy_hosts: 1,
+        }
+    }
+
+    /// Counters become AWS/ApplicationELB metrics with ELBv2's names and
+    /// dimensions; samples of load balancers another node serves are dropped.
+    #[test]
+    fn metrics_are_named_as_elbv2_names_them() {
+        let lb_arn = "arn:aws:elasticloadbalancing:us-east-1:111111111111:loadbalancer/app/web/0123456789abcdef";
+        let tg_arn =
+            "arn:aws:elasticloadbalancing:us-east-1:111111111111:targetgroup/tg/fedcba9876543210";
+        let mut lb = LbAccount::default();
+        lb.load_balancers.insert(
+            lb_arn.into(),
+            StoredLoadBalancer {
+                load_balancer: w::LoadBalancer {
+                    load_balancer_arn: Some(lb_arn.into()),
+                    r#type: Some(w::LoadBalancerTypeEnum::Application),
+                    ..Default::default()
+                },
+                node: Some("n1".into()),
+                ..Default::default()
+            },
+        );
+        lb.target_groups.insert(
+            tg_arn.into(),
+            StoredTargetGroup {
+                target_group: w::TargetGroup {
+                    target_group_arn: Some(tg_arn.into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        let out = metric_data(
+            &lb,
+            "n1",
+            &[sample(lb_arn, None), sample(lb_arn, Some(tg_arn))],
+        );
+        let app = out
+            .iter()
+            .find(|i| i.namespace == "AWS/ApplicationELB")
+            .expect("ALB metrics");
+        let find = |name: &str, per_group: bool| {
+            app.metric_data
+                .iter()
+                .find(|d| {
+                    d.metric_name == name
+                        && d.dimensions.iter().any(|x| x.name == "TargetGroup") == per_group
+                })
+                .unwrap_or_else(|| panic!("{name} (per group: {per_group})"))
+        };
+        let rc = find("RequestCount", false);
+        assert_eq!(rc.value, Some(10.0));
+        assert_eq!(
+            rc.dimensions,
+            vec![Dimension::new("LoadBalancer", "app/web/0123456789abcdef")]
+        );
+        assert_eq!(find("HTTPCode_ELB_5XX_Count", false).value, Some(2.0));
+        assert_eq!(find("HTTPCode_Target_5XX_Count", true).value, Some(1.0));
+        let per_group = find("HealthyHostCount", true);
+        assert_eq!(per_group.value, Some(2.0));
+        assert!(per_group.dimensions.contains(&Dimension::new(
+            "TargetGroup",
+            "targetgroup/tg/fedcba9876543210"
+        )));
+        assert_eq!(find("UnHealthyHostCount", true).value, Some(1.0));
+        assert_eq!(find("RequestCountPerTarget", true).value, Some(5.0));
+        let rt = find("TargetResponseTime", false).statistic_values.unwrap();
+        assert_eq!((rt.sample_count, rt.sum), (10.0, 0.5));
+
+        assert!(metric_data(&lb, "n2", &[sample(lb_arn, None)]).is_empty());
+    }
+}
