@@ -533,6 +533,7 @@ pub fn is_target(lb: &LbAccount, task_arn: &str) -> bool {
 }
 
 /// Pages a list by ELBv2's `Marker` (an offset we hand out) and `PageSize`.
+/// Any marker is safe: one past the end is an empty page.
 pub fn page<T>(
     items: Vec<T>,
     marker: Option<&str>,
@@ -547,6 +548,39 @@ pub fn page<T>(
     let size = page_size.unwrap_or(400).clamp(1, 400) as usize;
     let total = items.len();
     let page: Vec<T> = items.into_iter().skip(start).take(size).collect();
-    let next = (start + size < total).then(|| (start + size).to_string());
+    let end = start.saturating_add(size);
+    let next = (end < total).then(|| end.to_string());
     Ok((page, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_markers_and_never_overflow() {
+        let items: Vec<u32> = (0..5).collect();
+        let (first, next) = page(items.clone(), None, Some(2)).unwrap();
+        assert_eq!((first, next.as_deref()), (vec![0, 1], Some("2")));
+        let (last, next) = page(items.clone(), Some("4"), Some(2)).unwrap();
+        assert_eq!((last, next), (vec![4], None));
+        let (none, next) = page(items.clone(), Some(&usize::MAX.to_string()), None).unwrap();
+        assert!(none.is_empty() && next.is_none());
+        assert_eq!(
+            page(items, Some("x"), None).unwrap_err().code,
+            "ValidationError"
+        );
+    }
+
+    #[test]
+    fn names_are_checked_as_elbv2_checks_them() {
+        assert!(check_name("Load balancer", "web-1").is_ok());
+        for bad in ["", "-web", "web-", "a_b", &"x".repeat(33)] {
+            assert_eq!(
+                check_name("Load balancer", bad).unwrap_err().code,
+                "ValidationError",
+                "{bad}"
+            );
+        }
+    }
 }
