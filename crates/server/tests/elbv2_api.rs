@@ -1762,3 +1762,183 @@ async fn ecs_service_tasks_are_registered_replaced_and_drained() {
     drop(hosts);
     server.stop().await;
 }
+
+/// A network load balancer: TCP listeners forwarding to TCP groups, sent to
+/// its node as such; what ALBs alone have is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_load_balancers_forward_tcp() {
+    let server = TestServer::start().await;
+    let node = TestNode::connect(&server, "node-1", "127.0.0.81").await;
+    let lb_arn = s(&ok(
+        &server,
+        &["create-load-balancer", "--name", "nlb", "--type", "network"],
+    )
+    .await["LoadBalancers"][0]["LoadBalancerArn"]);
+    let tg_arn = s(&ok(
+        &server,
+        &[
+            "create-target-group",
+            "--name",
+            "nlb-tg",
+            "--protocol",
+            "TCP",
+            "--port",
+            "5432",
+            "--target-type",
+            "ip",
+        ],
+    )
+    .await["TargetGroups"][0]["TargetGroupArn"]);
+    let http_tg = s(&ok(
+        &server,
+        &[
+            "create-target-group",
+            "--name",
+            "nlb-http",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--target-type",
+            "ip",
+        ],
+    )
+    .await["TargetGroups"][0]["TargetGroupArn"]);
+    fails(
+        &server,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={http_tg}"),
+        ],
+        "UnsupportedProtocol",
+    )
+    .await;
+    fails(
+        &server,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "TCP",
+            "--port",
+            "5432",
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={http_tg}"),
+        ],
+        "IncompatibleProtocols",
+    )
+    .await;
+    fails(
+        &server,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "TCP",
+            "--port",
+            "5432",
+            "--default-actions",
+            r#"[{"Type":"fixed-response","FixedResponseConfig":{"StatusCode":"200"}}]"#,
+        ],
+        "InvalidLoadBalancerAction",
+    )
+    .await;
+    let listener_arn = s(&ok(
+        &server,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "TCP",
+            "--port",
+            "5432",
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+    )
+    .await["Listeners"][0]["ListenerArn"]);
+    assert!(
+        listener_arn.contains(":listener/net/nlb/"),
+        "{listener_arn}"
+    );
+    fails(
+        &server,
+        &[
+            "create-rule",
+            "--listener-arn",
+            &listener_arn,
+            "--priority",
+            "1",
+            "--conditions",
+            "Field=path-pattern,Values=/a",
+            "--actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+        "ValidationError",
+    )
+    .await;
+    ok(
+        &server,
+        &[
+            "register-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            "Id=127.0.0.1",
+        ],
+    )
+    .await;
+    ok(
+        &server,
+        &[
+            "wait",
+            "load-balancer-available",
+            "--load-balancer-arns",
+            &lb_arn,
+        ],
+    )
+    .await;
+    let (_, config) = eventually(30, "the NLB's config", || {
+        let latest = node.latest();
+        async move { latest.filter(|(_, c)| !c.listeners.is_empty()) }
+    })
+    .await;
+    let l = &config.listeners[0];
+    assert_eq!(l.kind, flotilla_model::lb::LoadBalancerKind::Network);
+    assert_eq!(l.protocol, flotilla_model::lb::Protocol::Tcp);
+    assert_eq!(
+        (l.address.to_string().as_str(), l.port),
+        ("127.0.0.81", 5432)
+    );
+    let group = &config.target_groups[&tg_arn];
+    assert_eq!(
+        group.health_check.protocol,
+        flotilla_model::lb::Protocol::Tcp
+    );
+    assert_eq!(group.targets[0].port, 5432);
+    let attrs = ok(
+        &server,
+        &[
+            "describe-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+        ],
+    )
+    .await;
+    assert!(attrs["Attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["Key"] == "stickiness.type" && a["Value"] == "source_ip"));
+    server.stop().await;
+}
