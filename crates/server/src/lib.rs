@@ -7,7 +7,7 @@
 //! - [`front`]: HTTP, the wire protocols, routing, errors, tower layers;
 //! - [`services`]: one folder of handlers per AWS service ([`api`] is the
 //!   contract between the front and them);
-//! - [`gateway`]: the agents' long-lived sessions;
+//! - [`gateway`]: the long-lived sessions of agents and load-balancer nodes;
 //! - [`controllers`]: the level-triggered loops and their runtime;
 //! - [`core`]: the state, lifecycles in use, task operations, placement,
 //!   events — shared by all of the above, depending on none of them.
@@ -165,6 +165,7 @@ pub async fn serve(
         until_stopped(stopped.clone()),
     ));
     let credentials = Arc::new(credentials);
+    let metrics = env.metrics.clone();
     let front = front::Front {
         env,
         credentials: credentials.clone(),
@@ -174,6 +175,8 @@ pub async fn serve(
         state,
         credentials,
         sessions: Default::default(),
+        lb_sessions: Default::default(),
+        metrics,
         shutdown: stopped,
         sessions_runtime: background.handle().clone(),
         usage,

@@ -410,8 +410,60 @@ struct SeenContainer {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct SeenDefinition {
     family: Option<String>,
+    #[serde(default)]
+    container_definitions: Vec<SeenContainerDefinition>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SeenContainerDefinition {
+    name: Option<String>,
+    #[serde(default)]
+    port_mappings: Vec<ecs::PortMapping>,
+}
+
+/// Host ports the simulated hosts hand out for dynamic mappings (`hostPort`
+/// 0 or absent), as Docker would from its ephemeral range: unique across
+/// every simulated host of the process.
+static NEXT_HOST_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The network bindings a RUNNING container reports: its port mappings on
+/// loopback, dynamic ones at a fresh port.
+fn bindings(
+    definition: &SeenDefinition,
+    container: Option<&str>,
+) -> Option<Vec<ecs::NetworkBinding>> {
+    let def = definition
+        .container_definitions
+        .iter()
+        .find(|c| c.name.as_deref() == container)?;
+    if def.port_mappings.is_empty() {
+        return None;
+    }
+    Some(
+        def.port_mappings
+            .iter()
+            .map(|m| {
+                let host_port = match m.host_port {
+                    Some(p) if p > 0 => p,
+                    _ => {
+                        let n = NEXT_HOST_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        32768 + (n % 28000) as i32
+                    }
+                };
+                ecs::NetworkBinding {
+                    bind_ip: Some("127.0.0.1".into()),
+                    container_port: m.container_port,
+                    host_port: Some(host_port),
+                    protocol: Some(m.protocol.unwrap_or(ecs::TransportProtocol::Tcp)),
+                    ..Default::default()
+                }
+            })
+            .collect(),
+    )
 }
 
 /// Answers one message from the gateway: reports the state changes a desired
@@ -477,7 +529,14 @@ fn answer(
                 container: container.into(),
             },
         );
-        changes.push(report(&d.task, want, fail && !stop, &b, &family));
+        changes.push(report(
+            &d.task,
+            &d.definition,
+            want,
+            fail && !stop,
+            &b,
+            &family,
+        ));
     }
     if !changes.is_empty() {
         out.send(AgentMessage::StateChanges { changes })
@@ -521,6 +580,7 @@ fn stats_message(
 
 fn report(
     task: &SeenTask,
+    definition: &SeenDefinition,
     state: Reported,
     failed: bool,
     b: &Behaviour,
@@ -538,6 +598,9 @@ fn report(
             status: Some(status.into()),
             exit_code: (state == Reported::Stopped).then_some(if failed { 1 } else { 0 }),
             runtime_id: Some(format!("sim-{}", c.name.as_deref().unwrap_or_default())),
+            network_bindings: (state == Reported::Running)
+                .then(|| bindings(definition, c.name.as_deref()))
+                .flatten(),
             ..Default::default()
         })
         .collect();

@@ -12,6 +12,7 @@
 //!   actions) and scheduled actions; it has a loop of its own (it is woken
 //!   by alarm transitions, not by state changes), run beside these.
 //! - [`log_retention`]: CloudWatch Logs retention policies (the log store).
+//! - [`lb_targets`]: ECS services' tasks as load-balancer targets.
 //!
 //! Controllers act as themselves: they call the domain core
 //! (`crate::core`) directly, never through an API principal.
@@ -25,6 +26,7 @@ pub mod alarms;
 pub mod autoscaling;
 pub mod batches;
 pub mod daemon;
+pub mod lb_targets;
 pub mod log_retention;
 pub mod lost_hosts;
 pub mod retention;
@@ -114,6 +116,12 @@ pub async fn run(
             ),
             runtime::run(
                 log_retention::LogRetention::new(logs, config.log_retention_interval),
+                &state,
+                schedule.clone(),
+                until_stopped()
+            ),
+            runtime::run(
+                lb_targets::LbTargets::new(&state),
                 &state,
                 schedule.clone(),
                 until_stopped()

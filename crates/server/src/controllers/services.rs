@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use flotilla_model::ecs;
+use flotilla_model::lb::ObservedHealth;
 use flotilla_model::lifecycle::{DeploymentStatus, InstanceStatus, ServiceStatus, TaskStatus};
 use flotilla_reconcile as rc;
 use flotilla_scheduler::Launch;
@@ -84,6 +85,7 @@ fn short_id(task_arn: &str) -> &str {
 /// The reconciler's view of one service.
 fn snapshot(
     families: &Families,
+    lb: &crate::core::lb::LbAccount,
     c: &ClusterState,
     svc: &ecs::Service,
     draining: &HashSet<String>,
@@ -151,16 +153,29 @@ fn snapshot(
                 }
                 _ => rc::StopCause::Intended,
             });
+            let container_health = match t.health_status {
+                Some(ecs::HealthStatus::Healthy) => rc::Health::Healthy,
+                Some(ecs::HealthStatus::Unhealthy) => rc::Health::Unhealthy,
+                _ => rc::Health::Unknown,
+            };
+            // Behind a load balancer a task is healthy once its targets are
+            // (and its containers, if they have a health check). A target
+            // failing its checks is replaced by `crate::core::lb::ecs`, with
+            // ECS's reason; here it is only not healthy.
+            let lb_health = crate::core::lb::ecs::task_health(lb, svc, t);
+            let health = match lb_health {
+                None => container_health,
+                Some(ObservedHealth::Healthy) if has_health_check => container_health,
+                Some(ObservedHealth::Healthy) => rc::Health::Healthy,
+                Some(_) if container_health == rc::Health::Unhealthy => rc::Health::Unhealthy,
+                Some(_) => rc::Health::Unknown,
+            };
             rc::Task {
                 id: t.task_arn.clone().unwrap_or_default(),
                 deployment_id: t.started_by.clone().unwrap_or_default(),
                 phase: t.phase(),
-                health: match t.health_status {
-                    Some(ecs::HealthStatus::Healthy) => rc::Health::Healthy,
-                    Some(ecs::HealthStatus::Unhealthy) => rc::Health::Unhealthy,
-                    _ => rc::Health::Unknown,
-                },
-                has_health_check,
+                health,
+                has_health_check: has_health_check || lb_health.is_some(),
                 started_at: t.started_at,
                 stopped_at: t.stopped_at,
                 stop_cause,
@@ -237,7 +252,10 @@ fn reconcile_one(
     work: &mut usize,
 ) -> Option<f64> {
     let Account {
-        clusters, families, ..
+        clusters,
+        families,
+        lb,
+        ..
     } = acct;
     let c = clusters.get_mut(cluster)?;
     let svc = c.services.get(service).filter(|s| is_replica(s))?;
@@ -249,7 +267,7 @@ fn reconcile_one(
             .filter_map(|i| i.container_instance_arn.clone())
             .collect()
     });
-    let snap = snapshot(families, c, svc, draining);
+    let snap = snapshot(families, lb, c, svc, draining);
     let plan = rc::reconcile(&snap, now);
     apply_plan(families, c, tx, now, service, &snap, plan)
 }

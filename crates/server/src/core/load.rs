@@ -104,6 +104,10 @@ fn load_one(
         super::autoscaling::NAMESPACE => {
             super::autoscaling::load(db.accounts.entry(scope).or_default(), kind, rest, value)
         }
+        "elbv2" => {
+            let _ = rest;
+            super::lb::load(&mut db.accounts.entry(scope).or_default().lb, kind, value)
+        }
         other => Err(format!("unknown namespace {other}")),
     }
 }

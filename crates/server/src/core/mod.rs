@@ -15,6 +15,8 @@
 //!   [`alarm_actions`]: publishing alarm state changes to their consumers.
 //! - [`autoscaling`]: Application Auto Scaling's targets, policies,
 //!   scheduled actions and activities, and what a policy decides.
+//! - [`lb`]: ELBv2's load balancers, target groups and nodes, and ECS
+//!   services' tasks as targets.
 //!
 //! Lifecycles themselves (statuses and their moves) are in
 //! `flotilla_model::lifecycle`, shared with the agent.
@@ -23,6 +25,7 @@ pub mod alarm_actions;
 pub mod autoscaling;
 pub mod events;
 pub mod instances;
+pub mod lb;
 pub mod load;
 pub mod placement;
 pub mod resources;

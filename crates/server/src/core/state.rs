@@ -40,6 +40,8 @@ pub struct Account {
     /// Application Auto Scaling's scalable targets, policies, scheduled
     /// actions and activities.
     pub autoscaling: super::autoscaling::Scaling,
+    /// Load balancers, target groups and their nodes (ELBv2).
+    pub lb: super::lb::LbAccount,
 }
 
 /// A cluster and the objects that live in it.
@@ -374,14 +376,17 @@ pub enum Key<'a> {
     ScalableTarget(&'a str),
     /// A scaling activity (resource id, activity id).
     ScalingActivity(&'a str, &'a str),
+    /// An ELBv2 object: kind and id (see `super::lb`).
+    Elbv2(&'static str, &'a str),
 }
 
 /// The first segment of every key: which part of the domain owns it. The
 /// state loads each namespace it knows (see `super::load`).
-pub const NAMESPACES: &[&str] = &[Key::ECS, super::autoscaling::NAMESPACE];
+pub const NAMESPACES: &[&str] = &[Key::ECS, super::autoscaling::NAMESPACE, Key::ELBV2];
 
 impl Key<'_> {
     const ECS: &'static str = "ecs";
+    const ELBV2: &'static str = "elbv2";
 
     fn namespace(&self) -> &'static str {
         match self {
@@ -396,6 +401,7 @@ impl Key<'_> {
             | Key::TaskProtection(..)
             | Key::Setting(_) => Key::ECS,
             Key::ScalableTarget(_) | Key::ScalingActivity(..) => super::autoscaling::NAMESPACE,
+            Key::Elbv2(..) => Key::ELBV2,
         }
     }
 
@@ -424,6 +430,7 @@ impl Key<'_> {
             Key::Setting(n) => write!(key, "setting/{n}"),
             Key::ScalableTarget(r) => write!(key, "target/{r}"),
             Key::ScalingActivity(r, id) => write!(key, "activity/{r}/{id}"),
+            Key::Elbv2(kind, id) => write!(key, "{kind}/{id}"),
         };
         key
     }

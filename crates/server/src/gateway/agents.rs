@@ -221,8 +221,21 @@ struct SentTask {
 /// echoing each report back would double the gateway's traffic.
 type Wanted = bool;
 
-fn wanted(t: &ecs::Task) -> Wanted {
+fn wanted(acct: &Account, t: &ecs::Task) -> Wanted {
+    t.stop_requested() && !held(acct, t)
+}
+
+/// Whether a task asked to stop must keep running a while: it is still a
+/// load-balancer target (registered, or draining). ECS deregisters a task,
+/// waits for the draining to end and only then stops it, so that no
+/// request in flight is cut; `crate::core::lb::ecs` deregisters it and
+/// writes the task again once drained, which brings the stop here.
+fn held(acct: &Account, t: &ecs::Task) -> bool {
     t.stop_requested()
+        && !t.is_stopped()
+        && t.task_arn
+            .as_deref()
+            .is_some_and(|arn| crate::core::lb::is_target(&acct.lb, arn))
 }
 
 /// Whether a task belongs in its instance's desired set: placed there and
@@ -252,13 +265,22 @@ enum Desired<'a> {
 /// A borrowed [`flotilla_model::agent::DesiredTask`].
 #[derive(Serialize)]
 struct DesiredRef<'a> {
-    task: &'a ecs::Task,
+    /// Borrowed, except for a task held running (see [`held`]): a copy
+    /// that still wants to run.
+    task: std::borrow::Cow<'a, ecs::Task>,
     definition: &'a ecs::TaskDefinition,
 }
 
 fn desired_task<'a>(acct: &'a Account, t: &'a ecs::Task) -> Option<DesiredRef<'a>> {
+    let task = if held(acct, t) {
+        let mut running = t.clone();
+        running.desired_status = Some(ecs::DesiredStatus::Running);
+        std::borrow::Cow::Owned(running)
+    } else {
+        std::borrow::Cow::Borrowed(t)
+    };
     Some(DesiredRef {
-        task: t,
+        task,
         definition: definition_of(&acct.families, t)?,
     })
 }
@@ -297,9 +319,9 @@ fn desired_message<'a>(
                 .get(id)
                 .filter(|t| t.container_instance_arn.as_ref() == Some(arn) && in_desired_set(t));
             match (task, sent.tasks.get_mut(id)) {
-                (Some(t), Some(s)) if s.wanted == wanted(t) => s.seen = pass,
+                (Some(t), Some(s)) if s.wanted == wanted(acct, t) => s.seen = pass,
                 (Some(t), Some(s)) => {
-                    s.wanted = wanted(t);
+                    s.wanted = wanted(acct, t);
                     s.seen = pass;
                     upsert.extend(desired_task(acct, t));
                 }
@@ -309,7 +331,7 @@ fn desired_message<'a>(
                         id.clone(),
                         SentTask {
                             arn,
-                            wanted: wanted(t),
+                            wanted: wanted(acct, t),
                             seen: pass,
                         },
                     );
@@ -333,8 +355,8 @@ fn desired_message<'a>(
     for (id, t) in &current {
         match sent.tasks.get_mut(*id) {
             Some(s) => {
-                if s.wanted != wanted(t) {
-                    s.wanted = wanted(t);
+                if s.wanted != wanted(acct, t) {
+                    s.wanted = wanted(acct, t);
                     upsert.push(*t);
                 }
                 s.seen = pass;
@@ -345,7 +367,7 @@ fn desired_message<'a>(
                     (*id).clone(),
                     SentTask {
                         arn,
-                        wanted: wanted(t),
+                        wanted: wanted(acct, t),
                         seen: pass,
                     },
                 );

@@ -3,6 +3,7 @@
 //! flows down to them, observed state flows up (DESIGN.md rule 1).
 //!
 //! - [`agents`]: one session per container instance's agent.
+//! - [`lb`]: one session per load-balancer node (`flotilla lb`).
 //!
 //! The sessions are authenticated with SigV4 like API requests, but they are
 //! not API requests: they live outside the front's timeouts and limits.
@@ -17,6 +18,7 @@ use flotilla_auth::Credentials;
 use crate::core::State;
 
 pub mod agents;
+pub mod lb;
 
 /// What the gateway's sessions share.
 #[derive(Clone)]
@@ -24,6 +26,9 @@ pub struct Gateway {
     pub state: Arc<State>,
     pub credentials: Arc<Credentials>,
     pub sessions: Arc<agents::Sessions>,
+    pub lb_sessions: Arc<lb::LbSessions>,
+    /// Where load-balancer nodes' metrics go.
+    pub metrics: flotilla_metrics::MetricStore,
     /// Becomes true when the server is shutting down: sessions end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Where sessions run: the background runtime, below the API (see
@@ -37,6 +42,7 @@ pub struct Gateway {
 pub fn router(gateway: Gateway) -> Router {
     Router::new()
         .route("/v1/agent/connect", axum::routing::get(agents::connect))
+        .route("/v1/lb/connect", axum::routing::get(lb::connect))
         .with_state(gateway)
 }
 

@@ -8,6 +8,7 @@ use crate::api::ServiceDef;
 pub mod autoscaling;
 pub mod cloudwatch;
 pub mod ecs;
+pub mod elbv2;
 pub mod logs;
 pub mod sts;
 
@@ -18,4 +19,5 @@ pub static ALL: &[&ServiceDef] = &[
     &cloudwatch::SERVICE,
     &autoscaling::SERVICE,
     &logs::SERVICE,
+    &elbv2::SERVICE,
 ];

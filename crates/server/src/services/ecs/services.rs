@@ -166,6 +166,9 @@ pub async fn create_service(
     state
         .write(&ctx.scope, |acct, tx| {
             let td = resolve_active(&acct.families, &ctx.scope, &td_ref)?;
+            if let Some(lbs) = &req.load_balancers {
+                crate::core::lb::ecs::check_load_balancers(&acct.lb, &td.definition, lbs)?;
+            }
             check_placement(
                 &td.definition,
                 &name,
@@ -267,6 +270,13 @@ pub async fn update_service(
             let svc = c.services.get(name).ok_or_else(ApiError::service_not_found)?;
             if svc.lifecycle() != ServiceStatus::Active {
                 return Err(ApiError::service_not_active());
+            }
+            if let Some(lbs) = &req.load_balancers {
+                let td = match new_td {
+                    Some(td) => td,
+                    None => resolve(&acct.families, &ctx.scope, svc.task_definition.as_deref().unwrap_or_default())?,
+                };
+                crate::core::lb::ecs::check_load_balancers(&acct.lb, &td.definition, lbs)?;
             }
             let daemon = svc.scheduling_strategy == Some(ecs::SchedulingStrategy::Daemon);
             if daemon && req.desired_count.is_some() {
