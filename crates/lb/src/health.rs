@@ -49,6 +49,25 @@ impl Verdict {
         }
     }
 
+    /// A verdict reported before (its reason one of ELBv2's codes).
+    pub fn known(
+        health: ObservedHealth,
+        reason: Option<&str>,
+        description: Option<String>,
+    ) -> Verdict {
+        const REASONS: [&str; 4] = [
+            "Elb.InitialHealthChecking",
+            "Target.ResponseCodeMismatch",
+            "Target.Timeout",
+            "Target.FailedHealthChecks",
+        ];
+        Verdict {
+            health,
+            reason: reason.and_then(|r| REASONS.iter().find(|k| **k == r).copied()),
+            description,
+        }
+    }
+
     fn healthy() -> Verdict {
         Verdict {
             health: ObservedHealth::Healthy,

@@ -231,14 +231,12 @@ impl Node {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&target.key)
-            .map(|r| r.clone());
+            .cloned();
         let tracker = match known {
             // A settings change keeps what the target has shown so far.
-            Some(r) => Tracker::resume(Verdict {
-                health: r.health,
-                reason: None,
-                description: r.description.clone(),
-            }),
+            Some(r) => {
+                Tracker::resume(Verdict::known(r.health, r.reason.as_deref(), r.description))
+            }
             None => {
                 let tracker = Tracker::default();
                 publish(&self.shared, &self.reports, target, tracker.verdict());
