@@ -43,6 +43,10 @@ pub struct GatewayConfig {
     pub backoff_max: Duration,
     /// Limit for connecting (TCP plus handshake) and for writing one frame.
     pub io_timeout: Duration,
+    /// Failed connection attempts 1, 2, 4, 8, … are warnings (`flotilla
+    /// lb`); when off they stay at debug level (`flotilla dev`, whose
+    /// control plane may not serve load-balancer nodes).
+    pub warn_on_failure: bool,
 }
 
 impl GatewayConfig {
@@ -56,6 +60,7 @@ impl GatewayConfig {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             io_timeout: Duration::from_secs(10),
+            warn_on_failure: true,
         }
     }
 
@@ -168,9 +173,11 @@ async fn socket_task(
             }
             Err(why) => {
                 failures += 1;
-                // Until the control plane serves /v1/lb/connect (or while it
-                // is down) this repeats: keep it at debug level.
-                tracing::debug!(reason = %why, attempts = failures, "cannot connect to the control plane");
+                if config.warn_on_failure && failures.is_power_of_two() {
+                    tracing::warn!(reason = %why, attempts = failures, "cannot connect to the control plane; retrying");
+                } else {
+                    tracing::debug!(reason = %why, attempts = failures, "cannot connect to the control plane");
+                }
             }
         }
         let pause = jitter(delay);
