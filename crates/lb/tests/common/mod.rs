@@ -32,6 +32,8 @@ pub const WAIT: Duration = Duration::from_secs(30);
 pub struct ControlPlane {
     pub addr: SocketAddr,
     push: watch::Sender<Option<(u64, NodeConfig)>>,
+    /// Bumped to end every open session (the node must reconnect).
+    generation: watch::Sender<u64>,
     received: Arc<Mutex<Vec<NodeMessage>>>,
     pub query: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
     notify: Arc<Notify>,
@@ -40,6 +42,7 @@ pub struct ControlPlane {
 #[derive(Clone)]
 struct CpState {
     push: watch::Sender<Option<(u64, NodeConfig)>>,
+    generation: watch::Sender<u64>,
     received: Arc<Mutex<Vec<NodeMessage>>>,
     query: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
     notify: Arc<Notify>,
@@ -51,6 +54,7 @@ impl ControlPlane {
         let addr = listener.local_addr().unwrap();
         let state = CpState {
             push: watch::Sender::new(None),
+            generation: watch::Sender::new(0),
             received: Arc::default(),
             query: Arc::default(),
             notify: Arc::default(),
@@ -64,6 +68,7 @@ impl ControlPlane {
         ControlPlane {
             addr,
             push: state.push,
+            generation: state.generation,
             received: state.received,
             query: state.query,
             notify: state.notify,
@@ -82,6 +87,11 @@ impl ControlPlane {
                 .await,
             "the node did not apply version {version}"
         );
+    }
+
+    /// Drops every open session, as a restarting control plane would.
+    pub fn disconnect(&self) {
+        self.generation.send_modify(|g| *g += 1);
     }
 
     pub fn messages(&self) -> Vec<NodeMessage> {
@@ -178,8 +188,11 @@ async fn connect(
 async fn session(mut socket: WebSocket, state: CpState) {
     let mut configs = state.push.subscribe();
     configs.mark_changed();
+    let mut generation = state.generation.subscribe();
+    generation.borrow_and_update();
     loop {
         tokio::select! {
+            _ = generation.changed() => return,
             changed = configs.changed() => {
                 if changed.is_err() {
                     return;
