@@ -7,7 +7,8 @@
 //!
 //! Settings (environment): `BENCH_CONNECTIONS` (default 32),
 //! `BENCH_SECONDS` per run (default 10; a 2 s warm-up precedes each),
-//! `BENCH_THREADS` for wrk (default 1).
+//! `BENCH_THREADS` for wrk (default 1), `BENCH_ONLY=flotilla,nginx` to
+//! measure some of them.
 //!
 //! What bounds the figures: everything shares one machine (2 cores here):
 //! wrk, the proxy under test and the backend compete for the same CPUs, so
@@ -62,7 +63,7 @@ fn main() {
     let backend = backend_rt.block_on(start_backend());
 
     let proxy_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(env_or("BENCH_NODE_THREADS", 2) as usize)
         .enable_all()
         .build()
         .unwrap();
@@ -123,23 +124,37 @@ fn main() {
         "{:<16} {:>12} {:>10} {:>10} {:>8}",
         "proxy", "requests/s", "p50", "p99", "errors"
     );
+    let only = std::env::var("BENCH_ONLY").ok();
     for (name, url, _) in &peers {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|n| n == *name))
+        {
+            continue;
+        }
         if !wait_ready(url) {
             println!("{name:<16} not answering at {url}; skipped");
             continue;
         }
+        let conns_before = BACKEND_CONNECTIONS.load(std::sync::atomic::Ordering::Relaxed);
         let _ = run_wrk(&wrk, threads, connections, 2, url);
         match run_wrk(&wrk, threads, connections, seconds, url) {
             Some(r) => println!(
-                "{name:<16} {:>12.0} {:>10} {:>10} {:>8}",
-                r.rps, r.p50, r.p99, r.errors
+                "{name:<16} {:>12.0} {:>10} {:>10} {:>8} {:>18}",
+                r.rps,
+                r.p50,
+                r.p99,
+                r.errors,
+                BACKEND_CONNECTIONS.load(std::sync::atomic::Ordering::Relaxed) - conns_before
             ),
             None => println!("{name:<16} wrk failed"),
         }
     }
     for (_, _, child) in peers.iter_mut() {
         if let Some(c) = child {
-            let _ = c.kill();
+            // SIGTERM, so nginx's master takes its workers down with it
+            // (SIGKILL would leave them holding the port).
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
             let _ = c.wait();
         }
     }
@@ -153,6 +168,10 @@ fn which(program: &str) -> Option<String> {
         .find(|p| Path::new(p).exists())
 }
 
+/// Connections the backend accepted (a proxy that reuses its upstream
+/// connections opens few).
+static BACKEND_CONNECTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 async fn start_backend() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind((BACKEND, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -161,6 +180,7 @@ async fn start_backend() -> SocketAddr {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            BACKEND_CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(|_req| async {
@@ -206,7 +226,7 @@ fn start_haproxy(haproxy: &str, dir: &Path, backend: SocketAddr) -> std::io::Res
     std::fs::write(
         &conf,
         format!(
-            "global\n  nbthread 2\n  maxconn 10000\n\
+            "global\n  nbthread 2\n  maxconn 4096\n\
              defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  http-reuse always\n\
              frontend fe\n  bind {HAPROXY}:{PORT}\n  default_backend be\n\
              backend be\n  server s1 {backend}\n"

@@ -610,3 +610,33 @@ async fn slow_targets_time_out_with_504_and_metrics_are_reported() {
             .collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_clients_are_closed_and_foreign_addresses_are_not_bound() {
+    let cp = ControlPlane::start().await;
+    let a = Backend::start("a", "127.0.1.91").await;
+    let _node = start_node(&cp, &["127.0.0.41"]);
+    let mut l = listener("127.0.0.41", 80, vec![], forward(TG_A));
+    l.idle_timeout_secs = 1;
+    // 127.0.0.42 was not given to this node: it must not bind it.
+    let foreign = listener("127.0.0.42", 80, vec![], forward(TG_A));
+    cp.apply(
+        1,
+        config(vec![l, foreign], vec![group(TG_A, vec![a.target()])]),
+    )
+    .await;
+    assert!(tokio::net::TcpStream::connect("127.0.0.42:80")
+        .await
+        .is_err());
+
+    let mut conn = tokio::net::TcpStream::connect("127.0.0.41:80")
+        .await
+        .unwrap();
+    assert_eq!(raw_exchange(&mut conn, "/").await, (200, "a".to_string()));
+    // Idle past the timeout: the node closes the connection.
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut conn, &mut buf))
+        .await
+        .expect("closed within the bound");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+}
