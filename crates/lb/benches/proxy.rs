@@ -8,14 +8,15 @@
 //! Settings (environment): `BENCH_CONNECTIONS` (default 32),
 //! `BENCH_SECONDS` per run (default 10; a 2 s warm-up precedes each),
 //! `BENCH_THREADS` for wrk (default 1), `BENCH_ONLY=flotilla,nginx` to
-//! measure some of them.
+//! measure some of them, `BENCH_NODE_THREADS` for Flotilla's runtime.
 //!
 //! What bounds the figures: everything shares one machine (2 cores here):
 //! wrk, the proxy under test and the backend compete for the same CPUs, so
 //! the numbers compare the proxies' CPU cost per request more than they
 //! measure any proxy's ceiling. Each proxy gets two workers (nginx
 //! `worker_processes 2`, HAProxy `nbthread 2`, Flotilla a 2-thread tokio
-//! runtime); the backend has its own 1-thread runtime.
+//! runtime in a child process); the backend has its own 1-thread runtime in
+//! this process.
 
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_imports)]
@@ -46,6 +47,12 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
+    // The Flotilla node runs in a child process of its own (this program
+    // again), as nginx and HAProxy do, so no proxy shares a process with
+    // the backend.
+    if let Ok(backend) = std::env::var("BENCH_NODE_FOR") {
+        return run_node(backend.parse().expect("a backend address"));
+    }
     // `cargo bench` passes `--bench`; nothing else is taken.
     let connections = env_or("BENCH_CONNECTIONS", 32);
     let seconds = env_or("BENCH_SECONDS", 10);
@@ -62,45 +69,18 @@ fn main() {
         .unwrap();
     let backend = backend_rt.block_on(start_backend());
 
-    let proxy_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(env_or("BENCH_NODE_THREADS", 2) as usize)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (_cp, _node) = proxy_rt.block_on(async {
-        let cp = common::ControlPlane::start().await;
-        let node = common::start_node(&cp, &[FLOTILLA]);
-        let target = flotilla_model::lb::TargetConfig {
-            id: BACKEND.into(),
-            address: backend.ip(),
-            port: backend.port(),
-            state: flotilla_model::lb::TargetState::Active,
-            registered_at: 0.0,
-        };
-        let mut g = common::group(TG, vec![target]);
-        g.health_check.path = "/".into();
-        g.health_check.interval_secs = 5;
-        cp.apply(
-            1,
-            common::config(
-                vec![common::listener(
-                    FLOTILLA,
-                    PORT,
-                    vec![],
-                    common::forward(TG),
-                )],
-                vec![g],
-            ),
-        )
-        .await;
-        (cp, node)
-    });
-
     let dir = std::env::temp_dir().join(format!("flotilla-lb-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut peers: Vec<(&str, String, Option<Child>)> = Vec::new();
     peers.push(("backend direct", format!("http://{backend}/"), None));
-    peers.push(("flotilla", format!("http://{FLOTILLA}:{PORT}/"), None));
+    match start_flotilla(backend) {
+        Ok(child) => peers.push((
+            "flotilla",
+            format!("http://{FLOTILLA}:{PORT}/"),
+            Some(child),
+        )),
+        Err(e) => println!("flotilla: cannot start its node ({e}); skipped"),
+    }
     match which("nginx") {
         Some(nginx) => match start_nginx(&nginx, &dir, backend) {
             Ok(child) => peers.push(("nginx", format!("http://{NGINX}:{PORT}/"), Some(child))),
@@ -159,6 +139,53 @@ fn main() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The child's side: a test control plane and a node on a 2-thread runtime
+/// (`BENCH_NODE_THREADS`), configured with one ALB listener forwarding to
+/// `backend`; prints `ready` once applied, then serves until killed.
+fn run_node(backend: SocketAddr) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(env_or("BENCH_NODE_THREADS", 2) as usize)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cp = common::ControlPlane::start().await;
+        let _node = common::start_node(&cp, &[FLOTILLA]);
+        let target = flotilla_model::lb::TargetConfig {
+            id: BACKEND.into(),
+            address: backend.ip(),
+            port: backend.port(),
+            state: flotilla_model::lb::TargetState::Active,
+            registered_at: 0.0,
+        };
+        let mut g = common::group(TG, vec![target]);
+        g.health_check.path = "/".into();
+        g.health_check.interval_secs = 5;
+        let listener = common::listener(FLOTILLA, PORT, vec![], common::forward(TG));
+        cp.apply(1, common::config(vec![listener], vec![g])).await;
+        println!("ready");
+        // Until the parent kills this process (bounded anyway).
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    });
+}
+
+fn start_flotilla(backend: SocketAddr) -> std::io::Result<Child> {
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe()?)
+        .env("BENCH_NODE_FOR", backend.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped");
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    if line.trim() != "ready" {
+        let _ = child.kill();
+        return Err(std::io::Error::other("the node did not start"));
+    }
+    Ok(child)
 }
 
 fn which(program: &str) -> Option<String> {
