@@ -73,6 +73,8 @@ pub struct Node {
     listeners: HashMap<SocketAddr, RunningListener>,
     targets: HashMap<TargetKey, Arc<Target>>,
     round_robin: HashMap<String, Arc<AtomicUsize>>,
+    /// Each group's slow-start period in the version in effect.
+    slow_start: HashMap<String, u32>,
     checkers: HashMap<TargetKey, Checker>,
     drains: HashMap<TargetKey, DrainTimer>,
     /// Health changes, for the run loop to send.
@@ -91,6 +93,7 @@ impl Node {
             listeners: HashMap::new(),
             targets: HashMap::new(),
             round_robin: HashMap::new(),
+            slow_start: HashMap::new(),
             checkers: HashMap::new(),
             drains: HashMap::new(),
             reports,
@@ -143,6 +146,14 @@ impl Node {
                     }
                 }
             }
+            // Slow start turned on for a group that was serving: its targets
+            // already healthy stay at full share.
+            let was = self.slow_start.insert(arn.clone(), tg.slow_start_secs);
+            if tg.slow_start_secs > 0 && was == Some(0) {
+                for t in &active {
+                    t.skip_slow_start();
+                }
+            }
             let next = Arc::clone(self.round_robin.entry(arn.clone()).or_default());
             groups.insert(
                 arn.clone(),
@@ -175,6 +186,8 @@ impl Node {
                 .remove(&key);
         }
         self.round_robin
+            .retain(|arn, _| config.target_groups.contains_key(arn));
+        self.slow_start
             .retain(|arn, _| config.target_groups.contains_key(arn));
 
         let snapshot = Snapshot::compile(version, &config.listeners, groups, &self.shared.metrics);

@@ -74,6 +74,12 @@ impl Target {
         }
     }
 
+    /// Takes the target out of slow start: targets already healthy when a
+    /// group turns slow start on do not enter it (ELBv2).
+    pub fn skip_slow_start(&self) {
+        *self.healthy_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     fn slow_start_share(&self, period: Duration) -> f64 {
         if period.is_zero() {
             return 1.0;

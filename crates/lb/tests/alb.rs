@@ -640,3 +640,32 @@ async fn idle_clients_are_closed_and_foreign_addresses_are_not_bound() {
         .expect("closed within the bound");
     assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_start_ramps_a_new_target_up_from_a_small_share() {
+    let cp = ControlPlane::start().await;
+    let a = Backend::start("a", "127.0.1.101").await;
+    let b = Backend::start("b", "127.0.1.102").await;
+    let _node = start_node(&cp, &["127.0.0.43"]);
+    let l = || listener("127.0.0.43", 80, vec![], forward(TG_A));
+    cp.apply(1, config(vec![l()], vec![group(TG_A, vec![a.target()])]))
+        .await;
+    cp.wait_latest(a.addr, ObservedHealth::Healthy).await;
+    // Slow start on (an hour, so the share stays near its 10 % floor for
+    // the whole test), and a new target: a, already healthy, keeps its
+    // full share; b ramps.
+    let mut g = group(TG_A, vec![a.target(), b.target()]);
+    g.slow_start_secs = 3600;
+    cp.apply(2, config(vec![l()], vec![g])).await;
+    cp.wait_latest(b.addr, ObservedHealth::Healthy).await;
+    let c = http_client("127.0.0.1");
+    let n = 400;
+    for _ in 0..n {
+        assert_eq!(get(&c, "http://127.0.0.43/").await.status, 200);
+    }
+    // Round robin gives b half the turns; it takes about a tenth of them
+    // (about 20 of 400). Without slow start it would take 200.
+    let nb = b.requests();
+    assert!((1..=80).contains(&nb), "b got {nb} of {n}");
+    assert_eq!(a.requests() + nb, n);
+}
