@@ -32,6 +32,10 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 
+/// As in the `flotilla` binary, whose node this measures.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BACKEND: &str = "127.0.0.60";
 const FLOTILLA: &str = "127.0.0.61";
 const NGINX: &str = "127.0.0.62";

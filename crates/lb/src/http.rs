@@ -183,7 +183,7 @@ pub async fn handle(
                     );
                 }
             };
-            let upstream = match upstream_request(req, target.addr, peer, local.port()) {
+            let upstream = match upstream_request(req, &target.authority, peer, local.port()) {
                 Some(r) => r,
                 None => return plain(StatusCode::BAD_REQUEST, "400 Bad Request"),
             };
@@ -246,17 +246,22 @@ enum Answer {
 /// request's path cannot form a URI.
 fn upstream_request(
     req: Request<Incoming>,
-    target: SocketAddr,
+    target: &http::uri::Authority,
     peer: SocketAddr,
     port: u16,
 ) -> Option<Request<Incoming>> {
     let (mut parts, body) = req.into_parts();
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    parts.uri = format!("http://{target}{pq}").parse().ok()?;
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(http::uri::Scheme::HTTP);
+    uri.authority = Some(target.clone());
+    uri.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    parts.uri = http::Uri::from_parts(uri).ok()?;
     parts.version = http::Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
     let client_ip = peer.ip().to_canonical().to_string();

@@ -36,6 +36,8 @@ pub struct TargetKey {
 pub struct Target {
     pub key: TargetKey,
     pub addr: SocketAddr,
+    /// `addr` as a URI authority, made once rather than per request.
+    pub authority: http::uri::Authority,
     /// The value of the stickiness cookie that names this target.
     pub cookie: String,
     health: AtomicU8,
@@ -50,9 +52,14 @@ impl Target {
     pub fn new(key: TargetKey) -> Target {
         let addr = SocketAddr::new(key.address, key.port);
         let cookie = cookie_value(&format!("{}|{}|{}", key.group, key.id, addr));
+        let authority = addr
+            .to_string()
+            .parse()
+            .unwrap_or_else(|_| http::uri::Authority::from_static("invalid"));
         Target {
             key,
             addr,
+            authority,
             cookie,
             health: AtomicU8::new(encode(ObservedHealth::Initial)),
             healthy_since: Mutex::new(None),
@@ -180,6 +187,45 @@ impl Group {
     /// The target for a new request: the sticky one if it may still take
     /// requests, else round robin with slow start.
     pub fn pick(&self, sticky: Option<&str>) -> Result<Arc<Target>, NoTarget> {
+        if self.config.slow_start_secs > 0 {
+            return self.pick_slow_start(sticky);
+        }
+        // The common case without a list: this runs for every request.
+        let healthy_only = self.config.health_check.enabled
+            && self
+                .active
+                .iter()
+                .any(|t| t.health() == ObservedHealth::Healthy);
+        let is_candidate =
+            |t: &&Arc<Target>| !healthy_only || t.health() == ObservedHealth::Healthy;
+        if let Some(cookie) = sticky {
+            if let Some(t) = self
+                .active
+                .iter()
+                .filter(is_candidate)
+                .find(|t| t.cookie == cookie)
+            {
+                return Ok(Arc::clone(t));
+            }
+        }
+        let n = self.active.iter().filter(is_candidate).count();
+        if n == 0 {
+            return Err(NoTarget::Empty);
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        // Health may change between the two passes: then any candidate.
+        self.active
+            .iter()
+            .filter(is_candidate)
+            .nth(start % n)
+            .or_else(|| self.active.first())
+            .map(Arc::clone)
+            .ok_or(NoTarget::Empty)
+    }
+
+    /// [`Group::pick`] with slow start: a target in slow start takes its
+    /// turn with probability equal to its share; the others fill the rest.
+    fn pick_slow_start(&self, sticky: Option<&str>) -> Result<Arc<Target>, NoTarget> {
         let candidates = self.candidates();
         if candidates.is_empty() {
             return Err(NoTarget::Empty);
@@ -192,15 +238,11 @@ impl Group {
         let n = candidates.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let period = Duration::from_secs(u64::from(self.config.slow_start_secs));
-        if !period.is_zero() {
-            // A target in slow start takes its turn with probability equal to
-            // its share; the others fill the rest.
-            for i in 0..n {
-                let t = candidates[(start + i) % n];
-                let share = t.slow_start_share(period);
-                if share >= 1.0 || rand::random::<f64>() < share {
-                    return Ok(Arc::clone(t));
-                }
+        for i in 0..n {
+            let t = candidates[(start + i) % n];
+            let share = t.slow_start_share(period);
+            if share >= 1.0 || rand::random::<f64>() < share {
+                return Ok(Arc::clone(t));
             }
         }
         Ok(Arc::clone(candidates[start % n]))
