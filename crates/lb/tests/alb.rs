@@ -248,7 +248,7 @@ async fn weighted_forward_splits_exactly_and_round_robin_spreads() {
     cp.apply(
         1,
         config(
-            vec![listener("127.0.0.31", 80, vec![], weighted)],
+            vec![listener("127.0.0.31", 8080, vec![], weighted)],
             vec![
                 group(TG_A, vec![a1.target(), a2.target()]),
                 group(TG_B, vec![b.target()]),
@@ -259,7 +259,7 @@ async fn weighted_forward_splits_exactly_and_round_robin_spreads() {
     let c = http_client("127.0.0.1");
     let n = 1000;
     for _ in 0..n {
-        let r = get(&c, "http://127.0.0.31/").await;
+        let r = get(&c, "http://127.0.0.31:8080/").await;
         assert_eq!(r.status, 200);
     }
     let (x1, x2, y) = (a1.requests(), a2.requests(), b.requests());
@@ -306,14 +306,14 @@ async fn stickiness_keeps_a_client_on_its_target_and_group() {
     cp.apply(
         1,
         config(
-            vec![listener("127.0.0.32", 80, rules, forward(TG_A))],
+            vec![listener("127.0.0.32", 8080, rules, forward(TG_A))],
             vec![ga, group(TG_B, vec![b.target()])],
         ),
     )
     .await;
     let c = http_client("127.0.0.1");
     // lb_cookie: the first answer names the target; sending it back sticks.
-    let first = get(&c, "http://127.0.0.32/").await;
+    let first = get(&c, "http://127.0.0.32:8080/").await;
     let cookie = first.headers["set-cookie"].to_str().unwrap().to_string();
     assert!(
         cookie.starts_with("AWSALB=") && cookie.contains("Max-Age=3600"),
@@ -321,18 +321,18 @@ async fn stickiness_keeps_a_client_on_its_target_and_group() {
     );
     let value = cookie.split(';').next().unwrap().to_string();
     for _ in 0..20 {
-        let r = request(&c, "GET", "http://127.0.0.32/", &[("cookie", &value)]).await;
+        let r = request(&c, "GET", "http://127.0.0.32:8080/", &[("cookie", &value)]).await;
         assert_eq!(r.body, first.body);
     }
     // Without the cookie: round robin reaches both.
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..4 {
-        seen.insert(get(&c, "http://127.0.0.32/").await.body);
+        seen.insert(get(&c, "http://127.0.0.32:8080/").await.body);
     }
     assert_eq!(seen.len(), 2, "{seen:?}");
 
     // Target-group stickiness on a weighted forward: AWSALBTG.
-    let first = get(&c, "http://127.0.0.32/w").await;
+    let first = get(&c, "http://127.0.0.32:8080/w").await;
     let tg_cookie = first
         .headers
         .get_all("set-cookie")
@@ -343,7 +343,7 @@ async fn stickiness_keeps_a_client_on_its_target_and_group() {
     let value = tg_cookie.split(';').next().unwrap().to_string();
     let group_of = |body: &str| if body == "b" { "b" } else { "a" };
     for _ in 0..10 {
-        let r = request(&c, "GET", "http://127.0.0.32/w", &[("cookie", &value)]).await;
+        let r = request(&c, "GET", "http://127.0.0.32:8080/w", &[("cookie", &value)]).await;
         assert_eq!(group_of(&r.body), group_of(&first.body));
     }
 }
@@ -360,7 +360,7 @@ async fn health_checks_report_transitions_and_steer_traffic() {
     cp.apply(
         1,
         config(
-            vec![listener("127.0.0.33", 80, vec![], forward(TG_A))],
+            vec![listener("127.0.0.33", 8080, vec![], forward(TG_A))],
             vec![group(TG_A, vec![a.target(), b.target()]), slow_group],
         ),
     )
@@ -392,7 +392,7 @@ async fn health_checks_report_transitions_and_steer_traffic() {
     let c = http_client("127.0.0.1");
     let before = b.requests();
     for _ in 0..10 {
-        assert_eq!(get(&c, "http://127.0.0.33/").await.body, "a");
+        assert_eq!(get(&c, "http://127.0.0.33:8080/").await.body, "a");
     }
     assert_eq!(b.requests(), before);
 
@@ -411,7 +411,7 @@ async fn health_checks_report_transitions_and_steer_traffic() {
     cp.wait_latest(b.addr, ObservedHealth::Unhealthy).await;
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..4 {
-        let r = get(&c, "http://127.0.0.33/").await;
+        let r = get(&c, "http://127.0.0.33:8080/").await;
         assert_eq!(r.status, 200);
         seen.insert(r.body);
     }
@@ -424,13 +424,13 @@ async fn draining_target_finishes_in_flight_requests_and_gets_no_new_ones() {
     let a = Backend::start("a", "127.0.1.41").await;
     let b = Backend::start("b", "127.0.1.42").await;
     let _node = start_node(&cp, &["127.0.0.34"]);
-    let l = || listener("127.0.0.34", 80, vec![], forward(TG_A));
+    let l = || listener("127.0.0.34", 8080, vec![], forward(TG_A));
     cp.apply(1, config(vec![l()], vec![group(TG_A, vec![a.target()])]))
         .await;
     let c = http_client("127.0.0.1");
     // A slow request to a, in flight while a is deregistered.
     let c2 = c.clone();
-    let in_flight = tokio::spawn(async move { get(&c2, "http://127.0.0.34/slow/2000").await });
+    let in_flight = tokio::spawn(async move { get(&c2, "http://127.0.0.34:8080/slow/2000").await });
     let deadline = tokio::time::Instant::now() + WAIT;
     while a.requests() == 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -449,7 +449,7 @@ async fn draining_target_finishes_in_flight_requests_and_gets_no_new_ones() {
     )
     .await;
     for _ in 0..20 {
-        assert_eq!(get(&c, "http://127.0.0.34/").await.body, "b");
+        assert_eq!(get(&c, "http://127.0.0.34:8080/").await.body, "b");
     }
     let r = in_flight.await.unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "a"));
@@ -458,13 +458,14 @@ async fn draining_target_finishes_in_flight_requests_and_gets_no_new_ones() {
     // Only draining targets left: no target takes requests, 503.
     cp.apply(3, config(vec![l()], vec![group(TG_A, vec![draining])]))
         .await;
-    assert_eq!(get(&c, "http://127.0.0.34/").await.status, 503);
+    assert_eq!(get(&c, "http://127.0.0.34:8080/").await.status, 503);
 
     // A request in flight when the deregistration delay ends is cut (502).
     cp.apply(4, config(vec![l()], vec![group(TG_A, vec![a.target()])]))
         .await;
     let c2 = c.clone();
-    let in_flight = tokio::spawn(async move { get(&c2, "http://127.0.0.34/slow/20000").await });
+    let in_flight =
+        tokio::spawn(async move { get(&c2, "http://127.0.0.34:8080/slow/20000").await });
     let deadline = tokio::time::Instant::now() + WAIT;
     while a.requests() < 2 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -497,18 +498,18 @@ async fn config_changes_keep_open_connections_and_in_flight_requests() {
     cp.apply(
         1,
         config(
-            vec![listener("127.0.0.35", 80, vec![], forward(TG_A))],
+            vec![listener("127.0.0.35", 8080, vec![], forward(TG_A))],
             vec![unchecked(TG_A, a.target())],
         ),
     )
     .await;
-    let mut conn = tokio::net::TcpStream::connect("127.0.0.35:80")
+    let mut conn = tokio::net::TcpStream::connect("127.0.0.35:8080")
         .await
         .unwrap();
     assert_eq!(raw_exchange(&mut conn, "/").await, (200, "a".to_string()));
     let c = http_client("127.0.0.1");
     let c2 = c.clone();
-    let in_flight = tokio::spawn(async move { get(&c2, "http://127.0.0.35/slow/1500").await });
+    let in_flight = tokio::spawn(async move { get(&c2, "http://127.0.0.35:8080/slow/1500").await });
     let deadline = tokio::time::Instant::now() + WAIT;
     while a.requests() < 2 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -527,8 +528,8 @@ async fn config_changes_keep_open_connections_and_in_flight_requests() {
         2,
         config(
             vec![
-                listener("127.0.0.35", 80, rules, forward(TG_A)),
-                listener("127.0.0.36", 80, vec![], forward(TG_B)),
+                listener("127.0.0.35", 8080, rules, forward(TG_A)),
+                listener("127.0.0.36", 8080, vec![], forward(TG_B)),
             ],
             vec![unchecked(TG_A, a.target()), unchecked(TG_B, b.target())],
         ),
@@ -542,7 +543,7 @@ async fn config_changes_keep_open_connections_and_in_flight_requests() {
     assert_eq!(raw_exchange(&mut conn, "/").await, (200, "a".to_string()));
     let r = in_flight.await.unwrap();
     assert_eq!((r.status, r.body.as_str()), (200, "a"));
-    assert_eq!(get(&c, "http://127.0.0.36/").await.body, "b");
+    assert_eq!(get(&c, "http://127.0.0.36:8080/").await.body, "b");
     // At most one more connection to a: the first was busy with the
     // in-flight request.
     let after = a.connections.load(std::sync::atomic::Ordering::SeqCst);
@@ -552,12 +553,12 @@ async fn config_changes_keep_open_connections_and_in_flight_requests() {
     cp.apply(
         3,
         config(
-            vec![listener("127.0.0.35", 80, vec![], forward(TG_A))],
+            vec![listener("127.0.0.35", 8080, vec![], forward(TG_A))],
             vec![unchecked(TG_A, a.target())],
         ),
     )
     .await;
-    assert!(tokio::net::TcpStream::connect("127.0.0.36:80")
+    assert!(tokio::net::TcpStream::connect("127.0.0.36:8080")
         .await
         .is_err());
     for _ in 0..5 {
@@ -575,14 +576,23 @@ async fn slow_targets_time_out_with_504_and_metrics_are_reported() {
     let cp = ControlPlane::start().await;
     let a = Backend::start("a", "127.0.1.61").await;
     let _node = start_node_with(&cp, &["127.0.0.37"], Duration::from_secs(1));
-    let mut l = listener("127.0.0.37", 80, vec![], forward(TG_A));
+    let mut l = listener("127.0.0.37", 8080, vec![], forward(TG_A));
     l.idle_timeout_secs = 1;
     cp.apply(1, config(vec![l], vec![group(TG_A, vec![a.target()])]))
         .await;
     let c = http_client("127.0.0.1");
-    assert_eq!(get(&c, "http://127.0.0.37/slow/4000").await.status, 504);
-    assert_eq!(get(&c, "http://127.0.0.37/status/201").await.status, 201);
-    assert_eq!(get(&c, "http://127.0.0.37/status/500").await.status, 500);
+    assert_eq!(
+        get(&c, "http://127.0.0.37:8080/slow/4000").await.status,
+        504
+    );
+    assert_eq!(
+        get(&c, "http://127.0.0.37:8080/status/201").await.status,
+        201
+    );
+    assert_eq!(
+        get(&c, "http://127.0.0.37:8080/status/500").await.status,
+        500
+    );
     let totals = |m: &[NodeMessage], group: Option<&str>| {
         let mut t = (0, 0, 0, 0);
         for s in m.iter().flat_map(|m| match m {
@@ -616,20 +626,20 @@ async fn idle_clients_are_closed_and_foreign_addresses_are_not_bound() {
     let cp = ControlPlane::start().await;
     let a = Backend::start("a", "127.0.1.91").await;
     let _node = start_node(&cp, &["127.0.0.41"]);
-    let mut l = listener("127.0.0.41", 80, vec![], forward(TG_A));
+    let mut l = listener("127.0.0.41", 8080, vec![], forward(TG_A));
     l.idle_timeout_secs = 1;
     // 127.0.0.42 was not given to this node: it must not bind it.
-    let foreign = listener("127.0.0.42", 80, vec![], forward(TG_A));
+    let foreign = listener("127.0.0.42", 8080, vec![], forward(TG_A));
     cp.apply(
         1,
         config(vec![l, foreign], vec![group(TG_A, vec![a.target()])]),
     )
     .await;
-    assert!(tokio::net::TcpStream::connect("127.0.0.42:80")
+    assert!(tokio::net::TcpStream::connect("127.0.0.42:8080")
         .await
         .is_err());
 
-    let mut conn = tokio::net::TcpStream::connect("127.0.0.41:80")
+    let mut conn = tokio::net::TcpStream::connect("127.0.0.41:8080")
         .await
         .unwrap();
     assert_eq!(raw_exchange(&mut conn, "/").await, (200, "a".to_string()));
@@ -647,7 +657,7 @@ async fn slow_start_ramps_a_new_target_up_from_a_small_share() {
     let a = Backend::start("a", "127.0.1.101").await;
     let b = Backend::start("b", "127.0.1.102").await;
     let _node = start_node(&cp, &["127.0.0.43"]);
-    let l = || listener("127.0.0.43", 80, vec![], forward(TG_A));
+    let l = || listener("127.0.0.43", 8080, vec![], forward(TG_A));
     cp.apply(1, config(vec![l()], vec![group(TG_A, vec![a.target()])]))
         .await;
     cp.wait_latest(a.addr, ObservedHealth::Healthy).await;
@@ -661,7 +671,7 @@ async fn slow_start_ramps_a_new_target_up_from_a_small_share() {
     let c = http_client("127.0.0.1");
     let n = 400;
     for _ in 0..n {
-        assert_eq!(get(&c, "http://127.0.0.43/").await.status, 200);
+        assert_eq!(get(&c, "http://127.0.0.43:8080/").await.status, 200);
     }
     // Round robin gives b half the turns; it takes about a tenth of them
     // (about 20 of 400). Without slow start it would take 200.

@@ -17,7 +17,7 @@ async fn reconnects_resend_the_health_view_and_keep_serving() {
     cp.apply(
         7,
         config(
-            vec![listener("127.0.0.39", 80, vec![], forward(TG))],
+            vec![listener("127.0.0.39", 8080, vec![], forward(TG))],
             vec![group(TG, vec![a.target()])],
         ),
     )
@@ -45,5 +45,5 @@ async fn reconnects_resend_the_health_view_and_keep_serving() {
     assert!(ok, "{:?}", &cp.messages()[before..]);
     assert_eq!(cp.query.lock().unwrap().len(), 2);
     // Traffic never depended on the connection.
-    assert_eq!(get(&client, "http://127.0.0.39/").await.body, "a");
+    assert_eq!(get(&client, "http://127.0.0.39:8080/").await.body, "a");
 }
