@@ -1,7 +1,7 @@
 //! Application load balancer listeners: HTTP/1.1 with keep-alive to
 //! clients (hyper's server) and pooled keep-alive connections to targets
-//! (hyper-util's pooled client, one pool per target address, shared by
-//! every config version so a change keeps the warm connections).
+//! ([`crate::pool`], shared by every config version so a change keeps the
+//! warm connections).
 //!
 //! Per request, the phases of a proxy over one snapshot of the table:
 //! find the listener → match a rule → pick a target group (weights,
@@ -24,8 +24,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -34,28 +33,6 @@ use crate::table::Route;
 use crate::Shared;
 
 pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
-
-/// The pooled client to targets.
-pub type TargetClient = hyper_util::client::legacy::Client<HttpConnector, Incoming>;
-
-/// Connecting to a target longer than this counts as a failed connection
-/// (502), as ALB's 10 s connection timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// An idle pooled connection to a target is closed after this long, below
-/// the 60 s keep-alive of common servers, so the pool rarely hands out a
-/// connection the target is closing.
-const POOL_IDLE: Duration = Duration::from_secs(50);
-
-pub fn target_client() -> TargetClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE)
-        .pool_timer(TokioTimer::new())
-        .build(connector)
-}
 
 /// Serves one client connection until it closes, idles out or its listener
 /// is removed (the task is then aborted).
@@ -191,9 +168,9 @@ pub async fn handle(
             let sent = Instant::now();
             let closed = target.closed();
             let answer = tokio::select! {
-                r = tokio::time::timeout(idle, shared.client.request(upstream)) => match r {
+                r = tokio::time::timeout(idle, shared.pool.send(target.addr, upstream)) => match r {
                     Ok(Ok(resp)) => Answer::Response(resp),
-                    Ok(Err(e)) => Answer::Failed(e.to_string()),
+                    Ok(Err(e)) => Answer::Failed(e),
                     Err(_) => Answer::TimedOut,
                 },
                 // The target's deregistration delay ended mid-request.
@@ -234,7 +211,7 @@ pub async fn handle(
 
 /// How a forwarded request ended.
 enum Answer {
-    Response(Response<Incoming>),
+    Response(Response<crate::pool::PooledBody>),
     /// Connecting or talking to the target failed (502).
     Failed(String),
     /// No response headers within the idle timeout (504).
@@ -251,17 +228,23 @@ fn upstream_request(
     port: u16,
 ) -> Option<Request<Incoming>> {
     let (mut parts, body) = req.into_parts();
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(http::uri::Scheme::HTTP);
-    uri.authority = Some(target.clone());
-    uri.path_and_query = Some(
-        parts
+    // Origin-form on the wire; the Host header says which site (HTTP/1.0
+    // clients may not send one: then the target's address).
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = parts
             .uri
             .path_and_query()
             .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    );
-    parts.uri = http::Uri::from_parts(uri).ok()?;
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))
+            .as_str()
+            .parse()
+            .ok()?;
+    }
+    if !parts.headers.contains_key(header::HOST) {
+        parts
+            .headers
+            .insert(header::HOST, HeaderValue::from_str(target.as_str()).ok()?);
+    }
     parts.version = http::Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
     let client_ip = peer.ip().to_canonical().to_string();

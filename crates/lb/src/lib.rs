@@ -28,6 +28,7 @@ pub mod http;
 pub mod matching;
 pub mod metrics;
 pub mod node;
+pub mod pool;
 pub mod table;
 pub mod tcp;
 
@@ -38,7 +39,7 @@ pub struct Shared {
     /// The routing table of the version in effect.
     pub table: ArcSwap<table::Snapshot>,
     /// Pooled connections to targets, kept across versions.
-    pub client: http::TargetClient,
+    pub pool: Arc<pool::TargetPool>,
     pub metrics: metrics::Registry,
     pub health_view: node::HealthView,
 }
@@ -47,7 +48,7 @@ impl Shared {
     pub fn new() -> Shared {
         Shared {
             table: ArcSwap::from_pointee(table::Snapshot::default()),
-            client: http::target_client(),
+            pool: Arc::default(),
             metrics: metrics::Registry::default(),
             health_view: node::HealthView::default(),
         }
@@ -135,6 +136,8 @@ pub async fn run(options: NodeOptions, shutdown: impl Future<Output = ()>) {
                 gateway.send(NodeMessage::Health { reports: batch });
             }
             _ = metrics.tick() => {
+                // Idle target connections past their time close here too.
+                shared.pool.prune();
                 let now = epoch_now();
                 let table = shared.table.load();
                 let samples = shared.metrics.take(since, now, |arn| {
