@@ -7,7 +7,7 @@
 //! | `sleep` | sleeps forever; exits 0 on SIGTERM |
 //! | `ignore-term` | sleeps forever and ignores SIGTERM (only SIGKILL ends it) |
 //! | `exit CODE [AFTER_MS]` | exits with CODE, after AFTER_MS milliseconds (default 0) |
-//! | `serve PORT [BODY]` | HTTP/1.0 server on 0.0.0.0:PORT; `GET /env` answers the environment, anything else BODY (default `ok`); exits 0 on SIGTERM |
+//! | `serve PORT [BODY]` | HTTP/1.1 server with keep-alive on 0.0.0.0:PORT; `GET /env` answers the environment, `/status/N` status N, `/slow/MS` BODY after MS milliseconds, anything else BODY (default `ok`); exits 0 on SIGTERM |
 //! | `fetch URL [EXPECT]` | GET `http://IP:PORT/path`, prints the body; exits 0 on a 200 whose body contains EXPECT, 1 otherwise |
 //! | `fetch-env VAR [SUFFIX] [EXPECT]` | like `fetch`, with the URL taken from the environment variable VAR plus SUFFIX |
 //! | `env` | prints the environment and exits 0 |
@@ -90,28 +90,99 @@ fn serve(port: u16, body: String) -> ! {
     exit(2)
 }
 
+/// Serves requests on one connection: HTTP/1.1 keeps it open (keep-alive)
+/// until the client closes it, sends `Connection: close`, or is idle for
+/// 60 s; HTTP/1.0 closes after one answer unless it asked for keep-alive.
 fn answer(mut stream: TcpStream, body: &str) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let _ = stream.set_nodelay(true);
     let mut buf = [0u8; 4096];
-    let mut req = Vec::new();
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => req.extend_from_slice(&buf[..n]),
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if pending.len() > 65536 {
+                return;
+            }
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&pending[..head_end]).into_owned();
+        pending.drain(..head_end);
+        let mut lines = head.split("\r\n");
+        let mut first = lines.next().unwrap_or("").split_whitespace();
+        let _method = first.next().unwrap_or("GET");
+        let path = first.next().unwrap_or("/").to_string();
+        let version = first.next().unwrap_or("HTTP/1.0");
+        let mut keep_alive = version == "HTTP/1.1";
+        let mut content_length = 0usize;
+        for line in lines {
+            let Some((k, v)) = line.split_once(':') else { continue };
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_ascii_lowercase());
+            match k.as_str() {
+                "connection" if v == "close" => keep_alive = false,
+                "connection" if v == "keep-alive" => keep_alive = true,
+                "content-length" => content_length = v.parse().unwrap_or(0),
+                // Chunked request bodies are not parsed: answer, then close.
+                "transfer-encoding" => keep_alive = false,
+                _ => {}
+            }
         }
-        if req.len() > 65536 {
-            break;
+        // Skip the request body.
+        while pending.len() < content_length {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending.extend_from_slice(&buf[..n]),
+            }
+        }
+        pending.drain(..content_length);
+        let (status, text) = route(&path, body);
+        let reason = match status {
+            200 => "OK",
+            201 => "Created",
+            204 => "No Content",
+            301 => "Moved Permanently",
+            302 => "Found",
+            400 => "Bad Request",
+            404 => "Not Found",
+            500 => "Internal Server Error",
+            502 => "Bad Gateway",
+            503 => "Service Unavailable",
+            _ => "Status",
+        };
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        let response = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{text}",
+            text.len()
+        );
+        if stream.write_all(response.as_bytes()).is_err() || !keep_alive {
+            return;
         }
     }
-    let req = String::from_utf8_lossy(&req);
-    let path = req.split_whitespace().nth(1).unwrap_or("/");
-    let text = if path == "/env" { env_text() } else { body.to_string() };
-    let _ = write!(
-        stream,
-        "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-        text.len(),
-        text
-    );
+}
+
+/// `/env`: the environment; `/status/N`: status N; `/slow/MS`: BODY after
+/// MS milliseconds; anything else: BODY.
+fn route(path: &str, body: &str) -> (u16, String) {
+    let path = path.split('?').next().unwrap_or(path);
+    if path == "/env" {
+        return (200, env_text());
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        return match code.parse::<u16>() {
+            Ok(c) if (100..=999).contains(&c) => (c, format!("{c}\n")),
+            _ => (400, "bad status\n".to_string()),
+        };
+    }
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        let ms: u64 = ms.parse().unwrap_or(0).min(600_000);
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+    (200, body.to_string())
 }
 
 /// GET over HTTP/1.0; returns (status, body).

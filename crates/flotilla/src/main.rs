@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -51,6 +51,11 @@ enum Command {
     /// reports its tasks RUNNING or STOPPED as asked. Credentials and region
     /// as for `agent`. Runs until SIGINT or SIGTERM.
     Sim(SimArgs),
+    /// A load-balancer node: serves the listeners of the load balancers the
+    /// control plane places on its addresses (ALB over HTTP, NLB over TCP),
+    /// health-checks their targets and reports back. Credentials and region
+    /// as for `agent`. Runs until SIGINT or SIGTERM.
+    Lb(LbArgs),
 }
 
 #[derive(clap::Args)]
@@ -135,6 +140,25 @@ struct DevArgs {
 }
 
 #[derive(clap::Args)]
+struct LbArgs {
+    /// The control plane's URL (`http://HOST:PORT`).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    endpoint: String,
+    /// Addresses this node may bind listeners on; the control plane gives
+    /// each load balancer one of them, so several can use the same port.
+    #[arg(
+        long = "address",
+        value_name = "IP[,IP…]",
+        value_delimiter = ',',
+        required = true
+    )]
+    addresses: Vec<IpAddr>,
+    /// The node's name as the control plane knows it (default: lb-FIRST-ADDRESS).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+#[derive(clap::Args)]
 struct SimArgs {
     /// The control plane's URL (`http://HOST:PORT`).
     #[arg(long, env = "AWS_ENDPOINT_URL")]
@@ -214,6 +238,7 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(args) => runtime.block_on(agent(args)),
         Command::Dev(args) => runtime.block_on(dev(args)),
         Command::Sim(args) => runtime.block_on(sim(args)),
+        Command::Lb(args) => runtime.block_on(lb(args)),
     }
 }
 
@@ -422,6 +447,33 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn lb(args: LbArgs) -> anyhow::Result<()> {
+    let client = client_from_env(&args.endpoint, &region_from_env()?)?;
+    let name = args
+        .name
+        .unwrap_or_else(|| format!("lb-{}", args.addresses[0]));
+    let stopped = stop_on_signal();
+    eprintln!(
+        "Flotilla load-balancer node {name} on {}",
+        args.addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let gateway = flotilla_lb::GatewayConfig::new(client, &name, args.addresses);
+    flotilla_lb::run(flotilla_lb::NodeOptions::new(gateway), wait(stopped)).await;
+    Ok(())
+}
+
+/// The loopback addresses `flotilla dev`'s load-balancer node binds
+/// listeners on: 127.0.0.20 to 127.0.0.29, one per load balancer.
+fn dev_lb_addresses() -> Vec<IpAddr> {
+    (20..30)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
+        .collect()
+}
+
 async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let setup = ServerSetup::open(args.listen, &args.data_dir, None).await?;
     let endpoint = setup.endpoint()?;
@@ -440,6 +492,15 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     );
     ensure_cluster(&client, DEV_CLUSTER).await?;
 
+    // One load-balancer node in-process; it keeps reconnecting (quietly)
+    // while the control plane does not serve it.
+    let mut gateway = flotilla_lb::GatewayConfig::new(client.clone(), "dev-lb", dev_lb_addresses());
+    gateway.warn_on_failure = false;
+    tokio::spawn(flotilla_lb::run(
+        flotilla_lb::NodeOptions::new(gateway),
+        wait(stopped.clone()),
+    ));
+
     let mut host_args = args.host;
     // A laptop's tasks are for the laptop: bind their ports on loopback.
     host_args
@@ -457,7 +518,8 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     {
         Ok(host) => {
             eprintln!(
-                "Flotilla dev: control plane on {endpoint}, one agent ({}) in cluster {DEV_CLUSTER}. \
+                "Flotilla dev: control plane on {endpoint}, one agent ({}) in cluster {DEV_CLUSTER}, \
+                 one load-balancer node on 127.0.0.20-127.0.0.29. \
                  Export the lines above, then try: aws ecs list-container-instances",
                 host.instance_arn()
             );

@@ -1,0 +1,457 @@
+//! Application load balancer listeners: HTTP/1.1 with keep-alive to
+//! clients (hyper's server) and pooled keep-alive connections to targets
+//! ([`crate::pool`], shared by every config version so a change keeps the
+//! warm connections).
+//!
+//! Per request, the phases of a proxy over one snapshot of the table:
+//! find the listener → match a rule → pick a target group (weights,
+//! `AWSALBTG`) → pick a target (`AWSALB`, round robin over healthy targets,
+//! slow start) → forward with `X-Forwarded-*` → count.
+//!
+//! Status codes the load balancer makes itself, as ALB: 503 when a target
+//! group has no target that takes requests, 502 when the target connection
+//! fails or breaks, 504 when the target has not answered within the load
+//! balancer's idle timeout.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::matching::RequestFacts;
+use crate::table::Route;
+use crate::Shared;
+
+pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// Serves one client connection until it closes, idles out or its listener
+/// is removed (the task is then aborted).
+pub async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    local: SocketAddr,
+    peer: SocketAddr,
+) {
+    let _ = stream.set_nodelay(true);
+    let idle = shared
+        .table
+        .load()
+        .listeners
+        .get(&local)
+        .map(|l| idle_timeout(l.config.idle_timeout_secs))
+        .unwrap_or(Duration::from_secs(60));
+    let service = hyper::service::service_fn(move |req| {
+        let shared = Arc::clone(&shared);
+        async move { Ok::<_, Infallible>(handle(&shared, local, peer, req).await) }
+    });
+    let result = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        // Waiting for the next request on a kept-alive connection is
+        // waiting for headers: the idle timeout closes it, as ALB's does.
+        .header_read_timeout(idle)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "client connection ended");
+    }
+}
+
+fn idle_timeout(secs: u32) -> Duration {
+    Duration::from_secs(u64::from(secs.max(1)))
+}
+
+/// One request through the listener at `local`.
+pub async fn handle(
+    shared: &Shared,
+    local: SocketAddr,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let table = shared.table.load_full();
+    let Some(listener) = table.listeners.get(&local) else {
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 Service Temporarily Unavailable",
+        );
+    };
+    listener.counters.request();
+    let facts = RequestFacts {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        headers: req.headers(),
+        source: peer.ip(),
+    };
+    let route = listener.route(&facts);
+    let (sticky_group, sticky_target) = stickiness_cookies(req.headers());
+    match route {
+        Route::Fixed {
+            status,
+            content_type,
+            body,
+        } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
+            let ct = content_type
+                .as_deref()
+                .unwrap_or("text/plain; charset=utf-8");
+            let mut resp = Response::new(full(body.clone()));
+            *resp.status_mut() = status;
+            if let Ok(v) = HeaderValue::from_str(ct) {
+                resp.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            resp
+        }
+        Route::Redirect { .. } => {
+            let location = redirect_location(route, &facts, local.port());
+            let status = match route {
+                Route::Redirect { status: 301, .. } => StatusCode::MOVED_PERMANENTLY,
+                _ => StatusCode::FOUND,
+            };
+            let mut resp = Response::new(full(String::new()));
+            *resp.status_mut() = status;
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp
+        }
+        Route::Unavailable => {
+            listener.counters.elb_5xx();
+            plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Temporarily Unavailable",
+            )
+        }
+        Route::Forward {
+            stickiness_secs,
+            destinations,
+            ..
+        } => {
+            let Some(dest) = route.destination(sticky_group.as_deref()) else {
+                listener.counters.elb_5xx();
+                return plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "503 Service Temporarily Unavailable",
+                );
+            };
+            dest.counters.request();
+            let group_sticky = dest.group.config.stickiness_secs;
+            let target = match dest
+                .group
+                .pick(sticky_target.as_deref().filter(|_| group_sticky.is_some()))
+            {
+                Ok(t) => t,
+                Err(_) => {
+                    listener.counters.elb_5xx();
+                    dest.counters.elb_5xx();
+                    return plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "503 Service Temporarily Unavailable",
+                    );
+                }
+            };
+            let upstream = match upstream_request(req, &target.authority, peer, local.port()) {
+                Some(r) => r,
+                None => return plain(StatusCode::BAD_REQUEST, "400 Bad Request"),
+            };
+            let idle = idle_timeout(listener.config.idle_timeout_secs);
+            let sent = Instant::now();
+            let closed = target.closed();
+            let answer = tokio::select! {
+                r = tokio::time::timeout(idle, shared.pool.send(target.addr, upstream)) => match r {
+                    Ok(Ok(resp)) => Answer::Response(resp),
+                    Ok(Err(e)) => Answer::Failed(e),
+                    Err(_) => Answer::TimedOut,
+                },
+                // The target's deregistration delay ended mid-request.
+                _ = closed => Answer::Failed("the target's deregistration delay ended".into()),
+            };
+            match answer {
+                Answer::Response(resp) => {
+                    dest.counters
+                        .target_response(resp.status().as_u16(), sent.elapsed());
+                    listener
+                        .counters
+                        .target_response(resp.status().as_u16(), sent.elapsed());
+                    let (mut parts, body) = resp.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    if let Some(secs) = group_sticky {
+                        set_cookie(&mut parts.headers, "AWSALB", &target.cookie, secs);
+                    }
+                    if let (Some(secs), true) = (stickiness_secs, destinations.len() > 1) {
+                        set_cookie(&mut parts.headers, "AWSALBTG", &dest.group.cookie, *secs);
+                    }
+                    Response::from_parts(parts, body.boxed_unsync())
+                }
+                Answer::Failed(e) => {
+                    tracing::debug!(target = %target.addr, error = %e, "target request failed");
+                    listener.counters.elb_5xx();
+                    dest.counters.elb_5xx();
+                    plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway")
+                }
+                Answer::TimedOut => {
+                    listener.counters.elb_5xx();
+                    dest.counters.elb_5xx();
+                    plain(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out")
+                }
+            }
+        }
+    }
+}
+
+/// How a forwarded request ended.
+enum Answer {
+    Response(Response<crate::pool::PooledBody>),
+    /// Connecting or talking to the target failed (502).
+    Failed(String),
+    /// No response headers within the idle timeout (504).
+    TimedOut,
+}
+
+/// The request as the target gets it: absolute URI to the target, hop-by-hop
+/// headers removed, `X-Forwarded-For/-Proto/-Port` set. `None` if the
+/// request's path cannot form a URI.
+fn upstream_request(
+    req: Request<Incoming>,
+    target: &http::uri::Authority,
+    peer: SocketAddr,
+    port: u16,
+) -> Option<Request<Incoming>> {
+    let (mut parts, body) = req.into_parts();
+    // Origin-form on the wire; the Host header says which site (HTTP/1.0
+    // clients may not send one: then the target's address).
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))
+            .as_str()
+            .parse()
+            .ok()?;
+    }
+    if !parts.headers.contains_key(header::HOST) {
+        parts
+            .headers
+            .insert(header::HOST, HeaderValue::from_str(target.as_str()).ok()?);
+    }
+    parts.version = http::Version::HTTP_11;
+    strip_hop_by_hop(&mut parts.headers);
+    let client_ip = peer.ip().to_canonical().to_string();
+    let xff = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client_ip}"),
+        _ => client_ip,
+    };
+    let h = &mut parts.headers;
+    h.insert(
+        HeaderName::from_static("x-forwarded-for"),
+        HeaderValue::from_str(&xff).ok()?,
+    );
+    h.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static("http"),
+    );
+    h.insert(
+        HeaderName::from_static("x-forwarded-port"),
+        HeaderValue::from(port),
+    );
+    Some(Request::from_parts(parts, body))
+}
+
+/// Headers meaningful for one connection only (RFC 9110 §7.6.1), and those
+/// named by `Connection`.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(n);
+    }
+}
+
+/// The values of the `AWSALBTG` and `AWSALB` cookies, if sent.
+fn stickiness_cookies(headers: &HeaderMap) -> (Option<String>, Option<String>) {
+    let mut group = None;
+    let mut target = None;
+    for v in headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        for pair in v.split(';') {
+            match pair.trim().split_once('=') {
+                Some(("AWSALBTG", val)) => group = Some(val.to_string()),
+                Some(("AWSALB", val)) => target = Some(val.to_string()),
+                _ => {}
+            }
+        }
+    }
+    (group, target)
+}
+
+fn set_cookie(headers: &mut HeaderMap, name: &str, value: &str, secs: u32) {
+    if let Ok(v) = HeaderValue::from_str(&format!("{name}={value}; Max-Age={secs}; Path=/")) {
+        headers.append(header::SET_COOKIE, v);
+    }
+}
+
+/// ELBv2's redirect: each part is the configured value with `#{protocol}`,
+/// `#{host}`, `#{port}`, `#{path}` and `#{query}` replaced by the request's;
+/// the port is left out when it is the protocol's default.
+fn redirect_location(route: &Route, req: &RequestFacts<'_>, listener_port: u16) -> String {
+    let Route::Redirect {
+        protocol,
+        host,
+        port,
+        path,
+        query,
+        ..
+    } = route
+    else {
+        return String::new();
+    };
+    let req_host = req.host().unwrap_or("").to_string();
+    let req_port = listener_port.to_string();
+    let req_path = req.path.to_string();
+    let req_query = req.query.unwrap_or("").to_string();
+    let subst = |s: &str| {
+        s.replace("#{protocol}", "HTTP")
+            .replace("#{host}", &req_host)
+            .replace("#{port}", &req_port)
+            .replace("#{path}", &req_path)
+            .replace("#{query}", &req_query)
+    };
+    let proto = subst(protocol).to_ascii_lowercase();
+    let host = subst(host);
+    let port = subst(port);
+    let mut path = subst(path);
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    let query = subst(query);
+    let default_port = matches!(
+        (proto.as_str(), port.as_str()),
+        ("http", "80") | ("https", "443")
+    );
+    let mut location = format!("{proto}://{host}");
+    if !default_port && !port.is_empty() {
+        location.push(':');
+        location.push_str(&port);
+    }
+    location.push_str(&path);
+    if !query.is_empty() {
+        location.push('?');
+        location.push_str(&query);
+    }
+    location
+}
+
+fn full(s: String) -> Body {
+    Full::new(Bytes::from(s))
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    let mut resp = Response::new(full(format!("{text}\n")));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redirect(protocol: &str, host: &str, port: &str, path: &str, query: &str) -> Route {
+        Route::Redirect {
+            protocol: protocol.into(),
+            host: host.into(),
+            port: port.into(),
+            path: path.into(),
+            query: query.into(),
+            status: 301,
+        }
+    }
+
+    #[test]
+    fn redirect_locations() {
+        let mut h = HeaderMap::new();
+        h.insert("host", "example.com:8080".parse().unwrap());
+        let facts = RequestFacts {
+            method: "GET",
+            path: "/old",
+            query: Some("a=1"),
+            headers: &h,
+            source: "127.0.0.1".parse().unwrap(),
+        };
+        let r = redirect("HTTPS", "#{host}", "443", "/#{path}", "#{query}");
+        assert_eq!(
+            redirect_location(&r, &facts, 8080),
+            "https://example.com//old?a=1"
+        );
+        let r = redirect("#{protocol}", "#{host}", "#{port}", "/new", "#{query}&b=2");
+        assert_eq!(
+            redirect_location(&r, &facts, 8080),
+            "http://example.com:8080/new?a=1&b=2"
+        );
+        let r = redirect("HTTP", "other.example", "80", "#{path}", "");
+        assert_eq!(
+            redirect_location(&r, &facts, 8080),
+            "http://other.example/old"
+        );
+    }
+
+    #[test]
+    fn cookies_and_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert("cookie", "a=b; AWSALB=t1; AWSALBTG=g1".parse().unwrap());
+        assert_eq!(
+            stickiness_cookies(&h),
+            (Some("g1".into()), Some("t1".into()))
+        );
+        h.insert("connection", "keep-alive, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert!(
+            h.get("x-secret").is_none()
+                && h.get("connection").is_none()
+                && h.get("keep-alive").is_none()
+        );
+        assert!(h.get("cookie").is_some());
+    }
+}
