@@ -158,7 +158,8 @@ struct Outcome {
 }
 
 /// A bounded loader: `connections` keep-alive connections, each sending
-/// requests one after the other with a short pause, until `stop` is set,
+/// requests one after the other with a short pause (the first connection
+/// slow ones), until `stop` is set,
 /// `limit` passes or `max_requests` are sent.
 async fn load(
     addr: String,
@@ -171,8 +172,11 @@ async fn load(
     let start = Instant::now();
     let per_conn = max_requests / connections;
     let mut handles = Vec::new();
-    for _ in 0..connections {
+    for i in 0..connections {
         let (addr, host, stop) = (addr.clone(), host.clone(), stop.clone());
+        // The first connection's requests take 1.5 s each at the target, so
+        // some are in flight whenever a target is deregistered.
+        let path = if i == 0 { "/slow/1500" } else { "/" };
         handles.push(tokio::spawn(async move {
             let mut out = Vec::new();
             let mut conn: Option<Conn> = None;
@@ -181,7 +185,7 @@ async fn load(
                     if conn.is_none() {
                         conn = Some(Conn::open(&addr).await?);
                     }
-                    conn.as_mut().unwrap().get(&host).await
+                    conn.as_mut().unwrap().get_path(&host, path).await
                 }
                 .await;
                 let result = result.map_err(|e| {
@@ -258,6 +262,178 @@ fn serving(body: &str) -> Value {
         "essential": true,
         "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
     }])
+}
+
+/// The load balancer under test: its listener's address, its DNS name, its
+/// target group.
+struct Lb {
+    addr: String,
+    dns: String,
+    tg_arn: String,
+}
+
+/// A rolling deployment of the service `web` from the task definition
+/// answering `from` to `to_td` answering `to`, with the deployment's
+/// (minimumHealthyPercent, maximumPercent), while a bounded loader sends
+/// requests through the load balancer: none fails, the answers move from
+/// `from` to `to`, the deployment completes and the old tasks are gone.
+async fn rollout(
+    env: &Env,
+    lb: &Lb,
+    (from, to, to_td): (&str, &str, &str),
+    (min, max): (u32, u32),
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let loader_start = Instant::now();
+    let loader = tokio::spawn(load(
+        lb.addr.clone(),
+        lb.dns.clone(),
+        3,
+        stop.clone(),
+        Duration::from_secs(60),
+        10_000,
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let old_tasks: Vec<String> = running_tasks(env)
+        .await
+        .iter()
+        .map(|t| s(&t["taskArn"]))
+        .collect();
+    assert_eq!(old_tasks.len(), 2);
+    let deploy_start = Instant::now();
+    let update_at = loader_start.elapsed().as_secs_f64();
+    let deployment_configuration = format!("minimumHealthyPercent={min},maximumPercent={max}");
+    aws(
+        env,
+        "ecs",
+        &[
+            "update-service",
+            "--cluster",
+            &env.cluster,
+            "--service",
+            "web",
+            "--task-definition",
+            to_td,
+            "--deployment-configuration",
+            &deployment_configuration,
+        ],
+    )
+    .await;
+    wait_for(
+        "the deployment to complete",
+        Duration::from_secs(60),
+        || async {
+            let svc = service(env).await;
+            let deployments = svc["deployments"].as_array().cloned().unwrap_or_default();
+            let done = deployments.len() == 1
+                && svc["runningCount"] == 2
+                && deployments[0]["rolloutState"] == "COMPLETED";
+            done.then_some(())
+        },
+    )
+    .await;
+    let deploy_secs = deploy_start.elapsed().as_secs_f64();
+    aws(
+        env,
+        "ecs",
+        &[
+            "wait",
+            "services-stable",
+            "--cluster",
+            &env.cluster,
+            "--services",
+            "web",
+        ],
+    )
+    .await;
+    // Let the loader see the settled service for a moment.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let outcomes = loader.await.expect("loader");
+
+    let failures: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| !matches!(&o.result, Ok((200, _))))
+        .collect();
+    let answered = |body: &str| {
+        outcomes
+            .iter()
+            .filter(|o| matches!(&o.result, Ok((_, b)) if b == body))
+            .map(|o| o.at)
+            .collect::<Vec<f64>>()
+    };
+    let (olds, news) = (answered(from), answered(to));
+    let first_new = news.first().copied().unwrap_or(f64::NAN);
+    let last_old = olds.last().copied().unwrap_or(f64::NAN);
+    let span = outcomes.last().map(|o| o.at).unwrap_or(0.0);
+    let slowest = outcomes
+        .windows(2)
+        .map(|w| w[1].at - w[0].at)
+        .fold(0.0f64, f64::max);
+    eprintln!(
+        "lb e2e: rolling {from} -> {to} (min {min} %, max {max} %): {} requests in {span:.1} s \
+         ({:.0}/s) over 3 keep-alive connections, one of 1.5 s requests: {} failed, {} {from}, {} {to}; \
+         update-service at {update_at:.1} s, first {to} at {first_new:.1} s, \
+         last {from} at {last_old:.1} s (both answering for {:.1} s); longest gap between \
+         answers {:.0} ms; deployment COMPLETED {deploy_secs:.1} s after update-service",
+        outcomes.len(),
+        outcomes.len() as f64 / span.max(0.001),
+        failures.len(),
+        olds.len(),
+        news.len(),
+        (last_old - first_new).max(0.0),
+        slowest * 1000.0,
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed, e.g. {:?}",
+        failures.len(),
+        outcomes.len(),
+        failures.iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(
+        !olds.is_empty() && !news.is_empty(),
+        "responses moved from {from} to {to}"
+    );
+    assert!(
+        matches!(&outcomes.last().unwrap().result, Ok((_, b)) if b == to),
+        "the last response is {to}"
+    );
+    assert!(
+        answered(from).iter().all(|&at| at < first_new + 15.0),
+        "{from} stops answering once {to} answers"
+    );
+
+    // The old tasks are gone; the two new ones are the targets, healthy.
+    let now: Vec<Value> = running_tasks(env).await;
+    assert_eq!(now.len(), 2, "{now:?}");
+    for t in &now {
+        assert!(!old_tasks.contains(&s(&t["taskArn"])), "old task {t}");
+        assert_eq!(s(&t["taskDefinitionArn"]), to_td);
+    }
+    for arn in &old_tasks {
+        let t = env.task(arn).await;
+        assert_eq!(s(&t["lastStatus"]), "STOPPED", "{t}");
+        // Deregistered when it was told to stop; stopped only once drained.
+        let held = t["stoppedAt"].as_f64().unwrap() - t["stoppingAt"].as_f64().unwrap();
+        eprintln!("lb e2e: old task stopped {held:.1} s after it began stopping (deregistration delay 5 s)");
+        assert!(held >= 4.5, "stopped before its target drained: {t}");
+        assert!(env
+            .containers_of(arn)
+            .await
+            .iter()
+            .all(|c| c.state != Some(bollard::models::ContainerSummaryStateEnum::RUNNING)));
+    }
+    let t = target_health(env, &lb.tg_arn).await;
+    assert_eq!(t.len(), 2, "only the new tasks are targets: {t:?}");
+    assert!(
+        t.iter().all(|d| d["TargetHealth"]["State"] == "healthy"),
+        "{t:?}"
+    );
+    let mut conn = Conn::open(&lb.addr).await.expect("connect");
+    for _ in 0..4 {
+        assert_eq!(conn.get(&lb.dns).await.unwrap(), (200, to.to_string()));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,155 +627,25 @@ async fn alb_in_front_of_a_service_rolls_from_v1_to_v2_without_a_failed_request(
     assert_eq!(hosts.len(), 2, "both tasks answer: {hosts:?}");
     drop(conn);
 
-    // 3. A rolling deployment to `v2` under load.
-    let stop = Arc::new(AtomicBool::new(false));
-    let loader = tokio::spawn(load(
-        addr.clone(),
-        dns.clone(),
-        2,
-        stop.clone(),
-        Duration::from_secs(60),
-        20_000,
-    ));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let old_tasks: Vec<String> = running_tasks(&env)
-        .await
-        .iter()
-        .map(|t| s(&t["taskArn"]))
-        .collect();
-    assert_eq!(old_tasks.len(), 2);
-    let deploy_start = Instant::now();
-    aws(
-        &env,
-        "ecs",
-        &[
-            "update-service",
-            "--cluster",
-            &env.cluster,
-            "--service",
-            "web",
-            "--task-definition",
-            &v2,
-        ],
-    )
-    .await;
-    wait_for(
-        "the deployment to complete",
-        Duration::from_secs(60),
-        || async {
-            let svc = service(&env).await;
-            let deployments = svc["deployments"].as_array().cloned().unwrap_or_default();
-            let done = deployments.len() == 1
-                && svc["runningCount"] == 2
-                && deployments[0]["rolloutState"] == "COMPLETED";
-            done.then_some(())
-        },
-    )
-    .await;
-    let deploy_secs = deploy_start.elapsed().as_secs_f64();
-    aws(
-        &env,
-        "ecs",
-        &[
-            "wait",
-            "services-stable",
-            "--cluster",
-            &env.cluster,
-            "--services",
-            "web",
-        ],
-    )
-    .await;
-    // Let the loader see the settled service for a moment.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let outcomes = loader.await.expect("loader");
-
-    let failures: Vec<&Outcome> = outcomes
-        .iter()
-        .filter(|o| !matches!(&o.result, Ok((200, _))))
-        .collect();
-    let first_v2 = outcomes
-        .iter()
-        .find(|o| matches!(&o.result, Ok((_, b)) if b == "v2"))
-        .map(|o| o.at);
-    let last_v1 = outcomes
-        .iter()
-        .rev()
-        .find(|o| matches!(&o.result, Ok((_, b)) if b == "v1"))
-        .map(|o| o.at);
-    let v1_count = outcomes
-        .iter()
-        .filter(|o| matches!(&o.result, Ok((_, b)) if b == "v1"))
-        .count();
-    let v2_count = outcomes
-        .iter()
-        .filter(|o| matches!(&o.result, Ok((_, b)) if b == "v2"))
-        .count();
-    let span = outcomes.last().map(|o| o.at).unwrap_or(0.0);
-    eprintln!(
-        "lb e2e: {} requests in {span:.1} s ({:.0}/s) over 2 keep-alive connections: \
-         {} failed, {v1_count} v1, {v2_count} v2; first v2 at {:.1} s, last v1 at {:.1} s \
-         (switch window {:.1} s); deployment completed in {deploy_secs:.1} s",
-        outcomes.len(),
-        outcomes.len() as f64 / span.max(0.001),
-        failures.len(),
-        first_v2.unwrap_or(f64::NAN),
-        last_v1.unwrap_or(f64::NAN),
-        last_v1
-            .zip(first_v2)
-            .map(|(l, f)| l - f)
-            .unwrap_or(f64::NAN),
-    );
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed, e.g. {:?}",
-        failures.len(),
-        outcomes.len(),
-        failures.iter().take(5).collect::<Vec<_>>()
-    );
-    assert!(
-        v1_count > 0 && v2_count > 0,
-        "responses moved from v1 to v2"
-    );
-    assert!(
-        last_v1 < Some(outcomes.last().unwrap().at),
-        "the last response is v2"
-    );
-    assert!(
-        matches!(&outcomes.last().unwrap().result, Ok((_, b)) if b == "v2"),
-        "the last response is v2"
-    );
-
-    // The old tasks are gone; the two new ones are the targets, healthy.
-    let now: Vec<Value> = running_tasks(&env).await;
-    assert_eq!(now.len(), 2, "{now:?}");
-    for t in &now {
-        assert!(!old_tasks.contains(&s(&t["taskArn"])), "old task {t}");
-        assert_eq!(s(&t["taskDefinitionArn"]), v2);
+    // 3. Rolling deployments under load: to `v2` as ECS does by default
+    // (minimum 100 %, maximum 200 %: new tasks first), then to `v3` with
+    // minimum 50 %, maximum 100 % (an old task stops first).
+    let v3 = env
+        .register_task_definition("e2e-lb-web", serving("v3"))
+        .await;
+    let lb = Lb {
+        addr: addr.clone(),
+        dns: dns.clone(),
+        tg_arn: tg_arn.clone(),
+    };
+    rollout(&env, &lb, ("v1", "v2", &v2), (100, 200)).await;
+    rollout(&env, &lb, ("v2", "v3", &v3), (50, 100)).await;
+    let svc = service(&env).await;
+    let mut events: Vec<Value> = svc["events"].as_array().cloned().unwrap_or_default();
+    events.reverse();
+    for e in &events {
+        eprintln!("lb e2e: event {} {}", e["createdAt"], s(&e["message"]));
     }
-    for arn in &old_tasks {
-        let t = env.task(arn).await;
-        assert_eq!(s(&t["lastStatus"]), "STOPPED", "{t}");
-        assert!(env
-            .containers_of(arn)
-            .await
-            .iter()
-            .all(|c| c.state != Some(bollard::models::ContainerSummaryStateEnum::RUNNING)));
-    }
-    let t = target_health(&env, &tg_arn).await;
-    assert_eq!(
-        t.iter()
-            .filter(|d| d["TargetHealth"]["State"] == "healthy")
-            .count(),
-        2,
-        "{t:?}"
-    );
-    let mut conn = Conn::open(&addr).await.expect("connect");
-    for _ in 0..4 {
-        assert_eq!(conn.get(&dns).await.unwrap(), (200, "v2".to_string()));
-    }
-
     // Tear down: the service first (its targets drain), then the node.
     env.call(
         "DeleteService",
