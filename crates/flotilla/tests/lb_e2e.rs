@@ -154,6 +154,9 @@ impl Conn {
 #[derive(Debug, Clone)]
 struct Outcome {
     at: f64,
+    /// How long it took (seconds), and whether it was a slow request.
+    took: f64,
+    slow: bool,
     result: Result<(u16, String), String>,
 }
 
@@ -181,6 +184,7 @@ async fn load(
             let mut out = Vec::new();
             let mut conn: Option<Conn> = None;
             while !stop.load(Ordering::Relaxed) && start.elapsed() < limit && out.len() < per_conn {
+                let sent = Instant::now();
                 let result = async {
                     if conn.is_none() {
                         conn = Some(Conn::open(&addr).await?);
@@ -194,6 +198,8 @@ async fn load(
                 });
                 out.push(Outcome {
                     at: start.elapsed().as_secs_f64(),
+                    took: sent.elapsed().as_secs_f64(),
+                    slow: i == 0,
                     result,
                 });
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -366,23 +372,31 @@ async fn rollout(
     let first_new = news.first().copied().unwrap_or(f64::NAN);
     let last_old = olds.last().copied().unwrap_or(f64::NAN);
     let span = outcomes.last().map(|o| o.at).unwrap_or(0.0);
-    let slowest = outcomes
-        .windows(2)
-        .map(|w| w[1].at - w[0].at)
+    let mut fast: Vec<&Outcome> = outcomes.iter().filter(|o| !o.slow).collect();
+    fast.sort_by(|a, b| a.took.total_cmp(&b.took));
+    let p99 = fast[fast.len() * 99 / 100].took;
+    let slowest = fast.last().unwrap();
+    let slow_max = outcomes
+        .iter()
+        .filter(|o| o.slow)
+        .map(|o| o.took)
         .fold(0.0f64, f64::max);
     eprintln!(
         "lb e2e: rolling {from} -> {to} (min {min} %, max {max} %): {} requests in {span:.1} s \
          ({:.0}/s) over 3 keep-alive connections, one of 1.5 s requests: {} failed, {} {from}, {} {to}; \
          update-service at {update_at:.1} s, first {to} at {first_new:.1} s, \
-         last {from} at {last_old:.1} s (both answering for {:.1} s); longest gap between \
-         answers {:.0} ms; deployment COMPLETED {deploy_secs:.1} s after update-service",
+         last {from} at {last_old:.1} s (both answering for {:.1} s); latency of `GET /` p99 \
+         {:.0} ms, max {:.0} ms (at {:.1} s), of `/slow/1500` max {:.0} ms; deployment COMPLETED {deploy_secs:.1} s after update-service",
         outcomes.len(),
         outcomes.len() as f64 / span.max(0.001),
         failures.len(),
         olds.len(),
         news.len(),
         (last_old - first_new).max(0.0),
-        slowest * 1000.0,
+        p99 * 1000.0,
+        slowest.took * 1000.0,
+        slowest.at - slowest.took,
+        slow_max * 1000.0,
     );
     assert!(
         failures.is_empty(),
