@@ -5,7 +5,10 @@
 //! it) on its own loopback address, and the real AWS CLI driving ELBv2 and
 //! ECS. The service's tasks register as targets, turn healthy, answer
 //! through the listener, and a rolling deployment from `v1` to `v2` under a
-//! steady stream of requests fails none of them.
+//! steady stream of requests fails none of them (twice: minimum 100 %/maximum
+//! 200 %, then 50 %/100 %). Last, `docker kill` of a task under load: no
+//! request sent a second after the kill fails, and its replacement is
+//! registered and healthy.
 
 mod common;
 
@@ -450,6 +453,72 @@ async fn rollout(
     }
 }
 
+/// `docker kill` of one task's container under load: requests sent a second
+/// after the kill do not fail; the replacement is registered and healthy.
+async fn kill_one(env: &Env, lb: &Lb) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let loader_start = Instant::now();
+    let loader = tokio::spawn(load(
+        lb.addr.clone(),
+        lb.dns.clone(),
+        3,
+        stop.clone(),
+        Duration::from_secs(40),
+        10_000,
+    ));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let tasks = running_tasks(env).await;
+    let victim = s(&tasks[0]["taskArn"]);
+    let container = env.containers_of(&victim).await[0].id.clone().unwrap();
+    let killed_at = loader_start.elapsed().as_secs_f64();
+    env.docker
+        .kill_container(
+            &container,
+            Some(bollard::query_parameters::KillContainerOptions {
+                signal: "SIGKILL".into(),
+            }),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        "a replacement, healthy",
+        Duration::from_secs(40),
+        || async {
+            let now = running_tasks(env).await;
+            let t = target_health(env, &lb.tg_arn).await;
+            (now.len() == 2
+                && now.iter().all(|t| s(&t["taskArn"]) != victim)
+                && t.len() == 2
+                && t.iter().all(|d| d["TargetHealth"]["State"] == "healthy"))
+            .then_some(())
+        },
+    )
+    .await;
+    let healthy_at = loader_start.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let outcomes = loader.await.expect("loader");
+    let failed: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| !matches!(&o.result, Ok((200, _))))
+        .collect();
+    let late: Vec<&&Outcome> = failed
+        .iter()
+        .filter(|o| o.at - o.took > killed_at + 1.0)
+        .collect();
+    eprintln!(
+        "lb e2e: docker kill at {killed_at:.1} s: {} requests, {} failed (sent at {:?}), {} of them sent over 1 s after the kill; replacement healthy at {healthy_at:.1} s",
+        outcomes.len(),
+        failed.len(),
+        failed.iter().map(|o| format!("{:.2}: {:?}", o.at - o.took, o.result)).collect::<Vec<_>>(),
+        late.len()
+    );
+    assert!(
+        late.is_empty(),
+        "requests failed over a second after the kill"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alb_in_front_of_a_service_rolls_from_v1_to_v2_without_a_failed_request() {
     let test_start = Instant::now();
@@ -654,6 +723,7 @@ async fn alb_in_front_of_a_service_rolls_from_v1_to_v2_without_a_failed_request(
     };
     rollout(&env, &lb, ("v1", "v2", &v2), (100, 200)).await;
     rollout(&env, &lb, ("v2", "v3", &v3), (50, 100)).await;
+    kill_one(&env, &lb).await;
     let svc = service(&env).await;
     let mut events: Vec<Value> = svc["events"].as_array().cloned().unwrap_or_default();
     events.reverse();
