@@ -287,6 +287,27 @@ fn page<T: Clone>(
     Ok((out, None))
 }
 
+/// The named children (policies or scheduled actions) of the targets a
+/// Describe call asks for (one resource, or all), filtered by name when
+/// names are given, keyed `RESOURCE\nNAME` for [`page`], in their wire shape.
+fn named_children<'a, C: 'a, W>(
+    targets: &'a BTreeMap<String, core::Target>,
+    resource_id: Option<&'a String>,
+    names: &'a [String],
+    children: impl Fn(&'a core::Target) -> &'a BTreeMap<String, C> + Copy + 'a,
+    to_wire: impl Fn(&C, &str) -> W + Copy + 'a,
+) -> impl Iterator<Item = (String, W)> + 'a {
+    targets
+        .iter()
+        .filter(move |(id, _)| resource_id.is_none_or(|r| r == *id))
+        .flat_map(move |(id, t)| {
+            children(t)
+                .iter()
+                .filter(move |(n, _)| names.is_empty() || names.contains(n))
+                .map(move |(n, c)| (format!("{id}\n{n}"), to_wire(c, id)))
+        })
+}
+
 fn page_size(max_results: Option<i32>, max: usize) -> ApiResult<usize> {
     match max_results {
         None => Ok(max),
@@ -614,17 +635,13 @@ async fn describe_scaling_policies(
     let size = page_size(req.max_results, 10)?;
     let names = req.policy_names.clone().unwrap_or_default();
     let (policies, next_token) = env.state.read(&ctx.scope, |acct| {
-        let items = acct
-            .autoscaling
-            .targets
-            .iter()
-            .filter(|(id, _)| req.resource_id.as_ref().is_none_or(|r| r == *id))
-            .flat_map(|(id, t)| {
-                t.policies
-                    .iter()
-                    .filter(|(n, _)| names.is_empty() || names.contains(n))
-                    .map(move |(n, p)| (format!("{id}\n{n}"), p.to_wire(id)))
-            });
+        let items = named_children(
+            &acct.autoscaling.targets,
+            req.resource_id.as_ref(),
+            &names,
+            |t| &t.policies,
+            |p, id| p.to_wire(id),
+        );
         page(items, req.next_token.as_deref(), size)
     })?;
     // A step policy's alarms are the user's alarms that name it, as AWS
@@ -811,17 +828,13 @@ async fn describe_scheduled_actions(
     let size = page_size(req.max_results, 50)?;
     let names = req.scheduled_action_names.clone().unwrap_or_default();
     let (actions, next_token) = env.state.read(&ctx.scope, |acct| {
-        let items = acct
-            .autoscaling
-            .targets
-            .iter()
-            .filter(|(id, _)| req.resource_id.as_ref().is_none_or(|r| r == *id))
-            .flat_map(|(id, t)| {
-                t.scheduled_actions
-                    .iter()
-                    .filter(|(n, _)| names.is_empty() || names.contains(n))
-                    .map(move |(n, a)| (format!("{id}\n{n}"), a.to_wire(id)))
-            });
+        let items = named_children(
+            &acct.autoscaling.targets,
+            req.resource_id.as_ref(),
+            &names,
+            |t| &t.scheduled_actions,
+            |a, id| a.to_wire(id),
+        );
         page(items, req.next_token.as_deref(), size)
     })?;
     Ok(wire::DescribeScheduledActionsResponse {
