@@ -7,7 +7,7 @@
 //! | `sleep` | sleeps forever; exits 0 on SIGTERM |
 //! | `ignore-term` | sleeps forever and ignores SIGTERM (only SIGKILL ends it) |
 //! | `exit CODE [AFTER_MS]` | exits with CODE, after AFTER_MS milliseconds (default 0) |
-//! | `serve PORT [BODY]` | HTTP/1.1 server with keep-alive on 0.0.0.0:PORT; `GET /env` answers the environment, `/status/N` status N, `/slow/MS` BODY after MS milliseconds, anything else BODY (default `ok`); exits 0 on SIGTERM |
+//! | `serve PORT [BODY]` | HTTP/1.1 server with keep-alive on 0.0.0.0:PORT; `GET /env` answers the environment, `/status/N` status N, `/slow/MS` BODY after MS milliseconds, `/burn/MS` BODY after spinning MS milliseconds of CPU time (the thread's own, so a busy host makes it slower, not cheaper), anything else BODY (default `ok`); exits 0 on SIGTERM |
 //! | `fetch URL [EXPECT]` | GET `http://IP:PORT/path`, prints the body; exits 0 on a 200 whose body contains EXPECT, 1 otherwise |
 //! | `fetch-env VAR [SUFFIX] [EXPECT]` | like `fetch`, with the URL taken from the environment variable VAR plus SUFFIX |
 //! | `env` | prints the environment and exits 0 |
@@ -31,6 +31,47 @@ const SIG_IGN: usize = 1;
 extern "C" {
     fn signal(signum: i32, handler: usize) -> usize;
     fn _exit(status: i32) -> !;
+    fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+}
+
+/// `struct timespec` on 64-bit Linux.
+#[repr(C)]
+struct Timespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
+/// Linux's `CLOCK_THREAD_CPUTIME_ID`.
+const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+
+/// The CPU time this thread has used, in nanoseconds.
+fn thread_cpu_ns() -> Option<u128> {
+    let mut t = Timespec { tv_sec: 0, tv_nsec: 0 };
+    if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
+        return None;
+    }
+    Some(u128::try_from(t.tv_sec).ok()? * 1_000_000_000 + u128::try_from(t.tv_nsec).ok()?)
+}
+
+/// Spins until this thread has used `ms` milliseconds of CPU: a fixed cost
+/// per call whatever else the host runs (wall time if the clock fails).
+fn burn_cpu(ms: u64) {
+    let wall = std::time::Instant::now();
+    let start = thread_cpu_ns();
+    let goal = u128::from(ms) * 1_000_000;
+    let mut x: u64 = 1;
+    loop {
+        for _ in 0..10_000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let used = match (start, thread_cpu_ns()) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => wall.elapsed().as_nanos(),
+        };
+        if used >= goal {
+            return;
+        }
+    }
 }
 
 extern "C" fn exit_on_term(_signum: i32) {
@@ -166,7 +207,8 @@ fn answer(mut stream: TcpStream, body: &str) {
 }
 
 /// `/env`: the environment; `/status/N`: status N; `/slow/MS`: BODY after
-/// MS milliseconds; anything else: BODY.
+/// MS milliseconds; `/burn/MS`: BODY after MS milliseconds of CPU time;
+/// anything else: BODY.
 fn route(path: &str, body: &str) -> (u16, String) {
     let path = path.split('?').next().unwrap_or(path);
     if path == "/env" {
@@ -181,6 +223,9 @@ fn route(path: &str, body: &str) -> (u16, String) {
     if let Some(ms) = path.strip_prefix("/slow/") {
         let ms: u64 = ms.parse().unwrap_or(0).min(600_000);
         std::thread::sleep(Duration::from_millis(ms));
+    }
+    if let Some(ms) = path.strip_prefix("/burn/") {
+        burn_cpu(ms.parse().unwrap_or(0).min(60_000));
     }
     (200, body.to_string())
 }

@@ -76,20 +76,52 @@ pub async fn ensure_test_image(docker: &Docker) -> Result<(), TestImageError> {
     if *built {
         return Ok(());
     }
+    let (bytes, fingerprint) = program_and_fingerprint().await?;
+    build_image(docker, TEST_IMAGE, &bytes, &fingerprint).await?;
+    *built = true;
+    Ok(())
+}
+
+/// Like [`ensure_test_image`], but returns a tag that names this test
+/// program only, `flotilla-test:FINGERPRINT`. Several checkouts of the
+/// project share one Docker Engine: when one of them rebuilds
+/// [`TEST_IMAGE`] from its own (older or newer) program, a task started
+/// later from `flotilla-test:latest` runs that program instead. A test
+/// that needs a mode or endpoint the others may not have names its image
+/// by this tag.
+pub async fn ensure_pinned_test_image(docker: &Docker) -> Result<String, TestImageError> {
+    let (bytes, fingerprint) = program_and_fingerprint().await?;
+    let tag = format!("flotilla-test:{fingerprint}");
+    build_image(docker, &tag, &bytes, &fingerprint).await?;
+    Ok(tag)
+}
+
+/// The compiled test program and its fingerprint (FNV-1a and length).
+async fn program_and_fingerprint() -> Result<(Vec<u8>, String), TestImageError> {
     let program = tokio::task::spawn_blocking(build_test_program)
         .await
         .map_err(|e| TestImageError::Build(e.to_string()))??;
     let bytes = std::fs::read(&program)?;
+    let fingerprint = format!("{:016x}-{}", fnv1a(&bytes), bytes.len());
+    Ok((bytes, fingerprint))
+}
+
+/// Builds the image `tag` holding `bytes` as the test program, unless it
+/// already holds the program of this `fingerprint`.
+async fn build_image(
+    docker: &Docker,
+    tag: &str,
+    bytes: &[u8],
+    fingerprint: &str,
+) -> Result<(), TestImageError> {
     // Label the image with the program's fingerprint, so an image built from
     // an older program is rebuilt and an up-to-date one is reused.
-    let fingerprint = format!("{:016x}-{}", fnv1a(&bytes), bytes.len());
-    if let Ok(img) = docker.inspect_image(TEST_IMAGE).await {
+    if let Ok(img) = docker.inspect_image(tag).await {
         let current = img
             .config
             .and_then(|c| c.labels)
             .and_then(|l| l.get("com.flotilla.testprog").cloned());
-        if current.as_deref() == Some(fingerprint.as_str()) {
-            *built = true;
+        if current.as_deref() == Some(fingerprint) {
             return Ok(());
         }
     }
@@ -105,10 +137,10 @@ pub async fn ensure_test_image(docker: &Docker) -> Result<(), TestImageError> {
         tar.append_data(&mut h, name, data)
     };
     add("Dockerfile", dockerfile.as_bytes(), 0o644)?;
-    add("testprog", &bytes, 0o755)?;
+    add("testprog", bytes, 0o755)?;
     let context = tar.into_inner()?;
     let options = BuildImageOptions {
-        t: Some(TEST_IMAGE.to_string()),
+        t: Some(tag.to_string()),
         rm: true,
         forcerm: true,
         ..Default::default()
@@ -120,7 +152,6 @@ pub async fn ensure_test_image(docker: &Docker) -> Result<(), TestImageError> {
             return Err(TestImageError::Build(err));
         }
     }
-    *built = true;
     Ok(())
 }
 
