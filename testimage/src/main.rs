@@ -46,7 +46,10 @@ const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
 
 /// The CPU time this thread has used, in nanoseconds.
 fn thread_cpu_ns() -> Option<u128> {
-    let mut t = Timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     if unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
         return None;
     }
