@@ -31,7 +31,7 @@
 //! gone takes 3 to 2, and its next firing, past the 30 s scale-in cooldown,
 //! is recorded as not scaled, `AlreadyAtMinCapacity`.
 //!
-//! Run time (about 7.3 minutes: 435-439 s in two runs) is set by the
+//! Run time (about 7.3 minutes: 435-440 s in three runs) is set by the
 //! alarms' shapes, not by the waits: three 20-second periods over the
 //! target to scale out (about 52 s), fifteen under 90 % of it (five
 //! minutes, counted from when the three tasks share the load, which is
