@@ -8,8 +8,9 @@
 //! - An application load balancer in front of a 4-task service spread over
 //!   the two agents: every task answers through the listener.
 //! - A path rule and a host-header rule send traffic to a second service;
-//!   fixed-response and redirect rules answer at the node; a weighted
-//!   forward splits 1,000 requests 3:1 between two target groups (±5 %).
+//!   fixed-response and redirect rules answer at the node, a group without
+//!   targets answers 503; a weighted forward splits 1,000 requests 3:1
+//!   between two target groups (±5 %).
 //! - An in-test target answering 500 goes `unhealthy`
 //!   (`Target.ResponseCodeMismatch`) after the threshold and comes back.
 //! - An ECS task whose health-check path answers 500 is stopped and
@@ -64,27 +65,13 @@ fn log(what: impl AsRef<str>) {
     eprintln!("lb routing e2e: {}", what.as_ref());
 }
 
-/// `create-target-group NAME` with fast checks and no deregistration delay;
-/// its ARN.
+/// `create-target-group NAME` with fast checks; its ARN.
 async fn target_group(env: &Env, name: &str, extra: &[&str]) -> String {
     let mut args = vec!["create-target-group", "--name", name];
     args.extend(FAST_CHECKS);
     args.extend(extra);
     let tg = aws(env, "elbv2", &args).await;
-    let arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]);
-    aws(
-        env,
-        "elbv2",
-        &[
-            "modify-target-group-attributes",
-            "--target-group-arn",
-            &arn,
-            "--attributes",
-            "Key=deregistration_delay.timeout_seconds,Value=0",
-        ],
-    )
-    .await;
-    arn
+    s(&tg["TargetGroups"][0]["TargetGroupArn"])
 }
 
 /// `create-load-balancer`, waited for; (ARN, DNSName).
@@ -104,19 +91,22 @@ async fn load_balancer(env: &Env, name: &str, kind: &str) -> (String, String) {
     )
     .await;
     let arn = s(&lb["LoadBalancers"][0]["LoadBalancerArn"]);
-    aws(
-        env,
-        "elbv2",
-        &["wait", "load-balancer-available", "--load-balancer-arns", &arn],
+    // Polled rather than `aws elbv2 wait load-balancer-available` (tested in
+    // lb_e2e.rs), whose 15 s delay would be most of the wait.
+    let d = wait_for(
+        &format!("load balancer {name} active"),
+        Duration::from_secs(30),
+        || async {
+            let d = aws(
+                env,
+                "elbv2",
+                &["describe-load-balancers", "--load-balancer-arns", &arn],
+            )
+            .await;
+            (d["LoadBalancers"][0]["State"]["Code"] == "active").then_some(d)
+        },
     )
     .await;
-    let d = aws(
-        env,
-        "elbv2",
-        &["describe-load-balancers", "--load-balancer-arns", &arn],
-    )
-    .await;
-    assert_eq!(s(&d["LoadBalancers"][0]["State"]["Code"]), "active");
     (arn, s(&d["LoadBalancers"][0]["DNSName"]))
 }
 
@@ -236,7 +226,9 @@ struct Flaky {
 
 impl Flaky {
     async fn start() -> Flaky {
-        let listener = TcpListener::bind((FLAKY, 0)).await.expect("bind the flaky target");
+        let listener = TcpListener::bind((FLAKY, 0))
+            .await
+            .expect("bind the flaky target");
         let addr = listener.local_addr().unwrap();
         let status = Arc::new(AtomicU16::new(200));
         let checks: Arc<Mutex<Vec<u16>>> = Arc::default();
@@ -281,7 +273,10 @@ impl Flaky {
             }
             let code = status.load(Ordering::Relaxed);
             let close = head.iter().any(|h| h == "connection: close");
-            if head.iter().any(|h| h.starts_with("user-agent: elb-healthchecker/")) {
+            if head
+                .iter()
+                .any(|h| h.starts_with("user-agent: elb-healthchecker/"))
+            {
                 checks.lock().unwrap().push(code);
             } else {
                 *forwarded.lock().unwrap() = head
@@ -317,8 +312,14 @@ async fn flaky_target_goes_unhealthy_and_back(env: &Env, flaky: &Flaky, tg: &str
     let started = Instant::now();
     let state = |t: &[Value]| -> (String, String) {
         (
-            t[0]["TargetHealth"]["State"].as_str().unwrap_or("").to_string(),
-            t[0]["TargetHealth"]["Reason"].as_str().unwrap_or("").to_string(),
+            t[0]["TargetHealth"]["State"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            t[0]["TargetHealth"]["Reason"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
         )
     };
     let waiting = |want: &'static str| {
@@ -326,18 +327,22 @@ async fn flaky_target_goes_unhealthy_and_back(env: &Env, flaky: &Flaky, tg: &str
         move |t: Vec<Value>| (t.len() == 1 && st(&t).0 == want).then_some(t)
     };
     let healthy = waiting("healthy");
-    wait_for("the flaky target healthy", Duration::from_secs(40), || async {
-        healthy(target_health(env, tg).await)
-    })
+    wait_for(
+        "the flaky target healthy",
+        Duration::from_secs(40),
+        || async { healthy(target_health(env, tg).await) },
+    )
     .await;
     let healthy_at = started.elapsed().as_secs_f64();
     flaky.status.store(500, Ordering::Relaxed);
     let broke = Instant::now();
     let checks_before = flaky.checks.lock().unwrap().len();
     let unhealthy = waiting("unhealthy");
-    let t = wait_for("the flaky target unhealthy", Duration::from_secs(40), || async {
-        unhealthy(target_health(env, tg).await)
-    })
+    let t = wait_for(
+        "the flaky target unhealthy",
+        Duration::from_secs(40),
+        || async { unhealthy(target_health(env, tg).await) },
+    )
     .await;
     let unhealthy_after = broke.elapsed().as_secs_f64();
     let failed_checks = flaky.checks.lock().unwrap()[checks_before..]
@@ -346,8 +351,7 @@ async fn flaky_target_goes_unhealthy_and_back(env: &Env, flaky: &Flaky, tg: &str
         .count();
     assert_eq!(state(&t).1, "Target.ResponseCodeMismatch", "{t:?}");
     assert_eq!(
-        t[0]["TargetHealth"]["Description"],
-        "Health checks failed with these codes: [500]",
+        t[0]["TargetHealth"]["Description"], "Health checks failed with these codes: [500]",
         "{t:?}"
     );
     assert!(
@@ -368,9 +372,11 @@ async fn flaky_target_goes_unhealthy_and_back(env: &Env, flaky: &Flaky, tg: &str
     flaky.status.store(200, Ordering::Relaxed);
     let mended = Instant::now();
     let healthy = waiting("healthy");
-    wait_for("the flaky target healthy again", Duration::from_secs(40), || async {
-        healthy(target_health(env, tg).await)
-    })
+    wait_for(
+        "the flaky target healthy again",
+        Duration::from_secs(40),
+        || async { healthy(target_health(env, tg).await) },
+    )
     .await;
     log(format!(
         "flaky target healthy {healthy_at:.1} s after registration; answering 500: unhealthy \
@@ -432,7 +438,10 @@ async fn sick_task_is_replaced(env: &Env, tg: &str) {
         "service events say which target and why: {events:?}"
     );
     let stop = format!("(service sick) has stopped 1 running tasks: (task {id}).");
-    assert!(events.contains(&stop), "service events say {stop}: {events:?}");
+    assert!(
+        events.contains(&stop),
+        "service events say {stop}: {events:?}"
+    );
     log(format!(
         "sick task stopped ({reason}) {stopped_after:.1} s after create-service; replacement {replacement}"
     ));
@@ -451,7 +460,9 @@ async fn nlb_spreads_connections(env: &Env) {
         Arc::new(Mutex::new(vec![Vec::new(); TCP_TARGETS.len()]));
     let mut servers = Vec::new();
     for (i, ip) in TCP_TARGETS.iter().enumerate() {
-        let listener = TcpListener::bind((*ip, 0)).await.expect("bind a TCP target");
+        let listener = TcpListener::bind((*ip, 0))
+            .await
+            .expect("bind a TCP target");
         ports.push(listener.local_addr().unwrap().port());
         let received = received.clone();
         servers.push(tokio::spawn(async move {
@@ -538,7 +549,8 @@ async fn nlb_spreads_connections(env: &Env) {
         if c % 2 == 0 {
             let _ = stream.get_mut().shutdown().await;
             let mut rest = Vec::new();
-            let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
         }
     }
     let took = start.elapsed().as_secs_f64();
@@ -592,7 +604,13 @@ async fn too_many_targets(env: &Env) {
             aws_fails(
                 env,
                 "elbv2",
-                &["register-targets", "--target-group-arn", &tg, "--targets", &t],
+                &[
+                    "register-targets",
+                    "--target-group-arn",
+                    &tg,
+                    "--targets",
+                    &t,
+                ],
                 "TooManyTargets",
             )
             .await
@@ -604,13 +622,24 @@ async fn too_many_targets(env: &Env) {
     aws(
         env,
         "elbv2",
-        &["register-targets", "--target-group-arn", &tg, "--targets", &targets(0..1000)],
+        &[
+            "register-targets",
+            "--target-group-arn",
+            &tg,
+            "--targets",
+            &targets(0..1000),
+        ],
     )
     .await;
     assert_eq!(target_health(env, &tg).await.len(), 1000);
     register(targets(1000..1001)).await;
     assert_eq!(target_health(env, &tg).await.len(), 1000);
-    aws(env, "elbv2", &["delete-target-group", "--target-group-arn", &tg]).await;
+    aws(
+        env,
+        "elbv2",
+        &["delete-target-group", "--target-group-arn", &tg],
+    )
+    .await;
     log("TooManyTargets: 1,001 at once refused, 1,000 taken, the 1,001st refused");
 }
 
@@ -622,34 +651,59 @@ async fn alb_routes_weights_and_health_checks_and_nlb_spreads_tcp() {
     let b = env.agent("b", AGENT_B).await;
     env.wait_connected(&a.arn, true).await;
     env.wait_connected(&b.arn, true).await;
-    let node = LbNode::start(
-        &env,
-        "e2e-lbr-node",
-        &NODE_ADDRESSES.map(IpAddr::V4),
-    );
+    let node = LbNode::start(&env, "e2e-lbr-node", &NODE_ADDRESSES.map(IpAddr::V4));
     let flaky = Flaky::start().await;
 
     // The application load balancer, its groups, listener and rules.
-    let (_, dns) = load_balancer(&env, "front", "application").await;
+    let (lb_arn, dns) = load_balancer(&env, "front", "application").await;
     assert!(
         NODE_ADDRESSES.iter().any(|a| a.to_string() == dns),
         "DNSName {dns} is one of the node's addresses"
     );
-    let instance_group = ["--protocol", "HTTP", "--port", "8080", "--target-type", "instance"];
-    let web_tg = target_group(&env, "web", &instance_group).await;
-    let api_tg = target_group(&env, "api", &instance_group).await;
+    log(format!(
+        "ALB active at {dns} {:.1} s into the test",
+        test_start.elapsed().as_secs_f64()
+    ));
+    let instance_group = [
+        "--protocol",
+        "HTTP",
+        "--port",
+        "8080",
+        "--target-type",
+        "instance",
+    ];
     let mut sick_args = instance_group.to_vec();
     sick_args.extend(["--health-check-path", "/status/500"]);
-    let sick_tg = target_group(&env, "sick", &sick_args).await;
     let flaky_port = flaky.addr.port().to_string();
-    let flaky_tg = target_group(
+    let flaky_args = [
+        "--protocol",
+        "HTTP",
+        "--port",
+        &flaky_port,
+        "--target-type",
+        "ip",
+    ];
+    let (web_tg, api_tg, sick_tg, flaky_tg, empty_tg) = tokio::join!(
+        target_group(&env, "web", &instance_group),
+        target_group(&env, "api", &instance_group),
+        target_group(&env, "sick", &sick_args),
+        target_group(&env, "flaky", &flaky_args),
+        target_group(&env, "empty", &instance_group),
+    );
+    // The sick task's target is deregistered at once when it is replaced
+    // (the default delay would hold its stop for 300 s).
+    aws(
         &env,
-        "flaky",
-        &["--protocol", "HTTP", "--port", &flaky_port, "--target-type", "ip"],
+        "elbv2",
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &sick_tg,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=0",
+        ],
     )
     .await;
-    let lb_arn = s(&aws(&env, "elbv2", &["describe-load-balancers", "--names", "front"]).await
-        ["LoadBalancers"][0]["LoadBalancerArn"]);
     let listener = aws(
         &env,
         "elbv2",
@@ -668,48 +722,63 @@ async fn alb_routes_weights_and_health_checks_and_nlb_spreads_tcp() {
     .await;
     let listener = s(&listener["Listeners"][0]["ListenerArn"]);
     let forward = |tg: &str| json!([{"Type": "forward", "TargetGroupArn": tg}]);
-    rule(&env, &listener, 10, "Field=path-pattern,Values=/api/*", forward(&api_tg)).await;
-    rule(&env, &listener, 20, "Field=host-header,Values=api.example.com", forward(&api_tg)).await;
-    rule(
+    let rules = [
+        (10, "Field=path-pattern,Values=/api/*", forward(&api_tg)),
+        (
+            20,
+            "Field=host-header,Values=api.example.com",
+            forward(&api_tg),
+        ),
+        (
+            30,
+            "Field=path-pattern,Values=/fixed",
+            json!([{"Type": "fixed-response", "FixedResponseConfig": {
+                "StatusCode": "403", "ContentType": "text/plain", "MessageBody": "no entry"}}]),
+        ),
+        (
+            40,
+            "Field=path-pattern,Values=/old/*",
+            json!([{"Type": "redirect", "RedirectConfig": {
+                "Protocol": "HTTPS", "Host": "example.org", "Port": "443",
+                "Path": "/new/#{path}", "StatusCode": "HTTP_301"}}]),
+        ),
+        (
+            45,
+            "Field=path-pattern,Values=/secure/*",
+            json!([{"Type": "redirect", "RedirectConfig": {
+                "Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_302"}}]),
+        ),
+        (
+            50,
+            "Field=path-pattern,Values=/split/*",
+            json!([{"Type": "forward", "ForwardConfig": {"TargetGroups": [
+                {"TargetGroupArn": web_tg, "Weight": 3},
+                {"TargetGroupArn": api_tg, "Weight": 1}]}}]),
+        ),
+        (60, "Field=path-pattern,Values=/flaky", forward(&flaky_tg)),
+        (70, "Field=path-pattern,Values=/sick", forward(&sick_tg)),
+        (80, "Field=path-pattern,Values=/empty", forward(&empty_tg)),
+    ];
+    futures_util::future::join_all(rules.into_iter().map(|(priority, conditions, actions)| {
+        rule(&env, &listener, priority, conditions, actions)
+    }))
+    .await;
+    let rules = aws(
         &env,
-        &listener,
-        30,
-        "Field=path-pattern,Values=/fixed",
-        json!([{"Type": "fixed-response", "FixedResponseConfig": {
-            "StatusCode": "403", "ContentType": "text/plain", "MessageBody": "no entry"}}]),
+        "elbv2",
+        &["describe-rules", "--listener-arn", &listener],
     )
     .await;
-    rule(
-        &env,
-        &listener,
-        40,
-        "Field=path-pattern,Values=/old/*",
-        json!([{"Type": "redirect", "RedirectConfig": {
-            "Protocol": "HTTPS", "Host": "example.org", "Port": "443",
-            "Path": "/new/#{path}", "StatusCode": "HTTP_301"}}]),
-    )
-    .await;
-    rule(
-        &env,
-        &listener,
-        45,
-        "Field=path-pattern,Values=/secure/*",
-        json!([{"Type": "redirect", "RedirectConfig": {
-            "Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_302"}}]),
-    )
-    .await;
-    rule(
-        &env,
-        &listener,
-        50,
-        "Field=path-pattern,Values=/split/*",
-        json!([{"Type": "forward", "ForwardConfig": {"TargetGroups": [
-            {"TargetGroupArn": web_tg, "Weight": 3},
-            {"TargetGroupArn": api_tg, "Weight": 1}]}}]),
-    )
-    .await;
-    rule(&env, &listener, 60, "Field=path-pattern,Values=/flaky", forward(&flaky_tg)).await;
-    rule(&env, &listener, 70, "Field=path-pattern,Values=/sick", forward(&sick_tg)).await;
+    let priorities: Vec<String> = rules["Rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| s(&r["Priority"]))
+        .collect();
+    assert_eq!(
+        priorities,
+        ["10", "20", "30", "40", "45", "50", "60", "70", "80", "default"]
+    );
     aws(
         &env,
         "elbv2",
@@ -725,13 +794,24 @@ async fn alb_routes_weights_and_health_checks_and_nlb_spreads_tcp() {
 
     // The services: `web` (4 tasks over the 2 agents), `api` (2), `sick`
     // (1, its group checks a path that answers 500).
-    let web_td = env.register_task_definition("e2e-lbr-web", serving("web")).await;
-    let api_td = env.register_task_definition("e2e-lbr-api", serving("api")).await;
-    let sick_td = env.register_task_definition("e2e-lbr-sick", serving("sick")).await;
-    service(&env, "web", &web_td, 4, &web_tg).await;
-    service(&env, "api", &api_td, 2, &api_tg).await;
-    service(&env, "sick", &sick_td, 1, &sick_tg).await;
-    log(format!("set up in {:.1} s", test_start.elapsed().as_secs_f64()));
+    let web_td = env
+        .register_task_definition("e2e-lbr-web", serving("web"))
+        .await;
+    let api_td = env
+        .register_task_definition("e2e-lbr-api", serving("api"))
+        .await;
+    let sick_td = env
+        .register_task_definition("e2e-lbr-sick", serving("sick"))
+        .await;
+    tokio::join!(
+        service(&env, "web", &web_td, 4, &web_tg),
+        service(&env, "api", &api_td, 2, &api_tg),
+        service(&env, "sick", &sick_td, 1, &sick_tg),
+    );
+    log(format!(
+        "set up in {:.1} s",
+        test_start.elapsed().as_secs_f64()
+    ));
 
     let routing = async {
         let started = Instant::now();
@@ -760,7 +840,10 @@ async fn alb_routes_weights_and_health_checks_and_nlb_spreads_tcp() {
             ids,
             "targets are the two container instances: {per_instance:?}"
         );
-        assert!(per_instance.values().all(|p| p.len() == 2), "{per_instance:?}");
+        assert!(
+            per_instance.values().all(|p| p.len() == 2),
+            "{per_instance:?}"
+        );
 
         // Every web task answers through the listener (round robin over the
         // four: 40 requests on one keep-alive connection).
@@ -774,7 +857,10 @@ async fn alb_routes_weights_and_health_checks_and_nlb_spreads_tcp() {
             *counts.entry(h.as_str()).or_default() += 1;
         }
         assert_eq!(
-            counts.keys().map(|h| h.to_string()).collect::<BTreeSet<_>>(),
+            counts
+                .keys()
+                .map(|h| h.to_string())
+                .collect::<BTreeSet<_>>(),
             web_hosts,
             "every web task answers, and only they"
         );
@@ -782,7 +868,10 @@ async fn alb_routes_weights_and_health_checks_and_nlb_spreads_tcp() {
 
         // Path and host rules reach the second service.
         for path in ["/api/x", "/api/v1/items?id=3"] {
-            assert_eq!(conn.get_path(&dns, path).await.unwrap(), (200, "api".into()));
+            assert_eq!(
+                conn.get_path(&dns, path).await.unwrap(),
+                (200, "api".into())
+            );
         }
         let api_hosts = hostnames(&env, "api").await;
         let seen: BTreeSet<String> = hostnames_answering(&mut conn, "api.example.com", "/env", 8)
@@ -795,8 +884,14 @@ async fn alb_routes_weights_and_health_checks_and_nlb_spreads_tcp() {
             (200, "api".into()),
             "host-header matching ignores case and port"
         );
-        assert_eq!(conn.get_path(&dns, "/apix").await.unwrap(), (200, "web".into()));
-        assert_eq!(conn.get_path("other.example.com", "/").await.unwrap(), (200, "web".into()));
+        assert_eq!(
+            conn.get_path(&dns, "/apix").await.unwrap(),
+            (200, "web".into())
+        );
+        assert_eq!(
+            conn.get_path("other.example.com", "/").await.unwrap(),
+            (200, "web".into())
+        );
 
         // Fixed response and redirects, answered by the node.
         let r = conn.request(&dns, "/fixed").await.unwrap();
@@ -809,13 +904,19 @@ async fn alb_routes_weights_and_health_checks_and_nlb_spreads_tcp() {
             Some("https://example.org/new/old/page?x=1"),
             "#{{path}} is the path without its leading /"
         );
-        let r = conn.request("shop.example.com", "/secure/cart?id=7").await.unwrap();
+        let r = conn
+            .request("shop.example.com", "/secure/cart?id=7")
+            .await
+            .unwrap();
         assert_eq!(r.status, 302);
         assert_eq!(
             r.header("location"),
             Some("https://shop.example.com/secure/cart?id=7"),
             "the parts not given keep the request's"
         );
+        // A group without targets: 503, as ALB answers.
+        let r = conn.request(&dns, "/empty").await.unwrap();
+        assert_eq!(r.status, 503, "{r:?}");
         drop(conn);
 
         // Weighted forward 3:1 over 1,000 requests on 4 connections.
@@ -859,9 +960,9 @@ async fn alb_routes_weights_and_health_checks_and_nlb_spreads_tcp() {
         routing,
         flaky_target_goes_unhealthy_and_back(&env, &flaky, &flaky_tg, &dns),
         sick_task_is_replaced(&env, &sick_tg),
+        nlb_spreads_connections(&env),
+        too_many_targets(&env),
     );
-    nlb_spreads_connections(&env).await;
-    too_many_targets(&env).await;
 
     for svc in ["web", "api"] {
         env.call(
@@ -874,5 +975,8 @@ async fn alb_routes_weights_and_health_checks_and_nlb_spreads_tcp() {
     a.stop().await;
     b.stop().await;
     env.stop().await;
-    log(format!("whole test {:.1} s", test_start.elapsed().as_secs_f64()));
+    log(format!(
+        "whole test {:.1} s",
+        test_start.elapsed().as_secs_f64()
+    ));
 }

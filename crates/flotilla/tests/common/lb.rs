@@ -106,8 +106,7 @@ pub struct LbNode {
 impl LbNode {
     pub fn start(env: &Env, name: &str, addresses: &[IpAddr]) -> LbNode {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let gateway =
-            flotilla_lb::GatewayConfig::new(env.client.clone(), name, addresses.to_vec());
+        let gateway = flotilla_lb::GatewayConfig::new(env.client.clone(), name, addresses.to_vec());
         let task = tokio::spawn(flotilla_lb::run(
             flotilla_lb::NodeOptions::new(gateway),
             async {
