@@ -376,8 +376,7 @@ pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
                     };
                     let observed = lb.health.get(&(tg_arn.to_string(), t.id.clone(), t.port));
                     let started = task.started_at.unwrap_or(now);
-                    let Some(o) = observed.filter(|o| o.health == ObservedHealth::Unhealthy)
-                    else {
+                    let Some(o) = observed.filter(|o| o.health == ObservedHealth::Unhealthy) else {
                         continue;
                     };
                     if now >= started + grace && !task.stop_requested() {
