@@ -310,49 +310,21 @@ impl Drop for Flaky {
 /// open).
 async fn flaky_target_goes_unhealthy_and_back(env: &Env, flaky: &Flaky, tg: &str, lb: &str) {
     let started = Instant::now();
-    let state = |t: &[Value]| -> (String, String) {
-        (
-            t[0]["TargetHealth"]["State"]
-                .as_str()
-                .unwrap_or("")
-                .to_string(),
-            t[0]["TargetHealth"]["Reason"]
-                .as_str()
-                .unwrap_or("")
-                .to_string(),
-        )
-    };
-    let waiting = |want: &'static str| {
-        let st = state;
-        move |t: Vec<Value>| (t.len() == 1 && st(&t).0 == want).then_some(t)
-    };
-    let healthy = waiting("healthy");
-    wait_for(
-        "the flaky target healthy",
-        Duration::from_secs(40),
-        || async { healthy(target_health(env, tg).await) },
-    )
-    .await;
+    wait_state(env, tg, "healthy").await;
     let healthy_at = started.elapsed().as_secs_f64();
     flaky.status.store(500, Ordering::Relaxed);
     let broke = Instant::now();
     let checks_before = flaky.checks.lock().unwrap().len();
-    let unhealthy = waiting("unhealthy");
-    let t = wait_for(
-        "the flaky target unhealthy",
-        Duration::from_secs(40),
-        || async { unhealthy(target_health(env, tg).await) },
-    )
-    .await;
+    let health = wait_state(env, tg, "unhealthy").await;
     let unhealthy_after = broke.elapsed().as_secs_f64();
     let failed_checks = flaky.checks.lock().unwrap()[checks_before..]
         .iter()
         .filter(|c| **c == 500)
         .count();
-    assert_eq!(state(&t).1, "Target.ResponseCodeMismatch", "{t:?}");
+    assert_eq!(health["Reason"], "Target.ResponseCodeMismatch", "{health}");
     assert_eq!(
-        t[0]["TargetHealth"]["Description"], "Health checks failed with these codes: [500]",
-        "{t:?}"
+        health["Description"], "Health checks failed with these codes: [500]",
+        "{health}"
     );
     assert!(
         failed_checks >= 2,
@@ -371,19 +343,27 @@ async fn flaky_target_goes_unhealthy_and_back(env: &Env, flaky: &Flaky, tg: &str
     );
     flaky.status.store(200, Ordering::Relaxed);
     let mended = Instant::now();
-    let healthy = waiting("healthy");
-    wait_for(
-        "the flaky target healthy again",
-        Duration::from_secs(40),
-        || async { healthy(target_health(env, tg).await) },
-    )
-    .await;
+    wait_state(env, tg, "healthy").await;
     log(format!(
         "flaky target healthy {healthy_at:.1} s after registration; answering 500: unhealthy \
          (Target.ResponseCodeMismatch) {unhealthy_after:.1} s later after {failed_checks} failed \
          checks; answering 200: healthy again {:.1} s later (interval 5 s, thresholds 2)",
         mended.elapsed().as_secs_f64()
     ));
+}
+
+/// Waits until the group's one target is in `state`; its `TargetHealth`.
+async fn wait_state(env: &Env, tg: &str, state: &str) -> Value {
+    wait_for(
+        &format!("the target {state}"),
+        Duration::from_secs(40),
+        || async {
+            let t = target_health(env, tg).await;
+            (t.len() == 1 && t[0]["TargetHealth"]["State"] == state)
+                .then(|| t[0]["TargetHealth"].clone())
+        },
+    )
+    .await
 }
 
 /// An ECS task whose target fails its health checks (the group checks
