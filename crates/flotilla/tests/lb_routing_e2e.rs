@@ -312,9 +312,9 @@ async fn flaky_target_goes_unhealthy_and_back(env: &Env, flaky: &Flaky, tg: &str
     let started = Instant::now();
     wait_state(env, tg, "healthy").await;
     let healthy_at = started.elapsed().as_secs_f64();
+    let checks_before = flaky.checks.lock().unwrap().len();
     flaky.status.store(500, Ordering::Relaxed);
     let broke = Instant::now();
-    let checks_before = flaky.checks.lock().unwrap().len();
     let health = wait_state(env, tg, "unhealthy").await;
     let unhealthy_after = broke.elapsed().as_secs_f64();
     let failed_checks = flaky.checks.lock().unwrap()[checks_before..]
