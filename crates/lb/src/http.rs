@@ -326,8 +326,9 @@ fn set_cookie(headers: &mut HeaderMap, name: &str, value: &str, secs: u32) {
 }
 
 /// ELBv2's redirect: each part is the configured value with `#{protocol}`,
-/// `#{host}`, `#{port}`, `#{path}` and `#{query}` replaced by the request's;
-/// the port is left out when it is the protocol's default.
+/// `#{host}`, `#{port}`, `#{path}` (without its leading `/`, so the default
+/// `/#{path}` keeps the path) and `#{query}` replaced by the request's; the
+/// port is left out when it is the protocol's default.
 fn redirect_location(route: &Route, req: &RequestFacts<'_>, listener_port: u16) -> String {
     let Route::Redirect {
         protocol,
@@ -342,7 +343,7 @@ fn redirect_location(route: &Route, req: &RequestFacts<'_>, listener_port: u16) 
     };
     let req_host = req.host().unwrap_or("").to_string();
     let req_port = listener_port.to_string();
-    let req_path = req.path.to_string();
+    let req_path = req.path.strip_prefix('/').unwrap_or(req.path).to_string();
     let req_query = req.query.unwrap_or("").to_string();
     let subst = |s: &str| {
         s.replace("#{protocol}", "HTTP")
@@ -421,17 +422,17 @@ mod tests {
         let r = redirect("HTTPS", "#{host}", "443", "/#{path}", "#{query}");
         assert_eq!(
             redirect_location(&r, &facts, 8080),
-            "https://example.com//old?a=1"
+            "https://example.com/old?a=1"
         );
         let r = redirect("#{protocol}", "#{host}", "#{port}", "/new", "#{query}&b=2");
         assert_eq!(
             redirect_location(&r, &facts, 8080),
             "http://example.com:8080/new?a=1&b=2"
         );
-        let r = redirect("HTTP", "other.example", "80", "#{path}", "");
+        let r = redirect("HTTP", "other.example", "80", "/new/#{path}", "");
         assert_eq!(
             redirect_location(&r, &facts, 8080),
-            "http://other.example/old"
+            "http://other.example/new/old"
         );
     }
 

@@ -91,7 +91,7 @@ async fn rules_route_by_every_condition_kind() {
                 protocol: "HTTPS".into(),
                 host: "#{host}".into(),
                 port: "443".into(),
-                path: "/new#{path}".into(),
+                path: "/new/#{path}".into(),
                 query: "#{query}".into(),
                 status_code: 301,
             },

@@ -4,6 +4,8 @@
 //! and a signed ECS client.
 #![allow(dead_code)]
 
+pub mod lb;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

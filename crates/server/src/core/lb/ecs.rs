@@ -12,8 +12,10 @@
 //!   ECS's words.
 //! - A task whose target the load balancer reports unhealthy after the
 //!   service's `healthCheckGracePeriodSeconds` is stopped ("Task failed ELB
-//!   health checks in (target-group …)") and the service controller
-//!   replaces it.
+//!   health checks in (target-group …)"; events "(service S) (instance I)
+//!   (port P) is unhealthy in (target-group …) due to (reason …)." and
+//!   "(service S) has stopped 1 running tasks: (task T).") and the service
+//!   controller replaces it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -25,7 +27,7 @@ use flotilla_model::wire::elbv2::TargetTypeEnum;
 
 use super::target_groups::{self, NewTarget};
 use super::LbAccount;
-use crate::core::services::push_event;
+use crate::core::services::{push_event, task_list};
 use crate::core::state::{Account, Key, Tx};
 use crate::error::{ApiError, ApiResult};
 
@@ -309,7 +311,8 @@ pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
                 .filter_map(|(_, t)| t.task_arn.clone())
                 .collect();
             let mut events = Vec::new();
-            let mut unhealthy: BTreeMap<String, String> = BTreeMap::new();
+            // Task id → (its group, ECS's event naming the target and why).
+            let mut unhealthy: BTreeMap<String, (String, String)> = BTreeMap::new();
             for e in &entries {
                 let (Some(tg_arn), Some(container), Some(port)) = (
                     e.target_group_arn.as_deref(),
@@ -373,11 +376,26 @@ pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
                     };
                     let observed = lb.health.get(&(tg_arn.to_string(), t.id.clone(), t.port));
                     let started = task.started_at.unwrap_or(now);
-                    if observed.is_some_and(|o| o.health == ObservedHealth::Unhealthy)
-                        && now >= started + grace
-                        && !task.stop_requested()
-                    {
-                        unhealthy.insert(id.clone(), tg_arn.to_string());
+                    let Some(o) = observed.filter(|o| o.health == ObservedHealth::Unhealthy) else {
+                        continue;
+                    };
+                    if now >= started + grace && !task.stop_requested() {
+                        // ECS names the instance for `instance` targets, the
+                        // task for `ip` ones.
+                        let who = match target_type {
+                            TargetTypeEnum::Ip => format!("task {id}"),
+                            _ => format!("instance {}", t.id),
+                        };
+                        let why = o
+                            .description
+                            .as_deref()
+                            .or(o.reason.as_deref())
+                            .unwrap_or("Health checks failed");
+                        let event = format!(
+                            "(service {name}) ({who}) (port {}) is unhealthy in (target-group {tg_arn}) due to (reason {why}).",
+                            t.port
+                        );
+                        unhealthy.insert(id.clone(), (tg_arn.to_string(), event));
                     }
                 }
                 let n_fresh = fresh.len();
@@ -398,21 +416,28 @@ pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
                     }
                 }
             }
-            for (id, tg_arn) in &unhealthy {
+            let mut stopped = Vec::new();
+            for (id, (tg_arn, event)) in unhealthy {
                 let reason = format!("Task failed ELB health checks in (target-group {tg_arn})");
                 if crate::core::tasks::request_stop(
                     families,
                     c,
                     tx,
-                    id,
+                    &id,
                     now,
                     ecs::TaskStopCode::ServiceSchedulerInitiated,
                     reason,
                 ) {
-                    events.push(format!(
-                        "(service {name}) (task {id}) failed ELB health checks in (target-group {tg_arn})."
-                    ));
+                    events.push(event);
+                    stopped.push(id);
                 }
+            }
+            if !stopped.is_empty() {
+                events.push(format!(
+                    "(service {name}) has stopped {} running tasks:{}.",
+                    stopped.len(),
+                    task_list(stopped.iter())
+                ));
             }
             if !events.is_empty() {
                 if let Some(svc) = c.services.get_mut(&name) {

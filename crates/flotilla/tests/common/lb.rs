@@ -1,0 +1,258 @@
+//! Load-balancer helpers shared by the end-to-end tests: the real AWS CLI,
+//! a load-balancer node in-process (as `flotilla dev` runs one), a plain
+//! HTTP/1.1 keep-alive client, and the test image serving on a dynamic host
+//! port.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use flotilla_agent::testing::TEST_IMAGE;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::{Env, KEY, REGION, SECRET};
+
+/// `aws SERVICE ARGS… --output json`: (succeeded, stdout as JSON, stderr).
+pub async fn aws_result(env: &Env, service: &str, args: &[&str]) -> (bool, Value, String) {
+    let aws = std::env::var("FLOTILLA_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
+    let out = tokio::process::Command::new(aws)
+        .arg(service)
+        .args(args)
+        .args([
+            "--output",
+            "json",
+            "--endpoint-url",
+            &env.endpoint,
+            "--region",
+            REGION,
+        ])
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_PAGER", "")
+        .output()
+        .await
+        .expect("the AWS CLI must be installed: run the tests with scripts/test");
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `aws SERVICE ARGS… --output json`; panics on failure.
+pub async fn aws(env: &Env, service: &str, args: &[&str]) -> Value {
+    let (ok, out, err) = aws_result(env, service, args).await;
+    assert!(ok, "aws {service} {args:?}: {err}");
+    out
+}
+
+/// `aws SERVICE ARGS…` that must fail with the error `code`; its stderr.
+pub async fn aws_fails(env: &Env, service: &str, args: &[&str], code: &str) -> String {
+    let (ok, out, err) = aws_result(env, service, args).await;
+    assert!(!ok, "aws {service} {args:?} should fail with {code}: {out}");
+    assert!(
+        err.contains(&format!("({code})")),
+        "aws {service} {args:?}: expected {code}, got: {err}"
+    );
+    err
+}
+
+pub fn s(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .to_string()
+}
+
+/// `aws elbv2 describe-target-health`: the descriptions.
+pub async fn target_health(env: &Env, tg: &str) -> Vec<Value> {
+    let v = aws(
+        env,
+        "elbv2",
+        &["describe-target-health", "--target-group-arn", tg],
+    )
+    .await;
+    v["TargetHealthDescriptions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// One container of the test image answering `BODY` on 8080 (`/env`,
+/// `/status/N` and `/slow/MS` too), on a dynamic host port.
+pub fn serving(body: &str) -> Value {
+    json!([{
+        "name": "app",
+        "image": TEST_IMAGE,
+        "command": ["serve", "8080", body],
+        "memory": 32,
+        "cpu": 16,
+        "essential": true,
+        "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
+    }])
+}
+
+/// A real load-balancer node (`flotilla_lb`) in-process, as `flotilla dev`
+/// runs one, on `addresses`.
+pub struct LbNode {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl LbNode {
+    pub fn start(env: &Env, name: &str, addresses: &[IpAddr]) -> LbNode {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let gateway = flotilla_lb::GatewayConfig::new(env.client.clone(), name, addresses.to_vec());
+        let task = tokio::spawn(flotilla_lb::run(
+            flotilla_lb::NodeOptions::new(gateway),
+            async {
+                let _ = rx.await;
+            },
+        ));
+        LbNode {
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the node (its listeners close).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+impl Drop for LbNode {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
+/// An answer: status, headers (names lower-case) and body (trimmed).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 keep-alive connection to a load balancer.
+pub struct Conn {
+    stream: BufReader<TcpStream>,
+}
+
+impl Conn {
+    pub async fn open(addr: &str) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream: BufReader::new(stream),
+        })
+    }
+
+    /// `GET /`: the status and the body.
+    pub async fn get(&mut self, host: &str) -> std::io::Result<(u16, String)> {
+        self.get_path(host, "/").await
+    }
+
+    /// `GET PATH`: the status and the body.
+    pub async fn get_path(&mut self, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+        let r = self.request(host, path).await?;
+        Ok((r.status, r.body))
+    }
+
+    /// `GET PATH` with `Host: HOST`; an error when the load balancer closes
+    /// the connection.
+    pub async fn request(&mut self, host: &str, path: &str) -> std::io::Result<Reply> {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lb-e2e\r\n\r\n");
+        self.stream.get_mut().write_all(req.as_bytes()).await?;
+        let mut line = String::new();
+        if self.stream.read_line(&mut line).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed before the status line",
+            ));
+        }
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut headers = Vec::new();
+        let mut length = None;
+        let mut chunked = false;
+        let mut close = false;
+        loop {
+            line.clear();
+            if self.stream.read_line(&mut line).await? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed in the headers",
+                ));
+            }
+            let h = line.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (name, value) = h.split_once(':').unwrap_or((h, ""));
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_string());
+            match name.as_str() {
+                "content-length" => length = value.parse::<usize>().ok(),
+                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+                "connection" => close = value.eq_ignore_ascii_case("close"),
+                _ => {}
+            }
+            headers.push((name, value));
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                self.stream.read_line(&mut line).await?;
+                let size = usize::from_str_radix(line.trim(), 16)
+                    .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
+                let mut chunk = vec![0; size + 2];
+                self.stream.read_exact(&mut chunk).await?;
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        } else if let Some(n) = length {
+            body.resize(n, 0);
+            self.stream.read_exact(&mut body).await?;
+        } else {
+            self.stream.read_to_end(&mut body).await?;
+            close = true;
+        }
+        if close {
+            return Err(std::io::Error::other(format!(
+                "the load balancer closed the connection after a {status}"
+            )));
+        }
+        Ok(Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).trim().to_string(),
+        })
+    }
+}
