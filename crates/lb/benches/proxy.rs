@@ -118,44 +118,50 @@ fn main() {
         .map(|ip| SocketAddr::new(ip.parse().unwrap(), BACKEND_PORT))
         .collect();
     for b in &backends {
-        assert!(
-            wait_ready(*b),
-            "backend container at {b} does not answer"
-        );
+        assert!(wait_ready(*b), "backend container at {b} does not answer");
     }
     let mut backend_pids = backend_pids;
     backend_pids.extend(docker_proxy_pids());
 
     let dir = std::env::temp_dir().join(format!("flotilla-lb-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut peers = vec![Peer {
-        name: "backend direct",
-        addr: backends[0],
-        child: None,
-    }];
-    match start_flotilla(&backends) {
-        Ok(child) => peers.push(Peer::new("flotilla", FLOTILLA, child)),
-        Err(e) => println!("flotilla: cannot start its node ({e}); skipped"),
-    }
-    match which("nginx") {
-        Some(nginx) => match start_nginx(&nginx, &dir, &backends) {
-            Ok(child) => peers.push(Peer::new("nginx", NGINX, child)),
-            Err(e) => println!("nginx: cannot start it ({e}); skipped"),
-        },
-        None => println!("nginx is not installed (apt-get install nginx-light); skipped"),
-    }
-    match which("haproxy") {
-        Some(haproxy) => match start_haproxy(&haproxy, &dir, &backends) {
-            Ok(child) => peers.push(Peer::new("haproxy", HAPROXY, child)),
-            Err(e) => println!("haproxy: cannot start it ({e}); skipped"),
-        },
-        None => println!("haproxy is not installed (apt-get install haproxy); skipped"),
-    }
     let only = std::env::var("BENCH_ONLY").ok();
-    peers.retain(|p| {
+    let wanted = |name: &str| {
         only.as_deref()
-            .is_none_or(|o| o.split(',').any(|n| n == p.name))
-    });
+            .is_none_or(|o| o.split(',').any(|n| n == name))
+    };
+    let mut peers = Vec::new();
+    if wanted("backend direct") {
+        peers.push(Peer {
+            name: "backend direct",
+            addr: backends[0],
+            child: None,
+        });
+    }
+    if wanted("flotilla") {
+        match start_flotilla(&backends) {
+            Ok(child) => peers.push(Peer::new("flotilla", FLOTILLA, child)),
+            Err(e) => println!("flotilla: cannot start its node ({e}); skipped"),
+        }
+    }
+    if wanted("nginx") {
+        match which("nginx") {
+            Some(nginx) => match start_nginx(&nginx, &dir, &backends) {
+                Ok(child) => peers.push(Peer::new("nginx", NGINX, child)),
+                Err(e) => println!("nginx: cannot start it ({e}); skipped"),
+            },
+            None => println!("nginx is not installed (apt-get install nginx-light); skipped"),
+        }
+    }
+    if wanted("haproxy") {
+        match which("haproxy") {
+            Some(haproxy) => match start_haproxy(&haproxy, &dir, &backends) {
+                Ok(child) => peers.push(Peer::new("haproxy", HAPROXY, child)),
+                Err(e) => println!("haproxy: cannot start it ({e}); skipped"),
+            },
+            None => println!("haproxy is not installed (apt-get install haproxy); skipped"),
+        }
+    }
     let script = dir.join("percentiles.lua");
     std::fs::write(&script, WRK_SCRIPT).unwrap();
 
@@ -189,7 +195,9 @@ fn main() {
         }
     }
     if rounds > 1 {
-        println!("median of {rounds} rounds (each column on its own; requests/s range in brackets)");
+        println!(
+            "median of {rounds} rounds (each column on its own; requests/s range in brackets)"
+        );
         print_header();
         for peer in &peers {
             if let Some(ms) = results.get(peer.name) {
@@ -197,14 +205,8 @@ fn main() {
             }
         }
     }
-    for peer in peers.iter_mut() {
-        if let Some(c) = peer.child.as_mut() {
-            // SIGTERM, so nginx's master takes its workers down with it
-            // (SIGKILL would leave them holding the port).
-            let _ = Command::new("kill").arg(c.id().to_string()).status();
-            let _ = c.wait();
-        }
-    }
+    // Stops the proxies (also when a panic unwinds).
+    drop(peers);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -218,6 +220,17 @@ struct Peer {
     name: &'static str,
     addr: SocketAddr,
     child: Option<Child>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            // SIGTERM, so nginx's master takes its workers down with it
+            // (SIGKILL would leave them holding the port).
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
 }
 
 impl Peer {
@@ -247,14 +260,24 @@ struct Measurement {
 
 fn print_header() {
     println!(
-        "{:<16} {:>10} {:>9} {:>9} {:>9} {:>6}   CPU: {:>5} {:>8} {:>5} {:>7}",
-        "proxy", "requests/s", "p50", "p99", "p999", "errors", "proxy", "backends", "wrk", "machine"
+        "{:<16} {:>10} {:>9} {:>9} {:>9} {:>6}   CPU: {:>5} {:>8} {:>5} {:>7}   {:>12}",
+        "proxy",
+        "requests/s",
+        "p50",
+        "p99",
+        "p999",
+        "errors",
+        "proxy",
+        "backends",
+        "wrk",
+        "machine",
+        "proxy µs/req"
     );
 }
 
 fn print_row(name: &str, m: &Measurement) {
     println!(
-        "{name:<16} {:>10.0} {:>9} {:>9} {:>9} {:>6}        {:>5} {:>8} {:>5} {:>7}",
+        "{name:<16} {:>10.0} {:>9} {:>9} {:>9} {:>6}        {:>5} {:>8} {:>5} {:>7}   {:>12.1}",
         m.rps,
         micros(m.p50),
         micros(m.p99),
@@ -264,6 +287,7 @@ fn print_row(name: &str, m: &Measurement) {
         percent(m.cpu_backends),
         percent(m.cpu_wrk),
         percent(m.cpu_machine),
+        cpu_per_request(m),
     );
 }
 
@@ -278,7 +302,7 @@ fn print_median(name: &str, ms: &[Measurement]) {
         .iter()
         .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
     println!(
-        "{name:<16} {:>10.0} {:>9} {:>9} {:>9} {:>6}        {:>5} {:>8} {:>5} {:>7}  [{lo:.0}–{hi:.0}]",
+        "{name:<16} {:>10.0} {:>9} {:>9} {:>9} {:>6}        {:>5} {:>8} {:>5} {:>7}   {:>12.1}  [{lo:.0}–{hi:.0}]",
         median(|m| m.rps),
         micros(median(|m| m.p50)),
         micros(median(|m| m.p99)),
@@ -288,7 +312,14 @@ fn print_median(name: &str, ms: &[Measurement]) {
         percent(median(|m| m.cpu_backends)),
         percent(median(|m| m.cpu_wrk)),
         percent(median(|m| m.cpu_machine)),
+        median(cpu_per_request),
     );
+}
+
+/// The proxy's CPU time per request, in microseconds: what it costs,
+/// whatever else slowed the run down.
+fn cpu_per_request(m: &Measurement) -> f64 {
+    m.cpu_proxy * 1e6 / m.rps
 }
 
 fn micros(us: f64) -> String {
@@ -308,11 +339,18 @@ fn percent(cores: f64) -> String {
 /// one target group of `backends`; prints `ready` once applied, then serves
 /// until killed.
 fn run_node(backends: Vec<SocketAddr>) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(env_or("BENCH_NODE_THREADS", 2) as usize)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = match env_or("BENCH_NODE_THREADS", 2) {
+        // 0: everything on this one thread (tokio's current-thread runtime).
+        0 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n as usize);
+            b
+        }
+    }
+    .enable_all()
+    .build()
+    .unwrap();
     rt.block_on(async {
         let cp = common::ControlPlane::start().await;
         let _node = common::start_node(&cp, &[FLOTILLA]);
@@ -441,10 +479,7 @@ fn start_nginx(nginx: &str, dir: &Path, backends: &[SocketAddr]) -> std::io::Res
     let prefix = dir.join("nginx");
     std::fs::create_dir_all(prefix.join("logs"))?;
     let conf = prefix.join("nginx.conf");
-    let servers: String = backends
-        .iter()
-        .map(|b| format!("server {b}; "))
-        .collect();
+    let servers: String = backends.iter().map(|b| format!("server {b}; ")).collect();
     std::fs::write(
         &conf,
         format!(

@@ -201,11 +201,9 @@ pub async fn handle(shared: &Shared, client: &Client, req: Request<Incoming>) ->
             };
             match answer {
                 Answer::Response(resp) => {
-                    dest.counters
-                        .target_response(resp.status().as_u16(), sent.elapsed());
-                    listener
-                        .counters
-                        .target_response(resp.status().as_u16(), sent.elapsed());
+                    let (status, elapsed) = (resp.status().as_u16(), sent.elapsed());
+                    dest.counters.target_response(status, elapsed);
+                    listener.counters.target_response(status, elapsed);
                     let (mut parts, body) = resp.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
                     if let Some(secs) = group_sticky {

@@ -63,7 +63,7 @@ struct TargetConn {
 enum ExchangeError {
     /// Nothing was sent (the connection was closing): the request may go
     /// on another connection.
-    Unsent(Request<Incoming>),
+    Unsent(Box<Request<Incoming>>),
     /// The request was sent (or partly): a 502.
     Failed(String),
 }
@@ -96,7 +96,7 @@ impl TargetConn {
         })
         .await;
         if !ready {
-            return Err(ExchangeError::Unsent(req));
+            return Err(ExchangeError::Unsent(Box::new(req)));
         }
         let mut response = pin!(self.sender.try_send_request(req));
         let answer = poll_fn(|cx| {
@@ -111,7 +111,7 @@ impl TargetConn {
         match answer {
             Some(Ok(resp)) => Ok(resp),
             Some(Err(mut e)) => match e.take_message() {
-                Some(req) => Err(ExchangeError::Unsent(req)),
+                Some(req) => Err(ExchangeError::Unsent(Box::new(req))),
                 None => Err(ExchangeError::Failed(e.into_error().to_string())),
             },
             None => Err(ExchangeError::Failed(
@@ -122,7 +122,7 @@ impl TargetConn {
 }
 
 struct Idle {
-    conn: TargetConn,
+    conn: Box<TargetConn>,
     since: Instant,
 }
 
@@ -152,7 +152,7 @@ impl TargetPool {
             match conn.exchange(req).await {
                 Ok(resp) => return Ok(self.wrap(target, conn, resp)),
                 // The connection was closing; try another.
-                Err(ExchangeError::Unsent(r)) => req = r,
+                Err(ExchangeError::Unsent(r)) => req = *r,
                 Err(ExchangeError::Failed(e)) => return Err(e),
             }
         }
@@ -166,7 +166,7 @@ impl TargetPool {
         }
     }
 
-    fn checkout(&self, target: SocketAddr) -> Option<TargetConn> {
+    fn checkout(&self, target: SocketAddr) -> Option<Box<TargetConn>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(&target)?;
         while let Some(i) = list.pop() {
@@ -191,7 +191,7 @@ impl TargetPool {
         idle.retain(|_, list| !list.is_empty());
     }
 
-    fn give_back(&self, target: SocketAddr, conn: TargetConn) {
+    fn give_back(&self, target: SocketAddr, conn: Box<TargetConn>) {
         if !conn.is_reusable() {
             return;
         }
@@ -211,7 +211,7 @@ impl TargetPool {
     fn wrap(
         self: &Arc<Self>,
         target: SocketAddr,
-        conn: TargetConn,
+        conn: Box<TargetConn>,
         resp: Response<Incoming>,
     ) -> Response<PooledBody> {
         let (parts, inner) = resp.into_parts();
@@ -230,7 +230,7 @@ impl TargetPool {
     }
 }
 
-async fn connect(target: SocketAddr) -> Result<TargetConn, String> {
+async fn connect(target: SocketAddr) -> Result<Box<TargetConn>, String> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
         Err(_) => {
             return Err(format!(
@@ -244,11 +244,12 @@ async fn connect(target: SocketAddr) -> Result<TargetConn, String> {
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
-    Ok(TargetConn {
+    // Boxed once: it moves between the pool and response bodies.
+    Ok(Box::new(TargetConn {
         sender,
         conn,
         ended: false,
-    })
+    }))
 }
 
 /// A target's response body: drives its connection while it is read, and
@@ -258,7 +259,7 @@ pub struct PooledBody {
     /// Whether the body ended (nothing more to read).
     body: bool,
     /// The connection the body comes on, until it goes back to the pool.
-    conn: Option<TargetConn>,
+    conn: Option<Box<TargetConn>>,
     pool: Arc<TargetPool>,
     target: SocketAddr,
 }
