@@ -260,7 +260,7 @@ struct Measurement {
 
 fn print_header() {
     println!(
-        "{:<16} {:>10} {:>9} {:>9} {:>9} {:>6}   CPU: {:>5} {:>8} {:>5} {:>7}   {:>12}",
+        "{:<16} {:>10} {:>9} {:>9} {:>9} {:>6}   CPU: {:>5} {:>8} {:>5} {:>7}   {:>12}  {}",
         "proxy",
         "requests/s",
         "p50",
@@ -271,13 +271,14 @@ fn print_header() {
         "backends",
         "wrk",
         "machine",
-        "proxy µs/req"
+        "proxy µs/req",
+        "bound by"
     );
 }
 
 fn print_row(name: &str, m: &Measurement) {
     println!(
-        "{name:<16} {:>10.0} {:>9} {:>9} {:>9} {:>6}        {:>5} {:>8} {:>5} {:>7}   {:>12.1}",
+        "{name:<16} {:>10.0} {:>9} {:>9} {:>9} {:>6}        {:>5} {:>8} {:>5} {:>7}   {:>12.1}  {}",
         m.rps,
         micros(m.p50),
         micros(m.p99),
@@ -288,6 +289,7 @@ fn print_row(name: &str, m: &Measurement) {
         percent(m.cpu_wrk),
         percent(m.cpu_machine),
         cpu_per_request(m),
+        bound_by(m),
     );
 }
 
@@ -314,6 +316,21 @@ fn print_median(name: &str, ms: &[Measurement]) {
         percent(median(|m| m.cpu_machine)),
         median(cpu_per_request),
     );
+}
+
+/// What limited a measurement: all CPUs busy (whoever used them), wrk's
+/// threads each on a full core, or neither (then latency: the connections
+/// wait on the network path).
+fn bound_by(m: &Measurement) -> &'static str {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let wrk_threads = env_or("BENCH_THREADS", 1) as f64;
+    if m.cpu_machine >= 0.95 * cpus {
+        "CPU (machine saturated)"
+    } else if m.cpu_wrk >= 0.95 * wrk_threads {
+        "the loader (wrk)"
+    } else {
+        "latency"
+    }
 }
 
 /// The proxy's CPU time per request, in microseconds: what it costs,
