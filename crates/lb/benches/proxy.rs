@@ -260,7 +260,7 @@ struct Measurement {
 
 fn print_header() {
     println!(
-        "{:<16} {:>10} {:>9} {:>9} {:>9} {:>6}   CPU: {:>5} {:>8} {:>5} {:>7}   {:>12}  {}",
+        "{:<16} {:>10} {:>9} {:>9} {:>9} {:>6}   CPU: {:>5} {:>8} {:>5} {:>7}   {:>12}  bound by",
         "proxy",
         "requests/s",
         "p50",
@@ -271,8 +271,7 @@ fn print_header() {
         "backends",
         "wrk",
         "machine",
-        "proxy µs/req",
-        "bound by"
+        "proxy µs/req"
     );
 }
 
