@@ -321,22 +321,76 @@ impl Body for PooledBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A front server whose every request goes through `pool` to `target`
+    /// (requests need an `Incoming` body: they come from a real server side).
+    async fn front(pool: Arc<TargetPool>, target: SocketAddr) -> SocketAddr {
+        let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = front.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (s, _) = front.accept().await.unwrap();
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let pool = pool.clone();
+                async move {
+                    let resp = pool
+                        .send(target, req)
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    Ok::<_, std::io::Error>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(s), svc)
+                .await;
+        });
+        addr
+    }
+
+    /// `n` GETs on one keep-alive connection to `front`, `pause` apart;
+    /// their bodies.
+    async fn gets(front: SocketAddr, n: usize, pause: Duration) -> Vec<Bytes> {
+        let stream = TcpStream::connect(front).await.unwrap();
+        let (mut client, conn) = hyper::client::conn::http1::handshake::<
+            _,
+            http_body_util::Empty<Bytes>,
+        >(TokioIo::new(stream))
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let mut bodies = Vec::new();
+        for _ in 0..n {
+            client.ready().await.unwrap();
+            let req = Request::builder()
+                .uri("/")
+                .header("host", "x")
+                .body(http_body_util::Empty::new())
+                .unwrap();
+            let resp = tokio::time::timeout(Duration::from_secs(30), client.send_request(req))
+                .await
+                .unwrap()
+                .unwrap();
+            bodies.push(resp.into_body().collect().await.unwrap().to_bytes());
+            tokio::time::sleep(pause).await;
+        }
+        bodies
+    }
 
     /// A real keep-alive target: one connection serves every request, the
     /// pool hands it back after each body, and prune keeps a fresh one.
     #[tokio::test]
     async fn connections_are_reused_after_the_body_ends() {
-        use http_body_util::BodyExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
         let a = accepted.clone();
         let server = tokio::spawn(async move {
             loop {
                 let Ok((s, _)) = listener.accept().await else {
                     return;
                 };
-                a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                a.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(|_req| async {
                         Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
@@ -349,50 +403,58 @@ mod tests {
                 });
             }
         });
-        // Requests need an Incoming body: take them from a real server side.
         let pool = Arc::new(TargetPool::default());
-        let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let front_addr = front.local_addr().unwrap();
-        let p = pool.clone();
-        let proxy = tokio::spawn(async move {
-            let (s, _) = front.accept().await.unwrap();
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let p = p.clone();
-                async move {
-                    let resp = p.send(addr, req).await.map_err(std::io::Error::other)?;
-                    Ok::<_, std::io::Error>(resp)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(s), svc)
-                .await;
-        });
-        let stream = TcpStream::connect(front_addr).await.unwrap();
-        let (mut client, conn) = hyper::client::conn::http1::handshake::<
-            _,
-            http_body_util::Empty<Bytes>,
-        >(TokioIo::new(stream))
-        .await
-        .unwrap();
-        tokio::spawn(conn);
-        for _ in 0..5 {
-            client.ready().await.unwrap();
-            let req = Request::builder()
-                .uri("/")
-                .header("host", "x")
-                .body(http_body_util::Empty::new())
-                .unwrap();
-            let resp = tokio::time::timeout(Duration::from_secs(30), client.send_request(req))
-                .await
-                .unwrap()
-                .unwrap();
-            let body = resp.into_body().collect().await.unwrap().to_bytes();
-            assert_eq!(&body[..], b"hello");
-        }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let front = front(pool.clone(), addr).await;
+        let bodies = gets(front, 5, Duration::ZERO).await;
+        assert!(bodies.iter().all(|b| &b[..] == b"hello"), "{bodies:?}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
         pool.prune();
         assert_eq!(pool.idle.lock().unwrap().get(&addr).map(Vec::len), Some(1));
         server.abort();
-        proxy.abort();
+    }
+
+    /// Idle pooled connections are driven by no one: one the target closed
+    /// meanwhile is noticed when the next request drives it, and that
+    /// request goes on a new connection instead of failing.
+    #[tokio::test]
+    async fn a_connection_the_target_closed_while_idle_is_not_used() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let a = accepted.clone();
+        // Answers one request per connection as if keeping it alive, then
+        // closes it (as a server whose keep-alive timeout is short).
+        let server = tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                a.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+                        .await;
+                });
+            }
+        });
+        let pool = Arc::new(TargetPool::default());
+        let front = front(pool.clone(), addr).await;
+        // The pause lets each close arrive before the next request.
+        let bodies = gets(front, 3, Duration::from_millis(200)).await;
+        assert!(bodies.iter().all(|b| &b[..] == b"hello"), "{bodies:?}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        // The last one, closed too, is dropped by the prune.
+        pool.prune();
+        assert!(pool.idle.lock().unwrap().get(&addr).is_none());
+        server.abort();
     }
 }
