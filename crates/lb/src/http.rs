@@ -50,9 +50,11 @@ pub async fn serve_connection(
         .get(&local)
         .map(|l| idle_timeout(l.config.idle_timeout_secs))
         .unwrap_or(Duration::from_secs(60));
+    let client = Arc::new(Client::new(local, peer));
     let service = hyper::service::service_fn(move |req| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(handle(&shared, local, peer, req).await) }
+        let client = Arc::clone(&client);
+        async move { Ok::<_, Infallible>(handle(&shared, &client, req).await) }
     });
     let result = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -67,17 +69,38 @@ pub async fn serve_connection(
     }
 }
 
+/// One client connection: its two ends, and the `X-Forwarded-*` values
+/// that say so, made once rather than per request.
+pub struct Client {
+    /// The listener's address.
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+    /// The client's address (`X-Forwarded-For` when the request has none).
+    forwarded_for: HeaderValue,
+    /// The listener's port (`X-Forwarded-Port`).
+    forwarded_port: HeaderValue,
+}
+
+impl Client {
+    pub fn new(local: SocketAddr, peer: SocketAddr) -> Client {
+        let ip = peer.ip().to_canonical().to_string();
+        Client {
+            local,
+            peer,
+            forwarded_for: HeaderValue::from_str(&ip)
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            forwarded_port: HeaderValue::from(local.port()),
+        }
+    }
+}
+
 fn idle_timeout(secs: u32) -> Duration {
     Duration::from_secs(u64::from(secs.max(1)))
 }
 
 /// One request through the listener at `local`.
-pub async fn handle(
-    shared: &Shared,
-    local: SocketAddr,
-    peer: SocketAddr,
-    req: Request<Incoming>,
-) -> Response<Body> {
+pub async fn handle(shared: &Shared, client: &Client, req: Request<Incoming>) -> Response<Body> {
+    let (local, peer) = (client.local, client.peer);
     let table = shared.table.load_full();
     let Some(listener) = table.listeners.get(&local) else {
         return plain(
@@ -160,7 +183,7 @@ pub async fn handle(
                     );
                 }
             };
-            let upstream = match upstream_request(req, &target.authority, peer, local.port()) {
+            let upstream = match upstream_request(req, &target.authority, client) {
                 Some(r) => r,
                 None => return plain(StatusCode::BAD_REQUEST, "400 Bad Request"),
             };
@@ -178,11 +201,9 @@ pub async fn handle(
             };
             match answer {
                 Answer::Response(resp) => {
-                    dest.counters
-                        .target_response(resp.status().as_u16(), sent.elapsed());
-                    listener
-                        .counters
-                        .target_response(resp.status().as_u16(), sent.elapsed());
+                    let (status, elapsed) = (resp.status().as_u16(), sent.elapsed());
+                    dest.counters.target_response(status, elapsed);
+                    listener.counters.target_response(status, elapsed);
                     let (mut parts, body) = resp.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
                     if let Some(secs) = group_sticky {
@@ -224,8 +245,7 @@ enum Answer {
 fn upstream_request(
     req: Request<Incoming>,
     target: &http::uri::Authority,
-    peer: SocketAddr,
-    port: u16,
+    client: &Client,
 ) -> Option<Request<Incoming>> {
     let (mut parts, body) = req.into_parts();
     // Origin-form on the wire; the Host header says which site (HTTP/1.0
@@ -247,30 +267,28 @@ fn upstream_request(
     }
     parts.version = http::Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
-    let client_ip = peer.ip().to_canonical().to_string();
     let xff = match parts
         .headers
-        .get("x-forwarded-for")
+        .get(X_FORWARDED_FOR)
         .and_then(|v| v.to_str().ok())
     {
-        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client_ip}"),
-        _ => client_ip,
+        Some(prev) if !prev.trim().is_empty() => HeaderValue::from_str(&format!(
+            "{prev}, {}",
+            client.forwarded_for.to_str().unwrap_or_default()
+        ))
+        .ok()?,
+        _ => client.forwarded_for.clone(),
     };
     let h = &mut parts.headers;
-    h.insert(
-        HeaderName::from_static("x-forwarded-for"),
-        HeaderValue::from_str(&xff).ok()?,
-    );
-    h.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
-    );
-    h.insert(
-        HeaderName::from_static("x-forwarded-port"),
-        HeaderValue::from(port),
-    );
+    h.insert(X_FORWARDED_FOR, xff);
+    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    h.insert(X_FORWARDED_PORT, client.forwarded_port.clone());
     Some(Request::from_parts(parts, body))
 }
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 
 /// Headers meaningful for one connection only (RFC 9110 §7.6.1), and those
 /// named by `Connection`.

@@ -392,6 +392,10 @@ impl Route {
                 return Some(d);
             }
         }
+        // A lone group needs no turn taking (and no lock).
+        if let [only] = destinations.as_slice() {
+            return Some(only);
+        }
         weights.next().map(|i| &destinations[i])
     }
 }
