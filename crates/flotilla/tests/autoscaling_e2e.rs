@@ -46,10 +46,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{wait_for, Env, KEY, REGION, SECRET};
-use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use common::lb::{aws, s, target_health, Conn, LbNode};
+use common::{wait_for, Env};
+use serde_json::json;
 
 /// The agent's host address and the load-balancer node's (this test's own).
 const AGENT_IP: &str = "127.0.8.1";
@@ -68,88 +67,11 @@ const SETTLED: i64 = 3;
 /// How long the settled count must hold under load.
 const HOLD: Duration = Duration::from_secs(240);
 
-/// `aws SERVICE ARGS… --output json`; panics on failure.
-async fn aws(env: &Env, service: &str, args: &[&str]) -> Value {
-    let aws = std::env::var("FLOTILLA_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
-    let out = tokio::process::Command::new(aws)
-        .arg(service)
-        .args(args)
-        .args([
-            "--output",
-            "json",
-            "--endpoint-url",
-            &env.endpoint,
-            "--region",
-            REGION,
-        ])
-        .env("AWS_ACCESS_KEY_ID", KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_PAGER", "")
-        .output()
-        .await
-        .expect("the AWS CLI must be installed: run the tests with scripts/test");
-    assert!(
-        out.status.success(),
-        "aws {service} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-fn s(v: &Value) -> String {
-    v.as_str()
-        .unwrap_or_else(|| panic!("not a string: {v}"))
-        .to_string()
-}
-
 fn epoch() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
-}
-
-/// One `GET PATH` on a keep-alive connection: the status.
-async fn get(conn: &mut BufReader<TcpStream>, host: &str, path: &str) -> std::io::Result<u16> {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: scale-e2e\r\n\r\n");
-    conn.get_mut().write_all(req.as_bytes()).await?;
-    let mut line = String::new();
-    if conn.read_line(&mut line).await? == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-    let mut length = 0usize;
-    let mut close = false;
-    loop {
-        line.clear();
-        if conn.read_line(&mut line).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let h = line.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (name, value) = h.split_once(':').unwrap_or((h, ""));
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-length" => length = value.trim().parse().unwrap_or(0),
-            "connection" => close = value.trim().eq_ignore_ascii_case("close"),
-            _ => {}
-        }
-    }
-    let mut body = vec![0; length];
-    conn.read_exact(&mut body).await?;
-    if close {
-        return Err(std::io::Error::other(format!("closed after a {status}")));
-    }
-    Ok(status)
 }
 
 /// What the loader did.
@@ -183,7 +105,7 @@ async fn load(
         handles.push(tokio::spawn(async move {
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + offset, every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            let mut conn: Option<BufReader<TcpStream>> = None;
+            let mut conn: Option<Conn> = None;
             let mut report = LoadReport::default();
             let per_conn = max_requests / CONNECTIONS as usize;
             while report.sent < per_conn {
@@ -194,11 +116,10 @@ async fn load(
                 report.sent += 1;
                 let result = tokio::time::timeout(Duration::from_secs(10), async {
                     if conn.is_none() {
-                        let stream = TcpStream::connect(&addr).await?;
-                        stream.set_nodelay(true)?;
-                        conn = Some(BufReader::new(stream));
+                        conn = Some(Conn::open(&addr).await?);
                     }
-                    get(conn.as_mut().unwrap(), &host, &path).await
+                    let (status, _) = conn.as_mut().unwrap().get_path(&host, &path).await?;
+                    Ok(status)
                 })
                 .await
                 .unwrap_or_else(|_| Err(std::io::Error::other("timed out after 10 s")));
@@ -333,20 +254,11 @@ fn range(v: &[f64]) -> (f64, f64) {
 }
 
 async fn healthy_targets(env: &Env, tg: &str) -> usize {
-    let v = aws(
-        env,
-        "elbv2",
-        &["describe-target-health", "--target-group-arn", tg],
-    )
-    .await;
-    v["TargetHealthDescriptions"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|d| d["TargetHealth"]["State"] == "healthy")
-                .count()
-        })
-        .unwrap_or(0)
+    target_health(env, tg)
+        .await
+        .iter()
+        .filter(|d| d["TargetHealth"]["State"] == "healthy")
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,18 +274,7 @@ async fn target_tracking_settles_on_the_count_that_brings_the_average_under_the_
     env.wait_connected(&agent.arn, true).await;
 
     // A real load-balancer node, in-process as `flotilla dev` runs one.
-    let (node_stop, node_stopped) = tokio::sync::oneshot::channel::<()>();
-    let gateway = flotilla_lb::GatewayConfig::new(
-        env.client.clone(),
-        "e2e-scale-node",
-        vec![IpAddr::V4(LB_ADDRESS)],
-    );
-    let node = tokio::spawn(flotilla_lb::run(
-        flotilla_lb::NodeOptions::new(gateway),
-        async {
-            let _ = node_stopped.await;
-        },
-    ));
+    let node = LbNode::start(&env, "e2e-scale-node", &[IpAddr::V4(LB_ADDRESS)]);
     let lb = aws(
         &env,
         "elbv2",
@@ -746,8 +647,7 @@ async fn target_tracking_settles_on_the_count_that_brings_the_average_under_the_
         json!({"cluster": env.cluster, "service": "web", "force": true}),
     )
     .await;
-    let _ = node_stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), node).await;
+    node.stop().await;
     agent.stop().await;
     env.stop().await;
 }
