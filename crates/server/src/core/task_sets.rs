@@ -493,7 +493,7 @@ mod tests {
         // A task on a draining instance is replaced.
         let mut moved = task("a", TaskPhase::Running, 1.0);
         moved.on_draining_instance = true;
-        let p = plan(&ts, 2, false, &[moved, task("b", TaskPhase::Running, 2.0)]);
+        let p = plan(&ts, 4, false, &[moved, task("b", TaskPhase::Running, 2.0)]);
         assert_eq!(p.stop, vec![("a".to_string(), StopWhy::InstanceDraining)]);
         assert_eq!(p.start, 1);
     }
