@@ -403,6 +403,22 @@ async fn two_task_sets_scale_switch_primary_and_delete() {
     })
     .await;
     assert_eq!(svc["taskSets"].as_array().unwrap().len(), 2);
+    let events: Vec<String> = svc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| s(&e["message"]))
+        .collect();
+    assert!(
+        events.contains(&"(service web) has reached a steady state.".to_string()),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.starts_with(&format!(
+            "(service web, taskSet {blue_id}) has started 4 tasks: (task "
+        ))),
+        "{events:?}"
+    );
     assert!(svc.get("taskDefinition").is_none(), "no primary yet: {svc}");
 
     // blue becomes the primary: the service shows its task definition.
