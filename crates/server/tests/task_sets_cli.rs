@@ -142,35 +142,45 @@ async fn task_set(server: &TestServer, service: &str, id: &str) -> Value {
 }
 
 /// The ids of the tasks a task set started that are still wanted RUNNING.
+/// (Polls go through the SDK, which costs no process start; the
+/// operations under test go through the CLI.)
 async fn running_tasks(server: &TestServer, started_by: &str) -> Vec<String> {
-    let out = ok(
-        server,
-        &[
-            "list-tasks",
-            "--started-by",
-            started_by,
-            "--desired-status",
-            "RUNNING",
-        ],
-    )
-    .await;
-    out["taskArns"]
-        .as_array()
-        .map(|a| a.iter().map(s).collect())
-        .unwrap_or_default()
+    let out = server
+        .sdk(&ALICE)
+        .list_tasks()
+        .started_by(started_by)
+        .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+        .send()
+        .await
+        .expect("ListTasks");
+    out.task_arns().to_vec()
 }
 
-/// Waits until the task set has `n` RUNNING tasks and is steady.
-async fn steady_at(server: &TestServer, service: &str, id: &str, n: i64) -> Value {
+/// Waits until the task set has `n` RUNNING tasks and is steady; returns
+/// it as the CLI shows it.
+async fn steady_at(server: &TestServer, service: &str, id: &str, n: i32) -> Value {
+    let ecs = server.sdk(&ALICE);
     eventually(60, &format!("task set {id} steady at {n}"), || async {
-        let t = task_set(server, service, id).await;
-        (t["runningCount"] == n
-            && t["pendingCount"] == 0
-            && t["computedDesiredCount"] == n
-            && t["stabilityStatus"] == "STEADY_STATE")
-            .then_some(t)
+        let out = ecs
+            .describe_task_sets()
+            .cluster("default")
+            .service(service)
+            .task_sets(id)
+            .send()
+            .await
+            .ok()?;
+        let t = out.task_sets().first()?;
+        (t.running_count() == n
+            && t.pending_count() == 0
+            && t.computed_desired_count() == n
+            && t.stability_status() == Some(&aws_sdk_ecs::types::StabilityStatus::SteadyState))
+        .then_some(())
     })
-    .await
+    .await;
+    let t = task_set(server, service, id).await;
+    assert_eq!(t["runningCount"], n, "{t}");
+    assert_eq!(t["stabilityStatus"], "STEADY_STATE", "{t}");
+    t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,6 +188,7 @@ async fn two_task_sets_scale_switch_primary_and_delete() {
     let server = TestServer::start_with(fast()).await;
     ok(&server, &["create-cluster"]).await;
     let _hosts = hosts(&server, 2).await;
+    let ecs = server.sdk(&ALICE);
     let v1 = register(&server, "web").await;
     let v2 = register(&server, "web").await;
 
@@ -679,11 +690,20 @@ async fn two_task_sets_scale_switch_primary_and_delete() {
         "the deleted task set's tasks stopped and the set gone",
         || async {
             let left = running_tasks(&server, &blue_id).await;
-            let out = task_sets(&server, "web", &["--task-sets", &blue_id]).await;
-            (left.is_empty() && out["failures"][0]["reason"] == "MISSING").then_some(())
+            let out = ecs
+                .describe_task_sets()
+                .cluster("default")
+                .service("web")
+                .task_sets(&blue_id)
+                .send()
+                .await
+                .ok()?;
+            (left.is_empty() && out.task_sets().is_empty()).then_some(())
         },
     )
     .await;
+    let out = task_sets(&server, "web", &["--task-sets", &blue_id]).await;
+    assert_eq!(out["failures"][0]["reason"], "MISSING", "{out}");
     let stopped = ok(&server, &["describe-tasks", "--tasks", &blue_tasks[0]]).await;
     assert_eq!(stopped["tasks"][0]["desiredStatus"], "STOPPED");
     assert_eq!(
