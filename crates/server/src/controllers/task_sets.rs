@@ -360,8 +360,29 @@ fn reconcile_one(
         push_event(&mut svc, now, format!("(service {service}) {STEADY_STATE}"));
     }
     if svc != before {
-        tx.put(Key::Service(cluster, service), &svc);
+        // Counts follow from the tasks, which are stored themselves (the
+        // first pass after a restart recomputes them): a task turning
+        // RUNNING costs one task write, not another copy of the service.
+        if !only_counts_differ(&before, &svc) {
+            tx.put(Key::Service(cluster, service), &svc);
+        }
         c.services.insert(service.to_string(), svc);
     }
     wake
+}
+
+/// Whether `a` and `b` differ in nothing but the running and pending
+/// counts of the service and its task sets.
+fn only_counts_differ(a: &ecs::Service, b: &ecs::Service) -> bool {
+    let strip = |s: &ecs::Service| {
+        let mut s = s.clone();
+        s.running_count = None;
+        s.pending_count = None;
+        for t in s.task_sets.iter_mut().flatten() {
+            t.running_count = None;
+            t.pending_count = None;
+        }
+        s
+    };
+    strip(a) == strip(b)
 }
