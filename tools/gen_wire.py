@@ -68,6 +68,7 @@ REFINED = {
     ("Service", "status"): "crate::lifecycle::ServiceStatus",
     ("Deployment", "status"): "crate::lifecycle::DeploymentStatus",
     ("Cluster", "status"): "crate::lifecycle::ClusterStatus",
+    ("TaskSet", "status"): "crate::lifecycle::TaskSetStatus",
 }
 
 SERVICES = [

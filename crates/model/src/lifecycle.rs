@@ -154,6 +154,18 @@ wire_enum! {
 }
 
 wire_enum! {
+    /// A task set's `status` (EXTERNAL deployment controller): the PRIMARY
+    /// one serves production traffic, ACTIVE ones do not, a DRAINING one is
+    /// being deleted (its tasks stop, its targets drain) and then leaves the
+    /// service.
+    TaskSetStatus {
+        Primary = "PRIMARY",
+        Active = "ACTIVE",
+        Draining = "DRAINING",
+    }
+}
+
+wire_enum! {
     /// A cluster's `status`. A deleted cluster stays INACTIVE (DescribeClusters
     /// still finds it).
     ClusterStatus {

@@ -13,6 +13,8 @@
 //!   by alarm transitions, not by state changes), run beside these.
 //! - [`log_retention`]: CloudWatch Logs retention policies (the log store).
 //! - [`lb_targets`]: ECS services' tasks as load-balancer targets.
+//! - [`task_sets`]: services with the EXTERNAL deployment controller, their
+//!   task sets' tasks (decisions by `crate::core::task_sets::plan`).
 //!
 //! Controllers act as themselves: they call the domain core
 //! (`crate::core`) directly, never through an API principal.
@@ -32,6 +34,7 @@ pub mod lost_hosts;
 pub mod retention;
 pub mod runtime;
 pub mod services;
+pub mod task_sets;
 pub mod usage;
 
 /// Controller timings.
@@ -92,6 +95,12 @@ pub async fn run(
         tokio::join!(
             runtime::run(
                 services::Replicas::new(&state),
+                &state,
+                schedule.clone(),
+                until_stopped()
+            ),
+            runtime::run(
+                task_sets::TaskSets::new(&state),
                 &state,
                 schedule.clone(),
                 until_stopped()

@@ -50,6 +50,8 @@ impl Replicas {
 fn is_replica(s: &ecs::Service) -> bool {
     s.lifecycle() != ServiceStatus::Inactive
         && s.scheduling_strategy != Some(ecs::SchedulingStrategy::Daemon)
+        // EXTERNAL services are the task sets controller's.
+        && !crate::core::task_sets::is_external(s)
 }
 
 impl Controller for Replicas {

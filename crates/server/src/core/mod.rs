@@ -10,6 +10,8 @@
 //! - [`placement`] and [`resources`]: the bridge to the pure scheduler.
 //! - [`task_definitions`]: which revision a reference names.
 //! - [`services`]: deployments and service events.
+//! - [`task_sets`]: services with the EXTERNAL deployment controller: task
+//!   sets' rules, counts and what their controller starts and stops.
 //! - [`events`]: lifecycle events published after each durable commit.
 //! - [`usage`]: `AWS/ECS` CPU and memory utilization from agents' stats;
 //!   [`alarm_actions`]: publishing alarm state changes to their consumers.
@@ -33,6 +35,7 @@ pub mod services;
 pub mod state;
 pub mod stored;
 pub mod task_definitions;
+pub mod task_sets;
 pub mod tasks;
 pub mod usage;
 

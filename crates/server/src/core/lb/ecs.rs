@@ -1,5 +1,6 @@
 //! ECS services behind target groups: a service's RUNNING tasks are its
-//! targets.
+//! targets (for a service with the EXTERNAL deployment controller, each
+//! task set's tasks are the targets of the task set's own groups).
 //!
 //! - CreateService/UpdateService check `loadBalancers` as ECS does
 //!   ([`check_load_balancers`]).
@@ -266,6 +267,46 @@ fn task_target(
     })
 }
 
+/// What registers targets: a service with the ECS deployment controller,
+/// or one task set of an EXTERNAL service (its own load balancers, its own
+/// tasks: those it started).
+struct Unit {
+    service: String,
+    /// How its events name it: `(service NAME)` or `(service NAME, taskSet ID)`.
+    label: String,
+    entries: Vec<ecs::LoadBalancer>,
+    task_set: Option<String>,
+}
+
+fn units_of(name: &str, svc: &ecs::Service) -> Vec<Unit> {
+    if crate::core::task_sets::is_external(svc) {
+        return svc
+            .task_sets
+            .iter()
+            .flatten()
+            .filter(|t| t.load_balancers.as_ref().is_some_and(|l| !l.is_empty()))
+            .map(|t| {
+                let id = t.id.clone().unwrap_or_default();
+                Unit {
+                    service: name.to_string(),
+                    label: format!("(service {name}, taskSet {id})"),
+                    entries: t.load_balancers.clone().unwrap_or_default(),
+                    task_set: Some(id),
+                }
+            })
+            .collect();
+    }
+    match svc.load_balancers.as_ref().filter(|l| !l.is_empty()) {
+        Some(entries) => vec![Unit {
+            service: name.to_string(),
+            label: format!("(service {name})"),
+            entries: entries.clone(),
+            task_set: None,
+        }],
+        None => Vec::new(),
+    }
+}
+
 /// One pass: every ECS service's targets in step with its tasks, draining
 /// targets forgotten once drained, unhealthy tasks stopped. Returns when it
 /// wants to look again (the next end of a draining, or soon while any
@@ -286,24 +327,27 @@ pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
     }
     for c in clusters.values_mut() {
         let cluster = c.name().to_string();
-        let names: Vec<String> = c
+        let units: Vec<Unit> = c
             .services
             .iter()
-            .filter(|(_, s)| {
-                s.lifecycle() != ServiceStatus::Inactive
-                    && s.load_balancers.as_ref().is_some_and(|l| !l.is_empty())
-            })
-            .map(|(n, _)| n.clone())
+            .filter(|(_, s)| s.lifecycle() != ServiceStatus::Inactive)
+            .flat_map(|(n, s)| units_of(n, s))
             .collect();
-        for name in names {
+        for Unit {
+            service: name,
+            label,
+            entries,
+            task_set,
+        } in units
+        {
             next = Some(next.map_or(now + 2.0, |n: f64| n.min(now + 2.0)));
             let svc = &c.services[&name];
-            let entries = svc.load_balancers.clone().unwrap_or_default();
             let grace = f64::from(svc.health_check_grace_period_seconds.unwrap_or(0));
             let group = format!("service:{name}");
-            // The service's tasks: (id, arn, wanted as a target, started).
+            // The service's (or task set's) tasks.
             let tasks: Vec<(String, ecs::Task)> = c
                 .tasks_in_group(&group)
+                .filter(|(_, t)| task_set.is_none() || t.started_by == task_set)
                 .map(|(id, t)| (id.clone(), t.clone()))
                 .collect();
             let mine: BTreeSet<String> = tasks
@@ -392,7 +436,7 @@ pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
                             .or(o.reason.as_deref())
                             .unwrap_or("Health checks failed");
                         let event = format!(
-                            "(service {name}) ({who}) (port {}) is unhealthy in (target-group {tg_arn}) due to (reason {why}).",
+                            "{label} ({who}) (port {}) is unhealthy in (target-group {tg_arn}) due to (reason {why}).",
                             t.port
                         );
                         unhealthy.insert(id.clone(), (tg_arn.to_string(), event));
@@ -401,14 +445,14 @@ pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
                 let n_fresh = fresh.len();
                 if n_fresh > 0 && target_groups::register(lb, tx, tg_arn, fresh, now).is_ok() {
                     events.push(format!(
-                        "(service {name}) registered {n_fresh} targets in (target-group {tg_arn})"
+                        "{label} registered {n_fresh} targets in (target-group {tg_arn})"
                     ));
                 }
                 let n_leaving = leaving.len();
                 if n_leaving > 0 && target_groups::deregister(lb, tx, tg_arn, &leaving, now).is_ok()
                 {
                     events.push(format!(
-                        "(service {name}) deregistered {n_leaving} targets in (target-group {tg_arn})"
+                        "{label} deregistered {n_leaving} targets in (target-group {tg_arn})"
                     ));
                     // Deregistered at once (no delay): nothing holds them now.
                     for arn in &leaving_tasks {
@@ -434,7 +478,7 @@ pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
             }
             if !stopped.is_empty() {
                 events.push(format!(
-                    "(service {name}) has stopped {} running tasks:{}.",
+                    "{label} has stopped {} running tasks:{}.",
                     stopped.len(),
                     task_list(stopped.iter())
                 ));

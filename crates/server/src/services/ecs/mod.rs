@@ -19,6 +19,7 @@ mod services;
 mod settings;
 mod tags;
 mod task_definitions;
+mod task_sets;
 mod tasks;
 
 pub use api::Ctx;
@@ -83,6 +84,11 @@ async fn dispatch(env: &Env, call: Call<'_>) -> ApiResult<Reply> {
         DescribeServices => services::describe_services,
         ListServices => services::list_services,
         DeleteService => services::delete_service,
+        CreateTaskSet => task_sets::create_task_set,
+        DescribeTaskSets => task_sets::describe_task_sets,
+        UpdateTaskSet => task_sets::update_task_set,
+        DeleteTaskSet => task_sets::delete_task_set,
+        UpdateServicePrimaryTaskSet => task_sets::update_service_primary_task_set,
         TagResource => tags::tag_resource,
         UntagResource => tags::untag_resource,
         ListTagsForResource => tags::list_tags_for_resource,

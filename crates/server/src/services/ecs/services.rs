@@ -16,6 +16,7 @@ use crate::core::placement::{self, check_limits, PlacementRequest};
 use crate::core::services::{new_deployment, set_desired_count, start_deployment};
 use crate::core::state::{Key, State};
 use crate::core::task_definitions::{resolve, resolve_active};
+use crate::core::task_sets;
 use crate::error::{ApiError, ApiResult};
 
 fn check_deployment_configuration(
@@ -142,15 +143,19 @@ pub async fn create_service(
     if let Some(dc) = &req.deployment_configuration {
         check_deployment_configuration(dc, daemon)?;
     }
-    if req
+    let controller = req
         .deployment_controller
         .as_ref()
         .and_then(|c| c.r#type)
-        .is_some_and(|t| t != ecs::DeploymentControllerType::Ecs)
-    {
+        .unwrap_or(ecs::DeploymentControllerType::Ecs);
+    let external = controller == ecs::DeploymentControllerType::External;
+    if controller == ecs::DeploymentControllerType::CodeDeploy {
         return Err(ApiError::invalid(
-            "Only the ECS deployment controller is supported.",
+            "The CODE_DEPLOY deployment controller is not supported: there is no CodeDeploy here. Use ECS, or EXTERNAL with task sets (CreateTaskSet).",
         ));
+    }
+    if external {
+        task_sets::check_create_service(&req)?;
     }
     if req.launch_type == Some(ecs::LaunchType::Fargate) {
         return Err(ApiError::invalid(
@@ -159,27 +164,30 @@ pub async fn create_service(
     }
     let tags = req.tags.clone().unwrap_or_default();
     validate_tags(&tags)?;
-    let td_ref = req
-        .task_definition
-        .clone()
-        .ok_or_else(|| ApiError::invalid("taskDefinition is required."))?;
+    let td_ref = match (&req.task_definition, external) {
+        (Some(td), _) => Some(td.clone()),
+        // An EXTERNAL service's task definitions are its task sets'.
+        (None, true) => None,
+        (None, false) => return Err(ApiError::invalid("taskDefinition is required.")),
+    };
     state
         .write(&ctx.scope, |acct, tx| {
-            let td = resolve_active(&acct.families, &ctx.scope, &td_ref)?;
-            if let Some(lbs) = &req.load_balancers {
-                crate::core::lb::ecs::check_load_balancers(&acct.lb, &td.definition, lbs)?;
-            }
-            check_placement(
-                &td.definition,
-                &name,
-                req.placement_constraints.as_deref().unwrap_or_default(),
-                req.placement_strategy.as_deref().unwrap_or_default(),
-            )?;
-            let td_arn = td
-                .definition
-                .task_definition_arn
-                .clone()
-                .unwrap_or_default();
+            let td_arn = match &td_ref {
+                Some(td_ref) => {
+                    let td = resolve_active(&acct.families, &ctx.scope, td_ref)?;
+                    if let Some(lbs) = &req.load_balancers {
+                        crate::core::lb::ecs::check_load_balancers(&acct.lb, &td.definition, lbs)?;
+                    }
+                    check_placement(
+                        &td.definition,
+                        &name,
+                        req.placement_constraints.as_deref().unwrap_or_default(),
+                        req.placement_strategy.as_deref().unwrap_or_default(),
+                    )?;
+                    td.definition.task_definition_arn.clone()
+                }
+                None => None,
+            };
             let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
             if c.services
                 .get(&name)
@@ -188,7 +196,11 @@ pub async fn create_service(
                 return Err(ApiError::invalid("Creation of service was not idempotent."));
             }
             let cluster_name = c.name().to_string();
-            let launch_type = Some(req.launch_type.unwrap_or(ecs::LaunchType::Ec2));
+            let launch_type = if external {
+                None
+            } else {
+                Some(req.launch_type.unwrap_or(ecs::LaunchType::Ec2))
+            };
             let service = ecs::Service {
                 service_arn: Some(ctx.scope.service_arn(&cluster_name, &name)),
                 service_name: Some(name.clone()),
@@ -200,12 +212,17 @@ pub async fn create_service(
                 running_count: Some(0),
                 pending_count: Some(0),
                 launch_type,
-                task_definition: Some(td_arn.clone()),
+                task_definition: td_arn.clone(),
                 deployment_configuration: Some(default_deployment_configuration(
                     req.deployment_configuration.clone(),
                     daemon,
                 )),
-                deployments: Some(vec![new_deployment(ctx.now, &td_arn, desired, launch_type)]),
+                // An EXTERNAL service's deployments are its task sets.
+                deployments: Some(match &td_arn {
+                    Some(td_arn) => vec![new_deployment(ctx.now, td_arn, desired, launch_type)],
+                    None => Vec::new(),
+                }),
+                task_sets: external.then(Vec::new),
                 role_arn: req.role.clone(),
                 events: Some(Vec::new()),
                 created_at: Some(ctx.now),
@@ -218,7 +235,7 @@ pub async fn create_service(
                         .unwrap_or(ecs::SchedulingStrategy::Replica),
                 ),
                 deployment_controller: Some(ecs::DeploymentController {
-                    r#type: Some(ecs::DeploymentControllerType::Ecs),
+                    r#type: Some(controller),
                 }),
                 tags: Some(tags.clone()),
                 created_by: Some(ctx.principal_arn.clone()),
@@ -271,6 +288,21 @@ pub async fn update_service(
             if svc.lifecycle() != ServiceStatus::Active {
                 return Err(ApiError::service_not_active());
             }
+            let external = task_sets::is_external(svc);
+            let controller = |c: Option<&ecs::DeploymentController>| {
+                c.and_then(|c| c.r#type).unwrap_or(ecs::DeploymentControllerType::Ecs)
+            };
+            if req.deployment_controller.is_some()
+                && controller(req.deployment_controller.as_ref())
+                    != controller(svc.deployment_controller.as_ref())
+            {
+                return Err(ApiError::invalid(
+                    "deploymentController cannot be changed: create a new service with the other deployment controller.",
+                ));
+            }
+            if external {
+                task_sets::check_update_service(&req)?;
+            }
             if let Some(lbs) = &req.load_balancers {
                 let td = match new_td {
                     Some(td) => td,
@@ -291,7 +323,7 @@ pub async fn update_service(
             // Placement as it will be after the update. Checked only when the
             // update changes it, so that a service stored before this check
             // existed can still be scaled down and deleted.
-            if new_td.is_some() || req.placement_constraints.is_some() || req.placement_strategy.is_some() {
+            if !external && (new_td.is_some() || req.placement_constraints.is_some() || req.placement_strategy.is_some()) {
                 let td = match new_td {
                     Some(td) => td,
                     None => {
@@ -371,7 +403,12 @@ pub async fn update_service(
                 svc.enable_ecs_managed_tags = Some(e);
             }
             let desired = svc.desired_count.unwrap_or(0);
-            if redeploy {
+            if external {
+                // The task sets follow the desired count; their controller
+                // starts and stops the tasks.
+                svc.desired_count = Some(desired);
+                task_sets::rescale(svc, ctx.now);
+            } else if redeploy {
                 let td = svc.task_definition.clone().unwrap_or_default();
                 let deployment = new_deployment(ctx.now, &td, desired, svc.launch_type);
                 start_deployment(svc, ctx.now, deployment);
@@ -412,6 +449,9 @@ pub async fn describe_services(
                     let mut s = s.clone();
                     if !with_tags {
                         s.tags = None;
+                        for t in s.task_sets.iter_mut().flatten() {
+                            t.tags = None;
+                        }
                     }
                     services.push(s);
                 }

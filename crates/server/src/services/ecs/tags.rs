@@ -6,6 +6,7 @@ use flotilla_model::ecs;
 
 use super::Ctx;
 use crate::core::state::{Account, Key, State, Tx};
+use crate::core::task_sets::split_arn_rest;
 use crate::error::{ApiError, ApiResult};
 
 /// At most 50 tags; keys 1–128 characters, values up to 256, no duplicate
@@ -69,6 +70,15 @@ fn tags_of(acct: &Account, ctx: &Ctx, arn: &str) -> ApiResult<Vec<ecs::Tag>> {
                 .and_then(|f| f.revisions.get(&rev))
                 .map(|td| Some(td.tags.clone()))
         }
+        "task-set" => {
+            let (cluster, service, id) = split_arn_rest(a.rest).ok_or_else(|| not_found(arn))?;
+            acct.clusters
+                .get(cluster)
+                .and_then(|c| c.services.get(service))
+                .and_then(|s| s.task_sets.as_ref())
+                .and_then(|sets| sets.iter().find(|t| t.id.as_deref() == Some(id)))
+                .map(|t| t.tags.clone())
+        }
         kind => {
             let (cluster, id) = a.rest.split_once('/').ok_or_else(|| not_found(arn))?;
             let c = acct.clusters.get(cluster).ok_or_else(|| not_found(arn))?;
@@ -117,6 +127,22 @@ fn set_tags(
                 .ok_or_else(|| not_found(arn))?;
             td.tags = tags;
             tx.put(Key::TaskDefinition(family, rev), td);
+        }
+        "task-set" => {
+            let (cluster, service, id) = split_arn_rest(a.rest).ok_or_else(|| not_found(arn))?;
+            let svc = acct
+                .clusters
+                .get_mut(cluster)
+                .and_then(|c| c.services.get_mut(service))
+                .ok_or_else(|| not_found(arn))?;
+            let t = svc
+                .task_sets
+                .iter_mut()
+                .flatten()
+                .find(|t| t.id.as_deref() == Some(id))
+                .ok_or_else(|| not_found(arn))?;
+            t.tags = Some(tags);
+            tx.put(Key::Service(cluster, service), &*svc);
         }
         kind => {
             let (cluster, id) = a.rest.split_once('/').ok_or_else(|| not_found(arn))?;
