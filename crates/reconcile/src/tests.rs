@@ -111,6 +111,7 @@ fn service(
         tasks,
         last_completed_task_definition: Some("web:1".into()),
         was_steady: false,
+        hold_previous: false,
     }
 }
 

@@ -13,6 +13,9 @@
 //!   by alarm transitions, not by state changes), run beside these.
 //! - [`log_retention`]: CloudWatch Logs retention policies (the log store).
 //! - [`lb_targets`]: ECS services' tasks as load-balancer targets.
+//! - [`deployment_alarms`]: deployments watching CloudWatch alarms fail
+//!   (and roll back) when one is in ALARM; a loop of its own like
+//!   [`autoscaling`].
 //!
 //! Controllers act as themselves: they call the domain core
 //! (`crate::core`) directly, never through an API principal.
@@ -26,6 +29,7 @@ pub mod alarms;
 pub mod autoscaling;
 pub mod batches;
 pub mod daemon;
+pub mod deployment_alarms;
 pub mod lb_targets;
 pub mod log_retention;
 pub mod lost_hosts;

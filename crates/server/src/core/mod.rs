@@ -9,7 +9,8 @@
 //! - [`tasks`]: create tasks, apply agents' reports, request stops.
 //! - [`placement`] and [`resources`]: the bridge to the pure scheduler.
 //! - [`task_definitions`]: which revision a reference names.
-//! - [`services`]: deployments and service events.
+//! - [`services`]: deployments and service events; [`deployments`]: the
+//!   service deployment history and alarm rollback.
 //! - [`events`]: lifecycle events published after each durable commit.
 //! - [`usage`]: `AWS/ECS` CPU and memory utilization from agents' stats;
 //!   [`alarm_actions`]: publishing alarm state changes to their consumers.
@@ -23,6 +24,7 @@
 
 pub mod alarm_actions;
 pub mod autoscaling;
+pub mod deployments;
 pub mod events;
 pub mod instances;
 pub mod lb;
@@ -32,6 +34,7 @@ pub mod resources;
 pub mod services;
 pub mod state;
 pub mod stored;
+pub mod strategies;
 pub mod task_definitions;
 pub mod tasks;
 pub mod usage;

@@ -331,6 +331,14 @@ pub struct ServiceMeta {
         skip_serializing_if = "Option::is_none"
     )]
     pub last_completed_task_definition: Option<String>,
+    /// The service's deployments and revisions (ListServiceDeployments,
+    /// DescribeServiceDeployments, DescribeServiceRevisions).
+    #[serde(default, skip_serializing_if = "is_empty_history")]
+    pub history: super::deployments::History,
+}
+
+fn is_empty_history(h: &super::deployments::History) -> bool {
+    h.deployments.is_empty() && h.revisions.is_empty()
 }
 
 /// A task definition family: its revisions and the last revision number ever
