@@ -1503,3 +1503,211 @@ pub fn continue_deployment(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::services::{new_deployment, start_deployment};
+
+    fn scope() -> Scope {
+        Scope::new("111111111111", "us-east-1")
+    }
+
+    /// A service `web` whose first deployment (td:1) completed, and the
+    /// history of it.
+    fn deployed(dc: ecs::DeploymentConfiguration) -> (History, ecs::Service) {
+        let mut svc = ecs::Service {
+            service_name: Some("web".into()),
+            desired_count: Some(2),
+            deployment_configuration: Some(dc),
+            ..Default::default()
+        };
+        let mut h = History::default();
+        let d = new_deployment(0.0, "td:1", 2, None);
+        start_deployment(&mut svc, 0.0, d.clone());
+        begin(&mut h, &scope(), "default", &svc, &d, None, 0.0);
+        svc.deployments.as_mut().unwrap()[0].rollout_state =
+            Some(ecs::DeploymentRolloutState::Completed);
+        assert!(sync(&mut h, &svc, 1.0).0);
+        (h, svc)
+    }
+
+    fn update(h: &mut History, svc: &mut ecs::Service, td: &str, now: f64) -> String {
+        let d = new_deployment(now, td, 2, None);
+        start_deployment(svc, now, d.clone());
+        begin(h, &scope(), "default", svc, &d, None, now);
+        short_id(d.id.as_deref().unwrap()).to_string()
+    }
+
+    #[test]
+    fn a_rolling_deployment_ends_successful_and_a_superseded_one_stopped() {
+        let (mut h, mut svc) = deployed(Default::default());
+        assert_eq!(h.deployments[0].view.status, Some(Status::Successful));
+        let second = update(&mut h, &mut svc, "td:2", 2.0);
+        let _third = update(&mut h, &mut svc, "td:3", 3.0);
+        let r = h.find(&second).unwrap();
+        assert_eq!(r.view.status, Some(Status::Stopped));
+        assert!(r
+            .view
+            .status_reason
+            .as_deref()
+            .unwrap()
+            .contains("superseded"));
+        // Sources: the revisions the other deployments run.
+        let third = h.deployments.last().unwrap();
+        assert_eq!(
+            third.view.source_service_revisions.as_ref().unwrap().len(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_rolling_deployment_watched_by_alarms_bakes_then_an_alarm_rolls_it_back() {
+        let dc = ecs::DeploymentConfiguration {
+            alarms: Some(ecs::DeploymentAlarms {
+                alarm_names: Some(vec!["errors".into()]),
+                enable: Some(true),
+                rollback: Some(true),
+            }),
+            bake_time_in_minutes: Some(1),
+            ..Default::default()
+        };
+        let (mut h, mut svc) = deployed(dc);
+        // The first deployment bakes too (nothing to roll back to).
+        assert_eq!(h.deployments[0].view.status, Some(Status::InProgress));
+        let id = update(&mut h, &mut svc, "td:2", 10.0);
+        svc.deployments.as_mut().unwrap()[0].rollout_state =
+            Some(ecs::DeploymentRolloutState::Completed);
+        let (_, wake) = sync(&mut h, &svc, 20.0);
+        assert_eq!(wake, Some(80.0), "a minute's bake from the completion");
+        let r = h.find(&id).unwrap();
+        assert_eq!(
+            r.view.lifecycle_stage,
+            Some(ecs::ServiceDeploymentLifecycleStage::BakeTime)
+        );
+        // An alarm nobody watches changes nothing.
+        let sc = scope();
+        let (mut lb, mut tx) = (LbAccount::default(), Tx::for_test(&sc));
+        assert!(!on_alarms(
+            &mut h,
+            &mut svc,
+            &mut lb,
+            &mut tx,
+            &["other".into()],
+            30.0
+        ));
+        assert!(on_alarms(
+            &mut h,
+            &mut svc,
+            &mut lb,
+            &mut tx,
+            &["errors".into()],
+            30.0
+        ));
+        let r = h.find(&id).unwrap();
+        assert_eq!(r.view.status, Some(Status::RollbackInProgress));
+        let alarms = r.view.alarms.as_ref().unwrap();
+        assert_eq!(alarms.status, Some(Monitor::Triggered));
+        assert_eq!(
+            alarms.triggered_alarm_names.as_deref(),
+            Some(&["errors".to_string()][..])
+        );
+        assert_eq!(svc.task_definition.as_deref(), Some("td:1"));
+        // The rollback's deployment completes: ROLLBACK_SUCCESSFUL.
+        svc.deployments.as_mut().unwrap()[0].rollout_state =
+            Some(ecs::DeploymentRolloutState::Completed);
+        sync(&mut h, &svc, 40.0);
+        assert_eq!(
+            h.find(&id).unwrap().view.status,
+            Some(Status::RollbackSuccessful)
+        );
+    }
+
+    #[test]
+    fn a_pause_hook_awaits_action_then_times_out_with_its_action() {
+        let hook = ecs::DeploymentLifecycleHook {
+            target_type: Some(ecs::DeploymentLifecycleHookTargetType::Pause),
+            lifecycle_stages: Some(vec![
+                ecs::DeploymentLifecycleHookStage::PostScaleUp,
+                ecs::DeploymentLifecycleHookStage::PreProductionTrafficShift,
+            ]),
+            timeout_configuration: Some(ecs::DeploymentLifecycleHookTimeoutConfiguration {
+                timeout_in_minutes: Some(2),
+                action: Some(ecs::DeploymentLifecycleHookAction::Continue),
+            }),
+            ..Default::default()
+        };
+        let mut r = Record {
+            view: ecs::ServiceDeployment {
+                deployment_configuration: Some(ecs::DeploymentConfiguration {
+                    lifecycle_hooks: Some(vec![hook.clone()]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let pending = pending_hooks(&r);
+        assert_eq!(
+            pending.iter().map(|(_, s, _)| *s).collect::<Vec<_>>(),
+            [Stage::PostScaleUp, Stage::PostTestTrafficShift]
+        );
+        let key = pending[0].0.clone();
+        assert_eq!(
+            await_hook(&mut r, &key, &hook, 100.0),
+            (true, Some(220.0), None)
+        );
+        let detail = &r.view.lifecycle_hook_details.as_ref().unwrap()[0];
+        assert_eq!(
+            detail.status,
+            Some(ecs::DeploymentLifecycleHookStatus::AwaitingAction)
+        );
+        assert_eq!(
+            await_hook(&mut r, &key, &hook, 200.0),
+            (false, Some(220.0), None)
+        );
+        let (_, _, action) = await_hook(&mut r, &key, &hook, 220.0);
+        assert_eq!(action, Some(ecs::DeploymentLifecycleHookAction::Continue));
+        let detail = &r.view.lifecycle_hook_details.as_ref().unwrap()[0];
+        assert_eq!(
+            detail.status,
+            Some(ecs::DeploymentLifecycleHookStatus::TimedOut)
+        );
+        assert_eq!(pending_hooks(&r).len(), 1, "released");
+    }
+
+    #[test]
+    fn configurations_ecs_refuses_are_refused_naming_the_field() {
+        let lambda = ecs::DeploymentConfiguration {
+            lifecycle_hooks: Some(vec![ecs::DeploymentLifecycleHook::default()]),
+            ..Default::default()
+        };
+        assert!(check_configuration(&lambda)
+            .unwrap_err()
+            .to_string()
+            .contains("AWS_LAMBDA"));
+        let canary = ecs::DeploymentConfiguration {
+            canary_configuration: Some(ecs::CanaryConfiguration {
+                canary_percent: Some(0.05),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(check_configuration(&canary)
+            .unwrap_err()
+            .to_string()
+            .contains("canaryPercent"));
+        let no_alarm = ecs::DeploymentConfiguration {
+            alarms: Some(ecs::DeploymentAlarms {
+                alarm_names: Some(vec![]),
+                enable: Some(true),
+                rollback: Some(false),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            check_configuration(&no_alarm),
+            Err(ConfigError::NoAlarmNames)
+        );
+    }
+}

@@ -471,6 +471,23 @@ pub struct Tx<'s> {
     listening: bool,
 }
 
+#[cfg(test)]
+impl<'s> Tx<'s> {
+    /// A transaction that goes nowhere, for unit tests of domain code.
+    pub(crate) fn for_test(scope: &'s Scope) -> Tx<'s> {
+        Tx {
+            scope,
+            ops: Vec::new(),
+            instances: Vec::new(),
+            services: Vec::new(),
+            clusters: Vec::new(),
+            instances_written: Vec::new(),
+            events: Vec::new(),
+            listening: false,
+        }
+    }
+}
+
 impl Tx<'_> {
     /// Writes a task, noting its instance and service for wake-ups.
     pub fn put_task(&mut self, cluster: &str, id: &str, task: &ecs::Task) {
