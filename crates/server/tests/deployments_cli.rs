@@ -1009,6 +1009,7 @@ async fn blue_green_shifts_listener_weights_stage_by_stage_and_rolls_back_on_an_
         (0, 1),
         "production on the new revision (in blue)"
     );
+    let alarm_set = std::time::Instant::now();
     let (ok, _, err) = aws(
         &server,
         "cloudwatch",
@@ -1033,6 +1034,11 @@ async fn blue_green_shifts_listener_weights_stage_by_stage_and_rolls_back_on_an_
         weights(&server, &prod, &green, &blue).await,
         (1, 0),
         "production back on the original group first"
+    );
+    // Includes the CLI's own start-up (about 0.5 s a call on this machine).
+    eprintln!(
+        "blue/green: set-alarm-state to production back on the original group: {:?}",
+        alarm_set.elapsed()
     );
     assert_eq!(
         rolling_back["alarms"]["triggeredAlarmNames"],
