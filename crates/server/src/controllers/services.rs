@@ -20,7 +20,7 @@ use crate::core::placement::{self, PlacementRequest};
 use crate::core::resources::definition_of;
 use crate::core::services::{new_deployment, push_event, start_deployment, task_list, was_steady};
 use crate::core::state::{
-    Account, ClusterState, Families, Key, ServiceChanges, ServiceKey, State, Tx,
+    Account, ClusterState, Families, Key, ServiceChanges, ServiceKey, ServiceMeta, State, Tx,
 };
 use crate::core::task_definitions::resolve;
 use crate::core::tasks::{insert_tasks, new_task, request_stop, NewTasks};
@@ -455,8 +455,9 @@ fn apply_plan(
         }
     }
 
-    let mut meta = c.service_meta.get(service).cloned().unwrap_or_default();
-    let meta_before = meta.clone();
+    // Taken out and put back (not cloned: the history is kept whole).
+    let mut meta = c.service_meta.remove(service).unwrap_or_default();
+    let mut meta_changed = false;
     let deployments = svc.deployments.get_or_insert_with(Vec::new);
     for u in &plan.update {
         let Some(d) = deployments
@@ -481,6 +482,7 @@ fn apply_plan(
         {
             // Remember the rollback target beyond this deployment's life.
             meta.last_completed_task_definition = d.task_definition.clone();
+            meta_changed = true;
         }
         if changed {
             d.desired_count = Some(u.desired_count as i32);
@@ -510,17 +512,21 @@ fn apply_plan(
         let dep = new_deployment(now, td, svc.desired_count.unwrap_or(0), svc.launch_type);
         if let Some(failed) = failed {
             deployments::breaker_rolled_back(&mut meta.history, &failed, &dep, now);
+            meta_changed = true;
         }
         svc.task_definition = Some(td.clone());
         start_deployment(&mut svc, now, dep);
     }
     // The service deployment history follows the deployments.
-    let (_, bake_ends) = deployments::sync(&mut meta.history, &svc, now);
+    let (synced, bake_ends) = deployments::sync(&mut meta.history, &svc, now);
+    meta_changed |= synced;
     if let Some(at) = bake_ends {
         wake = Some(wake.map_or(at, |w: f64| w.min(at)));
     }
-    if meta != meta_before {
+    if meta_changed {
         tx.put(Key::ServiceMeta(&cluster_name, service), &meta);
+    }
+    if meta != ServiceMeta::default() {
         c.service_meta.insert(service.to_string(), meta);
     }
     for e in plan.events {
