@@ -1060,3 +1060,70 @@ async fn blue_green_shifts_listener_weights_stage_by_stage_and_rolls_back_on_an_
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_history_survives_a_restart() {
+    let server = TestServer::start_with(fast()).await;
+    ecs(&server, &["create-cluster"]).await;
+    let hosts_now = hosts(&server, 1, Behaviour::default()).await;
+    let v1 = register(&server, "keep", "keep:1").await;
+    let v2 = register(&server, "keep", "keep:2").await;
+    ecs(
+        &server,
+        &[
+            "create-service",
+            "--service-name",
+            "keep",
+            "--task-definition",
+            &v1,
+            "--desired-count",
+            "1",
+        ],
+    )
+    .await;
+    ecs(
+        &server,
+        &[
+            "update-service",
+            "--service",
+            "keep",
+            "--task-definition",
+            &v2,
+        ],
+    )
+    .await;
+    let before = list(&server, "keep", &[]).await;
+    assert_eq!(before.len(), 2);
+    let arn = s(&before[0]["serviceDeploymentArn"]);
+    let done = until_status(&server, &arn, "SUCCESSFUL", 20).await;
+    for h in hosts_now {
+        h.kill();
+    }
+    let dir = server.stop().await.expect("the test's directory");
+    let server = TestServer::start_in(dir.path().to_path_buf()).await;
+    let after = list(&server, "keep", &[]).await;
+    assert_eq!(after.len(), 2, "{after:#?}");
+    assert_eq!(s(&after[0]["serviceDeploymentArn"]), arn);
+    assert_eq!(after[0]["status"], "SUCCESSFUL");
+    assert_eq!(
+        after[1]["serviceDeploymentArn"],
+        before[1]["serviceDeploymentArn"]
+    );
+    assert_eq!(
+        describe(&server, &arn).await,
+        done,
+        "described the same after a restart"
+    );
+    let rev = s(&done["targetServiceRevision"]["arn"]);
+    let revs = ecs(
+        &server,
+        &[
+            "describe-service-revisions",
+            "--service-revision-arns",
+            &rev,
+        ],
+    )
+    .await;
+    assert_eq!(s(&revs["serviceRevisions"][0]["taskDefinition"]), v2);
+    server.stop().await;
+}
