@@ -297,6 +297,11 @@ pub struct Service {
     /// The previous plan said `steady`: the steady-state event is only written
     /// on the way into steady state.
     pub was_steady: bool,
+    /// A blue/green (or canary, linear) deployment before its clean-up: the
+    /// PRIMARY scales up to `desired` beside the other deployments' tasks,
+    /// whatever maximumPercent says, and their healthy tasks are kept (they
+    /// serve the traffic not shifted yet).
+    pub hold_previous: bool,
 }
 
 /// Why the plan stops a task (becomes the task's stoppedReason / the event).
@@ -455,7 +460,11 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
         .find(|d| d.status == DeploymentStatus::Primary);
     let desired = s.desired_count;
     let floor = min_healthy_tasks(desired, s.minimum_healthy_percent);
-    let ceiling = max_tasks(desired, s.maximum_percent);
+    let ceiling = if s.hold_previous {
+        u32::MAX
+    } else {
+        max_tasks(desired, s.maximum_percent)
+    };
 
     let count = |f: &dyn Fn(&Task) -> bool| tasks.iter().filter(|t| f(t)).count() as u32;
     let occupancy = count(&occupies);
@@ -619,7 +628,11 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
             0
         };
         let mut slack = healthy_now.saturating_sub(floor);
-        let n = rh.min(surplus + for_room).min(slack);
+        let n = if s.hold_previous {
+            0
+        } else {
+            rh.min(surplus + for_room).min(slack)
+        };
         for &i in healthy_retirees.iter().take(n as usize) {
             stops.push((i, retire_reason(&tasks[i])));
             stopped[i] = true;

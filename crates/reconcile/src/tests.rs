@@ -111,6 +111,7 @@ fn service(
         tasks,
         last_completed_task_definition: Some("web:1".into()),
         was_steady: false,
+        hold_previous: false,
     }
 }
 
@@ -192,6 +193,28 @@ fn rollout_starts_new_tasks_up_to_maximum_percent_and_keeps_old_ones() {
     let plan = reconcile(&rollout(100, 200), 0.0);
     assert_eq!(plan.start, vec![("d2".to_string(), 4)]);
     assert!(plan.stop.is_empty());
+}
+
+#[test]
+fn a_blue_green_hold_scales_the_new_revision_up_fully_and_keeps_the_old_one() {
+    // maximumPercent 100 would allow no start at all in a rolling update.
+    let mut s = rollout(100, 100);
+    s.hold_previous = true;
+    let plan = reconcile(&s, 0.0);
+    assert_eq!(plan.start, vec![("d2".to_string(), 4)]);
+    assert!(plan.stop.is_empty());
+    // Healthy new tasks do not let the old ones go while the hold lasts…
+    for i in 1..=4 {
+        s.tasks.push(running(&format!("new{i}"), "d2"));
+    }
+    let plan = reconcile(&s, 0.0);
+    assert!(plan.stop.is_empty() && plan.start.is_empty(), "{plan:?}");
+    assert_eq!(update(&plan, "d2").rollout_state, RolloutState::InProgress);
+    // …and at the clean-up they go at once.
+    s.hold_previous = false;
+    let plan = reconcile(&s, 0.0);
+    assert_eq!(plan.stop.len(), 4);
+    assert!(stopped_ids(&plan).iter().all(|id| id.starts_with("old")));
 }
 
 #[test]

@@ -74,6 +74,7 @@ impl Sim {
                 tasks: vec![],
                 last_completed_task_definition: Some("web:1".into()),
                 was_steady: true,
+                hold_previous: false,
             },
             now: 1000.0,
             next_task: 0,
@@ -471,6 +472,7 @@ proptest! {
             tasks: tasks.clone(),
             last_completed_task_definition: Some("web:1".into()),
             was_steady: false,
+            hold_previous: false,
         };
         let plan = reconcile(&svc, 1000.0);
         check_plan(&svc, &plan);

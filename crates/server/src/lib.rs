@@ -164,6 +164,10 @@ pub async fn serve(
         env.clone(),
         until_stopped(stopped.clone()),
     ));
+    let deployment_alarms = background.spawn(controllers::deployment_alarms::run(
+        env.clone(),
+        until_stopped(stopped.clone()),
+    ));
     let credentials = Arc::new(credentials);
     let metrics = env.metrics.clone();
     let front = front::Front {
@@ -191,7 +195,7 @@ pub async fn serve(
         })
         .await;
     let _ = controllers.await;
-    let _ = tokio::join!(alarms, usage_flush, autoscaling);
+    let _ = tokio::join!(alarms, usage_flush, autoscaling, deployment_alarms);
     // The sessions saw the shutdown signal; whatever is left is dropped
     // without blocking this (async) caller.
     background.shutdown_background();

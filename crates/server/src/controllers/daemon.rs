@@ -16,7 +16,7 @@ use super::runtime::{Controller, Next};
 use super::services::store_service;
 use crate::core::placement::{self, PlacementRequest};
 use crate::core::services::{push_event, task_list, was_steady, STEADY_STATE};
-use crate::core::state::{Account, ServiceChanges, ServiceKey, State, Tx};
+use crate::core::state::{Account, Key, ServiceChanges, ServiceKey, State, Tx};
 use crate::core::task_definitions::resolve;
 use crate::core::tasks::{insert_tasks, new_task, request_stop, NewTasks};
 
@@ -245,6 +245,12 @@ fn reconcile_one(
     if draining_service && !status.anything_left {
         svc.status = Some(ServiceStatus::Inactive);
         svc.deployments = Some(Vec::new());
+    }
+    // The service deployment history follows the deployments.
+    if let Some(meta) = c.service_meta.get_mut(service) {
+        if crate::core::deployments::sync(&mut meta.history, &svc, now).0 {
+            tx.put(Key::ServiceMeta(&cluster_name, service), &*meta);
+        }
     }
     store_service(c, tx, &cluster_name, service, &before, svc);
     // A task that could not be placed may fit once something frees room.

@@ -15,6 +15,9 @@
 //! - [`lb_targets`]: ECS services' tasks as load-balancer targets.
 //! - [`task_sets`]: services with the EXTERNAL deployment controller, their
 //!   task sets' tasks (decisions by `crate::core::task_sets::plan`).
+//! - [`deployment_alarms`]: deployments watching CloudWatch alarms fail
+//!   (and roll back) when one is in ALARM; a loop of its own like
+//!   [`autoscaling`].
 //!
 //! Controllers act as themselves: they call the domain core
 //! (`crate::core`) directly, never through an API principal.
@@ -28,6 +31,7 @@ pub mod alarms;
 pub mod autoscaling;
 pub mod batches;
 pub mod daemon;
+pub mod deployment_alarms;
 pub mod lb_targets;
 pub mod log_retention;
 pub mod lost_hosts;

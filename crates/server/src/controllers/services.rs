@@ -15,6 +15,7 @@ use flotilla_scheduler::Launch;
 
 use super::batches::{reconcile_in_batches, ServiceWork};
 use super::runtime::{Controller, Next};
+use crate::core::deployments;
 use crate::core::placement::{self, PlacementRequest};
 use crate::core::resources::definition_of;
 use crate::core::services::{new_deployment, push_event, start_deployment, task_list, was_steady};
@@ -97,6 +98,8 @@ fn snapshot(
     let name = svc.service_name.clone().unwrap_or_default();
     let group = format!("service:{name}");
     let dc = svc.deployment_configuration.clone().unwrap_or_default();
+    let history = c.service_meta.get(&name).map(|m| &m.history);
+    let green = history.and_then(deployments::green_deployment);
     let breaker = dc
         .deployment_circuit_breaker
         .as_ref()
@@ -166,7 +169,7 @@ fn snapshot(
             // (and its containers, if they have a health check). A target
             // failing its checks is replaced by `crate::core::lb::ecs`, with
             // ECS's reason; here it is only not healthy.
-            let lb_health = crate::core::lb::ecs::task_health(lb, svc, t);
+            let lb_health = crate::core::lb::ecs::task_health(lb, svc, t, green);
             let health = match lb_health {
                 None => container_health,
                 Some(ObservedHealth::Healthy) if has_health_check => container_health,
@@ -213,6 +216,7 @@ fn snapshot(
                 .and_then(|m| m.last_completed_task_definition.clone())
         }),
         was_steady: was_steady(svc),
+        hold_previous: history.is_some_and(deployments::holds_previous),
     }
 }
 
@@ -273,7 +277,53 @@ fn reconcile_one(
     });
     let snap = snapshot(families, lb, c, svc, draining);
     let plan = rc::reconcile(&snap, now);
-    apply_plan(families, c, tx, now, service, &snap, plan)
+    let wake = apply_plan(families, c, tx, now, service, &snap, plan);
+    let next = drive_strategy(c, lb, tx, now, service, &snap);
+    match (wake, next) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Moves a blue/green (canary, linear) deployment along once the plan is
+/// applied: what the snapshot shows of its new and old revisions' tasks
+/// goes to `deployments::drive`.
+fn drive_strategy(
+    c: &mut ClusterState,
+    lb: &mut crate::core::lb::LbAccount,
+    tx: &mut Tx<'_>,
+    now: f64,
+    service: &str,
+    snap: &rc::Service,
+) -> Option<f64> {
+    let meta = c.service_meta.get(service)?;
+    let green = deployments::green_deployment(&meta.history)?.to_string();
+    let mut seen = deployments::Seen::default();
+    for t in &snap.tasks {
+        let left = t.phase != rc::TaskPhase::Stopped;
+        if t.deployment_id == green {
+            seen.green_left += u32::from(left);
+            let healthy = t.phase == rc::TaskPhase::Running
+                && match t.health {
+                    rc::Health::Healthy => true,
+                    rc::Health::Unknown => !t.has_health_check,
+                    rc::Health::Unhealthy => false,
+                };
+            seen.green_healthy += u32::from(healthy);
+        } else {
+            seen.blue_left += u32::from(left);
+        }
+    }
+    let (mut meta, mut svc) = (meta.clone(), c.services.get(service)?.clone());
+    let (changed, wake) = deployments::drive(&mut meta.history, &mut svc, lb, tx, seen, now);
+    if changed {
+        let cluster = c.name().to_string();
+        tx.put(Key::ServiceMeta(&cluster, service), &meta);
+        tx.put(Key::Service(&cluster, service), &svc);
+        c.service_meta.insert(service.to_string(), meta);
+        c.services.insert(service.to_string(), svc);
+    }
+    wake
 }
 
 fn apply_plan(
@@ -407,6 +457,9 @@ fn apply_plan(
         }
     }
 
+    // Taken out and put back (not cloned: the history is kept whole).
+    let mut meta = c.service_meta.remove(service).unwrap_or_default();
+    let mut meta_changed = false;
     let deployments = svc.deployments.get_or_insert_with(Vec::new);
     for u in &plan.update {
         let Some(d) = deployments
@@ -430,11 +483,8 @@ fn apply_plan(
             && d.rollout_state != Some(rollout)
         {
             // Remember the rollback target beyond this deployment's life.
-            let meta = ServiceMeta {
-                last_completed_task_definition: d.task_definition.clone(),
-            };
-            tx.put(Key::ServiceMeta(&cluster_name, service), &meta);
-            c.service_meta.insert(service.to_string(), meta);
+            meta.last_completed_task_definition = d.task_definition.clone();
+            meta_changed = true;
         }
         if changed {
             d.desired_count = Some(u.desired_count as i32);
@@ -455,9 +505,31 @@ fn apply_plan(
             .any(|r| d.id.as_deref() == Some(r.as_str()))
     });
     if let Some(td) = &plan.rollback_to {
+        let failed = svc
+            .deployments
+            .iter()
+            .flatten()
+            .find(|d| d.status == Some(DeploymentStatus::Primary))
+            .and_then(|d| d.id.clone());
         let dep = new_deployment(now, td, svc.desired_count.unwrap_or(0), svc.launch_type);
+        if let Some(failed) = failed {
+            deployments::breaker_rolled_back(&mut meta.history, &failed, &dep, now);
+            meta_changed = true;
+        }
         svc.task_definition = Some(td.clone());
         start_deployment(&mut svc, now, dep);
+    }
+    // The service deployment history follows the deployments.
+    let (synced, bake_ends) = deployments::sync(&mut meta.history, &svc, now);
+    meta_changed |= synced;
+    if let Some(at) = bake_ends {
+        wake = Some(wake.map_or(at, |w: f64| w.min(at)));
+    }
+    if meta_changed {
+        tx.put(Key::ServiceMeta(&cluster_name, service), &meta);
+    }
+    if meta != ServiceMeta::default() {
+        c.service_meta.insert(service.to_string(), meta);
     }
     for e in plan.events {
         push_event(&mut svc, now, e);

@@ -144,7 +144,7 @@ fn reconcile_one(
                 ..Default::default()
             })
             .unwrap_or_default();
-        let lb_health = crate::core::lb::ecs::task_health(lb, &probe, t);
+        let lb_health = crate::core::lb::ecs::task_health(lb, &probe, t, None);
         let unhealthy = t.health_status == Some(ecs::HealthStatus::Unhealthy)
             || lb_health == Some(ObservedHealth::Unhealthy);
         let healthy = t.health_status != Some(ecs::HealthStatus::Unhealthy)

@@ -9,7 +9,8 @@
 //! - [`tasks`]: create tasks, apply agents' reports, request stops.
 //! - [`placement`] and [`resources`]: the bridge to the pure scheduler.
 //! - [`task_definitions`]: which revision a reference names.
-//! - [`services`]: deployments and service events.
+//! - [`services`]: deployments and service events; [`deployments`]: the
+//!   service deployment history and alarm rollback.
 //! - [`task_sets`]: services with the EXTERNAL deployment controller: task
 //!   sets' rules, counts and what their controller starts and stops.
 //! - [`events`]: lifecycle events published after each durable commit.
@@ -25,6 +26,7 @@
 
 pub mod alarm_actions;
 pub mod autoscaling;
+pub mod deployments;
 pub mod events;
 pub mod instances;
 pub mod lb;
@@ -34,6 +36,7 @@ pub mod resources;
 pub mod services;
 pub mod state;
 pub mod stored;
+pub mod strategies;
 pub mod task_definitions;
 pub mod task_sets;
 pub mod tasks;

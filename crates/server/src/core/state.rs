@@ -331,6 +331,14 @@ pub struct ServiceMeta {
         skip_serializing_if = "Option::is_none"
     )]
     pub last_completed_task_definition: Option<String>,
+    /// The service's deployments and revisions (ListServiceDeployments,
+    /// DescribeServiceDeployments, DescribeServiceRevisions).
+    #[serde(default, skip_serializing_if = "is_empty_history")]
+    pub history: super::deployments::History,
+}
+
+fn is_empty_history(h: &super::deployments::History) -> bool {
+    h.deployments.is_empty() && h.revisions.is_empty()
 }
 
 /// A task definition family: its revisions and the last revision number ever
@@ -461,6 +469,23 @@ pub struct Tx<'s> {
     events: Vec<Event>,
     /// Whether anybody subscribes to events: if not, none are built.
     listening: bool,
+}
+
+#[cfg(test)]
+impl<'s> Tx<'s> {
+    /// A transaction that goes nowhere, for unit tests of domain code.
+    pub(crate) fn for_test(scope: &'s Scope) -> Tx<'s> {
+        Tx {
+            scope,
+            ops: Vec::new(),
+            instances: Vec::new(),
+            services: Vec::new(),
+            clusters: Vec::new(),
+            instances_written: Vec::new(),
+            events: Vec::new(),
+            listening: false,
+        }
+    }
 }
 
 impl Tx<'_> {

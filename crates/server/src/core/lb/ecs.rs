@@ -111,16 +111,20 @@ pub fn check_load_balancers(
 /// reported unhealthy; else `Initial` (not registered or not checked yet).
 /// A rolling deployment counts a task as healthy only on `Healthy` (ECS:
 /// "with a load balancer, when its targets are healthy").
-pub fn task_health(lb: &LbAccount, svc: &ecs::Service, task: &ecs::Task) -> Option<ObservedHealth> {
+/// `green` is the deployment whose tasks belong in the alternate target
+/// groups (a blue/green deployment under way), see [`group_for`].
+pub fn task_health(
+    lb: &LbAccount,
+    svc: &ecs::Service,
+    task: &ecs::Task,
+    green: Option<&str>,
+) -> Option<ObservedHealth> {
     let entries = svc.load_balancers.as_deref().filter(|l| !l.is_empty())?;
     let arn = task.task_arn.as_deref()?;
+    let is_green = green.is_some() && task.started_by.as_deref() == green;
     let mut all_healthy = true;
     for e in entries {
-        let Some(tg) = e
-            .target_group_arn
-            .as_deref()
-            .and_then(|g| lb.target_groups.get(g))
-        else {
+        let Some(tg) = group_for(e, is_green).and_then(|g| lb.target_groups.get(g)) else {
             continue;
         };
         let target = tg
@@ -150,6 +154,21 @@ pub fn task_health(lb: &LbAccount, svc: &ecs::Service, task: &ecs::Task) -> Opti
     } else {
         ObservedHealth::Initial
     })
+}
+
+/// The target group of a `loadBalancers` entry a task belongs in: the
+/// alternate one (`advancedConfiguration.alternateTargetGroupArn`) for the
+/// new revision of a blue/green deployment under way (`green`), else the
+/// entry's `targetGroupArn`.
+pub fn group_for(e: &ecs::LoadBalancer, green: bool) -> Option<&str> {
+    let alternate = e
+        .advanced_configuration
+        .as_ref()
+        .and_then(|a| a.alternate_target_group_arn.as_deref());
+    match alternate {
+        Some(alt) if green => Some(alt),
+        _ => e.target_group_arn.as_deref(),
+    }
 }
 
 /// After health reports changed the health of these tasks' targets: their
@@ -357,9 +376,29 @@ pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
             let mut events = Vec::new();
             // Task id → (its group, ECS's event naming the target and why).
             let mut unhealthy: BTreeMap<String, (String, String)> = BTreeMap::new();
-            for e in &entries {
+            let green = c
+                .service_meta
+                .get(&name)
+                .and_then(|m| crate::core::deployments::green_deployment(&m.history))
+                .map(str::to_string);
+            let is_green =
+                |t: &ecs::Task| green.is_some() && t.started_by.as_deref() == green.as_deref();
+            // Each entry's group for the tasks of the current revision, and
+            // its alternate group for a blue/green deployment's new one.
+            let groups: Vec<(&ecs::LoadBalancer, bool)> = entries
+                .iter()
+                .flat_map(|e| {
+                    let alt = e
+                        .advanced_configuration
+                        .as_ref()
+                        .and_then(|a| a.alternate_target_group_arn.as_ref())
+                        .is_some();
+                    std::iter::once((e, false)).chain(alt.then_some((e, true)))
+                })
+                .collect();
+            for (e, for_green) in groups {
                 let (Some(tg_arn), Some(container), Some(port)) = (
-                    e.target_group_arn.as_deref(),
+                    group_for(e, for_green),
                     e.container_name.as_deref(),
                     e.container_port,
                 ) else {
@@ -374,6 +413,7 @@ pub fn sync(acct: &mut Account, tx: &mut Tx<'_>, now: f64) -> Option<f64> {
                     .filter(|(_, t)| {
                         t.last_status == Some(TaskStatus::Running) && !t.stop_requested()
                     })
+                    .filter(|(_, t)| is_green(t) == for_green)
                     .filter_map(|(_, t)| task_target(t, target_type, container, port))
                     .collect();
                 let wanted_tasks: BTreeSet<String> =

@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult};
 mod clusters;
 mod instances;
 mod protection;
+mod service_deployments;
 mod services;
 mod settings;
 mod tags;
@@ -89,6 +90,11 @@ async fn dispatch(env: &Env, call: Call<'_>) -> ApiResult<Reply> {
         UpdateTaskSet => task_sets::update_task_set,
         DeleteTaskSet => task_sets::delete_task_set,
         UpdateServicePrimaryTaskSet => task_sets::update_service_primary_task_set,
+        ListServiceDeployments => service_deployments::list_service_deployments,
+        DescribeServiceDeployments => service_deployments::describe_service_deployments,
+        DescribeServiceRevisions => service_deployments::describe_service_revisions,
+        StopServiceDeployment => service_deployments::stop_service_deployment,
+        ContinueServiceDeployment => service_deployments::continue_service_deployment,
         TagResource => tags::tag_resource,
         UntagResource => tags::untag_resource,
         ListTagsForResource => tags::list_tags_for_resource,

@@ -12,9 +12,10 @@ use super::{
     active_cluster, active_cluster_mut, check_name, decode_token, failure, page, page_size,
     validate_tags, Ctx,
 };
+use crate::core::deployments;
 use crate::core::placement::{self, check_limits, PlacementRequest};
 use crate::core::services::{new_deployment, set_desired_count, start_deployment};
-use crate::core::state::{Key, State};
+use crate::core::state::{Key, ServiceMeta, State};
 use crate::core::task_definitions::{resolve, resolve_active};
 use crate::core::task_sets;
 use crate::error::{ApiError, ApiResult};
@@ -23,6 +24,8 @@ fn check_deployment_configuration(
     dc: &ecs::DeploymentConfiguration,
     daemon: bool,
 ) -> ApiResult<()> {
+    crate::core::deployments::check_configuration(dc)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     if let Some(min) = dc.minimum_healthy_percent {
         if !(0..=100).contains(&min) {
             return Err(ApiError::invalid(format!(
@@ -59,6 +62,31 @@ fn default_deployment_configuration(
             rollback: Some(false),
         });
     dc
+}
+
+/// UpdateService's deploymentConfiguration over the service's: the fields
+/// given replace those stored.
+fn merge_deployment_configuration(
+    current: Option<ecs::DeploymentConfiguration>,
+    dc: &ecs::DeploymentConfiguration,
+) -> ecs::DeploymentConfiguration {
+    let mut merged = current.unwrap_or_default();
+    let dc = dc.clone();
+    macro_rules! take {
+        ($($f:ident),*) => { $(if dc.$f.is_some() { merged.$f = dc.$f; })* };
+    }
+    take!(
+        maximum_percent,
+        minimum_healthy_percent,
+        deployment_circuit_breaker,
+        alarms,
+        bake_time_in_minutes,
+        strategy,
+        canary_configuration,
+        linear_configuration,
+        lifecycle_hooks
+    );
+    merged
 }
 
 fn check_desired(n: i32) -> ApiResult<()> {
@@ -172,21 +200,34 @@ pub async fn create_service(
     };
     state
         .write(&ctx.scope, |acct, tx| {
-            let td_arn = match &td_ref {
+            let (td_arn, definition) = match &td_ref {
                 Some(td_ref) => {
                     let td = resolve_active(&acct.families, &ctx.scope, td_ref)?;
                     if let Some(lbs) = &req.load_balancers {
                         crate::core::lb::ecs::check_load_balancers(&acct.lb, &td.definition, lbs)?;
                     }
+                    deployments::check_traffic_shifting(
+                        &acct.lb,
+                        &default_deployment_configuration(
+                            req.deployment_configuration.clone(),
+                            daemon,
+                        ),
+                        req.load_balancers.as_deref().unwrap_or_default(),
+                        daemon,
+                    )
+                    .map_err(|e| ApiError::invalid(e.to_string()))?;
                     check_placement(
                         &td.definition,
                         &name,
                         req.placement_constraints.as_deref().unwrap_or_default(),
                         req.placement_strategy.as_deref().unwrap_or_default(),
                     )?;
-                    td.definition.task_definition_arn.clone()
+                    (
+                        td.definition.task_definition_arn.clone(),
+                        Some(td.definition.clone()),
+                    )
                 }
-                None => None,
+                None => (None, None),
             };
             let c = active_cluster(acct, &ctx.scope, req.cluster.as_deref())?;
             if c.services
@@ -248,10 +289,22 @@ pub async fn create_service(
             tx.put(Key::Service(&cluster_name, &name), &service);
             let c = active_cluster_mut(acct, &ctx.scope, Some(&cluster_name))?;
             c.services.insert(name.clone(), service.clone());
-            // A new service of an old name starts with no history.
-            if c.service_meta.remove(&name).is_some() {
-                tx.delete(Key::ServiceMeta(&cluster_name, &name));
+            // A new service of an old name starts with no history: its
+            // first service deployment is this one.
+            let mut meta = ServiceMeta::default();
+            if let Some(first) = service.deployments.iter().flatten().next() {
+                deployments::begin(
+                    &mut meta.history,
+                    &ctx.scope,
+                    &cluster_name,
+                    &service,
+                    first,
+                    definition.as_ref(),
+                    ctx.now,
+                );
             }
+            tx.put(Key::ServiceMeta(&cluster_name, &name), &meta);
+            c.service_meta.insert(name.clone(), meta);
             Ok(ecs::CreateServiceResponse {
                 service: Some(service),
             })
@@ -345,6 +398,20 @@ pub async fn update_service(
                     strategies.map(Vec::as_slice).unwrap_or_default(),
                 )?;
             }
+            // Strategy, load balancers and rules as they will be after the update.
+            let dc = match &req.deployment_configuration {
+                Some(dc) => merge_deployment_configuration(svc.deployment_configuration.clone(), dc),
+                None => svc.deployment_configuration.clone().unwrap_or_default(),
+            };
+            let entries = req.load_balancers.as_ref().or(svc.load_balancers.as_ref());
+            deployments::check_traffic_shifting(&acct.lb, &dc, entries.map(Vec::as_slice).unwrap_or_default(), daemon)
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
+            let shifting = c.service_meta.get(name).and_then(|m| deployments::green_deployment(&m.history)).is_some();
+            if shifting && (new_td.is_some() || req.force_new_deployment == Some(true) || req.load_balancers.is_some()) {
+                return Err(ApiError::invalid(
+                    "A BLUE_GREEN, CANARY or LINEAR deployment of this service is in progress: wait for it to end, or stop it with StopServiceDeployment, before starting another.",
+                ));
+            }
             let new_td = new_td.and_then(|td| td.definition.task_definition_arn.clone());
             // Checks done; from here on the service changes.
             let c = active_cluster_mut(acct, &ctx.scope, req.cluster.as_deref())?;
@@ -358,21 +425,8 @@ pub async fn update_service(
             if let Some(n) = req.desired_count {
                 svc.desired_count = Some(n);
             }
-            if let Some(dc) = req.deployment_configuration.clone() {
-                let mut merged = svc.deployment_configuration.clone().unwrap_or_default();
-                if dc.maximum_percent.is_some() {
-                    merged.maximum_percent = dc.maximum_percent;
-                }
-                if dc.minimum_healthy_percent.is_some() {
-                    merged.minimum_healthy_percent = dc.minimum_healthy_percent;
-                }
-                if dc.deployment_circuit_breaker.is_some() {
-                    merged.deployment_circuit_breaker = dc.deployment_circuit_breaker;
-                }
-                if dc.alarms.is_some() {
-                    merged.alarms = dc.alarms;
-                }
-                svc.deployment_configuration = Some(merged);
+            if let Some(dc) = &req.deployment_configuration {
+                svc.deployment_configuration = Some(merge_deployment_configuration(svc.deployment_configuration.clone(), dc));
             }
             if let Some(pc) = &req.placement_constraints {
                 svc.placement_constraints = Some(pc.clone());
@@ -411,11 +465,19 @@ pub async fn update_service(
             } else if redeploy {
                 let td = svc.task_definition.clone().unwrap_or_default();
                 let deployment = new_deployment(ctx.now, &td, desired, svc.launch_type);
-                start_deployment(svc, ctx.now, deployment);
+                start_deployment(svc, ctx.now, deployment.clone());
+                let svc = svc.clone();
+                let definition = resolve(&acct.families, &ctx.scope, &td).ok().map(|t| t.definition.clone());
+                let c = active_cluster_mut(acct, &ctx.scope, Some(&cluster_name))?;
+                let meta = c.service_meta.entry(name.to_string()).or_default();
+                deployments::begin(&mut meta.history, &ctx.scope, &cluster_name, &svc, &deployment, definition.as_ref(), ctx.now);
+                tx.put(Key::ServiceMeta(&cluster_name, name), &*meta);
             } else {
                 // The same change Application Auto Scaling makes.
                 set_desired_count(svc, desired, ctx.now);
             }
+            let c = active_cluster_mut(acct, &ctx.scope, Some(&cluster_name))?;
+            let svc = c.services.get_mut(name).ok_or_else(ApiError::service_not_found)?;
             tx.put(Key::Service(&cluster_name, name), &*svc);
             Ok(ecs::UpdateServiceResponse { service: Some(svc.clone()) })
         })

@@ -1,0 +1,569 @@
+//! End to end: a CANARY deployment behind an application load balancer,
+//! with real parts only: a control plane in-process, a real agent on the
+//! Docker Engine running the test image (`serve 8080 BODY`), a real
+//! load-balancer node (`flotilla_lb`) on this test's own loopback address,
+//! the real AWS CLI, and a bounded loader sending requests through the
+//! listener the whole time. The deployment shifts 25 % of production
+//! traffic to `v2` for its one-minute canary bake: the share of `v2`
+//! answers in that window is 25 % ± 5 % of at least 1,000 requests; then all
+//! traffic is on `v2`, the deployment SUCCESSFUL, the `v1` tasks gone, and
+//! no request failed.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{wait_for, Env, KEY, REGION, SECRET};
+use flotilla_agent::testing::TEST_IMAGE;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// The load-balancer node's address and the agent's (this test's own).
+const LB_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 4, 1);
+const AGENT_ADDRESS: &str = "127.0.4.2";
+
+/// `aws SERVICE ARGS… --output json`; panics on failure.
+async fn aws(env: &Env, service: &str, args: &[&str]) -> Value {
+    let aws = std::env::var("FLOTILLA_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
+    let out = tokio::process::Command::new(aws)
+        .arg(service)
+        .args(args)
+        .args([
+            "--output",
+            "json",
+            "--endpoint-url",
+            &env.endpoint,
+            "--region",
+            REGION,
+        ])
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_PAGER", "")
+        .output()
+        .await
+        .expect("the AWS CLI must be installed: run the tests with scripts/test");
+    assert!(
+        out.status.success(),
+        "aws {service} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn s(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .to_string()
+}
+
+/// One HTTP/1.1 keep-alive connection to the load balancer.
+struct Conn {
+    stream: BufReader<TcpStream>,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> std::io::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream: BufReader::new(stream),
+        })
+    }
+
+    /// `GET /`: the status and the body.
+    async fn get(&mut self, host: &str) -> std::io::Result<(u16, String)> {
+        self.get_path(host, "/").await
+    }
+
+    /// `GET PATH`: the status and the body.
+    async fn get_path(&mut self, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lb-e2e\r\n\r\n");
+        self.stream.get_mut().write_all(req.as_bytes()).await?;
+        let mut line = String::new();
+        if self.stream.read_line(&mut line).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed before the status line",
+            ));
+        }
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut length = None;
+        let mut chunked = false;
+        let mut close = false;
+        loop {
+            line.clear();
+            if self.stream.read_line(&mut line).await? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed in the headers",
+                ));
+            }
+            let h = line.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (name, value) = h.split_once(':').unwrap_or((h, ""));
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+            match name.as_str() {
+                "content-length" => length = value.parse::<usize>().ok(),
+                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+                "connection" => close = value.eq_ignore_ascii_case("close"),
+                _ => {}
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                self.stream.read_line(&mut line).await?;
+                let size = usize::from_str_radix(line.trim(), 16)
+                    .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
+                let mut chunk = vec![0; size + 2];
+                self.stream.read_exact(&mut chunk).await?;
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        } else if let Some(n) = length {
+            body.resize(n, 0);
+            self.stream.read_exact(&mut body).await?;
+        } else {
+            self.stream.read_to_end(&mut body).await?;
+            close = true;
+        }
+        if close {
+            return Err(std::io::Error::other(format!(
+                "the load balancer closed the connection after a {status}"
+            )));
+        }
+        Ok((status, String::from_utf8_lossy(&body).trim().to_string()))
+    }
+}
+
+/// One request: when (seconds since the loader started), and its answer.
+type Outcome = (f64, Result<(u16, String), String>);
+
+/// `connections` keep-alive connections sending `GET /` one after the
+/// other until `stop`, `limit` or `max_requests`.
+async fn load(
+    addr: String,
+    host: String,
+    connections: usize,
+    stop: Arc<AtomicBool>,
+    limit: Duration,
+    max_requests: usize,
+) -> Vec<Outcome> {
+    let start = Instant::now();
+    let per_conn = max_requests / connections;
+    let mut handles = Vec::new();
+    for _ in 0..connections {
+        let (addr, host, stop) = (addr.clone(), host.clone(), stop.clone());
+        handles.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut conn: Option<Conn> = None;
+            while !stop.load(Ordering::Relaxed) && start.elapsed() < limit && out.len() < per_conn {
+                let result = async {
+                    if conn.is_none() {
+                        conn = Some(Conn::open(&addr).await?);
+                    }
+                    conn.as_mut().unwrap().get(&host).await
+                }
+                .await
+                .map_err(|e| {
+                    conn = None;
+                    e.to_string()
+                });
+                out.push((start.elapsed().as_secs_f64(), result));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("loader"));
+    }
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    all
+}
+
+fn serving(body: &str) -> Value {
+    json!([{
+        "name": "app", "image": TEST_IMAGE, "command": ["serve", "8080", body],
+        "memory": 32, "cpu": 16, "essential": true,
+        "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
+    }])
+}
+
+async fn healthy(env: &Env, tg: &str) -> usize {
+    let v = aws(
+        env,
+        "elbv2",
+        &["describe-target-health", "--target-group-arn", tg],
+    )
+    .await;
+    v["TargetHealthDescriptions"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter(|d| d["TargetHealth"]["State"] == "healthy")
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_sends_a_quarter_of_the_traffic_to_the_new_revision_without_a_failed_request() {
+    let test_start = Instant::now();
+    let env = Env::start("e2e-deploy").await;
+    let agent = env.agent("a", AGENT_ADDRESS).await;
+    env.wait_connected(&agent.arn, true).await;
+    let (node_stop, node_stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway = flotilla_lb::GatewayConfig::new(
+        env.client.clone(),
+        "e2e-deploy-node",
+        vec![IpAddr::V4(LB_ADDRESS)],
+    );
+    let node = tokio::spawn(flotilla_lb::run(
+        flotilla_lb::NodeOptions::new(gateway),
+        async {
+            let _ = node_stopped.await;
+        },
+    ));
+
+    // A load balancer, two target groups, a listener and its production rule.
+    let lb = aws(
+        &env,
+        "elbv2",
+        &[
+            "create-load-balancer",
+            "--name",
+            "canary",
+            "--type",
+            "application",
+            "--subnets",
+            "subnet-1",
+        ],
+    )
+    .await;
+    let lb_arn = s(&lb["LoadBalancers"][0]["LoadBalancerArn"]);
+    aws(
+        &env,
+        "elbv2",
+        &[
+            "wait",
+            "load-balancer-available",
+            "--load-balancer-arns",
+            &lb_arn,
+        ],
+    )
+    .await;
+    let dns = s(&aws(
+        &env,
+        "elbv2",
+        &["describe-load-balancers", "--load-balancer-arns", &lb_arn],
+    )
+    .await["LoadBalancers"][0]["DNSName"]);
+    let mut groups = Vec::new();
+    for name in ["canary-blue", "canary-green"] {
+        let tg = aws(
+            &env,
+            "elbv2",
+            &[
+                "create-target-group",
+                "--name",
+                name,
+                "--protocol",
+                "HTTP",
+                "--port",
+                "8080",
+                "--vpc-id",
+                "vpc-1",
+                "--target-type",
+                "instance",
+                "--health-check-interval-seconds",
+                "5",
+                "--health-check-timeout-seconds",
+                "2",
+                "--healthy-threshold-count",
+                "2",
+                "--unhealthy-threshold-count",
+                "2",
+            ],
+        )
+        .await;
+        let arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]);
+        aws(
+            &env,
+            "elbv2",
+            &[
+                "modify-target-group-attributes",
+                "--target-group-arn",
+                &arn,
+                "--attributes",
+                "Key=deregistration_delay.timeout_seconds,Value=5",
+            ],
+        )
+        .await;
+        groups.push(arn);
+    }
+    let (blue, green) = (groups[0].clone(), groups[1].clone());
+    let listener = aws(
+        &env,
+        "elbv2",
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={blue}"),
+        ],
+    )
+    .await;
+    let listener_arn = s(&listener["Listeners"][0]["ListenerArn"]);
+    let both = json!([{"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": blue, "Weight": 100}, {"TargetGroupArn": green, "Weight": 0}]}}]).to_string();
+    let rule = aws(
+        &env,
+        "elbv2",
+        &[
+            "create-rule",
+            "--listener-arn",
+            &listener_arn,
+            "--priority",
+            "10",
+            "--conditions",
+            "Field=path-pattern,Values=/*",
+            "--actions",
+            &both,
+        ],
+    )
+    .await;
+    let prod = s(&rule["Rules"][0]["RuleArn"]);
+    let addr = format!("{dns}:80");
+
+    // Four `v1` tasks, then a canary to `v2`.
+    let v1 = env
+        .register_task_definition("e2e-deploy-web", serving("v1"))
+        .await;
+    let v2 = env
+        .register_task_definition("e2e-deploy-web", serving("v2"))
+        .await;
+    let lbs = json!([{"targetGroupArn": blue, "containerName": "app", "containerPort": 8080,
+        "advancedConfiguration": {"alternateTargetGroupArn": green, "productionListenerRule": prod,
+            "roleArn": "arn:aws:iam::111111111111:role/ecs"}}])
+    .to_string();
+    let dc = json!({"strategy": "CANARY", "bakeTimeInMinutes": 0,
+        "canaryConfiguration": {"canaryPercent": 25.0, "canaryBakeTimeInMinutes": 1}})
+    .to_string();
+    aws(
+        &env,
+        "ecs",
+        &[
+            "create-service",
+            "--cluster",
+            &env.cluster,
+            "--service-name",
+            "web",
+            "--task-definition",
+            &v1,
+            "--desired-count",
+            "4",
+            "--load-balancers",
+            &lbs,
+            "--deployment-configuration",
+            &dc,
+        ],
+    )
+    .await;
+    wait_for(
+        "four healthy v1 targets",
+        Duration::from_secs(90),
+        || async { (healthy(&env, &blue).await == 4).then_some(()) },
+    )
+    .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let loader_start = Instant::now();
+    let loader = tokio::spawn(load(
+        addr.clone(),
+        dns.clone(),
+        3,
+        stop.clone(),
+        Duration::from_secs(150),
+        60_000,
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let updated_at = loader_start.elapsed().as_secs_f64();
+    aws(
+        &env,
+        "ecs",
+        &[
+            "update-service",
+            "--cluster",
+            &env.cluster,
+            "--service",
+            "web",
+            "--task-definition",
+            &v2,
+        ],
+    )
+    .await;
+    let list = aws(
+        &env,
+        "ecs",
+        &[
+            "list-service-deployments",
+            "--cluster",
+            &env.cluster,
+            "--service",
+            "web",
+        ],
+    )
+    .await;
+    let arn = s(&list["serviceDeployments"][0]["serviceDeploymentArn"]);
+    let describe = || async {
+        aws(
+            &env,
+            "ecs",
+            &[
+                "describe-service-deployments",
+                "--service-deployment-arns",
+                &arn,
+            ],
+        )
+        .await["serviceDeployments"][0]
+            .clone()
+    };
+    // The canary window: from the 25 % shift to the rest.
+    let canary_from = wait_for("the canary shift", Duration::from_secs(90), || async {
+        let d = describe().await;
+        (d["targetServiceRevision"]["requestedProductionTrafficWeight"] == 25.0)
+            .then(|| loader_start.elapsed().as_secs_f64())
+    })
+    .await;
+    let canary_to = wait_for("the rest shifted", Duration::from_secs(90), || async {
+        let d = describe().await;
+        (d["targetServiceRevision"]["requestedProductionTrafficWeight"] == 100.0)
+            .then(|| loader_start.elapsed().as_secs_f64())
+    })
+    .await;
+    let done = wait_for("SUCCESSFUL", Duration::from_secs(60), || async {
+        let d = describe().await;
+        (d["status"] == "SUCCESSFUL").then_some(d)
+    })
+    .await;
+    wait_for("the v1 tasks gone", Duration::from_secs(60), || async {
+        let svc = aws(
+            &env,
+            "ecs",
+            &[
+                "describe-services",
+                "--cluster",
+                &env.cluster,
+                "--services",
+                "web",
+            ],
+        )
+        .await;
+        let svc = &svc["services"][0];
+        (svc["deployments"].as_array().map(Vec::len) == Some(1) && svc["runningCount"] == 4)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let outcomes = loader.await.expect("loader");
+
+    let failed: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|(_, r)| !matches!(r, Ok((200, _))))
+        .collect();
+    // The window without its edges (a node applies a new rule within a
+    // heartbeat of it).
+    let in_canary: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|(at, _)| *at > canary_from + 2.0 && *at < canary_to - 1.0)
+        .collect();
+    let v2_share = in_canary
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok((_, b)) if b == "v2"))
+        .count() as f64
+        / in_canary.len().max(1) as f64;
+    let first_v2 = outcomes
+        .iter()
+        .find(|(_, r)| matches!(r, Ok((_, b)) if b == "v2"))
+        .map(|(at, _)| at - updated_at);
+    let tail: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|(at, _)| *at > canary_to + 2.0)
+        .collect();
+    let tail_v2 = tail
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok((_, b)) if b == "v2"))
+        .count();
+    eprintln!(
+        "deploy e2e: {} requests, {} failed; canary window {:.1}–{:.1} s: {} requests, v2 share {:.1} %; after: {}/{} on v2; first v2 answer {:.1} s after update-service; whole test {:.1} s",
+        outcomes.len(), failed.len(), canary_from, canary_to, in_canary.len(), v2_share * 100.0, tail_v2, tail.len(),
+        first_v2.unwrap_or(f64::NAN), test_start.elapsed().as_secs_f64()
+    );
+    assert!(
+        failed.is_empty(),
+        "failed requests: {:?}",
+        failed.iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(
+        in_canary.len() >= 1000,
+        "only {} requests in the canary window",
+        in_canary.len()
+    );
+    assert!(
+        (0.20..=0.30).contains(&v2_share),
+        "v2 share in the canary {v2_share}"
+    );
+    assert_eq!(tail_v2, tail.len(), "after the canary everything is v2");
+    assert_eq!(done["lifecycleStage"], "CLEAN_UP", "{done:#}");
+
+    env.call(
+        "DeleteService",
+        json!({"cluster": env.cluster, "service": "web", "force": true}),
+    )
+    .await;
+    wait_for(
+        "the service's tasks stopped",
+        Duration::from_secs(60),
+        || async {
+            let l = env
+                .call(
+                    "ListTasks",
+                    json!({"cluster": env.cluster, "serviceName": "web"}),
+                )
+                .await;
+            l["taskArns"]
+                .as_array()
+                .is_none_or(|a| a.is_empty())
+                .then_some(())
+        },
+    )
+    .await;
+    let _ = node_stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), node).await;
+    agent.stop().await;
+    env.stop().await;
+}
