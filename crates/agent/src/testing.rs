@@ -36,7 +36,8 @@ pub enum TestImageError {
     Io(#[from] std::io::Error),
 }
 
-static BUILD: Mutex<bool> = Mutex::const_new(false);
+/// Tags built (or found up to date) by this process.
+static BUILD: Mutex<Vec<String>> = Mutex::const_new(Vec::new());
 
 fn testimage_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testimage")
@@ -72,8 +73,16 @@ pub fn build_test_program() -> Result<PathBuf, TestImageError> {
 /// Makes sure [`TEST_IMAGE`] exists and holds the current test program;
 /// builds it when missing or stale. Safe to call from many tests at once.
 pub async fn ensure_test_image(docker: &Docker) -> Result<(), TestImageError> {
+    ensure_test_image_as(docker, TEST_IMAGE).await
+}
+
+/// [`ensure_test_image`] under another tag: a benchmark that needs a mode
+/// of the current program uses its own tag, so that another checkout's
+/// tests retagging `flotilla-test:latest` with an older program meanwhile
+/// cannot take the mode away from it.
+pub async fn ensure_test_image_as(docker: &Docker, tag: &str) -> Result<(), TestImageError> {
     let mut built = BUILD.lock().await;
-    if *built {
+    if built.iter().any(|t| t == tag) {
         return Ok(());
     }
     let program = tokio::task::spawn_blocking(build_test_program)
@@ -83,13 +92,13 @@ pub async fn ensure_test_image(docker: &Docker) -> Result<(), TestImageError> {
     // Label the image with the program's fingerprint, so an image built from
     // an older program is rebuilt and an up-to-date one is reused.
     let fingerprint = format!("{:016x}-{}", fnv1a(&bytes), bytes.len());
-    if let Ok(img) = docker.inspect_image(TEST_IMAGE).await {
+    if let Ok(img) = docker.inspect_image(tag).await {
         let current = img
             .config
             .and_then(|c| c.labels)
             .and_then(|l| l.get("com.flotilla.testprog").cloned());
         if current.as_deref() == Some(fingerprint.as_str()) {
-            *built = true;
+            built.push(tag.to_string());
             return Ok(());
         }
     }
@@ -108,7 +117,7 @@ pub async fn ensure_test_image(docker: &Docker) -> Result<(), TestImageError> {
     add("testprog", &bytes, 0o755)?;
     let context = tar.into_inner()?;
     let options = BuildImageOptions {
-        t: Some(TEST_IMAGE.to_string()),
+        t: Some(tag.to_string()),
         rm: true,
         forcerm: true,
         ..Default::default()
@@ -120,7 +129,7 @@ pub async fn ensure_test_image(docker: &Docker) -> Result<(), TestImageError> {
             return Err(TestImageError::Build(err));
         }
     }
-    *built = true;
+    built.push(tag.to_string());
     Ok(())
 }
 
