@@ -18,8 +18,14 @@
 //! - **the API's latency at the same time**: DescribeTasks, ListTasks,
 //!   DescribeClusters and DescribeLogGroups, one after another, 10 ms apart;
 //! - **CPU seconds** of the server, the agent, Docker (dockerd, containerd
-//!   and the shims), the containers, this bench, and the whole machine, to
-//!   say what bounds the figures.
+//!   and the shims), this bench, and the whole machine, to say what bounds
+//!   the figures.
+//!
+//! First, as the comparison any Docker log shipper starts from, the same
+//! containers at the same rate with Docker's json-file driver and nothing
+//! shipping: Docker's own CPU per line (what Fluent Bit tailing the
+//! json-file would start from; neither Fluent Bit nor Vector is
+//! installable here).
 //!
 //! After each phase every stream is read back from its head and checked:
 //! sequence numbers 1…N, each once, in order.
@@ -117,7 +123,7 @@ fn cpu_by_group(server: u32, agent: u32) -> BTreeMap<&'static str, f64> {
     out.insert("server", proc_cpu(server));
     out.insert("agent", proc_cpu(agent));
     out.insert("bench", proc_cpu(std::process::id()));
-    let (mut docker, mut containers) = (0.0, 0.0);
+    let mut docker = 0.0;
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for e in dir.flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
@@ -127,13 +133,10 @@ fn cpu_by_group(server: u32, agent: u32) -> BTreeMap<&'static str, f64> {
             let comm = comm.trim();
             if comm == "dockerd" || comm == "containerd" || comm.starts_with("containerd-shim") {
                 docker += proc_cpu(pid);
-            } else if comm == "testprog" {
-                containers += proc_cpu(pid);
             }
         }
     }
     out.insert("docker", docker);
-    out.insert("containers", containers);
     out.insert("machine", machine_busy());
     out
 }
@@ -231,6 +234,8 @@ async fn stored_total(addr: &str) -> Option<u64> {
 
 struct Phase {
     label: String,
+    /// awslogs (shipped by the agent), or json-file only.
+    ship: bool,
     /// Lines a second over all containers (0: as fast as they can).
     rate: u64,
     seconds: u64,
@@ -283,6 +288,11 @@ impl Ctx {
         let per_container = phase.rate / self.containers;
         let defs: Vec<Value> = (1..=self.containers)
             .map(|i| {
+                if !phase.ship {
+                    return json!({"name": format!("app{i}"), "image": IMAGE, "essential": true, "memory": 64,
+                        "command": ["stamp", per_container.to_string(), phase.seconds.to_string(), self.bytes.to_string()],
+                        "logConfiguration": {"logDriver": "json-file", "options": {"max-size": "256m", "max-file": "4"}}});
+                }
                 json!({"name": format!("app{i}"), "image": IMAGE, "essential": true, "memory": 64,
                 "command": ["stamp", per_container.to_string(), phase.seconds.to_string(), self.bytes.to_string()],
                 "logConfiguration": {"logDriver": "awslogs", "options": {
@@ -315,6 +325,10 @@ impl Ctx {
             .map(|i| format!("bench/app{i}/{task_id}"))
             .collect();
         let started = now_ms();
+        if !phase.ship {
+            self.baseline(phase, &task, started, &cpu0).await;
+            return;
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(Mutex::new(Samples::default()));
         let mut jobs = Vec::new();
@@ -356,7 +370,10 @@ impl Ctx {
                             .and_then(|e| e["message"].as_str())
                             .and_then(seq_of);
                         let mut s = samples.lock().unwrap();
-                        s.api.entry("GetLogEvents(newest)").or_default().push(t1 - t0);
+                        s.api
+                            .entry("GetLogEvents(newest)")
+                            .or_default()
+                            .push(t1 - t0);
                         if let Some((seq, _)) = newest {
                             s.newest
                                 .entry(stream.clone())
@@ -380,7 +397,11 @@ impl Ctx {
             );
             jobs.push(tokio::spawn(async move {
                 let probes: [(&'static str, bool, Value); 4] = [
-                    ("DescribeTasks", true, json!({"cluster": cluster, "tasks": [task]})),
+                    (
+                        "DescribeTasks",
+                        true,
+                        json!({"cluster": cluster, "tasks": [task]}),
+                    ),
                     ("ListTasks", true, json!({"cluster": cluster})),
                     ("DescribeClusters", true, json!({"clusters": [cluster]})),
                     (
@@ -438,13 +459,50 @@ impl Ctx {
             let _ = j.await;
         }
         let cpu1 = cpu_by_group(self.server_pid, self.agent_pid);
-        let samples = Arc::try_unwrap(samples)
-            .ok()
-            .unwrap()
-            .into_inner()
-            .unwrap();
+        let samples = Arc::try_unwrap(samples).ok().unwrap().into_inner().unwrap();
         self.report(phase, &streams, started, &samples, &cpu0, &cpu1)
             .await;
+    }
+
+    /// Docker alone: the containers log to json-file, nothing ships.
+    async fn baseline(
+        &self,
+        phase: &Phase,
+        task: &str,
+        started: i64,
+        cpu0: &BTreeMap<&'static str, f64>,
+    ) {
+        wait_until(
+            "the task to stop",
+            Duration::from_secs(phase.seconds * 20 + 120),
+            || async {
+                let v = self
+                    .ecs
+                    .call::<Value, Value>(
+                        "DescribeTasks",
+                        &json!({"cluster": self.cluster, "tasks": [task]}),
+                    )
+                    .await
+                    .ok()?;
+                (v["tasks"][0]["lastStatus"] == "STOPPED").then_some(())
+            },
+        )
+        .await;
+        let cpu1 = cpu_by_group(self.server_pid, self.agent_pid);
+        let lines = (phase.rate * phase.seconds) as f64;
+        let d = |k: &str| cpu1.get(k).copied().unwrap_or(0.0) - cpu0.get(k).copied().unwrap_or(0.0);
+        println!("\n== {} ==", phase.label);
+        println!(
+            "{} containers, {} lines/s in all for {} s ({lines:.0} lines), json-file, nothing shipped: done in {:.1} s; Docker {:.1} CPU s = {:.1} µs per line; machine {:.1} of {:.0} CPU s",
+            self.containers,
+            phase.rate,
+            phase.seconds,
+            (now_ms() - started) as f64 / 1000.0,
+            d("docker"),
+            d("docker") * 1e6 / lines.max(1.0),
+            d("machine"),
+            2.0 * (now_ms() - started) as f64 / 1000.0,
+        );
     }
 
     /// Every event of a stream: (seq, write µs, ingestionTime ms).
@@ -519,7 +577,9 @@ impl Ctx {
                 .map(|(t, n)| (*t, n - base))
         };
         let sustained = match (at(0.05), at(0.95)) {
-            (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => (n1 - n0) as f64 * 1000.0 / (t1 - t0) as f64,
+            (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => {
+                (n1 - n0) as f64 * 1000.0 / (t1 - t0) as f64
+            }
             _ => 0.0,
         };
         let peak = s
@@ -619,11 +679,12 @@ impl Ctx {
             d * 1e6 / total.max(1) as f64
         };
         println!(
-            "CPU µs per line: server {:.1}, agent {:.1}, docker {:.1}, containers {:.1}",
+            "CPU µs per line: server {:.1}, agent {:.1}, docker {:.1} (all three {:.1}: {:.0} lines/s per core)",
             per_line("server"),
             per_line("agent"),
             per_line("docker"),
-            per_line("containers")
+            per_line("server") + per_line("agent") + per_line("docker"),
+            1e6 / (per_line("server") + per_line("agent") + per_line("docker")).max(0.001)
         );
     }
 }
@@ -702,8 +763,18 @@ fn main() {
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
         );
+        if knob("FLOTILLA_BENCH_BASELINE", 1) == 1 {
+            ctx.run(&Phase {
+                label: format!("Docker alone (json-file, no shipping) at {rate} lines/s"),
+                ship: false,
+                rate,
+                seconds,
+            })
+            .await;
+        }
         ctx.run(&Phase {
             label: format!("paced at {rate} lines/s"),
+            ship: true,
             rate,
             seconds,
         })
@@ -711,6 +782,7 @@ fn main() {
         if flat_seconds > 0 {
             ctx.run(&Phase {
                 label: "flat out".into(),
+                ship: true,
                 rate: 0,
                 seconds: flat_seconds,
             })

@@ -91,7 +91,8 @@ async fn stream_messages(logs: &Client, stream: &str) -> Option<Vec<String>> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let mut req = json!({"logGroupName": GROUP, "logStreamName": stream, "startFromHead": true});
+        let mut req =
+            json!({"logGroupName": GROUP, "logStreamName": stream, "startFromHead": true});
         if let Some(t) = &token {
             req["nextToken"] = json!(t);
         }
@@ -111,14 +112,10 @@ async fn stream_messages(logs: &Client, stream: &str) -> Option<Vec<String>> {
 }
 
 async fn wait_lines(logs: &Client, stream: &str, at_least: usize, limit: Duration) -> Vec<String> {
-    wait_for(
-        &format!("{at_least} lines in {stream}"),
-        limit,
-        || async {
-            let got = stream_messages(logs, stream).await?;
-            (got.len() >= at_least).then_some(got)
-        },
-    )
+    wait_for(&format!("{at_least} lines in {stream}"), limit, || async {
+        let got = stream_messages(logs, stream).await?;
+        (got.len() >= at_least).then_some(got)
+    })
     .await
 }
 
@@ -221,10 +218,7 @@ async fn a_control_plane_killed_during_ingestion_loses_and_repeats_no_line() {
         serving(&ecs).await;
         let after = stream_messages(&logs, &stream).await.unwrap_or_default();
         let kept: HashSet<&String> = after.iter().collect();
-        let lost: Vec<&String> = acknowledged
-            .iter()
-            .filter(|m| !kept.contains(m))
-            .collect();
+        let lost: Vec<&String> = acknowledged.iter().filter(|m| !kept.contains(m)).collect();
         assert!(
             lost.is_empty(),
             "round {round}: lines readable before the kill are gone after the restart: {lost:?}"
@@ -247,10 +241,7 @@ async fn a_control_plane_killed_during_ingestion_loses_and_repeats_no_line() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let all = stream_messages(&logs, &stream).await.unwrap_or(all);
     for prefix in ["out", "err"] {
-        let lines: Vec<&String> = all
-            .iter()
-            .filter(|m| m.starts_with(prefix))
-            .collect();
+        let lines: Vec<&String> = all.iter().filter(|m| m.starts_with(prefix)).collect();
         let want: Vec<String> = (1..=LINES).map(|i| format!("{prefix} {i}")).collect();
         let want: Vec<&String> = want.iter().collect();
         if lines != want {
