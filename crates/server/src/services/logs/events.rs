@@ -60,7 +60,20 @@ pub async fn put_log_events(
 /// Adds the events a PutLogEvents stored (those not reported rejected) to
 /// the counters.
 fn count_stored(sizes: &[usize], rejected: Option<&store::RejectedLogEventsInfo>) {
-    let n = sizes.len();
+    let kept = sizes
+        .get(stored_range(sizes.len(), rejected))
+        .unwrap_or(&[]);
+    EVENTS_STORED.fetch_add(kept.len() as u64, Ordering::Relaxed);
+    EVENT_BYTES_STORED.fetch_add(kept.iter().sum::<usize>() as u64, Ordering::Relaxed);
+    PUTS_ACCEPTED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The indexes of a batch of `n` events that were stored, given what
+/// `rejectedLogEventsInfo` reported.
+fn stored_range(
+    n: usize,
+    rejected: Option<&store::RejectedLogEventsInfo>,
+) -> std::ops::Range<usize> {
     let (mut from, mut to) = (0, n);
     if let Some(r) = rejected {
         for end in [r.too_old_log_event_end_index, r.expired_log_event_end_index]
@@ -75,10 +88,7 @@ fn count_stored(sizes: &[usize], rejected: Option<&store::RejectedLogEventsInfo>
             to = to.min(usize::try_from(start).unwrap_or(0));
         }
     }
-    let kept = sizes.get(from..to.max(from)).unwrap_or(&[]);
-    EVENTS_STORED.fetch_add(kept.len() as u64, Ordering::Relaxed);
-    EVENT_BYTES_STORED.fetch_add(kept.iter().sum::<usize>() as u64, Ordering::Relaxed);
-    PUTS_ACCEPTED.fetch_add(1, Ordering::Relaxed);
+    from.min(n)..to.max(from).min(n)
 }
 
 /// `unmask` (data protection) has no local meaning: events are stored and
@@ -158,4 +168,35 @@ pub async fn filter_log_events(
         searched_log_streams: Some(Vec::new()),
         next_token: out.next_token,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(
+        new: Option<i32>,
+        old: Option<i32>,
+        expired: Option<i32>,
+    ) -> store::RejectedLogEventsInfo {
+        store::RejectedLogEventsInfo {
+            too_new_log_event_start_index: new,
+            too_old_log_event_end_index: old,
+            expired_log_event_end_index: expired,
+        }
+    }
+
+    #[test]
+    fn the_stored_events_are_those_not_reported_rejected() {
+        assert_eq!(stored_range(6, None), 0..6);
+        // Too old before 2 (exclusive), expired before 1, too new from 4.
+        assert_eq!(
+            stored_range(6, Some(&info(Some(4), Some(2), Some(1)))),
+            2..4
+        );
+        assert_eq!(stored_range(6, Some(&info(None, None, Some(3)))), 3..6);
+        // Everything rejected: nothing stored, never a reversed range.
+        assert!(stored_range(6, Some(&info(Some(2), Some(5), None))).is_empty());
+        assert!(stored_range(3, Some(&info(None, Some(3), None))).is_empty());
+    }
 }
