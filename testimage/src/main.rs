@@ -16,6 +16,7 @@
 //! | `hold MIB` | allocates MIB MiB, writes to every page, sleeps forever; exits 0 on SIGTERM |
 //! | `lines N [INTERVAL_MS]` | prints `out I` to stdout and `err I` to stderr for I in 1..=N, INTERVAL_MS apart (default 0), then exits 0 |
 //! | `echo LINE…` | prints each argument as one line to stdout, then exits 0 |
+//! | `stamp RATE SECONDS [BYTES]` | prints `SEQ MICROS x…` lines of BYTES bytes (default 100, newline included) to stdout, SEQ from 1, MICROS the wall-clock time (µs since the epoch) it was written at; RATE lines a second (0: as fast as it can), in a write per millisecond, for SECONDS seconds, then exits 0 |
 //!
 //! Only the standard library, and IP literals only (no resolver), so the
 //! binary links statically with glibc and runs in a `FROM scratch` image.
@@ -276,6 +277,53 @@ fn fetch(url: &str, expect: &str) -> ! {
     }
 }
 
+fn micros_now() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0)
+}
+
+/// `stamp`: numbered, time-stamped lines at a steady rate. The lines due
+/// by each millisecond go out in one write (as a program with buffered
+/// output writes them); Docker makes one record of each line.
+fn stamp(rate: u64, duration: Duration, bytes: usize) -> ! {
+    let start = std::time::Instant::now();
+    let mut out = std::io::stdout().lock();
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    let mut seq: u64 = 0;
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= duration {
+            break;
+        }
+        let due = if rate == 0 {
+            seq + 64
+        } else {
+            (elapsed.as_micros() * u128::from(rate) / 1_000_000) as u64
+        };
+        if due > seq {
+            let now = micros_now();
+            buf.clear();
+            while seq < due {
+                seq += 1;
+                let head = format!("{seq} {now} ");
+                buf.extend_from_slice(head.as_bytes());
+                let pad = bytes.saturating_sub(head.len() + 1);
+                buf.resize(buf.len() + pad, b'x');
+                buf.push(b'\n');
+            }
+            if out.write_all(&buf).is_err() {
+                exit(1)
+            }
+        }
+        if rate != 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    exit(0)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).map(String::as_str);
@@ -344,6 +392,13 @@ fn main() {
                 }
             }
             exit(0)
+        }
+        Some("stamp") => {
+            let rate: u64 = arg(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
+            let seconds: u64 = arg(2).and_then(|s| s.parse().ok()).unwrap_or(10);
+            let bytes: usize = arg(3).and_then(|s| s.parse().ok()).unwrap_or(100);
+            on_sigterm_exit();
+            stamp(rate, Duration::from_secs(seconds), bytes)
         }
         Some("echo") => {
             let mut out = std::io::stdout().lock();

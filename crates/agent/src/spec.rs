@@ -402,7 +402,13 @@ pub fn container_spec(
         match driver {
             // The agent ships awslogs output itself (crate::logs), reading
             // it back from a local driver; its options are the agent's.
-            "awslogs" => Some((crate::logs::LOCAL_DRIVER.to_string(), BTreeMap::new())),
+            "awslogs" => Some((
+                crate::logs::LOCAL_DRIVER.to_string(),
+                crate::logs::LOCAL_DRIVER_OPTIONS
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )),
             // Drivers that need a service Flotilla does not have are left
             // to the engine's default driver (logs stay readable with
             // `docker logs`).
@@ -604,7 +610,9 @@ mod tests {
             "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "g"}}}));
         let s = container_spec(&ctx(), &def, &BTreeMap::new(), &BTreeMap::new(), "t").unwrap();
         assert_eq!(s.log_driver.as_deref(), Some("json-file"));
-        assert!(s.log_options.is_empty(), "{:?}", s.log_options);
+        // Its own rotation, not the daemon's default (which may be small).
+        assert_eq!(s.log_options["max-size"], "256m");
+        assert_eq!(s.log_options["max-file"], "4");
         let def = container(serde_json::json!({"name": "a", "image": "i",
             "logConfiguration": {"logDriver": "syslog", "options": {"tag": "x"}}}));
         let s = container_spec(&ctx(), &def, &BTreeMap::new(), &BTreeMap::new(), "t").unwrap();

@@ -36,7 +36,8 @@ pub enum TestImageError {
     Io(#[from] std::io::Error),
 }
 
-static BUILD: Mutex<bool> = Mutex::const_new(false);
+/// Tags built (or found up to date) by this process.
+static BUILD: Mutex<Vec<String>> = Mutex::const_new(Vec::new());
 
 fn testimage_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testimage")
@@ -72,13 +73,21 @@ pub fn build_test_program() -> Result<PathBuf, TestImageError> {
 /// Makes sure [`TEST_IMAGE`] exists and holds the current test program;
 /// builds it when missing or stale. Safe to call from many tests at once.
 pub async fn ensure_test_image(docker: &Docker) -> Result<(), TestImageError> {
+    ensure_test_image_as(docker, TEST_IMAGE).await
+}
+
+/// [`ensure_test_image`] under another tag: a benchmark that needs a mode
+/// of the current program uses its own tag, so that another checkout's
+/// tests retagging `flotilla-test:latest` with an older program meanwhile
+/// cannot take the mode away from it.
+pub async fn ensure_test_image_as(docker: &Docker, tag: &str) -> Result<(), TestImageError> {
     let mut built = BUILD.lock().await;
-    if *built {
+    if built.iter().any(|t| t == tag) {
         return Ok(());
     }
     let (bytes, fingerprint) = program_and_fingerprint().await?;
-    build_image(docker, TEST_IMAGE, &bytes, &fingerprint).await?;
-    *built = true;
+    build_image(docker, tag, &bytes, &fingerprint).await?;
+    built.push(tag.to_string());
     Ok(())
 }
 

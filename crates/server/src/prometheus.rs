@@ -30,7 +30,8 @@ pub fn router(env: Arc<Env>, usage: Arc<Usage>) -> Router {
 }
 
 async fn render(AxumState(s): AxumState<Sources>) -> impl IntoResponse {
-    let figures: [(&str, &str, &str, f64); 7] = [
+    use crate::services::logs;
+    let figures: [(&str, &str, &str, f64); 10] = [
         (
             "flotilla_accounts",
             "gauge",
@@ -72,6 +73,24 @@ async fn render(AxumState(s): AxumState<Sources>) -> impl IntoResponse {
             "counter",
             "AWS/ECS utilization datapoints written.",
             crate::controllers::usage::WRITTEN.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "flotilla_log_events_stored_total",
+            "counter",
+            "CloudWatch Logs events stored by PutLogEvents (durable), all accounts.",
+            logs::EVENTS_STORED.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "flotilla_log_event_bytes_stored_total",
+            "counter",
+            "Message bytes of those events.",
+            logs::EVENT_BYTES_STORED.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "flotilla_log_put_calls_total",
+            "counter",
+            "PutLogEvents calls answered with success.",
+            logs::PUTS_ACCEPTED.load(Ordering::Relaxed) as f64,
         ),
     ];
     let mut out = String::new();

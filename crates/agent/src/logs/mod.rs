@@ -32,3 +32,12 @@ pub use sink::{HttpLogSink, InputLogEvent, LogSink, SinkError, StreamTarget};
 /// The log driver the agent gives awslogs containers instead: one Docker
 /// reads back through its API, with timestamps.
 pub const LOCAL_DRIVER: &str = "json-file";
+
+/// The local driver's rotation, given explicitly so the daemon's defaults
+/// (`log-opts` in daemon.json, often `max-size` 10m and `max-file` 3) do
+/// not apply: the json-file log is the queue of lines not yet shipped, and
+/// Docker deletes a rotated-out file whether or not the agent has read it.
+/// With 10m × 3 an agent 30 MB behind (a burst faster than it ships, a
+/// control plane down for a while) lost lines; this bounds the queue at
+/// 1 GiB a container instead.
+pub const LOCAL_DRIVER_OPTIONS: [(&str, &str); 2] = [("max-size", "256m"), ("max-file", "4")];

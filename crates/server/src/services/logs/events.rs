@@ -1,6 +1,8 @@
 //! Events: PutLogEvents, GetLogEvents, FilterLogEvents (what
 //! `aws logs tail` and `aws logs get-log-events` call).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use flotilla_logstore::{self as store, LogStore, Scope};
 use flotilla_model::wire::logs;
 
@@ -10,18 +12,27 @@ use crate::error::ApiResult;
 /// `entity` (the entity an event is about, for CloudWatch's explore
 /// features) has no local meaning and is ignored, so `rejectedEntityInfo`
 /// is never sent.
+/// Events stored by PutLogEvents since the process started (for
+/// `GET /metrics`).
+pub static EVENTS_STORED: AtomicU64 = AtomicU64::new(0);
+/// Their message bytes.
+pub static EVENT_BYTES_STORED: AtomicU64 = AtomicU64::new(0);
+/// PutLogEvents calls answered with success.
+pub static PUTS_ACCEPTED: AtomicU64 = AtomicU64::new(0);
+
 pub async fn put_log_events(
     logs: &LogStore,
     scope: &Scope,
     req: logs::PutLogEventsRequest,
 ) -> ApiResult<logs::PutLogEventsResponse> {
-    let log_events = required(req.log_events, "logEvents")?
+    let log_events: Vec<store::InputLogEvent> = required(req.log_events, "logEvents")?
         .into_iter()
         .map(|e| {
             // Both members are required by the shape rules checked at decode.
             store::InputLogEvent::new(e.timestamp.unwrap_or(0), e.message.unwrap_or_default())
         })
         .collect();
+    let sizes: Vec<usize> = log_events.iter().map(|e| e.message.len()).collect();
     let request = store::PutLogEventsRequest {
         log_group_name: required(req.log_group_name, "logGroupName")?,
         log_stream_name: required(req.log_stream_name, "logStreamName")?,
@@ -32,6 +43,7 @@ pub async fn put_log_events(
         .put_log_events(scope, request)
         .await
         .map_err(logs_error)?;
+    count_stored(&sizes, out.rejected_log_events_info.as_ref());
     Ok(logs::PutLogEventsResponse {
         next_sequence_token: out.next_sequence_token,
         rejected_log_events_info: out.rejected_log_events_info.map(|r| {
@@ -43,6 +55,40 @@ pub async fn put_log_events(
         }),
         rejected_entity_info: None,
     })
+}
+
+/// Adds the events a PutLogEvents stored (those not reported rejected) to
+/// the counters.
+fn count_stored(sizes: &[usize], rejected: Option<&store::RejectedLogEventsInfo>) {
+    let kept = sizes
+        .get(stored_range(sizes.len(), rejected))
+        .unwrap_or(&[]);
+    EVENTS_STORED.fetch_add(kept.len() as u64, Ordering::Relaxed);
+    EVENT_BYTES_STORED.fetch_add(kept.iter().sum::<usize>() as u64, Ordering::Relaxed);
+    PUTS_ACCEPTED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The indexes of a batch of `n` events that were stored, given what
+/// `rejectedLogEventsInfo` reported.
+fn stored_range(
+    n: usize,
+    rejected: Option<&store::RejectedLogEventsInfo>,
+) -> std::ops::Range<usize> {
+    let (mut from, mut to) = (0, n);
+    if let Some(r) = rejected {
+        for end in [r.too_old_log_event_end_index, r.expired_log_event_end_index]
+            .into_iter()
+            .flatten()
+        {
+            // Exclusive: the events before it were not stored.
+            from = from.max(usize::try_from(end).unwrap_or(0));
+        }
+        if let Some(start) = r.too_new_log_event_start_index {
+            // Inclusive: it and the events after it were not stored.
+            to = to.min(usize::try_from(start).unwrap_or(0));
+        }
+    }
+    from.min(n)..to.max(from).min(n)
 }
 
 /// `unmask` (data protection) has no local meaning: events are stored and
@@ -122,4 +168,35 @@ pub async fn filter_log_events(
         searched_log_streams: Some(Vec::new()),
         next_token: out.next_token,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(
+        new: Option<i32>,
+        old: Option<i32>,
+        expired: Option<i32>,
+    ) -> store::RejectedLogEventsInfo {
+        store::RejectedLogEventsInfo {
+            too_new_log_event_start_index: new,
+            too_old_log_event_end_index: old,
+            expired_log_event_end_index: expired,
+        }
+    }
+
+    #[test]
+    fn the_stored_events_are_those_not_reported_rejected() {
+        assert_eq!(stored_range(6, None), 0..6);
+        // Too old before 2 (exclusive), expired before 1, too new from 4.
+        assert_eq!(
+            stored_range(6, Some(&info(Some(4), Some(2), Some(1)))),
+            2..4
+        );
+        assert_eq!(stored_range(6, Some(&info(None, None, Some(3)))), 3..6);
+        // Everything rejected: nothing stored, never a reversed range.
+        assert!(stored_range(6, Some(&info(Some(2), Some(5), None))).is_empty());
+        assert!(stored_range(3, Some(&info(None, Some(3), None))).is_empty());
+    }
 }

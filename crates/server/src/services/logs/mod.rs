@@ -20,6 +20,8 @@ mod events;
 mod groups;
 mod streams;
 
+pub use events::{EVENTS_STORED, EVENT_BYTES_STORED, PUTS_ACCEPTED};
+
 /// Amazon CloudWatch Logs: AWS JSON 1.1, signed as `logs`.
 pub static SERVICE: ServiceDef = ServiceDef {
     schema: &logs::SERVICE,
