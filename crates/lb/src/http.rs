@@ -14,17 +14,20 @@
 //! balancer's idle timeout.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -32,10 +35,52 @@ use crate::matching::RequestFacts;
 use crate::table::Route;
 use crate::Shared;
 
-pub type Body = UnsyncBoxBody<Bytes, hyper::Error>;
+/// A response body: a target's, or one the load balancer makes itself (an
+/// enum rather than a boxed body: no allocation per response).
+pub enum Body {
+    Target(crate::pool::PooledBody),
+    Local(Full<Bytes>),
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Target(b) => Pin::new(b).poll_frame(cx),
+            Body::Local(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|f| f.map_err(|never| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Target(b) => b.is_end_stream(),
+            Body::Local(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Body::Target(b) => b.size_hint(),
+            Body::Local(b) => b.size_hint(),
+        }
+    }
+}
 
 /// Serves one client connection until it closes, idles out or its listener
 /// is removed (the task is then aborted).
+///
+/// The idle timeout is ALB's: no byte read or written for that long, with no
+/// request waiting for its target (the 504 timeout covers that). It is kept
+/// by one timer per connection that fires every quarter of the timeout and
+/// looks at an activity counter, rather than hyper's header-read timeout,
+/// which boxes and registers a timer for every request.
 pub async fn serve_connection(
     shared: Arc<Shared>,
     stream: TcpStream,
@@ -50,22 +95,150 @@ pub async fn serve_connection(
         .get(&local)
         .map(|l| idle_timeout(l.config.idle_timeout_secs))
         .unwrap_or(Duration::from_secs(60));
+    let activity = Arc::new(Activity::default());
     let client = Arc::new(Client::new(local, peer));
+    let busy = Arc::clone(&activity);
     let service = hyper::service::service_fn(move |req| {
         let shared = Arc::clone(&shared);
         let client = Arc::clone(&client);
-        async move { Ok::<_, Infallible>(handle(&shared, &client, req).await) }
+        let busy = Arc::clone(&busy);
+        async move {
+            let _busy = Busy::new(&busy);
+            Ok::<_, Infallible>(handle(&shared, &client, req).await)
+        }
     });
-    let result = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
+    let io = ActivityIo {
+        inner: TokioIo::new(stream),
+        activity: Arc::clone(&activity),
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
-        // Waiting for the next request on a kept-alive connection is
-        // waiting for headers: the idle timeout closes it, as ALB's does.
-        .header_read_timeout(idle)
-        .serve_connection(TokioIo::new(stream), service)
-        .await;
+        .header_read_timeout(None)
+        .serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let period = idle / 4;
+    let mut tick = std::pin::pin!(tokio::time::sleep(period));
+    let mut seen = activity.count();
+    let mut quiet = Duration::ZERO;
+    let result = std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        while tick.as_mut().poll(cx).is_ready() {
+            let now = activity.count();
+            if now != seen || activity.busy.load(Ordering::Relaxed) > 0 {
+                (seen, quiet) = (now, Duration::ZERO);
+            } else {
+                quiet += period;
+                if quiet >= idle {
+                    tracing::debug!(%peer, "client connection idle: closed");
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            tick.as_mut().reset(Instant::now() + period);
+        }
+        Poll::Pending
+    })
+    .await;
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "client connection ended");
+    }
+}
+
+/// A client connection's activity, for its idle timeout: reads and writes
+/// done, and requests being answered.
+#[derive(Default)]
+struct Activity {
+    /// Bumped by the connection's task only (plain load and store).
+    ops: AtomicU64,
+    busy: AtomicU32,
+}
+
+impl Activity {
+    fn count(&self) -> u64 {
+        self.ops.load(Ordering::Relaxed)
+    }
+
+    fn bump(&self) {
+        self.ops
+            .store(self.ops.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+}
+
+/// A request being answered (also when its future is dropped).
+struct Busy<'a>(&'a Activity);
+
+impl<'a> Busy<'a> {
+    fn new(a: &'a Activity) -> Busy<'a> {
+        a.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(a)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The client's stream, counting reads and writes that moved bytes.
+struct ActivityIo {
+    inner: TokioIo<TcpStream>,
+    activity: Arc<Activity>,
+}
+
+impl hyper::rt::Read for ActivityIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if r.is_ready() {
+            self.activity.bump();
+        }
+        r
+    }
+}
+
+impl hyper::rt::Write for ActivityIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if r.is_ready() {
+            self.activity.bump();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if r.is_ready() {
+            self.activity.bump();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -212,7 +385,7 @@ pub async fn handle(shared: &Shared, client: &Client, req: Request<Incoming>) ->
                     if let (Some(secs), true) = (stickiness_secs, destinations.len() > 1) {
                         set_cookie(&mut parts.headers, "AWSALBTG", &dest.group.cookie, *secs);
                     }
-                    Response::from_parts(parts, body.boxed_unsync())
+                    Response::from_parts(parts, Body::Target(body))
                 }
                 Answer::Failed(e) => {
                     tracing::debug!(target = %target.addr, error = %e, "target request failed");
@@ -293,6 +466,11 @@ const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port")
 /// Headers meaningful for one connection only (RFC 9110 §7.6.1), and those
 /// named by `Connection`.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none: one pass over the names instead of a lookup
+    // per hop-by-hop name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -315,6 +493,17 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(n);
     }
+}
+
+fn is_hop_by_hop(n: &HeaderName) -> bool {
+    n == header::CONNECTION
+        || n == header::TE
+        || n == header::TRAILER
+        || n == header::TRANSFER_ENCODING
+        || n == header::UPGRADE
+        || n == header::PROXY_AUTHENTICATE
+        || n.as_str() == "keep-alive"
+        || n.as_str() == "proxy-connection"
 }
 
 /// The values of the `AWSALBTG` and `AWSALB` cookies, if sent.
@@ -396,9 +585,7 @@ fn redirect_location(route: &Route, req: &RequestFacts<'_>, listener_port: u16) 
 }
 
 fn full(s: String) -> Body {
-    Full::new(Bytes::from(s))
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Body::Local(Full::new(Bytes::from(s)))
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<Body> {
