@@ -160,8 +160,10 @@ impl Activity {
     }
 
     fn bump(&self) {
-        self.ops
-            .store(self.ops.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        self.ops.store(
+            self.ops.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -234,10 +236,7 @@ impl hyper::rt::Write for ActivityIo {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
