@@ -16,142 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{wait_for, Env, KEY, REGION, SECRET};
-use flotilla_agent::testing::TEST_IMAGE;
-use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use common::lb::{aws, s, serving, target_health, Conn, LbNode};
+use common::{wait_for, Env};
+use serde_json::json;
 
 /// The load-balancer node's address and the agent's (this test's own).
 const LB_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 4, 1);
 const AGENT_ADDRESS: &str = "127.0.4.2";
-
-/// `aws SERVICE ARGS… --output json`; panics on failure.
-async fn aws(env: &Env, service: &str, args: &[&str]) -> Value {
-    let aws = std::env::var("FLOTILLA_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
-    let out = tokio::process::Command::new(aws)
-        .arg(service)
-        .args(args)
-        .args([
-            "--output",
-            "json",
-            "--endpoint-url",
-            &env.endpoint,
-            "--region",
-            REGION,
-        ])
-        .env("AWS_ACCESS_KEY_ID", KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_PAGER", "")
-        .output()
-        .await
-        .expect("the AWS CLI must be installed: run the tests with scripts/test");
-    assert!(
-        out.status.success(),
-        "aws {service} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-fn s(v: &Value) -> String {
-    v.as_str()
-        .unwrap_or_else(|| panic!("not a string: {v}"))
-        .to_string()
-}
-
-/// One HTTP/1.1 keep-alive connection to the load balancer.
-struct Conn {
-    stream: BufReader<TcpStream>,
-}
-
-impl Conn {
-    async fn open(addr: &str) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream: BufReader::new(stream),
-        })
-    }
-
-    /// `GET /`: the status and the body.
-    async fn get(&mut self, host: &str) -> std::io::Result<(u16, String)> {
-        self.get_path(host, "/").await
-    }
-
-    /// `GET PATH`: the status and the body.
-    async fn get_path(&mut self, host: &str, path: &str) -> std::io::Result<(u16, String)> {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lb-e2e\r\n\r\n");
-        self.stream.get_mut().write_all(req.as_bytes()).await?;
-        let mut line = String::new();
-        if self.stream.read_line(&mut line).await? == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "connection closed before the status line",
-            ));
-        }
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
-        let mut length = None;
-        let mut chunked = false;
-        let mut close = false;
-        loop {
-            line.clear();
-            if self.stream.read_line(&mut line).await? == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "connection closed in the headers",
-                ));
-            }
-            let h = line.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            let (name, value) = h.split_once(':').unwrap_or((h, ""));
-            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
-            match name.as_str() {
-                "content-length" => length = value.parse::<usize>().ok(),
-                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-                "connection" => close = value.eq_ignore_ascii_case("close"),
-                _ => {}
-            }
-        }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                self.stream.read_line(&mut line).await?;
-                let size = usize::from_str_radix(line.trim(), 16)
-                    .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
-                let mut chunk = vec![0; size + 2];
-                self.stream.read_exact(&mut chunk).await?;
-                if size == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..size]);
-            }
-        } else if let Some(n) = length {
-            body.resize(n, 0);
-            self.stream.read_exact(&mut body).await?;
-        } else {
-            self.stream.read_to_end(&mut body).await?;
-            close = true;
-        }
-        if close {
-            return Err(std::io::Error::other(format!(
-                "the load balancer closed the connection after a {status}"
-            )));
-        }
-        Ok((status, String::from_utf8_lossy(&body).trim().to_string()))
-    }
-}
 
 /// One request: when (seconds since the loader started), and its answer.
 type Outcome = (f64, Result<(u16, String), String>);
@@ -200,29 +71,12 @@ async fn load(
     all
 }
 
-fn serving(body: &str) -> Value {
-    json!([{
-        "name": "app", "image": TEST_IMAGE, "command": ["serve", "8080", body],
-        "memory": 32, "cpu": 16, "essential": true,
-        "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
-    }])
-}
-
 async fn healthy(env: &Env, tg: &str) -> usize {
-    let v = aws(
-        env,
-        "elbv2",
-        &["describe-target-health", "--target-group-arn", tg],
-    )
-    .await;
-    v["TargetHealthDescriptions"]
-        .as_array()
-        .map(|t| {
-            t.iter()
-                .filter(|d| d["TargetHealth"]["State"] == "healthy")
-                .count()
-        })
-        .unwrap_or(0)
+    target_health(env, tg)
+        .await
+        .iter()
+        .filter(|d| d["TargetHealth"]["State"] == "healthy")
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,18 +85,7 @@ async fn a_canary_sends_a_quarter_of_the_traffic_to_the_new_revision_without_a_f
     let env = Env::start("e2e-deploy").await;
     let agent = env.agent("a", AGENT_ADDRESS).await;
     env.wait_connected(&agent.arn, true).await;
-    let (node_stop, node_stopped) = tokio::sync::oneshot::channel::<()>();
-    let gateway = flotilla_lb::GatewayConfig::new(
-        env.client.clone(),
-        "e2e-deploy-node",
-        vec![IpAddr::V4(LB_ADDRESS)],
-    );
-    let node = tokio::spawn(flotilla_lb::run(
-        flotilla_lb::NodeOptions::new(gateway),
-        async {
-            let _ = node_stopped.await;
-        },
-    ));
+    let node = LbNode::start(&env, "e2e-deploy-node", &[IpAddr::V4(LB_ADDRESS)]);
 
     // A load balancer, two target groups, a listener and its production rule.
     let lb = aws(
@@ -562,8 +405,7 @@ async fn a_canary_sends_a_quarter_of_the_traffic_to_the_new_revision_without_a_f
         },
     )
     .await;
-    let _ = node_stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), node).await;
+    node.stop().await;
     agent.stop().await;
     env.stop().await;
 }
