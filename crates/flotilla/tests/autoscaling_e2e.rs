@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::lb::{aws, s, target_health, Conn, LbNode};
+use common::lb::{aws, http_target_group, s, target_health, Conn, LbNode};
 use common::{wait_for, Env};
 use serde_json::json;
 
@@ -303,45 +303,7 @@ async fn target_tracking_settles_on_the_count_that_brings_the_average_under_the_
         ],
     )
     .await;
-    let tg = aws(
-        &env,
-        "elbv2",
-        &[
-            "create-target-group",
-            "--name",
-            "web",
-            "--protocol",
-            "HTTP",
-            "--port",
-            "8080",
-            "--vpc-id",
-            "vpc-1",
-            "--target-type",
-            "instance",
-            "--health-check-interval-seconds",
-            "5",
-            "--health-check-timeout-seconds",
-            "2",
-            "--healthy-threshold-count",
-            "2",
-            "--unhealthy-threshold-count",
-            "2",
-        ],
-    )
-    .await;
-    let tg_arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]);
-    aws(
-        &env,
-        "elbv2",
-        &[
-            "modify-target-group-attributes",
-            "--target-group-arn",
-            &tg_arn,
-            "--attributes",
-            "Key=deregistration_delay.timeout_seconds,Value=5",
-        ],
-    )
-    .await;
+    let tg_arn = http_target_group(&env, "web").await;
     aws(
         &env,
         "elbv2",

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::lb::{aws, s, serving, target_health, Conn, LbNode};
+use common::lb::{aws, http_target_group, s, serving, target_health, Conn, LbNode};
 use common::{wait_for, Env};
 use serde_json::json;
 
@@ -122,45 +122,7 @@ async fn a_canary_sends_a_quarter_of_the_traffic_to_the_new_revision_without_a_f
     .await["LoadBalancers"][0]["DNSName"]);
     let mut groups = Vec::new();
     for name in ["canary-blue", "canary-green"] {
-        let tg = aws(
-            &env,
-            "elbv2",
-            &[
-                "create-target-group",
-                "--name",
-                name,
-                "--protocol",
-                "HTTP",
-                "--port",
-                "8080",
-                "--vpc-id",
-                "vpc-1",
-                "--target-type",
-                "instance",
-                "--health-check-interval-seconds",
-                "5",
-                "--health-check-timeout-seconds",
-                "2",
-                "--healthy-threshold-count",
-                "2",
-                "--unhealthy-threshold-count",
-                "2",
-            ],
-        )
-        .await;
-        let arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]);
-        aws(
-            &env,
-            "elbv2",
-            &[
-                "modify-target-group-attributes",
-                "--target-group-arn",
-                &arn,
-                "--attributes",
-                "Key=deregistration_delay.timeout_seconds,Value=5",
-            ],
-        )
-        .await;
+        let arn = http_target_group(&env, name).await;
         groups.push(arn);
     }
     let (blue, green) = (groups[0].clone(), groups[1].clone());

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::lb::{aws, s, serving, target_health, Conn, LbNode};
+use common::lb::{aws, http_target_group, s, serving, target_health, Conn, LbNode};
 use common::{wait_for, Env};
 use serde_json::{json, Value};
 
@@ -412,45 +412,7 @@ async fn alb_in_front_of_a_service_rolls_from_v1_to_v2_without_a_failed_request(
     let dns = s(&d["LoadBalancers"][0]["DNSName"]);
     assert_eq!(s(&d["LoadBalancers"][0]["State"]["Code"]), "active");
     assert_eq!(dns, LB_ADDRESS.to_string(), "DNSName is the node's address");
-    let tg = aws(
-        &env,
-        "elbv2",
-        &[
-            "create-target-group",
-            "--name",
-            "web",
-            "--protocol",
-            "HTTP",
-            "--port",
-            "8080",
-            "--vpc-id",
-            "vpc-1",
-            "--target-type",
-            "instance",
-            "--health-check-interval-seconds",
-            "5",
-            "--health-check-timeout-seconds",
-            "2",
-            "--healthy-threshold-count",
-            "2",
-            "--unhealthy-threshold-count",
-            "2",
-        ],
-    )
-    .await;
-    let tg_arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]);
-    aws(
-        &env,
-        "elbv2",
-        &[
-            "modify-target-group-attributes",
-            "--target-group-arn",
-            &tg_arn,
-            "--attributes",
-            "Key=deregistration_delay.timeout_seconds,Value=5",
-        ],
-    )
-    .await;
+    let tg_arn = http_target_group(&env, "web").await;
     aws(
         &env,
         "elbv2",

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::lb::{aws, aws_fails, s, serving, target_health, Conn, LbNode};
+use common::lb::{aws, aws_fails, s, serving, target_health, Conn, LbNode, FAST_CHECKS};
 use common::{wait_for, Env};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -46,19 +46,6 @@ const TCP_TARGETS: [Ipv4Addr; 4] = [
     Ipv4Addr::new(127, 0, 3, 22),
     Ipv4Addr::new(127, 0, 3, 23),
     Ipv4Addr::new(127, 0, 3, 24),
-];
-
-/// Health checks every 5 s (ELBv2's minimum), 2 passes to turn healthy, 2
-/// failures to turn unhealthy.
-const FAST_CHECKS: [&str; 8] = [
-    "--health-check-interval-seconds",
-    "5",
-    "--health-check-timeout-seconds",
-    "2",
-    "--healthy-threshold-count",
-    "2",
-    "--unhealthy-threshold-count",
-    "2",
 ];
 
 fn log(what: impl AsRef<str>) {

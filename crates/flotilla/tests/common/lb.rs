@@ -68,6 +68,53 @@ pub fn s(v: &Value) -> String {
         .to_string()
 }
 
+/// Health checks every 5 s (ELBv2's minimum), 2 passes to turn healthy, 2
+/// failures to turn unhealthy.
+pub const FAST_CHECKS: [&str; 8] = [
+    "--health-check-interval-seconds",
+    "5",
+    "--health-check-timeout-seconds",
+    "2",
+    "--healthy-threshold-count",
+    "2",
+    "--unhealthy-threshold-count",
+    "2",
+];
+
+/// An HTTP `instance` target group on port 8080 with [`FAST_CHECKS`] and a
+/// 5 s deregistration delay, as the rollout tests want it: its ARN.
+pub async fn http_target_group(env: &Env, name: &str) -> String {
+    let mut args = vec![
+        "create-target-group",
+        "--name",
+        name,
+        "--protocol",
+        "HTTP",
+        "--port",
+        "8080",
+        "--vpc-id",
+        "vpc-1",
+        "--target-type",
+        "instance",
+    ];
+    args.extend(FAST_CHECKS);
+    let tg = aws(env, "elbv2", &args).await;
+    let arn = s(&tg["TargetGroups"][0]["TargetGroupArn"]);
+    aws(
+        env,
+        "elbv2",
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=5",
+        ],
+    )
+    .await;
+    arn
+}
+
 /// `aws elbv2 describe-target-health`: the descriptions.
 pub async fn target_health(env: &Env, tg: &str) -> Vec<Value> {
     let v = aws(
