@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::lb::{aws, aws_fails, s, serving, target_health, Conn, LbNode, FAST_CHECKS};
+use common::lb::{
+    aws, aws_fails, load_balancer, rule, s, serving, target_group, target_health, Conn, LbNode,
+};
 use common::{wait_for, Env};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -50,70 +52,6 @@ const TCP_TARGETS: [Ipv4Addr; 4] = [
 
 fn log(what: impl AsRef<str>) {
     eprintln!("lb routing e2e: {}", what.as_ref());
-}
-
-/// `create-target-group NAME` with fast checks; its ARN.
-async fn target_group(env: &Env, name: &str, extra: &[&str]) -> String {
-    let mut args = vec!["create-target-group", "--name", name];
-    args.extend(FAST_CHECKS);
-    args.extend(extra);
-    let tg = aws(env, "elbv2", &args).await;
-    s(&tg["TargetGroups"][0]["TargetGroupArn"])
-}
-
-/// `create-load-balancer`, waited for; (ARN, DNSName).
-async fn load_balancer(env: &Env, name: &str, kind: &str) -> (String, String) {
-    let lb = aws(
-        env,
-        "elbv2",
-        &[
-            "create-load-balancer",
-            "--name",
-            name,
-            "--type",
-            kind,
-            "--subnets",
-            "subnet-1",
-        ],
-    )
-    .await;
-    let arn = s(&lb["LoadBalancers"][0]["LoadBalancerArn"]);
-    // Polled rather than `aws elbv2 wait load-balancer-available` (tested in
-    // lb_e2e.rs), whose 15 s delay would be most of the wait.
-    let d = wait_for(
-        &format!("load balancer {name} active"),
-        Duration::from_secs(30),
-        || async {
-            let d = aws(
-                env,
-                "elbv2",
-                &["describe-load-balancers", "--load-balancer-arns", &arn],
-            )
-            .await;
-            (d["LoadBalancers"][0]["State"]["Code"] == "active").then_some(d)
-        },
-    )
-    .await;
-    (arn, s(&d["LoadBalancers"][0]["DNSName"]))
-}
-
-async fn rule(env: &Env, listener: &str, priority: u32, conditions: &str, actions: Value) {
-    aws(
-        env,
-        "elbv2",
-        &[
-            "create-rule",
-            "--listener-arn",
-            listener,
-            "--priority",
-            &priority.to_string(),
-            "--conditions",
-            conditions,
-            "--actions",
-            &actions.to_string(),
-        ],
-    )
-    .await;
 }
 
 /// `create-service` behind `tg`, spread over the instances.

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::{Env, KEY, REGION, SECRET};
+use super::{wait_for, Env, KEY, REGION, SECRET};
 
 /// `aws SERVICE ARGS… --output json`: (succeeded, stdout as JSON, stderr).
 pub async fn aws_result(env: &Env, service: &str, args: &[&str]) -> (bool, Value, String) {
@@ -129,6 +129,70 @@ pub async fn target_health(env: &Env, tg: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+/// `create-target-group NAME` with fast checks; its ARN.
+pub async fn target_group(env: &Env, name: &str, extra: &[&str]) -> String {
+    let mut args = vec!["create-target-group", "--name", name];
+    args.extend(FAST_CHECKS);
+    args.extend(extra);
+    let tg = aws(env, "elbv2", &args).await;
+    s(&tg["TargetGroups"][0]["TargetGroupArn"])
+}
+
+/// `create-load-balancer`, waited for; (ARN, DNSName).
+pub async fn load_balancer(env: &Env, name: &str, kind: &str) -> (String, String) {
+    let lb = aws(
+        env,
+        "elbv2",
+        &[
+            "create-load-balancer",
+            "--name",
+            name,
+            "--type",
+            kind,
+            "--subnets",
+            "subnet-1",
+        ],
+    )
+    .await;
+    let arn = s(&lb["LoadBalancers"][0]["LoadBalancerArn"]);
+    // Polled rather than `aws elbv2 wait load-balancer-available` (tested in
+    // lb_e2e.rs), whose 15 s delay would be most of the wait.
+    let d = wait_for(
+        &format!("load balancer {name} active"),
+        Duration::from_secs(30),
+        || async {
+            let d = aws(
+                env,
+                "elbv2",
+                &["describe-load-balancers", "--load-balancer-arns", &arn],
+            )
+            .await;
+            (d["LoadBalancers"][0]["State"]["Code"] == "active").then_some(d)
+        },
+    )
+    .await;
+    (arn, s(&d["LoadBalancers"][0]["DNSName"]))
+}
+
+pub async fn rule(env: &Env, listener: &str, priority: u32, conditions: &str, actions: Value) {
+    aws(
+        env,
+        "elbv2",
+        &[
+            "create-rule",
+            "--listener-arn",
+            listener,
+            "--priority",
+            &priority.to_string(),
+            "--conditions",
+            conditions,
+            "--actions",
+            &actions.to_string(),
+        ],
+    )
+    .await;
+}
+
 /// One container of the test image answering `BODY` on 8080 (`/env`,
 /// `/status/N` and `/slow/MS` too), on a dynamic host port.
 pub fn serving(body: &str) -> Value {
@@ -209,7 +273,19 @@ pub struct Conn {
 
 impl Conn {
     pub async fn open(addr: &str) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
+        Conn::ready(TcpStream::connect(addr).await?)
+    }
+
+    /// A connection from the loopback address `source` (for `source-ip`
+    /// conditions).
+    pub async fn open_from(addr: &str, source: IpAddr) -> std::io::Result<Conn> {
+        let addr: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind((source, 0).into())?;
+        Conn::ready(socket.connect(addr).await?)
+    }
+
+    fn ready(stream: TcpStream) -> std::io::Result<Conn> {
         stream.set_nodelay(true)?;
         Ok(Conn {
             stream: BufReader::new(stream),
@@ -231,7 +307,13 @@ impl Conn {
     /// the connection.
     pub async fn request(&mut self, host: &str, path: &str) -> std::io::Result<Reply> {
         let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lb-e2e\r\n\r\n");
-        self.stream.get_mut().write_all(req.as_bytes()).await?;
+        self.send(&req).await
+    }
+
+    /// Sends `request` (a whole HTTP/1.1 request, head and body) and reads
+    /// the answer; an error when the load balancer closes the connection.
+    pub async fn send(&mut self, request: &str) -> std::io::Result<Reply> {
+        self.stream.get_mut().write_all(request.as_bytes()).await?;
         let mut line = String::new();
         if self.stream.read_line(&mut line).await? == 0 {
             return Err(std::io::Error::new(
