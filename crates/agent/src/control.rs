@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use flotilla_model::agent::{DesiredTask, TaskStats};
@@ -160,11 +161,13 @@ pub async fn run<R: ContainerRuntime, C: ControlPlane>(
                     if let Err(e) = engine.set_desired(version, tasks).await {
                         break Err(e.into());
                     }
+                    crate::telemetry::DESIRED_APPLIED.fetch_add(1, Ordering::Relaxed);
                     if let Err(e) = control.applied(version).await {
                         tracing::debug!(error = %e, version, "could not acknowledge desired set");
                     }
                 }
                 Some(ControlEvent::Connected) => {
+                    crate::telemetry::CONNECTS.fetch_add(1, Ordering::Relaxed);
                     match engine.resync().await {
                         Ok(all) => {
                             for c in all {
@@ -189,8 +192,12 @@ pub async fn run<R: ContainerRuntime, C: ControlPlane>(
                 None => break Err(EngineStopped.into()),
             },
             Some(samples) = stats.recv(), if sampling => {
-                if let Err(e) = control.send_stats(samples).await {
-                    tracing::debug!(error = %e, "container stats dropped");
+                let n = samples.len() as u64;
+                match control.send_stats(samples).await {
+                    Ok(()) => {
+                        crate::telemetry::STATS_SENT.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::debug!(error = %e, "container stats dropped"),
                 }
             }
         }
@@ -204,8 +211,12 @@ async fn flush<C: ControlPlane>(control: &mut C, pending: &mut BTreeMap<String, 
         return;
     }
     let batch: Vec<TaskStateChange> = pending.values().cloned().collect();
+    let n = batch.len() as u64;
     match control.send(batch).await {
-        Ok(()) => pending.clear(),
+        Ok(()) => {
+            crate::telemetry::CHANGES_SENT.fetch_add(n, Ordering::Relaxed);
+            pending.clear()
+        }
         Err(e) => {
             tracing::debug!(error = %e, waiting = pending.len(), "state changes kept for the next connection")
         }

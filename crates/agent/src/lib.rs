@@ -43,6 +43,7 @@ pub mod spec;
 pub mod state_dir;
 pub mod stats;
 pub mod task;
+pub mod telemetry;
 pub mod testing;
 
 pub use config::AgentConfig;

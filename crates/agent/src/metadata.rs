@@ -23,6 +23,7 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 
 use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -114,6 +115,20 @@ impl MetadataIndex {
         }
     }
 
+    /// (tasks, containers RUNNING), for `/metrics`.
+    pub fn counts(&self) -> (usize, usize) {
+        let Ok(idx) = self.inner.read() else {
+            return (0, 0);
+        };
+        let running = idx
+            .tasks
+            .values()
+            .flat_map(|t| &t.containers)
+            .filter(|c| c.docker_id.is_some() && c.known_status == "RUNNING")
+            .count();
+        (idx.tasks.len(), running)
+    }
+
     /// Every container the engine reports RUNNING, for the stats sampler.
     pub fn running_containers(&self) -> Vec<crate::stats::Target> {
         let Ok(idx) = self.inner.read() else {
@@ -175,7 +190,18 @@ pub fn router<R: ContainerRuntime>(index: MetadataIndex, runtime: Arc<R>) -> Rou
         .route("/v4/{token}/task", get(task::<R>))
         .route("/v4/{token}/stats", get(container_stats::<R>))
         .route("/v4/{token}/task/stats", get(task_stats::<R>))
+        .route("/metrics", get(metrics::<R>))
         .with_state(state)
+}
+
+/// `GET /metrics`: the agent's figures in the Prometheus text format.
+async fn metrics<R: ContainerRuntime>(State(s): State<Arc<AppState<R>>>) -> Response {
+    let (tasks, running) = s.index.counts();
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        crate::telemetry::render(tasks, running),
+    )
+        .into_response()
 }
 
 /// Serves the endpoint on `listener` until `shutdown` completes.

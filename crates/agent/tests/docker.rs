@@ -481,6 +481,18 @@ async fn metadata_endpoint_answers_from_inside_a_container() {
         resp.lines().next().unwrap_or("").contains(" 404 "),
         "{resp}"
     );
+    // The agent's Prometheus figures on the same address: one task, its
+    // `app` container running (the probes have exited).
+    let resp = http_get(&addr, "/metrics").await;
+    assert!(resp.contains("\nflotilla_agent_tasks 1\n"), "{resp}");
+    assert!(
+        resp.contains("\nflotilla_agent_running_containers 1\n"),
+        "{resp}"
+    );
+    assert!(
+        resp.contains("# TYPE flotilla_agent_log_events_shipped_total counter"),
+        "{resp}"
+    );
 }
 
 #[tokio::test]

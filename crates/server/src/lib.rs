@@ -28,6 +28,7 @@ pub mod front;
 pub mod gateway;
 pub mod prometheus;
 pub mod services;
+pub mod telemetry;
 
 pub use crate::core::State;
 
@@ -159,7 +160,14 @@ pub async fn serve(
         usage.clone(),
         until_stopped(stopped.clone()),
     ));
-    let scrape = prometheus::router(env.clone(), usage.clone());
+    let sessions = Arc::<gateway::agents::Sessions>::default();
+    let lb_sessions = Arc::<gateway::lb::LbSessions>::default();
+    let scrape = prometheus::router(prometheus::Sources {
+        env: env.clone(),
+        usage: usage.clone(),
+        sessions: sessions.clone(),
+        lb_sessions: lb_sessions.clone(),
+    });
     let autoscaling = background.spawn(controllers::autoscaling::run(
         env.clone(),
         until_stopped(stopped.clone()),
@@ -178,8 +186,8 @@ pub async fn serve(
     let gateway = gateway::Gateway {
         state,
         credentials,
-        sessions: Default::default(),
-        lb_sessions: Default::default(),
+        sessions,
+        lb_sessions,
         metrics,
         shutdown: stopped,
         sessions_runtime: background.handle().clone(),

@@ -1,5 +1,7 @@
-//! `GET /metrics`: a few of the control plane's own figures in the
-//! Prometheus text format (0.0.4), for a scraper on the operator's network.
+//! `GET /metrics`: the control plane's own figures in the Prometheus text
+//! format, for a scraper on the operator's network: gauges and counters read
+//! from where they are kept, and the histograms of `crate::telemetry` (API
+//! latency per operation, commit waits, placements).
 //! Unsigned, like any Prometheus endpoint: it shows counts, never names,
 //! accounts or data. Everything here is a cheap read of a counter or a
 //! size; nothing scans the state.
@@ -15,28 +17,52 @@ use axum::Router;
 
 use crate::api::Env;
 use crate::core::usage::Usage;
+use crate::gateway::agents::Sessions;
+use crate::gateway::lb::LbSessions;
+use crate::telemetry::TELEMETRY;
 
+/// What a scrape reads.
 #[derive(Clone)]
-struct Sources {
-    env: Arc<Env>,
-    usage: Arc<Usage>,
+pub struct Sources {
+    pub env: Arc<Env>,
+    pub usage: Arc<Usage>,
+    pub sessions: Arc<Sessions>,
+    pub lb_sessions: Arc<LbSessions>,
 }
 
-/// The route, over the server's environment and the stats gatherer.
-pub fn router(env: Arc<Env>, usage: Arc<Usage>) -> Router {
+/// The route, over what it reads.
+pub fn router(sources: Sources) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(render))
-        .with_state(Sources { env, usage })
+        .with_state(sources)
 }
 
 async fn render(AxumState(s): AxumState<Sources>) -> impl IntoResponse {
     use crate::services::logs;
-    let figures: [(&str, &str, &str, f64); 10] = [
+    let figures: [(&str, &str, &str, f64); 13] = [
         (
             "flotilla_accounts",
             "gauge",
             "Account and region pairs with state.",
             s.env.state.scopes().len() as f64,
+        ),
+        (
+            "flotilla_agent_sessions",
+            "gauge",
+            "Agents connected to this control plane.",
+            s.sessions.connected() as f64,
+        ),
+        (
+            "flotilla_lb_node_sessions",
+            "gauge",
+            "Load-balancer nodes connected to this control plane.",
+            s.lb_sessions.connected() as f64,
+        ),
+        (
+            "flotilla_tasks_placed_total",
+            "counter",
+            "Tasks placed on container instances.",
+            TELEMETRY.tasks_placed.get() as f64,
         ),
         (
             "flotilla_cloudwatch_alarms",
@@ -100,6 +126,9 @@ async fn render(AxumState(s): AxumState<Sources>) -> impl IntoResponse {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
+    // Histograms and counters with labels (OpenMetrics text, which
+    // Prometheus's text parser reads as well).
+    let _ = prometheus_client::encoding::text::encode_registry(&mut out, &TELEMETRY.registry());
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         out,

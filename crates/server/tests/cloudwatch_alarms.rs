@@ -445,6 +445,30 @@ async fn ecs_utilization_comes_from_agents_stats() {
         "{text}"
     );
     assert_eq!(figure("flotilla_cloudwatch_metric_series"), 4.0, "{text}");
+    assert_eq!(figure("flotilla_agent_sessions"), 1.0, "{text}");
+    assert!(figure("flotilla_tasks_placed_total") >= 2.0, "{text}");
+    assert!(
+        figure("flotilla_store_commit_wait_seconds_count") >= 1.0,
+        "{text}"
+    );
+    // Latency histograms per operation and outcome: the refused
+    // PutMetricData above is an error, ListMetrics a success.
+    let calls = |operation: &str, outcome: &str| -> f64 {
+        let labels = format!("operation=\"{operation}\",outcome=\"{outcome}\"}} ");
+        text.lines()
+            .filter(|l| l.starts_with("flotilla_api_request_duration_seconds_count{"))
+            .find_map(|l| l.split_once(&labels).map(|(_, v)| v))
+            .unwrap_or_else(|| panic!("no {operation} {outcome} count: {text}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(calls("PutMetricData", "error") >= 1.0, "{text}");
+    assert!(calls("ListMetrics", "success") >= 1.0, "{text}");
+    assert!(
+        text.contains("flotilla_api_request_duration_seconds_bucket{")
+            && text.contains("le=\"+Inf\"}"),
+        "{text}"
+    );
     drop(host);
     server.stop().await;
 }

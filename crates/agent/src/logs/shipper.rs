@@ -514,6 +514,10 @@ async fn put_until_settled(
             .await
         {
             Ok(outcome) => {
+                crate::telemetry::LOG_EVENTS_SHIPPED.fetch_add(
+                    batch.events.len() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 if let Some(info) = outcome.rejected_log_events_info {
                     tracing::warn!(container, stream = %target.stream, %info, "CloudWatch Logs refused some events of a batch");
                 }

@@ -19,6 +19,7 @@ use flotilla_scheduler::{
 use super::resources::{definition_of, demand};
 use super::state::{Account, ClusterState, Families};
 use crate::error::{ApiError, ApiResult};
+use crate::telemetry::{PlacementLabels, PlacementResult, TELEMETRY};
 
 pub struct PlacementRequest<'a> {
     pub definition: &'a ecs::TaskDefinition,
@@ -68,7 +69,17 @@ pub struct Placed {
 }
 
 pub fn place(c: &mut ClusterState, req: &TaskRequest, count: usize) -> Placed {
+    let started = std::time::Instant::now();
     let plan = schedule(&mut c.view, req, count, &mut rand::rng());
+    let result = match plan.unplaced {
+        None => PlacementResult::Placed,
+        Some(_) => PlacementResult::Unplaced,
+    };
+    TELEMETRY
+        .placement
+        .get_or_create(&PlacementLabels { result })
+        .observe(started.elapsed().as_secs_f64());
+    TELEMETRY.tasks_placed.inc_by(plan.placed.len() as u64);
     let instance_ids = plan
         .placed
         .iter()

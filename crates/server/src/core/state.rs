@@ -29,6 +29,7 @@ use tokio::sync::{broadcast, watch, Notify};
 use super::events::{Event, Published};
 use super::stored::TaskProgress;
 use crate::error::ApiResult;
+use crate::telemetry::TELEMETRY;
 
 /// Everything one account sees in one region.
 #[derive(Debug, Default)]
@@ -734,12 +735,14 @@ impl State {
             )
         };
         let scope = scope.clone();
+        let queued = std::time::Instant::now();
         let done = async move {
             let Some(durable) = durable else {
                 return Ok(());
             };
             match durable.await {
                 Ok(revision) => {
+                    TELEMETRY.commit.observe(queued.elapsed().as_secs_f64());
                     self.published(revision, instances, services, instances_written);
                     if !events.is_empty() {
                         // Nobody listening any more is not an error.

@@ -16,7 +16,7 @@
 //!    the protocol's error body ([`encode::error`]).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State as AxumState};
@@ -32,6 +32,7 @@ use flotilla_protocol::cbor::RpcPath;
 use crate::api::{Call, Ctx, Encoding, Env, Input, OperationSchema, Protocol, ServiceDef};
 use crate::core::now;
 use crate::error::ApiError;
+use crate::telemetry::{ApiLabels, Outcome, TELEMETRY};
 
 mod body;
 pub mod encode;
@@ -74,6 +75,7 @@ async fn serve(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let arrived = Instant::now();
     let rid = request_id();
     let protocol = protocol::detect(&method, uri.path(), &headers);
     let answer = |service: Option<&ServiceDef>, e: ApiError| {
@@ -223,10 +225,20 @@ async fn serve(
         input,
         encoding,
     };
-    match (service.dispatch)(&front.env, call).await {
-        Ok(reply) => encode::success(protocol, service, op, &rid, reply),
-        Err(e) => answer(Some(service), e),
-    }
+    let (response, outcome) = match (service.dispatch)(&front.env, call).await {
+        Ok(reply) => (
+            encode::success(protocol, service, op, &rid, reply),
+            Outcome::Success,
+        ),
+        Err(e) => (answer(Some(service), e), Outcome::Error),
+    };
+    let labels = ApiLabels {
+        service: service.name(),
+        operation: op.name,
+        outcome,
+    };
+    TELEMETRY.api_call(labels, arrived.elapsed());
+    response
 }
 
 /// `'Prefix.Operation'` as the request's `X-Amz-Target` says it.

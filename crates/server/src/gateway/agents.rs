@@ -72,6 +72,11 @@ struct InstanceKey {
 }
 
 impl Sessions {
+    /// Agents connected now (one session each).
+    pub fn connected(&self) -> usize {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     fn begin(&self, key: &InstanceKey) -> u64 {
         let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
         self.current

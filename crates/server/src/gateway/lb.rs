@@ -48,6 +48,11 @@ pub struct LbSessions {
 }
 
 impl LbSessions {
+    /// Load-balancer nodes connected now (one session each).
+    pub fn connected(&self) -> usize {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     fn begin(&self, key: &(Scope, String)) -> u64 {
         let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
         self.current
