@@ -32,7 +32,7 @@ impl EncodeLabelValue for Outcome {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
-    /// The service's module name (`ecs`, `logs`, `monitoring`, …).
+    /// The service's module name (`ecs`, `logs`, `cloudwatch`, …).
     pub service: &'static str,
     pub operation: &'static str,
     pub outcome: Outcome,
