@@ -156,6 +156,10 @@ struct LbArgs {
     /// The node's name as the control plane knows it (default: lb-FIRST-ADDRESS).
     #[arg(long)]
     name: Option<String>,
+    /// Serve the node's figures at `GET /metrics` (Prometheus text) on this
+    /// address (e.g. 127.0.0.1:9101); not served by default.
+    #[arg(long, value_name = "IP:PORT")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args)]
@@ -462,7 +466,9 @@ async fn lb(args: LbArgs) -> anyhow::Result<()> {
             .join(", ")
     );
     let gateway = flotilla_lb::GatewayConfig::new(client, &name, args.addresses);
-    flotilla_lb::run(flotilla_lb::NodeOptions::new(gateway), wait(stopped)).await;
+    let mut options = flotilla_lb::NodeOptions::new(gateway);
+    options.metrics_address = args.metrics;
+    flotilla_lb::run(options, wait(stopped)).await;
     Ok(())
 }
 

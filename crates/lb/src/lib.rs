@@ -29,6 +29,7 @@ pub mod matching;
 pub mod metrics;
 pub mod node;
 pub mod pool;
+pub mod scrape;
 pub mod table;
 pub mod tcp;
 
@@ -67,6 +68,8 @@ pub struct NodeOptions {
     pub gateway: GatewayConfig,
     /// How often request counters are sent (10 s).
     pub metrics_interval: Duration,
+    /// Where to serve `GET /metrics` (Prometheus text), if anywhere.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl NodeOptions {
@@ -74,6 +77,7 @@ impl NodeOptions {
         NodeOptions {
             gateway,
             metrics_interval: Duration::from_secs(10),
+            metrics_address: None,
         }
     }
 
@@ -98,6 +102,21 @@ pub async fn run(options: NodeOptions, shutdown: impl Future<Output = ()>) {
             .collect()
     });
     let mut gateway = gateway::Gateway::start(options.gateway.clone(), health_view);
+    // Aborted when the node stops.
+    let _scrape = match options.metrics_address {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => Some(AbortOnDrop(tokio::spawn(scrape::serve(
+                listener,
+                Arc::clone(&shared),
+                gateway.connected.clone(),
+            )))),
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot serve /metrics");
+                None
+            }
+        },
+        None => None,
+    };
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let mut node = node::Node::new(
         Arc::clone(&shared),
@@ -152,6 +171,15 @@ pub async fn run(options: NodeOptions, shutdown: impl Future<Output = ()>) {
     }
     // Dropping the node closes the listeners and their connections.
     drop(node);
+}
+
+/// A task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn epoch_now() -> f64 {

@@ -71,6 +71,35 @@ type Key = (String, Option<String>);
 #[derive(Debug, Default)]
 pub struct Registry {
     counters: Mutex<HashMap<Key, Arc<Counters>>>,
+    /// The load balancers' counters summed since the node started, as of
+    /// the last [`Registry::take`] (for `/metrics`).
+    totals: Totals,
+}
+
+/// Since the node started, over all its load balancers.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub requests: AtomicU64,
+    pub target_2xx: AtomicU64,
+    pub target_3xx: AtomicU64,
+    pub target_4xx: AtomicU64,
+    pub target_5xx: AtomicU64,
+    pub elb_5xx: AtomicU64,
+}
+
+impl Totals {
+    fn add(&self, s: &LbMetrics) {
+        for (total, n) in [
+            (&self.requests, s.request_count),
+            (&self.target_2xx, s.target_2xx),
+            (&self.target_3xx, s.target_3xx),
+            (&self.target_4xx, s.target_4xx),
+            (&self.target_5xx, s.target_5xx),
+            (&self.elb_5xx, s.elb_5xx),
+        ] {
+            total.fetch_add(n, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Registry {
@@ -79,6 +108,11 @@ impl Registry {
         map.entry((lb.to_string(), group.map(str::to_string)))
             .or_default()
             .clone()
+    }
+
+    /// The sums since the node started, as of the last take.
+    pub fn totals(&self) -> &Totals {
+        &self.totals
     }
 
     /// Forgets counters no longer in use (only the registry holds them).
@@ -112,6 +146,9 @@ impl Registry {
                     unhealthy_hosts: unhealthy,
                 };
                 c.take(&mut s);
+                if group.is_none() {
+                    self.totals.add(&s);
+                }
                 s
             })
             .collect();

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
@@ -575,7 +576,8 @@ async fn config_changes_keep_open_connections_and_in_flight_requests() {
 async fn slow_targets_time_out_with_504_and_metrics_are_reported() {
     let cp = ControlPlane::start().await;
     let a = Backend::start("a", "127.0.1.61").await;
-    let _node = start_node_with(&cp, &["127.0.0.37"], Duration::from_secs(1));
+    let scrape: SocketAddr = "127.0.0.38:9101".parse().unwrap();
+    let _node = start_node_options(&cp, &["127.0.0.37"], Duration::from_secs(1), Some(scrape));
     let mut l = listener("127.0.0.37", 8080, vec![], forward(TG_A));
     l.idle_timeout_secs = 1;
     cp.apply(1, config(vec![l], vec![group(TG_A, vec![a.target()])]))
@@ -619,6 +621,20 @@ async fn slow_targets_time_out_with_504_and_metrics_are_reported() {
             .filter(|m| matches!(m, NodeMessage::Metrics { .. }))
             .collect::<Vec<_>>()
     );
+    // The same counts, summed since the node started, on its own /metrics.
+    let text = get(&c, &format!("http://{scrape}/metrics")).await.body;
+    for line in [
+        "flotilla_lb_requests_total 3",
+        "flotilla_lb_target_responses_total{class=\"2xx\"} 1",
+        "flotilla_lb_target_responses_total{class=\"5xx\"} 1",
+        "flotilla_lb_elb_5xx_total 1",
+        "flotilla_lb_listeners 1",
+        "flotilla_lb_targets{health=\"healthy\"} 1",
+        "flotilla_lb_control_plane_connected 1",
+        "flotilla_lb_config_version 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -240,6 +240,17 @@ pub fn start_node(cp: &ControlPlane, addresses: &[&str]) -> Node {
 }
 
 pub fn start_node_with(cp: &ControlPlane, addresses: &[&str], metrics_interval: Duration) -> Node {
+    start_node_options(cp, addresses, metrics_interval, None)
+}
+
+/// A node reporting every `metrics_interval` and serving `/metrics` on
+/// `scrape`, if given.
+pub fn start_node_options(
+    cp: &ControlPlane,
+    addresses: &[&str],
+    metrics_interval: Duration,
+    scrape: Option<SocketAddr>,
+) -> Node {
     let client = Client::ecs(
         &format!("http://{}", cp.addr),
         "AKIDTEST",
@@ -251,6 +262,7 @@ pub fn start_node_with(cp: &ControlPlane, addresses: &[&str], metrics_interval: 
     gateway.backoff_max = Duration::from_millis(500);
     let mut options = NodeOptions::new(gateway);
     options.metrics_interval = metrics_interval;
+    options.metrics_address = scrape;
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(flotilla_lb::run(options, async move {
         let _ = stopped.await;
