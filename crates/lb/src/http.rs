@@ -44,12 +44,12 @@ pub enum Body {
 
 impl hyper::body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
             Body::Target(b) => Pin::new(b).poll_frame(cx),
             Body::Local(b) => Pin::new(b)
