@@ -155,6 +155,7 @@ impl TargetConn {
     async fn exchange(
         &mut self,
         req: &mut Request<Incoming>,
+        extra: &[ExtraHeader<'_>],
         reused: bool,
     ) -> Result<(Response<()>, Framing, bool), ExchangeError> {
         let retry = reused && req.body().is_end_stream() && is_idempotent(req.method());
@@ -165,7 +166,7 @@ impl TargetConn {
                 ExchangeError::Failed(e)
             }
         };
-        let chunked = encode_head(&mut self.out, req);
+        let chunked = encode_head(&mut self.out, req, extra);
         self.stream
             .write_all(&self.out)
             .await
@@ -255,9 +256,14 @@ fn is_idempotent(m: &Method) -> bool {
     )
 }
 
+/// A header added to a forwarded request as it is written (rather than
+/// inserted into its header map first): its name and its value's pieces,
+/// written one after the other.
+pub struct ExtraHeader<'a>(pub &'static str, pub &'a [&'a [u8]]);
+
 /// Writes the request line and headers into `out`; `true` if the body is
 /// to be sent chunked (it has no `Content-Length`).
-fn encode_head(out: &mut Vec<u8>, req: &Request<Incoming>) -> bool {
+fn encode_head(out: &mut Vec<u8>, req: &Request<Incoming>, extra: &[ExtraHeader<'_>]) -> bool {
     out.clear();
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
@@ -277,6 +283,14 @@ fn encode_head(out: &mut Vec<u8>, req: &Request<Incoming>) -> bool {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for ExtraHeader(name, pieces) in extra {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        for p in *pieces {
+            out.extend_from_slice(p);
+        }
         out.extend_from_slice(b"\r\n");
     }
     let chunked = !has_length && !req.body().is_end_stream();
@@ -392,18 +406,19 @@ pub struct TargetPool {
 
 impl TargetPool {
     /// Sends `req` (origin-form URI, Host set, hop-by-hop headers removed)
-    /// to `target` on a pooled connection, or a new one. The error says
-    /// what failed (a 502).
+    /// with the `extra` headers after its own to `target` on a pooled
+    /// connection, or a new one. The error says what failed (a 502).
     pub async fn send(
         self: &Arc<Self>,
         target: SocketAddr,
         mut req: Request<Incoming>,
+        extra: &[ExtraHeader<'_>],
     ) -> Result<Response<PooledBody>, String> {
         for _ in 0..MAX_STALE_TRIES {
             let Some(mut conn) = self.checkout(target) else {
                 break;
             };
-            match conn.exchange(&mut req, true).await {
+            match conn.exchange(&mut req, extra, true).await {
                 Ok(head) => return Ok(self.wrap(target, conn, head)),
                 Err(ExchangeError::Stale(e)) => {
                     tracing::debug!(%target, error = %e, "a pooled connection was closed; trying another");
@@ -412,7 +427,7 @@ impl TargetPool {
             }
         }
         let mut conn = connect(target).await?;
-        match conn.exchange(&mut req, false).await {
+        match conn.exchange(&mut req, extra, false).await {
             Ok(head) => Ok(self.wrap(target, conn, head)),
             Err(ExchangeError::Stale(e) | ExchangeError::Failed(e)) => Err(e),
         }
@@ -699,7 +714,7 @@ mod tests {
                 let pool = pool.clone();
                 async move {
                     // A failure is a 502 saying why, as the listener's.
-                    let resp = match pool.send(target, req).await {
+                    let resp = match pool.send(target, req, &[]).await {
                         Ok(r) => r.map(crate::http::Body::Target),
                         Err(e) => {
                             let mut r = Response::new(crate::http::Body::Local(
@@ -961,7 +976,7 @@ mod tests {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let pool = pool.clone();
                         async move {
-                            let resp = match pool.send(target, req).await {
+                            let resp = match pool.send(target, req, &[]).await {
                                 Ok(r) => r.map(crate::http::Body::Target),
                                 Err(e) => {
                                     let mut r = Response::new(crate::http::Body::Local(
