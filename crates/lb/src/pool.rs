@@ -29,7 +29,7 @@
 //! its method is idempotent (RFC 9110 §9.2.2).
 
 use std::collections::HashMap;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -41,7 +41,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -137,17 +137,17 @@ impl TargetConn {
     }
 
     /// Reads what the target sent into `buf`; `Ok(0)` when it closed.
+    ///
+    /// Through tokio's `AsyncRead`, which takes a read that did not fill
+    /// the buffer as the socket drained and forgets its readiness: the
+    /// check of an idle connection at its next use then makes no system
+    /// call (`try_read_buf` would leave the readiness set).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        loop {
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-                self.buf.reserve(READ_CHUNK);
-            }
-            ready!(self.stream.poll_read_ready(cx))?;
-            match self.stream.try_read_buf(&mut self.buf) {
-                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-                r => return Poll::Ready(r),
-            }
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
         }
+        // The future only borrows: made afresh on every poll.
+        std::pin::pin!(self.stream.read_buf(&mut self.buf)).poll(cx)
     }
 
     /// Writes `req`'s head and body, then reads the response head (interim
