@@ -32,6 +32,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::matching::RequestFacts;
+use crate::pool::ExtraHeader;
 use crate::table::Route;
 use crate::Shared;
 
@@ -44,12 +45,12 @@ pub enum Body {
 
 impl hyper::body::Body for Body {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
             Body::Target(b) => Pin::new(b).poll_frame(cx),
             Body::Local(b) => Pin::new(b)
@@ -355,15 +356,30 @@ pub async fn handle(shared: &Shared, client: &Client, req: Request<Incoming>) ->
                     );
                 }
             };
-            let upstream = match upstream_request(req, &target.authority, client) {
-                Some(r) => r,
-                None => return plain(StatusCode::BAD_REQUEST, "400 Bad Request"),
+            let Some((upstream, prior_for)) = upstream_request(req, &target.authority) else {
+                return plain(StatusCode::BAD_REQUEST, "400 Bad Request");
             };
+            // X-Forwarded-For: the client's address after what the request
+            // brought (RFC 7239's order); -Proto and -Port: this listener's.
+            let ip = client.forwarded_for.as_bytes();
+            let with_prior;
+            let forwarded_for: &[&[u8]] = match &prior_for {
+                Some(prior) => {
+                    with_prior = [prior.as_bytes(), b", ", ip];
+                    &with_prior
+                }
+                None => std::slice::from_ref(&ip),
+            };
+            let extra = [
+                ExtraHeader("x-forwarded-for", forwarded_for),
+                ExtraHeader("x-forwarded-proto", &[b"http"]),
+                ExtraHeader("x-forwarded-port", &[client.forwarded_port.as_bytes()]),
+            ];
             let idle = idle_timeout(listener.config.idle_timeout_secs);
             let sent = Instant::now();
             let closed = target.closed();
             let answer = tokio::select! {
-                r = tokio::time::timeout(idle, shared.pool.send(target.addr, upstream)) => match r {
+                r = tokio::time::timeout(idle, shared.pool.send(target.addr, upstream, &extra)) => match r {
                     Ok(Ok(resp)) => Answer::Response(resp),
                     Ok(Err(e)) => Answer::Failed(e),
                     Err(_) => Answer::TimedOut,
@@ -411,14 +427,14 @@ enum Answer {
     TimedOut,
 }
 
-/// The request as the target gets it: absolute URI to the target, hop-by-hop
-/// headers removed, `X-Forwarded-For/-Proto/-Port` set. `None` if the
-/// request's path cannot form a URI.
+/// The request as the target gets it: origin-form URI, hop-by-hop headers
+/// removed, `X-Forwarded-For/-Proto/-Port` removed (the caller has them
+/// written after the others), with the `X-Forwarded-For` value the client
+/// sent, if any. `None` if the request's path cannot form a URI.
 fn upstream_request(
     req: Request<Incoming>,
     target: &http::uri::Authority,
-    client: &Client,
-) -> Option<Request<Incoming>> {
+) -> Option<(Request<Incoming>, Option<HeaderValue>)> {
     let (mut parts, body) = req.into_parts();
     // Origin-form on the wire; the Host header says which site (HTTP/1.0
     // clients may not send one: then the target's address).
@@ -439,23 +455,17 @@ fn upstream_request(
     }
     parts.version = http::Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers);
-    let xff = match parts
-        .headers
-        .get(X_FORWARDED_FOR)
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(prev) if !prev.trim().is_empty() => HeaderValue::from_str(&format!(
-            "{prev}, {}",
-            client.forwarded_for.to_str().unwrap_or_default()
-        ))
-        .ok()?,
-        _ => client.forwarded_for.clone(),
-    };
+    // Most requests have none: one pass over the names first.
+    let mut prior_for = None;
     let h = &mut parts.headers;
-    h.insert(X_FORWARDED_FOR, xff);
-    h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    h.insert(X_FORWARDED_PORT, client.forwarded_port.clone());
-    Some(Request::from_parts(parts, body))
+    if h.keys().any(|k| k.as_str().starts_with("x-forwarded-")) {
+        prior_for = h
+            .remove(X_FORWARDED_FOR)
+            .filter(|v| !v.as_bytes().trim_ascii().is_empty());
+        h.remove(X_FORWARDED_PROTO);
+        h.remove(X_FORWARDED_PORT);
+    }
+    Some((Request::from_parts(parts, body), prior_for))
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
