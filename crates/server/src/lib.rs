@@ -142,6 +142,8 @@ pub async fn serve(
     };
     // Sessions and controllers run below the API (see `background`).
     let background = background::runtime()?;
+    // Log ingestion runs below both (see `background::ingest_runtime`).
+    let ingest = background::ingest_runtime()?;
     let controllers = background.spawn(controllers::run(
         state.clone(),
         env.logs.clone(),
@@ -174,6 +176,7 @@ pub async fn serve(
         env,
         credentials: credentials.clone(),
         services: services::ALL,
+        ingest: Some(ingest.handle().clone()),
     };
     let gateway = gateway::Gateway {
         state,
@@ -199,6 +202,7 @@ pub async fn serve(
     // The sessions saw the shutdown signal; whatever is left is dropped
     // without blocking this (async) caller.
     background.shutdown_background();
+    ingest.shutdown_background();
     result?;
     Ok(())
 }
