@@ -550,7 +550,11 @@ struct FileFollow {
 impl DockerRuntime {
     /// Reads the container's output from the engine's API (any log driver
     /// that can be read back, any engine, local or not).
-    pub fn logs_from_api(&self, id: &str, since: i64) -> BoxStream<'static, RuntimeResult<LogRecord>> {
+    pub fn logs_from_api(
+        &self,
+        id: &str,
+        since: i64,
+    ) -> BoxStream<'static, RuntimeResult<LogRecord>> {
         let options = LogsOptions {
             follow: true,
             stdout: true,
@@ -596,10 +600,11 @@ impl DockerRuntime {
             return None;
         }
         let path = std::path::PathBuf::from(r.log_path.filter(|p| !p.is_empty())?);
-        let opened =
-            tokio::task::spawn_blocking(move || JsonFileReader::open(&path, since).map_err(|e| (path, e)))
-                .await
-                .ok()?;
+        let opened = tokio::task::spawn_blocking(move || {
+            JsonFileReader::open(&path, since).map_err(|e| (path, e))
+        })
+        .await
+        .ok()?;
         let reader = match opened {
             Ok(reader) => reader,
             Err((path, e)) => {
@@ -667,7 +672,9 @@ impl DockerRuntime {
         Some(
             chunks
                 .flat_map(|chunk| match chunk {
-                    Ok(records) => futures_util::stream::iter(records.into_iter().map(Ok)).left_stream(),
+                    Ok(records) => {
+                        futures_util::stream::iter(records.into_iter().map(Ok)).left_stream()
+                    }
                     Err(e) => futures_util::stream::once(std::future::ready(Err(e))).right_stream(),
                 })
                 .boxed(),

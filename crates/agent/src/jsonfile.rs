@@ -518,10 +518,7 @@ mod tests {
 
     #[test]
     fn parses_dockers_times() {
-        assert_eq!(
-            parse_time("2025-12-06T05:46:40Z"),
-            Some(T0 * 1_000_000_000)
-        );
+        assert_eq!(parse_time("2025-12-06T05:46:40Z"), Some(T0 * 1_000_000_000));
         assert_eq!(
             parse_time("2025-12-06T05:46:40.5Z"),
             Some(T0 * 1_000_000_000 + 500_000_000)
@@ -534,7 +531,13 @@ mod tests {
             parse_time("2025-12-06T06:46:40.25+01:00"),
             Some(T0 * 1_000_000_000 + 250_000_000)
         );
-        for ns in [0, 1, 999_999_999, 86_399_123_456_789, T0 * 1_000_000_000 + 7] {
+        for ns in [
+            0,
+            1,
+            999_999_999,
+            86_399_123_456_789,
+            T0 * 1_000_000_000 + 7,
+        ] {
             assert_eq!(parse_time(&stamp(ns)), Some(ns), "{}", stamp(ns));
         }
         assert_eq!(parse_time("yesterday"), None);
@@ -570,7 +573,10 @@ mod tests {
         let mut write = |n: usize| {
             for _ in 0..n {
                 written += 1;
-                append(&base, &line("stdout", ns + written, &format!("{written}\n")));
+                append(
+                    &base,
+                    &line("stdout", ns + written, &format!("{written}\n")),
+                );
             }
         };
         write(10);

@@ -16,7 +16,9 @@ use flotilla_agent::{ContainerRuntime, DockerRuntime};
 use futures_util::stream::{BoxStream, StreamExt};
 
 /// Reads a stream to its end (bounded in time).
-async fn read_all(mut s: BoxStream<'static, flotilla_agent::runtime::RuntimeResult<LogRecord>>) -> Vec<LogRecord> {
+async fn read_all(
+    mut s: BoxStream<'static, flotilla_agent::runtime::RuntimeResult<LogRecord>>,
+) -> Vec<LogRecord> {
     let mut all = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -42,7 +44,9 @@ fn texts(records: &[LogRecord], stream: OutputStream) -> Vec<String> {
 async fn the_file_reader_follows_rotations_and_gives_what_the_api_gives() {
     const N: usize = 600;
     let docker = DockerRuntime::connect().await.expect("docker");
-    ensure_test_image(docker.client()).await.expect("test image");
+    ensure_test_image(docker.client())
+        .await
+        .expect("test image");
     let instance = format!("logs-file-{}", std::process::id());
     let _guard = ContainerGuard::new(docker.client(), LABEL_INSTANCE, &instance).await;
     // About 80 bytes a line in the file: a rotation every 100 or so lines of
@@ -71,7 +75,11 @@ async fn the_file_reader_follows_rotations_and_gives_what_the_api_gives() {
     )
     .await;
     let info = docker.inspect(&id).await.unwrap();
-    assert_ne!(info.state, RunState::Running, "read to the end once it stopped");
+    assert_ne!(
+        info.state,
+        RunState::Running,
+        "read to the end once it stopped"
+    );
     let want = |p: &str| (1..=N).map(|i| format!("{p} {i}\n")).collect::<Vec<_>>();
     assert_eq!(texts(&followed, OutputStream::Stdout), want("out"));
     assert_eq!(texts(&followed, OutputStream::Stderr), want("err"));
@@ -79,7 +87,10 @@ async fn the_file_reader_follows_rotations_and_gives_what_the_api_gives() {
     // Docker rotated the file while it was followed.
     let r = docker
         .client()
-        .inspect_container(&id, None::<bollard::query_parameters::InspectContainerOptions>)
+        .inspect_container(
+            &id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
         .await
         .unwrap();
     let path = r.log_path.unwrap();
@@ -96,5 +107,7 @@ async fn the_file_reader_follows_rotations_and_gives_what_the_api_gives() {
     let from_api = read_all(docker.logs_from_api(&id, middle)).await;
     assert!(!from_file.is_empty() && from_file.len() < followed.len());
     assert_eq!(from_file, from_api);
-    assert!(from_file.iter().all(|r| r.timestamp >= middle * 1_000_000_000));
+    assert!(from_file
+        .iter()
+        .all(|r| r.timestamp >= middle * 1_000_000_000));
 }

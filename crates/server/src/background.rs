@@ -113,4 +113,33 @@ mod tests {
         }
         assert!(inside > before, "before {before}, inside {inside}");
     }
+
+    /// Log ingestion's threads, workers and blocking ones, run below the
+    /// background's.
+    #[test]
+    fn ingest_threads_run_below_the_background() {
+        let before = niceness().expect("a Linux /proc");
+        let rt = ingest_runtime().unwrap();
+        let (worker, blocking) = rt.block_on(async {
+            let worker = tokio::spawn(async { niceness() }).await.unwrap();
+            let blocking = tokio::task::spawn_blocking(niceness).await.unwrap();
+            (worker, blocking)
+        });
+        rt.shutdown_background();
+        let (worker, blocking) = (worker.unwrap(), blocking.unwrap());
+        if before + INGEST_NICE_STEPS <= 19 {
+            assert!(
+                (worker - (before + INGEST_NICE_STEPS)).abs() <= 1,
+                "before {before}, worker {worker}"
+            );
+            assert!(
+                worker > before + NICE_STEPS,
+                "before {before}, worker {worker}"
+            );
+        }
+        assert!(
+            worker > before && blocking == worker,
+            "before {before}, worker {worker}, blocking {blocking}"
+        );
+    }
 }

@@ -95,7 +95,7 @@ async fn serve(
                 Err(e) => {
                     // A panic in the handler, or the runtime shutting down.
                     tracing::error!(error = %e, "the log ingestion runtime failed a request");
-                    let protocol = protocol::Protocol::AwsJson1_1;
+                    let protocol = Protocol::AwsJson1_1;
                     encode::error(
                         protocol,
                         None,
@@ -112,7 +112,13 @@ async fn serve(
     }
 }
 
-async fn handle(front: Front, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+async fn handle(
+    front: Front,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let rid = request_id();
     let protocol = protocol::detect(&method, uri.path(), &headers);
     let answer = |service: Option<&ServiceDef>, e: ApiError| {
