@@ -532,17 +532,27 @@ impl ContainerRuntime for DockerRuntime {
     }
 }
 
-/// How often a reader at the end of a json-file log looks for more.
+/// How often a reader at the end of a json-file log looks for more, while
+/// the container has written within [`FILE_BUSY`]; then [`FILE_POLL_IDLE`]
+/// (so that many quiet containers cost little).
 const FILE_POLL: Duration = Duration::from_millis(20);
-/// How often a reader idle at the end of the log asks whether the
-/// container still runs.
+const FILE_POLL_IDLE: Duration = Duration::from_millis(100);
+const FILE_BUSY: Duration = Duration::from_secs(1);
+/// How often a reader at the end of the log asks whether the container
+/// still runs: this soon after the last record, doubling while it stays
+/// quiet, up to [`FILE_STATE_CHECK_MAX`].
 const FILE_STATE_CHECK: Duration = Duration::from_millis(250);
+const FILE_STATE_CHECK_MAX: Duration = Duration::from_secs(2);
 
 struct FileFollow {
     runtime: DockerRuntime,
     id: String,
     reader: Option<JsonFileReader>,
     checked: Option<std::time::Instant>,
+    /// The wait before the next state check.
+    check_every: Duration,
+    /// When the last records were read.
+    active: std::time::Instant,
     /// The container was seen stopped: one more read to the end, then done.
     last_read: bool,
 }
@@ -618,6 +628,8 @@ impl DockerRuntime {
             id: id.to_string(),
             reader: Some(reader),
             checked: None,
+            check_every: FILE_STATE_CHECK,
+            active: std::time::Instant::now(),
             last_read: false,
         };
         let chunks = futures_util::stream::unfold(Some(follow), |state| async move {
@@ -641,10 +653,19 @@ impl DockerRuntime {
                 };
                 f.reader = Some(reader);
                 match step {
-                    Ok(Step::Records(records)) => return Some((Ok(records), Some(f))),
+                    Ok(Step::Records(records)) => {
+                        f.active = std::time::Instant::now();
+                        f.check_every = FILE_STATE_CHECK;
+                        return Some((Ok(records), Some(f)));
+                    }
                     Ok(Step::Idle) if f.last_read => return None,
                     Ok(Step::Idle) => {
-                        if f.checked.is_none_or(|t| t.elapsed() >= FILE_STATE_CHECK) {
+                        if f.checked.is_none_or(|t| t.elapsed() >= f.check_every) {
+                            if f.checked.is_some_and(|t| t < f.active) {
+                                f.check_every = FILE_STATE_CHECK;
+                            } else if f.checked.is_some() {
+                                f.check_every = (f.check_every * 2).min(FILE_STATE_CHECK_MAX);
+                            }
                             f.checked = Some(std::time::Instant::now());
                             match f.runtime.inspect(&f.id).await {
                                 Ok(info) if info.state == RunState::Running => {}
@@ -657,7 +678,8 @@ impl DockerRuntime {
                                 Err(_) => {}
                             }
                         }
-                        tokio::time::sleep(FILE_POLL).await;
+                        let busy = f.active.elapsed() < FILE_BUSY;
+                        tokio::time::sleep(if busy { FILE_POLL } else { FILE_POLL_IDLE }).await;
                     }
                     Err(e) => {
                         let e = RuntimeError::Engine {
