@@ -17,6 +17,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::stream::{BoxStream, StreamExt};
 
+use crate::jsonfile::{JsonFileReader, Step};
 use crate::runtime::{
     BoundPort, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerSummary, Health, LogRecord,
     NetworkInfo, OutputStream, Protocol, RegistryAuth, RunState, RuntimeError, RuntimeEvent,
@@ -27,6 +28,9 @@ use crate::runtime::{
 #[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    /// Read json-file logs from their files ([`crate::jsonfile`]) when
+    /// possible, instead of through the API.
+    direct_logs: bool,
 }
 
 impl DockerRuntime {
@@ -39,11 +43,21 @@ impl DockerRuntime {
             .negotiate_version()
             .await
             .map_err(|e| engine("negotiate API version", e))?;
-        Ok(DockerRuntime { docker })
+        Ok(DockerRuntime::from_client(docker))
     }
 
     pub fn from_client(docker: Docker) -> DockerRuntime {
-        DockerRuntime { docker }
+        DockerRuntime {
+            docker,
+            direct_logs: std::env::var_os("FLOTILLA_AGENT_LOGS_VIA_API").is_none(),
+        }
+    }
+
+    /// Reads containers' output through the engine's API only (never the
+    /// json-file log itself).
+    pub fn with_api_logs(mut self) -> DockerRuntime {
+        self.direct_logs = false;
+        self
     }
 
     pub fn client(&self) -> &Docker {
@@ -503,6 +517,54 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     fn logs(&self, id: &str, since: i64) -> BoxStream<'static, RuntimeResult<LogRecord>> {
+        let (runtime, id) = (self.clone(), id.to_string());
+        let direct = self.direct_logs;
+        futures_util::stream::once(async move {
+            if direct {
+                if let Some(stream) = runtime.logs_from_file(&id, since).await {
+                    return stream;
+                }
+            }
+            runtime.logs_from_api(&id, since)
+        })
+        .flatten()
+        .boxed()
+    }
+}
+
+/// How often a reader at the end of a json-file log looks for more, while
+/// the container has written within [`FILE_BUSY`]; then [`FILE_POLL_IDLE`]
+/// (so that many quiet containers cost little).
+const FILE_POLL: Duration = Duration::from_millis(20);
+const FILE_POLL_IDLE: Duration = Duration::from_millis(100);
+const FILE_BUSY: Duration = Duration::from_secs(1);
+/// How often a reader at the end of the log asks whether the container
+/// still runs: this soon after the last record, doubling while it stays
+/// quiet, up to [`FILE_STATE_CHECK_MAX`].
+const FILE_STATE_CHECK: Duration = Duration::from_millis(250);
+const FILE_STATE_CHECK_MAX: Duration = Duration::from_secs(2);
+
+struct FileFollow {
+    runtime: DockerRuntime,
+    id: String,
+    reader: Option<JsonFileReader>,
+    checked: Option<std::time::Instant>,
+    /// The wait before the next state check.
+    check_every: Duration,
+    /// When the last records were read.
+    active: std::time::Instant,
+    /// The container was seen stopped: one more read to the end, then done.
+    last_read: bool,
+}
+
+impl DockerRuntime {
+    /// Reads the container's output from the engine's API (any log driver
+    /// that can be read back, any engine, local or not).
+    pub fn logs_from_api(
+        &self,
+        id: &str,
+        since: i64,
+    ) -> BoxStream<'static, RuntimeResult<LogRecord>> {
         let options = LogsOptions {
             follow: true,
             stdout: true,
@@ -521,6 +583,124 @@ impl ContainerRuntime for DockerRuntime {
                 }
             })
             .boxed()
+    }
+
+    /// Reads a json-file container's log file itself ([`crate::jsonfile`]),
+    /// when the engine says where it is and this process can open it (the
+    /// agent runs as root beside a local engine); `None` otherwise.
+    pub async fn logs_from_file(
+        &self,
+        id: &str,
+        since: i64,
+    ) -> Option<BoxStream<'static, RuntimeResult<LogRecord>>> {
+        let r = self
+            .docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .ok()?;
+        let driver = r
+            .host_config
+            .as_ref()
+            .and_then(|h| h.log_config.as_ref())
+            .and_then(|l| l.typ.clone());
+        if driver.as_deref() != Some("json-file") {
+            return None;
+        }
+        let path = std::path::PathBuf::from(r.log_path.filter(|p| !p.is_empty())?);
+        let opened = tokio::task::spawn_blocking(move || {
+            JsonFileReader::open(&path, since).map_err(|e| (path, e))
+        })
+        .await
+        .ok()?;
+        let reader = match opened {
+            Ok(reader) => reader,
+            Err((path, e)) => {
+                tracing::debug!(container = id, log = %path.display(), error = %e,
+                    "cannot read the container's json-file log; reading it through the engine's API");
+                return None;
+            }
+        };
+        let follow = FileFollow {
+            runtime: self.clone(),
+            id: id.to_string(),
+            reader: Some(reader),
+            checked: None,
+            check_every: FILE_STATE_CHECK,
+            active: std::time::Instant::now(),
+            last_read: false,
+        };
+        let chunks = futures_util::stream::unfold(Some(follow), |state| async move {
+            let mut f = state?;
+            loop {
+                let mut reader = f.reader.take()?;
+                let (reader, step) = match tokio::task::spawn_blocking(move || {
+                    let step = reader.step();
+                    (reader, step)
+                })
+                .await
+                {
+                    Ok(done) => done,
+                    Err(e) => {
+                        let e = RuntimeError::Engine {
+                            op: "logs",
+                            message: format!("log file reader failed: {e}"),
+                        };
+                        return Some((Err(e), None));
+                    }
+                };
+                f.reader = Some(reader);
+                match step {
+                    Ok(Step::Records(records)) => {
+                        f.active = std::time::Instant::now();
+                        f.check_every = FILE_STATE_CHECK;
+                        return Some((Ok(records), Some(f)));
+                    }
+                    Ok(Step::Idle) if f.last_read => return None,
+                    Ok(Step::Idle) => {
+                        if f.checked.is_none_or(|t| t.elapsed() >= f.check_every) {
+                            if f.checked.is_some_and(|t| t < f.active) {
+                                f.check_every = FILE_STATE_CHECK;
+                            } else if f.checked.is_some() {
+                                f.check_every = (f.check_every * 2).min(FILE_STATE_CHECK_MAX);
+                            }
+                            f.checked = Some(std::time::Instant::now());
+                            match f.runtime.inspect(&f.id).await {
+                                Ok(info) if info.state == RunState::Running => {}
+                                // Stopped (or gone): Docker has written its
+                                // last lines; read to the end once more.
+                                Ok(_) | Err(RuntimeError::NotFound(_)) => {
+                                    f.last_read = true;
+                                    continue;
+                                }
+                                Err(_) => {}
+                            }
+                        }
+                        let busy = f.active.elapsed() < FILE_BUSY;
+                        tokio::time::sleep(if busy { FILE_POLL } else { FILE_POLL_IDLE }).await;
+                    }
+                    Err(e) => {
+                        let e = RuntimeError::Engine {
+                            op: "logs",
+                            message: format!("reading the json-file log: {e}"),
+                        };
+                        return Some((Err(e), None));
+                    }
+                }
+            }
+        });
+        Some(
+            chunks
+                .flat_map(|chunk| match chunk {
+                    Ok(records) => {
+                        futures_util::stream::iter(records.into_iter().map(Ok)).left_stream()
+                    }
+                    Err(e) => futures_util::stream::once(std::future::ready(Err(e))).right_stream(),
+                })
+                .boxed(),
+        )
     }
 }
 

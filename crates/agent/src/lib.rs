@@ -36,6 +36,7 @@ pub mod engine;
 pub mod fake;
 pub mod gateway;
 pub mod host;
+pub mod jsonfile;
 pub mod logs;
 pub mod metadata;
 pub mod runtime;

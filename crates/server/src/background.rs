@@ -31,6 +31,26 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// How many nice levels below the process log ingestion (PutLogEvents)
+/// runs: below the background too, so that neither the API nor the
+/// scheduler and agent sessions wait behind a chatty container's lines
+/// (CFS weight 110 against 1024).
+pub const INGEST_NICE_STEPS: i32 = 10;
+
+/// The runtime PutLogEvents is served on (see `front::Front::ingest`): two
+/// worker threads (and its blocking threads, where the log store hashes
+/// and compresses large batches), each lowered by [`INGEST_NICE_STEPS`].
+/// A batch is still answered only once durable: the log store's writer
+/// commits it as before; only who waits for a core changes.
+pub fn ingest_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("flotilla-ingest")
+        .on_thread_start(|| lower_current_thread(INGEST_NICE_STEPS))
+        .enable_all()
+        .build()
+}
+
 /// Lowers the calling thread's priority by `steps` nice levels, best effort:
 /// where the system refuses, the thread keeps its priority and a debug line
 /// says so.
@@ -92,5 +112,34 @@ mod tests {
             );
         }
         assert!(inside > before, "before {before}, inside {inside}");
+    }
+
+    /// Log ingestion's threads, workers and blocking ones, run below the
+    /// background's.
+    #[test]
+    fn ingest_threads_run_below_the_background() {
+        let before = niceness().expect("a Linux /proc");
+        let rt = ingest_runtime().unwrap();
+        let (worker, blocking) = rt.block_on(async {
+            let worker = tokio::spawn(async { niceness() }).await.unwrap();
+            let blocking = tokio::task::spawn_blocking(niceness).await.unwrap();
+            (worker, blocking)
+        });
+        rt.shutdown_background();
+        let (worker, blocking) = (worker.unwrap(), blocking.unwrap());
+        if before + INGEST_NICE_STEPS <= 19 {
+            assert!(
+                (worker - (before + INGEST_NICE_STEPS)).abs() <= 1,
+                "before {before}, worker {worker}"
+            );
+            assert!(
+                worker > before + NICE_STEPS,
+                "before {before}, worker {worker}"
+            );
+        }
+        assert!(
+            worker > before && blocking == worker,
+            "before {before}, worker {worker}, blocking {blocking}"
+        );
     }
 }

@@ -143,6 +143,8 @@ pub async fn serve(
     };
     // Sessions and controllers run below the API (see `background`).
     let background = background::runtime()?;
+    // Log ingestion runs below both (see `background::ingest_runtime`).
+    let ingest = background::ingest_runtime()?;
     let controllers = background.spawn(controllers::run(
         state.clone(),
         env.logs.clone(),
@@ -182,6 +184,7 @@ pub async fn serve(
         env,
         credentials: credentials.clone(),
         services: services::ALL,
+        ingest: Some(ingest.handle().clone()),
     };
     let gateway = gateway::Gateway {
         state,
@@ -207,6 +210,7 @@ pub async fn serve(
     // The sessions saw the shutdown signal; whatever is left is dropped
     // without blocking this (async) caller.
     background.shutdown_background();
+    ingest.shutdown_background();
     result?;
     Ok(())
 }

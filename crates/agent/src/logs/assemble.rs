@@ -216,7 +216,7 @@ impl Assembler {
                 (partial.timestamp, partial.bytes)
             }
         };
-        let line = String::from_utf8_lossy(&line).into_owned();
+        let line = utf8(line);
         line_to_events(
             self.multiline.as_ref(),
             output,
@@ -255,7 +255,7 @@ impl Assembler {
         let multiline = self.multiline.clone();
         for output in &mut self.outputs {
             if let Some(partial) = output.partial.take() {
-                let line = String::from_utf8_lossy(&partial.bytes).into_owned();
+                let line = utf8(partial.bytes);
                 line_to_events(
                     multiline.as_ref(),
                     output,
@@ -270,9 +270,14 @@ impl Assembler {
     }
 }
 
+/// The bytes as text, invalid UTF-8 as U+FFFD (valid text is not copied).
+fn utf8(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 fn emit_pending(output: &mut Output, out: &mut Vec<Event>) {
     if let Some(p) = output.pending.take() {
-        split_into(out, output.stream, p.timestamp, &p.text, p.end);
+        split_into(out, output.stream, p.timestamp, p.text, p.end);
     }
 }
 
@@ -285,7 +290,7 @@ fn line_to_events(
     out: &mut Vec<Event>,
 ) {
     let Some(pattern) = multiline else {
-        split_into(out, output.stream, timestamp, &line, end);
+        split_into(out, output.stream, timestamp, line, end);
         return;
     };
     let too_big = output
@@ -311,10 +316,22 @@ fn split_into(
     out: &mut Vec<Event>,
     stream: OutputStream,
     timestamp: i64,
-    text: &str,
+    text: String,
     end: Position,
 ) {
-    let mut rest = text;
+    if text.len() <= MAX_EVENT_BYTES {
+        // The common case: the text is the event (no copy).
+        if !text.is_empty() {
+            out.push(Event {
+                stream,
+                timestamp,
+                message: text,
+                end,
+            });
+        }
+        return;
+    }
+    let mut rest = text.as_str();
     while !rest.is_empty() {
         let mut cut = rest.len().min(MAX_EVENT_BYTES);
         while !rest.is_char_boundary(cut) {

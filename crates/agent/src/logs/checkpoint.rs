@@ -114,9 +114,18 @@ pub fn load(dir: &Path, container_id: &str) -> Option<Checkpoint> {
 
 /// Replaces the container's checkpoint durably.
 pub fn save(dir: &Path, container_id: &str, cp: &Checkpoint) -> std::io::Result<()> {
+    save_encoded(dir, container_id, &encode(cp)?)
+}
+
+/// The checkpoint as [`save_encoded`] writes it.
+pub fn encode(cp: &Checkpoint) -> std::io::Result<Vec<u8>> {
+    serde_json::to_vec(cp).map_err(std::io::Error::other)
+}
+
+/// Replaces the container's checkpoint durably with [`encode`]'s bytes.
+pub fn save_encoded(dir: &Path, container_id: &str, bytes: &[u8]) -> std::io::Result<()> {
     let name = file_name(container_id).ok_or_else(|| not_an_id(container_id))?;
-    let bytes = serde_json::to_vec(cp).map_err(std::io::Error::other)?;
-    write_atomic(dir, &name, &bytes)
+    write_atomic(dir, &name, bytes)
 }
 
 pub fn remove(dir: &Path, container_id: &str) {

@@ -290,9 +290,18 @@ async fn settled(sending: &mut Option<BoxFuture<'static, Checkpoint>>) -> Checkp
 /// of its record.
 async fn save_until_done(dir: &Path, id: &str, cp: &Checkpoint) {
     let mut backoff = Backoff::new(Duration::from_secs(5));
+    // Encoded here once (not cloned for the writer thread).
+    let bytes = match checkpoint::encode(cp) {
+        Ok(b) => std::sync::Arc::new(b),
+        Err(e) => {
+            // Plain data: serde_json does not fail on it.
+            tracing::error!(container = id, error = %e, "cannot encode the log checkpoint");
+            return;
+        }
+    };
     loop {
-        let (d, i, c) = (dir.to_path_buf(), id.to_string(), cp.clone());
-        match tokio::task::spawn_blocking(move || checkpoint::save(&d, &i, &c)).await {
+        let (d, i, b) = (dir.to_path_buf(), id.to_string(), bytes.clone());
+        match tokio::task::spawn_blocking(move || checkpoint::save_encoded(&d, &i, &b)).await {
             Ok(Ok(())) => return,
             Ok(Err(e)) => {
                 tracing::error!(container = id, error = %e, "cannot save the log checkpoint; retrying")

@@ -19,6 +19,17 @@ pub struct InputLogEvent {
     pub message: String,
 }
 
+/// PutLogEvents' request, borrowing the events.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PutLogEventsBody<'a> {
+    log_group_name: &'a str,
+    log_stream_name: &'a str,
+    log_events: &'a [InputLogEvent],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sequence_token: Option<&'a str>,
+}
+
 /// One log stream, and where its service is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -116,14 +127,14 @@ impl HttpLogSink {
         }
     }
 
-    async fn call(
+    async fn call<B: Serialize>(
         &self,
         target: &StreamTarget,
         op: &str,
-        body: serde_json::Value,
+        body: &B,
     ) -> Result<serde_json::Value, SinkError> {
         let client = self.client_for(target);
-        match tokio::time::timeout(REQUEST_TIMEOUT, client.call(op, &body)).await {
+        match tokio::time::timeout(REQUEST_TIMEOUT, client.call(op, body)).await {
             Ok(answer) => answer.map_err(sink_error),
             Err(_) => Err(SinkError::Unavailable(format!(
                 "{op}: no answer from {} within {REQUEST_TIMEOUT:?}",
@@ -189,7 +200,7 @@ impl LogSink for HttpLogSink {
             self.call(
                 target,
                 "CreateLogGroup",
-                serde_json::json!({ "logGroupName": target.group }),
+                &serde_json::json!({ "logGroupName": target.group }),
             )
             .await
             .map(drop)
@@ -204,7 +215,7 @@ impl LogSink for HttpLogSink {
             self.call(
                 target,
                 "CreateLogStream",
-                serde_json::json!({ "logGroupName": target.group, "logStreamName": target.stream }),
+                &serde_json::json!({ "logGroupName": target.group, "logStreamName": target.stream }),
             )
             .await
             .map(drop)
@@ -218,15 +229,14 @@ impl LogSink for HttpLogSink {
         sequence_token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<PutOutcome, SinkError>> {
         Box::pin(async move {
-            let mut body = serde_json::json!({
-                "logGroupName": target.group,
-                "logStreamName": target.stream,
-                "logEvents": events,
-            });
-            if let Some(token) = sequence_token {
-                body["sequenceToken"] = token.into();
-            }
-            let answer = self.call(target, "PutLogEvents", body).await?;
+            // Encoded straight from the events (no JSON tree, no copies).
+            let body = PutLogEventsBody {
+                log_group_name: &target.group,
+                log_stream_name: &target.stream,
+                log_events: events,
+                sequence_token,
+            };
+            let answer = self.call(target, "PutLogEvents", &body).await?;
             serde_json::from_value(answer).map_err(|e| {
                 SinkError::Unavailable(format!("undecodable PutLogEvents answer: {e}"))
             })

@@ -49,7 +49,15 @@ pub struct Front {
     pub env: Arc<Env>,
     pub credentials: Arc<Credentials>,
     pub services: &'static [&'static ServiceDef],
+    /// Where log ingestion (PutLogEvents) is served, whole, from reading
+    /// its body to its answer: a runtime of lower priority
+    /// ([`crate::background::ingest_runtime`]), so that a chatty container
+    /// never keeps the API's threads from other requests. `None`: here.
+    pub ingest: Option<tokio::runtime::Handle>,
 }
+
+/// The request that [`Front::ingest`] serves.
+const INGEST_TARGET: &str = "Logs_20140328.PutLogEvents";
 
 /// The API routes: every protocol at `/`, RPC v2 CBOR at its own path,
 /// behind the layers.
@@ -70,6 +78,43 @@ fn request_id() -> String {
 
 async fn serve(
     AxumState(front): AxumState<Front>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let ingest = headers
+        .get("x-amz-target")
+        .is_some_and(|t| t.as_bytes() == INGEST_TARGET.as_bytes());
+    match front.ingest.clone() {
+        Some(runtime) if ingest => {
+            match runtime
+                .spawn(handle(front, method, uri, headers, body))
+                .await
+            {
+                Ok(response) => response,
+                Err(e) => {
+                    // A panic in the handler, or the runtime shutting down.
+                    tracing::error!(error = %e, "the log ingestion runtime failed a request");
+                    let protocol = Protocol::AwsJson1_1;
+                    encode::error(
+                        protocol,
+                        None,
+                        &request_id(),
+                        &ApiError::new(
+                            "ServiceUnavailableException",
+                            "The service is unavailable. Try again later.",
+                        ),
+                    )
+                }
+            }
+        }
+        _ => handle(front, method, uri, headers, body).await,
+    }
+}
+
+async fn handle(
+    front: Front,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
