@@ -332,7 +332,7 @@ fn first_last(outcomes: &[Outcome], body: &str) -> (f64, f64) {
         .filter(|(_, r)| matches!(r, Ok((_, b)) if b == body))
         .map(|(at, _)| *at);
     let first = of.next().unwrap_or(f64::NAN);
-    let last = of.last().unwrap_or(first);
+    let last = of.next_back().unwrap_or(first);
     (first, last)
 }
 

@@ -311,6 +311,7 @@ pub type Outcome = (f64, Result<(u16, String), String>);
 /// A bounded loader: `connections` keep-alive connections sending `GET
 /// PATH` one after the other, `pause` apart, until `stop`, `limit` or
 /// `max_requests` in all. The outcomes sorted by time.
+#[allow(clippy::too_many_arguments)] // each bound is its own knob
 pub async fn load(
     addr: String,
     host: String,
