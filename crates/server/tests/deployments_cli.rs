@@ -1058,6 +1058,50 @@ async fn blue_green_shifts_listener_weights_stage_by_stage_and_rolls_back_on_an_
         green,
         "no swap after a rollback: {svc:#}"
     );
+
+    // Deleted while a blue/green is held by its hook: the deployment ends
+    // with the service instead of staying IN_PROGRESS.
+    let (ok, _, err) = aws(
+        &server,
+        "cloudwatch",
+        &[
+            "set-alarm-state",
+            "--alarm-name",
+            "web-errors",
+            "--state-value",
+            "OK",
+            "--state-reason",
+            "test",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    ecs(
+        &server,
+        &[
+            "update-service",
+            "--service",
+            "web",
+            "--task-definition",
+            &v1,
+        ],
+    )
+    .await;
+    let fourth = s(&list(&server, "web", &[]).await[0]["serviceDeploymentArn"]);
+    held_at(
+        &server,
+        &fourth,
+        "POST_PRODUCTION_TRAFFIC_SHIFT",
+        &mut Vec::new(),
+    )
+    .await;
+    ecs(&server, &["delete-service", "--service", "web", "--force"]).await;
+    let d = describe(&server, &fourth).await;
+    assert_eq!(d["status"], "STOPPED", "{d:#}");
+    assert!(
+        s(&d["statusReason"]).contains("deleted") && d["stoppedAt"].is_number(),
+        "{d:#}"
+    );
     server.stop().await;
 }
 

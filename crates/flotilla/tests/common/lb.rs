@@ -385,3 +385,215 @@ impl Conn {
         })
     }
 }
+
+/// One request of [`load`]: when (seconds since the loader started), and
+/// its answer (status and body) or the error.
+pub type Outcome = (f64, Result<(u16, String), String>);
+
+/// A bounded loader: `connections` keep-alive connections sending `GET
+/// PATH` one after the other, `pause` apart, until `stop`, `limit` or
+/// `max_requests` in all. The outcomes sorted by time.
+#[allow(clippy::too_many_arguments)] // each bound is its own knob
+pub async fn load(
+    addr: String,
+    host: String,
+    path: &'static str,
+    connections: usize,
+    pause: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    limit: Duration,
+    max_requests: usize,
+) -> Vec<Outcome> {
+    use std::sync::atomic::Ordering;
+    let start = std::time::Instant::now();
+    let per_conn = max_requests / connections.max(1);
+    let mut handles = Vec::new();
+    for _ in 0..connections {
+        let (addr, host, stop) = (addr.clone(), host.clone(), stop.clone());
+        handles.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            let mut conn: Option<Conn> = None;
+            while !stop.load(Ordering::Relaxed) && start.elapsed() < limit && out.len() < per_conn {
+                let result = async {
+                    if conn.is_none() {
+                        conn = Some(Conn::open(&addr).await?);
+                    }
+                    conn.as_mut().unwrap().get_path(&host, path).await
+                }
+                .await
+                .map_err(|e| {
+                    conn = None;
+                    e.to_string()
+                });
+                out.push((start.elapsed().as_secs_f64(), result));
+                tokio::time::sleep(pause).await;
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("loader"));
+    }
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    all
+}
+
+/// Of `outcomes` between `from` and `to` (seconds): how many, and how many
+/// answered `body`.
+pub fn share(outcomes: &[Outcome], from: f64, to: f64, body: &str) -> (usize, usize) {
+    let window: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|(at, _)| *at > from && *at < to)
+        .collect();
+    let hits = window
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok((_, b)) if b == body))
+        .count();
+    (window.len(), hits)
+}
+
+/// The outcomes that are not a `200`.
+pub fn failures(outcomes: &[Outcome]) -> Vec<&Outcome> {
+    outcomes
+        .iter()
+        .filter(|(_, r)| !matches!(r, Ok((200, _))))
+        .collect()
+}
+
+/// Healthy targets of `tg`.
+pub async fn healthy(env: &Env, tg: &str) -> usize {
+    target_health(env, tg)
+        .await
+        .iter()
+        .filter(|d| d["TargetHealth"]["State"] == "healthy")
+        .count()
+}
+
+/// An application load balancer set up for traffic shifting: two target
+/// groups (`blue`, `green`, from [`http_target_group`]), an HTTP listener
+/// on port 80 forwarding to blue, a production rule (`/*`, priority 10)
+/// forwarding to both (100/0) and, when asked, a test rule (`/test/*`,
+/// priority 5) the same way.
+pub struct ShiftingLb {
+    pub arn: String,
+    pub dns: String,
+    /// `DNS:80`, for [`Conn::open`].
+    pub addr: String,
+    pub blue: String,
+    pub green: String,
+    pub listener: String,
+    pub production_rule: String,
+    pub test_rule: Option<String>,
+}
+
+impl ShiftingLb {
+    pub async fn create(env: &Env, name: &str, test_rule: bool) -> ShiftingLb {
+        let lb = aws(
+            env,
+            "elbv2",
+            &[
+                "create-load-balancer",
+                "--name",
+                name,
+                "--type",
+                "application",
+                "--subnets",
+                "subnet-1",
+            ],
+        )
+        .await;
+        let arn = s(&lb["LoadBalancers"][0]["LoadBalancerArn"]);
+        aws(
+            env,
+            "elbv2",
+            &[
+                "wait",
+                "load-balancer-available",
+                "--load-balancer-arns",
+                &arn,
+            ],
+        )
+        .await;
+        let dns = s(&aws(
+            env,
+            "elbv2",
+            &["describe-load-balancers", "--load-balancer-arns", &arn],
+        )
+        .await["LoadBalancers"][0]["DNSName"]);
+        let blue = http_target_group(env, &format!("{name}-blue")).await;
+        let green = http_target_group(env, &format!("{name}-green")).await;
+        let listener = aws(
+            env,
+            "elbv2",
+            &[
+                "create-listener",
+                "--load-balancer-arn",
+                &arn,
+                "--protocol",
+                "HTTP",
+                "--port",
+                "80",
+                "--default-actions",
+                &format!("Type=forward,TargetGroupArn={blue}"),
+            ],
+        )
+        .await;
+        let listener = s(&listener["Listeners"][0]["ListenerArn"]);
+        let both = json!([{"Type": "forward", "ForwardConfig": {"TargetGroups": [
+            {"TargetGroupArn": blue, "Weight": 100}, {"TargetGroupArn": green, "Weight": 0}]}}])
+        .to_string();
+        let rule = |priority: &'static str, pattern: &'static str| {
+            let (listener, both) = (listener.clone(), both.clone());
+            async move {
+                let r = aws(
+                    env,
+                    "elbv2",
+                    &[
+                        "create-rule",
+                        "--listener-arn",
+                        &listener,
+                        "--priority",
+                        priority,
+                        "--conditions",
+                        &format!("Field=path-pattern,Values={pattern}"),
+                        "--actions",
+                        &both,
+                    ],
+                )
+                .await;
+                s(&r["Rules"][0]["RuleArn"])
+            }
+        };
+        let production_rule = rule("10", "/*").await;
+        let test_rule = if test_rule {
+            Some(rule("5", "/test/*").await)
+        } else {
+            None
+        };
+        ShiftingLb {
+            arn,
+            addr: format!("{dns}:80"),
+            dns,
+            blue,
+            green,
+            listener,
+            production_rule,
+            test_rule,
+        }
+    }
+
+    /// The `loadBalancers` of a service on port 8080 of container `app`,
+    /// with the `advancedConfiguration` naming green and the rules.
+    pub fn service_load_balancers(&self) -> String {
+        let mut advanced = json!({"alternateTargetGroupArn": self.green,
+            "productionListenerRule": self.production_rule,
+            "roleArn": "arn:aws:iam::111111111111:role/ecs"});
+        if let Some(test) = &self.test_rule {
+            advanced["testListenerRule"] = json!(test);
+        }
+        json!([{"targetGroupArn": self.blue, "containerName": "app", "containerPort": 8080,
+            "advancedConfiguration": advanced}])
+        .to_string()
+    }
+}

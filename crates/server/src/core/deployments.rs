@@ -477,6 +477,38 @@ fn finish_monitors(v: &mut ecs::ServiceDeployment) {
     }
 }
 
+/// DeleteService: the service's deployments still under way end with it
+/// (nothing would end them any more): IN_PROGRESS ones STOPPED, a
+/// rollback under way ROLLBACK_FAILED, each saying why, task counts
+/// frozen. Returns whether any ended.
+pub fn end_with_service(h: &mut History, svc: &ecs::Service, now: f64) -> bool {
+    let mut ended = false;
+    for r in h.deployments.iter_mut() {
+        let (status, reason) = match r.view.status {
+            Some(Status::InProgress) => (
+                Status::Stopped,
+                "Service deployment stopped: the service was deleted.",
+            ),
+            Some(Status::RollbackInProgress) => (
+                Status::RollbackFailed,
+                "The service was deleted during the rollback.",
+            ),
+            _ => continue,
+        };
+        fill_counts_frozen(r, svc);
+        r.view.status = Some(status);
+        r.view.status_reason = Some(reason.into());
+        match status {
+            Status::Stopped => r.view.stopped_at = Some(now),
+            _ => r.view.finished_at = Some(now),
+        }
+        r.view.updated_at = Some(now);
+        finish_monitors(&mut r.view);
+        ended = true;
+    }
+    ended
+}
+
 /// Why a deployment rolls back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RollbackCause {
@@ -1537,6 +1569,26 @@ mod tests {
         start_deployment(svc, now, d.clone());
         begin(h, &scope(), "default", svc, &d, None, now);
         short_id(d.id.as_deref().unwrap()).to_string()
+    }
+
+    #[test]
+    fn deleting_the_service_ends_its_deployments_under_way() {
+        let (mut h, mut svc) = deployed(Default::default());
+        let second = update(&mut h, &mut svc, "td:2", 2.0);
+        // A traffic-shifting one, which `sync` leaves to its stages.
+        h.deployments.last_mut().unwrap().progress = Some(Progress::start(2.0));
+        assert!(!sync(&mut h, &svc, 3.0).0, "under way, nothing ends it");
+        assert!(end_with_service(&mut h, &svc, 4.0));
+        let r = h.find(&second).unwrap();
+        assert_eq!(r.view.status, Some(Status::Stopped));
+        assert_eq!(r.view.stopped_at, Some(4.0));
+        assert!(r.view.status_reason.as_deref().unwrap().contains("deleted"));
+        assert_eq!(
+            h.deployments[0].view.status,
+            Some(Status::Successful),
+            "a finished one stays as it was"
+        );
+        assert!(!end_with_service(&mut h, &svc, 5.0), "nothing left to end");
     }
 
     #[test]

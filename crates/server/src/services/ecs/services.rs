@@ -592,9 +592,17 @@ pub async fn delete_service(
             svc.status = Some(ServiceStatus::Draining);
             svc.desired_count = Some(0);
             tx.put(Key::Service(&cluster_name, name), &*svc);
-            Ok(ecs::DeleteServiceResponse {
+            let response = ecs::DeleteServiceResponse {
                 service: Some(svc.clone()),
-            })
+            };
+            // Its deployments under way end with it.
+            let svc = svc.clone();
+            if let Some(meta) = c.service_meta.get_mut(name) {
+                if deployments::end_with_service(&mut meta.history, &svc, ctx.now) {
+                    tx.put(Key::ServiceMeta(&cluster_name, name), &*meta);
+                }
+            }
+            Ok(response)
         })
         .await
 }
