@@ -16,68 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::lb::{aws, http_target_group, s, serving, target_health, Conn, LbNode};
+use common::lb::{aws, failures, healthy, http_target_group, load, s, serving, share, LbNode};
 use common::{wait_for, Env};
 use serde_json::json;
 
 /// The load-balancer node's address and the agent's (this test's own).
 const LB_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 4, 1);
 const AGENT_ADDRESS: &str = "127.0.4.2";
-
-/// One request: when (seconds since the loader started), and its answer.
-type Outcome = (f64, Result<(u16, String), String>);
-
-/// `connections` keep-alive connections sending `GET /` one after the
-/// other until `stop`, `limit` or `max_requests`.
-async fn load(
-    addr: String,
-    host: String,
-    connections: usize,
-    stop: Arc<AtomicBool>,
-    limit: Duration,
-    max_requests: usize,
-) -> Vec<Outcome> {
-    let start = Instant::now();
-    let per_conn = max_requests / connections;
-    let mut handles = Vec::new();
-    for _ in 0..connections {
-        let (addr, host, stop) = (addr.clone(), host.clone(), stop.clone());
-        handles.push(tokio::spawn(async move {
-            let mut out = Vec::new();
-            let mut conn: Option<Conn> = None;
-            while !stop.load(Ordering::Relaxed) && start.elapsed() < limit && out.len() < per_conn {
-                let result = async {
-                    if conn.is_none() {
-                        conn = Some(Conn::open(&addr).await?);
-                    }
-                    conn.as_mut().unwrap().get(&host).await
-                }
-                .await
-                .map_err(|e| {
-                    conn = None;
-                    e.to_string()
-                });
-                out.push((start.elapsed().as_secs_f64(), result));
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            out
-        }));
-    }
-    let mut all = Vec::new();
-    for h in handles {
-        all.extend(h.await.expect("loader"));
-    }
-    all.sort_by(|a, b| a.0.total_cmp(&b.0));
-    all
-}
-
-async fn healthy(env: &Env, tg: &str) -> usize {
-    target_health(env, tg)
-        .await
-        .iter()
-        .filter(|d| d["TargetHealth"]["State"] == "healthy")
-        .count()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_sends_a_quarter_of_the_traffic_to_the_new_revision_without_a_failed_request() {
@@ -209,7 +154,9 @@ async fn a_canary_sends_a_quarter_of_the_traffic_to_the_new_revision_without_a_f
     let loader = tokio::spawn(load(
         addr.clone(),
         dns.clone(),
+        "/",
         3,
+        Duration::from_millis(5),
         stop.clone(),
         Duration::from_secs(150),
         60_000,
@@ -296,36 +243,19 @@ async fn a_canary_sends_a_quarter_of_the_traffic_to_the_new_revision_without_a_f
     stop.store(true, Ordering::Relaxed);
     let outcomes = loader.await.expect("loader");
 
-    let failed: Vec<&Outcome> = outcomes
-        .iter()
-        .filter(|(_, r)| !matches!(r, Ok((200, _))))
-        .collect();
+    let failed = failures(&outcomes);
     // The window without its edges (a node applies a new rule within a
     // heartbeat of it).
-    let in_canary: Vec<&Outcome> = outcomes
-        .iter()
-        .filter(|(at, _)| *at > canary_from + 2.0 && *at < canary_to - 1.0)
-        .collect();
-    let v2_share = in_canary
-        .iter()
-        .filter(|(_, r)| matches!(r, Ok((_, b)) if b == "v2"))
-        .count() as f64
-        / in_canary.len().max(1) as f64;
+    let (in_canary, canary_v2) = share(&outcomes, canary_from + 2.0, canary_to - 1.0, "v2");
+    let v2_share = canary_v2 as f64 / in_canary.max(1) as f64;
     let first_v2 = outcomes
         .iter()
         .find(|(_, r)| matches!(r, Ok((_, b)) if b == "v2"))
         .map(|(at, _)| at - updated_at);
-    let tail: Vec<&Outcome> = outcomes
-        .iter()
-        .filter(|(at, _)| *at > canary_to + 2.0)
-        .collect();
-    let tail_v2 = tail
-        .iter()
-        .filter(|(_, r)| matches!(r, Ok((_, b)) if b == "v2"))
-        .count();
+    let (tail, tail_v2) = share(&outcomes, canary_to + 2.0, f64::INFINITY, "v2");
     eprintln!(
         "deploy e2e: {} requests, {} failed; canary window {:.1}–{:.1} s: {} requests, v2 share {:.1} %; after: {}/{} on v2; first v2 answer {:.1} s after update-service; whole test {:.1} s",
-        outcomes.len(), failed.len(), canary_from, canary_to, in_canary.len(), v2_share * 100.0, tail_v2, tail.len(),
+        outcomes.len(), failed.len(), canary_from, canary_to, in_canary, v2_share * 100.0, tail_v2, tail,
         first_v2.unwrap_or(f64::NAN), test_start.elapsed().as_secs_f64()
     );
     assert!(
@@ -334,15 +264,15 @@ async fn a_canary_sends_a_quarter_of_the_traffic_to_the_new_revision_without_a_f
         failed.iter().take(5).collect::<Vec<_>>()
     );
     assert!(
-        in_canary.len() >= 1000,
+        in_canary >= 1000,
         "only {} requests in the canary window",
-        in_canary.len()
+        in_canary
     );
     assert!(
         (0.20..=0.30).contains(&v2_share),
         "v2 share in the canary {v2_share}"
     );
-    assert_eq!(tail_v2, tail.len(), "after the canary everything is v2");
+    assert_eq!(tail_v2, tail, "after the canary everything is v2");
     assert_eq!(done["lifecycleStage"], "CLEAN_UP", "{done:#}");
 
     env.call(
