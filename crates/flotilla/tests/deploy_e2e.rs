@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::lb::{aws, failures, healthy, http_target_group, load, s, serving, share, LbNode};
+use common::lb::{aws, failures, healthy, load, s, serving, share, LbNode, ShiftingLb};
 use common::{wait_for, Env};
 use serde_json::json;
 
@@ -33,80 +33,14 @@ async fn a_canary_sends_a_quarter_of_the_traffic_to_the_new_revision_without_a_f
     let node = LbNode::start(&env, "e2e-deploy-node", &[IpAddr::V4(LB_ADDRESS)]);
 
     // A load balancer, two target groups, a listener and its production rule.
-    let lb = aws(
-        &env,
-        "elbv2",
-        &[
-            "create-load-balancer",
-            "--name",
-            "canary",
-            "--type",
-            "application",
-            "--subnets",
-            "subnet-1",
-        ],
-    )
-    .await;
-    let lb_arn = s(&lb["LoadBalancers"][0]["LoadBalancerArn"]);
-    aws(
-        &env,
-        "elbv2",
-        &[
-            "wait",
-            "load-balancer-available",
-            "--load-balancer-arns",
-            &lb_arn,
-        ],
-    )
-    .await;
-    let dns = s(&aws(
-        &env,
-        "elbv2",
-        &["describe-load-balancers", "--load-balancer-arns", &lb_arn],
-    )
-    .await["LoadBalancers"][0]["DNSName"]);
-    let mut groups = Vec::new();
-    for name in ["canary-blue", "canary-green"] {
-        let arn = http_target_group(&env, name).await;
-        groups.push(arn);
-    }
-    let (blue, green) = (groups[0].clone(), groups[1].clone());
-    let listener = aws(
-        &env,
-        "elbv2",
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            &lb_arn,
-            "--protocol",
-            "HTTP",
-            "--port",
-            "80",
-            "--default-actions",
-            &format!("Type=forward,TargetGroupArn={blue}"),
-        ],
-    )
-    .await;
-    let listener_arn = s(&listener["Listeners"][0]["ListenerArn"]);
-    let both = json!([{"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": blue, "Weight": 100}, {"TargetGroupArn": green, "Weight": 0}]}}]).to_string();
-    let rule = aws(
-        &env,
-        "elbv2",
-        &[
-            "create-rule",
-            "--listener-arn",
-            &listener_arn,
-            "--priority",
-            "10",
-            "--conditions",
-            "Field=path-pattern,Values=/*",
-            "--actions",
-            &both,
-        ],
-    )
-    .await;
-    let prod = s(&rule["Rules"][0]["RuleArn"]);
-    let addr = format!("{dns}:80");
+    let ShiftingLb {
+        dns,
+        addr,
+        blue,
+        green,
+        production_rule: prod,
+        ..
+    } = ShiftingLb::create(&env, "canary", false).await;
 
     // Four `v1` tasks, then a canary to `v2`.
     let v1 = env
