@@ -83,6 +83,21 @@ struct Index {
     stats: HashMap<String, Value>,
 }
 
+impl Index {
+    /// The containers the engine reports RUNNING, with their task and
+    /// Docker id.
+    fn running(&self) -> impl Iterator<Item = (&TaskMeta, &ContainerMeta, &str)> {
+        self.tasks.values().flat_map(|task| {
+            task.containers
+                .iter()
+                .filter_map(move |c| match &c.docker_id {
+                    Some(id) if c.known_status == "RUNNING" => Some((task, c, id.as_str())),
+                    _ => None,
+                })
+        })
+    }
+}
+
 /// The engine's tasks as the metadata endpoint sees them. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct MetadataIndex {
@@ -120,13 +135,7 @@ impl MetadataIndex {
         let Ok(idx) = self.inner.read() else {
             return (0, 0);
         };
-        let running = idx
-            .tasks
-            .values()
-            .flat_map(|t| &t.containers)
-            .filter(|c| c.docker_id.is_some() && c.known_status == "RUNNING")
-            .count();
-        (idx.tasks.len(), running)
+        (idx.tasks.len(), idx.running().count())
     }
 
     /// Every container the engine reports RUNNING, for the stats sampler.
@@ -134,19 +143,13 @@ impl MetadataIndex {
         let Ok(idx) = self.inner.read() else {
             return Vec::new();
         };
-        let mut out = Vec::new();
-        for task in idx.tasks.values() {
-            for c in &task.containers {
-                if let (Some(id), "RUNNING") = (&c.docker_id, c.known_status.as_str()) {
-                    out.push(crate::stats::Target {
-                        task_arn: task.task_arn.clone(),
-                        container_name: c.name.clone(),
-                        docker_id: id.clone(),
-                    });
-                }
-            }
-        }
-        out
+        idx.running()
+            .map(|(task, c, id)| crate::stats::Target {
+                task_arn: task.task_arn.clone(),
+                container_name: c.name.clone(),
+                docker_id: id.to_string(),
+            })
+            .collect()
     }
 
     pub(crate) fn put_stats(&self, task_arn: &str, docker_id: &str, sample: Value) {

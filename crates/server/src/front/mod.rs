@@ -83,13 +83,16 @@ async fn serve(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // The latency recorded is the client's: from here, so that a log
+    // batch's wait for the ingest runtime counts too.
+    let arrived = Instant::now();
     let ingest = headers
         .get("x-amz-target")
         .is_some_and(|t| t.as_bytes() == INGEST_TARGET.as_bytes());
     match front.ingest.clone() {
         Some(runtime) if ingest => {
             match runtime
-                .spawn(handle(front, method, uri, headers, body))
+                .spawn(handle(front, arrived, method, uri, headers, body))
                 .await
             {
                 Ok(response) => response,
@@ -109,18 +112,18 @@ async fn serve(
                 }
             }
         }
-        _ => handle(front, method, uri, headers, body).await,
+        _ => handle(front, arrived, method, uri, headers, body).await,
     }
 }
 
 async fn handle(
     front: Front,
+    arrived: Instant,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let arrived = Instant::now();
     let rid = request_id();
     let protocol = protocol::detect(&method, uri.path(), &headers);
     let answer = |service: Option<&ServiceDef>, e: ApiError| {
