@@ -5,13 +5,44 @@
 use flotilla_model::ecs;
 
 use super::{active_cluster, decode_token, encode_token, failure, page_size, Ctx};
-use crate::core::deployments::{self, parse_arn, RollbackCause, RollbackError};
-use crate::core::state::{Key, State};
+use crate::core::deployments::{self, parse_arn, History, RollbackCause, RollbackError};
+use crate::core::lb::LbAccount;
+use crate::core::state::{Account, Key, State, Tx};
 use crate::error::{ApiError, ApiResult};
 
 /// DescribeServiceDeployments and DescribeServiceRevisions take at most
 /// this many ARNs (ECS documents 20).
 const MAX_ARNS: usize = 20;
+
+/// Runs `act` on copies of the service and deployment history that hold
+/// deployment `id` (with the account's load balancers, whose weights it may
+/// shift), then stores and keeps both; `ServiceDeploymentNotFoundException`
+/// when the cluster, service or deployment is not there.
+fn on_deployment(
+    acct: &mut Account,
+    tx: &mut Tx<'_>,
+    (cluster, service, id): (&str, &str, &str),
+    act: impl FnOnce(&mut History, &mut ecs::Service, &mut LbAccount, &mut Tx<'_>) -> ApiResult<()>,
+) -> ApiResult<()> {
+    let Account { clusters, lb, .. } = acct;
+    let c = clusters
+        .get_mut(cluster)
+        .filter(|c| c.is_active())
+        .ok_or_else(not_found)?;
+    let (Some(svc), Some(meta)) = (c.services.get(service), c.service_meta.get(service)) else {
+        return Err(not_found());
+    };
+    if meta.history.find(id).is_none() {
+        return Err(not_found());
+    }
+    let (mut svc, mut meta) = (svc.clone(), meta.clone());
+    act(&mut meta.history, &mut svc, lb, tx)?;
+    tx.put(Key::Service(cluster, service), &svc);
+    tx.put(Key::ServiceMeta(cluster, service), &meta);
+    c.services.insert(service.to_string(), svc);
+    c.service_meta.insert(service.to_string(), meta);
+    Ok(())
+}
 
 fn not_found() -> ApiError {
     ApiError::new(
@@ -176,38 +207,16 @@ pub async fn stop_service_deployment(
     state
         .write(&ctx.scope, |acct, tx| {
             super::cluster_name(&ctx.scope, Some(cluster)).map_err(|_| not_found())?;
-            let crate::core::state::Account { clusters, lb, .. } = acct;
-            let c = clusters
-                .get_mut(cluster)
-                .filter(|c| c.is_active())
-                .ok_or_else(not_found)?;
-            let (Some(svc), Some(meta)) = (c.services.get(service), c.service_meta.get(service))
-            else {
-                return Err(not_found());
-            };
-            if meta.history.find(id).is_none() {
-                return Err(not_found());
-            }
-            let (mut svc, mut meta) = (svc.clone(), meta.clone());
-            deployments::roll_back(
-                &mut meta.history,
-                &mut svc,
-                lb,
-                tx,
-                id,
-                RollbackCause::Requested,
-                ctx.now,
-            )
-            .map_err(|e| match e {
-                RollbackError::NotInProgress(_) => {
-                    ApiError::new("ConflictException", e.to_string())
-                }
-                RollbackError::NoSource => ApiError::invalid(e.to_string()),
+            on_deployment(acct, tx, (cluster, service, id), |h, svc, lb, tx| {
+                deployments::roll_back(h, svc, lb, tx, id, RollbackCause::Requested, ctx.now)
+                    .map(drop)
+                    .map_err(|e| match e {
+                        RollbackError::NotInProgress(_) => {
+                            ApiError::new("ConflictException", e.to_string())
+                        }
+                        RollbackError::NoSource => ApiError::invalid(e.to_string()),
+                    })
             })?;
-            tx.put(Key::Service(cluster, service), &svc);
-            tx.put(Key::ServiceMeta(cluster, service), &meta);
-            c.services.insert(service.to_string(), svc);
-            c.service_meta.insert(service.to_string(), meta);
             Ok(ecs::StopServiceDeploymentResponse {
                 service_deployment_arn: Some(arn.clone()),
             })
@@ -229,41 +238,17 @@ pub async fn continue_service_deployment(
         .ok_or_else(|| ApiError::invalid(format!("Invalid service deployment ARN: {arn}")))?;
     state
         .write(&ctx.scope, |acct, tx| {
-            let crate::core::state::Account { clusters, lb, .. } = acct;
-            let c = clusters
-                .get_mut(cluster)
-                .filter(|c| c.is_active())
-                .ok_or_else(not_found)?;
-            let (Some(svc), Some(meta)) = (c.services.get(service), c.service_meta.get(service))
-            else {
-                return Err(not_found());
-            };
-            if meta.history.find(id).is_none() {
-                return Err(not_found());
-            }
-            let (mut svc, mut meta) = (svc.clone(), meta.clone());
-            deployments::continue_deployment(
-                &mut meta.history,
-                &mut svc,
-                lb,
-                tx,
-                id,
-                &hook_id,
-                action,
-                ctx.now,
-            )
-            .map_err(|e| match e {
-                deployments::ContinueError::Rollback(RollbackError::NotInProgress(_)) => {
-                    ApiError::new("ConflictException", e.to_string())
-                }
-                _ => ApiError::invalid(e.to_string()),
-            })?;
-            // Written even if only the history changed: the service
+            // Stored even if only the history changed: the service
             // controller, woken by the service, moves the deployment on.
-            tx.put(Key::Service(cluster, service), &svc);
-            tx.put(Key::ServiceMeta(cluster, service), &meta);
-            c.services.insert(service.to_string(), svc);
-            c.service_meta.insert(service.to_string(), meta);
+            on_deployment(acct, tx, (cluster, service, id), |h, svc, lb, tx| {
+                deployments::continue_deployment(h, svc, lb, tx, id, &hook_id, action, ctx.now)
+                    .map_err(|e| match e {
+                        deployments::ContinueError::Rollback(RollbackError::NotInProgress(_)) => {
+                            ApiError::new("ConflictException", e.to_string())
+                        }
+                        _ => ApiError::invalid(e.to_string()),
+                    })
+            })?;
             Ok(ecs::ContinueServiceDeploymentResponse {
                 service_deployment_arn: Some(arn.clone()),
             })
