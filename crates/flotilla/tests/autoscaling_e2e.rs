@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::lb::{aws, http_target_group, s, target_health, Conn, LbNode};
+use common::lb::{aws, http_target_group, load_balancer, target_health, Conn, LbNode};
 use common::{wait_for, Env};
 use serde_json::json;
 
@@ -275,34 +275,7 @@ async fn target_tracking_settles_on_the_count_that_brings_the_average_under_the_
 
     // A real load-balancer node, in-process as `flotilla dev` runs one.
     let node = LbNode::start(&env, "e2e-scale-node", &[IpAddr::V4(LB_ADDRESS)]);
-    let lb = aws(
-        &env,
-        "elbv2",
-        &[
-            "create-load-balancer",
-            "--name",
-            "web",
-            "--type",
-            "application",
-            "--subnets",
-            "subnet-1",
-            "subnet-2",
-        ],
-    )
-    .await;
-    let lb_arn = s(&lb["LoadBalancers"][0]["LoadBalancerArn"]);
-    let dns = s(&lb["LoadBalancers"][0]["DNSName"]);
-    aws(
-        &env,
-        "elbv2",
-        &[
-            "wait",
-            "load-balancer-available",
-            "--load-balancer-arns",
-            &lb_arn,
-        ],
-    )
-    .await;
+    let (lb_arn, dns) = load_balancer(&env, "web", "application").await;
     let tg_arn = http_target_group(&env, "web").await;
     aws(
         &env,
