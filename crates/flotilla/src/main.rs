@@ -160,6 +160,10 @@ struct LbArgs {
     /// address (e.g. 127.0.0.1:9101); not served by default.
     #[arg(long, value_name = "IP:PORT")]
     metrics: Option<std::net::SocketAddr>,
+    /// Threads serving the listeners, each with its own event loop
+    /// (default: one per core; 0 serves them on the node's main thread).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -234,9 +238,15 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // A load-balancer node serves its listeners on worker threads of its
+    // own (`--workers`); its main thread only talks to the control plane
+    // and runs the health checks.
+    let runtime = match cli.command {
+        Command::Lb(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
         Command::Agent(args) => runtime.block_on(agent(args)),
@@ -468,6 +478,9 @@ async fn lb(args: LbArgs) -> anyhow::Result<()> {
     let gateway = flotilla_lb::GatewayConfig::new(client, &name, args.addresses);
     let mut options = flotilla_lb::NodeOptions::new(gateway);
     options.metrics_address = args.metrics;
+    if let Some(n) = args.workers {
+        options.workers = n;
+    }
     flotilla_lb::run(options, wait(stopped)).await;
     Ok(())
 }

@@ -18,14 +18,16 @@
 //! each), `BENCH_ROUNDS` (default 3: every proxy once per round, so each
 //! sees the machine's load of the same minutes), `BENCH_THREADS` for wrk
 //! (default 1), `BENCH_ONLY=flotilla,nginx` to measure some of them,
-//! `BENCH_NODE_THREADS` for Flotilla's runtime (default 2).
+//! `BENCH_NODE_WORKERS` for Flotilla's worker threads (default 2, as
+//! `flotilla lb` on this machine; 0 serves on the node's one thread).
 //!
 //! What bounds the figures: everything shares one machine. wrk, the proxy
 //! under test, the two backends and Docker's port forwarding (docker-proxy)
 //! compete for the same CPUs, so the figures compare the proxies' CPU cost
 //! per request more than they measure any proxy's ceiling. Each proxy gets
-//! two workers (nginx `worker_processes 2`, HAProxy `nbthread 2`, Flotilla a
-//! 2-thread tokio runtime in a child process). Every row says how busy each
+//! two workers (nginx `worker_processes 2`, HAProxy `nbthread 2`, Flotilla
+//! two worker threads, each with its own event loop, in a child process,
+//! as `flotilla lb` runs). Every row says how busy each
 //! part was: CPU used per second of the measurement (100 % = one core) by
 //! the proxy, the backends (their containers and docker-proxy), wrk, and
 //! the whole machine (including other work on it).
@@ -350,26 +352,21 @@ fn percent(cores: f64) -> String {
     format!("{:.0}%", cores * 100.0)
 }
 
-/// The child's side: a test control plane and a node on a 2-thread runtime
-/// (`BENCH_NODE_THREADS`), configured with one ALB listener forwarding to
+/// The child's side: a test control plane and a node with
+/// `BENCH_NODE_WORKERS` worker threads, configured with one ALB listener forwarding to
 /// one target group of `backends`; prints `ready` once applied, then serves
 /// until killed.
 fn run_node(backends: Vec<SocketAddr>) {
-    let rt = match env_or("BENCH_NODE_THREADS", 2) {
-        // 0: everything on this one thread (tokio's current-thread runtime).
-        0 => tokio::runtime::Builder::new_current_thread(),
-        n => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n as usize);
-            b
-        }
-    }
-    .enable_all()
-    .build()
-    .unwrap();
+    // As `flotilla lb`: the node's own work on one thread, the listeners on
+    // worker threads.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let workers = env_or("BENCH_NODE_WORKERS", 2) as usize;
     rt.block_on(async {
         let cp = common::ControlPlane::start().await;
-        let _node = common::start_node(&cp, &[FLOTILLA]);
+        let _node = common::start_node_tuned(&cp, &[FLOTILLA], |o| o.workers = workers);
         let targets = backends
             .iter()
             .map(|b| flotilla_model::lb::TargetConfig {

@@ -1,7 +1,7 @@
 //! Application load balancer listeners: HTTP/1.1 with keep-alive to
 //! clients (hyper's server) and pooled keep-alive connections to targets
-//! ([`crate::pool`], shared by every config version so a change keeps the
-//! warm connections).
+//! ([`crate::pool`], one pool per worker thread, kept across config
+//! versions so a change keeps the warm connections).
 //!
 //! Per request, the phases of a proxy over one snapshot of the table:
 //! find the listener → match a rule → pick a target group (weights,
@@ -32,7 +32,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::matching::RequestFacts;
-use crate::pool::ExtraHeader;
+use crate::pool::{ExtraHeader, TargetPool};
 use crate::table::Route;
 use crate::Shared;
 
@@ -84,6 +84,7 @@ impl hyper::body::Body for Body {
 /// which boxes and registers a timer for every request.
 pub async fn serve_connection(
     shared: Arc<Shared>,
+    pool: Arc<TargetPool>,
     stream: TcpStream,
     local: SocketAddr,
     peer: SocketAddr,
@@ -101,11 +102,12 @@ pub async fn serve_connection(
     let busy = Arc::clone(&activity);
     let service = hyper::service::service_fn(move |req| {
         let shared = Arc::clone(&shared);
+        let pool = Arc::clone(&pool);
         let client = Arc::clone(&client);
         let busy = Arc::clone(&busy);
         async move {
             let _busy = Busy::new(&busy);
-            Ok::<_, Infallible>(handle(&shared, &client, req).await)
+            Ok::<_, Infallible>(handle(&shared, &pool, &client, req).await)
         }
     });
     let io = ActivityIo {
@@ -272,7 +274,12 @@ fn idle_timeout(secs: u32) -> Duration {
 }
 
 /// One request through the listener at `local`.
-pub async fn handle(shared: &Shared, client: &Client, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    shared: &Shared,
+    pool: &Arc<TargetPool>,
+    client: &Client,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let (local, peer) = (client.local, client.peer);
     let table = shared.table.load_full();
     let Some(listener) = table.listeners.get(&local) else {
@@ -379,7 +386,7 @@ pub async fn handle(shared: &Shared, client: &Client, req: Request<Incoming>) ->
             let sent = Instant::now();
             let closed = target.closed();
             let answer = tokio::select! {
-                r = tokio::time::timeout(idle, shared.pool.send(target.addr, upstream, &extra)) => match r {
+                r = tokio::time::timeout(idle, pool.send(target.addr, upstream, &extra)) => match r {
                     Ok(Ok(resp)) => Answer::Response(resp),
                     Ok(Err(e)) => Answer::Failed(e),
                     Err(_) => Answer::TimedOut,

@@ -32,6 +32,7 @@ pub mod pool;
 pub mod scrape;
 pub mod table;
 pub mod tcp;
+pub mod workers;
 
 pub use gateway::GatewayConfig;
 
@@ -39,8 +40,6 @@ pub use gateway::GatewayConfig;
 pub struct Shared {
     /// The routing table of the version in effect.
     pub table: ArcSwap<table::Snapshot>,
-    /// Pooled connections to targets, kept across versions.
-    pub pool: Arc<pool::TargetPool>,
     pub metrics: metrics::Registry,
     pub health_view: node::HealthView,
 }
@@ -49,7 +48,6 @@ impl Shared {
     pub fn new() -> Shared {
         Shared {
             table: ArcSwap::from_pointee(table::Snapshot::default()),
-            pool: Arc::default(),
             metrics: metrics::Registry::default(),
             health_view: node::HealthView::default(),
         }
@@ -70,6 +68,10 @@ pub struct NodeOptions {
     pub metrics_interval: Duration,
     /// Where to serve `GET /metrics` (Prometheus text), if anywhere.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Threads serving the listeners, each with its own single-threaded
+    /// runtime ([`workers`]); one per core by default. 0 serves them on
+    /// the runtime that runs the node.
+    pub workers: usize,
 }
 
 impl NodeOptions {
@@ -78,6 +80,7 @@ impl NodeOptions {
             gateway,
             metrics_interval: Duration::from_secs(10),
             metrics_address: None,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 
@@ -117,9 +120,20 @@ pub async fn run(options: NodeOptions, shutdown: impl Future<Output = ()>) {
         },
         None => None,
     };
+    let workers = match workers::Workers::start(options.workers) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, workers = options.workers, "cannot start the worker threads; serving on the node's runtime");
+            match workers::Workers::start(0) {
+                Ok(w) => w,
+                Err(_) => return,
+            }
+        }
+    };
     let (reports_tx, mut reports) = mpsc::unbounded_channel();
     let mut node = node::Node::new(
         Arc::clone(&shared),
+        workers,
         options.gateway.addresses.clone(),
         reports_tx,
     );
@@ -155,8 +169,6 @@ pub async fn run(options: NodeOptions, shutdown: impl Future<Output = ()>) {
                 gateway.send(NodeMessage::Health { reports: batch });
             }
             _ = metrics.tick() => {
-                // Idle target connections past their time close here too.
-                shared.pool.prune();
                 let now = epoch_now();
                 let table = shared.table.load();
                 let samples = shared.metrics.take(since, now, |arn| {
@@ -169,8 +181,8 @@ pub async fn run(options: NodeOptions, shutdown: impl Future<Output = ()>) {
             }
         }
     }
-    // Dropping the node closes the listeners and their connections.
-    drop(node);
+    // The listeners and their connections close with the workers.
+    node.shutdown().await;
 }
 
 /// A task that ends with its owner.

@@ -4,7 +4,7 @@
 //! A new version never drops an open connection: listeners that stay keep
 //! their socket and their connections; the routing table is swapped as a
 //! whole (connections read it per request); targets that stay keep their
-//! health, and the pooled connections to them stay in the shared client.
+//! health, and the pooled connections to them stay in the workers' pools.
 //! Only what the version removes is closed: a removed listener's socket and
 //! connections, a removed target's flows and requests, and a draining
 //! target's once its deregistration delay is over.
@@ -18,28 +18,32 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use flotilla_model::lb::{
     HealthCheckConfig, NodeConfig, Protocol, TargetHealthReport, TargetState,
 };
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::balance::CodeMatcher;
 use crate::health::{probe, Tracker, Verdict};
+use crate::pool::TargetPool;
 use crate::table::{cookie_value, Group, Snapshot, Target, TargetKey};
+use crate::workers::Workers;
 use crate::Shared;
 
 /// Backlog of a listener's socket.
-const BACKLOG: u32 = 1024;
+const BACKLOG: i32 = 1024;
 
 struct RunningListener {
     protocol: Protocol,
-    /// The accept loop; it owns the listener's connections, so aborting it
-    /// closes them all.
-    task: JoinHandle<()>,
+    /// The accept loop of each worker; each owns the connections it
+    /// accepted, so aborting them closes them all.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Drop for RunningListener {
     fn drop(&mut self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -68,6 +72,8 @@ impl Drop for DrainTimer {
 /// The node's mutable side, owned by its run loop.
 pub struct Node {
     shared: Arc<Shared>,
+    /// The threads that serve the listeners.
+    workers: Workers,
     /// The addresses this node may bind.
     addresses: Vec<IpAddr>,
     listeners: HashMap<SocketAddr, RunningListener>,
@@ -84,11 +90,13 @@ pub struct Node {
 impl Node {
     pub fn new(
         shared: Arc<Shared>,
+        workers: Workers,
         addresses: Vec<IpAddr>,
         reports: mpsc::UnboundedSender<TargetHealthReport>,
     ) -> Node {
         Node {
             shared,
+            workers,
             addresses,
             listeners: HashMap::new(),
             targets: HashMap::new(),
@@ -209,22 +217,51 @@ impl Node {
                 tracing::error!(%addr, "a listener on an address this node was not given; not binding it");
                 continue;
             }
-            match bind(addr) {
-                Ok(listener) => {
-                    tracing::info!(%addr, ?protocol, "listening");
-                    let task = tokio::spawn(accept_loop(
-                        Arc::clone(&self.shared),
-                        listener,
-                        addr,
-                        protocol,
-                    ));
+            match self.listen(addr, protocol) {
+                Ok(tasks) => {
+                    tracing::info!(%addr, ?protocol, workers = tasks.len(), "listening");
                     self.listeners
-                        .insert(addr, RunningListener { protocol, task });
+                        .insert(addr, RunningListener { protocol, tasks });
                 }
                 Err(e) => tracing::error!(%addr, error = %e, "cannot bind a listener"),
             }
         }
         self.shared.metrics.prune();
+    }
+
+    /// Binds `addr` and starts an accept loop on every worker, each on its
+    /// own duplicate of the socket.
+    fn listen(&self, addr: SocketAddr, protocol: Protocol) -> std::io::Result<Vec<JoinHandle<()>>> {
+        let socket = bind(addr)?;
+        let mut sockets = Vec::with_capacity(self.workers.len());
+        for _ in 1..self.workers.len() {
+            sockets.push(socket.try_clone()?);
+        }
+        sockets.push(socket);
+        Ok(self
+            .workers
+            .iter()
+            .zip(sockets)
+            .map(|(worker, socket)| {
+                let shared = Arc::clone(&self.shared);
+                let pool = Arc::clone(worker.pool());
+                worker.spawn(async move {
+                    match TcpListener::from_std(socket) {
+                        Ok(listener) => accept_loop(shared, pool, listener, addr, protocol).await,
+                        Err(e) => tracing::error!(%addr, error = %e, "cannot register a listener"),
+                    }
+                })
+            })
+            .collect())
+    }
+
+    /// Stops the workers and waits until their connections are closed.
+    pub async fn shutdown(self) {
+        let Node {
+            workers, listeners, ..
+        } = self;
+        drop(listeners);
+        workers.shutdown().await;
     }
 
     /// Starts (or restarts, with new settings) the target's health checks.
@@ -281,20 +318,23 @@ fn epoch_now() -> f64 {
 }
 
 /// Binds with `SO_REUSEADDR`, so a restarted node rebinds at once while
-/// old connections sit in TIME_WAIT.
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
+/// old connections sit in TIME_WAIT (but not `SO_REUSEPORT`: a second node
+/// given the same address fails to bind rather than sharing the port).
+/// The socket is returned non-blocking and not registered with any
+/// runtime, for each worker to register its own duplicate.
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
 }
 
 async fn accept_loop(
     shared: Arc<Shared>,
+    pool: Arc<TargetPool>,
     listener: TcpListener,
     addr: SocketAddr,
     protocol: Protocol,
@@ -307,7 +347,7 @@ async fn accept_loop(
                 Ok((stream, peer)) => {
                     let shared = Arc::clone(&shared);
                     match protocol {
-                        Protocol::Http => connections.spawn(crate::http::serve_connection(shared, stream, addr, peer)),
+                        Protocol::Http => connections.spawn(crate::http::serve_connection(shared, Arc::clone(&pool), stream, addr, peer)),
                         Protocol::Tcp => connections.spawn(crate::tcp::serve_flow(shared, stream, addr, peer)),
                     };
                 }

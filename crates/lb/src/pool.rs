@@ -1,6 +1,6 @@
-//! Keep-alive connections to targets, pooled by target address and shared
-//! by every config version (a change keeps the warm connections), and the
-//! HTTP/1.1 client side of the proxy.
+//! Keep-alive connections to targets, pooled by target address (one pool
+//! per worker thread, kept across config versions so a change keeps the
+//! warm connections), and the HTTP/1.1 client side of the proxy.
 //!
 //! The client side is written here rather than taken from hyper: a proxy
 //! knows its request's target address already and forwards one request at

@@ -251,6 +251,18 @@ pub fn start_node_options(
     metrics_interval: Duration,
     scrape: Option<SocketAddr>,
 ) -> Node {
+    start_node_tuned(cp, addresses, |options| {
+        options.metrics_interval = metrics_interval;
+        options.metrics_address = scrape;
+    })
+}
+
+/// A node with the options `tune` sets.
+pub fn start_node_tuned(
+    cp: &ControlPlane,
+    addresses: &[&str],
+    tune: impl FnOnce(&mut NodeOptions),
+) -> Node {
     let client = Client::ecs(
         &format!("http://{}", cp.addr),
         "AKIDTEST",
@@ -261,8 +273,7 @@ pub fn start_node_options(
     let mut gateway = GatewayConfig::new(client, "test-node", addresses);
     gateway.backoff_max = Duration::from_millis(500);
     let mut options = NodeOptions::new(gateway);
-    options.metrics_interval = metrics_interval;
-    options.metrics_address = scrape;
+    tune(&mut options);
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(flotilla_lb::run(options, async move {
         let _ = stopped.await;
