@@ -167,6 +167,20 @@ fn served(outcomes: &[Outcome]) -> Vec<(f64, String)> {
         .collect()
 }
 
+/// `docker kill` (SIGKILL) of the task's container.
+async fn docker_kill(env: &Env, task_arn: &str) {
+    let container = env.containers_of(task_arn).await[0].id.clone().unwrap();
+    env.docker
+        .kill_container(
+            &container,
+            Some(bollard::query_parameters::KillContainerOptions {
+                signal: "SIGKILL".into(),
+            }),
+        )
+        .await
+        .unwrap();
+}
+
 fn short_id(c: &bollard::models::ContainerSummary) -> String {
     c.id.clone().unwrap_or_default()[..12].to_string()
 }
@@ -389,17 +403,8 @@ async fn a_killed_control_plane_restarted_keeps_every_registration() {
     let victim = tasks[0].clone();
     let victim_arn = s(&victim["taskArn"]);
     let victim_target = task_target(&victim);
-    let container = env.containers_of(&victim_arn).await[0].id.clone().unwrap();
     let kill = Instant::now();
-    env.docker
-        .kill_container(
-            &container,
-            Some(bollard::query_parameters::KillContainerOptions {
-                signal: "SIGKILL".into(),
-            }),
-        )
-        .await
-        .unwrap();
+    docker_kill(&env, &victim_arn).await;
     let gone = BTreeSet::from([victim_arn.clone()]);
     let (_, replaced) = settled(
         &env,
@@ -423,16 +428,104 @@ async fn a_killed_control_plane_restarted_keeps_every_registration() {
         json!({"cluster": env.cluster, "service": "web", "desiredCount": 2}),
     )
     .await;
-    let (_, two) = settled(&env, &web, 2, &none, "2 tasks, 2 targets").await;
+    let (two_tasks, two) = settled(&env, &web, 2, &none, "2 tasks, 2 targets").await;
     let scaled_after = scale.elapsed().as_secs_f64();
     assert!(two.is_subset(&replaced), "{two:?} of {replaced:?}");
     let hosts = hostnames(&env, "web").await;
     assert_eq!(hosts.len(), 2);
     assert_eq!(reached(&web, 40).await, hosts, "only the two answer");
+
+    // A task dies while the control plane is down: its agent reports it
+    // once the control plane is back; its target goes, a replacement's
+    // comes.
+    let victim = &two_tasks[0];
+    let (victim_arn, victim_target) = (s(&victim["taskArn"]), task_target(victim));
+    let down = Instant::now();
+    env.kill9_server();
+    docker_kill(&env, &victim_arn).await;
+    env.restart_server().await;
+    let (two_tasks, two_after) = settled(
+        &env,
+        &web,
+        2,
+        &BTreeSet::from([victim_arn.clone()]),
+        "the dead task's target gone, a replacement's healthy",
+    )
+    .await;
+    let died_after = down.elapsed().as_secs_f64();
+    assert!(!two_after.contains(&victim_target), "{two_after:?}");
+    assert_eq!(two_after.intersection(&two).count(), 1, "{two_after:?}");
+    let t = env.task(&victim_arn).await;
+    assert_eq!(t["lastStatus"], "STOPPED", "{t}");
+    let two = two_after;
+
+    // A restart in the middle of a drain: scale in to 1, and SIGKILL the
+    // control plane while the leaving task's target is `draining` (the
+    // task held running for it). After the restart the drain completes:
+    // the target goes, the task stops, one target is left.
+    env.call(
+        "UpdateService",
+        json!({"cluster": env.cluster, "service": "web", "desiredCount": 1}),
+    )
+    .await;
+    let draining = wait_for("a target draining", Duration::from_secs(30), || async {
+        let t = target_health(&env, &web.tg).await;
+        let d: Vec<TargetKey> = target_keys(
+            &t.into_iter()
+                .filter(|d| d["TargetHealth"]["State"] == "draining")
+                .collect::<Vec<_>>(),
+        )
+        .into_iter()
+        .collect();
+        (d.len() == 1).then(|| d[0].clone())
+    })
+    .await;
+    let leaving = two_tasks
+        .iter()
+        .find(|t| task_target(t) == draining)
+        .map(|t| s(&t["taskArn"]))
+        .expect("the draining target is one of the two tasks");
+    let drain_kill = Instant::now();
+    env.kill9_server();
+    env.restart_server().await;
+    let (_, one) = settled(
+        &env,
+        &web,
+        1,
+        &BTreeSet::from([leaving.clone()]),
+        "1 task, 1 target, the drained one gone",
+    )
+    .await;
+    assert!(!one.contains(&draining) && one.is_subset(&two), "{one:?}");
+    let stopped = wait_for(
+        "the drained task STOPPED",
+        Duration::from_secs(30),
+        || async {
+            let t = env.task(&leaving).await;
+            (t["lastStatus"] == "STOPPED").then_some(t)
+        },
+    )
+    .await;
+    let drained_after = drain_kill.elapsed().as_secs_f64();
+    assert!(
+        env.containers_of(&leaving)
+            .await
+            .iter()
+            .all(|c| c.state != Some(bollard::models::ContainerSummaryStateEnum::RUNNING)),
+        "the drained task's container stopped"
+    );
+    let held = stopped["stoppedAt"].as_f64().unwrap_or(0.0)
+        - stopped["stoppingAt"].as_f64().unwrap_or(0.0);
+    let hosts = hostnames(&env, "web").await;
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(reached(&web, 20).await, hosts, "only the one answers");
     log(format!(
         "cp: after the restart, docker kill -> replacement registered and the target set exact in \
          {replaced_after:.1} s; scale 4 -> 2 exact in {scaled_after:.1} s (deregistration delay 5 s); \
-         whole test {:.1} s",
+         SIGKILL, docker kill of a task, restart: its target gone and a replacement's healthy {died_after:.1} s \
+         after the SIGKILL; \
+         SIGKILL during a drain (scale 2 -> 1): after the restart 1 target exact and the drained task STOPPED \
+         {drained_after:.1} s after the kill (stoppedAt - stoppingAt {held:.1} s); whole test {:.1} s",
         t0.elapsed().as_secs_f64()
     ));
     a.stop().await;
@@ -447,9 +540,9 @@ async fn a_killed_agent_restarted_within_the_grace_changes_no_target() {
     let env = Env::start("lbr-agent").await;
     let (dir_a, dir_b) = (data_dir(&env, "agent-a"), data_dir(&env, "agent-b"));
     let mut agent_a = env.agent_process(&dir_a, "127.0.14.31");
-    let _agent_b = env.agent_process(&dir_b, "127.0.14.32");
+    let mut agent_b = env.agent_process(&dir_b, "127.0.14.32");
     let a = env.registered(&dir_a).await;
-    env.registered(&dir_b).await;
+    let b = env.registered(&dir_b).await;
     let _node = LbProcess::start(&env, "lbr-agent", &[ip(33)]);
     let web = web(&env, "lbr-agent", 4).await;
     let none = BTreeSet::new();
@@ -524,12 +617,51 @@ async fn a_killed_agent_restarted_within_the_grace_changes_no_target() {
     log(format!(
         "agent: SIGKILL, seen disconnected after {noticed:.2} s, restarted and connected {back:.2} s after the \
          kill; {polls} checks over 4 s after: same 4 targets healthy, same tasks and containers; {} requests, {} \
-         failed; whole test {:.1} s",
+         failed",
         outcomes.len(),
         failed.len(),
-        t0.elapsed().as_secs_f64()
     ));
     assert!(failed.is_empty(), "failed requests: {failed:?}");
+
+    // While B is down one of its containers dies (`docker kill`): nobody
+    // but the node's health checks can see it until B is back, finds it
+    // dead and reports the task stopped. Then its target goes and a
+    // replacement's comes: the set is exact again, no stale target.
+    let victim = tasks
+        .iter()
+        .find(|t| t["containerInstanceArn"] == b.as_str())
+        .unwrap();
+    let (victim_arn, victim_target) = (s(&victim["taskArn"]), task_target(victim));
+    agent_b.kill9();
+    env.wait_connected(&b, false).await;
+    docker_kill(&env, &victim_arn).await;
+    let restarted = Instant::now();
+    let _agent_b = env.agent_process(&dir_b, "127.0.14.32");
+    env.wait_connected(&b, true).await;
+    let (_, replaced) = settled(
+        &env,
+        &web,
+        4,
+        &BTreeSet::from([victim_arn.clone()]),
+        "the dead task's target gone, a replacement's healthy",
+    )
+    .await;
+    let replaced_after = restarted.elapsed().as_secs_f64();
+    assert!(!replaced.contains(&victim_target), "{replaced:?}");
+    assert_eq!(
+        replaced.intersection(&targets).count(),
+        3,
+        "the other three stay: {replaced:?}"
+    );
+    let t = env.task(&victim_arn).await;
+    assert_eq!(t["lastStatus"], "STOPPED", "{t}");
+    let hosts = hostnames(&env, "web").await;
+    assert_eq!(reached(&web, 40).await, hosts, "every task answers");
+    log(format!(
+        "agent: a container killed while its agent was down: after the agent's restart its task STOPPED, its \
+         target gone and the replacement's healthy in {replaced_after:.1} s; whole test {:.1} s",
+        t0.elapsed().as_secs_f64()
+    ));
     env.stop().await;
 }
 
