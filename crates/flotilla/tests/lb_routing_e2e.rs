@@ -30,7 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::lb::{
-    aws, aws_fails, load_balancer, rule, s, serving, target_group, target_health, Conn, LbNode,
+    aws, aws_fails, healthy_targets, hostnames, hostnames_answering, load_balancer, rule, s,
+    service, serving, target_group, target_health, tasks_of, Conn, LbNode,
 };
 use common::{wait_for, Env};
 use serde_json::{json, Value};
@@ -52,90 +53,6 @@ const TCP_TARGETS: [Ipv4Addr; 4] = [
 
 fn log(what: impl AsRef<str>) {
     eprintln!("lb routing e2e: {}", what.as_ref());
-}
-
-/// `create-service` behind `tg`, spread over the instances.
-async fn service(env: &Env, name: &str, td: &str, count: u32, tg: &str) {
-    aws(
-        env,
-        "ecs",
-        &[
-            "create-service",
-            "--cluster",
-            &env.cluster,
-            "--service-name",
-            name,
-            "--task-definition",
-            td,
-            "--desired-count",
-            &count.to_string(),
-            "--placement-strategy",
-            "type=spread,field=instanceId",
-            "--health-check-grace-period-seconds",
-            "0",
-            "--load-balancers",
-            &format!("targetGroupArn={tg},containerName=app,containerPort=8080"),
-        ],
-    )
-    .await;
-}
-
-/// The service's tasks (any status ListTasks gives: running ones).
-async fn tasks_of(env: &Env, service: &str) -> Vec<Value> {
-    let l = env
-        .call(
-            "ListTasks",
-            json!({"cluster": env.cluster, "serviceName": service}),
-        )
-        .await;
-    let arns = l["taskArns"].as_array().cloned().unwrap_or_default();
-    if arns.is_empty() {
-        return vec![];
-    }
-    let d = env
-        .call(
-            "DescribeTasks",
-            json!({"cluster": env.cluster, "tasks": arns}),
-        )
-        .await;
-    d["tasks"].as_array().cloned().unwrap_or_default()
-}
-
-/// Waits until the group has `n` targets, all healthy.
-async fn healthy_targets(env: &Env, tg: &str, n: usize, what: &str) -> Vec<Value> {
-    wait_for(what, Duration::from_secs(60), || async {
-        let t = target_health(env, tg).await;
-        (t.len() == n && t.iter().all(|d| d["TargetHealth"]["State"] == "healthy")).then_some(t)
-    })
-    .await
-}
-
-/// The short container ids (the containers' `HOSTNAME`) of a service's
-/// running tasks.
-async fn hostnames(env: &Env, service: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for t in tasks_of(env, service).await {
-        for c in env.containers_of(&s(&t["taskArn"])).await {
-            out.insert(c.id.unwrap_or_default()[..12].to_string());
-        }
-    }
-    out
-}
-
-/// `GET PATH` with `Host: HOST` until `n` answers; the `HOSTNAME` each
-/// `/env` answer names.
-async fn hostnames_answering(conn: &mut Conn, host: &str, path: &str, n: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        let (status, body) = conn.get_path(host, path).await.expect("GET /env");
-        assert_eq!(status, 200, "{body}");
-        let hostname = body
-            .lines()
-            .find_map(|l| l.strip_prefix("HOSTNAME="))
-            .unwrap_or_else(|| panic!("no HOSTNAME in {body}"));
-        out.push(hostname.to_string());
-    }
-    out
 }
 
 /// An in-test HTTP target answering every request with `status` (and body

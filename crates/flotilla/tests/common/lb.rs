@@ -3,7 +3,9 @@
 //! HTTP/1.1 keep-alive client, and the test image serving on a dynamic host
 //! port.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use flotilla_agent::testing::TEST_IMAGE;
@@ -245,6 +247,159 @@ impl Drop for LbNode {
     fn drop(&mut self) {
         if let Some(t) = &self.task {
             t.abort();
+        }
+    }
+}
+
+/// `create-service` behind `tg`, spread over the instances.
+pub async fn service(env: &Env, name: &str, td: &str, count: u32, tg: &str) {
+    aws(
+        env,
+        "ecs",
+        &[
+            "create-service",
+            "--cluster",
+            &env.cluster,
+            "--service-name",
+            name,
+            "--task-definition",
+            td,
+            "--desired-count",
+            &count.to_string(),
+            "--placement-strategy",
+            "type=spread,field=instanceId",
+            "--health-check-grace-period-seconds",
+            "0",
+            "--load-balancers",
+            &format!("targetGroupArn={tg},containerName=app,containerPort=8080"),
+        ],
+    )
+    .await;
+}
+
+/// The service's tasks (any status ListTasks gives: running ones).
+pub async fn tasks_of(env: &Env, service: &str) -> Vec<Value> {
+    let l = env
+        .call(
+            "ListTasks",
+            json!({"cluster": env.cluster, "serviceName": service}),
+        )
+        .await;
+    let arns = l["taskArns"].as_array().cloned().unwrap_or_default();
+    if arns.is_empty() {
+        return vec![];
+    }
+    let d = env
+        .call(
+            "DescribeTasks",
+            json!({"cluster": env.cluster, "tasks": arns}),
+        )
+        .await;
+    d["tasks"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until the group has `n` targets, all healthy.
+pub async fn healthy_targets(env: &Env, tg: &str, n: usize, what: &str) -> Vec<Value> {
+    wait_for(what, Duration::from_secs(60), || async {
+        let t = target_health(env, tg).await;
+        (t.len() == n && t.iter().all(|d| d["TargetHealth"]["State"] == "healthy")).then_some(t)
+    })
+    .await
+}
+
+/// The short container ids (the containers' `HOSTNAME`) of a service's
+/// running tasks.
+pub async fn hostnames(env: &Env, service: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for t in tasks_of(env, service).await {
+        for c in env.containers_of(&s(&t["taskArn"])).await {
+            out.insert(c.id.unwrap_or_default()[..12].to_string());
+        }
+    }
+    out
+}
+
+/// `GET PATH` with `Host: HOST` until `n` answers; the `HOSTNAME` each
+/// `/env` answer names.
+pub async fn hostnames_answering(conn: &mut Conn, host: &str, path: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let (status, body) = conn.get_path(host, path).await.expect("GET /env");
+        assert_eq!(status, 200, "{body}");
+        let hostname = body
+            .lines()
+            .find_map(|l| l.strip_prefix("HOSTNAME="))
+            .unwrap_or_else(|| panic!("no HOSTNAME in {body}"));
+        out.push(hostname.to_string());
+    }
+    out
+}
+
+/// A target as DescribeTargetHealth names it: (id, port).
+pub type TargetKey = (String, i64);
+
+/// The (id, port) of each of `descriptions`.
+pub fn target_keys(descriptions: &[Value]) -> BTreeSet<TargetKey> {
+    descriptions
+        .iter()
+        .map(|d| {
+            (
+                s(&d["Target"]["Id"]),
+                d["Target"]["Port"].as_i64().expect("port"),
+            )
+        })
+        .collect()
+}
+
+/// The target an ECS task of [`serving`] is behind an `instance` target
+/// group as: its container instance's id and its dynamic host port.
+pub fn task_target(task: &Value) -> TargetKey {
+    let instance = s(&task["containerInstanceArn"]);
+    let id = instance.rsplit('/').next().unwrap().to_string();
+    let port = task["containers"][0]["networkBindings"][0]["hostPort"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no host port: {task}"));
+    (id, port)
+}
+
+/// The `HOSTNAME` a `/env` answer names (the container's short id).
+pub fn hostname(env_body: &str) -> Option<&str> {
+    env_body.lines().find_map(|l| l.strip_prefix("HOSTNAME="))
+}
+
+/// `flotilla lb` as a child process (SIGKILLed when dropped), named `name`,
+/// on `addresses`.
+pub struct LbProcess {
+    pub child: Child,
+}
+
+impl LbProcess {
+    pub fn start(env: &Env, name: &str, addresses: &[IpAddr]) -> LbProcess {
+        let addresses: Vec<String> = addresses.iter().map(IpAddr::to_string).collect();
+        let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args(["lb", "--endpoint", &env.endpoint, "--name", name])
+            .args(["--address", &addresses.join(",")])
+            .env("AWS_ACCESS_KEY_ID", KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_DEFAULT_REGION", REGION)
+            .env_remove("AWS_ENDPOINT_URL")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn flotilla lb");
+        LbProcess { child }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LbProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill9();
         }
     }
 }

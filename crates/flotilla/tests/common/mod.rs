@@ -1,11 +1,13 @@
-//! End-to-end harness: a real control plane in-process on 127.0.0.1:0 over
-//! SQLite in a temporary directory, agents on the real Docker Engine (in
-//! process through the agent library, or as the built `flotilla` binary),
-//! and a signed ECS client.
+//! End-to-end harness: a real control plane over SQLite in a temporary
+//! directory (in-process on 127.0.0.1:0, or the built `flotilla server` as a
+//! child process that can be SIGKILLed and restarted on the same address and
+//! data dir), agents on the real Docker Engine (in process through the agent
+//! library, or as the built `flotilla` binary), and a signed ECS client.
 #![allow(dead_code)]
 
 pub mod lb;
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -27,11 +29,14 @@ pub const KEY: &str = "AKIAE2E0000000000001";
 pub const SECRET: &str = "e2e-secret-key-000000000000000000000000";
 pub const REGION: &str = "us-east-1";
 
-fn credentials() -> Credentials {
-    Credentials::from_toml(&format!(
+fn credentials_toml() -> String {
+    format!(
         "[[principal]]\nname = \"e2e\"\naccess_key_id = \"{KEY}\"\nsecret_access_key = \"{SECRET}\"\naccount_id = \"123456789012\"\n"
-    ))
-    .expect("test credentials")
+    )
+}
+
+fn credentials() -> Credentials {
+    Credentials::from_toml(&credentials_toml()).expect("test credentials")
 }
 
 /// A control plane, a cluster on it, and clean-up of every container the
@@ -43,23 +48,33 @@ pub struct Env {
     pub client: Client,
     pub docker: Docker,
     pub dir: tempfile::TempDir,
-    server_stop: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    server: Server,
     _guard: ContainerGuard,
+}
+
+/// How the control plane of an [`Env`] runs.
+enum Server {
+    InProcess {
+        stop: Option<oneshot::Sender<()>>,
+        task: Option<tokio::task::JoinHandle<()>>,
+    },
+    /// `flotilla server --listen ADDR --data-dir DIR --credentials FILE`;
+    /// `None` while killed.
+    Process {
+        child: Option<Child>,
+        listen: SocketAddr,
+    },
 }
 
 impl Env {
     pub async fn start(cluster: &str) -> Env {
-        init_tracing();
-        let docker = Docker::connect_with_local_defaults()
-            .unwrap()
-            .negotiate_version()
-            .await
-            .unwrap();
-        ensure_test_image(&docker).await.expect("test image");
-        // Unique per process too, so two runs at once do not share labels.
-        let cluster = format!("{cluster}-{}", std::process::id());
-        let guard = ContainerGuard::new(&docker, LABEL_CLUSTER, &cluster).await;
+        Env::start_with(cluster, flotilla_server::Config::default()).await
+    }
+
+    /// [`Env::start`] with the control plane's settings (e.g. a short
+    /// lost-host grace).
+    pub async fn start_with(cluster: &str, config: flotilla_server::Config) -> Env {
+        let (docker, cluster, guard) = docker_and_cluster(cluster).await;
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("flotilla.db")).unwrap();
         let stores =
@@ -68,12 +83,47 @@ impl Env {
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            flotilla_server::run(listener, stores, credentials(), async {
+            flotilla_server::run_with(listener, stores, credentials(), config, async {
                 let _ = rx.await;
             })
             .await
             .expect("server");
         });
+        let server = Server::InProcess {
+            stop: Some(tx),
+            task: Some(server),
+        };
+        Env::ready(endpoint, cluster, docker, dir, server, guard).await
+    }
+
+    /// A control plane that is the `flotilla server` binary, as a child
+    /// process on a free port of `ip`, its data in `DIR/server`: it can be
+    /// SIGKILLed ([`Env::kill9_server`]) and restarted on the same address
+    /// and data ([`Env::restart_server`]).
+    pub async fn start_process(cluster: &str, ip: IpAddr) -> Env {
+        let (docker, cluster, guard) = docker_and_cluster(cluster).await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("credentials.toml"), credentials_toml()).unwrap();
+        let listen = std::net::TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let endpoint = format!("http://{listen}");
+        let server = Server::Process {
+            child: Some(spawn_server(dir.path(), listen)),
+            listen,
+        };
+        Env::ready(endpoint, cluster, docker, dir, server, guard).await
+    }
+
+    async fn ready(
+        endpoint: String,
+        cluster: String,
+        docker: Docker,
+        dir: tempfile::TempDir,
+        server: Server,
+        guard: ContainerGuard,
+    ) -> Env {
         let client = Client::ecs(&endpoint, KEY, SECRET, REGION);
         let env = Env {
             endpoint,
@@ -81,13 +131,50 @@ impl Env {
             client,
             docker,
             dir,
-            server_stop: Some(tx),
-            server: Some(server),
+            server,
             _guard: guard,
         };
+        env.wait_serving().await;
         env.call("CreateCluster", json!({"clusterName": env.cluster}))
             .await;
         env
+    }
+
+    /// Waits until the control plane answers.
+    pub async fn wait_serving(&self) {
+        wait_for(
+            "the control plane to serve",
+            Duration::from_secs(30),
+            || async {
+                self.client
+                    .call::<Value, Value>("ListClusters", &json!({}))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            },
+        )
+        .await
+    }
+
+    /// SIGKILLs the control plane started by [`Env::start_process`].
+    pub fn kill9_server(&mut self) {
+        let Server::Process { child, .. } = &mut self.server else {
+            panic!("kill9_server: the control plane is not a process");
+        };
+        let mut c = child.take().expect("the control plane is running");
+        c.kill().expect("SIGKILL");
+        c.wait().expect("reap");
+    }
+
+    /// Starts the killed control plane again on the same address and data
+    /// dir; returns once it answers.
+    pub async fn restart_server(&mut self) {
+        let Server::Process { child, listen } = &mut self.server else {
+            panic!("restart_server: the control plane is not a process");
+        };
+        assert!(child.is_none(), "the control plane is still running");
+        *child = Some(spawn_server(self.dir.path(), *listen));
+        self.wait_serving().await;
     }
 
     /// Calls an ECS operation; panics on an error answer.
@@ -257,14 +344,95 @@ impl Env {
             .unwrap()
     }
 
+    /// The cluster's containers Docker has running.
+    pub async fn running_containers(&self) -> Vec<bollard::models::ContainerSummary> {
+        let filters = std::collections::HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_CLUSTER}={}", self.cluster)],
+        )]);
+        self.docker
+            .list_containers(Some(ListContainersOptions {
+                all: false,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+    }
+
+    /// The instance ARN of the agent whose data dir is `data_dir` (written
+    /// there once it registered), once it is connected.
+    pub async fn registered(&self, data_dir: &Path) -> String {
+        let arn = wait_for(
+            &format!("the agent of {} to register", data_dir.display()),
+            Duration::from_secs(30),
+            || async {
+                flotilla_agent::host::SavedInstance::load(data_dir)
+                    .map(|s| s.container_instance_arn)
+            },
+        )
+        .await;
+        self.wait_connected(&arn, true).await;
+        arn
+    }
+
     pub async fn stop(mut self) {
-        if let Some(tx) = self.server_stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(h) = self.server.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+        match &mut self.server {
+            Server::InProcess { stop, task } => {
+                if let Some(tx) = stop.take() {
+                    let _ = tx.send(());
+                }
+                if let Some(h) = task.take() {
+                    let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+                }
+            }
+            Server::Process { child, .. } => {
+                // Nothing to keep: SIGKILL bounds the wait.
+                if let Some(mut c) = child.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
         }
     }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Server::Process { child: Some(c), .. } = self {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The Docker client (the test image present), the cluster's name (unique
+/// per process too, so two runs at once do not share labels) and the guard
+/// removing its containers.
+async fn docker_and_cluster(cluster: &str) -> (Docker, String, ContainerGuard) {
+    init_tracing();
+    let docker = Docker::connect_with_local_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    ensure_test_image(&docker).await.expect("test image");
+    let cluster = format!("{cluster}-{}", std::process::id());
+    let guard = ContainerGuard::new(&docker, LABEL_CLUSTER, &cluster).await;
+    (docker, cluster, guard)
+}
+
+/// `flotilla server` on `listen`, its data in `dir/server`.
+fn spawn_server(dir: &Path, listen: SocketAddr) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["server", "--listen", &listen.to_string(), "--data-dir"])
+        .arg(dir.join("server"))
+        .arg("--credentials")
+        .arg(dir.join("credentials.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn flotilla server")
 }
 
 /// Polls `f` every 50 ms until it yields a value; panics after `limit`.
