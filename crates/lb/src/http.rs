@@ -17,12 +17,13 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -33,7 +34,7 @@ use tokio::time::Instant;
 
 use crate::matching::RequestFacts;
 use crate::pool::{ExtraHeader, TargetPool};
-use crate::table::Route;
+use crate::table::{Route, Target};
 use crate::Shared;
 
 /// A response body: a target's, or one the load balancer makes itself (an
@@ -78,10 +79,14 @@ impl hyper::body::Body for Body {
 /// is removed (the task is then aborted).
 ///
 /// The idle timeout is ALB's: no byte read or written for that long, with no
-/// request waiting for its target (the 504 timeout covers that). It is kept
-/// by one timer per connection that fires every quarter of the timeout and
-/// looks at an activity counter, rather than hyper's header-read timeout,
-/// which boxes and registers a timer for every request.
+/// request waiting for its target. It is kept by one timer per connection
+/// that looks at an activity counter, rather than hyper's header-read
+/// timeout, which boxes and registers a timer for every request. The same
+/// timer ends a request's wait for its target (504 after the idle timeout;
+/// 502 once the target's deregistration delay is over), so a request
+/// registers no timer and no watcher of its own: while a request waits it
+/// looks every eighth of the idle timeout (at most every second),
+/// otherwise every quarter (at most every 5 s).
 pub async fn serve_connection(
     shared: Arc<Shared>,
     pool: Arc<TargetPool>,
@@ -97,48 +102,52 @@ pub async fn serve_connection(
         .get(&local)
         .map(|l| idle_timeout(l.config.idle_timeout_secs))
         .unwrap_or(Duration::from_secs(60));
-    let activity = Arc::new(Activity::default());
     let client = Arc::new(Client::new(local, peer));
-    let busy = Arc::clone(&activity);
+    let io = ActivityIo {
+        inner: TokioIo::new(stream),
+        client: Arc::clone(&client),
+    };
+    let for_service = Arc::clone(&client);
     let service = hyper::service::service_fn(move |req| {
         let shared = Arc::clone(&shared);
         let pool = Arc::clone(&pool);
-        let client = Arc::clone(&client);
-        let busy = Arc::clone(&busy);
+        let client = Arc::clone(&for_service);
         async move {
-            let _busy = Busy::new(&busy);
+            let _busy = Busy::new(&client.activity);
             Ok::<_, Infallible>(handle(&shared, &pool, &client, req).await)
         }
     });
-    let io = ActivityIo {
-        inner: TokioIo::new(stream),
-        activity: Arc::clone(&activity),
-    };
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
         .header_read_timeout(None)
         .serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
-    let period = idle / 4;
-    let mut tick = std::pin::pin!(tokio::time::sleep(period));
+    let (coarse, fine) = (
+        (idle / 4).min(Duration::from_secs(5)),
+        (idle / 8).min(Duration::from_secs(1)),
+    );
+    let activity = &client.activity;
+    let mut tick = std::pin::pin!(tokio::time::sleep(coarse));
     let mut seen = activity.count();
-    let mut quiet = Duration::ZERO;
+    let mut last = Instant::now();
     let result = std::future::poll_fn(|cx| {
         if let Poll::Ready(r) = conn.as_mut().poll(cx) {
             return Poll::Ready(r);
         }
         while tick.as_mut().poll(cx).is_ready() {
-            let now = activity.count();
-            if now != seen || activity.busy.load(Ordering::Relaxed) > 0 {
-                (seen, quiet) = (now, Duration::ZERO);
-            } else {
-                quiet += period;
-                if quiet >= idle {
-                    tracing::debug!(%peer, "client connection idle: closed");
-                    return Poll::Ready(Ok(()));
-                }
+            let now = Instant::now();
+            let busy = activity.busy.load(Ordering::Relaxed) > 0;
+            let count = activity.count();
+            if count != seen || busy {
+                (seen, last) = (count, now);
+            } else if now.duration_since(last) >= idle {
+                tracing::debug!(%peer, "client connection idle: closed");
+                return Poll::Ready(Ok(()));
             }
-            tick.as_mut().reset(Instant::now() + period);
+            if busy {
+                activity.check_wait(now, idle);
+            }
+            tick.as_mut().reset(now + if busy { fine } else { coarse });
         }
         Poll::Pending
     })
@@ -149,12 +158,28 @@ pub async fn serve_connection(
 }
 
 /// A client connection's activity, for its idle timeout: reads and writes
-/// done, and requests being answered.
+/// done, requests being answered, and the request waiting for its target.
 #[derive(Default)]
 struct Activity {
     /// Bumped by the connection's task only (plain load and store).
     ops: AtomicU64,
     busy: AtomicU32,
+    /// The request waiting for its target's answer (HTTP/1.1 answers one
+    /// request at a time): since when, and the target.
+    waiting: Mutex<Option<(Instant, Arc<Target>)>>,
+    /// Why the connection's timer ended that wait ([`Cut`]), 0 if it did not.
+    cut: AtomicU8,
+    /// The waiting request's task, woken when `cut` is set.
+    waker: AtomicWaker,
+}
+
+/// Why a request's wait for its target was ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// No response head within the idle timeout (504).
+    TimedOut = 1,
+    /// The target's deregistration delay is over (502).
+    TargetClosed = 2,
 }
 
 impl Activity {
@@ -167,6 +192,68 @@ impl Activity {
             self.ops.load(Ordering::Relaxed).wrapping_add(1),
             Ordering::Relaxed,
         );
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Option<(Instant, Arc<Target>)>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connection's timer: ends the waiting request's wait if it is
+    /// over.
+    fn check_wait(&self, now: Instant, idle: Duration) {
+        let cut = match &*self.waiting() {
+            Some((since, _)) if now.duration_since(*since) >= idle => Cut::TimedOut,
+            Some((_, target)) if target.is_closed() => Cut::TargetClosed,
+            _ => return,
+        };
+        self.cut.store(cut as u8, Ordering::Relaxed);
+        self.waker.wake();
+    }
+
+    /// Waits with `send` for `target`'s answer, until the connection's
+    /// timer ends the wait; gives the target back.
+    async fn wait_for<T>(
+        &self,
+        target: Arc<Target>,
+        send: impl Future<Output = T>,
+    ) -> (Result<T, Cut>, Arc<Target>) {
+        let waiting = Waiting::start(self, target);
+        let mut send = std::pin::pin!(send);
+        let outcome = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = send.as_mut().poll(cx) {
+                return Poll::Ready(Ok(r));
+            }
+            self.waker.register(cx.waker());
+            match self.cut.load(Ordering::Relaxed) {
+                0 => Poll::Pending,
+                1 => Poll::Ready(Err(Cut::TimedOut)),
+                _ => Poll::Ready(Err(Cut::TargetClosed)),
+            }
+        })
+        .await;
+        (outcome, waiting.finish())
+    }
+}
+
+/// A request waiting for its target; ends the wait when dropped.
+struct Waiting<'a>(&'a Activity);
+
+impl<'a> Waiting<'a> {
+    fn start(activity: &'a Activity, target: Arc<Target>) -> Waiting<'a> {
+        activity.cut.store(0, Ordering::Relaxed);
+        *activity.waiting() = Some((Instant::now(), target));
+        Waiting(activity)
+    }
+
+    fn finish(self) -> Arc<Target> {
+        let (_, target) = self.0.waiting().take().expect("set while waiting");
+        target
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting().take();
     }
 }
 
@@ -189,7 +276,7 @@ impl Drop for Busy<'_> {
 /// The client's stream, counting reads and writes that moved bytes.
 struct ActivityIo {
     inner: TokioIo<TcpStream>,
-    activity: Arc<Activity>,
+    client: Arc<Client>,
 }
 
 impl hyper::rt::Read for ActivityIo {
@@ -200,7 +287,7 @@ impl hyper::rt::Read for ActivityIo {
     ) -> Poll<std::io::Result<()>> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if r.is_ready() {
-            self.activity.bump();
+            self.client.activity.bump();
         }
         r
     }
@@ -214,7 +301,7 @@ impl hyper::rt::Write for ActivityIo {
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if r.is_ready() {
-            self.activity.bump();
+            self.client.activity.bump();
         }
         r
     }
@@ -226,7 +313,7 @@ impl hyper::rt::Write for ActivityIo {
     ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if r.is_ready() {
-            self.activity.bump();
+            self.client.activity.bump();
         }
         r
     }
@@ -254,6 +341,7 @@ pub struct Client {
     forwarded_for: HeaderValue,
     /// The listener's port (`X-Forwarded-Port`).
     forwarded_port: HeaderValue,
+    activity: Activity,
 }
 
 impl Client {
@@ -265,6 +353,7 @@ impl Client {
             forwarded_for: HeaderValue::from_str(&ip)
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             forwarded_port: HeaderValue::from(local.port()),
+            activity: Activity::default(),
         }
     }
 }
@@ -363,6 +452,7 @@ pub async fn handle(
                     );
                 }
             };
+            let target_addr = target.addr;
             let Some((upstream, prior_for)) = upstream_request(req, &target.authority) else {
                 return plain(StatusCode::BAD_REQUEST, "400 Bad Request");
             };
@@ -382,17 +472,19 @@ pub async fn handle(
                 ExtraHeader("x-forwarded-proto", &[b"http"]),
                 ExtraHeader("x-forwarded-port", &[client.forwarded_port.as_bytes()]),
             ];
-            let idle = idle_timeout(listener.config.idle_timeout_secs);
             let sent = Instant::now();
-            let closed = target.closed();
-            let answer = tokio::select! {
-                r = tokio::time::timeout(idle, pool.send(target.addr, upstream, &extra)) => match r {
-                    Ok(Ok(resp)) => Answer::Response(resp),
-                    Ok(Err(e)) => Answer::Failed(e),
-                    Err(_) => Answer::TimedOut,
-                },
+            let (outcome, target) = client
+                .activity
+                .wait_for(target, pool.send(target_addr, upstream, &extra))
+                .await;
+            let answer = match outcome {
+                Ok(Ok(resp)) => Answer::Response(resp),
+                Ok(Err(e)) => Answer::Failed(e),
+                Err(Cut::TimedOut) => Answer::TimedOut,
                 // The target's deregistration delay ended mid-request.
-                _ = closed => Answer::Failed("the target's deregistration delay ended".into()),
+                Err(Cut::TargetClosed) => {
+                    Answer::Failed("the target's deregistration delay ended".into())
+                }
             };
             match answer {
                 Answer::Response(resp) => {

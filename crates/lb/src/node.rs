@@ -11,14 +11,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flotilla_model::lb::{
     HealthCheckConfig, NodeConfig, Protocol, TargetHealthReport, TargetState,
 };
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -233,21 +233,33 @@ impl Node {
     /// own duplicate of the socket.
     fn listen(&self, addr: SocketAddr, protocol: Protocol) -> std::io::Result<Vec<JoinHandle<()>>> {
         let socket = bind(addr)?;
-        let mut sockets = Vec::with_capacity(self.workers.len());
-        for _ in 1..self.workers.len() {
+        let n = self.workers.len();
+        let mut sockets = Vec::with_capacity(n);
+        for _ in 1..n {
             sockets.push(socket.try_clone()?);
         }
         sockets.push(socket);
+        let (queues, handed): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
+        let spread = Arc::new(Spread {
+            next: AtomicUsize::new(0),
+            queues,
+        });
         Ok(self
             .workers
             .iter()
-            .zip(sockets)
-            .map(|(worker, socket)| {
-                let shared = Arc::clone(&self.shared);
-                let pool = Arc::clone(worker.pool());
+            .zip(sockets.into_iter().zip(handed))
+            .enumerate()
+            .map(|(me, (worker, (socket, handed)))| {
+                let lane = Lane {
+                    shared: Arc::clone(&self.shared),
+                    pool: Arc::clone(worker.pool()),
+                    addr,
+                    protocol,
+                };
+                let spread = Arc::clone(&spread);
                 worker.spawn(async move {
                     match TcpListener::from_std(socket) {
-                        Ok(listener) => accept_loop(shared, pool, listener, addr, protocol).await,
+                        Ok(listener) => accept_loop(lane, listener, spread, me, handed).await,
                         Err(e) => tracing::error!(%addr, error = %e, "cannot register a listener"),
                     }
                 })
@@ -332,30 +344,78 @@ fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-async fn accept_loop(
+/// What one listener's accept loops share: the round robin that gives each
+/// accepted connection to a worker in turn (whichever loop accepted it, so
+/// the workers hold equal shares of long-lived keep-alive connections), and
+/// each worker's queue of connections handed over to it.
+struct Spread {
+    next: AtomicUsize,
+    queues: Vec<mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>>,
+}
+
+/// One worker's side of a listener.
+struct Lane {
     shared: Arc<Shared>,
     pool: Arc<TargetPool>,
-    listener: TcpListener,
     addr: SocketAddr,
     protocol: Protocol,
+}
+
+impl Lane {
+    fn serve(&self, connections: &mut JoinSet<()>, stream: TcpStream, peer: SocketAddr) {
+        let shared = Arc::clone(&self.shared);
+        match self.protocol {
+            Protocol::Http => connections.spawn(crate::http::serve_connection(
+                shared,
+                Arc::clone(&self.pool),
+                stream,
+                self.addr,
+                peer,
+            )),
+            Protocol::Tcp => {
+                connections.spawn(crate::tcp::serve_flow(shared, stream, self.addr, peer))
+            }
+        };
+    }
+}
+
+/// Accepts on this worker's duplicate of the listener's socket, serves the
+/// connections the round robin gives this worker and hands the others over.
+async fn accept_loop(
+    lane: Lane,
+    listener: TcpListener,
+    spread: Arc<Spread>,
+    me: usize,
+    mut handed: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
 ) {
+    let addr = lane.addr;
     // Owned here so that aborting this task closes every connection.
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let shared = Arc::clone(&shared);
-                    match protocol {
-                        Protocol::Http => connections.spawn(crate::http::serve_connection(shared, Arc::clone(&pool), stream, addr, peer)),
-                        Protocol::Tcp => connections.spawn(crate::tcp::serve_flow(shared, stream, addr, peer)),
-                    };
+                    let to = spread.next.fetch_add(1, Ordering::Relaxed) % spread.queues.len();
+                    if to == me {
+                        lane.serve(&mut connections, stream, peer);
+                    } else {
+                        match stream.into_std() {
+                            Ok(s) => {
+                                let _ = spread.queues[to].send((s, peer));
+                            }
+                            Err(e) => tracing::debug!(%addr, error = %e, "cannot hand a connection over"),
+                        }
+                    }
                 }
                 Err(e) => {
                     // Out of descriptors, mostly: wait instead of spinning.
                     tracing::warn!(%addr, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
+            },
+            Some((s, peer)) = handed.recv() => match TcpStream::from_std(s) {
+                Ok(stream) => lane.serve(&mut connections, stream, peer),
+                Err(e) => tracing::debug!(%addr, error = %e, "cannot take a connection over"),
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }

@@ -3,10 +3,13 @@
 //! one event loop per core).
 //!
 //! Every listener's socket is bound once and each worker accepts on its own
-//! duplicate of it, so a client connection and everything it forwards (the
-//! pooled target connections, the response bodies) stay on the thread that
-//! accepted it: no task moves between threads, no work-stealing queue, no
-//! lock on the pool shared with another thread. The routing table, the
+//! duplicate of it; accepted connections go to the workers in turn (a
+//! connection accepted by one worker for another is handed over once), so
+//! each holds an equal share of the keep-alive connections. A client
+//! connection and everything it forwards (the pooled target connections,
+//! the response bodies) then stay on its worker's thread: no task moves
+//! between threads, no work-stealing queue, no lock on the pool shared with
+//! another thread. The routing table, the
 //! targets' state and the counters are shared (atomics and `ArcSwap`).
 //!
 //! With no worker threads asked for, listeners are served on the runtime
