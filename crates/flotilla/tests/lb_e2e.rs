@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::lb::{aws, http_target_group, s, serving, target_health, Conn, LbNode};
+use common::lb::{aws, http_target_group, s, serving, target_health, tasks_of, Conn, LbNode};
 use common::{wait_for, Env};
 use serde_json::{json, Value};
 
@@ -99,26 +99,6 @@ async fn service(env: &Env) -> Value {
     d["services"][0].clone()
 }
 
-async fn running_tasks(env: &Env) -> Vec<Value> {
-    let l = env
-        .call(
-            "ListTasks",
-            json!({"cluster": env.cluster, "serviceName": "web"}),
-        )
-        .await;
-    let arns = l["taskArns"].as_array().cloned().unwrap_or_default();
-    if arns.is_empty() {
-        return vec![];
-    }
-    let d = env
-        .call(
-            "DescribeTasks",
-            json!({"cluster": env.cluster, "tasks": arns}),
-        )
-        .await;
-    d["tasks"].as_array().cloned().unwrap_or_default()
-}
-
 /// The load balancer under test: its listener's address, its DNS name, its
 /// target group.
 struct Lb {
@@ -149,7 +129,7 @@ async fn rollout(
         10_000,
     ));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let old_tasks: Vec<String> = running_tasks(env)
+    let old_tasks: Vec<String> = tasks_of(env, "web")
         .await
         .iter()
         .map(|t| s(&t["taskArn"]))
@@ -268,7 +248,7 @@ async fn rollout(
     );
 
     // The old tasks are gone; the two new ones are the targets, healthy.
-    let now: Vec<Value> = running_tasks(env).await;
+    let now: Vec<Value> = tasks_of(env, "web").await;
     assert_eq!(now.len(), 2, "{now:?}");
     for t in &now {
         assert!(!old_tasks.contains(&s(&t["taskArn"])), "old task {t}");
@@ -313,7 +293,7 @@ async fn kill_one(env: &Env, lb: &Lb) {
         10_000,
     ));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let tasks = running_tasks(env).await;
+    let tasks = tasks_of(env, "web").await;
     let victim = s(&tasks[0]["taskArn"]);
     let container = env.containers_of(&victim).await[0].id.clone().unwrap();
     let killed_at = loader_start.elapsed().as_secs_f64();
@@ -330,7 +310,7 @@ async fn kill_one(env: &Env, lb: &Lb) {
         "a replacement, healthy",
         Duration::from_secs(40),
         || async {
-            let now = running_tasks(env).await;
+            let now = tasks_of(env, "web").await;
             let t = target_health(env, &lb.tg_arn).await;
             (now.len() == 2
                 && now.iter().all(|t| s(&t["taskArn"]) != victim)

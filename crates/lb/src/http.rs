@@ -211,12 +211,13 @@ impl Activity {
     }
 
     /// Waits with `send` for `target`'s answer, until the connection's
-    /// timer ends the wait; gives the target back.
+    /// timer ends the wait; gives the target back (always: `None` cannot
+    /// happen, as only this wait takes it).
     async fn wait_for<T>(
         &self,
         target: Arc<Target>,
         send: impl Future<Output = T>,
-    ) -> (Result<T, Cut>, Arc<Target>) {
+    ) -> (Result<T, Cut>, Option<Arc<Target>>) {
         let waiting = Waiting::start(self, target);
         let mut send = std::pin::pin!(send);
         let outcome = std::future::poll_fn(|cx| {
@@ -245,9 +246,8 @@ impl<'a> Waiting<'a> {
         Waiting(activity)
     }
 
-    fn finish(self) -> Arc<Target> {
-        let (_, target) = self.0.waiting().take().expect("set while waiting");
-        target
+    fn finish(self) -> Option<Arc<Target>> {
+        self.0.waiting().take().map(|(_, target)| target)
     }
 }
 
@@ -477,12 +477,13 @@ pub async fn handle(
                 .activity
                 .wait_for(target, pool.send(target_addr, upstream, &extra))
                 .await;
-            let answer = match outcome {
-                Ok(Ok(resp)) => Answer::Response(resp),
-                Ok(Err(e)) => Answer::Failed(e),
-                Err(Cut::TimedOut) => Answer::TimedOut,
+            let answer = match (outcome, &target) {
+                (_, None) => Answer::Failed("the request's target was lost".into()),
+                (Ok(Ok(resp)), _) => Answer::Response(resp),
+                (Ok(Err(e)), _) => Answer::Failed(e),
+                (Err(Cut::TimedOut), _) => Answer::TimedOut,
                 // The target's deregistration delay ended mid-request.
-                Err(Cut::TargetClosed) => {
+                (Err(Cut::TargetClosed), _) => {
                     Answer::Failed("the target's deregistration delay ended".into())
                 }
             };
@@ -493,7 +494,7 @@ pub async fn handle(
                     listener.counters.target_response(status, elapsed);
                     let (mut parts, body) = resp.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
-                    if let Some(secs) = group_sticky {
+                    if let (Some(secs), Some(target)) = (group_sticky, &target) {
                         set_cookie(&mut parts.headers, "AWSALB", &target.cookie, secs);
                     }
                     if let (Some(secs), true) = (stickiness_secs, destinations.len() > 1) {
@@ -502,7 +503,7 @@ pub async fn handle(
                     Response::from_parts(parts, Body::Target(body))
                 }
                 Answer::Failed(e) => {
-                    tracing::debug!(target = %target.addr, error = %e, "target request failed");
+                    tracing::debug!(target = %target_addr, error = %e, "target request failed");
                     listener.counters.elb_5xx();
                     dest.counters.elb_5xx();
                     plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway")
