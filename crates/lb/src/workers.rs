@@ -53,12 +53,6 @@ impl Worker {
     pub fn pool(&self) -> &Arc<TargetPool> {
         &self.pool
     }
-
-    /// A guard inside which sockets are registered with this worker's
-    /// runtime.
-    pub fn enter(&self) -> tokio::runtime::EnterGuard<'_> {
-        self.handle.enter()
-    }
 }
 
 /// The node's workers.
