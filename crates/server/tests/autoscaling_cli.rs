@@ -36,36 +36,9 @@ async fn cli_as(
     service: &str,
     args: &[&str],
 ) -> (bool, Value, String) {
-    let aws = std::env::var("FLOTILLA_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
-    let out = tokio::process::Command::new(aws)
-        .arg(service)
-        .args(args)
-        .args([
-            "--output",
-            "json",
-            "--endpoint-url",
-            &server.endpoint,
-            "--region",
-            REGION,
-        ])
-        .env("AWS_ACCESS_KEY_ID", who.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", who.secret)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_PAGER", "")
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .output()
+    server
+        .aws_env(who, service, args, &[("AWS_MAX_ATTEMPTS", "1")])
         .await
-        .expect("the AWS CLI must be installed: run the tests with scripts/test");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let json = serde_json::from_str(&stdout).unwrap_or(Value::String(stdout));
-    (
-        out.status.success(),
-        json,
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
 }
 
 /// Runs and expects success.

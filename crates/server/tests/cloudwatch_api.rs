@@ -27,37 +27,10 @@ struct Run {
 
 /// `aws cloudwatch ARGS… --output json` against `server` as `who`.
 async fn cw(server: &TestServer, who: &Principal, args: &[&str]) -> Run {
-    let exe = std::env::var("FLOTILLA_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
-    let out = tokio::process::Command::new(&exe)
-        .arg("cloudwatch")
-        .args(args)
-        .args([
-            "--output",
-            "json",
-            "--endpoint-url",
-            &server.endpoint,
-            "--region",
-            REGION,
-        ])
-        .env("AWS_ACCESS_KEY_ID", who.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", who.secret)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_PAGER", "")
-        .env("AWS_MAX_ATTEMPTS", "1")
-        .output()
-        .await
-        .unwrap_or_else(|e| {
-            panic!("the AWS CLI ({exe}) must be installed: run the tests with scripts/test ({e})")
-        });
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    Run {
-        ok: out.status.success(),
-        stdout: serde_json::from_str(&stdout).unwrap_or(Value::String(stdout)),
-        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-    }
+    let (ok, stdout, stderr) = server
+        .aws_env(who, "cloudwatch", args, &[("AWS_MAX_ATTEMPTS", "1")])
+        .await;
+    Run { ok, stdout, stderr }
 }
 
 async fn ok(server: &TestServer, args: &[&str]) -> Value {

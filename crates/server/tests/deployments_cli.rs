@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, TestServer, ALICE, REGION};
+use common::{eventually, TestServer, ALICE};
 use flotilla_sim::{Behaviour, HostSpec, SimAgent};
 use serde_json::{json, Value};
 
@@ -20,35 +20,7 @@ fn fast() -> flotilla_server::Config {
 
 /// Runs `aws SERVICE ARGS… --output json` as Alice: (ok, stdout JSON, stderr).
 async fn aws(server: &TestServer, service: &str, args: &[&str]) -> (bool, Value, String) {
-    let cli = std::env::var("FLOTILLA_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
-    let out = tokio::process::Command::new(cli)
-        .arg(service)
-        .args(args)
-        .args([
-            "--output",
-            "json",
-            "--endpoint-url",
-            &server.endpoint,
-            "--region",
-            REGION,
-        ])
-        .env("AWS_ACCESS_KEY_ID", ALICE.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", ALICE.secret)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_PAGER", "")
-        .output()
-        .await
-        .expect("the AWS CLI must be installed: run the tests with scripts/test");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let json = serde_json::from_str(&stdout).unwrap_or(Value::String(stdout));
-    (
-        out.status.success(),
-        json,
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    server.aws(&ALICE, service, args).await
 }
 
 async fn ecs(server: &TestServer, args: &[&str]) -> Value {

@@ -8,7 +8,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{eventually, TestServer, ALICE, BOB, REGION};
+use common::{eventually, TestServer, ALICE, BOB};
 use flotilla_model::lb::{
     ControlMessage, NodeConfig, NodeMessage, ObservedHealth, TargetHealthReport,
 };
@@ -19,35 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// Runs `aws elbv2 ARGS… --output json` as `who`: (ok, stdout JSON, stderr).
 async fn elb(server: &TestServer, who: &common::Principal, args: &[&str]) -> (bool, Value, String) {
-    let aws = std::env::var("FLOTILLA_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
-    let out = tokio::process::Command::new(aws)
-        .arg("elbv2")
-        .args(args)
-        .args([
-            "--output",
-            "json",
-            "--endpoint-url",
-            &server.endpoint,
-            "--region",
-            REGION,
-        ])
-        .env("AWS_ACCESS_KEY_ID", who.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", who.secret)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_PAGER", "")
-        .output()
-        .await
-        .expect("the AWS CLI must be installed: run the tests with scripts/test");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let json = serde_json::from_str(&stdout).unwrap_or(Value::String(stdout));
-    (
-        out.status.success(),
-        json,
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    server.aws(who, "elbv2", args).await
 }
 
 /// Runs a command that must succeed.

@@ -42,34 +42,9 @@ async fn fails(server: &TestServer, args: &[&str], code: &str) -> String {
 
 /// Runs `aws elbv2 ARGS…`, which must succeed.
 async fn elb(server: &TestServer, args: &[&str]) -> Value {
-    let aws = std::env::var("FLOTILLA_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
-    let out = tokio::process::Command::new(aws)
-        .arg("elbv2")
-        .args(args)
-        .args([
-            "--output",
-            "json",
-            "--endpoint-url",
-            &server.endpoint,
-            "--region",
-            REGION,
-        ])
-        .env("AWS_ACCESS_KEY_ID", ALICE.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", ALICE.secret)
-        .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_PAGER", "")
-        .output()
-        .await
-        .expect("the AWS CLI must be installed: run the tests with scripts/test");
-    assert!(
-        out.status.success(),
-        "aws elbv2 {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    let (ok, out, err) = server.aws(&ALICE, "elbv2", args).await;
+    assert!(ok, "aws elbv2 {args:?} failed: {err}");
+    out
 }
 
 fn s(v: &Value) -> String {

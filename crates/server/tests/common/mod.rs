@@ -150,9 +150,32 @@ impl TestServer {
     /// Runs the real AWS CLI (`aws ecs ARGS… --output json`) against this
     /// server as `who`; returns (exit ok, stdout JSON or text, stderr).
     pub async fn cli(&self, who: &Principal, args: &[&str]) -> (bool, serde_json::Value, String) {
+        self.aws(who, "ecs", args).await
+    }
+
+    /// Runs `aws SERVICE ARGS… --output json` against this server as
+    /// `who`, with no profile, config file or pager of the machine's.
+    pub async fn aws(
+        &self,
+        who: &Principal,
+        service: &str,
+        args: &[&str],
+    ) -> (bool, serde_json::Value, String) {
+        self.aws_env(who, service, args, &[]).await
+    }
+
+    /// [`TestServer::aws`] with extra environment variables (e.g.
+    /// `AWS_MAX_ATTEMPTS=1`, so an error is seen at once, not retried).
+    pub async fn aws_env(
+        &self,
+        who: &Principal,
+        service: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (bool, serde_json::Value, String) {
         let aws = std::env::var("FLOTILLA_TEST_AWS_CLI").unwrap_or_else(|_| "aws".into());
-        let out = tokio::process::Command::new(aws)
-            .arg("ecs")
+        let out = tokio::process::Command::new(&aws)
+            .arg(service)
             .args(args)
             .args([
                 "--output",
@@ -169,9 +192,14 @@ impl TestServer {
             .env("AWS_CONFIG_FILE", "/dev/null")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
             .env("AWS_PAGER", "")
+            .envs(env.iter().copied())
             .output()
             .await
-            .expect("the AWS CLI must be installed: run the tests with scripts/test");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the AWS CLI ({aws}) must be installed: run the tests with scripts/test ({e})"
+                )
+            });
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::String(stdout));
         (
