@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::lb::{aws, failures, healthy, load, s, serving, share, LbNode, ShiftingLb};
+use common::lb::{
+    aws, create_service, failures, healthy, load, s, serving, share, LbNode, ShiftingLb,
+};
 use common::{wait_for, Env};
 use serde_json::json;
 
@@ -56,24 +58,13 @@ async fn a_canary_sends_a_quarter_of_the_traffic_to_the_new_revision_without_a_f
     let dc = json!({"strategy": "CANARY", "bakeTimeInMinutes": 0,
         "canaryConfiguration": {"canaryPercent": 25.0, "canaryBakeTimeInMinutes": 1}})
     .to_string();
-    aws(
+    create_service(
         &env,
-        "ecs",
-        &[
-            "create-service",
-            "--cluster",
-            &env.cluster,
-            "--service-name",
-            "web",
-            "--task-definition",
-            &v1,
-            "--desired-count",
-            "4",
-            "--load-balancers",
-            &lbs,
-            "--deployment-configuration",
-            &dc,
-        ],
+        "web",
+        &v1,
+        4,
+        &lbs,
+        &["--deployment-configuration", &dc],
     )
     .await;
     wait_for(

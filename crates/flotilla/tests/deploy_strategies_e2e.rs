@@ -28,7 +28,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::lb::{aws, failures, healthy, load, s, serving, share, LbNode, Outcome, ShiftingLb};
+use common::lb::{
+    aws, create_service, failures, healthy, load, s, serving, share, LbNode, Outcome, ShiftingLb,
+};
 use common::{wait_for, Env, TestAgent};
 use serde_json::{json, Value};
 
@@ -59,24 +61,14 @@ impl Rig {
         let family = format!("{name}-web");
         let v1 = env.register_task_definition(&family, serving("v1")).await;
         let v2 = env.register_task_definition(&family, serving("v2")).await;
-        aws(
+        let dc = dc.to_string();
+        create_service(
             &env,
-            "ecs",
-            &[
-                "create-service",
-                "--cluster",
-                &env.cluster,
-                "--service-name",
-                "web",
-                "--task-definition",
-                &v1,
-                "--desired-count",
-                "4",
-                "--load-balancers",
-                &lb.service_load_balancers(),
-                "--deployment-configuration",
-                &dc.to_string(),
-            ],
+            "web",
+            &v1,
+            4,
+            &lb.service_load_balancers(),
+            &["--deployment-configuration", &dc],
         )
         .await;
         wait_for(

@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::lb::{aws, http_target_group, s, serving, target_health, tasks_of, Conn, LbNode};
+use common::lb::{
+    aws, create_service, http_target_group, s, serving, target_health, tasks_of, Conn, LbNode,
+};
 use common::{wait_for, Env};
 use serde_json::{json, Value};
 
@@ -418,24 +420,8 @@ async fn alb_in_front_of_a_service_rolls_from_v1_to_v2_without_a_failed_request(
     let v2 = env
         .register_task_definition("e2e-lb-web", serving("v2"))
         .await;
-    aws(
-        &env,
-        "ecs",
-        &[
-            "create-service",
-            "--cluster",
-            &env.cluster,
-            "--service-name",
-            "web",
-            "--task-definition",
-            &v1,
-            "--desired-count",
-            "2",
-            "--load-balancers",
-            &format!("targetGroupArn={tg_arn},containerName=app,containerPort=8080"),
-        ],
-    )
-    .await;
+    let lbs = format!("targetGroupArn={tg_arn},containerName=app,containerPort=8080");
+    create_service(&env, "web", &v1, 2, &lbs, &[]).await;
     let registered_at = Instant::now();
     let targets = wait_for("two healthy targets", Duration::from_secs(60), || async {
         let t = target_health(&env, &tg_arn).await;

@@ -253,28 +253,42 @@ impl Drop for LbNode {
 
 /// `create-service` behind `tg`, spread over the instances.
 pub async fn service(env: &Env, name: &str, td: &str, count: u32, tg: &str) {
-    aws(
-        env,
-        "ecs",
-        &[
-            "create-service",
-            "--cluster",
-            &env.cluster,
-            "--service-name",
-            name,
-            "--task-definition",
-            td,
-            "--desired-count",
-            &count.to_string(),
-            "--placement-strategy",
-            "type=spread,field=instanceId",
-            "--health-check-grace-period-seconds",
-            "0",
-            "--load-balancers",
-            &format!("targetGroupArn={tg},containerName=app,containerPort=8080"),
-        ],
-    )
-    .await;
+    let lbs = format!("targetGroupArn={tg},containerName=app,containerPort=8080");
+    let extra = [
+        "--placement-strategy",
+        "type=spread,field=instanceId",
+        "--health-check-grace-period-seconds",
+        "0",
+    ];
+    create_service(env, name, td, count, &lbs, &extra).await;
+}
+
+/// `create-service NAME` of `count` tasks of `td` in the cluster, behind
+/// the `--load-balancers` value `lbs`, with `extra` arguments after.
+pub async fn create_service(
+    env: &Env,
+    name: &str,
+    td: &str,
+    count: u32,
+    lbs: &str,
+    extra: &[&str],
+) {
+    let count = count.to_string();
+    let mut args = vec![
+        "create-service",
+        "--cluster",
+        &env.cluster,
+        "--service-name",
+        name,
+        "--task-definition",
+        td,
+        "--desired-count",
+        &count,
+        "--load-balancers",
+        lbs,
+    ];
+    args.extend_from_slice(extra);
+    aws(env, "ecs", &args).await;
 }
 
 /// The service's tasks (any status ListTasks gives: running ones).
