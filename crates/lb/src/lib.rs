@@ -22,7 +22,9 @@ use flotilla_model::lb::NodeMessage;
 use tokio::sync::mpsc;
 
 pub mod balance;
+pub mod front;
 pub mod gateway;
+pub mod h1;
 pub mod health;
 pub mod http;
 pub mod matching;

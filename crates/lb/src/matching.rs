@@ -17,7 +17,6 @@
 use std::net::IpAddr;
 
 use flotilla_model::lb::Condition;
-use http::HeaderMap;
 
 /// What conditions look at in a request.
 pub struct RequestFacts<'a> {
@@ -25,16 +24,28 @@ pub struct RequestFacts<'a> {
     pub path: &'a str,
     /// The raw query string, without `?`.
     pub query: Option<&'a str>,
-    pub headers: &'a HeaderMap,
+    /// The headers as received (names in any case).
+    pub headers: &'a [httparse::Header<'a>],
     pub source: IpAddr,
 }
 
 impl RequestFacts<'_> {
-    /// The Host header's name without its port.
+    /// The (first) Host header's name without its port.
     pub fn host(&self) -> Option<&str> {
-        let host = self.headers.get(http::header::HOST)?.to_str().ok()?;
-        Some(strip_port(host))
+        let host = self
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("host"))?;
+        Some(strip_port(std::str::from_utf8(host.value).ok()?.trim()))
     }
+}
+
+/// Whether `name` can be a header name (an RFC 9110 token).
+fn httparse_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn strip_port(host: &str) -> &str {
@@ -57,8 +68,8 @@ pub enum Matcher {
     Path(Vec<String>),
     /// Lowercased patterns.
     Host(Vec<String>),
-    /// Lowercased name and patterns.
-    Header(http::HeaderName, Vec<String>),
+    /// Name and lowercased patterns.
+    Header(String, Vec<String>),
     Method(Vec<String>),
     /// Lowercased, decoded (key, value) patterns.
     Query(Vec<(Option<String>, String)>),
@@ -76,11 +87,13 @@ impl Matcher {
                 Matcher::Host(values.iter().map(|v| v.to_ascii_lowercase()).collect())
             }
             Condition::HttpHeader { name, values } => {
-                match http::HeaderName::from_bytes(name.as_bytes()) {
-                    Ok(n) => {
-                        Matcher::Header(n, values.iter().map(|v| v.to_ascii_lowercase()).collect())
-                    }
-                    Err(_) => Matcher::Never,
+                if httparse_token(name) {
+                    Matcher::Header(
+                        name.clone(),
+                        values.iter().map(|v| v.to_ascii_lowercase()).collect(),
+                    )
+                } else {
+                    Matcher::Never
                 }
             }
             Condition::HttpRequestMethod { values } => Matcher::Method(values.clone()),
@@ -114,8 +127,11 @@ impl Matcher {
                 }
                 None => false,
             },
-            Matcher::Header(name, patterns) => req.headers.get_all(name).iter().any(|v| {
-                let v = String::from_utf8_lossy(v.as_bytes()).to_ascii_lowercase();
+            Matcher::Header(name, patterns) => req.headers.iter().any(|h| {
+                if !h.name.eq_ignore_ascii_case(name) {
+                    return false;
+                }
+                let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
                 patterns
                     .iter()
                     .any(|p| wildcard(p.as_bytes(), v.as_bytes()))
@@ -231,7 +247,7 @@ mod tests {
     use super::*;
 
     fn facts<'a>(
-        headers: &'a HeaderMap,
+        headers: &'a [httparse::Header<'a>],
         path: &'a str,
         query: Option<&'a str>,
     ) -> RequestFacts<'a> {
@@ -264,8 +280,10 @@ mod tests {
 
     #[test]
     fn path_is_case_sensitive_host_is_not() {
-        let mut h = HeaderMap::new();
-        h.insert("host", "WWW.Example.COM:8080".parse().unwrap());
+        let h = [httparse::Header {
+            name: "host",
+            value: b"WWW.Example.COM:8080",
+        }];
         let f = facts(&h, "/API/x", None);
         let path = Matcher::compile(&Condition::PathPattern {
             values: vec!["/api/*".into()],
@@ -287,8 +305,10 @@ mod tests {
 
     #[test]
     fn headers_methods_queries() {
-        let mut h = HeaderMap::new();
-        h.insert("x-env", "Canary-1".parse().unwrap());
+        let h = [httparse::Header {
+            name: "X-ENV",
+            value: b"Canary-1",
+        }];
         let f = facts(&h, "/", Some("Version=V2&flag&name=a%20b"));
         let c = Condition::HttpHeader {
             name: "X-Env".into(),

@@ -4,13 +4,14 @@
 //!
 //! The client side is written here rather than taken from hyper: a proxy
 //! knows its request's target address already and forwards one request at
-//! a time per connection, so it writes the request head into the
-//! connection's reused buffer, parses the response head with `httparse`,
-//! and reads the response body straight from the target's socket as the
-//! client side asks for it ([`PooledBody`]). A request thus goes out and
-//! its answer comes back on the client connection's task, without a
-//! hand-off between tasks or channels (nginx's model: one event loop per
-//! connection pair).
+//! a time per connection, so it writes the request head the client side
+//! prepared ([`crate::front`]), parses the response head with `httparse`
+//! straight into the client's write buffer (hop-by-hop headers left out),
+//! and reads the response body from the target's socket as the client
+//! side asks for it ([`PooledBody`]). A request thus goes out and its
+//! answer comes back on the client connection's task, without a hand-off
+//! between tasks or channels, and without a header map (nginx's model: one
+//! event loop per connection pair, header lines copied as they came).
 //!
 //! Framing, as RFC 9112 §6: request bodies go as received (`Content-Length`)
 //! or chunked (a client's chunked body, whose `Transfer-Encoding` is
@@ -32,18 +33,16 @@ use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use crate::h1::{self, Framing};
 
 /// Connecting to a target longer than this counts as a failed connection
 /// (502), as ALB's 10 s connection timeout.
@@ -69,17 +68,40 @@ const MAX_HEADERS: usize = 128;
 /// Room made in the read buffer before each read.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Body data up to this size is copied out of the read buffer (which then
-/// stays the connection's own, reused); larger data is split off without a
-/// copy.
-const COPY_BELOW: usize = 4 * 1024;
+/// A request body, read from the client as it is sent.
+pub trait RequestBody {
+    /// Whether nothing (more) is to be sent.
+    fn is_empty(&self) -> bool;
+    /// Whether it goes chunked (its length was not given).
+    fn is_chunked(&self) -> bool;
+    /// Its next piece; `None` at its end.
+    fn next(&mut self) -> impl Future<Output = std::io::Result<Option<Bytes>>>;
+}
+
+/// A request to forward.
+pub struct Outgoing<'a> {
+    /// Its head as the target gets it (request line, headers, blank line).
+    pub head: &'a [u8],
+    /// Whether it is a `HEAD` request (the answer has no body).
+    pub head_request: bool,
+    /// Whether it may go again on another connection (RFC 9110 §9.2.2),
+    /// when it has no body.
+    pub idempotent: bool,
+}
+
+/// A target's answer: its status and its body. The head went into the
+/// caller's buffer.
+pub struct Answer {
+    pub status: u16,
+    pub body: PooledBody,
+}
 
 /// One HTTP/1.1 connection to a target.
 struct TargetConn {
     stream: TcpStream,
     /// Bytes read from the target and not consumed yet.
     buf: BytesMut,
-    /// The request head being written (reused across requests).
+    /// A chunk being written (reused).
     out: Vec<u8>,
 }
 
@@ -92,36 +114,12 @@ enum ExchangeError {
     Failed(String),
 }
 
-/// How a response body is framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// This many bytes are left.
-    Length(u64),
-    Chunked(Chunk),
-    /// Until the target closes the connection.
-    UntilClose,
-}
-
-/// Where a chunked body's decoder is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// A chunk-size line is next.
-    Size,
-    /// This many bytes of chunk data are left.
-    Data(u64),
-    /// The CRLF after a chunk's data is next.
-    DataEnd,
-    /// Trailer lines (dropped) until an empty one.
-    Trailers,
-    Done,
-}
-
 impl TargetConn {
     fn new(stream: TcpStream) -> TargetConn {
         TargetConn {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
-            out: Vec::with_capacity(1024),
+            out: Vec::new(),
         }
     }
 
@@ -150,15 +148,17 @@ impl TargetConn {
         std::pin::pin!(self.stream.read_buf(&mut self.buf)).poll(cx)
     }
 
-    /// Writes `req`'s head and body, then reads the response head (interim
-    /// 1xx answers skipped). `reused`: the connection served before.
-    async fn exchange(
+    /// Writes the request's head and body, then reads the response head
+    /// (interim 1xx answers skipped) into `head_out`. `reused`: the
+    /// connection served before.
+    async fn exchange<B: RequestBody>(
         &mut self,
-        req: &mut Request<Incoming>,
-        extra: &[ExtraHeader<'_>],
+        req: &Outgoing<'_>,
+        body: &mut B,
         reused: bool,
-    ) -> Result<(Response<()>, Framing, bool), ExchangeError> {
-        let retry = reused && req.body().is_end_stream() && is_idempotent(req.method());
+        head_out: &mut Vec<u8>,
+    ) -> Result<(u16, Framing, bool), ExchangeError> {
+        let retry = reused && body.is_empty() && req.idempotent;
         let stale = |e: String| {
             if retry {
                 ExchangeError::Stale(e)
@@ -166,19 +166,16 @@ impl TargetConn {
                 ExchangeError::Failed(e)
             }
         };
-        let chunked = encode_head(&mut self.out, req, extra);
         self.stream
-            .write_all(&self.out)
+            .write_all(req.head)
             .await
             .map_err(|e| stale(format!("writing the request: {e}")))?;
-        if !req.body().is_end_stream() {
-            self.send_body(req.body_mut(), chunked)
-                .await
-                .map_err(ExchangeError::Failed)?;
+        if !body.is_empty() {
+            self.send_body(body).await.map_err(ExchangeError::Failed)?;
         }
-        let head_request = req.method() == Method::HEAD;
         loop {
-            let parsed = parse_head(&self.buf, head_request).map_err(ExchangeError::Failed)?;
+            let parsed =
+                parse_head(&self.buf, req.head_request, head_out).map_err(ExchangeError::Failed)?;
             if let Some((len, head)) = parsed {
                 self.buf.advance(len);
                 match head {
@@ -212,27 +209,16 @@ impl TargetConn {
     }
 
     /// Sends the request body as it arrives from the client.
-    async fn send_body(&mut self, body: &mut Incoming, chunked: bool) -> Result<(), String> {
-        loop {
-            let frame = poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await;
-            let data = match frame {
-                None => break,
-                Some(Err(e)) => return Err(format!("reading the request body: {e}")),
-                Some(Ok(f)) => match f.into_data() {
-                    Ok(d) => d,
-                    // Trailers are not forwarded.
-                    Err(_) => continue,
-                },
-            };
-            if data.is_empty() {
-                continue;
-            }
+    async fn send_body<B: RequestBody>(&mut self, body: &mut B) -> Result<(), String> {
+        let chunked = body.is_chunked();
+        while let Some(data) = body
+            .next()
+            .await
+            .map_err(|e| format!("reading the request body: {e}"))?
+        {
             let write = if chunked {
                 self.out.clear();
-                self.out
-                    .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                self.out.extend_from_slice(&data);
-                self.out.extend_from_slice(b"\r\n");
+                h1::write_chunk(&mut self.out, &data);
                 self.stream.write_all(&self.out).await
             } else {
                 self.stream.write_all(&data).await
@@ -241,7 +227,7 @@ impl TargetConn {
         }
         if chunked {
             self.stream
-                .write_all(b"0\r\n\r\n")
+                .write_all(h1::LAST_CHUNK)
                 .await
                 .map_err(|e| format!("writing the request body: {e}"))?;
         }
@@ -249,66 +235,21 @@ impl TargetConn {
     }
 }
 
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
-    )
-}
-
-/// A header added to a forwarded request as it is written (rather than
-/// inserted into its header map first): its name and its value's pieces,
-/// written one after the other.
-pub struct ExtraHeader<'a>(pub &'static str, pub &'a [&'a [u8]]);
-
-/// Writes the request line and headers into `out`; `true` if the body is
-/// to be sent chunked (it has no `Content-Length`).
-fn encode_head(out: &mut Vec<u8>, req: &Request<Incoming>, extra: &[ExtraHeader<'_>]) -> bool {
-    out.clear();
-    out.extend_from_slice(req.method().as_str().as_bytes());
-    out.push(b' ');
-    let target = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .filter(|p| !p.is_empty())
-        .unwrap_or("/");
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut has_length = false;
-    for (name, value) in req.headers() {
-        if name == header::CONTENT_LENGTH {
-            has_length = true;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    for ExtraHeader(name, pieces) in extra {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        for p in *pieces {
-            out.extend_from_slice(p);
-        }
-        out.extend_from_slice(b"\r\n");
-    }
-    let chunked = !has_length && !req.body().is_end_stream();
-    if chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    chunked
-}
-
-/// A parsed response head: the response, its body's framing, and whether
-/// the connection may serve another request after it.
-type Head = (Response<()>, Framing, bool);
+/// A parsed response head: its status, its body's framing, and whether the
+/// connection may serve another request after it.
+type Head = (u16, Framing, bool);
 
 /// Parses a response head at the start of `buf`: `None` if incomplete, else
-/// its length and the head (`None` for an interim 1xx answer).
+/// its length and the head (`None` for an interim 1xx answer). A final
+/// head's status line and headers, without hop-by-hop ones and without the
+/// blank line, are written into `out` (HTTP/1.1, the target's reason
+/// phrase); `Content-Length` is left out beside a chunked body.
 #[allow(clippy::type_complexity)]
-fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, Option<Head>)>, String> {
+fn parse_head(
+    buf: &[u8],
+    head_request: bool,
+    out: &mut Vec<u8>,
+) -> Result<Option<(usize, Option<Head>)>, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Response::new(&mut headers);
     let len = match parsed.parse(buf) {
@@ -316,76 +257,63 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, Option<He
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(format!("an invalid response head: {e}")),
     };
-    let code = parsed.code.unwrap_or(0);
-    let status = StatusCode::from_u16(code).map_err(|_| format!("an invalid status {code}"))?;
-    if status == StatusCode::SWITCHING_PROTOCOLS {
+    let status = parsed.code.unwrap_or(0);
+    if !(100..=999).contains(&status) {
+        return Err(format!("an invalid status {status}"));
+    }
+    if status == 101 {
         return Err("the target switched protocols (not supported)".into());
     }
-    if status.is_informational() {
+    if status < 200 {
         return Ok(Some((len, None)));
     }
     let http10 = parsed.version == Some(0);
-    // One allocation for every header value, shared by slices of it.
-    let head = Bytes::copy_from_slice(&buf[..len]);
-    let mut map = HeaderMap::with_capacity(parsed.headers.len());
     let mut length: Option<u64> = None;
     let mut chunked = false;
-    let mut close = false;
-    let mut keep_alive = false;
+    let mut connection = h1::Connection::default();
     for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| format!("an invalid header name {:?}", h.name))?;
-        let start = h.value.as_ptr() as usize - buf.as_ptr() as usize;
-        let value = HeaderValue::from_maybe_shared(head.slice(start..start + h.value.len()))
-            .map_err(|_| format!("an invalid value of {name}"))?;
-        if name == header::CONTENT_LENGTH {
-            let n = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or("an invalid Content-Length")?;
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = h1::content_length(h.value).ok_or("an invalid Content-Length")?;
             if length.is_some_and(|l| l != n) {
                 return Err("conflicting Content-Length headers".into());
             }
             length = Some(n);
-        } else if name == header::TRANSFER_ENCODING {
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             // Chunked is the last coding when present (RFC 9112 §6.1).
-            chunked = value
-                .as_bytes()
-                .rsplit(|b| *b == b',')
-                .next()
-                .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-            if !chunked {
+            if !h1::ends_chunked(h.value) {
                 return Err("a transfer coding other than chunked".into());
             }
-        } else if name == header::CONNECTION {
-            for token in value.as_bytes().split(|b| *b == b',') {
-                let token = token.trim_ascii();
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
+            chunked = true;
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            connection.add(h.value);
         }
-        map.append(name, value);
     }
-    let bodiless =
-        head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let bodiless = head_request || status == 204 || status == 304;
     let framing = if bodiless {
         Framing::Length(0)
     } else if chunked {
-        // Transfer-Encoding overrides Content-Length, which must not reach
-        // the client next to a re-chunked body.
-        map.remove(header::CONTENT_LENGTH);
-        Framing::Chunked(Chunk::Size)
+        Framing::CHUNKED
     } else if let Some(n) = length {
         Framing::Length(n)
     } else {
         Framing::UntilClose
     };
-    let reusable = !close && (!http10 || keep_alive) && framing != Framing::UntilClose;
-    let mut resp = Response::new(());
-    *resp.status_mut() = status;
-    *resp.headers_mut() = map;
-    Ok(Some((len, Some((resp, framing, reusable)))))
+    let reusable =
+        !connection.close && (!http10 || connection.keep_alive) && framing != Framing::UntilClose;
+    out.clear();
+    crate::front::status_line(out, status, parsed.reason.unwrap_or("").as_bytes());
+    for h in parsed.headers.iter() {
+        if h1::is_hop_by_hop(h.name)
+            || (connection.names_others && h1::named_by_connection(parsed.headers, h.name))
+            // Transfer-Encoding overrides Content-Length, which must not
+            // reach the client next to a re-chunked body.
+            || (chunked && h.name.eq_ignore_ascii_case("content-length"))
+        {
+            continue;
+        }
+        h1::write_header(out, h.name.as_bytes(), h.value);
+    }
+    Ok(Some((len, Some((status, framing, reusable)))))
 }
 
 struct Idle {
@@ -405,20 +333,21 @@ pub struct TargetPool {
 }
 
 impl TargetPool {
-    /// Sends `req` (origin-form URI, Host set, hop-by-hop headers removed)
-    /// with the `extra` headers after its own to `target` on a pooled
-    /// connection, or a new one. The error says what failed (a 502).
-    pub async fn send(
+    /// Sends `req` with `body` to `target` on a pooled connection, or a
+    /// new one; the answer's head goes into `head_out` (see
+    /// [`Answer`]). The error says what failed (a 502).
+    pub async fn send<B: RequestBody>(
         self: &Arc<Self>,
         target: SocketAddr,
-        mut req: Request<Incoming>,
-        extra: &[ExtraHeader<'_>],
-    ) -> Result<Response<PooledBody>, String> {
+        req: &Outgoing<'_>,
+        body: &mut B,
+        head_out: &mut Vec<u8>,
+    ) -> Result<Answer, String> {
         for _ in 0..MAX_STALE_TRIES {
             let Some(mut conn) = self.checkout(target) else {
                 break;
             };
-            match conn.exchange(&mut req, extra, true).await {
+            match conn.exchange(req, body, true, head_out).await {
                 Ok(head) => return Ok(self.wrap(target, conn, head)),
                 Err(ExchangeError::Stale(e)) => {
                     tracing::debug!(%target, error = %e, "a pooled connection was closed; trying another");
@@ -427,7 +356,7 @@ impl TargetPool {
             }
         }
         let mut conn = connect(target).await?;
-        match conn.exchange(&mut req, extra, false).await {
+        match conn.exchange(req, body, false, head_out).await {
             Ok(head) => Ok(self.wrap(target, conn, head)),
             Err(ExchangeError::Stale(e) | ExchangeError::Failed(e)) => Err(e),
         }
@@ -476,8 +405,8 @@ impl TargetPool {
         self: &Arc<Self>,
         target: SocketAddr,
         conn: Box<TargetConn>,
-        (resp, framing, reusable): Head,
-    ) -> Response<PooledBody> {
+        (status, framing, reusable): Head,
+    ) -> Answer {
         let mut body = PooledBody {
             framing,
             reusable,
@@ -488,7 +417,7 @@ impl TargetPool {
         if framing == Framing::Length(0) {
             body.release();
         }
-        resp.map(|()| body)
+        Answer { status, body }
     }
 }
 
@@ -508,7 +437,7 @@ async fn connect(target: SocketAddr) -> Result<Box<TargetConn>, String> {
 }
 
 /// A target's response body, read from the target's socket as it is
-/// polled; the connection goes back to the pool once the body has been
+/// asked for; the connection goes back to the pool once the body has been
 /// read to the end.
 pub struct PooledBody {
     framing: Framing,
@@ -530,168 +459,64 @@ impl PooledBody {
         }
     }
 
-    fn is_done(&self) -> bool {
-        matches!(
-            self.framing,
-            Framing::Length(0) | Framing::Chunked(Chunk::Done)
-        ) || self.conn.is_none()
+    /// Whether the body's length is not known from its head.
+    pub fn is_streamed(&self) -> bool {
+        self.framing.is_streamed()
     }
 
-    /// The next piece of body data from what has been read, if any; moves
-    /// the framing on. `Ok(None)`: more must be read first (or the body
-    /// ended: see `is_done`).
-    fn take_data(&mut self) -> std::io::Result<Option<Bytes>> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Ok(None);
-        };
-        let buf = &mut conn.buf;
+    /// Appends body data to `out` (as chunks if `chunked`): all that has
+    /// been read already, or else what the next read brings. `Ok(true)`
+    /// once the whole body is in `out`.
+    pub async fn fill(&mut self, out: &mut Vec<u8>, chunked: bool) -> std::io::Result<bool> {
         loop {
-            match &mut self.framing {
-                Framing::Length(0) => return Ok(None),
-                Framing::Length(left) => {
-                    if buf.is_empty() {
-                        return Ok(None);
-                    }
-                    let n = (*left).min(buf.len() as u64) as usize;
-                    *left -= n as u64;
-                    return Ok(Some(split(buf, n)));
-                }
-                Framing::UntilClose => {
-                    if buf.is_empty() {
-                        return Ok(None);
-                    }
-                    let n = buf.len();
-                    return Ok(Some(split(buf, n)));
-                }
-                Framing::Chunked(state) => match *state {
-                    Chunk::Done => return Ok(None),
-                    Chunk::Data(left) => {
-                        if buf.is_empty() {
-                            return Ok(None);
-                        }
-                        let n = left.min(buf.len() as u64) as usize;
-                        *state = if n as u64 == left {
-                            Chunk::DataEnd
-                        } else {
-                            Chunk::Data(left - n as u64)
-                        };
-                        return Ok(Some(split(buf, n)));
-                    }
-                    Chunk::DataEnd => {
-                        if buf.len() < 2 {
-                            return Ok(None);
-                        }
-                        if &buf[..2] != b"\r\n" {
-                            return Err(invalid("no CRLF after a chunk"));
-                        }
-                        buf.advance(2);
-                        *state = Chunk::Size;
-                    }
-                    Chunk::Size | Chunk::Trailers => {
-                        let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
-                            if buf.len() > 4096 {
-                                return Err(invalid("a chunk-size or trailer line too long"));
-                            }
-                            return Ok(None);
-                        };
-                        let line = &buf[..end];
-                        *state = if *state == Chunk::Trailers {
-                            if line.is_empty() {
-                                Chunk::Done
-                            } else {
-                                Chunk::Trailers
-                            }
-                        } else {
-                            let hex = line.split(|b| *b == b';').next().unwrap_or(&[]);
-                            let size = std::str::from_utf8(hex)
-                                .ok()
-                                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-                                .ok_or_else(|| invalid("an invalid chunk size"))?;
-                            if size == 0 {
-                                Chunk::Trailers
-                            } else {
-                                Chunk::Data(size)
-                            }
-                        };
-                        buf.advance(end + 2);
-                    }
-                },
-            }
-        }
-    }
-}
-
-/// The first `n` bytes of `buf`: copied when small, so the buffer stays the
-/// connection's own.
-fn split(buf: &mut BytesMut, n: usize) -> Bytes {
-    if n < COPY_BELOW {
-        let b = Bytes::copy_from_slice(&buf[..n]);
-        buf.advance(n);
-        b
-    } else {
-        buf.split_to(n).freeze()
-    }
-}
-
-fn invalid(what: &str) -> std::io::Error {
-    std::io::Error::new(ErrorKind::InvalidData, format!("response body: {what}"))
-}
-
-impl Body for PooledBody {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        let this = &mut *self;
-        loop {
-            let data = match this.take_data() {
-                Ok(d) => d,
-                Err(e) => {
-                    this.conn = None;
-                    return Poll::Ready(Some(Err(e)));
-                }
+            let Some(conn) = self.conn.as_mut() else {
+                return Ok(true);
             };
-            if this.is_done() {
-                this.release();
+            let mut added = false;
+            loop {
+                match self.framing.next_data(&mut conn.buf) {
+                    Ok(Some(n)) => {
+                        if chunked {
+                            h1::write_chunk(out, &conn.buf[..n]);
+                        } else {
+                            out.extend_from_slice(&conn.buf[..n]);
+                        }
+                        conn.buf.advance(n);
+                        added = true;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        // A broken body leaves the connection unusable.
+                        self.conn = None;
+                        return Err(e);
+                    }
+                }
             }
-            if let Some(data) = data {
-                return Poll::Ready(Some(Ok(Frame::data(data))));
+            if self.framing.is_done() {
+                self.release();
+                return Ok(true);
             }
-            let Some(conn) = this.conn.as_mut() else {
-                return Poll::Ready(None);
-            };
-            match ready!(conn.poll_fill(cx)) {
-                Ok(0) if this.framing == Framing::UntilClose => {
-                    this.conn = None;
-                    return Poll::Ready(None);
+            if added {
+                return Ok(false);
+            }
+            match poll_fn(|cx| conn.poll_fill(cx)).await {
+                Ok(0) if self.framing == Framing::UntilClose => {
+                    self.conn = None;
+                    return Ok(true);
                 }
                 Ok(0) => {
-                    this.conn = None;
-                    return Poll::Ready(Some(Err(std::io::Error::new(
+                    self.conn = None;
+                    return Err(std::io::Error::new(
                         ErrorKind::UnexpectedEof,
                         "the target closed the connection within the response body",
-                    ))));
+                    ));
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    this.conn = None;
-                    return Poll::Ready(Some(Err(e)));
+                    self.conn = None;
+                    return Err(e);
                 }
             }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.is_done()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.framing {
-            Framing::Length(n) => SizeHint::with_exact(n),
-            _ => SizeHint::default(),
         }
     }
 }
@@ -699,37 +524,49 @@ impl Body for PooledBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::front::{self, ClientConn, Forwarded};
+    use http::{Request, Response, StatusCode};
     use http_body_util::BodyExt;
+    use hyper::body::Frame;
     use hyper_util::rt::TokioIo;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A front server whose every request goes through `pool` to `target`
-    /// (requests need an `Incoming` body: they come from a real server side).
-    async fn front(pool: Arc<TargetPool>, target: SocketAddr) -> SocketAddr {
-        let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = front.local_addr().unwrap();
+    /// A front server whose every request goes through `pool` to `target`,
+    /// on the listeners' client side ([`crate::front`]); a failure is a 502
+    /// saying why.
+    async fn via_pool(pool: Arc<TargetPool>, target: SocketAddr) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.11.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
-            let (s, _) = front.accept().await.unwrap();
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+            loop {
+                let Ok((s, peer)) = listener.accept().await else {
+                    return;
+                };
                 let pool = pool.clone();
-                async move {
-                    // A failure is a 502 saying why, as the listener's.
-                    let resp = match pool.send(target, req, &[]).await {
-                        Ok(r) => r.map(crate::http::Body::Target),
-                        Err(e) => {
-                            let mut r = Response::new(crate::http::Body::Local(
-                                http_body_util::Full::new(Bytes::from(e)),
-                            ));
-                            *r.status_mut() = StatusCode::BAD_GATEWAY;
-                            r
-                        }
+                tokio::spawn(async move {
+                    let ops = std::sync::atomic::AtomicU64::new(0);
+                    let mut conn = ClientConn::new(s, &ops);
+                    let ip = peer.ip().to_string();
+                    let fwd = Forwarded {
+                        client_ip: ip.as_bytes(),
+                        port: b"80",
                     };
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(s), svc)
-                .await;
+                    while let Some(raw) = conn.read_head().await {
+                        let mut headers = [httparse::EMPTY_HEADER; front::MAX_HEADERS];
+                        let req = match conn.parse(&raw, &mut headers) {
+                            Ok(req) => req,
+                            Err(status) => return conn.refuse(status).await,
+                        };
+                        let keep = match conn.send(&pool, target, &req, "x", &fwd).await {
+                            Ok(answer) => conn.relay(&req, answer.body).await,
+                            Err(e) => conn.respond(Some(&req), 502, b"", e.as_bytes()).await,
+                        };
+                        if !keep {
+                            return;
+                        }
+                    }
+                });
+            }
         });
         addr
     }
@@ -790,7 +627,7 @@ mod tests {
             }
         });
         let pool = Arc::new(TargetPool::default());
-        let front = front(pool.clone(), addr).await;
+        let front = via_pool(pool.clone(), addr).await;
         let bodies = gets(front, 5, Duration::ZERO).await;
         assert!(bodies.iter().all(|b| &b[..] == b"hello"), "{bodies:?}");
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
@@ -833,7 +670,7 @@ mod tests {
             }
         });
         let pool = Arc::new(TargetPool::default());
-        let front = front(pool.clone(), addr).await;
+        let front = via_pool(pool.clone(), addr).await;
         // The pause lets each close arrive before the next request.
         let bodies = gets(front, 3, Duration::from_millis(200)).await;
         assert!(bodies.iter().all(|b| &b[..] == b"hello"), "{bodies:?}");
@@ -962,42 +799,6 @@ mod tests {
             .unwrap()
     }
 
-    /// A front that serves every connection (the other `front` serves one).
-    async fn front_many(pool: Arc<TargetPool>, target: SocketAddr) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.11.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            loop {
-                let Ok((s, _)) = listener.accept().await else {
-                    return;
-                };
-                let pool = pool.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let pool = pool.clone();
-                        async move {
-                            let resp = match pool.send(target, req, &[]).await {
-                                Ok(r) => r.map(crate::http::Body::Target),
-                                Err(e) => {
-                                    let mut r = Response::new(crate::http::Body::Local(
-                                        http_body_util::Full::new(Bytes::from(e)),
-                                    ));
-                                    *r.status_mut() = StatusCode::BAD_GATEWAY;
-                                    r
-                                }
-                            };
-                            Ok::<_, std::convert::Infallible>(resp)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(s), svc)
-                        .await;
-                });
-            }
-        });
-        addr
-    }
-
     fn never(_: &str) -> bool {
         false
     }
@@ -1014,7 +815,7 @@ mod tests {
             never,
         )
         .await;
-        let front = front_many(Arc::new(TargetPool::default()), target).await;
+        let front = via_pool(Arc::new(TargetPool::default()), target).await;
         for _ in 0..3 {
             let (status, body) = one(front, get("GET")).await;
             assert_eq!(status, StatusCode::OK);
@@ -1042,7 +843,7 @@ mod tests {
             never,
         )
         .await;
-        let front = front_many(Arc::new(TargetPool::default()), target).await;
+        let front = via_pool(Arc::new(TargetPool::default()), target).await;
         let (status, body) = one(front, get("GET")).await;
         assert_eq!(status, StatusCode::OK);
         let body = body.unwrap();
@@ -1069,7 +870,7 @@ mod tests {
             never,
         )
         .await;
-        let front = front_many(Arc::new(TargetPool::default()), target).await;
+        let front = via_pool(Arc::new(TargetPool::default()), target).await;
         let req = Request::builder()
             .method("POST")
             .uri("/a?b=c")
@@ -1100,7 +901,7 @@ mod tests {
         let text = String::from_utf8_lossy(&seen[0]).to_lowercase();
         assert!(text.starts_with("post /a?b=c http/1.1\r\n"), "{text}");
         assert!(
-            text.contains("content-length: 10\r\n\r\nfixed body"),
+            text.contains("content-length: 10\r\n") && text.contains("\r\n\r\nfixed body"),
             "{text}"
         );
         let second = &text[text.find("post /streamed").expect(&text)..];
@@ -1131,7 +932,7 @@ mod tests {
     #[tokio::test]
     async fn closes_by_the_target() {
         let (target, _) = scripted(|_| b"HTTP/1.1 200 OK\r\nContent-Le".to_vec(), |_| true).await;
-        let front = front_many(Arc::new(TargetPool::default()), target).await;
+        let front = via_pool(Arc::new(TargetPool::default()), target).await;
         let (status, _) = one(front, get("GET")).await;
         assert_eq!(status, StatusCode::BAD_GATEWAY);
 
@@ -1140,7 +941,7 @@ mod tests {
             |_| true,
         )
         .await;
-        let front = front_many(Arc::new(TargetPool::default()), target).await;
+        let front = via_pool(Arc::new(TargetPool::default()), target).await;
         // The head may not have reached the client before its connection
         // was cut.
         let answer = try_one(front, get("GET")).await;
@@ -1161,7 +962,7 @@ mod tests {
         )
         .await;
         let pool = Arc::new(TargetPool::default());
-        let front = front_many(pool.clone(), target).await;
+        let front = via_pool(pool.clone(), target).await;
         let mut req = get("GET");
         *req.uri_mut() = "/close".parse().unwrap();
         let (status, body) = one(front, req).await;
@@ -1177,6 +978,133 @@ mod tests {
         assert!(
             pool.idle.lock().unwrap().get(&target).is_none(),
             "none pooled"
+        );
+    }
+
+    /// `request` written on a new connection to `front`, and all that comes
+    /// back until the front closes the connection.
+    async fn raw(front: SocketAddr, request: &[u8]) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut s = TcpStream::connect(front).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+            .await
+            .expect("the front closes the connection")
+            .unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    /// The client side as clients expect it: pipelined requests answered in
+    /// order; a body of unknown length chunked to an HTTP/1.1 client and
+    /// ended by the close for an HTTP/1.0 one; HTTP/1.0 keep-alive only
+    /// when asked; `Expect: 100-continue` answered before the body is
+    /// read; bad heads refused with 400 or 431 and the connection closed;
+    /// a request body left unread by an answer of the load balancer's own
+    /// read and dropped, so the connection serves on.
+    #[tokio::test]
+    async fn clients_get_http_1_1_as_they_expect() {
+        use tokio::io::AsyncReadExt;
+        let (target, _) = scripted(
+            |head| {
+                if head.starts_with("get /stream") {
+                    b"HTTP/1.1 200 OK\r\n\r\nuntil close".to_vec()
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
+                }
+            },
+            |head| head.starts_with("get /stream"),
+        )
+        .await;
+        let front = via_pool(Arc::new(TargetPool::default()), target).await;
+
+        let text = raw(
+            front,
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 3, "{text}");
+        assert_eq!(text.matches("\r\n\r\nok").count(), 2, "{text}");
+        assert!(
+            text.ends_with("connection: close\r\n\r\nb\r\nuntil close\r\n0\r\n\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("transfer-encoding: chunked\r\n"), "{text}");
+
+        let text = raw(front, b"GET /stream HTTP/1.0\r\n\r\n").await;
+        assert!(text.ends_with("\r\n\r\nuntil close"), "{text}");
+        assert!(!text.contains("transfer-encoding"), "{text}");
+
+        let text = raw(
+            front,
+            b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n\
+              GET / HTTP/1.0\r\n\r\n",
+        )
+        .await;
+        assert_eq!(text.matches("\r\n\r\nok").count(), 2, "{text}");
+        assert!(
+            text.contains("connection: keep-alive\r\n") && text.contains("connection: close\r\n"),
+            "{text}"
+        );
+
+        // Expect: 100-continue: the interim answer comes before the body
+        // is sent.
+        let mut s = TcpStream::connect(front).await.unwrap();
+        s.write_all(
+            b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut interim = [0u8; 25];
+        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut interim))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+        s.write_all(b"bodyGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        let rest = String::from_utf8_lossy(&rest);
+        assert_eq!(rest.matches("\r\n\r\nok").count(), 2, "{rest}");
+
+        let mut many = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for i in 0..101 {
+            many.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        let text = raw(front, &many).await;
+        assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
+        assert_eq!(
+            text.matches("HTTP/1.1").count(),
+            1,
+            "closed after it: {text}"
+        );
+        let text = raw(front, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n").await;
+        assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+        let text = raw(front, b"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n").await;
+        assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+
+        // Nothing listens at the target: a 502 of the front's own, and the
+        // request body is read past so the next request is answered too.
+        let closed = {
+            let l = tokio::net::TcpListener::bind("127.0.11.1:0").await.unwrap();
+            l.local_addr().unwrap()
+        };
+        let front = via_pool(Arc::new(TargetPool::default()), closed).await;
+        let text = raw(
+            front,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+              POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+              GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(
+            text.matches("HTTP/1.1 502 Bad Gateway\r\n").count(),
+            3,
+            "{text}"
         );
     }
 }
