@@ -276,19 +276,13 @@ impl<'a> ClientConn<'a> {
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let r = self.reader.stream.write_all(&self.out).await;
-        self.reader.bump();
+        let r = self.reader.write_all(&self.out).await;
         self.out.clear();
         r
     }
 
     async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let r = self.reader.stream.write_all(bytes).await;
-        self.reader.bump();
-        r
+        self.reader.write_all(bytes).await
     }
 }
 
@@ -297,6 +291,20 @@ impl Reader<'_> {
         // Only this connection's task writes it: a plain load and store.
         let n = self.ops.load(Ordering::Relaxed);
         self.ops.store(n.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// Writes `bytes` to the client, counting every write that moved some
+    /// (a slow reader is not idle).
+    async fn write_all(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            let n = self.stream.write(bytes).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.bump();
+            bytes = &bytes[n..];
+        }
+        Ok(())
     }
 
     async fn read(&mut self) -> std::io::Result<usize> {
@@ -493,15 +501,14 @@ impl Request<'_> {
             {
                 continue;
             }
-            if name.len() >= 15 && name[..12].eq_ignore_ascii_case("x-forwarded-") {
-                let rest = &name[12..];
-                if rest.eq_ignore_ascii_case("for") {
+            if let Some(rest) = strip_prefix_ignore_case(name.as_bytes(), b"x-forwarded-") {
+                if rest.eq_ignore_ascii_case(b"for") {
                     if prior_for.is_none() && !h.value.trim_ascii().is_empty() {
                         prior_for = Some(h.value);
                     }
                     continue;
                 }
-                if rest.eq_ignore_ascii_case("proto") || rest.eq_ignore_ascii_case("port") {
+                if rest.eq_ignore_ascii_case(b"proto") || rest.eq_ignore_ascii_case(b"port") {
                     continue;
                 }
             }
@@ -547,6 +554,11 @@ impl Request<'_> {
             "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
         )
     }
+}
+
+fn strip_prefix_ignore_case<'s>(s: &'s [u8], prefix: &[u8]) -> Option<&'s [u8]> {
+    let (head, rest) = s.split_at_checked(prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then_some(rest)
 }
 
 /// Writes `HTTP/1.1 <status> <reason>\r\n`.
