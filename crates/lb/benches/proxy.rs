@@ -30,7 +30,11 @@
 //! as `flotilla lb` runs). Every row says how busy each
 //! part was: CPU used per second of the measurement (100 % = one core) by
 //! the proxy, the backends (their containers and docker-proxy), wrk, and
-//! the whole machine (including other work on it).
+//! the whole machine (including other work on it). After the medians of
+//! each column, Flotilla and HAProxy are compared with nginx round by
+//! round (the ratio of requests/s measured in the same minutes, and
+//! whether the p99 was no worse), which the machine's drift between rounds
+//! disturbs less than a ratio of medians.
 
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_imports)]
@@ -177,7 +181,10 @@ fn main() {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     let mut results: HashMap<&str, Vec<Measurement>> = HashMap::new();
+    // Each round's measurements by proxy, for the paired comparison.
+    let mut by_round: Vec<HashMap<&str, (f64, f64)>> = Vec::new();
     for round in 1..=rounds {
+        by_round.push(HashMap::new());
         println!("round {round}/{rounds}");
         print_header();
         for peer in &peers {
@@ -190,6 +197,9 @@ fn main() {
             match measure(&wrk, &script, &settings, &url, peer, &backend_pids) {
                 Some(m) => {
                     print_row(peer.name, &m);
+                    if let Some(r) = by_round.last_mut() {
+                        r.insert(peer.name, (m.rps, m.p99));
+                    }
                     results.entry(peer.name).or_default().push(m);
                 }
                 None => println!("{:<16} wrk failed", peer.name),
@@ -205,6 +215,9 @@ fn main() {
             if let Some(ms) = results.get(peer.name) {
                 print_median(peer.name, ms);
             }
+        }
+        for name in ["flotilla", "haproxy"] {
+            print_paired(name, "nginx", &by_round);
         }
     }
     // Stops the proxies (also when a panic unwinds).
@@ -291,6 +304,32 @@ fn print_row(name: &str, m: &Measurement) {
         percent(m.cpu_machine),
         cpu_per_request(m),
         bound_by(m),
+    );
+}
+
+/// `name` against `peer` round by round: each round measures the proxies
+/// one after the other within the same minute or two, so the ratio of a
+/// round cancels most of the machine's drift between rounds (the medians
+/// of each column above do not pair them).
+fn print_paired(name: &str, peer: &str, by_round: &[HashMap<&str, (f64, f64)>]) {
+    let pairs: Vec<((f64, f64), (f64, f64))> = by_round
+        .iter()
+        .filter_map(|r| Some((*r.get(name)?, *r.get(peer)?)))
+        .collect();
+    if pairs.is_empty() {
+        return;
+    }
+    let mut ratios: Vec<f64> = pairs.iter().map(|((a, _), (b, _))| a / b * 100.0).collect();
+    let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.0}")).collect();
+    let p99_no_worse = pairs.iter().filter(|((_, a), (_, b))| a <= b).count();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "{name} / {peer}, round by round: requests/s {} % (median {:.0} %, ahead in {} of {}); p99 no worse in {p99_no_worse} of {}",
+        listed.join(", "),
+        ratios[ratios.len() / 2],
+        ratios.iter().filter(|r| **r >= 100.0).count(),
+        pairs.len(),
+        pairs.len(),
     );
 }
 
