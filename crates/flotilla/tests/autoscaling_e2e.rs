@@ -46,7 +46,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::lb::{aws, http_target_group, load_balancer, target_health, Conn, LbNode};
+use common::lb::{
+    aws, forward_listener, http_target_group, load_balancer, target_health, Conn, LbNode,
+};
 use common::{wait_for, Env};
 use serde_json::json;
 
@@ -277,22 +279,7 @@ async fn target_tracking_settles_on_the_count_that_brings_the_average_under_the_
     let node = LbNode::start(&env, "e2e-scale-node", &[IpAddr::V4(LB_ADDRESS)]);
     let (lb_arn, dns) = load_balancer(&env, "web", "application").await;
     let tg_arn = http_target_group(&env, "web").await;
-    aws(
-        &env,
-        "elbv2",
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            &lb_arn,
-            "--protocol",
-            "HTTP",
-            "--port",
-            "80",
-            "--default-actions",
-            &format!("Type=forward,TargetGroupArn={tg_arn}"),
-        ],
-    )
-    .await;
+    forward_listener(&env, &lb_arn, "HTTP", 80, &tg_arn).await;
     let addr = format!("{dns}:80");
 
     // One task behind the target group.

@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::lb::{
-    aws, create_service, http_target_group, s, serving, target_health, tasks_of, Conn, LbNode,
+    aws, create_service, forward_listener, http_target_group, s, serving, target_health, tasks_of,
+    Conn, LbNode,
 };
 use common::{wait_for, Env};
 use serde_json::{json, Value};
@@ -395,22 +396,7 @@ async fn alb_in_front_of_a_service_rolls_from_v1_to_v2_without_a_failed_request(
     assert_eq!(s(&d["LoadBalancers"][0]["State"]["Code"]), "active");
     assert_eq!(dns, LB_ADDRESS.to_string(), "DNSName is the node's address");
     let tg_arn = http_target_group(&env, "web").await;
-    aws(
-        &env,
-        "elbv2",
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            &lb_arn,
-            "--protocol",
-            "HTTP",
-            "--port",
-            "80",
-            "--default-actions",
-            &format!("Type=forward,TargetGroupArn={tg_arn}"),
-        ],
-    )
-    .await;
+    forward_listener(&env, &lb_arn, "HTTP", 80, &tg_arn).await;
     let addr = format!("{dns}:80");
 
     // 2. A service of two `v1` tasks behind the target group.

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::lb::{
-    aws, failures, hostname, hostnames, hostnames_answering, http_target_group, load,
+    failures, forward_listener, hostname, hostnames, hostnames_answering, http_target_group, load,
     load_balancer, s, service, serving, target_health, target_keys, task_target, tasks_of, Conn,
     LbProcess, Outcome, TargetKey,
 };
@@ -68,22 +68,7 @@ struct Web {
 async fn web(env: &Env, name: &str, count: u32) -> Web {
     let (arn, dns) = load_balancer(env, name, "application").await;
     let tg = http_target_group(env, name).await;
-    aws(
-        env,
-        "elbv2",
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            &arn,
-            "--protocol",
-            "HTTP",
-            "--port",
-            "80",
-            "--default-actions",
-            &format!("Type=forward,TargetGroupArn={tg}"),
-        ],
-    )
-    .await;
+    forward_listener(env, &arn, "HTTP", 80, &tg).await;
     let td = env
         .register_task_definition(&format!("{name}-web"), serving("web"))
         .await;

@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::lb::{
-    aws, aws_fails, healthy_targets, hostnames, hostnames_answering, load_balancer, rule, s,
-    service, serving, target_group, target_health, tasks_of, Conn, LbNode,
+    aws, aws_fails, forward_listener, healthy_targets, hostnames, hostnames_answering,
+    load_balancer, rule, s, service, serving, target_group, target_health, tasks_of, Conn, LbNode,
 };
 use common::{wait_for, Env};
 use serde_json::{json, Value};
@@ -323,22 +323,7 @@ async fn nlb_spreads_connections(env: &Env) {
     let mut args = vec!["register-targets", "--target-group-arn", &tg, "--targets"];
     args.extend(targets.iter().map(String::as_str));
     aws(env, "elbv2", &args).await;
-    aws(
-        env,
-        "elbv2",
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            &lb_arn,
-            "--protocol",
-            "TCP",
-            "--port",
-            "7000",
-            "--default-actions",
-            &format!("Type=forward,TargetGroupArn={tg}"),
-        ],
-    )
-    .await;
+    forward_listener(env, &lb_arn, "TCP", 7000, &tg).await;
     healthy_targets(env, &tg, 4, "four healthy TCP targets").await;
     let addr = format!("{dns}:7000");
     const CONNECTIONS: usize = 40;
@@ -526,23 +511,7 @@ async fn alb_routes_weights_and_health_checks_and_nlb_spreads_tcp() {
         ],
     )
     .await;
-    let listener = aws(
-        &env,
-        "elbv2",
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            &lb_arn,
-            "--protocol",
-            "HTTP",
-            "--port",
-            "80",
-            "--default-actions",
-            &format!("Type=forward,TargetGroupArn={web_tg}"),
-        ],
-    )
-    .await;
-    let listener = s(&listener["Listeners"][0]["ListenerArn"]);
+    let listener = forward_listener(&env, &lb_arn, "HTTP", 80, &web_tg).await;
     let forward = |tg: &str| json!([{"Type": "forward", "TargetGroupArn": tg}]);
     let rules = [
         (10, "Field=path-pattern,Values=/api/*", forward(&api_tg)),

@@ -176,6 +176,28 @@ pub async fn load_balancer(env: &Env, name: &str, kind: &str) -> (String, String
     (arn, s(&d["LoadBalancers"][0]["DNSName"]))
 }
 
+/// A listener on `port` of load balancer `lb` (`protocol` HTTP or TCP)
+/// forwarding to target group `tg`; its ARN.
+pub async fn forward_listener(env: &Env, lb: &str, protocol: &str, port: u16, tg: &str) -> String {
+    let listener = aws(
+        env,
+        "elbv2",
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            lb,
+            "--protocol",
+            protocol,
+            "--port",
+            &port.to_string(),
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg}"),
+        ],
+    )
+    .await;
+    s(&listener["Listeners"][0]["ListenerArn"])
+}
+
 pub async fn rule(env: &Env, listener: &str, priority: u32, conditions: &str, actions: Value) {
     aws(
         env,
@@ -692,23 +714,7 @@ impl ShiftingLb {
         .await["LoadBalancers"][0]["DNSName"]);
         let blue = http_target_group(env, &format!("{name}-blue")).await;
         let green = http_target_group(env, &format!("{name}-green")).await;
-        let listener = aws(
-            env,
-            "elbv2",
-            &[
-                "create-listener",
-                "--load-balancer-arn",
-                &arn,
-                "--protocol",
-                "HTTP",
-                "--port",
-                "80",
-                "--default-actions",
-                &format!("Type=forward,TargetGroupArn={blue}"),
-            ],
-        )
-        .await;
-        let listener = s(&listener["Listeners"][0]["ListenerArn"]);
+        let listener = forward_listener(env, &arn, "HTTP", 80, &blue).await;
         let both = json!([{"Type": "forward", "ForwardConfig": {"TargetGroups": [
             {"TargetGroupArn": blue, "Weight": 100}, {"TargetGroupArn": green, "Weight": 0}]}}])
         .to_string();
