@@ -124,8 +124,15 @@ impl<'a> ClientConn<'a> {
     async fn try_read_head(&mut self) -> Result<Option<Bytes>, HeadError> {
         let r = &mut self.reader;
         r.body = None;
+        // The head is parsed when a read brought a line's end (or it is
+        // the first read, so that what is not HTTP at all is refused at
+        // once): one sent a byte at a time is parsed once per line (at
+        // most 100), not once per read.
+        let mut seen = 0;
         loop {
-            if !r.buf.is_empty() {
+            let fresh = &r.buf[seen..];
+            let due = seen == 0 || fresh.contains(&b'\n') || r.buf.len() >= MAX_HEAD;
+            if !fresh.is_empty() && due {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 match httparse::Request::new(&mut headers).parse(&r.buf) {
                     Ok(httparse::Status::Complete(len)) => {
@@ -139,6 +146,7 @@ impl<'a> ClientConn<'a> {
                     Err(_) => return Err(HeadError::Refused(400)),
                 }
             }
+            seen = r.buf.len();
             let had = r.buf.len();
             match r.read().await {
                 Ok(0) if had == 0 => return Ok(None),

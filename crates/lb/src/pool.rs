@@ -1082,6 +1082,28 @@ mod tests {
             1,
             "closed after it: {text}"
         );
+        // A head as large as allowed without ending, and bytes that are not
+        // HTTP at all (a TLS ClientHello), are refused at once.
+        let mut long = b"GET /".to_vec();
+        long.resize(64 * 1024, b'a');
+        let text = raw(front, &long).await;
+        assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
+        let text = raw(front, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03").await;
+        assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+        // A head sent a byte at a time is read whole.
+        let mut s = TcpStream::connect(front).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        for b in b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" {
+            s.write_all(&[*b]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        let got = String::from_utf8_lossy(&got);
+        assert!(
+            got.starts_with("HTTP/1.1 200 OK") && got.ends_with("ok"),
+            "{got}"
+        );
         let text = raw(front, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n").await;
         assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
         let text = raw(front, b"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n").await;
