@@ -159,7 +159,7 @@ impl<'a> ClientConn<'a> {
     /// Answers a request that cannot be served (`status`: 400, 431, 501)
     /// and closes the connection (its framing cannot be trusted).
     pub async fn refuse(&mut self, status: u16) {
-        let body = format!("{status} {}\n", reason(status));
+        let body = format!("{status} {}\n", h1::reason(status));
         self.respond(None, status, TEXT, body.as_bytes()).await;
     }
 
@@ -228,7 +228,7 @@ impl<'a> ClientConn<'a> {
         }
         let out = &mut self.out;
         out.clear();
-        status_line(out, status, reason(status).as_bytes());
+        h1::status_line(out, status, h1::reason(status).as_bytes());
         let date = httpdate::fmt_http_date(std::time::SystemTime::now());
         h1::write_header(out, b"date", date.as_bytes());
         out.extend_from_slice(headers);
@@ -567,23 +567,6 @@ impl Request<'_> {
 fn strip_prefix_ignore_case<'s>(s: &'s [u8], prefix: &[u8]) -> Option<&'s [u8]> {
     let (head, rest) = s.split_at_checked(prefix.len())?;
     head.eq_ignore_ascii_case(prefix).then_some(rest)
-}
-
-/// Writes `HTTP/1.1 <status> <reason>\r\n`.
-pub fn status_line(out: &mut Vec<u8>, status: u16, reason: &[u8]) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    h1::write_decimal(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(reason);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// The standard reason phrase of a status ("" if none).
-pub fn reason(status: u16) -> &'static str {
-    http::StatusCode::from_u16(status)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-        .unwrap_or("")
 }
 
 /// The `Connection` header a response needs: `close` when the connection

@@ -174,6 +174,23 @@ pub fn write_decimal(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
+/// Writes `HTTP/1.1 <status> <reason>\r\n`.
+pub fn status_line(out: &mut Vec<u8>, status: u16, reason: &[u8]) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    write_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The standard reason phrase of a status ("" if none).
+pub fn reason(status: u16) -> &'static str {
+    http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("")
+}
+
 /// Appends `name: value\r\n`.
 pub fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
@@ -196,8 +213,9 @@ pub fn is_hop_by_hop(name: &str) -> bool {
         "upgrade",
         "proxy-authenticate",
     ];
-    // Most names are longer than any of these: one length test first.
-    name.len() <= 17 && NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
+    // Most names are longer than any of these ("proxy-authenticate" is
+    // the longest): one length test first.
+    name.len() <= 18 && NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
 }
 
 /// What a message's `Connection` headers say.
@@ -315,6 +333,7 @@ mod tests {
         assert!(ends_chunked(b"gzip, Chunked"));
         assert!(!ends_chunked(b"chunked, gzip"));
         assert!(is_hop_by_hop("Transfer-Encoding") && !is_hop_by_hop("content-length"));
+        assert!(is_hop_by_hop("Proxy-Authenticate") && is_hop_by_hop("te"));
         let mut c = Connection::default();
         c.add(b"keep-alive, X-Secret");
         assert!(c.keep_alive && c.names_others && !c.close);

@@ -262,7 +262,7 @@ async fn handle(
     let (local, peer) = (client.local, client.peer);
     let table = shared.table.load_full();
     let Some(listener) = table.listeners.get(&local) else {
-        return unavailable(conn, req).await;
+        return local_error(conn, req, 503).await;
     };
     listener.counters.request();
     let facts = RequestFacts {
@@ -301,7 +301,7 @@ async fn handle(
         }
         Route::Unavailable => {
             listener.counters.elb_5xx();
-            unavailable(conn, req).await
+            local_error(conn, req, 503).await
         }
         Route::Forward {
             stickiness_secs,
@@ -311,7 +311,7 @@ async fn handle(
             let (sticky_group, sticky_target) = stickiness_cookies(req);
             let Some(dest) = route.destination(sticky_group.as_deref()) else {
                 listener.counters.elb_5xx();
-                return unavailable(conn, req).await;
+                return local_error(conn, req, 503).await;
             };
             dest.counters.request();
             let group_sticky = dest.group.config.stickiness_secs;
@@ -323,7 +323,7 @@ async fn handle(
                 Err(_) => {
                     listener.counters.elb_5xx();
                     dest.counters.elb_5xx();
-                    return unavailable(conn, req).await;
+                    return local_error(conn, req, 503).await;
                 }
             };
             let target_addr = target.addr;
@@ -370,10 +370,6 @@ async fn handle(
             local_error(conn, req, 502).await
         }
     }
-}
-
-async fn unavailable(conn: &mut ClientConn<'_>, req: &Request<'_>) -> bool {
-    local_error(conn, req, 503).await
 }
 
 /// A 502, 503 or 504 of the load balancer's own, as ALB words them.

@@ -301,7 +301,7 @@ fn parse_head(
     let reusable =
         !connection.close && (!http10 || connection.keep_alive) && framing != Framing::UntilClose;
     out.clear();
-    crate::front::status_line(out, status, parsed.reason.unwrap_or("").as_bytes());
+    h1::status_line(out, status, parsed.reason.unwrap_or("").as_bytes());
     for h in parsed.headers.iter() {
         if h1::is_hop_by_hop(h.name)
             || (connection.names_others && h1::named_by_connection(parsed.headers, h.name))
