@@ -229,8 +229,7 @@ impl<'a> ClientConn<'a> {
         let out = &mut self.out;
         out.clear();
         h1::status_line(out, status, h1::reason(status).as_bytes());
-        let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-        h1::write_header(out, b"date", date.as_bytes());
+        h1::write_date(out);
         out.extend_from_slice(headers);
         out.extend_from_slice(b"content-length: ");
         h1::write_decimal(out, body.len() as u64);

@@ -199,6 +199,25 @@ pub fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Appends `date: <now>\r\n` (IMF-fixdate), formatted once a second per
+/// thread.
+pub fn write_date(out: &mut Vec<u8>) {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static CACHED: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = httpdate::fmt_http_date(now);
+        }
+        write_header(out, b"date", text.as_bytes());
+    });
+}
+
 /// Headers meaningful for one connection only (RFC 9110 §7.6.1), never
 /// forwarded; the headers a `Connection` header names are too
 /// ([`Connection`]).

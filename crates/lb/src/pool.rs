@@ -243,7 +243,9 @@ type Head = (u16, Framing, bool);
 /// its length and the head (`None` for an interim 1xx answer). A final
 /// head's status line and headers, without hop-by-hop ones and without the
 /// blank line, are written into `out` (HTTP/1.1, the target's reason
-/// phrase); `Content-Length` is left out beside a chunked body.
+/// phrase); `Content-Length` is left out beside a chunked body, and a
+/// `Date` is added when the target sent none (RFC 9110 §6.6.1: a recipient
+/// with a clock forwarding a response without one appends it).
 #[allow(clippy::type_complexity)]
 fn parse_head(
     buf: &[u8],
@@ -271,8 +273,11 @@ fn parse_head(
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut connection = h1::Connection::default();
+    let mut dated = false;
     for h in parsed.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
+        if h.name.eq_ignore_ascii_case("date") {
+            dated = true;
+        } else if h.name.eq_ignore_ascii_case("content-length") {
             let n = h1::content_length(h.value).ok_or("an invalid Content-Length")?;
             if length.is_some_and(|l| l != n) {
                 return Err("conflicting Content-Length headers".into());
@@ -312,6 +317,9 @@ fn parse_head(
             continue;
         }
         h1::write_header(out, h.name.as_bytes(), h.value);
+    }
+    if !dated {
+        h1::write_date(out);
     }
     Ok(Some((len, Some((status, framing, reusable)))))
 }
@@ -801,6 +809,38 @@ mod tests {
 
     fn never(_: &str) -> bool {
         false
+    }
+
+    /// A target's answer without `Date` gets the node's (RFC 9110 §6.6.1);
+    /// one with a `Date` keeps it, and gets no second.
+    #[test]
+    fn a_date_is_added_only_when_the_target_sent_none() {
+        let dates = |head: &[u8]| {
+            let mut out = Vec::new();
+            let (len, parsed) = parse_head(head, false, &mut out).unwrap().unwrap();
+            assert_eq!((len, parsed.map(|p| p.0)), (head.len(), Some(200)));
+            let out = String::from_utf8(out).unwrap();
+            out.lines()
+                .filter_map(|l| l.split_once(": "))
+                .filter(|(name, _)| name.eq_ignore_ascii_case("date"))
+                .map(|(_, value)| value.to_string())
+                .collect::<Vec<_>>()
+        };
+        let added = dates(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(added.len(), 1, "{added:?}");
+        let at = httpdate::parse_http_date(&added[0]).unwrap();
+        let off = at
+            .duration_since(std::time::SystemTime::now() - Duration::from_secs(2))
+            .unwrap();
+        assert!(off <= Duration::from_secs(3), "{added:?}");
+        let theirs = "Tue, 01 Jan 2030 00:00:00 GMT";
+        assert_eq!(
+            dates(
+                format!("HTTP/1.1 200 OK\r\nDate: {theirs}\r\nContent-Length: 0\r\n\r\n")
+                    .as_bytes()
+            ),
+            vec![theirs.to_string()]
+        );
     }
 
     /// Chunked answers (with chunk extensions and trailers) are decoded and
