@@ -143,10 +143,13 @@
 //!
 //! **Completion and steady state.** An IN_PROGRESS PRIMARY becomes COMPLETED
 //! when it has `desired` healthy keepers and no task of another deployment is
-//! left that is not STOPPED; reason "ECS deployment ecs-svc/… completed.",
+//! left that is not STOPPED, and — when it replaced another deployment — the
+//! newest of those keepers has been RUNNING for [`SETTLE_WINDOW`] (2 s; until
+//! then [`Plan::wake_at`] is set); reason "ECS deployment ecs-svc/… completed.",
 //! event "(service web) (deployment ecs-svc/…) deployment completed.". A
 //! FAILED deployment never completes. ACTIVE deployments with no task left
-//! that is not STOPPED are `remove`d. The plan is `steady` when one deployment
+//! that is not STOPPED are `remove`d, once the PRIMARY is no longer
+//! IN_PROGRESS (ECS lists a rollout's replaced deployments until it ends). The plan is `steady` when one deployment
 //! is left, it is COMPLETED, RUNNING tasks == desired, no task is PENDING or
 //! stopping, and the plan starts and stops nothing — exactly what `aws ecs
 //! wait services-stable` waits for. "(service web) has reached a steady
@@ -387,6 +390,19 @@ pub const BACKOFF_MAX: Time = 900.0;
 /// configuration), short enough that a task that has served for a while and
 /// is then killed is never taken for one that cannot start.
 pub const START_WINDOW: Time = 10.0;
+
+/// A rollout that replaces another deployment completes only once the
+/// newest of the tasks it counts has been RUNNING this long, so that a
+/// revision that exits as soon as it starts is seen failing (and counted by
+/// the circuit breaker) rather than completed in the moment all its tasks
+/// were RUNNING together. The replaced deployments stay listed (with no
+/// task) until the rollout is no longer IN_PROGRESS, so the CLI's
+/// `services-stable` waiter, which looks only at the counts and the number
+/// of deployments, does not pass before there is a COMPLETED deployment to
+/// roll back to. Short beside
+/// [`START_WINDOW`]: it only has to outlast the gap between a crashing
+/// task's RUNNING and STOPPED reports on a busy host.
+pub const SETTLE_WINDOW: Time = 2.0;
 
 /// How long to wait after the latest failure before starting another task,
 /// given the number of consecutive start failures: the first is retried at
@@ -736,15 +752,26 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
             let others_left = tasks
                 .iter()
                 .any(|t| t.deployment_id != p.id && t.phase != TaskPhase::Stopped);
+            // A rollout that replaced a deployment also waits until its
+            // newest counted task has been RUNNING for SETTLE_WINDOW.
+            let settled = keepers
+                .iter()
+                .filter(|&&i| !stopped[i] && is_healthy(&tasks[i]))
+                .map(|&i| grace_ends(&tasks[i], SETTLE_WINDOW))
+                .fold(Time::NEG_INFINITY, Time::max);
             if primary_state == Some(RolloutState::InProgress)
                 && mine_healthy >= desired
                 && !others_left
             {
-                primary_state = Some(RolloutState::Completed);
-                events_tail.push(format!(
-                    "(service {name}) (deployment {}) deployment completed.",
-                    p.id
-                ));
+                if s.deployments.len() == 1 || now >= settled {
+                    primary_state = Some(RolloutState::Completed);
+                    events_tail.push(format!(
+                        "(service {name}) (deployment {}) deployment completed.",
+                        p.id
+                    ));
+                } else {
+                    plan.wake_at = earliest(plan.wake_at, settled);
+                }
             }
         }
     }
@@ -802,10 +829,13 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
         }
     }
 
+    // Replaced deployments stay listed (with no task) while the rollout
+    // is IN_PROGRESS, as ECS lists them (not once the service is deleted).
+    let rolling_out = !s.draining && primary_state == Some(RolloutState::InProgress);
     plan.remove = s
         .deployments
         .iter()
-        .filter(|d| d.status == DeploymentStatus::Active)
+        .filter(|d| d.status == DeploymentStatus::Active && !rolling_out)
         .filter(|d| !tasks.iter().any(|t| t.deployment_id == d.id && occupies(t)))
         .map(|d| d.id.clone())
         .collect();

@@ -598,7 +598,18 @@ fn completion_then_removal_then_steady_state() {
         t.phase = TaskPhase::Stopped;
         t.stop_cause = Some(StopCause::Intended);
     }
+    // The new tasks reached RUNNING at 0: not complete until they have run
+    // for SETTLE_WINDOW, when the plan asks to be woken; d1 stays listed
+    // meanwhile (so `services-stable` does not pass before COMPLETED).
     let plan = reconcile(&s, 0.0);
+    assert_eq!(plan.wake_at, Some(SETTLE_WINDOW));
+    assert!(plan.remove.is_empty());
+    assert!(!plan.steady);
+    assert!(plan
+        .update
+        .iter()
+        .all(|u| u.rollout_state != RolloutState::Completed));
+    let plan = reconcile(&s, SETTLE_WINDOW);
     let u = update(&plan, "d2");
     assert_eq!(u.rollout_state, RolloutState::Completed);
     assert_eq!(
@@ -614,6 +625,53 @@ fn completion_then_removal_then_steady_state() {
             "(service web) has reached a steady state.".to_string(),
         ]
     );
+}
+
+#[test]
+fn a_revision_that_crashes_right_after_running_is_not_completed() {
+    // min 0 / max 100: the old tasks are gone; the new ones were all RUNNING
+    // together at 1.0 and exited at 1.3 (an `exit 1` revision).
+    let mut s = rollout(0, 100);
+    s.circuit_breaker = Some(true);
+    for t in &mut s.tasks {
+        t.phase = TaskPhase::Stopped;
+        t.stop_cause = Some(StopCause::Intended);
+    }
+    for i in 1..=4 {
+        let mut t = running(&format!("new{i}"), "d2");
+        t.started_at = Some(1.0);
+        s.tasks.push(t);
+    }
+    let plan = reconcile(&s, 1.2);
+    assert_eq!(update(&plan, "d2").rollout_state, RolloutState::InProgress);
+    assert_eq!(plan.wake_at, Some(1.0 + SETTLE_WINDOW));
+    // d1 has no task left but stays listed while d2 rolls out, so
+    // `services-stable` waits for the rollout's end.
+    assert!(plan.remove.is_empty());
+    assert!(!plan.steady);
+    for t in &mut s.tasks[4..] {
+        *t = died(&t.id, "d2", 1.0, 1.3);
+    }
+    let plan = reconcile(&s, 1.4);
+    let u = update(&plan, "d2");
+    assert_eq!(u.rollout_state, RolloutState::InProgress);
+    assert_eq!(u.failed_tasks, 4, "the breaker counts them");
+    assert_eq!(started(&plan), 4, "and they are replaced");
+}
+
+#[test]
+fn a_first_deployment_completes_without_settling() {
+    // Nothing was replaced, so nothing could stay listed for the waiter:
+    // complete at once, to be a rollback target straight away.
+    let mut s = service(2, 100, 200, vec![primary("d1", "web:1")], Vec::new());
+    for i in 1..=2 {
+        let mut t = running(&format!("t{i}"), "d1");
+        t.started_at = Some(5.0);
+        s.tasks.push(t);
+    }
+    let plan = reconcile(&s, 5.0);
+    assert_eq!(update(&plan, "d1").rollout_state, RolloutState::Completed);
+    assert!(plan.steady);
 }
 
 #[test]
