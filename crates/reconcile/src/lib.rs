@@ -149,10 +149,11 @@
 //! event "(service web) (deployment ecs-svc/…) deployment completed.". A
 //! FAILED deployment never completes. ACTIVE deployments with no task left
 //! that is not STOPPED are `remove`d, once the PRIMARY is no longer
-//! IN_PROGRESS (ECS lists a rollout's replaced deployments until it ends). The plan is `steady` when one deployment
-//! is left, it is COMPLETED, RUNNING tasks == desired, no task is PENDING or
-//! stopping, and the plan starts and stops nothing — exactly what `aws ecs
-//! wait services-stable` waits for. "(service web) has reached a steady
+//! IN_PROGRESS (ECS lists a rollout's replaced deployments until it ends).
+//! The plan is `steady` when one deployment is left, it is COMPLETED,
+//! RUNNING tasks == desired, no task is PENDING or stopping, and the plan
+//! starts and stops nothing — exactly what `aws ecs wait services-stable`
+//! waits for. "(service web) has reached a steady
 //! state." is written when `steady` turns true (`was_steady` is the previous
 //! plan's `steady`) and after every completed rollout.
 //!
@@ -399,9 +400,9 @@ pub const START_WINDOW: Time = 10.0;
 /// task) until the rollout is no longer IN_PROGRESS, so the CLI's
 /// `services-stable` waiter, which looks only at the counts and the number
 /// of deployments, does not pass before there is a COMPLETED deployment to
-/// roll back to. Short beside
-/// [`START_WINDOW`]: it only has to outlast the gap between a crashing
-/// task's RUNNING and STOPPED reports on a busy host.
+/// roll back to. Short beside [`START_WINDOW`]: it only has to outlast the
+/// gap between a crashing task's RUNNING and STOPPED reports on a busy
+/// host.
 pub const SETTLE_WINDOW: Time = 2.0;
 
 /// How long to wait after the latest failure before starting another task,
@@ -752,17 +753,17 @@ pub fn reconcile(service: &Service, now: Time) -> Plan {
             let others_left = tasks
                 .iter()
                 .any(|t| t.deployment_id != p.id && t.phase != TaskPhase::Stopped);
-            // A rollout that replaced a deployment also waits until its
-            // newest counted task has been RUNNING for SETTLE_WINDOW.
-            let settled = keepers
-                .iter()
-                .filter(|&&i| !stopped[i] && is_healthy(&tasks[i]))
-                .map(|&i| grace_ends(&tasks[i], SETTLE_WINDOW))
-                .fold(Time::NEG_INFINITY, Time::max);
             if primary_state == Some(RolloutState::InProgress)
                 && mine_healthy >= desired
                 && !others_left
             {
+                // A rollout that replaced a deployment also waits until its
+                // newest counted task has been RUNNING for SETTLE_WINDOW.
+                let settled = keepers
+                    .iter()
+                    .filter(|&&i| !stopped[i] && is_healthy(&tasks[i]))
+                    .map(|&i| grace_ends(&tasks[i], SETTLE_WINDOW))
+                    .fold(Time::NEG_INFINITY, Time::max);
                 if s.deployments.len() == 1 || now >= settled {
                     primary_state = Some(RolloutState::Completed);
                     events_tail.push(format!(
