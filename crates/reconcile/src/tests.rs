@@ -54,6 +54,14 @@ fn running(id: &str, deployment: &str) -> Task {
     task(id, deployment, TaskPhase::Running)
 }
 
+/// RUNNING since `at`.
+fn running_since(id: &str, deployment: &str, at: Time) -> Task {
+    Task {
+        started_at: Some(at),
+        ..running(id, deployment)
+    }
+}
+
 /// A task that failed to start: it went from PENDING to STOPPED at `at`.
 fn failed(id: &str, deployment: &str, at: Time) -> Task {
     Task {
@@ -577,9 +585,7 @@ fn a_healthy_start_resets_the_backoff() {
         ],
     );
     assert_eq!(started(&reconcile(&s, 103.0)), 0);
-    let mut ok = running("ok", "d1");
-    ok.started_at = Some(103.0);
-    s.tasks.push(ok);
+    s.tasks.push(running_since("ok", "d1", 103.0));
     assert_eq!(started(&reconcile(&s, 103.0)), 1);
 }
 
@@ -637,11 +643,8 @@ fn a_revision_that_crashes_right_after_running_is_not_completed() {
         t.phase = TaskPhase::Stopped;
         t.stop_cause = Some(StopCause::Intended);
     }
-    for i in 1..=4 {
-        let mut t = running(&format!("new{i}"), "d2");
-        t.started_at = Some(1.0);
-        s.tasks.push(t);
-    }
+    s.tasks
+        .extend((1..=4).map(|i| running_since(&format!("new{i}"), "d2", 1.0)));
     let plan = reconcile(&s, 1.2);
     assert_eq!(update(&plan, "d2").rollout_state, RolloutState::InProgress);
     assert_eq!(plan.wake_at, Some(1.0 + SETTLE_WINDOW));
@@ -663,12 +666,8 @@ fn a_revision_that_crashes_right_after_running_is_not_completed() {
 fn a_first_deployment_completes_without_settling() {
     // Nothing was replaced, so nothing could stay listed for the waiter:
     // complete at once, to be a rollback target straight away.
-    let mut s = service(2, 100, 200, vec![primary("d1", "web:1")], Vec::new());
-    for i in 1..=2 {
-        let mut t = running(&format!("t{i}"), "d1");
-        t.started_at = Some(5.0);
-        s.tasks.push(t);
-    }
+    let tasks = (1..=2).map(|i| running_since(&format!("t{i}"), "d1", 5.0));
+    let s = service(2, 100, 200, vec![primary("d1", "web:1")], tasks.collect());
     let plan = reconcile(&s, 5.0);
     assert_eq!(update(&plan, "d1").rollout_state, RolloutState::Completed);
     assert!(plan.steady);
@@ -717,8 +716,7 @@ fn scale_in_during_a_rollout_stops_old_tasks_first() {
 
 #[test]
 fn scale_in_stops_tasks_not_yet_healthy_first_within_an_instance() {
-    let mut newest = running("newest", "d1");
-    newest.started_at = Some(5.0);
+    let newest = running_since("newest", "d1", 5.0);
     let s = settled(
         1,
         100,
